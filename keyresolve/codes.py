@@ -1,0 +1,79 @@
+"""Numeric codes of the keyresolve protocol: opcodes, rcodes, record types.
+
+The values are fixed by docs/protocol.md; never renumber one.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Opcode(enum.IntEnum):
+    """Header opcode (4 bits)."""
+
+    QUERY = 0
+    NOTIFY = 4  # same value as DNS NOTIFY (RFC 1996)
+    UPDATE = 5  # reserved for signed key registration; answered NOTIMP for now
+    TRANSFER = 6  # zone transfer (full or incremental, chosen by the question type)
+    CONTROL = 7  # operator control messages (cache flush, ...)
+
+
+class Rcode(enum.IntEnum):
+    """Response code (12 bits: 4 in the flags word, 8 in the extended byte)."""
+
+    NOERROR = 0
+    FORMERR = 1
+    SERVFAIL = 2
+    NXDOMAIN = 3
+    NOTIMP = 4
+    REFUSED = 5
+    NOTAUTH = 9
+    BADVERS = 16
+    BADSIG = 17
+    BADKEY = 18
+    BADTIME = 19
+
+
+class RType(enum.IntEnum):
+    """Record types, and query-only types (>= 250)."""
+
+    ADDR = 1
+    NS = 2
+    ALIAS = 5
+    SOA = 6
+    KEY = 25
+    IXFR = 251  # query only: incremental transfer
+    AXFR = 252  # query only: full transfer
+    ANY = 255  # query only: every type at the name
+
+
+#: Types that may appear in zone data.
+DATA_TYPES = frozenset({RType.ADDR, RType.NS, RType.ALIAS, RType.SOA, RType.KEY})
+
+
+def rcode_to_text(value: int) -> str:
+    """The mnemonic of an rcode, or RCODE<n> for one we do not know."""
+    try:
+        return Rcode(value).name
+    except ValueError:
+        return f"RCODE{value}"
+
+
+def rtype_to_text(value: int) -> str:
+    """The mnemonic of a type, or TYPE<n> for one we do not know."""
+    try:
+        return RType(value).name
+    except ValueError:
+        return f"TYPE{value}"
+
+
+def rtype_from_text(text: str) -> int:
+    """Parse a type mnemonic or TYPE<n>; raises ValueError."""
+    upper = text.upper()
+    if upper in RType.__members__:
+        return RType[upper]
+    if upper.startswith("TYPE") and upper[4:].isdigit():
+        value = int(upper[4:])
+        if 0 <= value <= 0xFFFF:
+            return value
+    raise ValueError(f"unknown record type {text!r}")

@@ -1,0 +1,126 @@
+"""The one exception hierarchy of keyresolve.
+
+Every protocol error carries the rcode a server answers it with, so a server
+turns any exception into a response in one place. Errors we detect locally are
+kept apart from errors a peer reported to us (`PeerError`).
+"""
+
+from __future__ import annotations
+
+from .codes import Rcode
+
+
+class KeyresolveError(Exception):
+    """Root of every error raised by keyresolve."""
+
+
+class ProtocolError(KeyresolveError):
+    """A message or request that breaks the protocol; `rcode` is the answer."""
+
+    rcode: Rcode = Rcode.SERVFAIL
+
+
+class FormError(ProtocolError):
+    """A malformed message: FORMERR."""
+
+    rcode = Rcode.FORMERR
+
+
+class BadVersion(ProtocolError):
+    """A protocol version we do not speak: BADVERS."""
+
+    rcode = Rcode.BADVERS
+
+
+class NotImplementedOpcode(ProtocolError):
+    """An opcode or request kind we do not implement: NOTIMP."""
+
+    rcode = Rcode.NOTIMP
+
+
+class Refused(ProtocolError):
+    """Policy refuses the request (not our zone, not allowed): REFUSED."""
+
+    rcode = Rcode.REFUSED
+
+
+class NotAuth(ProtocolError):
+    """Not authorized or not authoritative: NOTAUTH."""
+
+    rcode = Rcode.NOTAUTH
+
+
+class ServerFailure(ProtocolError):
+    """We could not answer (expired zone, failed resolution): SERVFAIL."""
+
+    rcode = Rcode.SERVFAIL
+
+
+class BadSignature(ProtocolError):
+    """The HMAC did not verify: BADSIG."""
+
+    rcode = Rcode.BADSIG
+
+
+class BadKey(ProtocolError):
+    """Unknown key name or algorithm: BADKEY."""
+
+    rcode = Rcode.BADKEY
+
+
+class BadTime(ProtocolError):
+    """Signature time outside the fudge window: BADTIME."""
+
+    rcode = Rcode.BADTIME
+
+
+class InvalidName(FormError):
+    """A domain or mailbox name that breaks the syntax or length limits."""
+
+
+class InvalidRecord(FormError):
+    """Record data that fails validation (bad key length, port, ...)."""
+
+
+class ZoneFileError(KeyresolveError):
+    """An error in a zone file, located as file:line."""
+
+    def __init__(self, filename: str, line: int, message: str) -> None:
+        super().__init__(f"{filename}:{line}: {message}")
+        self.filename = filename
+        self.line = line
+        self.message = message
+
+
+class ZoneErrors(KeyresolveError):
+    """Every error found in one zone file (a checker reports them all)."""
+
+    def __init__(self, errors: list[ZoneFileError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class ConfigError(KeyresolveError):
+    """A configuration file that is missing, unreadable or invalid."""
+
+
+class StoreError(KeyresolveError):
+    """The LMDB store failed or holds data we cannot read."""
+
+
+class NetworkError(KeyresolveError):
+    """A local transport failure: refused connection, unreachable, reset."""
+
+
+class QueryTimeout(NetworkError):
+    """No answer arrived within the time allowed."""
+
+
+class PeerError(KeyresolveError):
+    """A peer answered with an error rcode; `rcode` holds what it said."""
+
+    def __init__(self, rcode: int, message: str = "") -> None:
+        from .codes import rcode_to_text
+
+        super().__init__(message or f"peer answered {rcode_to_text(rcode)}")
+        self.rcode = rcode

@@ -1,0 +1,232 @@
+"""Domain names and mailbox names.
+
+A `Name` is either a domain (``example.com.``) or a mailbox
+(``first.last+tag@example.com.``): a local part attached to a domain. The
+mailbox's domain decides which zone holds it.
+
+Canonical form (docs/protocol.md, "Names"):
+- domain labels are lower-cased ASCII letters, digits, ``-`` and ``_``;
+  a label does not start or end with ``-``;
+- the local part is an RFC 5322 dot-atom, lower-cased (as OpenPGP WKD does,
+  so ``Alice@`` and ``alice@`` find the same key);
+- the absolute text form ends with ``.``; the root is ``.``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+
+from .errors import InvalidName
+
+#: RFC 1035 2.3.4: a label is at most 63 octets.
+MAX_LABEL = 63
+#: RFC 1035 2.3.4: a domain name is at most 255 octets in DNS wire form
+#: (each label plus its length byte, plus the root's zero byte).
+MAX_NAME = 255
+#: RFC 5321 4.5.3.1.1: a local part is at most 64 octets.
+MAX_LOCAL = 64
+
+_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*\Z")
+
+
+class Name:
+    """An immutable, canonical domain or mailbox name."""
+
+    __slots__ = ("labels", "local", "_hash")
+
+    labels: tuple[str, ...]
+    local: str | None
+
+    def __init__(self, labels: tuple[str, ...], local: str | None = None) -> None:
+        """Build from already-validated parts; use `from_text` for input."""
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "local", local)
+        object.__setattr__(self, "_hash", hash((labels, local)))
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("Name is immutable")
+
+    # -- parsing -----------------------------------------------------------
+    @classmethod
+    def from_text(cls, text: str, origin: Name | None = None) -> Name:
+        """Parse a name; relative names are completed with `origin`.
+
+        ``@`` alone is the origin, ``alice@`` is a mailbox at the origin,
+        ``bob@eng`` is a mailbox at ``eng.<origin>``. Without an origin,
+        relative names are taken as relative to the root.
+        """
+        if origin is not None and origin.local is not None:
+            raise InvalidName(f"origin {origin} is a mailbox")
+        if text == "@":
+            if origin is None:
+                raise InvalidName("'@' needs an origin")
+            return origin
+        local: str | None = None
+        domain = text
+        if "@" in text:
+            local, _, domain = text.partition("@")
+            local = _check_local(local)
+            if domain == "":
+                if origin is None:
+                    raise InvalidName(f"mailbox {text!r} has no domain")
+                return _with_local(origin, local)
+        labels = _parse_domain(domain, origin)
+        return _make(labels, local)
+
+    @classmethod
+    def from_wire(cls, text: str) -> Name:
+        """Parse an absolute name as carried in messages (trailing dot)."""
+        return _from_wire_cached(text)
+
+    # -- properties --------------------------------------------------------
+    @property
+    def is_mailbox(self) -> bool:
+        """True for ``local@domain`` names."""
+        return self.local is not None
+
+    @property
+    def domain(self) -> Name:
+        """The domain of a mailbox, or the name itself for a domain."""
+        return self if self.local is None else Name(self.labels)
+
+    def parent(self) -> Name:
+        """The mailbox's domain, or the domain one label up."""
+        if self.local is not None:
+            return Name(self.labels)
+        if not self.labels:
+            raise InvalidName("the root has no parent")
+        return Name(self.labels[1:])
+
+    def is_subdomain(self, other: Name) -> bool:
+        """True if this name is at or below the domain `other`."""
+        n = len(other.labels)
+        if other.local is not None:
+            return self == other
+        return n <= len(self.labels) and (n == 0 or self.labels[-n:] == other.labels)
+
+    def ancestors(self) -> Iterator[Name]:
+        """The domain of this name, then each enclosing domain up to the root."""
+        labels = self.labels
+        for i in range(len(labels) + 1):
+            yield Name(labels[i:])
+
+    def key(self) -> bytes:
+        """Store key: labels from the root down, so a subtree shares a prefix.
+
+        ``example.com.`` -> ``b"com\\0example\\0"``; a mailbox appends
+        ``@`` and the local part. Every name below a domain D starts with
+        ``D.key()``.
+        """
+        out = "".join(label + "\0" for label in reversed(self.labels))
+        if self.local is not None:
+            out += "@" + self.local
+        return out.encode("ascii")
+
+    @classmethod
+    def from_key(cls, key: bytes) -> Name:
+        """Inverse of `key`."""
+        text = key.decode("ascii")
+        local: str | None = None
+        if "@" in text:
+            text, _, local = text.partition("@")
+        labels = tuple(reversed(text.split("\0")[:-1]))
+        return Name(labels, local)
+
+    # -- output ------------------------------------------------------------
+    def to_text(self, origin: Name | None = None) -> str:
+        """Absolute text form, or relative to `origin` when below it."""
+        if origin is not None and origin.local is None and self.is_subdomain(origin):
+            rel = self.labels[: len(self.labels) - len(origin.labels)]
+            domain = ".".join(rel)
+            if self.local is not None:
+                return f"{self.local}@{domain}"
+            return domain or "@"
+        domain = "".join(label + "." for label in self.labels) or "."
+        if self.local is not None:
+            return f"{self.local}@{domain}"
+        return domain
+
+    def to_wire(self) -> str:
+        """The form carried in messages: absolute text."""
+        return self.to_text()
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
+        return f"Name({self.to_text()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Name):
+            return NotImplemented
+        return self.labels == other.labels and self.local == other.local
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __lt__(self, other: Name) -> bool:
+        return self.key() < other.key()
+
+    def __reduce__(self):  # pickling for multi-process use
+        return (Name, (self.labels, self.local))
+
+
+ROOT = Name(())
+
+
+def _check_local(local: str) -> str:
+    if not local:
+        raise InvalidName("empty local part")
+    if len(local) > MAX_LOCAL:
+        raise InvalidName(f"local part longer than {MAX_LOCAL} octets")
+    lowered = local.lower()
+    if not lowered.isascii() or not _LOCAL_RE.match(lowered):
+        raise InvalidName(f"invalid local part {local!r}")
+    return lowered
+
+
+def _parse_domain(domain: str, origin: Name | None) -> tuple[str, ...]:
+    if domain == ".":
+        return ()
+    if not domain:
+        raise InvalidName("empty name")
+    absolute = domain.endswith(".")
+    body = domain[:-1] if absolute else domain
+    lowered = body.lower()
+    if not lowered.isascii():
+        raise InvalidName(f"non-ASCII name {domain!r} (use its xn-- form)")
+    labels = tuple(lowered.split("."))
+    for label in labels:
+        if not label:
+            raise InvalidName(f"empty label in {domain!r}")
+        if len(label) > MAX_LABEL:
+            raise InvalidName(f"label longer than {MAX_LABEL} octets in {domain!r}")
+        if not _LABEL_RE.match(label):
+            raise InvalidName(f"invalid label {label!r} in {domain!r}")
+    if not absolute and origin is not None:
+        labels = labels + origin.labels
+    return labels
+
+
+def _make(labels: tuple[str, ...], local: str | None) -> Name:
+    wire_len = sum(len(label) + 1 for label in labels) + 1
+    if wire_len > MAX_NAME:
+        raise InvalidName(f"name longer than {MAX_NAME} octets")
+    return Name(labels, local)
+
+
+def _with_local(origin: Name, local: str) -> Name:
+    return _make(origin.labels, local)
+
+
+@functools.lru_cache(maxsize=65536)
+def _from_wire_cached(text: str) -> Name:
+    if not isinstance(text, str):
+        raise InvalidName("name is not a string")
+    if not text.endswith("."):
+        raise InvalidName(f"name {text!r} is not absolute")
+    return Name.from_text(text)

@@ -1,0 +1,404 @@
+"""Record types and their data (rdata): validation, wire, text and JSON forms.
+
+Each rdata class has:
+- ``from_wire(fields)`` / ``to_wire()``: the msgpack array of docs/protocol.md;
+- ``from_text(tokens, origin)`` / ``to_text(origin)``: the zone-file form;
+- ``to_json()``: the object `keyresolve dig --json` prints as ``data``.
+Invalid data raises `InvalidRecord` (or `InvalidName`), both FORMERR.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .codes import RType
+from .errors import InvalidName, InvalidRecord
+from .names import Name
+
+#: RFC 2181 8: TTLs are 31-bit unsigned.
+MAX_TTL = 2**31 - 1
+#: RFC 1982: serials and SOA timers are 32-bit unsigned.
+MAX_U32 = 2**32 - 1
+
+
+class KeyAlgorithm(enum.IntEnum):
+    """KEY algorithms; the value is what the wire carries."""
+
+    X25519 = 1
+    ED25519 = 2
+    X448 = 3
+    ED448 = 4
+
+
+class KeyUsage(enum.IntEnum):
+    """What a KEY is for."""
+
+    ENCRYPT = 1
+    SIGN = 2
+
+
+#: Public key length and the one usage each algorithm allows (RFC 7748, RFC 8032).
+KEY_ALGORITHMS: dict[KeyAlgorithm, tuple[int, KeyUsage]] = {
+    KeyAlgorithm.X25519: (32, KeyUsage.ENCRYPT),
+    KeyAlgorithm.ED25519: (32, KeyUsage.SIGN),
+    KeyAlgorithm.X448: (56, KeyUsage.ENCRYPT),
+    KeyAlgorithm.ED448: (57, KeyUsage.SIGN),
+}
+
+#: KEY flag bits. None are defined yet; they are reserved for registration
+#: state (verified, interim, ...). Unknown bits are carried, not rejected.
+MAX_KEY_FLAGS = 0xFFFF
+
+
+def _u32(value: Any, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_U32:
+        raise InvalidRecord(f"{what} must be an integer 0..{MAX_U32}")
+    return value
+
+
+def _text_int(token: str, what: str, maximum: int = MAX_U32) -> int:
+    if not token.isdigit() or not token.isascii():
+        raise InvalidRecord(f"{what} must be a number, not {token!r}")
+    value = int(token)
+    if value > maximum:
+        raise InvalidRecord(f"{what} {value} is larger than {maximum}")
+    return value
+
+
+def _wire_name(value: Any, what: str) -> Name:
+    if type(value) is not str:
+        raise InvalidRecord(f"{what} must be a name string")
+    return Name.from_wire(value)
+
+
+def _want(tokens: list[str], count: int, rtype: str) -> None:
+    if len(tokens) != count:
+        raise InvalidRecord(f"{rtype} takes {count} fields, got {len(tokens)}")
+
+
+@dataclass(frozen=True, slots=True)
+class SOA:
+    """Start of authority: the zone's primary, contact, serial and timers."""
+
+    mname: Name
+    rname: Name
+    serial: int
+    refresh: int
+    retry: int
+    expire: int
+    minimum: int
+
+    rtype: ClassVar[RType] = RType.SOA
+
+    @classmethod
+    def from_wire(cls, fields: tuple) -> SOA:
+        if len(fields) != 7:
+            raise InvalidRecord("SOA rdata must have 7 fields")
+        mname = _wire_name(fields[0], "SOA primary")
+        rname = _wire_name(fields[1], "SOA contact")
+        if mname.is_mailbox or not rname.is_mailbox:
+            raise InvalidRecord("SOA needs a server name and a contact mailbox")
+        values = [_u32(v, "SOA field") for v in fields[2:]]
+        return cls(mname, rname, *values)
+
+    def to_wire(self) -> list:
+        return [self.mname.to_wire(), self.rname.to_wire(), self.serial,
+                self.refresh, self.retry, self.expire, self.minimum]
+
+    @classmethod
+    def from_text(cls, tokens: list[str], origin: Name | None) -> SOA:
+        _want(tokens, 7, "SOA")
+        mname = Name.from_text(tokens[0], origin)
+        rname = Name.from_text(tokens[1], origin)
+        if mname.is_mailbox:
+            raise InvalidRecord(f"SOA primary {tokens[0]!r} must be a server name")
+        if not rname.is_mailbox:
+            raise InvalidRecord(f"SOA contact {tokens[1]!r} must be a mailbox")
+        names = ("serial", "refresh", "retry", "expire", "minimum")
+        values = [_text_int(t, n) for t, n in zip(tokens[2:], names)]
+        return cls(mname, rname, *values)
+
+    def to_text(self, origin: Name | None = None) -> str:
+        return (f"{self.mname.to_text(origin)} {self.rname.to_text(origin)} "
+                f"{self.serial} {self.refresh} {self.retry} {self.expire} {self.minimum}")
+
+    def to_json(self) -> dict:
+        return {"mname": str(self.mname), "rname": str(self.rname), "serial": self.serial,
+                "refresh": self.refresh, "retry": self.retry, "expire": self.expire,
+                "minimum": self.minimum}
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Rdata that is a single domain or mailbox name."""
+
+    target: Name
+
+    rtype: ClassVar[RType]
+    mailbox_ok: ClassVar[bool] = False
+
+    @classmethod
+    def from_wire(cls, fields: tuple):
+        if len(fields) != 1:
+            raise InvalidRecord(f"{cls.rtype.name} rdata must have 1 field")
+        return cls._checked(_wire_name(fields[0], f"{cls.rtype.name} target"))
+
+    def to_wire(self) -> list:
+        return [self.target.to_wire()]
+
+    @classmethod
+    def from_text(cls, tokens: list[str], origin: Name | None):
+        _want(tokens, 1, cls.rtype.name)
+        return cls._checked(Name.from_text(tokens[0], origin))
+
+    @classmethod
+    def _checked(cls, target: Name):
+        if target.is_mailbox and not cls.mailbox_ok:
+            raise InvalidRecord(f"{cls.rtype.name} target {target} must be a server name")
+        return cls(target)
+
+    def to_text(self, origin: Name | None = None) -> str:
+        return self.target.to_text(origin)
+
+    def to_json(self) -> dict:
+        return {"target": str(self.target)}
+
+
+@dataclass(frozen=True, slots=True)
+class NS(_Target):
+    """A name server of the zone at the owner name."""
+
+    rtype: ClassVar[RType] = RType.NS
+
+
+@dataclass(frozen=True, slots=True)
+class ALIAS(_Target):
+    """The owner's records live under `target` (a domain or mailbox)."""
+
+    rtype: ClassVar[RType] = RType.ALIAS
+    mailbox_ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class ADDR:
+    """A server address: IPv4 or IPv6, with the port (servers share hosts)."""
+
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    port: int
+
+    rtype: ClassVar[RType] = RType.ADDR
+
+    def __post_init__(self) -> None:
+        if type(self.port) is not int or not 1 <= self.port <= 65535:
+            raise InvalidRecord(f"port must be 1..65535, not {self.port!r}")
+
+    @classmethod
+    def from_wire(cls, fields: tuple) -> ADDR:
+        if len(fields) != 2 or type(fields[0]) is not bytes:
+            raise InvalidRecord("ADDR rdata must be [address bytes, port]")
+        raw = fields[0]
+        if len(raw) == 4:
+            return cls(ipaddress.IPv4Address(raw), fields[1])
+        if len(raw) == 16:
+            return cls(ipaddress.IPv6Address(raw), fields[1])
+        raise InvalidRecord("ADDR address must be 4 or 16 bytes")
+
+    def to_wire(self) -> list:
+        return [self.address.packed, self.port]
+
+    @classmethod
+    def from_text(cls, tokens: list[str], origin: Name | None = None) -> ADDR:
+        _want(tokens, 1, "ADDR")
+        return cls.parse(tokens[0])
+
+    @classmethod
+    def parse(cls, text: str) -> ADDR:
+        """Parse ``ip:port`` or ``[ipv6]:port``."""
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+            if not sep:
+                raise InvalidRecord(f"address {text!r} must be [ipv6]:port")
+        else:
+            host, sep, port = text.rpartition(":")
+            if not sep:
+                raise InvalidRecord(f"address {text!r} needs a port (ip:port)")
+            if ":" in host:
+                raise InvalidRecord(f"IPv6 address {text!r} must be written [ipv6]:port")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise InvalidRecord(f"invalid IP address {host!r}") from None
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+            raise InvalidRecord("scoped IPv6 addresses are not allowed")
+        return cls(address, _text_int(port, "port", 65535))
+
+    def to_text(self, origin: Name | None = None) -> str:
+        if self.address.version == 6:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+    @property
+    def host(self) -> str:
+        """The address as a string, for sockets."""
+        return str(self.address)
+
+    def to_json(self) -> dict:
+        return {"address": self.to_text()}
+
+
+@dataclass(frozen=True, slots=True)
+class KEY:
+    """A public key of the owner mailbox (or domain)."""
+
+    algorithm: KeyAlgorithm
+    usage: KeyUsage
+    key: bytes
+    flags: int = 0
+
+    rtype: ClassVar[RType] = RType.KEY
+
+    def __post_init__(self) -> None:
+        spec = KEY_ALGORITHMS.get(self.algorithm)
+        if spec is None:
+            raise InvalidRecord(f"unknown key algorithm {self.algorithm!r}")
+        length, usage = spec
+        if self.usage != usage:
+            raise InvalidRecord(
+                f"{self.algorithm.name.lower()} keys are for {usage.name.lower()}, "
+                f"not {KeyUsage(self.usage).name.lower()}")
+        if len(self.key) != length:
+            raise InvalidRecord(
+                f"{self.algorithm.name.lower()} key must be {length} bytes, got {len(self.key)}")
+        if type(self.flags) is not int or not 0 <= self.flags <= MAX_KEY_FLAGS:
+            raise InvalidRecord("key flags must be 0..65535")
+
+    @property
+    def key_id(self) -> str:
+        """First 8 bytes of SHA-256(algorithm byte || key), as 16 hex digits."""
+        return hashlib.sha256(bytes([self.algorithm]) + self.key).digest()[:8].hex()
+
+    @classmethod
+    def from_wire(cls, fields: tuple) -> KEY:
+        if len(fields) != 4:
+            raise InvalidRecord("KEY rdata must be [algorithm, usage, flags, key]")
+        algorithm, usage, flags, key = fields
+        if type(key) is not bytes:
+            raise InvalidRecord("KEY key must be bytes")
+        return cls(_enum(KeyAlgorithm, algorithm, "key algorithm"),
+                   _enum(KeyUsage, usage, "key usage"), key, flags)
+
+    def to_wire(self) -> list:
+        return [int(self.algorithm), int(self.usage), self.flags, self.key]
+
+    @classmethod
+    def from_text(cls, tokens: list[str], origin: Name | None = None) -> KEY:
+        if len(tokens) < 3:
+            raise InvalidRecord("KEY takes: algorithm usage base64-key")
+        algorithm = _enum_text(KeyAlgorithm, tokens[0], "key algorithm")
+        usage = _enum_text(KeyUsage, tokens[1], "key usage")
+        try:
+            key = base64.b64decode("".join(tokens[2:]), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRecord("KEY key is not valid base64") from None
+        return cls(algorithm, usage, key)
+
+    def to_text(self, origin: Name | None = None) -> str:
+        return (f"{self.algorithm.name.lower()} {self.usage.name.lower()} "
+                f"{base64.b64encode(self.key).decode()}")
+
+    def to_json(self) -> dict:
+        return {"algorithm": self.algorithm.name.lower(), "usage": self.usage.name.lower(),
+                "key": base64.b64encode(self.key).decode(), "key_id": self.key_id,
+                "flags": self.flags}
+
+
+def _enum(kind: type[enum.IntEnum], value: Any, what: str):
+    if type(value) is not int:
+        raise InvalidRecord(f"{what} must be an integer")
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidRecord(f"unknown {what} {value}") from None
+
+
+def _enum_text(kind: type[enum.IntEnum], token: str, what: str):
+    try:
+        return kind[token.upper()]
+    except KeyError:
+        choices = ", ".join(m.name.lower() for m in kind)
+        raise InvalidRecord(f"unknown {what} {token!r} (one of {choices})") from None
+
+
+Rdata = SOA | NS | ALIAS | ADDR | KEY
+
+#: Rdata class of every data type.
+RDATA_CLASSES: dict[int, type] = {RType.SOA: SOA, RType.NS: NS, RType.ALIAS: ALIAS,
+                                  RType.ADDR: ADDR, RType.KEY: KEY}
+
+
+def rdata_from_wire(rtype: int, fields: Any) -> Rdata:
+    """Decode the rdata array of a record of type `rtype`."""
+    cls = RDATA_CLASSES.get(rtype)
+    if cls is None:
+        raise InvalidRecord(f"unknown record type {rtype}")
+    if type(fields) is not tuple and type(fields) is not list:
+        raise InvalidRecord("rdata must be an array")
+    return cls.from_wire(tuple(fields))
+
+
+def rdata_from_text(rtype: int, tokens: list[str], origin: Name | None) -> Rdata:
+    """Parse zone-file tokens of type `rtype`."""
+    cls = RDATA_CLASSES.get(rtype)
+    if cls is None:
+        raise InvalidRecord(f"record type {rtype} cannot appear in zone data")
+    return cls.from_text(tokens, origin)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One resource record: owner, type, TTL and data."""
+
+    name: Name
+    rtype: int
+    ttl: int
+    rdata: Rdata
+
+    def to_wire(self) -> list:
+        """The msgpack array ``[name, type, ttl, rdata]``."""
+        return [self.name.to_wire(), int(self.rtype), self.ttl, self.rdata.to_wire()]
+
+    @classmethod
+    def from_wire(cls, fields: Any) -> Record:
+        if (type(fields) is not tuple and type(fields) is not list) or len(fields) != 4:
+            raise InvalidRecord("record must be [name, type, ttl, rdata]")
+        name, rtype, ttl, rdata = fields
+        if type(rtype) is not int or type(ttl) is not int or not 0 <= ttl <= MAX_TTL:
+            raise InvalidRecord("record type and ttl must be integers in range")
+        if type(name) is not str:
+            raise InvalidName("record owner must be a string")
+        return cls(Name.from_wire(name), rtype, ttl, rdata_from_wire(rtype, rdata))
+
+    def to_text(self, origin: Name | None = None) -> str:
+        """A zone-file line."""
+        from .codes import rtype_to_text
+
+        return (f"{self.name.to_text(origin)}\t{self.ttl}\t{rtype_to_text(self.rtype)}\t"
+                f"{self.rdata.to_text(origin)}")
+
+    def to_json(self) -> dict:
+        """The object `dig --json` prints for a record."""
+        from .codes import rtype_to_text
+
+        return {"name": str(self.name), "type": rtype_to_text(self.rtype), "ttl": self.ttl,
+                "data": self.rdata.to_json()}
+
+
+__all__ = ["ADDR", "ALIAS", "KEY", "KEY_ALGORITHMS", "KeyAlgorithm", "KeyUsage", "MAX_TTL",
+           "NS", "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
+           "rdata_from_text", "rdata_from_wire"]
