@@ -208,6 +208,10 @@ class Message:
             raise BadVersion(f"protocol version {version} is not supported")
         if flags & FLAG_Z:
             raise FormError("reserved header bits are set")
+        opcode = (flags >> OPCODE_SHIFT) & 0xF
+        # Checked before the body: a future opcode may define another body.
+        if opcode not in _KNOWN_OPCODES:
+            raise NotImplementedOpcode(f"unknown opcode {opcode}")
         try:
             body = msgpack.unpackb(data[HEADER_SIZE:], **_UNPACK_LIMITS)
             trailer = None
@@ -225,7 +229,7 @@ class Message:
         msg = _body_from_wire(body)
         msg.id = msg_id
         msg.qr = bool(flags & FLAG_QR)
-        msg.opcode = (flags >> OPCODE_SHIFT) & 0xF
+        msg.opcode = opcode
         msg.aa = bool(flags & FLAG_AA)
         msg.tc = bool(flags & FLAG_TC)
         msg.rd = bool(flags & FLAG_RD)
@@ -234,8 +238,6 @@ class Message:
         if trailer is not None:
             msg.signature = Signature.from_wire(trailer)
             msg.signed_bytes = data[:signed_end]
-        if msg.opcode not in _KNOWN_OPCODES:
-            raise NotImplementedOpcode(f"unknown opcode {msg.opcode}")
         return msg
 
     def __str__(self) -> str:

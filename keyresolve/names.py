@@ -183,8 +183,11 @@ def _check_local(local: str) -> str:
         raise InvalidName("empty local part")
     if len(local) > MAX_LOCAL:
         raise InvalidName(f"local part longer than {MAX_LOCAL} octets")
+    # isascii before lower(): U+212A KELVIN SIGN lower-cases to ASCII "k".
+    if not local.isascii():
+        raise InvalidName(f"invalid local part {local!r}")
     lowered = local.lower()
-    if not lowered.isascii() or not _LOCAL_RE.match(lowered):
+    if not _LOCAL_RE.match(lowered):
         raise InvalidName(f"invalid local part {local!r}")
     return lowered
 
@@ -196,9 +199,10 @@ def _parse_domain(domain: str, origin: Name | None) -> tuple[str, ...]:
         raise InvalidName("empty name")
     absolute = domain.endswith(".")
     body = domain[:-1] if absolute else domain
-    lowered = body.lower()
-    if not lowered.isascii():
+    # isascii before lower(): U+212A KELVIN SIGN lower-cases to ASCII "k".
+    if not body.isascii():
         raise InvalidName(f"non-ASCII name {domain!r} (use its xn-- form)")
+    lowered = body.lower()
     labels = tuple(lowered.split("."))
     for label in labels:
         if not label:

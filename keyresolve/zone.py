@@ -74,6 +74,8 @@ class Zone:
         return self.nodes.get(name)
 
     def has_descendants(self, name: Name) -> bool:
+        if name.is_mailbox:
+            return False  # nothing lives below a mailbox ("alic@" prefixes "alice@")
         prefix = name.key()
         return any(n != name and n.key().startswith(prefix) for n in self.nodes)
 

@@ -1,0 +1,5 @@
+"""`python -m keyresolve` is the `keyresolve` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,279 @@
+"""The resolver's record cache (sans-IO): RRsets, negative answers, delegations.
+
+Entries are keyed by owner name and type and expire at insert time + TTL
+(capped). Time is passed in as a float (seconds, any epoch) on every call, so
+the cache is deterministic under a fake clock. Size is bounded by a record
+count with least-recently-used eviction.
+
+Credibility (RFC 2181 5.4.1): each positive RRset carries a `Rank`. Data of a
+lower rank never replaces unexpired data of a higher rank, and data below
+`Rank.NONAUTH_ANSWER` (glue and referral NS) is only used to find servers:
+`get` does not return it unless asked to (so glue never reaches a stub).
+
+Negative answers (RFC 2308): NXDOMAIN is cached per name and covers every type
+there; NODATA is cached per name and type. Both keep the zone's SOA, and live
+for min(SOA TTL, SOA minimum), capped by `max_negative_ttl` (RFC 2308 5).
+
+Delegations are the NS RRsets at zone cuts plus the ADDR RRsets of their
+targets; `find_delegation` returns the deepest cut enclosing a name.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .codes import Rcode, RType
+from .errors import KeyresolveError
+from .names import Name
+from .records import ADDR, NS, SOA, Rdata, Record
+
+#: Default bound on cached records: about 100 bytes each in memory, so the
+#: default cache stays in the tens of megabytes (Unbound's rrset-cache-size
+#: default is 4 MB; key records are small).
+DEFAULT_MAX_RECORDS = 100_000
+#: Longest time any positive entry is kept, whatever its TTL says: one day,
+#: as Unbound's cache-max-ttl (BIND's max-cache-ttl is a week).
+DEFAULT_MAX_TTL = 86_400
+#: Longest time a negative entry is kept: three hours, the upper end of the
+#: one to three hours RFC 2308 5 recommends (BIND's max-ncache-ttl default).
+DEFAULT_MAX_NEGATIVE_TTL = 10_800
+
+
+class Rank(enum.IntEnum):
+    """How far cached data is trusted (RFC 2181 5.4.1, higher is better)."""
+
+    #: Additional-section data (glue) and the authority section of a
+    #: non-authoritative answer (referral NS). Never an answer to a stub.
+    GLUE = 1
+    #: The answer section of a non-authoritative answer.
+    NONAUTH_ANSWER = 2
+    #: The authority section of an authoritative answer.
+    AUTH_AUTHORITY = 3
+    #: The answer section of an authoritative answer.
+    AUTH_ANSWER = 4
+
+
+class Delegation(NamedTuple):
+    """A cached zone cut: its name, NS targets and their known addresses."""
+
+    cut: Name
+    ns: list[Name]
+    addrs: dict[Name, list[ADDR]]
+
+
+@dataclass(frozen=True, slots=True)
+class Negative:
+    """A cached negative answer: NXDOMAIN or NODATA, and the SOA that proves it.
+
+    The SOA's TTL is the remaining negative-caching time.
+    """
+
+    rcode: Rcode
+    soa: Record
+
+
+# Entry kinds; part of the key so one name can hold all three at once.
+_POSITIVE = 0
+_NODATA = 1
+_NXDOMAIN = 2
+
+_Key = tuple[int, Name, int]
+
+
+@dataclass(slots=True)
+class _Entry:
+    expires: float
+    rank: Rank
+    rdatas: tuple[Rdata, ...]  # positive entries; empty for negative ones
+    soa: Record | None  # negative entries: the SOA (its TTL is the stored one)
+    size: int  # records counted against max_records
+
+
+class Cache:
+    """A bounded, LRU-evicted cache of RRsets, negative answers and delegations."""
+
+    def __init__(self, max_records: int = DEFAULT_MAX_RECORDS, max_ttl: int = DEFAULT_MAX_TTL,
+                 min_ttl: int = 0, max_negative_ttl: int = DEFAULT_MAX_NEGATIVE_TTL) -> None:
+        """`min_ttl` raises short TTLs (0 keeps them, and TTL 0 is then not cached)."""
+        if max_records < 1 or min_ttl < 0 or max_ttl < min_ttl or max_negative_ttl < 0:
+            raise KeyresolveError("invalid cache limits")
+        self.max_records = max_records
+        self.max_ttl = max_ttl
+        self.min_ttl = min_ttl
+        self.max_negative_ttl = max_negative_ttl
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._count = 0
+
+    # -- sizes -----------------------------------------------------------------
+    def __len__(self) -> int:
+        """Records held (a negative entry counts as one), expired ones included
+        until they are looked at or evicted."""
+        return self._count
+
+    @property
+    def entries(self) -> int:
+        """Number of RRsets and negative entries held."""
+        return len(self._entries)
+
+    def effective_ttl(self, ttl: int) -> int:
+        """The TTL an RRset with `ttl` is cached for: clamped to [min_ttl, max_ttl]."""
+        return min(max(ttl, self.min_ttl), self.max_ttl)
+
+    def negative_ttl(self, soa: Record) -> int:
+        """How long a negative answer proven by `soa` is cached: min(SOA TTL,
+        SOA minimum) (RFC 2308 5), capped by `max_negative_ttl`."""
+        rdata = soa.rdata
+        if not isinstance(rdata, SOA):
+            raise KeyresolveError("a negative answer needs an SOA record")
+        return min(soa.ttl, rdata.minimum, self.max_negative_ttl)
+
+    # -- positive data ---------------------------------------------------------
+    def put(self, records: Sequence[Record], rank: Rank, now: float) -> bool:
+        """Cache one RRset (records of one owner and type); True if stored.
+
+        The RRset's TTL is the lowest of its records' (RFC 2181 5.2). Not stored
+        when that is 0 after clamping, or when an unexpired entry of higher
+        rank is there (RFC 2181 5.4.1). Storing replaces the old RRset whole.
+        """
+        if not records:
+            raise KeyresolveError("cannot cache an empty RRset")
+        name, rtype = records[0].name, records[0].rtype
+        if any(r.name != name or r.rtype != rtype for r in records):
+            raise KeyresolveError("records of one RRset must share owner and type")
+        ttl = self.effective_ttl(min(r.ttl for r in records))
+        if ttl <= 0:
+            return False
+        key = (_POSITIVE, name, rtype)
+        old = self._live(key, now)
+        if old is not None and old.rank > rank:
+            return False
+        rdatas = tuple(dict.fromkeys(r.rdata for r in records))
+        if rank >= Rank.NONAUTH_ANSWER:
+            # Answer data proves the name exists and has this type.
+            self._remove((_NXDOMAIN, name, 0))
+            self._remove((_NODATA, name, rtype))
+        return self._store(key, _Entry(now + ttl, rank, rdatas, None, len(rdatas)))
+
+    def get(self, name: Name, rtype: int, now: float,
+            min_rank: Rank = Rank.NONAUTH_ANSWER) -> list[Record] | None:
+        """The cached RRset of `name`/`rtype` with TTLs counted down, or None.
+
+        By default glue and referral data are left out: they may only be used
+        to reach servers (pass ``min_rank=Rank.GLUE`` for that).
+        """
+        entry = self._live((_POSITIVE, name, rtype), now)
+        if entry is None or entry.rank < min_rank:
+            return None
+        self._entries.move_to_end((_POSITIVE, name, rtype))
+        ttl = _remaining(entry, now)
+        return [Record(name, rtype, ttl, rd) for rd in entry.rdatas]
+
+    def rank(self, name: Name, rtype: int, now: float) -> Rank | None:
+        """The rank of the live RRset at `name`/`rtype`, or None."""
+        entry = self._live((_POSITIVE, name, rtype), now)
+        return None if entry is None else entry.rank
+
+    # -- negative data ---------------------------------------------------------
+    def put_nxdomain(self, name: Name, soa: Record, now: float) -> bool:
+        """Cache that `name` does not exist (for every type); True if stored."""
+        return self._put_negative((_NXDOMAIN, name, 0), soa, now)
+
+    def put_nodata(self, name: Name, rtype: int, soa: Record, now: float) -> bool:
+        """Cache that `name` exists but has no `rtype` records; True if stored."""
+        return self._put_negative((_NODATA, name, rtype), soa, now)
+
+    def _put_negative(self, key: _Key, soa: Record, now: float) -> bool:
+        ttl = self.negative_ttl(soa)
+        if ttl <= 0:
+            return False  # RFC 2308 5: a zero TTL means do not cache
+        stored = Record(soa.name, RType.SOA, ttl, soa.rdata)
+        return self._store(key, _Entry(now + ttl, Rank.AUTH_AUTHORITY, (), stored, 1))
+
+    def get_negative(self, name: Name, rtype: int, now: float) -> Negative | None:
+        """A cached NXDOMAIN for `name` or NODATA for `name`/`rtype`, or None."""
+        for key, rcode in (((_NXDOMAIN, name, 0), Rcode.NXDOMAIN),
+                           ((_NODATA, name, rtype), Rcode.NOERROR)):
+            entry = self._live(key, now)
+            if entry is not None:
+                assert entry.soa is not None
+                self._entries.move_to_end(key)
+                soa = entry.soa
+                return Negative(rcode, Record(soa.name, soa.rtype, _remaining(entry, now),
+                                              soa.rdata))
+        return None
+
+    # -- delegations -----------------------------------------------------------
+    def find_delegation(self, name: Name, now: float) -> Delegation | None:
+        """The deepest cached zone cut at or above `name`'s domain, with the
+        addresses known (of any rank) for its NS targets; None if none."""
+        for cut in name.ancestors():
+            ns_records = self.get(cut, RType.NS, now, min_rank=Rank.GLUE)
+            if not ns_records:
+                continue
+            targets = [r.rdata.target for r in ns_records if isinstance(r.rdata, NS)]
+            addrs: dict[Name, list[ADDR]] = {}
+            for target in targets:
+                found = self.get(target, RType.ADDR, now, min_rank=Rank.GLUE)
+                if found:
+                    addrs[target] = [r.rdata for r in found if isinstance(r.rdata, ADDR)]
+            return Delegation(cut, targets, addrs)
+        return None
+
+    # -- removal ---------------------------------------------------------------
+    def flush(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+        self._count = 0
+
+    def flush_name(self, name: Name) -> int:
+        """Forget every entry owned by exactly `name`: all types, positive and
+        negative, delegation NS included. Names below it stay (as BIND's
+        ``rndc flushname``; a subtree flush is ``rndc flushtree``). Returns the
+        number of entries removed. Linear in the cache size: an operator action.
+        """
+        doomed = [key for key in self._entries if key[1] == name]
+        for key in doomed:
+            self._remove(key)
+        return len(doomed)
+
+    def purge_expired(self, now: float) -> int:
+        """Drop every expired entry; returns how many. Optional housekeeping:
+        expired entries are otherwise dropped when looked at or evicted."""
+        doomed = [key for key, entry in self._entries.items() if entry.expires <= now]
+        for key in doomed:
+            self._remove(key)
+        return len(doomed)
+
+    # -- internals -------------------------------------------------------------
+    def _live(self, key: _Key, now: float) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires <= now:
+            self._remove(key)
+            return None
+        return entry
+
+    def _store(self, key: _Key, entry: _Entry) -> bool:
+        if entry.size > self.max_records:
+            return False
+        self._remove(key)
+        self._entries[key] = entry
+        self._count += entry.size
+        while self._count > self.max_records:
+            _, evicted = self._entries.popitem(last=False)
+            self._count -= evicted.size
+        return True
+
+    def _remove(self, key: _Key) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._count -= entry.size
+
+
+def _remaining(entry: _Entry, now: float) -> int:
+    """Whole seconds left (rounded down), as a TTL handed onward."""
+    return max(0, math.floor(entry.expires - now))

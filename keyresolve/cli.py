@@ -1,0 +1,201 @@
+"""The `keyresolve` command line: parse arguments, call the library, print.
+
+`trio.run` appears only here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+import trio
+
+from .codes import RType, rtype_from_text
+from .config import format_endpoint, load_serve_config, parse_endpoint
+from .errors import ConfigError, KeyresolveError, NetworkError, ProtocolError, ZoneErrors
+from .names import Name
+from .records import KeyAlgorithm
+
+#: dig's exit status when no reply arrived (timeout or refused), as BIND's dig.
+EXIT_NO_REPLY = 9
+#: Default server for dig: the resolver of `keyresolve demo`.
+DEFAULT_SERVER = "127.0.0.1:5353"
+
+
+def setup_logging(level: str) -> None:
+    """Log lines to stderr: time, level, component, message."""
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error to stderr and exit."""
+    click.echo(f"keyresolve: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="keyresolve")
+def main() -> None:
+    """Publish and resolve public encryption keys for email addresses."""
+
+
+# -- serve ---------------------------------------------------------------------
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="TOML configuration file.")
+@click.option("--log-level", default=None, help="debug, info, warning or error.")
+def serve(config_path: str, log_level: str | None) -> None:
+    """Run an authoritative server."""
+    from .daemons import serve as daemon
+
+    try:
+        config = load_serve_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+    setup_logging(log_level or config.log_level)
+    try:
+        trio.run(daemon.main, config)
+    except KeyresolveError as exc:
+        fail(str(exc))
+
+
+# -- demo ----------------------------------------------------------------------
+def default_zones_dir() -> Path:
+    """zones/ of this checkout, else of the current directory."""
+    here = Path(__file__).resolve().parent.parent / "zones"
+    return here if (here / "demo.toml").exists() else Path("zones")
+
+
+@main.command()
+@click.option("--zones", "zones_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory with demo.toml and the zone files (default: zones/).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Keep the LMDB data here (default: a temporary directory).")
+@click.option("--log-level", default="info", show_default=True)
+def demo(zones_dir: str | None, data_dir: str | None, log_level: str) -> None:
+    """Serve the demo hierarchy (root, com, org, example.com, ...) on loopback."""
+    from .daemons import demo as daemon
+
+    setup_logging(log_level)
+    zones = Path(zones_dir) if zones_dir else default_zones_dir()
+    try:
+        trio.run(daemon.main, zones, Path(data_dir) if data_dir else None, click.echo)
+    except KeyresolveError as exc:
+        fail(str(exc))
+
+
+# -- dig -----------------------------------------------------------------------
+def _parse_dig_args(args: tuple[str, ...]) -> tuple[Name, int, tuple[str, int]]:
+    name = rtype = server = None
+    for arg in args:
+        if arg.startswith("@"):
+            server = parse_endpoint(arg[1:])
+        elif name is None:
+            name = Name.from_text(arg)
+        elif rtype is None:
+            rtype = rtype_from_text(arg)
+        else:
+            raise ValueError(f"unexpected argument {arg!r}")
+    if name is None:
+        raise ValueError("missing NAME")
+    return name, RType.KEY if rtype is None else rtype, server or parse_endpoint(DEFAULT_SERVER)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, required=True)
+@click.option("--tcp", is_flag=True, help="Query over TCP.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--timeout", default=2.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds to wait for each reply.")
+@click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
+              help="UDP retries after the first try.")
+@click.option("--rd/--no-rd", default=True, show_default=True,
+              help="Ask for recursion (resolvers need it).")
+def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries: int,
+        rd: bool) -> None:
+    """Query a server: NAME [TYPE] [@HOST:PORT] (TYPE defaults to KEY)."""
+    from . import dig as report
+    from .message import make_query
+    from .net.client import query
+
+    try:
+        name, rtype, server = _parse_dig_args(args)
+    except (ValueError, ProtocolError) as exc:
+        raise click.UsageError(str(exc)) from None
+    message = make_query(name, rtype, rd=rd)
+    try:
+        exchange = trio.run(lambda: query(server, message, timeout=timeout, retries=retries,
+                                          tcp=tcp))
+    except NetworkError as exc:
+        fail(str(exc), EXIT_NO_REPLY)
+    except ProtocolError as exc:
+        fail(f"bad reply from {format_endpoint(server)}: {exc}", EXIT_NO_REPLY)
+    if as_json:
+        click.echo(json.dumps(report.to_json(exchange.response), indent=None))
+    else:
+        click.echo(report.to_text(exchange.response, server=format_endpoint(server),
+                                  tcp=exchange.tcp, elapsed=exchange.elapsed,
+                                  size=len(exchange.wire), command=" ".join(args)))
+
+
+# -- keygen --------------------------------------------------------------------
+@main.command()
+@click.argument("email")
+@click.option("--algorithm", type=click.Choice(["x25519", "ed25519", "x448", "ed448"]),
+              default="x25519", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".",
+              show_default=True, help="Directory for the private key file.")
+def keygen(email: str, algorithm: str, out_dir: str) -> None:
+    """Make a key pair for EMAIL: private key to a 0600 file, KEY line to stdout."""
+    from .keygen import keygen as make_key
+
+    try:
+        mailbox = Name.from_text(email)
+        path, record = make_key(mailbox, KeyAlgorithm[algorithm.upper()], Path(out_dir))
+    except KeyresolveError as exc:
+        fail(str(exc))
+    click.echo(f"; private key written to {path}", err=True)
+    click.echo(f"{record.name}\tKEY\t{record.rdata.to_text()}")
+
+
+# -- zone ----------------------------------------------------------------------
+@main.group()
+def zone() -> None:
+    """Zone file tools."""
+
+
+@zone.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--origin", default=None, help="Zone name (default: the file's $ORIGIN).")
+def zone_check(files: tuple[str, ...], origin: str | None) -> None:
+    """Check zone files; print a summary, or every error as file:line."""
+    from .zonefile import load_zone, summarize
+
+    try:
+        origin_name = None if origin is None else Name.from_text(
+            origin if origin.endswith(".") else origin + ".")
+    except ProtocolError as exc:
+        raise click.UsageError(f"--origin: {exc}") from None
+    failed = False
+    for path in files:
+        try:
+            parsed = load_zone(path, origin_name)
+        except ZoneErrors as exc:
+            failed = True
+            for error in exc.errors:
+                click.echo(str(error), err=True)
+            continue
+        except KeyresolveError as exc:
+            failed = True
+            click.echo(f"{path}: {exc}", err=True)
+            continue
+        click.echo(f"{path}: {summarize(parsed)}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

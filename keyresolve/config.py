@@ -1,0 +1,157 @@
+"""Daemon configuration: TOML files into validated dataclasses.
+
+Relative paths are relative to the config file. Unknown keys are errors (a
+typo must not silently change behaviour). Every error names the file and key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, InvalidName
+from .names import Name
+from .net.server import DEFAULT_MAX_TCP, DEFAULT_TCP_IDLE
+
+Endpoint = tuple[str, int]
+
+
+def parse_endpoint(text: str, *, allow_zero: bool = False) -> Endpoint:
+    """Parse ``ip:port`` or ``[ipv6]:port`` into (host, port)."""
+    if not isinstance(text, str):
+        raise ValueError(f"address must be a string like 127.0.0.1:5300, not {text!r}")
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"IPv6 address {text!r} must be written [ipv6]:port")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address {text!r} must be ip:port or [ipv6]:port")
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} in {text!r} is not an IP address") from None
+    value = int(port)
+    if not (0 if allow_zero else 1) <= value <= 65535:
+        raise ValueError(f"port {value} in {text!r} is out of range")
+    return host, value
+
+
+def format_endpoint(endpoint: Endpoint) -> str:
+    """The ``ip:port`` text of an endpoint."""
+    host, port = endpoint[0], endpoint[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class ZoneConfig:
+    """One zone served by `keyresolve serve`."""
+
+    name: Name
+    file: Path | None = None
+
+
+@dataclass
+class ServeConfig:
+    """The `keyresolve serve` configuration."""
+
+    path: Path
+    listen: list[Endpoint]
+    data_dir: Path
+    zones: list[ZoneConfig] = field(default_factory=list)
+    tcp_idle_timeout: float = DEFAULT_TCP_IDLE
+    max_tcp_connections: int = DEFAULT_MAX_TCP
+    log_level: str = "info"
+
+
+class Table:
+    """A TOML table with typed getters that name the key in errors."""
+
+    def __init__(self, data: dict, where: str) -> None:
+        self.data = dict(data)
+        self.where = where
+
+    def _err(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.where}{key}: {message}")
+
+    def get(self, key: str, kind: type | tuple, default: Any = ..., *, what: str = "") -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self._err(key, "missing")
+            return default
+        value = self.data.pop(key)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise self._err(key, f"must be {what or getattr(kind, '__name__', kind)}")
+        return value
+
+    def endpoints(self, key: str, *, allow_zero: bool) -> list[Endpoint]:
+        values = self.get(key, list, what="a list of \"ip:port\" strings")
+        if not values:
+            raise self._err(key, "must list at least one address")
+        try:
+            return [parse_endpoint(v, allow_zero=allow_zero) for v in values]
+        except ValueError as exc:
+            raise self._err(key, str(exc)) from None
+
+    def name(self, key: str) -> Name:
+        text = self.get(key, str)
+        try:
+            return Name.from_text(text if text.endswith(".") else text + ".")
+        except InvalidName as exc:
+            raise self._err(key, str(exc)) from None
+
+    def positive(self, key: str, default: float, kind: type = float) -> Any:
+        value = self.get(key, (int, float) if kind is float else int, default, what="a number")
+        if value <= 0:
+            raise self._err(key, "must be positive")
+        return kind(value)
+
+    def finish(self) -> None:
+        if self.data:
+            raise self._err(sorted(self.data)[0], "unknown setting")
+
+
+def read_toml(path: Path) -> dict:
+    """Parse a TOML file, turning every failure into ConfigError."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_serve_config(path: str | Path) -> ServeConfig:
+    """Read and validate a `keyresolve serve` config file."""
+    path = Path(path)
+    base = path.parent
+    top = Table(read_toml(path), f"{path}: ")
+    listen = top.endpoints("listen", allow_zero=True)
+    data_dir = base / top.get("data_dir", str)
+    config = ServeConfig(path=path, listen=listen, data_dir=data_dir)
+    config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
+    config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
+    config.log_level = top.get("log_level", str, "info")
+    seen: set[Name] = set()
+    for i, raw in enumerate(top.get("zones", list, [], what="an array of [[zones]] tables")):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: zones[{i}]: must be a table")
+        table = Table(raw, f"{path}: zones[{i}].")
+        zone = ZoneConfig(name=table.name("name"))
+        zone.file = base / table.get("file", str)
+        table.finish()
+        if zone.name in seen:
+            raise ConfigError(f"{path}: zones[{i}].name: zone {zone.name} is listed twice")
+        seen.add(zone.name)
+        config.zones.append(zone)
+    top.finish()
+    return config

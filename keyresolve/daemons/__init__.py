@@ -1,0 +1,1 @@
+"""Daemons: configuration, store and network wired together."""

@@ -1,0 +1,63 @@
+"""Formatting of `keyresolve dig` output: dig-style text and JSON (pure)."""
+
+from __future__ import annotations
+
+from .codes import Opcode, rcode_to_text, rtype_to_text
+from .message import Message
+from .records import KEY, Record
+
+
+def _opcode_text(value: int) -> str:
+    try:
+        return Opcode(value).name
+    except ValueError:
+        return f"OPCODE{value}"
+
+
+def to_json(response: Message) -> dict:
+    """The JSON object `dig --json` prints."""
+    question = None
+    if response.question is not None:
+        question = {"name": str(response.question.name),
+                    "type": rtype_to_text(response.question.rtype)}
+    return {
+        "id": response.id,
+        "opcode": _opcode_text(response.opcode),
+        "rcode": rcode_to_text(response.rcode),
+        "flags": response.flags_text,
+        "question": question,
+        "answer": [r.to_json() for r in response.answer],
+        "authority": [r.to_json() for r in response.authority],
+        "additional": [r.to_json() for r in response.additional],
+    }
+
+
+def _record_line(record: Record) -> str:
+    line = record.to_text()
+    if isinstance(record.rdata, KEY):
+        line += f" ; key_id {record.rdata.key_id}"
+    return line
+
+
+def to_text(response: Message, *, server: str, tcp: bool, elapsed: float, size: int,
+            command: str = "") -> str:
+    """A dig-style report: header, sections, query time and server."""
+    out = []
+    if command:
+        out.append(f"; <<>> keyresolve dig <<>> {command}")
+    out.append(f";; ->>HEADER<<- opcode: {_opcode_text(response.opcode)}, "
+               f"status: {rcode_to_text(response.rcode)}, id: {response.id}")
+    out.append(f";; flags: {' '.join(response.flags_text)}; "
+               f"ANSWER: {len(response.answer)}, AUTHORITY: {len(response.authority)}, "
+               f"ADDITIONAL: {len(response.additional)}")
+    if response.question is not None:
+        out += ["", ";; QUESTION SECTION:",
+                f";{response.question.name}\t\t{rtype_to_text(response.question.rtype)}"]
+    for title, section in (("ANSWER", response.answer), ("AUTHORITY", response.authority),
+                           ("ADDITIONAL", response.additional)):
+        if section:
+            out += ["", f";; {title} SECTION:"] + [_record_line(r) for r in section]
+    out += ["", f";; Query time: {elapsed * 1000:.1f} msec",
+            f";; SERVER: {server} ({'TCP' if tcp else 'UDP'})",
+            f";; MSG SIZE  rcvd: {size}"]
+    return "\n".join(out)

@@ -1,0 +1,58 @@
+"""Key pair generation for mailboxes (`keyresolve keygen`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x25519
+
+from .codes import RType
+from .errors import KeyresolveError
+from .names import Name
+from .records import KEY, KEY_ALGORITHMS, KeyAlgorithm, Record
+
+_GENERATORS = {
+    KeyAlgorithm.X25519: x25519.X25519PrivateKey.generate,
+    KeyAlgorithm.ED25519: ed25519.Ed25519PrivateKey.generate,
+    KeyAlgorithm.X448: x448.X448PrivateKey.generate,
+    KeyAlgorithm.ED448: ed448.Ed448PrivateKey.generate,
+}
+
+#: Private key files are readable by their owner only.
+PRIVATE_KEY_MODE = 0o600
+#: TTL of the KEY line keygen prints.
+DEFAULT_KEY_TTL = 3600
+
+
+def generate(algorithm: KeyAlgorithm) -> tuple[bytes, KEY]:
+    """A new key pair: the private key as PKCS#8 PEM, and the public KEY rdata."""
+    private = _GENERATORS[algorithm]()
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = private.public_key().public_bytes_raw()
+    return pem, KEY(algorithm, KEY_ALGORITHMS[algorithm][1], public)
+
+
+def write_private_key(path: Path, pem: bytes) -> None:
+    """Create `path` with mode 0600; refuse to overwrite an existing file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_KEY_MODE)
+    except FileExistsError:
+        raise KeyresolveError(f"{path} exists; refusing to overwrite a private key") from None
+    except OSError as exc:
+        raise KeyresolveError(f"cannot create {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+
+
+def keygen(email: Name, algorithm: KeyAlgorithm, out_dir: Path) -> tuple[Path, Record]:
+    """Write a new private key for `email` into `out_dir`; return it and the KEY record."""
+    if not email.is_mailbox:
+        raise KeyresolveError(f"{email} is not a mailbox (expected user@domain)")
+    pem, rdata = generate(algorithm)
+    address = email.to_text().rstrip(".")
+    path = out_dir / f"{address}.{algorithm.name.lower()}.pem"
+    write_private_key(path, pem)
+    return path, Record(email, RType.KEY, DEFAULT_KEY_TTL, rdata)

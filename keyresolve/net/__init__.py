@@ -1,0 +1,1 @@
+"""trio shells: UDP/TCP servers and clients around the sans-IO core."""

@@ -1,0 +1,122 @@
+"""Client side: send a message over UDP or TCP and wait for the matching reply.
+
+Timeouts live here, at the edge; trio and OS errors become keyresolve errors.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import trio
+
+from ..errors import FormError, NetworkError, QueryTimeout
+from ..message import MAX_MESSAGE, FrameReader, Message, frame, peek_id
+
+#: Default time to wait for one reply (dig's default is 5 s; loopback
+#: servers answer in well under a millisecond).
+DEFAULT_TIMEOUT = 2.0
+#: Default number of UDP retries after the first attempt (dig uses 2).
+DEFAULT_RETRIES = 2
+
+
+@dataclass
+class Exchange:
+    """A reply and how it was obtained."""
+
+    response: Message
+    wire: bytes
+    server: tuple[str, int]
+    tcp: bool
+    elapsed: float
+
+
+def _family(host: str) -> int:
+    return trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
+
+
+async def exchange_udp(server: tuple[str, int], wire: bytes, timeout: float) -> bytes:
+    """Send one datagram; return the first reply from `server` with our id."""
+    msg_id = peek_id(wire)
+    try:
+        with trio.socket.socket(_family(server[0]), trio.socket.SOCK_DGRAM) as sock:
+            # connect() makes the kernel drop datagrams from other sources
+            # and report ICMP port-unreachable as ConnectionRefusedError.
+            await sock.connect(server)
+            await sock.send(wire)
+            with trio.fail_after(timeout):
+                while True:
+                    data = await sock.recv(MAX_MESSAGE)
+                    if peek_id(data) == msg_id:
+                        return data
+    except trio.TooSlowError:
+        raise QueryTimeout(f"no reply from {_fmt(server)} within {timeout:g} s") from None
+    except ConnectionRefusedError:
+        raise NetworkError(f"connection refused by {_fmt(server)} (UDP)") from None
+    except OSError as exc:
+        raise NetworkError(f"cannot reach {_fmt(server)}: {exc.strerror or exc}") from None
+
+
+async def exchange_tcp(server: tuple[str, int], wire: bytes, timeout: float) -> bytes:
+    """Send one framed message over a new TCP connection; return the reply."""
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(*server)
+            async with stream:
+                await stream.send_all(frame(wire))
+                return await read_frame(stream, FrameReader())
+    except trio.TooSlowError:
+        raise QueryTimeout(f"no reply from {_fmt(server)} within {timeout:g} s (TCP)") from None
+    except ConnectionRefusedError:
+        raise NetworkError(f"connection refused by {_fmt(server)} (TCP)") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        raise NetworkError(f"TCP connection to {_fmt(server)} failed: {exc}") from None
+
+
+async def read_frame(stream: trio.abc.ReceiveStream, reader: FrameReader) -> bytes:
+    """Read one length-prefixed message; raises NetworkError if the stream ends."""
+    while (message := reader.next_frame()) is None:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise NetworkError("connection closed before a whole message arrived")
+        reader.receive_data(data)
+    return message
+
+
+def _matches(query: Message, response: Message) -> bool:
+    return (response.qr and response.id == query.id and response.question == query.question)
+
+
+async def query(server: tuple[str, int], message: Message, *, timeout: float = DEFAULT_TIMEOUT,
+                retries: int = DEFAULT_RETRIES, tcp: bool = False) -> Exchange:
+    """Ask `server`; retry UDP on timeout; fall back to TCP when TC is set.
+
+    Raises QueryTimeout, NetworkError, or FormError for an undecodable or
+    mismatched reply.
+    """
+    wire = message.to_wire()
+    start = time.perf_counter()
+    if not tcp:
+        for attempt in range(retries + 1):
+            try:
+                data = await exchange_udp(server, wire, timeout)
+            except QueryTimeout:
+                if attempt == retries:
+                    raise
+                continue
+            response = Message.from_wire(data)
+            if not _matches(message, response):
+                raise FormError("reply does not match the query (id or question)")
+            if not response.tc:
+                return Exchange(response, data, server, False, time.perf_counter() - start)
+            break
+    data = await exchange_tcp(server, wire, timeout)
+    response = Message.from_wire(data)
+    if not _matches(message, response):
+        raise FormError("reply does not match the query (id or question)")
+    return Exchange(response, data, server, True, time.perf_counter() - start)
+
+
+def _fmt(server: tuple[str, int]) -> str:
+    host, port = server[0], server[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,185 @@
+"""UDP and TCP server loops: short trio loops around a synchronous handler.
+
+The handler is sans-IO from the loop's point of view: bytes in, bytes out.
+It never raises (the daemon's handler turns every error into an rcode), but the
+loops still guard against it so one bad packet can never stop a server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Iterable
+from typing import ContextManager, NoReturn, Protocol
+
+import trio
+
+from ..message import MAX_MESSAGE, FrameReader, frame
+
+log = logging.getLogger("keyresolve.net")
+
+#: Datagrams answered per wake-up before yielding to other tasks: bounds how
+#: long a UDP flood can starve TCP clients, timers and signal handling.
+MAX_BATCH = 64
+#: Largest datagram we read; anything longer is truncated by the kernel and
+#: then fails to decode (FORMERR), so no larger buffer is ever useful.
+MAX_DATAGRAM = MAX_MESSAGE
+#: Bytes read from a TCP stream per receive call.
+TCP_READ_SIZE = 65536
+#: Default idle time before a TCP connection is closed (RFC 7766 6.2.3
+#: suggests seconds, not minutes, for servers under load).
+DEFAULT_TCP_IDLE = 10.0
+#: Default cap on concurrent TCP connections; beyond it new ones are closed.
+DEFAULT_MAX_TCP = 512
+#: Time allowed to write one TCP response before the connection is dropped.
+TCP_SEND_TIMEOUT = 10.0
+
+
+class Handler(Protocol):
+    """The synchronous request handler a server loop calls."""
+
+    def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | Iterable[bytes] | None:
+        """Answer one message; None means send nothing."""
+
+    def batch(self) -> ContextManager[None]:
+        """Context around a batch of datagrams (e.g. one LMDB read snapshot)."""
+
+
+def bind_udp(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A non-blocking UDP socket bound to host:port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def open_tcp_listener(host: str, port: int, *, reuse_port: bool = False,
+                            backlog: int = 1024) -> trio.SocketListener:
+    """A TCP listener on host:port (SO_REUSEADDR, and SO_REUSEPORT if asked)."""
+    family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+        await sock.bind((host, port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+async def open_endpoint(host: str, port: int, *, reuse_port: bool = False,
+                        attempts: int = 20) -> tuple[socket.socket, trio.SocketListener]:
+    """UDP socket and TCP listener on the same port.
+
+    With port 0 the kernel picks the UDP port and TCP binds the same number;
+    if that TCP port is taken we try again with another UDP port.
+    """
+    for _ in range(attempts):
+        udp = bind_udp(host, port, reuse_port=reuse_port)
+        bound = udp.getsockname()[1]
+        try:
+            tcp = await open_tcp_listener(host, bound, reuse_port=reuse_port)
+        except OSError as exc:
+            udp.close()
+            if port != 0 or exc.errno != errno.EADDRINUSE:
+                raise
+            continue
+        return udp, tcp
+    raise OSError(errno.EADDRINUSE, f"no free port pair on {host}")
+
+
+async def serve_udp(sock: socket.socket, handler: Handler) -> NoReturn:
+    """Answer datagrams forever: wait until readable, then drain what is ready."""
+    recvfrom = sock.recvfrom
+    sendto = sock.sendto
+    handle = handler.handle
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        with handler.batch():
+            for _ in range(MAX_BATCH):
+                try:
+                    data, peer = recvfrom(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    continue  # an ICMP error queued on the socket; nothing to answer
+                try:
+                    reply = handle(data, peer, False)
+                except Exception:  # the handler must not raise; never let it stop us
+                    log.exception("UDP handler failed for %s", peer)
+                    continue
+                if reply is None:
+                    continue
+                try:
+                    sendto(reply, peer)  # type: ignore[arg-type]
+                except OSError:
+                    pass  # full send buffer or unreachable peer: UDP may drop
+
+
+async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
+                    idle_timeout: float = DEFAULT_TCP_IDLE,
+                    max_connections: int = DEFAULT_MAX_TCP) -> NoReturn:
+    """Serve length-prefixed messages on every accepted connection."""
+    active = 0
+
+    async def connection(stream: trio.SocketStream) -> None:
+        nonlocal active
+        if active >= max_connections:
+            log.warning("too many TCP connections (%d); closing a new one", active)
+            await stream.aclose()
+            return
+        active += 1
+        try:
+            await _serve_stream(stream, handler, idle_timeout)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the peer went away
+        finally:
+            active -= 1
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    await trio.serve_listeners(connection, [listener])
+    raise AssertionError("unreachable")
+
+
+async def _serve_stream(stream: trio.SocketStream, handler: Handler,
+                        idle_timeout: float) -> None:
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return
+    reader = FrameReader()
+    # The deadline moves only when a whole message has been answered, so a
+    # client trickling bytes cannot hold the connection open forever.
+    deadline = trio.current_time() + idle_timeout
+    while True:
+        with trio.move_on_at(deadline):
+            data = await stream.receive_some(TCP_READ_SIZE)
+        if data is None or data == b"":
+            return  # idle timeout, or the client closed
+        reader.receive_data(data)
+        while (message := reader.next_frame()) is not None:
+            try:
+                reply = handler.handle(message, peer, True)
+            except Exception:
+                log.exception("TCP handler failed for %s", peer)
+                return
+            if reply is None:
+                continue
+            replies = [reply] if isinstance(reply, bytes) else reply
+            with trio.fail_after(TCP_SEND_TIMEOUT):
+                for part in replies:
+                    await stream.send_all(frame(part))
+            deadline = trio.current_time() + idle_timeout

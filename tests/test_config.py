@@ -1,0 +1,75 @@
+"""Config parsing: every error names the file and the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyresolve.config import format_endpoint, load_serve_config, parse_endpoint
+from keyresolve.errors import ConfigError
+from keyresolve.names import Name
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("127.0.0.1:5300", ("127.0.0.1", 5300)),
+    ("[::1]:53", ("::1", 53)),
+    ("localhost:7", ("127.0.0.1", 7)),
+])
+def test_parse_endpoint(text, expected):
+    assert parse_endpoint(text) == expected
+    assert parse_endpoint(format_endpoint(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1", "::1:53", "[::1]53", "host.example:53",
+                                  "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:-1", ""])
+def test_parse_endpoint_rejects(text):
+    with pytest.raises(ValueError):
+        parse_endpoint(text)
+
+
+def test_port_zero_only_where_allowed():
+    assert parse_endpoint("127.0.0.1:0", allow_zero=True) == ("127.0.0.1", 0)
+
+
+def test_full_config(tmp_path):
+    path = tmp_path / "sub" / "serve.toml"
+    path.parent.mkdir()
+    path.write_text('listen = ["127.0.0.1:5300", "[::1]:5300"]\ndata_dir = "var/ns1"\n'
+                    'tcp_idle_timeout = 2.5\nmax_tcp_connections = 9\n'
+                    '[[zones]]\nname = "Example.COM"\nfile = "example.com.zone"\n')
+    config = load_serve_config(path)
+    assert config.listen == [("127.0.0.1", 5300), ("::1", 5300)]
+    assert config.data_dir == path.parent / "var/ns1"
+    assert config.tcp_idle_timeout == 2.5 and config.max_tcp_connections == 9
+    assert config.zones[0].name == Name.from_text("example.com.")
+    assert config.zones[0].file == path.parent / "example.com.zone"
+
+
+@pytest.mark.parametrize("body,key", [
+    ('data_dir = "d"', "listen"),
+    ('listen = []\ndata_dir = "d"', "listen"),
+    ('listen = ["127.0.0.1"]\ndata_dir = "d"', "listen"),
+    ('listen = ["127.0.0.1:1"]', "data_dir"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = 5', "data_dir"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nlisten_typo = 1', "listen_typo"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\ntcp_idle_timeout = 0', "tcp_idle_timeout"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nmax_tcp_connections = true',
+     "max_tcp_connections"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nfile = "x"', "zones[0].name"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a..b"\nfile = "x"',
+     "zones[0].name"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"', "zones[0].file"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"\nfile = "x"\n'
+     '[[zones]]\nname = "A."\nfile = "y"', "zones[1].name"),
+    ('listen = ["127.0.0.1:1"', ""),
+])
+def test_errors_name_file_and_key(tmp_path, body, key):
+    path = tmp_path / "c.toml"
+    path.write_text(body + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_serve_config(path)
+    assert str(info.value).startswith(str(path)) and key in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_serve_config(tmp_path / "nope.toml")

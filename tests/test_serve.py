@@ -1,0 +1,317 @@
+"""End-to-end: a real `keyresolve serve` subprocess over real UDP and TCP sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keyresolve.codes import Opcode, Rcode, RType
+from keyresolve.message import HEADER_SIZE, Message, make_query
+from keyresolve.names import Name
+from keyresolve.records import ADDR, KEY, NS, SOA
+
+from .conftest import (ask, b64key, keyresolve_cmd, tcp_read, udp_exchange, udp_no_reply,
+                       write_serve_config)
+
+#: Keys at one name: enough to overflow a 1232-byte UDP response.
+BULK_KEYS = 40
+
+EXAMPLE = f"""$ORIGIN example.com.
+$TTL 3600
+@            SOA   ns1 hostmaster@example.com. 2026112201 3600 600 604800 300
+@            NS    ns1
+ns1          ADDR  127.0.0.1:5302
+alice@       KEY   x25519 encrypt {b64key(1)}
+alice@       KEY   ed25519 sign {b64key(2)}
+first.last@  KEY   ed25519 sign {b64key(3)}
+www-team@    ALIAS alice@
+eng          NS    ns1.eng
+ns1.eng      ADDR  127.0.0.1:5303
+deep.empty.nonterminal ADDR 127.0.0.1:9
+""" + "".join(f"bulk@ KEY x25519 encrypt {b64key(100 + i)}\n" for i in range(BULK_KEYS))
+
+
+def name(text: str) -> Name:
+    return Name.from_text(text)
+
+
+@pytest.fixture
+def server(tmp_path, start_daemon):
+    config = write_serve_config(tmp_path, {"example.com": EXAMPLE})
+    daemon = start_daemon("serve", "--config", str(config))
+    return daemon
+
+
+def test_logs_zones_with_serial_and_listen_address(server):
+    assert "zone example.com. loaded: serial 2026112201" in server.log
+    assert server.address[0] == "127.0.0.1" and server.address[1] > 0
+
+
+def test_key_answer_over_udp_is_authoritative(server):
+    reply = ask(server.address, make_query(name("Alice@Example.COM"), RType.KEY))
+    assert reply.rcode == Rcode.NOERROR and reply.aa and reply.qr and not reply.tc
+    got = sorted((r.rdata.algorithm.name, r.rdata.key_id) for r in reply.answer)
+    assert [a for a, _ in got] == ["ED25519", "X25519"]
+    assert all(r.name == name("alice@example.com") and r.ttl == 3600 for r in reply.answer)
+
+
+def test_key_answer_over_tcp(server):
+    reply = ask(server.address, make_query(name("first.last@example.com"), RType.KEY), tcp=True)
+    assert reply.aa and len(reply.answer) == 1 and isinstance(reply.answer[0].rdata, KEY)
+
+
+def test_large_answer_truncated_on_udp_then_complete_on_tcp(server):
+    query = make_query(name("bulk@example.com"), RType.KEY)
+    wire = udp_exchange(server.address, query.to_wire())
+    assert len(wire) <= 1232
+    udp = Message.from_wire(wire)
+    assert udp.tc and udp.answer == [] and udp.question == query.question
+    tcp = ask(server.address, query, tcp=True)
+    assert not tcp.tc and len(tcp.answer) == BULK_KEYS
+
+
+def test_small_advertised_size_is_honoured(server):
+    query = make_query(name("alice@example.com"), RType.KEY, udp_size=512)
+    assert not Message.from_wire(udp_exchange(server.address, query.to_wire())).tc
+    query = make_query(name("bulk@example.com"), RType.KEY, udp_size=600)
+    wire = udp_exchange(server.address, query.to_wire())
+    assert len(wire) <= 600 and Message.from_wire(wire).tc
+
+
+def test_nodata_vs_nxdomain(server):
+    nodata = ask(server.address, make_query(name("alice@example.com"), RType.ADDR))
+    assert nodata.rcode == Rcode.NOERROR and nodata.aa and nodata.answer == []
+    assert [r.rtype for r in nodata.authority] == [RType.SOA]
+    nx = ask(server.address, make_query(name("nobody@example.com"), RType.KEY))
+    assert nx.rcode == Rcode.NXDOMAIN and nx.aa and [r.rtype for r in nx.authority] == [RType.SOA]
+    assert nx.authority[0].ttl == 300  # RFC 2308: min(SOA TTL, SOA minimum)
+    ent = ask(server.address, make_query(name("empty.nonterminal.example.com"), RType.ADDR))
+    assert ent.rcode == Rcode.NOERROR and ent.answer == []
+
+
+def test_referral_with_glue(server):
+    reply = ask(server.address, make_query(name("bob@eng.example.com"), RType.KEY))
+    assert reply.rcode == Rcode.NOERROR and not reply.aa and reply.answer == []
+    assert [(r.name, r.rdata) for r in reply.authority] == [
+        (name("eng.example.com"), NS(name("ns1.eng.example.com")))]
+    assert [(r.name, r.rdata.to_text()) for r in reply.additional] == [
+        (name("ns1.eng.example.com"), "127.0.0.1:5303")]
+
+
+def test_alias_is_followed_inside_the_zone(server):
+    reply = ask(server.address, make_query(name("www-team@example.com"), RType.KEY))
+    assert reply.aa and reply.answer[0].rtype == RType.ALIAS
+    assert {r.rtype for r in reply.answer[1:]} == {RType.KEY}
+    assert all(r.name == name("alice@example.com") for r in reply.answer[1:])
+
+
+def test_refused_outside_our_zones(server):
+    reply = ask(server.address, make_query(name("carol@example.org"), RType.KEY))
+    assert reply.rcode == Rcode.REFUSED and not reply.aa and reply.answer == []
+
+
+def test_garbage_gets_formerr_with_its_id(server):
+    reply = Message.from_wire(udp_exchange(server.address, b"\xbe\xef\x00\x00\x01\x00\xc1junk"))
+    assert reply.id == 0xBEEF and reply.rcode == Rcode.FORMERR and reply.qr
+
+
+def test_unknown_version_gets_badvers(server):
+    wire = bytearray(make_query(name("alice@example.com"), RType.KEY, msg_id=7).to_wire())
+    wire[4] = 9
+    reply = Message.from_wire(udp_exchange(server.address, bytes(wire)))
+    assert reply.id == 7 and reply.rcode == Rcode.BADVERS
+
+
+def test_update_opcode_is_notimp(server):
+    query = make_query(name("alice@example.com"), RType.KEY, opcode=Opcode.UPDATE)
+    assert ask(server.address, query).rcode == Rcode.NOTIMP
+
+
+def test_unreadable_and_response_packets_are_dropped(server):
+    follow = make_query(name("alice@example.com"), RType.KEY, msg_id=4242)
+    response_bits = make_query(name("alice@example.com"), RType.KEY, msg_id=1)
+    response_bits.qr = True
+    for junk in (b"", b"\x01", response_bits.to_wire()):
+        reply = Message.from_wire(udp_no_reply(server.address, junk, follow.to_wire()))
+        assert reply.id == 4242
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(junk=st.binary(max_size=300))
+def test_random_bytes_never_stop_the_server(server, junk):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(server.address)
+        sock.send(junk)
+    reply = ask(server.address, make_query(name("alice@example.com"), RType.KEY))
+    assert reply.rcode == Rcode.NOERROR
+
+
+def test_many_concurrent_tcp_clients(server):
+    socks = [socket.create_connection(server.address, timeout=5) for _ in range(50)]
+    try:
+        for i, sock in enumerate(socks):
+            sock.sendall(_framed(make_query(name("alice@example.com"), RType.KEY, msg_id=i)))
+        for i, sock in enumerate(socks):
+            assert Message.from_wire(tcp_read(sock)).id == i
+        # several messages on one connection, answered in order
+        sock = socks[0]
+        sock.sendall(b"".join(_framed(make_query(name("alice@example.com"), RType.KEY,
+                                                 msg_id=1000 + j)) for j in range(5)))
+        assert [Message.from_wire(tcp_read(sock)).id for _ in range(5)] == list(range(1000, 1005))
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _framed(message: Message) -> bytes:
+    wire = message.to_wire()
+    return len(wire).to_bytes(2, "big") + wire
+
+
+def test_idle_tcp_connection_is_closed(tmp_path, start_daemon):
+    config = write_serve_config(tmp_path, {"example.com": EXAMPLE}, extra="tcp_idle_timeout = 0.3")
+    daemon = start_daemon("serve", "--config", str(config))
+    with socket.create_connection(daemon.address, timeout=10) as sock:
+        sock.sendall(b"\x00")  # half a length prefix, then nothing
+        start = time.monotonic()
+        assert sock.recv(10) == b""  # the server closed it
+        assert time.monotonic() - start < 5
+
+
+def test_sighup_reloads_and_a_broken_file_keeps_the_old_zone(tmp_path, server):
+    zone_file = tmp_path / "example.com.zone"
+    zone_file.write_text(EXAMPLE.replace("2026112201", "2026112202")
+                         + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    server.signal(signal.SIGHUP)
+    server.wait_for("reload done")
+    assert "serial 2026112202" in server.log
+    assert ask(server.address, make_query(name("zed@example.com"), RType.KEY)).answer
+
+    zone_file.write_text(EXAMPLE + "broken@ KEY x25519 encrypt AAAA\n")
+    server.signal(signal.SIGHUP)
+    server.wait_for("reload done")
+    assert "example.com.zone:" in server.log and "not loaded" in server.log
+    reply = ask(server.address, make_query(name("zed@example.com"), RType.KEY))
+    assert reply.answer and reply.rcode == Rcode.NOERROR
+
+
+def test_sigterm_exits_cleanly(server):
+    assert server.stop() == 0
+    assert "shutting down" in server.log
+
+
+def test_restart_serves_compiled_data_without_recompiling(tmp_path, start_daemon):
+    config = write_serve_config(tmp_path, {"example.com": EXAMPLE})
+    first = start_daemon("serve", "--config", str(config))
+    assert first.stop() == 0
+    second = start_daemon("serve", "--config", str(config))
+    assert "zone example.com. unchanged: serial 2026112201" in second.log
+    assert ask(second.address, make_query(name("alice@example.com"), RType.KEY)).answer
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('listen = ["127.0.0.1"]\ndata_dir = "d"\n')
+    out = subprocess.run(keyresolve_cmd("serve", "--config", str(config)), capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0 and "listen" in out.stderr and "Traceback" not in out.stderr
+
+
+# -- dig against the live server ------------------------------------------------
+def run_dig(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(keyresolve_cmd("dig", *args), capture_output=True, text=True,
+                          timeout=60)
+
+
+def _at(address) -> str:
+    return f"@{address[0]}:{address[1]}"
+
+
+def test_dig_json(server):
+    out = run_dig("alice@example.com", _at(server.address), "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["rcode"] == "NOERROR" and "aa" in doc["flags"] and "qr" in doc["flags"]
+    assert doc["question"] == {"name": "alice@example.com.", "type": "KEY"}
+    data = {r["data"]["algorithm"]: r["data"] for r in doc["answer"]}
+    assert data["x25519"]["usage"] == "encrypt" and data["x25519"]["key"] == b64key(1)
+    assert len(data["x25519"]["key_id"]) == 16
+    ref = json.loads(run_dig("x@eng.example.com", "KEY", _at(server.address), "--json").stdout)
+    assert ref["authority"][0]["data"] == {"target": "ns1.eng.example.com."}
+    assert ref["additional"][0]["data"] == {"address": "127.0.0.1:5303"}
+
+
+def test_dig_text_report_and_tc_fallback(server):
+    out = run_dig("bulk@example.com", _at(server.address))
+    assert out.returncode == 0, out.stderr
+    assert "status: NOERROR" in out.stdout and "flags: qr aa" in out.stdout
+    assert f"ANSWER: {BULK_KEYS}" in out.stdout and "(TCP)" in out.stdout
+    assert "Query time:" in out.stdout and str(server.address[1]) in out.stdout
+
+
+def test_dig_nxdomain_still_exits_zero(server):
+    out = run_dig("nobody@example.com", _at(server.address), "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["rcode"] == "NXDOMAIN"
+
+
+def test_dig_timeout_and_refused_exit_nonzero():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # bound, never answers
+        out = run_dig("a@example.com", _at(silent.getsockname()), "--timeout", "0.2",
+                      "--retries", "0")
+    assert out.returncode != 0 and "no reply" in out.stderr and len(out.stderr.splitlines()) == 1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    out = run_dig("a@example.com", f"@127.0.0.1:{port}", "--timeout", "2")
+    assert out.returncode != 0 and "refused" in out.stderr
+
+
+def test_dig_bad_arguments_are_usage_errors():
+    out = run_dig("not a name!", "@127.0.0.1:1")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+# -- the new user's flow: keygen -> zone -> serve -> dig ------------------------
+def test_author_zone_from_keygen_then_serve_and_dig(tmp_path, start_daemon):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    gen = subprocess.run(keyresolve_cmd("keygen", "newbie@example.com", "--out", str(keys)),
+                         capture_output=True, text=True, timeout=30)
+    assert gen.returncode == 0, gen.stderr
+    pem = keys / "newbie@example.com.x25519.pem"
+    assert pem.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert os.stat(pem).st_mode & 0o777 == 0o600
+    again = subprocess.run(keyresolve_cmd("keygen", "newbie@example.com", "--out", str(keys)),
+                           capture_output=True, text=True, timeout=30)
+    assert again.returncode != 0 and "refusing to overwrite" in again.stderr
+    config = write_serve_config(tmp_path, {"example.com": EXAMPLE + gen.stdout})
+    check = subprocess.run(keyresolve_cmd("zone", "check", str(tmp_path / "example.com.zone")),
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0 and "serial 2026112201" in check.stdout
+    daemon = start_daemon("serve", "--config", str(config))
+    out = run_dig("newbie@example.com", _at(daemon.address), "--json")
+    record = json.loads(out.stdout)["answer"][0]
+    assert record["data"]["key"] == gen.stdout.split()[-1]
+
+
+def test_zone_check_lists_every_error_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.zone"
+    bad.write_text(EXAMPLE.replace("ns1          ADDR  127.0.0.1:5302",
+                                   "ns1          ADDR  127.0.0.1")
+                   + "x@ KEY x25519 encrypt AAAA\n")
+    out = subprocess.run(keyresolve_cmd("zone", "check", str(bad)), capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0
+    lines = out.stderr.splitlines()
+    assert any(line.startswith(f"{bad}:5:") for line in lines), out.stderr
+    last = len(EXAMPLE.splitlines()) + 1
+    assert any(line.startswith(f"{bad}:{last}:") for line in lines), out.stderr

@@ -1,0 +1,506 @@
+"""Tests of keyresolve.tsig: MAC input, signing, verification, errors, streams."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+from pathlib import Path
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keyresolve import tsig
+from keyresolve.codes import Rcode, RType
+from keyresolve.errors import (BadKey, BadSignature, BadTime, BadVersion, ConfigError,
+                               FormError, KeyresolveError, NotImplementedOpcode, PeerError)
+from keyresolve.message import Message, Signature, make_query, make_response
+from keyresolve.names import Name
+from keyresolve.records import KEY, KeyAlgorithm, KeyUsage, Record
+from keyresolve.tsig import Key, StreamSigner, StreamVerifier
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol-hmac.md"
+
+KEY_NAME = Name.from_text("xfer.")
+SECRET = bytes(range(32))
+T0 = 1795000000
+KEY1 = Key(KEY_NAME, "hmac-sha256", SECRET)
+KEYRING = {KEY_NAME: KEY1}
+
+# -- the worked example, spelled out field by field (docs/protocol-hmac.md) ------
+Q_HEADER = "1234" "0010" "01" "00"  # id, flags (SG), version 1, rcode high 0
+R_HEADER = "1234" "8413" "01" "00"  # QR|AA|SG|NXDOMAIN
+R2_HEADER = "1234" "8410" "01" "00"  # QR|AA|SG|NOERROR
+BODY = ("95" "92" "b2" + b"alice@example.com.".hex() + "19"  # [[name, KEY],
+        "90" "90" "90" "cd04d0")  # [], [], [], 1232]
+KEY_NAME_HEX = "a5" + b"xfer.".hex()
+ALG_HEX = "ab" + b"hmac-sha256".hex()
+
+
+def variables_hex(time_signed: int) -> str:
+    """msgpack [key_name, algorithm, time, fudge 300, error 0, other b""]."""
+    return "96" + KEY_NAME_HEX + ALG_HEX + "ce" + f"{time_signed:08x}" + "cd012c" + "00" + "c400"
+
+
+def trailer_hex(time_signed: int, mac: str) -> str:
+    """msgpack [key_name, algorithm, time, fudge, mac, original id, error, other]."""
+    return ("98" + KEY_NAME_HEX + ALG_HEX + "ce" + f"{time_signed:08x}" + "cd012c"
+            + "c420" + mac + "cd1234" + "00" + "c400")
+
+
+def hmac256(data_hex: str) -> str:
+    return hmac.new(SECRET, bytes.fromhex(data_hex), hashlib.sha256).hexdigest()
+
+
+#: The golden values printed in docs/protocol-hmac.md.
+Q_MAC = "1a15665ae1e4490537228fb22d444d36b48bfc831ffd301cb50fa945ecf7bd0b"
+R_MAC = "6911015d62126853cfd7f715fce3bd5ea69ed3c2d9f1b4520ca0ee095e3e1d09"
+R2_MAC = "964bda72c940dc74106d380f175aa6ab12d7e7ad0638bffe91aabcf0b67f338a"
+Q_INPUT = Q_HEADER + BODY + variables_hex(T0)
+R_INPUT = "c420" + Q_MAC + R_HEADER + BODY + variables_hex(T0 + 1)
+R2_INPUT = "c420" + R_MAC + R2_HEADER + BODY + "92" + "ce" + f"{T0 + 2:08x}" + "cd012c"
+Q_WIRE = Q_HEADER + BODY + trailer_hex(T0, Q_MAC)
+R_WIRE = R_HEADER + BODY + trailer_hex(T0 + 1, R_MAC)
+R2_WIRE = R2_HEADER + BODY + trailer_hex(T0 + 2, R2_MAC)
+
+
+def example_query() -> Message:
+    return make_query(Name.from_text("alice@example.com."), RType.KEY, msg_id=0x1234)
+
+
+def example_response(query: Message, rcode: int = Rcode.NXDOMAIN) -> Message:
+    response = make_response(query, rcode)
+    response.aa = True
+    return response
+
+
+def doc_hex() -> str:
+    """Every fenced block of the doc, whitespace removed and joined."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", DOC.read_text(), flags=re.S)
+    return "|".join(re.sub(r"\s+", "", b) for b in blocks)
+
+
+def test_golden_macs_follow_from_the_spelled_out_inputs():
+    assert hmac256(Q_INPUT) == Q_MAC
+    assert hmac256(R_INPUT) == R_MAC
+    assert hmac256(R2_INPUT) == R2_MAC
+
+
+def test_worked_example_signing():
+    query = example_query()
+    assert tsig.sign(query, KEY1, T0).hex() == Q_WIRE
+    assert query.signature.mac.hex() == Q_MAC
+    assert tsig.mac_input(query.encode_unsigned(True), query.signature).hex() == Q_INPUT
+    signer = StreamSigner(KEY1, bytes.fromhex(Q_MAC))
+    response = example_response(query)
+    assert signer.sign(response, T0 + 1).hex() == R_WIRE
+    second = example_response(query, Rcode.NOERROR)
+    assert signer.sign(second, T0 + 2).hex() == R2_WIRE
+    # A lone response is signed exactly as the first message of a stream.
+    assert tsig.sign(example_response(query), KEY1, T0 + 1,
+                     request_mac=bytes.fromhex(Q_MAC)).hex() == R_WIRE
+
+
+def test_worked_example_verifying():
+    query = Message.from_wire(bytes.fromhex(Q_WIRE))
+    assert query.signature == Signature(KEY_NAME, "hmac-sha256", T0, 300, bytes.fromhex(Q_MAC),
+                                        0x1234)
+    assert tsig.verify(query, KEYRING, T0) is KEY1
+    verifier = StreamVerifier(KEY1, bytes.fromhex(Q_MAC))
+    verifier.verify(Message.from_wire(bytes.fromhex(R_WIRE)), T0 + 1)
+    verifier.verify(Message.from_wire(bytes.fromhex(R2_WIRE)), T0 + 2)
+    tsig.verify_response(Message.from_wire(bytes.fromhex(R_WIRE)), KEY1, bytes.fromhex(Q_MAC),
+                         T0 + 1)
+
+
+def test_worked_example_is_in_the_doc():
+    text = doc_hex()
+    for value in (SECRET.hex(), Q_INPUT, Q_MAC, Q_WIRE, R_INPUT, R_MAC, R_WIRE, R2_INPUT,
+                  R2_MAC, R2_WIRE):
+        assert value in text
+    assert "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" in DOC.read_text()
+
+
+# -- round trips ---------------------------------------------------------------------
+def key_record(owner: str, fill: int) -> Record:
+    return Record(Name.from_text(owner), RType.KEY, 3600,
+                  KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes([fill]) * 32))
+
+
+@pytest.mark.parametrize("algorithm", ["hmac-sha256", "hmac-sha512"])
+def test_request_response_round_trip(algorithm):
+    key = Key(Name.from_text("k.example."), algorithm, b"s" * 40)
+    query = example_query()
+    wire = tsig.sign(query, key, T0)
+    received = Message.from_wire(wire)
+    assert tsig.verify(received, {key.name: key}, T0 + 5) is key
+    assert len(received.signature.mac) == tsig.MAC_SIZES[algorithm]
+    response = make_response(received)
+    response.answer.append(key_record("alice@example.com.", 7))
+    rwire = tsig.sign(response, key, T0 + 6, request_mac=received.signature.mac)
+    back = Message.from_wire(rwire)
+    tsig.verify_response(back, key, query.signature.mac, T0 + 7)
+    assert back.answer == response.answer
+    # The generic verifier takes the request MAC too.
+    assert tsig.verify(back, {key.name: key}, T0 + 7, request_mac=query.signature.mac) is key
+
+
+def test_stream_of_three():
+    query = example_query()
+    tsig.sign(query, KEY1, T0)
+    signer = StreamSigner(KEY1, query.signature.mac)
+    wires = []
+    for i in range(3):
+        msg = make_response(query)
+        msg.answer = [key_record(f"u{i}{j}@example.com.", j) for j in range(5)]
+        wires.append(signer.sign(msg, T0 + i))
+    verifier = StreamVerifier(KEY1, query.signature.mac)
+    for wire in wires:
+        verifier.verify(Message.from_wire(wire), T0 + 3)
+
+
+@pytest.mark.parametrize("order", [(1, 0, 2), (0, 2), (0, 0), (1,), (0, 1, 1)])
+def test_stream_reordered_dropped_or_repeated_fails(order):
+    query = example_query()
+    tsig.sign(query, KEY1, T0)
+    signer = StreamSigner(KEY1, query.signature.mac)
+    wires = [signer.sign(make_response(query), T0) for _ in range(3)]
+    verifier = StreamVerifier(KEY1, query.signature.mac)
+    with pytest.raises(BadSignature):
+        for i in order:
+            verifier.verify(Message.from_wire(wires[i]), T0)
+
+
+def test_stream_later_message_must_keep_uncovered_fields_fixed():
+    query = example_query()
+    tsig.sign(query, KEY1, T0)
+    signer = StreamSigner(KEY1, query.signature.mac)
+    first = signer.sign(make_response(query), T0)
+    second = signer.sign(make_response(query), T0)
+    other_key = Key(Name.from_text("other."), "hmac-sha256", SECRET)
+    for changes, error in (({"error": Rcode.BADTIME}, BadSignature),
+                           ({"other": b"\0" * 6}, BadSignature),
+                           ({"key_name": other_key.name}, BadKey),
+                           ({"algorithm": "hmac-sha512"}, BadKey)):
+        verifier = StreamVerifier(KEY1, query.signature.mac)
+        verifier.verify(Message.from_wire(first), T0)
+        with pytest.raises(error):
+            verifier.verify(Message.from_wire(retrail(second, **changes)), T0)
+    verifier = StreamVerifier(KEY1, query.signature.mac)
+    verifier.verify(Message.from_wire(first), T0)
+    with pytest.raises(BadSignature, match="not signed"):
+        verifier.verify(make_response(query), T0)
+
+
+def test_truncates_before_signing_when_too_big():
+    query = example_query()
+    tsig.sign(query, KEY1, T0)
+    response = make_response(query)
+    response.answer = [key_record(f"user{i}@example.com.", i) for i in range(40)]
+    wire = tsig.sign(response, KEY1, T0, request_mac=query.signature.mac, max_size=512)
+    assert len(wire) <= 512
+    back = Message.from_wire(wire)
+    assert back.tc and back.answer == []
+    tsig.verify_response(back, KEY1, query.signature.mac, T0)
+    # Large enough: nothing is truncated.
+    full = tsig.sign(response, KEY1, T0, request_mac=query.signature.mac)
+    assert not Message.from_wire(full).tc and len(Message.from_wire(full).answer) == 40
+
+
+def test_sign_rejects_out_of_range_values():
+    with pytest.raises(ValueError):
+        tsig.sign(example_query(), KEY1, -1)
+    with pytest.raises(ValueError):
+        tsig.sign(example_query(), KEY1, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        tsig.sign(example_query(), KEY1, T0, fudge=70000)
+
+
+# -- tampering -----------------------------------------------------------------------
+TAMPER_ERRORS = (FormError, BadVersion, NotImplementedOpcode, BadSignature, BadKey, BadTime)
+
+
+def flips(wire: bytes):
+    for i in range(len(wire)):
+        for mask in (0xFF, 0x01, 0x80):
+            yield i, wire[:i] + bytes([wire[i] ^ mask]) + wire[i + 1:]
+
+
+def check_tampering(wire: bytes, check) -> None:
+    for i, bad in flips(wire):
+        try:
+            check(Message.from_wire(bad))
+        except TAMPER_ERRORS:
+            assert i >= 2, f"byte {i}: the id is not covered (RFC 8945 original id)"
+        else:
+            # Only the transported id may change (a forwarder's rewrite).
+            assert i < 2, f"flipped byte {i} still verified"
+            assert Message.from_wire(bad).signature.original_id == 0x1234
+
+
+def test_tampered_request_fails():
+    check_tampering(bytes.fromhex(Q_WIRE), lambda m: tsig.verify(m, KEYRING, T0))
+
+
+def test_tampered_response_fails():
+    check_tampering(bytes.fromhex(R_WIRE),
+                    lambda m: tsig.verify_response(m, KEY1, bytes.fromhex(Q_MAC), T0))
+
+
+def test_tampered_later_stream_message_fails():
+    def check(msg):
+        verifier = StreamVerifier(KEY1, bytes.fromhex(Q_MAC))
+        verifier.verify(Message.from_wire(bytes.fromhex(R_WIRE)), T0)
+        verifier.verify(msg, T0)
+
+    check_tampering(bytes.fromhex(R2_WIRE), check)
+
+
+def test_rewritten_id_verifies_against_original_id():
+    wire = bytearray.fromhex(Q_WIRE)
+    wire[0:2] = b"\xbe\xef"
+    msg = Message.from_wire(bytes(wire))
+    assert msg.id == 0xBEEF and msg.signature.original_id == 0x1234
+    assert tsig.verify(msg, KEYRING, T0) is KEY1
+    # A changed original id is not the id that was signed.
+    with pytest.raises(BadSignature):
+        tsig.verify(Message.from_wire(retrail(bytes(wire), original_id=0xBEEF)), KEYRING, T0)
+
+
+# -- key and MAC failures ------------------------------------------------------------
+def retrail(wire: bytes, **changes) -> bytes:
+    """`wire` with its trailer re-encoded with some fields changed."""
+    msg = Message.from_wire(wire)
+    sig = dataclasses.replace(msg.signature, **changes)
+    return msg.signed_bytes + msgpack.packb(sig.to_wire())
+
+
+def signed_query(key: Key = KEY1, now: int = T0) -> bytes:
+    return tsig.sign(example_query(), key, now)
+
+
+def test_wrong_secret_is_badsig():
+    other = Key(KEY_NAME, "hmac-sha256", bytes(32))
+    with pytest.raises(BadSignature) as info:
+        tsig.verify(Message.from_wire(signed_query(other)), KEYRING, T0)
+    assert info.value.key_name == KEY_NAME and "xfer." in str(info.value)
+
+
+def test_unknown_key_is_badkey():
+    stranger = Key(Name.from_text("stranger."), "hmac-sha256", SECRET)
+    with pytest.raises(BadKey) as info:
+        tsig.verify(Message.from_wire(signed_query(stranger)), KEYRING, T0)
+    assert info.value.key_name == stranger.name
+
+
+def test_unknown_algorithm_is_badkey():
+    wire = retrail(signed_query(), algorithm="hmac-md5")
+    with pytest.raises(BadKey, match="unknown algorithm"):
+        tsig.verify(Message.from_wire(wire), KEYRING, T0)
+
+
+def test_algorithm_mismatch_is_badkey():
+    wire = signed_query(Key(KEY_NAME, "hmac-sha512", SECRET))
+    with pytest.raises(BadKey, match="does not match"):
+        tsig.verify(Message.from_wire(wire), KEYRING, T0)
+
+
+def test_truncated_mac_is_badsig():
+    query = example_query()
+    wire = tsig.sign(query, KEY1, T0)
+    short = retrail(wire, mac=query.signature.mac[:16])
+    with pytest.raises(BadSignature, match="truncated"):
+        tsig.verify(Message.from_wire(short), KEYRING, T0)
+    with pytest.raises(BadSignature):
+        tsig.verify(Message.from_wire(retrail(wire, mac=b"")), KEYRING, T0)
+
+
+@pytest.mark.parametrize("skew", [-301, 301, -100000, 100000])
+def test_clock_skew_beyond_fudge_is_badtime(skew):
+    with pytest.raises(BadTime) as info:
+        tsig.verify(Message.from_wire(signed_query()), KEYRING, T0 + skew)
+    assert info.value.key_name == KEY_NAME
+
+
+@pytest.mark.parametrize("skew", [-300, 0, 300])
+def test_clock_skew_within_fudge_passes(skew):
+    assert tsig.verify(Message.from_wire(signed_query()), KEYRING, T0 + skew) is KEY1
+
+
+def test_max_fudge_caps_the_signers_fudge():
+    wire = tsig.sign(example_query(), KEY1, T0, fudge=3600)
+    assert tsig.verify(Message.from_wire(wire), KEYRING, T0 + 3600) is KEY1
+    with pytest.raises(BadTime):
+        tsig.verify(Message.from_wire(wire), KEYRING, T0 + 301, max_fudge=300)
+
+
+def test_unsigned_request_is_badsig():
+    with pytest.raises(BadSignature, match="not signed"):
+        tsig.verify(Message.from_wire(example_query().to_wire()), KEYRING, T0)
+
+
+def test_key_checked_before_mac_before_time():
+    # Wrong key name and bad MAC and bad time: BADKEY wins; then BADSIG wins.
+    stranger = Key(Name.from_text("stranger."), "hmac-sha256", bytes(32))
+    with pytest.raises(BadKey):
+        tsig.verify(Message.from_wire(signed_query(stranger, T0 - 9999)), KEYRING, T0)
+    impostor = Key(KEY_NAME, "hmac-sha256", bytes(32))
+    with pytest.raises(BadSignature):
+        tsig.verify(Message.from_wire(signed_query(impostor, T0 - 9999)), KEYRING, T0)
+
+
+# -- responses on the client side -----------------------------------------------------
+def exchange():
+    """A signed query as the server received it, and the client's request MAC."""
+    query = example_query()
+    wire = tsig.sign(query, KEY1, T0)
+    return Message.from_wire(wire), query.signature.mac
+
+
+def test_unsigned_response_rejected():
+    received, request_mac = exchange()
+    response = make_response(received)
+    with pytest.raises(BadSignature, match="not signed"):
+        tsig.verify_response(Message.from_wire(response.to_wire()), KEY1, request_mac, T0)
+
+
+def test_response_over_wrong_request_mac_rejected():
+    received, request_mac = exchange()
+    wire = tsig.sign(make_response(received), KEY1, T0, request_mac=bytes(32))
+    with pytest.raises(BadSignature):
+        tsig.verify_response(Message.from_wire(wire), KEY1, request_mac, T0)
+    # Signed as a request (no request MAC) does not pass as a response either.
+    wire = tsig.sign(make_response(received), KEY1, T0)
+    with pytest.raises(BadSignature):
+        tsig.verify_response(Message.from_wire(wire), KEY1, request_mac, T0)
+
+
+def test_response_with_another_key_rejected():
+    received, request_mac = exchange()
+    other = Key(Name.from_text("other."), "hmac-sha256", SECRET)
+    wire = tsig.sign(make_response(received), other, T0, request_mac=request_mac)
+    with pytest.raises(BadKey, match="another key"):
+        tsig.verify_response(Message.from_wire(wire), KEY1, request_mac, T0)
+
+
+@pytest.mark.parametrize("exc, error", [(BadKey("x"), Rcode.BADKEY),
+                                        (BadSignature("x"), Rcode.BADSIG)])
+def test_unsigned_error_responses(exc, error):
+    received, request_mac = exchange()
+    wire = tsig.make_error_response(received, exc, KEYRING, T0 + 1)
+    response = Message.from_wire(wire)
+    assert response.qr and response.rcode == Rcode.NOTAUTH and response.id == 0x1234
+    sig = response.signature
+    assert (sig.mac, sig.error, sig.key_name, sig.algorithm) == (b"", error, KEY_NAME,
+                                                                 "hmac-sha256")
+    with pytest.raises(PeerError) as info:
+        tsig.verify_response(response, KEY1, request_mac, T0 + 1)
+    assert info.value.rcode == error and "unsigned" in str(info.value)
+
+
+def test_replay_outside_window_gets_signed_badtime():
+    query = example_query()
+    wire = tsig.sign(query, KEY1, T0)
+    late = T0 + 3600
+    received = Message.from_wire(wire)  # the replayed copy
+    with pytest.raises(BadTime) as info:
+        tsig.verify(received, KEYRING, late)
+    response = Message.from_wire(tsig.make_error_response(received, info.value, KEYRING, late))
+    sig = response.signature
+    assert response.rcode == Rcode.NOTAUTH and sig.error == Rcode.BADTIME
+    assert int.from_bytes(sig.other, "big") == late and len(sig.other) == 6
+    assert sig.time_signed == T0 and len(sig.mac) == 32
+    # The client (clock at T0) authenticates it, then learns the server's time.
+    with pytest.raises(PeerError) as peer:
+        tsig.verify_response(response, KEY1, query.signature.mac, T0 + 1)
+    assert peer.value.rcode == Rcode.BADTIME and f"server time {late}" in str(peer.value)
+    # A forged BADTIME (wrong request MAC) is not believed.
+    with pytest.raises(BadSignature):
+        tsig.verify_response(response, KEY1, bytes(32), T0 + 1)
+
+
+def test_error_response_to_unsigned_query_is_plain_notauth():
+    query = Message.from_wire(example_query().to_wire())
+    response = Message.from_wire(tsig.make_error_response(query, BadSignature("x"), KEYRING,
+                                                          T0))
+    assert response.rcode == Rcode.NOTAUTH and response.signature is None
+
+
+def test_error_response_refuses_other_errors():
+    received, _ = exchange()
+    with pytest.raises(ValueError):
+        tsig.make_error_response(received, FormError("x"), KEYRING, T0)
+
+
+def test_signed_error_inside_a_verified_response_is_peer_error():
+    received, request_mac = exchange()
+    wire = tsig.sign(make_response(received), KEY1, T0, request_mac=request_mac,
+                     error=Rcode.BADSIG)
+    with pytest.raises(PeerError) as info:
+        tsig.verify_response(Message.from_wire(wire), KEY1, request_mac, T0)
+    assert info.value.rcode == Rcode.BADSIG and "unsigned" not in str(info.value)
+
+
+# -- keys ----------------------------------------------------------------------------
+def test_key_validation_and_repr():
+    with pytest.raises(ConfigError):
+        Key(KEY_NAME, "hmac-md5", SECRET)
+    with pytest.raises(ConfigError):
+        Key(KEY_NAME, "hmac-sha256", bytes(15))
+    assert SECRET.hex() not in repr(KEY1) and "secret" not in repr(KEY1)
+
+
+# -- fuzzing ---------------------------------------------------------------------------
+names = st.sampled_from(["xfer.", "XFER.", "other.", "a@b.example.", "."])
+algorithms = st.one_of(st.sampled_from(["hmac-sha256", "hmac-sha512", "HMAC-SHA256", ""]),
+                       st.text(max_size=12))
+signatures = st.builds(
+    Signature, names.map(Name.from_text), algorithms,
+    st.one_of(st.integers(T0 - 400, T0 + 400), st.integers(0, tsig.MAX_TIME)),
+    st.integers(0, 0xFFFF), st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=64)),
+    st.integers(0, 0xFFFF), st.sampled_from([0, 16, 17, 18, 19, 4095]), st.binary(max_size=64))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.binary(max_size=70),
+                    st.text(max_size=20), st.floats(allow_nan=False))
+raw_trailers = st.lists(st.one_of(scalars, st.lists(scalars, max_size=3)), max_size=10)
+
+
+def verify_everything(msg: Message) -> None:
+    for check in (lambda: tsig.verify(msg, KEYRING, T0),
+                  lambda: tsig.verify_response(msg, KEY1, bytes.fromhex(Q_MAC), T0),
+                  lambda: StreamVerifier(KEY1, bytes.fromhex(Q_MAC)).verify(msg, T0)):
+        with pytest.raises(KeyresolveError):
+            check()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sig=signatures, tail=st.binary(max_size=8))
+def test_mangled_signature_fields_never_pass(sig, tail):
+    data = bytes.fromhex(R_WIRE)
+    msg_part = data[:len(bytes.fromhex(R_HEADER + BODY))]
+    wire = msg_part + msgpack.packb(sig.to_wire()) + tail
+    try:
+        msg = Message.from_wire(wire)
+    except KeyresolveError:
+        return
+    verify_everything(msg)
+
+
+@settings(max_examples=300, deadline=None)
+@given(trailer=raw_trailers, tail=st.binary(max_size=8))
+def test_mangled_raw_trailers_never_pass(trailer, tail):
+    wire = bytes.fromhex(Q_HEADER + BODY) + msgpack.packb(trailer) + tail
+    try:
+        msg = Message.from_wire(wire)
+    except KeyresolveError:
+        return
+    verify_everything(msg)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tail=st.binary(min_size=1, max_size=40))
+def test_bytes_after_a_valid_trailer_are_formerr(tail):
+    with pytest.raises(FormError):
+        Message.from_wire(bytes.fromhex(Q_WIRE) + tail)
