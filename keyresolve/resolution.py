@@ -72,6 +72,8 @@ HOLD_DOWN_FAILURES = 3.0
 HOLD_DOWN_PENALTY = 2 * MAX_RTO
 #: Servers remembered at most (LRU); bounds memory under hostile delegations.
 MAX_SERVER_STATS = 10_000
+#: Per-server notes kept in a SERVFAIL reason (keeps log lines short).
+MAX_REASON_NOTES = 6
 #: RFC 6298 2.3 smoothing gains.
 RTT_ALPHA = 1 / 8
 RTT_BETA = 1 / 4
@@ -145,6 +147,11 @@ def response_matches(send: Send, response: Message, source: Server | None = None
     query = send.message
     return (response.qr and response.opcode == query.opcode and response.id == query.id
             and response.question == query.question)
+
+
+def _server_text(server: Server) -> str:
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _same_server(a: Server, b: Server) -> bool:
@@ -305,6 +312,8 @@ class _Cut:
     addrs: dict[Name, list[ADDR]]
     from_cache: bool
     attempts: dict[Server, int] = field(default_factory=dict)
+    #: Some server answered uselessly (error rcode, lame referral).
+    lame_seen: bool = False
     glueless_tried: set[Name] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
@@ -327,8 +336,10 @@ class Resolution:
         self.resolver = resolver
         self.question = question
         self.depth = depth
-        self._budget = budget or _Budget(now + resolver.resolution_timeout,
-                                         resolver.resolution_timeout, resolver.max_queries)
+        if budget is None:
+            budget = _Budget(now + resolver.resolution_timeout, resolver.resolution_timeout,
+                             resolver.max_queries)
+        self._budget = budget
         self._stack = stack  # questions the enclosing resolutions are working on
         self._qname = question.name  # moves along ALIAS chains
         self._qtype = question.rtype
@@ -400,6 +411,8 @@ class Resolution:
             return False
         self._pending = None
         self.resolver.record_timeout(send.server, send.timeout, now)
+        if self._cut is not None:
+            self._cut.notes.append(f"{_server_text(send.server)}: timeout")
         self._note(send, "timeout", None, detail=f"no answer in {send.timeout:.3f} s")
         return True
 
@@ -413,6 +426,8 @@ class Resolution:
         self._pending = None
         self.resolver.record_timeout(send.server, send.timeout, now)
         self._exclude(send.server)
+        if self._cut is not None:
+            self._cut.notes.append(f"{_server_text(send.server)}: {reason}")
         self._note(send, "error", None, detail=reason)
         return True
 
@@ -442,14 +457,17 @@ class Resolution:
                 self.resolver, Question(ns, RType.ADDR), now, budget=budget,
                 depth=self.depth + 1, stack=self._stack + (Question(self._qname, self._qtype),))
             return None
-        if cut.from_cache and cut.name != ROOT:
-            # A cached cut whose servers are unusable (say its glue expired
-            # before its NS): start again one level up, which re-fetches the
-            # delegation from the parent.
+        if cut.from_cache and cut.name != ROOT and (not cut.attempts or cut.lame_seen):
+            # A cached cut whose servers are unusable (its glue expired before
+            # its NS) or lame (re-delegated since): start again one level up,
+            # which fetches the delegation afresh from the parent. Not after
+            # timeouts only: the parent would name the same servers.
             self._cut = self._cut_for(cut.name.parent(), now)
             return None
-        notes = "; ".join(cut.notes) or "no usable server address"
-        return self._fail(f"no server of zone {cut.name} answered ({notes})")
+        notes = cut.notes or ["no usable server address"]
+        if len(notes) > MAX_REASON_NOTES:
+            notes = notes[:MAX_REASON_NOTES] + [f"{len(notes) - MAX_REASON_NOTES} more"]
+        return self._fail(f"no server of zone {cut.name} answered ({'; '.join(notes)})")
 
     def _from_cache(self, now: float) -> Done | None:
         """Answer from the cache, following cached ALIAS records."""
@@ -558,10 +576,14 @@ class Resolution:
         authority = [r for r in response.authority if r.name.is_subdomain(zone)]
         additional = [r for r in response.additional if r.name.is_subdomain(zone)]
         cache = resolver.cache
+        # AA speaks for the query name only; records further down an ALIAS
+        # chain rank as non-authoritative answer data (RFC 2181 5.4.1).
         rank = Rank.AUTH_ANSWER if response.aa else Rank.NONAUTH_ANSWER
         qtype = self._qtype
         followed = False
         while True:  # walk the ALIAS chain inside this answer
+            if followed:
+                rank = Rank.NONAUTH_ANSWER
             owned = [r for r in answer if r.name == self._qname]
             final = owned if qtype == RType.ANY else [r for r in owned if r.rtype == qtype]
             if final:
@@ -667,6 +689,9 @@ class Resolution:
         """The server answered uselessly: penalise it, skip it for this cut."""
         self.resolver.record_error(send.server, rtt, now)
         self._exclude(send.server)
+        if self._cut is not None:
+            self._cut.lame_seen = True
+            self._cut.notes.append(f"{_server_text(send.server)}: {why}")
         self._note(send, "error", rtt, detail=why)
 
     def _exclude(self, server: Server) -> None:
