@@ -166,6 +166,7 @@ def _signed_part(msg: Message) -> bytes:
 def _check(msg: Message, sig: Signature, key: Key, now: int, prior_mac: bytes | None,
            timers_only: bool, max_fudge: int | None) -> None:
     """MAC, then time (RFC 8945 5.2.2, 5.2.3); the key is already matched."""
+    now = int(now)
     if len(sig.mac) != key.mac_size:
         # Full-length MAC rule: RFC 8945 5.2.2.1 truncation is not accepted.
         raise _fail(BadSignature, sig.key_name,
@@ -237,7 +238,8 @@ def _peer_error(sig: Signature, now: int, authenticated: bool) -> PeerError:
     text = f"key {sig.key_name}: server reported {rcode_to_text(sig.error)}"
     if sig.error == Rcode.BADTIME and len(sig.other) == BADTIME_OTHER_SIZE:
         server_time = int.from_bytes(sig.other, "big")
-        text += f" (server time {server_time}, ours {now}: skew {server_time - now:+d} s)"
+        skew = server_time - int(now)
+        text += f" (server time {server_time}, ours {int(now)}: skew {skew:+d} s)"
     if not authenticated:
         text += " in an unsigned reply"
     exc = PeerError(sig.error, text)

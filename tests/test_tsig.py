@@ -504,3 +504,9 @@ def test_mangled_raw_trailers_never_pass(trailer, tail):
 def test_bytes_after_a_valid_trailer_are_formerr(tail):
     with pytest.raises(FormError):
         Message.from_wire(bytes.fromhex(Q_WIRE) + tail)
+
+
+def test_float_clock_is_accepted_by_verifiers():
+    with pytest.raises(BadTime, match=r"\+3600 s"):
+        tsig.verify(Message.from_wire(signed_query()), KEYRING, T0 + 3600.7)
+    assert tsig.verify(Message.from_wire(signed_query()), KEYRING, T0 + 0.5) is KEY1
