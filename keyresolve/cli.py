@@ -115,10 +115,15 @@ def _parse_dig_args(args: tuple[str, ...]) -> tuple[Name, int, tuple[str, int]]:
               help="UDP retries after the first try.")
 @click.option("--rd/--no-rd", default=True, show_default=True,
               help="Ask for recursion (resolvers need it).")
+@click.option("-y", "key_text", metavar="[ALG:]NAME:SECRET", default=None,
+              help="Sign the query with this HMAC key and verify the reply.")
+@click.option("-k", "key_file", type=click.Path(dir_okay=False), default=None,
+              help="Read the HMAC key from a file (tsig-keygen output, mode 0600).")
 def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries: int,
-        rd: bool) -> None:
+        rd: bool, key_text: str | None, key_file: str | None) -> None:
     """Query a server: NAME [TYPE] [@HOST:PORT] (TYPE defaults to KEY)."""
     from . import dig as report
+    from .keys import load_key_file, parse_y_option
     from .message import make_query
     from .net.client import query
 
@@ -126,20 +131,46 @@ def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries
         name, rtype, server = _parse_dig_args(args)
     except (ValueError, ProtocolError) as exc:
         raise click.UsageError(str(exc)) from None
+    if key_text and key_file:
+        raise click.UsageError("use -y or -k, not both")
+    try:
+        key = (parse_y_option(key_text) if key_text
+               else load_key_file(Path(key_file)) if key_file else None)
+    except ConfigError as exc:
+        fail(str(exc))
     message = make_query(name, rtype, rd=rd)
     try:
         exchange = trio.run(lambda: query(server, message, timeout=timeout, retries=retries,
-                                          tcp=tcp))
+                                          tcp=tcp, key=key))
     except NetworkError as exc:
         fail(str(exc), EXIT_NO_REPLY)
     except ProtocolError as exc:
         fail(f"bad reply from {format_endpoint(server)}: {exc}", EXIT_NO_REPLY)
     if as_json:
-        click.echo(json.dumps(report.to_json(exchange.response), indent=None))
+        doc = report.to_json(exchange.response)
+        if key is not None:
+            doc["signed"] = exchange.signed
+            doc["verified"] = exchange.verified
+        click.echo(json.dumps(doc, indent=None))
     else:
         click.echo(report.to_text(exchange.response, server=format_endpoint(server),
                                   tcp=exchange.tcp, elapsed=exchange.elapsed,
-                                  size=len(exchange.wire), command=" ".join(args)))
+                                  size=len(exchange.wire), command=" ".join(args),
+                                  verified=exchange.verified))
+
+
+@main.command("tsig-keygen")
+@click.argument("name")
+@click.option("--algorithm", type=click.Choice(["hmac-sha256", "hmac-sha512"]),
+              default="hmac-sha256", show_default=True)
+def tsig_keygen(name: str, algorithm: str) -> None:
+    """Print a [keys.NAME] config snippet with a new random secret."""
+    from .keys import tsig_keygen as make_snippet
+
+    try:
+        click.echo(make_snippet(name, algorithm), nl=False)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 # -- keygen --------------------------------------------------------------------

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, InvalidName
+from .keys import keyring_from_config
 from .names import Name
 from .net.server import DEFAULT_MAX_TCP, DEFAULT_TCP_IDLE
+from .tsig import Key
 
 Endpoint = tuple[str, int]
 
@@ -55,6 +57,12 @@ class ZoneConfig:
 
     name: Name
     file: Path | None = None
+    #: Key names allowed to transfer, NOTIFY and (later) UPDATE this zone.
+    allow_transfer: list[Name] = field(default_factory=list)
+    allow_notify: list[Name] = field(default_factory=list)
+    allow_update: list[Name] = field(default_factory=list)
+    #: Refuse unsigned queries for names in this zone.
+    require_signed: bool = False
 
 
 @dataclass
@@ -68,6 +76,14 @@ class ServeConfig:
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE
     max_tcp_connections: int = DEFAULT_MAX_TCP
     log_level: str = "info"
+    keys: dict[Name, Key] = field(default_factory=dict)
+
+    def get_zone(self, origin: Name) -> ZoneConfig | None:
+        """The configuration of the zone `origin`, if we serve it."""
+        for zone in self.zones:
+            if zone.name == origin:
+                return zone
+        return None
 
 
 class Table:
@@ -106,6 +122,20 @@ class Table:
         except InvalidName as exc:
             raise self._err(key, str(exc)) from None
 
+    def key_names(self, key: str, keys: dict[Name, Key]) -> list[Name]:
+        """A list of key names, each defined in the [keys] tables."""
+        values = self.get(key, list, [], what="a list of key names")
+        names = []
+        for value in values:
+            try:
+                name = Name.from_text(value if str(value).endswith(".") else f"{value}.")
+            except (InvalidName, TypeError):
+                raise self._err(key, f"invalid key name {value!r}") from None
+            if name not in keys:
+                raise self._err(key, f"key {value!r} is not defined in [keys]")
+            names.append(name)
+        return names
+
     def positive(self, key: str, default: float, kind: type = float) -> Any:
         value = self.get(key, (int, float) if kind is float else int, default, what="a number")
         if value <= 0:
@@ -130,6 +160,15 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def load_keys(top: Table, path: Path) -> dict[Name, Key]:
+    """The [keys.NAME] tables of a config file, as a keyring."""
+    raw = top.get("keys", dict, {}, what="a table of [keys.NAME] tables")
+    try:
+        return keyring_from_config(raw, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 def load_serve_config(path: str | Path) -> ServeConfig:
     """Read and validate a `keyresolve serve` config file."""
     path = Path(path)
@@ -141,6 +180,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
     config.log_level = top.get("log_level", str, "info")
+    config.keys = load_keys(top, path)
     seen: set[Name] = set()
     for i, raw in enumerate(top.get("zones", list, [], what="an array of [[zones]] tables")):
         if not isinstance(raw, dict):
@@ -148,6 +188,10 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         table = Table(raw, f"{path}: zones[{i}].")
         zone = ZoneConfig(name=table.name("name"))
         zone.file = base / table.get("file", str)
+        zone.allow_transfer = table.key_names("allow_transfer", config.keys)
+        zone.allow_notify = table.key_names("allow_notify", config.keys)
+        zone.allow_update = table.key_names("allow_update", config.keys)
+        zone.require_signed = table.get("require_signed", bool, False)
         table.finish()
         if zone.name in seen:
             raise ConfigError(f"{path}: zones[{i}].name: zone {zone.name} is listed twice")

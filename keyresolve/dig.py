@@ -40,7 +40,7 @@ def _record_line(record: Record) -> str:
 
 
 def to_text(response: Message, *, server: str, tcp: bool, elapsed: float, size: int,
-            command: str = "") -> str:
+            command: str = "", verified: str | None = None) -> str:
     """A dig-style report: header, sections, query time and server."""
     out = []
     if command:
@@ -57,6 +57,11 @@ def to_text(response: Message, *, server: str, tcp: bool, elapsed: float, size: 
                            ("ADDITIONAL", response.additional)):
         if section:
             out += ["", f";; {title} SECTION:"] + [_record_line(r) for r in section]
+    if verified is not None:
+        sig = response.signature
+        out += ["", f";; SIGNATURE: key {sig.key_name} {sig.algorithm}" if sig else
+                ";; SIGNATURE: none (the reply is unsigned)",
+                f";; VERIFIED: {verified}"]
     out += ["", f";; Query time: {elapsed * 1000:.1f} msec",
             f";; SERVER: {server} ({'TCP' if tcp else 'UDP'})",
             f";; MSG SIZE  rcvd: {size}"]

@@ -22,6 +22,7 @@ of every zone for as long as they hold it.
 
 from __future__ import annotations
 
+import os
 import contextlib
 import functools
 import time
@@ -243,7 +244,7 @@ class Store:
             assert isinstance(soa, SOA)
             meta = {"serial": soa.serial, "records": counter[0],
                     "loaded_at": time.time() if loaded_at is None else loaded_at,
-                    "sources": [[path, digest] for path, digest in sources]}
+                    "sources": [[os.fspath(path), digest] for path, digest in sources]}
             txn.put(prefix, msgpack.packb(meta), db=self._zones)
 
     @_translate
@@ -276,7 +277,7 @@ class Store:
         in this order: then recompiling it is unnecessary. An empty `sources`
         (a zone not compiled from files) never counts as unchanged."""
         info = self.get_zone_info(origin)
-        wanted = tuple((path, bytes(digest)) for path, digest in sources)
+        wanted = tuple((os.fspath(path), bytes(digest)) for path, digest in sources)
         return info is not None and bool(wanted) and info.sources == wanted
 
     # -- reading -------------------------------------------------------------

@@ -83,11 +83,18 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=DAEMON_TIMEOUT)
+            code = self.proc.wait(timeout=DAEMON_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("daemon did not exit on SIGTERM:\n" + self.log)
+            raise AssertionError("daemon did not exit on SIGTERM:\n" + self.log) from None
+        self._drain()
+        return code
+
+    def _drain(self) -> None:
+        """Collect the log lines written before the process exited."""
+        while (line := self._queue.get(timeout=DAEMON_TIMEOUT)) is not None:
+            self.lines.append(line)
 
 
 @pytest.fixture

@@ -20,10 +20,13 @@ import trio
 from ..authority import answer
 from ..codes import Opcode, Rcode
 from ..config import ServeConfig, ZoneConfig, format_endpoint
-from ..errors import KeyresolveError, NotImplementedOpcode, ProtocolError
+from .. import tsig
+from ..errors import (BadKey, BadSignature, BadTime, FormError, KeyresolveError,
+                      NotImplementedOpcode, ProtocolError, Refused)
 from ..message import Message, error_response_wire, make_response, max_response_size
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store import Snapshot, Store
+from ..tsig import Key
 from ..zonefile import load_zone_with_sources
 
 log = logging.getLogger("keyresolve.serve")
@@ -32,8 +35,10 @@ log = logging.getLogger("keyresolve.serve")
 class AuthServer:
     """The request handler of an authoritative server: bytes in, bytes out."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, config: ServeConfig) -> None:
         self.store = store
+        self.config = config
+        self.keyring = config.keys
         self._snapshot: Snapshot | None = None
 
     @contextlib.contextmanager
@@ -57,23 +62,58 @@ class AuthServer:
             return error_response_wire(data, Rcode.FORMERR)
         if query.qr:
             return None  # never answer a response (no loops between servers)
+        now = int(time.time())
+        key = None
+        if query.signature is not None:
+            try:
+                key = tsig.verify(query, self.keyring, now)
+            except (BadKey, BadSignature, BadTime) as exc:
+                log.warning("%s from %s: %s", exc.rcode.name, peer[0], exc)
+                return tsig.make_error_response(query, exc, self.keyring, now)
         try:
-            response = self.respond(query)
+            response = self.respond(query, key)
         except ProtocolError as exc:
+            if isinstance(exc, Refused):
+                log.info("refused %s from %s: %s", query.question, peer[0], exc)
             response = make_response(query, exc.rcode)
         except Exception:
             log.exception("failed to answer %s from %s", query.question, peer[0])
             response = make_response(query, Rcode.SERVFAIL)
-        return response.to_wire(max_response_size(query, tcp))
+        size = max_response_size(query, tcp)
+        if key is None:
+            return response.to_wire(size)
+        return tsig.sign(response, key, now, request_mac=query.signature.mac, max_size=size)
 
-    def respond(self, query: Message) -> Message:
-        """The response to a decoded query; raises ProtocolError subclasses."""
-        if query.opcode != Opcode.QUERY:
-            raise NotImplementedOpcode(f"opcode {query.opcode} is not implemented")
-        if self._snapshot is not None:
-            return answer(query, self._snapshot.find_zone)
-        with self.store.snapshot() as snap:
-            return answer(query, snap.find_zone)
+    def respond(self, query: Message, key: Key | None = None) -> Message:
+        """The response to a decoded query from a client holding `key`."""
+        if query.opcode == Opcode.QUERY:
+            if self._snapshot is not None:
+                return self._query(query, key, self._snapshot)
+            with self.store.snapshot() as snap:
+                return self._query(query, key, snap)
+        if query.opcode in (Opcode.TRANSFER, Opcode.NOTIFY):
+            self._check_allowed(query, key)
+        raise NotImplementedOpcode(f"opcode {query.opcode} is not implemented")
+
+    def _query(self, query: Message, key: Key | None, snap: Snapshot) -> Message:
+        if key is None and query.question is not None:
+            zone = snap.find_zone(query.question.name)
+            policy = None if zone is None else self.config.get_zone(zone.origin)
+            if policy is not None and policy.require_signed:
+                raise Refused(f"zone {zone.origin} requires signed queries")
+        return answer(query, snap.find_zone)
+
+    def _check_allowed(self, query: Message, key: Key | None) -> None:
+        """Transfers and NOTIFY need a key the zone lists (REFUSED otherwise)."""
+        if query.question is None:
+            raise FormError("missing question")
+        policy = self.config.get_zone(query.question.name)
+        if policy is None:
+            raise Refused(f"not a zone of ours: {query.question.name}")
+        allowed = policy.allow_transfer if query.opcode == Opcode.TRANSFER else policy.allow_notify
+        if key is None or key.name not in allowed:
+            who = "unsigned request" if key is None else f"key {key.name}"
+            raise Refused(f"{Opcode(query.opcode).name} of {policy.name} refused to {who}")
 
 
 @dataclass
@@ -160,7 +200,7 @@ async def serve(config: ServeConfig, store: Store, *,
     Starts answering from what the store already holds, then loads the zone
     files; `task_status.started` reports the bound addresses once loaded.
     """
-    handler = AuthServer(store)
+    handler = AuthServer(store, config)
     endpoints = []
     try:
         for host, port in config.listen:

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import trio
 
-from ..errors import FormError, NetworkError, QueryTimeout
+from .. import tsig
+from ..errors import FormError, NetworkError, PeerError, ProtocolError, QueryTimeout
 from ..message import MAX_MESSAGE, FrameReader, Message, frame, peek_id
+from ..tsig import Key
 
 #: Default time to wait for one reply (dig's default is 5 s; loopback
 #: servers answer in well under a millisecond).
@@ -29,6 +31,13 @@ class Exchange:
     server: tuple[str, int]
     tcp: bool
     elapsed: float
+    #: For a signed query: "ok", or why the reply's signature did not verify.
+    verified: str | None = None
+
+    @property
+    def signed(self) -> bool:
+        """True if the reply carried a signature trailer."""
+        return self.response.signature is not None
 
 
 def _family(host: str) -> int:
@@ -88,13 +97,28 @@ def _matches(query: Message, response: Message) -> bool:
 
 
 async def query(server: tuple[str, int], message: Message, *, timeout: float = DEFAULT_TIMEOUT,
-                retries: int = DEFAULT_RETRIES, tcp: bool = False) -> Exchange:
+                retries: int = DEFAULT_RETRIES, tcp: bool = False,
+                key: Key | None = None) -> Exchange:
     """Ask `server`; retry UDP on timeout; fall back to TCP when TC is set.
 
-    Raises QueryTimeout, NetworkError, or FormError for an undecodable or
-    mismatched reply.
+    With `key` the query is signed and the reply verified; the outcome is in
+    `Exchange.verified`. Raises QueryTimeout, NetworkError, or FormError for
+    an undecodable or mismatched reply.
     """
-    wire = message.to_wire()
+    exchange = await _query(server, message, timeout, retries, tcp, key)
+    if key is not None:
+        assert message.signature is not None
+        try:
+            tsig.verify_response(exchange.response, key, message.signature.mac, int(time.time()))
+            exchange.verified = "ok"
+        except (ProtocolError, PeerError) as exc:
+            exchange.verified = str(exc)
+    return exchange
+
+
+async def _query(server: tuple[str, int], message: Message, timeout: float, retries: int,
+                 tcp: bool, key: Key | None) -> Exchange:
+    wire = message.to_wire() if key is None else tsig.sign(message, key, int(time.time()))
     start = time.perf_counter()
     if not tcp:
         for attempt in range(retries + 1):

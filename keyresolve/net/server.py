@@ -165,9 +165,10 @@ async def _serve_stream(stream: trio.SocketStream, handler: Handler,
     # client trickling bytes cannot hold the connection open forever.
     deadline = trio.current_time() + idle_timeout
     while True:
+        data = b""
         with trio.move_on_at(deadline):
             data = await stream.receive_some(TCP_READ_SIZE)
-        if data is None or data == b"":
+        if not data:
             return  # idle timeout, or the client closed
         reader.receive_data(data)
         while (message := reader.next_frame()) is not None:
