@@ -78,6 +78,8 @@ def parse_ttl(text: str) -> int:
 
     Raises `InvalidRecord` for bad syntax or a value above `MAX_TTL` (RFC 2181 8).
     """
+    if not text:
+        raise InvalidRecord("empty TTL")
     if text.isdigit() and text.isascii():
         if len(text) > _MAX_TTL_DIGITS or int(text) > MAX_TTL:
             raise InvalidRecord(f"TTL {_short(text)} is larger than {MAX_TTL}")
@@ -177,6 +179,9 @@ class ZoneReader:
             stream = open(path, "rb")  # noqa: SIM115 - closed by the caller
         except OSError as exc:
             self._errors.add(where, line, f"{what}: {exc.strerror or exc}")
+            return None
+        except ValueError:  # NUL in the path
+            self._errors.add(where, line, f"{what}: NUL in file name")
             return None
         try:
             if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
@@ -301,12 +306,17 @@ class ZoneReader:
         if depth + 1 > MAX_INCLUDE_DEPTH:
             err(fname, lineno, f"$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} files")
             return
+        if "\0" in path:  # the OS cannot name such a file
+            err(fname, lineno, f"cannot read included file {_short(inc.filename)!r}: "
+                "NUL in file name")
+            return
         real = os.path.realpath(path)
         if real in stack:
             chain = " -> ".join(os.path.basename(p) for p in (*stack, real))
             err(fname, lineno, f"$INCLUDE loop: {chain}")
             return
-        stream = self._open(path, fname, lineno, f"cannot read included file {inc.filename!r}")
+        stream = self._open(path, fname, lineno,
+                            f"cannot read included file {_short(inc.filename)!r}")
         if stream is None:
             return
         # RFC 1035 5.1: the included file's $ORIGIN does not leak back; as BIND,
@@ -351,6 +361,7 @@ class ZoneReader:
                     owner = Name.from_text(first, origin)
                 except InvalidName as exc:
                     owner = _BAD
+                    self._owner_token = None  # report each line that repeats it
                     err(fname, lineno, f"bad owner name: {exc}")
                 self._owner = owner
             pos = 1
@@ -467,11 +478,6 @@ def _unknown_type(token: str) -> str:
 
 
 # -- semantic checks -----------------------------------------------------------
-#: An RRset being built: [ttl, loc of its first record, rdatas]; a list is the
-#: cheapest mutable holder (zones can have a million of them).
-_RRs = list
-
-
 class _Builder:
     """Groups records into RRsets and runs the zone checks of docs/zone-format.md."""
 
@@ -482,6 +488,8 @@ class _Builder:
         self.file_index: dict[str, int] = {main: 0}
         self._last_file = main  # file of the previous record and its index
         self._last_index = 0
+        # RRsets being built: [ttl, loc of the first record, rdatas]; a list is
+        # the cheapest mutable holder (a zone can have a million of them)
         self.nodes: dict[Name, dict[int, list]] = {}
         self.soa_loc: int | None = None
         self.ns: list[tuple[Name, int]] = []  # (target, loc) of every NS record
@@ -565,17 +573,17 @@ class _Builder:
         cuts = {name for name, node in nodes.items() if name != origin and RType.NS in node}
         for name, node in nodes.items():
             cut = _enclosing_cut(name, cuts, origin) if cuts else None
+            if cut is not None:  # occluded data: only glue (RFC 1034 4.2.1)
+                for rtype, rrs in node.items():
+                    if rtype != RType.ADDR:
+                        found.append((rrs[1], f"{RType(rtype).name} at {name} below the "
+                                      f"delegation point {cut}: only ADDR (glue) allowed"))
+                continue
             if name in cuts:
                 for rtype, rrs in node.items():
                     if rtype != RType.NS and rtype != RType.ADDR:
                         found.append((rrs[1], f"{RType(rtype).name} at the delegation "
                                       f"point {name}: only NS and ADDR (glue) belong there"))
-                continue
-            if cut is not None:
-                for rtype, rrs in node.items():
-                    if rtype != RType.ADDR:
-                        found.append((rrs[1], f"{RType(rtype).name} at {name} below the "
-                                      f"delegation point {cut}: only ADDR (glue) allowed"))
                 continue
             alias = node.get(RType.ALIAS)
             if alias is not None and len(node) > 1:
@@ -635,7 +643,8 @@ def _load(reader: ZoneReader) -> Zone:
                 builder = _Builder(reader.origin, errors, reader.filename)
             builder.add(rec, fname, line)
         if reader.origin is None:
-            errors.add(reader.filename, 0, "no $ORIGIN and no zone name given")
+            if not errors.items:  # else already reported at the first record
+                errors.add(reader.filename, 0, "no $ORIGIN and no zone name given")
         else:
             if builder is None:
                 builder = _Builder(reader.origin, errors, reader.filename)
