@@ -235,7 +235,7 @@ class Message:
         msg.rd = bool(flags & FLAG_RD)
         msg.ra = bool(flags & FLAG_RA)
         msg.rcode = (rcode_high << 4) | (flags & 0xF)
-        if trailer is not None:
+        if flags & FLAG_SG:  # not `trailer is not None`: a nil trailer is malformed
             msg.signature = Signature.from_wire(trailer)
             msg.signed_bytes = data[:signed_end]
         return msg
