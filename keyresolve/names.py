@@ -224,7 +224,7 @@ def _make(labels: tuple[str, ...], local: str | None) -> Name:
 
 
 def _with_local(origin: Name, local: str) -> Name:
-    return _make(origin.labels, local)
+    return Name(origin.labels, local)  # the origin's length was checked when it was made
 
 
 @functools.lru_cache(maxsize=65536)

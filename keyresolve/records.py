@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .codes import RType
+
+#: Types that are only asked about, never held in a record.
+QUERY_ONLY_TYPES = frozenset({RType.IXFR, RType.AXFR, RType.ANY})
 from .errors import InvalidName, InvalidRecord
 from .names import Name
 
@@ -62,8 +65,13 @@ def _u32(value: Any, what: str) -> int:
     return value
 
 
+#: Digits in the longest number a zone file may hold (2^32 - 1 has 10); checked
+#: before int() so a hostile file cannot make us convert a huge digit string.
+MAX_DIGITS = 10
+
+
 def _text_int(token: str, what: str, maximum: int = MAX_U32) -> int:
-    if not token.isdigit() or not token.isascii():
+    if not token.isascii() or not token.isdigit() or len(token) > MAX_DIGITS:
         raise InvalidRecord(f"{what} must be a number, not {token!r}")
     value = int(token)
     if value > maximum:
@@ -220,9 +228,10 @@ class ADDR:
     @classmethod
     def parse(cls, text: str) -> ADDR:
         """Parse ``ip:port`` or ``[ipv6]:port``."""
-        if text.startswith("["):
+        bracketed = text.startswith("[")
+        if bracketed:
             host, sep, port = text[1:].partition("]:")
-            if not sep:
+            if not sep or ":" not in host:
                 raise InvalidRecord(f"address {text!r} must be [ipv6]:port")
         else:
             host, sep, port = text.rpartition(":")
@@ -264,9 +273,11 @@ class KEY:
     rtype: ClassVar[RType] = RType.KEY
 
     def __post_init__(self) -> None:
-        spec = KEY_ALGORITHMS.get(self.algorithm)
-        if spec is None:
-            raise InvalidRecord(f"unknown key algorithm {self.algorithm!r}")
+        object.__setattr__(self, "algorithm", _enum(KeyAlgorithm, self.algorithm, "key algorithm"))
+        object.__setattr__(self, "usage", _enum(KeyUsage, self.usage, "key usage"))
+        if type(self.key) is not bytes:
+            raise InvalidRecord("key must be bytes")
+        spec = KEY_ALGORITHMS[self.algorithm]
         length, usage = spec
         if self.usage != usage:
             raise InvalidRecord(
@@ -319,6 +330,8 @@ class KEY:
 
 
 def _enum(kind: type[enum.IntEnum], value: Any, what: str):
+    if isinstance(value, kind):
+        return value
     if type(value) is not int:
         raise InvalidRecord(f"{what} must be an integer")
     try:
@@ -329,13 +342,62 @@ def _enum(kind: type[enum.IntEnum], value: Any, what: str):
 
 def _enum_text(kind: type[enum.IntEnum], token: str, what: str):
     try:
+        if not token.isascii():
+            raise KeyError(token)
         return kind[token.upper()]
     except KeyError:
         choices = ", ".join(m.name.lower() for m in kind)
         raise InvalidRecord(f"unknown {what} {token!r} (one of {choices})") from None
 
 
-Rdata = SOA | NS | ALIAS | ADDR | KEY
+#: Nesting allowed inside opaque rdata (arrays within arrays).
+MAX_OPAQUE_DEPTH = 4
+_OPAQUE_SCALARS = (int, str, bytes, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Opaque:
+    """Rdata of a type this version does not know, carried unchanged.
+
+    Like RFC 3597 for DNS: a later version can add record types without older
+    servers, caches and clients rejecting the messages that hold them. Never
+    valid in zone files.
+    """
+
+    type_code: int
+    fields: tuple
+
+    @classmethod
+    def from_wire(cls, rtype: int, fields: tuple) -> Opaque:
+        _check_opaque(fields, 0)
+        return cls(rtype, fields)
+
+    def to_wire(self) -> list:
+        return list(self.fields)
+
+    def to_text(self, origin: Name | None = None) -> str:
+        import msgpack
+
+        data = msgpack.packb(list(self.fields))
+        return f"\\# {len(data)} {data.hex()}"
+
+    def to_json(self) -> dict:
+        import msgpack
+
+        return {"opaque": msgpack.packb(list(self.fields)).hex()}
+
+
+def _check_opaque(value: Any, depth: int) -> None:
+    if type(value) in (tuple, list):
+        if depth >= MAX_OPAQUE_DEPTH:
+            raise InvalidRecord("opaque rdata nested too deeply")
+        for item in value:
+            _check_opaque(item, depth + 1)
+    elif type(value) not in _OPAQUE_SCALARS:
+        raise InvalidRecord("opaque rdata may hold only integers, strings, bytes, nil and arrays")
+
+
+Rdata = SOA | NS | ALIAS | ADDR | KEY | Opaque
 
 #: Rdata class of every data type.
 RDATA_CLASSES: dict[int, type] = {RType.SOA: SOA, RType.NS: NS, RType.ALIAS: ALIAS,
@@ -344,11 +406,13 @@ RDATA_CLASSES: dict[int, type] = {RType.SOA: SOA, RType.NS: NS, RType.ALIAS: ALI
 
 def rdata_from_wire(rtype: int, fields: Any) -> Rdata:
     """Decode the rdata array of a record of type `rtype`."""
-    cls = RDATA_CLASSES.get(rtype)
-    if cls is None:
-        raise InvalidRecord(f"unknown record type {rtype}")
     if type(fields) is not tuple and type(fields) is not list:
         raise InvalidRecord("rdata must be an array")
+    cls = RDATA_CLASSES.get(rtype)
+    if cls is None:
+        if rtype in QUERY_ONLY_TYPES or not 1 <= rtype <= 0xFFFF:  # 0 is reserved
+            raise InvalidRecord(f"type {rtype} cannot appear in a record")
+        return Opaque.from_wire(rtype, tuple(fields))
     return cls.from_wire(tuple(fields))
 
 
@@ -400,5 +464,5 @@ class Record:
 
 
 __all__ = ["ADDR", "ALIAS", "KEY", "KEY_ALGORITHMS", "KeyAlgorithm", "KeyUsage", "MAX_TTL",
-           "NS", "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
+           "NS", "Opaque", "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
            "rdata_from_text", "rdata_from_wire"]

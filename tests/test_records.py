@@ -210,8 +210,29 @@ BAD_RDATA = [
     (RType.AXFR, []),
     (RType.ANY, []),
     (0, []),
-    (3, ["x."]),
+    (3, [1.5]),  # unknown types are carried opaquely, but only plain msgpack values
+    (3, [{}]),
+    (3, [[[[["too deep"]]]]]),
 ]
+
+
+@pytest.mark.parametrize("fields", [[], ["x."], [1, b"\x00", None, ["nested", [2]]]])
+def test_unknown_types_are_carried_opaquely(fields: list) -> None:
+    from keyresolve.message import Message
+    from keyresolve.records import Opaque
+
+    rdata = rdata_from_wire(3, fields)
+    assert isinstance(rdata, Opaque) and rdata.to_wire() == fields
+    record = Record(Name.from_text("x.example."), 3, 60, rdata)
+    msg = Message(id=1, qr=True, answer=[record])
+    decoded = Message.from_wire(msg.to_wire())
+    assert decoded.answer == [Record(record.name, 3, 60, Opaque(3, _tupled(fields)))]
+    assert decoded.to_wire() == msg.to_wire()
+    assert record.to_json()["type"] == "TYPE3" and "opaque" in record.to_json()["data"]
+
+
+def _tupled(value):
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
 @pytest.mark.parametrize("rtype,fields", BAD_RDATA)

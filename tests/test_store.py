@@ -279,7 +279,7 @@ def test_sources_unchanged(store):
     msgpack.packb([[25, 300]]),
     msgpack.packb([[25, "300", [[1, 1, 0, b"k" * 32]]]]),
     msgpack.packb([[25, 300, [[1, 1, 0, b"short"]]]]),  # invalid KEY rdata
-    msgpack.packb([[77, 300, [[1]]]]),  # unknown type
+    msgpack.packb([[0, 300, [[1]]]]),  # reserved type 0
 ])
 def test_corrupt_node_is_store_error(tmp_path, value):
     path = tmp_path / "db"
