@@ -71,8 +71,10 @@ MAX_DIGITS = 10
 
 
 def _text_int(token: str, what: str, maximum: int = MAX_U32) -> int:
-    if not token.isascii() or not token.isdigit() or len(token) > MAX_DIGITS:
+    if not token.isascii() or not token.isdigit():
         raise InvalidRecord(f"{what} must be a number, not {token!r}")
+    if len(token) > MAX_DIGITS:
+        raise InvalidRecord(f"{what} {token[:20]} is larger than {maximum}")
     value = int(token)
     if value > maximum:
         raise InvalidRecord(f"{what} {value} is larger than {maximum}")
