@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -63,6 +64,82 @@ def serve(config_path: str, log_level: str | None) -> None:
         fail(str(exc))
 
 
+# -- resolver --------------------------------------------------------------------
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="TOML configuration file.")
+@click.option("--log-level", default=None, help="debug, info, warning or error.")
+def resolver(config_path: str, log_level: str | None) -> None:
+    """Run the iterative caching resolver."""
+    from .config import load_resolver_config
+    from .daemons import resolver as daemon
+
+    try:
+        config = load_resolver_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+    setup_logging(log_level or config.log_level)
+    try:
+        trio.run(daemon.main, config)
+    except KeyresolveError as exc:
+        fail(str(exc))
+
+
+@main.group()
+def cache() -> None:
+    """Resolver cache control."""
+
+
+@cache.command("flush")
+@click.argument("name", required=False)
+@click.option("--resolver", "server_text", default=DEFAULT_SERVER, show_default=True,
+              help="The resolver, HOST:PORT.")
+@click.option("-y", "key_text", metavar="[ALG:]NAME:SECRET", default=None,
+              help="Sign with this control key.")
+@click.option("-k", "key_file", type=click.Path(dir_okay=False), default=None,
+              help="Read the control key from a file.")
+@click.option("--timeout", default=2.0, show_default=True, type=click.FloatRange(min=0.01))
+def cache_flush(name: str | None, server_text: str, key_text: str | None,
+                key_file: str | None, timeout: float) -> None:
+    """Flush the whole cache, or only NAME."""
+    from .codes import ControlCommand, Opcode, Rcode, rcode_to_text
+    from .message import make_query
+    from .names import ROOT
+    from .net.client import query
+
+    try:
+        server = parse_endpoint(server_text)
+        target = Name.from_text(name) if name else ROOT
+    except (ValueError, ProtocolError) as exc:
+        raise click.UsageError(str(exc)) from None
+    command = ControlCommand.FLUSH_NAME if name else ControlCommand.FLUSH_ALL
+    key = _load_key(key_text, key_file)
+    message = make_query(target, command, opcode=Opcode.CONTROL)
+    try:
+        exchange = trio.run(lambda: query(server, message, timeout=timeout, retries=0, tcp=True,
+                                          key=key))
+    except (NetworkError, ProtocolError) as exc:
+        fail(str(exc), EXIT_NO_REPLY)
+    rcode = exchange.response.rcode
+    if key is not None and exchange.verified != "ok":
+        fail(f"reply not verified: {exchange.verified}")
+    if rcode != Rcode.NOERROR:
+        fail(f"resolver answered {rcode_to_text(rcode)}")
+    click.echo(f"flushed {'the whole cache' if not name else target}")
+
+
+def _load_key(key_text: str | None, key_file: str | None):
+    from .keys import load_key_file, parse_y_option
+
+    if key_text and key_file:
+        raise click.UsageError("use -y or -k, not both")
+    try:
+        return (parse_y_option(key_text) if key_text
+                else load_key_file(Path(key_file)) if key_file else None)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 # -- demo ----------------------------------------------------------------------
 def default_zones_dir() -> Path:
     """zones/ of this checkout, else of the current directory."""
@@ -75,16 +152,24 @@ def default_zones_dir() -> Path:
               help="Directory with demo.toml and the zone files (default: zones/).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Keep the LMDB data here (default: a temporary directory).")
-@click.option("--log-level", default="info", show_default=True)
-def demo(zones_dir: str | None, data_dir: str | None, log_level: str) -> None:
-    """Serve the demo hierarchy (root, com, org, example.com, ...) on loopback."""
+@click.option("--log-level", default=None, help="Default: info, or warning with --check.")
+@click.option("--check", is_flag=True,
+              help="Resolve every demo key through the resolver, print them, exit 0 if all did.")
+def demo(zones_dir: str | None, data_dir: str | None, log_level: str | None,
+         check: bool) -> None:
+    """Serve the demo hierarchy (root, com, org, example.com, ...) and a resolver."""
     from .daemons import demo as daemon
 
-    setup_logging(log_level)
+    setup_logging(log_level or ("warning" if check else "info"))
     zones = Path(zones_dir) if zones_dir else default_zones_dir()
+    data = Path(data_dir) if data_dir else None
     try:
-        trio.run(daemon.main, zones, Path(data_dir) if data_dir else None, click.echo)
-    except KeyresolveError as exc:
+        if check:
+            ok = trio.run(daemon.check, zones, data, click.echo)
+            click.echo("all demo keys resolved" if ok else "some demo keys did not resolve")
+            sys.exit(0 if ok else 1)
+        trio.run(daemon.main, zones, data, click.echo)
+    except (KeyresolveError, ZoneErrors) as exc:
         fail(str(exc))
 
 
@@ -119,11 +204,14 @@ def _parse_dig_args(args: tuple[str, ...]) -> tuple[Name, int, tuple[str, int]]:
               help="Sign the query with this HMAC key and verify the reply.")
 @click.option("-k", "key_file", type=click.Path(dir_okay=False), default=None,
               help="Read the HMAC key from a file (tsig-keygen output, mode 0600).")
+@click.option("--trace", is_flag=True, help="Iterate from the root hints by ourselves.")
+@click.option("--root-hints", type=click.Path(dir_okay=False), default=None,
+              help="Root hints for --trace (zone-file syntax).")
 def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries: int,
-        rd: bool, key_text: str | None, key_file: str | None) -> None:
+        rd: bool, key_text: str | None, key_file: str | None, trace: bool,
+        root_hints: str | None) -> None:
     """Query a server: NAME [TYPE] [@HOST:PORT] (TYPE defaults to KEY)."""
     from . import dig as report
-    from .keys import load_key_file, parse_y_option
     from .message import make_query
     from .net.client import query
 
@@ -131,13 +219,12 @@ def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries
         name, rtype, server = _parse_dig_args(args)
     except (ValueError, ProtocolError) as exc:
         raise click.UsageError(str(exc)) from None
-    if key_text and key_file:
-        raise click.UsageError("use -y or -k, not both")
-    try:
-        key = (parse_y_option(key_text) if key_text
-               else load_key_file(Path(key_file)) if key_file else None)
-    except ConfigError as exc:
-        fail(str(exc))
+    if trace:
+        if root_hints is None:
+            raise click.UsageError("--trace needs --root-hints FILE")
+        _dig_trace(name, rtype, Path(root_hints), as_json)
+        return
+    key = _load_key(key_text, key_file)
     message = make_query(name, rtype, rd=rd)
     try:
         exchange = trio.run(lambda: query(server, message, timeout=timeout, retries=retries,
@@ -157,6 +244,43 @@ def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries
                                   tcp=exchange.tcp, elapsed=exchange.elapsed,
                                   size=len(exchange.wire), command=" ".join(args),
                                   verified=exchange.verified))
+
+
+def _dig_trace(name: Name, rtype: int, hints_path: Path, as_json: bool) -> None:
+    from . import dig as report
+    from .cache import Cache
+    from .message import Question
+    from .net.upstream import run_resolution
+    from .resolution import Resolver
+    from .zonefile import load_hints
+
+    try:
+        hints = load_hints(hints_path)
+    except (ZoneErrors, KeyresolveError) as exc:
+        fail(str(exc))
+
+    async def iterate():
+        resolver = Resolver(hints, Cache())
+        res = resolver.start(Question(name, rtype), trio.current_time())
+        return res, await run_resolution(res)
+
+    start = time.perf_counter()
+    res, done = trio.run(iterate)
+    elapsed = time.perf_counter() - start
+    if as_json:
+        doc = report.to_json(done.response)
+        doc["trace"] = [report.trace_entry_json(step) for step in res.trace]
+        if done.reason:
+            doc["reason"] = done.reason
+        click.echo(json.dumps(doc))
+        return
+    for step in res.trace:
+        click.echo(report.trace_entry_text(step))
+    if done.reason:
+        click.echo(f";; SERVFAIL: {done.reason}")
+    click.echo("")
+    click.echo(report.to_text(done.response, server="iterative from the root hints", tcp=False,
+                              elapsed=elapsed, size=len(done.response.to_wire())))
 
 
 @main.command("tsig-keygen")

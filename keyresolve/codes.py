@@ -18,6 +18,13 @@ class Opcode(enum.IntEnum):
     CONTROL = 7  # operator control messages (cache flush, ...)
 
 
+class ControlCommand(enum.IntEnum):
+    """What a CONTROL message asks for, carried as its question type."""
+
+    FLUSH_ALL = 1  # forget the whole cache (the question name is ignored)
+    FLUSH_NAME = 2  # forget every entry owned by the question name
+
+
 class Rcode(enum.IntEnum):
     """Response code (12 bits: 4 in the flags word, 8 in the extended byte)."""
 

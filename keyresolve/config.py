@@ -136,6 +136,12 @@ class Table:
             names.append(name)
         return names
 
+    def key_names_one(self, key: str, keys: dict[Name, Key]) -> Name:
+        """One key name, defined in the [keys] tables."""
+        value = self.get(key, str)
+        self.data[key] = [value]
+        return self.key_names(key, keys)[0]
+
     def positive(self, key: str, default: float, kind: type = float) -> Any:
         value = self.get(key, (int, float) if kind is float else int, default, what="a number")
         if value <= 0:
@@ -158,6 +164,80 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+#: Default cache bound, in records (issue: "cache_size = 100000").
+DEFAULT_CACHE_SIZE = 100_000
+#: Default TTL cap: one day, as BIND's max-cache-ttl is one week and Unbound's
+#: one day; keys can be replaced, so staleness matters more than hit rate.
+DEFAULT_MAX_TTL = 86_400
+#: Default bound on resolutions in progress at once; beyond it new questions
+#: get SERVFAIL at once instead of queueing without limit.
+DEFAULT_MAX_CLIENTS = 1000
+
+
+@dataclass
+class UpstreamServer:
+    """An upstream server the resolver signs its queries to."""
+
+    address: Endpoint
+    key: Name
+
+
+@dataclass
+class ResolverConfig:
+    """The `keyresolve resolver` configuration."""
+
+    path: Path
+    listen: list[Endpoint]
+    root_hints: Path
+    cache_size: int = DEFAULT_CACHE_SIZE
+    max_ttl: int = DEFAULT_MAX_TTL
+    max_clients: int = DEFAULT_MAX_CLIENTS
+    tcp_idle_timeout: float = DEFAULT_TCP_IDLE
+    max_tcp_connections: int = DEFAULT_MAX_TCP
+    log_level: str = "info"
+    keys: dict[Name, Key] = field(default_factory=dict)
+    #: Keys allowed to send control messages (cache flush); loopback always may.
+    control_keys: list[Name] = field(default_factory=list)
+    servers: list[UpstreamServer] = field(default_factory=list)
+
+    def get_upstream_key(self, address: Endpoint) -> Key | None:
+        """The key the config pairs with an upstream server, if any."""
+        for server in self.servers:
+            if server.address == address:
+                return self.keys[server.key]
+        return None
+
+
+def load_resolver_config(path: str | Path) -> ResolverConfig:
+    """Read and validate a `keyresolve resolver` config file."""
+    path = Path(path)
+    top = Table(read_toml(path), f"{path}: ")
+    listen = top.endpoints("listen", allow_zero=True)
+    hints = path.parent / top.get("root_hints", str)
+    config = ResolverConfig(path=path, listen=listen, root_hints=hints)
+    config.cache_size = top.positive("cache_size", DEFAULT_CACHE_SIZE, int)
+    config.max_ttl = top.positive("max_ttl", DEFAULT_MAX_TTL, int)
+    config.max_clients = top.positive("max_clients", DEFAULT_MAX_CLIENTS, int)
+    config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
+    config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
+    config.log_level = top.get("log_level", str, "info")
+    config.keys = load_keys(top, path)
+    config.control_keys = top.key_names("control_keys", config.keys)
+    for i, raw in enumerate(top.get("servers", list, [], what="an array of [[servers]] tables")):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: servers[{i}]: must be a table")
+        table = Table(raw, f"{path}: servers[{i}].")
+        try:
+            address = parse_endpoint(table.get("address", str))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: servers[{i}].address: {exc}") from None
+        key = table.key_names_one("key", config.keys)
+        table.finish()
+        config.servers.append(UpstreamServer(address, key))
+    top.finish()
+    return config
 
 
 def load_keys(top: Table, path: Path) -> dict[Name, Key]:

@@ -66,3 +66,34 @@ def to_text(response: Message, *, server: str, tcp: bool, elapsed: float, size: 
             f";; SERVER: {server} ({'TCP' if tcp else 'UDP'})",
             f";; MSG SIZE  rcvd: {size}"]
     return "\n".join(out)
+
+
+def trace_entry_text(step) -> str:
+    """One `dig --trace` line: who was asked as which zone, what came back, how fast."""
+    indent = "  " * step.depth
+    address = _endpoint(step.server)
+    who = f"{step.server_name} ({address})" if step.server_name else address
+    line = f";; {indent}{step.question} -> asked {who} for zone {step.zone_cut}: {step.outcome}"
+    if step.referral is not None:
+        line += f", referred to {step.referral}"
+    if step.rtt is not None:
+        line += f" in {step.rtt * 1000:.1f} ms"
+    if step.detail:
+        line += f" ({step.detail})"
+    return line
+
+
+def trace_entry_json(step) -> dict:
+    """One `dig --trace --json` step."""
+    return {"depth": step.depth, "question": str(step.question),
+            "server": _endpoint(step.server),
+            "server_name": None if step.server_name is None else str(step.server_name),
+            "zone": str(step.zone_cut), "outcome": step.outcome,
+            "referral": None if step.referral is None else str(step.referral),
+            "rtt_ms": None if step.rtt is None else round(step.rtt * 1000, 3),
+            "detail": step.detail}
+
+
+def _endpoint(server: tuple) -> str:
+    host, port = server[0], server[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -15,9 +15,15 @@ from pathlib import Path
 
 import trio
 
-from ..config import ServeConfig, ZoneConfig, Table, format_endpoint, read_toml
-from ..errors import ConfigError
+from ..codes import Rcode, RType, rcode_to_text
+from ..config import ResolverConfig, ServeConfig, Table, ZoneConfig, format_endpoint, read_toml
+from ..errors import ConfigError, KeyresolveError
+from ..message import make_query
+from ..names import Name
+from ..net.client import query
 from ..store import Store
+from ..zonefile import load_zone
+from . import resolver
 from . import serve as auth
 
 log = logging.getLogger("keyresolve.demo")
@@ -37,8 +43,8 @@ def zone_file_name(zone: str) -> str:
     return f"{zone or 'root'}.zone"
 
 
-def load_demo(zones_dir: Path, data_dir: Path) -> list[DemoServer]:
-    """Read zones/demo.toml into one ServeConfig per server."""
+def load_demo(zones_dir: Path, data_dir: Path) -> tuple[list[DemoServer], ResolverConfig]:
+    """Read zones/demo.toml: one ServeConfig per server, and the resolver's config."""
     path = zones_dir / "demo.toml"
     top = Table(read_toml(path), f"{path}: ")
     servers = []
@@ -51,14 +57,15 @@ def load_demo(zones_dir: Path, data_dir: Path) -> list[DemoServer]:
         table.finish()
         servers.append(DemoServer(label, ServeConfig(path=path, listen=listen,
                                                      data_dir=data_dir / label, zones=zones)))
-    top.data.pop("resolver", None)  # read by the resolver part of the demo
+    table = Table(top.get("resolver", dict), f"{path}: resolver.")
+    resolver = ResolverConfig(path=path, listen=table.endpoints("listen", allow_zero=True),
+                              root_hints=zones_dir / table.get("root_hints", str))
+    table.finish()
     top.finish()
-    return servers
+    return servers, resolver
 
 
-def _zone_name(text: str, path: Path):
-    from ..names import Name
-
+def _zone_name(text: str, path: Path) -> Name:
     try:
         return Name.from_text(text if text.endswith(".") else text + ".")
     except Exception as exc:
@@ -71,12 +78,13 @@ async def run(zones_dir: Path, data_dir: Path | None, *,
     with ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="keyresolve-")))
-        servers = load_demo(zones_dir, data_dir)
+        servers, resolver_config = load_demo(zones_dir, data_dir)
         async with trio.open_nursery() as nursery:
             bound: dict[str, list] = {}
             for server in servers:
                 store = stack.enter_context(Store(server.config.data_dir))
                 bound[server.label] = await nursery.start(auth.serve, server.config, store)
+            bound["resolver"] = await nursery.start(resolver.serve, resolver_config)
             task_status.started(bound)
 
 
@@ -87,12 +95,50 @@ def print_banner(bound: dict[str, list], echo) -> None:
         echo(f"  {label:<16} {', '.join(format_endpoint(a) for a in addresses)}")
     first = {label: format_endpoint(a[0]) for label, a in bound.items()}
     echo("")
-    echo("Try:")
-    if "example.com" in first:
-        echo(f"  keyresolve dig alice@example.com @{first['example.com']}")
-        echo(f"  keyresolve dig www-team@example.com KEY @{first['example.com']} --json")
-        echo(f"  keyresolve dig carol@eng.example.com @{first['example.com']}   # a referral")
+    echo("Try (python3 -m keyresolve works wherever keyresolve is not on PATH):")
+    echo(f"  keyresolve dig alice@example.com @{first['resolver']}")
+    echo(f"  keyresolve dig carol@eng.example.com @{first['resolver']} --json")
+    echo(f"  keyresolve dig alice-at-com@example.org @{first['resolver']}   # an alias across zones")
+    echo(f"  keyresolve dig carol@eng.example.com @{first['example.com']}   # a referral")
+    echo("  keyresolve dig alice@example.com --trace --root-hints zones/root.hints")
     echo("Ctrl-C stops it.")
+
+
+def demo_mailboxes(zones_dir: Path) -> list[Name]:
+    """Every mailbox in the demo zones that owns a KEY or an ALIAS."""
+    names: set[Name] = set()
+    for path in sorted(zones_dir.glob("*.zone")):
+        zone = load_zone(path)
+        for record in zone.records():
+            if record.name.is_mailbox and record.rtype in (RType.KEY, RType.ALIAS):
+                names.add(record.name)
+    return sorted(names, key=Name.to_text)
+
+
+async def check(zones_dir: Path, data_dir: Path | None, echo) -> bool:
+    """Start the demo, resolve every demo key through the resolver, report."""
+    ok = True
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(run, zones_dir, data_dir)
+        resolver_address = bound["resolver"][0]
+        for mailbox in demo_mailboxes(zones_dir):
+            try:
+                exchange = await query(resolver_address, make_query(mailbox, RType.KEY, rd=True))
+            except KeyresolveError as exc:
+                echo(f"FAIL {mailbox}: {exc}")
+                ok = False
+                continue
+            response = exchange.response
+            keys = [r for r in response.answer if r.rtype == RType.KEY]
+            if response.rcode != Rcode.NOERROR or not keys:
+                echo(f"FAIL {mailbox}: {rcode_to_text(response.rcode)}, {len(keys)} keys")
+                ok = False
+                continue
+            via = [str(r.rdata.target) for r in response.answer if r.rtype == RType.ALIAS]
+            ids = ", ".join(f"{r.rdata.algorithm.name.lower()} {r.rdata.key_id}" for r in keys)
+            echo(f"ok   {mailbox}{' via ' + ' -> '.join(via) if via else ''}: {ids}")
+        nursery.cancel_scope.cancel()
+    return ok
 
 
 async def main(zones_dir: Path, data_dir: Path | None, echo) -> None:

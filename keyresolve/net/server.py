@@ -11,7 +11,8 @@ import contextlib
 import errno
 import logging
 import socket
-from collections.abc import Iterable
+import inspect
+from collections.abc import Awaitable, Iterable
 from typing import ContextManager, NoReturn, Protocol
 
 import trio
@@ -37,10 +38,19 @@ DEFAULT_MAX_TCP = 512
 TCP_SEND_TIMEOUT = 10.0
 
 
-class Handler(Protocol):
-    """The synchronous request handler a server loop calls."""
+Reply = bytes | Iterable[bytes] | None
 
-    def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | Iterable[bytes] | None:
+
+class Handler(Protocol):
+    """The request handler a server loop calls, synchronously.
+
+    It returns the reply at once, or an awaitable of it when answering needs
+    I/O (a resolver going upstream); the loop then awaits it in a task of its
+    own so other clients are not held up. Bounding such work is the
+    handler's job.
+    """
+
+    def handle(self, data: bytes, peer: tuple, tcp: bool) -> Reply | Awaitable[Reply]:
         """Answer one message; None means send nothing."""
 
     def batch(self) -> ContextManager[None]:
@@ -103,29 +113,45 @@ async def open_endpoint(host: str, port: int, *, reuse_port: bool = False,
 async def serve_udp(sock: socket.socket, handler: Handler) -> NoReturn:
     """Answer datagrams forever: wait until readable, then drain what is ready."""
     recvfrom = sock.recvfrom
-    sendto = sock.sendto
     handle = handler.handle
-    while True:
-        await trio.lowlevel.wait_readable(sock)
-        with handler.batch():
-            for _ in range(MAX_BATCH):
-                try:
-                    data, peer = recvfrom(MAX_DATAGRAM)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    continue  # an ICMP error queued on the socket; nothing to answer
-                try:
-                    reply = handle(data, peer, False)
-                except Exception:  # the handler must not raise; never let it stop us
-                    log.exception("UDP handler failed for %s", peer)
-                    continue
-                if reply is None:
-                    continue
-                try:
-                    sendto(reply, peer)  # type: ignore[arg-type]
-                except OSError:
-                    pass  # full send buffer or unreachable peer: UDP may drop
+    async with trio.open_nursery() as nursery:
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            with handler.batch():
+                for _ in range(MAX_BATCH):
+                    try:
+                        data, peer = recvfrom(MAX_DATAGRAM)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        continue  # an ICMP error queued on the socket; nothing to answer
+                    try:
+                        reply = handle(data, peer, False)
+                    except Exception:  # the handler must not raise; never let it stop us
+                        log.exception("UDP handler failed for %s", peer)
+                        continue
+                    if inspect.isawaitable(reply):
+                        nursery.start_soon(_reply_later, sock, peer, reply)
+                    elif reply is not None:
+                        _send_datagram(sock, reply, peer)
+    raise AssertionError("unreachable")
+
+
+def _send_datagram(sock: socket.socket, reply: bytes, peer: tuple) -> None:
+    try:
+        sock.sendto(reply, peer)
+    except OSError:
+        pass  # full send buffer or unreachable peer: UDP may drop
+
+
+async def _reply_later(sock: socket.socket, peer: tuple, pending: Awaitable[Reply]) -> None:
+    try:
+        reply = await pending
+    except Exception:
+        log.exception("UDP handler failed for %s", peer)
+        return
+    if isinstance(reply, bytes):
+        _send_datagram(sock, reply, peer)
 
 
 async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
@@ -174,6 +200,8 @@ async def _serve_stream(stream: trio.SocketStream, handler: Handler,
         while (message := reader.next_frame()) is not None:
             try:
                 reply = handler.handle(message, peer, True)
+                if inspect.isawaitable(reply):
+                    reply = await reply
             except Exception:
                 log.exception("TCP handler failed for %s", peer)
                 return

@@ -1,0 +1,226 @@
+"""`keyresolve resolver`: the iterative caching resolver daemon.
+
+The sans-IO `Resolver` decides; `net.upstream` carries out its sends; this
+module answers stubs, coalesces identical questions, bounds the work in
+progress and handles control messages (cache flush).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Iterator
+
+import trio
+
+from .. import tsig
+from ..cache import Cache
+from ..codes import ControlCommand, Opcode, Rcode
+from ..config import ResolverConfig, format_endpoint
+from ..errors import (BadKey, BadSignature, BadTime, FormError, KeyresolveError,
+                      NotImplementedOpcode, ProtocolError, Refused)
+from ..message import (Message, Question, error_response_wire, make_response,
+                       max_response_size)
+from ..net.server import open_endpoint, serve_tcp, serve_udp
+from ..net.upstream import run_resolution
+from ..resolution import Done, Resolver
+from ..tsig import Key
+from ..zonefile import load_hints
+
+log = logging.getLogger("keyresolve.resolver")
+
+
+class _Pending:
+    """A resolution in progress that identical questions wait on."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.done: Done | None = None
+
+
+class ResolverServer:
+    """The request handler of the resolver: cache hits at once, the rest later."""
+
+    def __init__(self, config: ResolverConfig, resolver: Resolver) -> None:
+        self.config = config
+        self.resolver = resolver
+        self._inflight: dict[Question, _Pending] = {}
+        self.active = 0
+        #: Upstream queries sent, for operators and tests.
+        self.upstream_queries = 0
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """No per-batch state: the cache lives in memory."""
+        yield
+
+    def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | None | Awaitable[bytes]:
+        """Answer one message; never raises."""
+        try:
+            query = Message.from_wire(data)
+        except ProtocolError as exc:
+            return error_response_wire(data, exc.rcode)
+        except Exception:
+            log.exception("decoder failed on a message from %s", peer[0])
+            return error_response_wire(data, Rcode.FORMERR)
+        if query.qr:
+            return None
+        now = int(time.time())
+        key = None
+        if query.signature is not None:
+            try:
+                key = tsig.verify(query, self.config.keys, now)
+            except (BadKey, BadSignature, BadTime) as exc:
+                log.warning("%s from %s: %s", exc.rcode.name, peer[0], exc)
+                return tsig.make_error_response(query, exc, self.config.keys, now)
+        try:
+            if query.opcode == Opcode.CONTROL:
+                response = self.control(query, peer, key)
+            elif query.opcode != Opcode.QUERY:
+                raise NotImplementedOpcode(f"opcode {query.opcode} is not implemented")
+            elif query.question is None:
+                raise FormError("query without a question")
+            else:
+                question = query.question
+                if question not in self._inflight:
+                    if self.active >= self.config.max_clients:
+                        raise Refused("too many resolutions in progress")  # logged below
+                    res = self.resolver.start(question, trio.current_time())
+                    first = res.next_action(trio.current_time())
+                    if not isinstance(first, Done):
+                        return self._answer_later(query, tcp, key, self._resolve(res, first))
+                    response = self._finish(query, first)
+                else:
+                    return self._answer_later(query, tcp, key,
+                                              self._join(self._inflight[question]))
+        except Refused as exc:
+            log.warning("refused %s from %s: %s", query.question, peer[0], exc)
+            response = make_response(query, exc.rcode)
+        except ProtocolError as exc:
+            response = make_response(query, exc.rcode)
+        except Exception:
+            log.exception("failed to answer %s from %s", query.question, peer[0])
+            response = make_response(query, Rcode.SERVFAIL)
+        return self._encode(query, response, tcp, key)
+
+    async def _answer_later(self, query: Message, tcp: bool, key: Key | None,
+                            pending: Awaitable[Done]) -> bytes:
+        try:
+            done = await pending
+            response = self._finish(query, done)
+        except Exception:
+            log.exception("resolution of %s failed", query.question)
+            response = make_response(query, Rcode.SERVFAIL)
+        return self._encode(query, response, tcp, key)
+
+    async def _resolve(self, res, first) -> Done:
+        """Run one resolution; identical questions meanwhile wait for it."""
+        question = res.question
+        pending = self._inflight[question] = _Pending()
+        self.active += 1
+        try:
+            # The Resolution bounds itself; this is the edge's backstop.
+            with trio.fail_after(self.resolver.resolution_timeout + 1):
+                pending.done = await run_resolution(res, first, key_for=self._upstream_key)
+        except trio.TooSlowError:
+            pending.done = _servfail(question, "resolution took too long")
+        finally:
+            self.active -= 1
+            self.upstream_queries += res.queries
+            del self._inflight[question]
+            pending.event.set()
+        return pending.done
+
+    @staticmethod
+    async def _join(pending: _Pending) -> Done:
+        await pending.event.wait()
+        return pending.done or _servfail(None, "the shared resolution was cancelled")
+
+    def _upstream_key(self, server: tuple[str, int]) -> Key | None:
+        return self.config.get_upstream_key(server)
+
+    def _finish(self, query: Message, done: Done) -> Message:
+        if done.rcode == Rcode.SERVFAIL and done.reason:
+            log.info("SERVFAIL for %s: %s", query.question, done.reason)
+        return dataclasses.replace(done.response, id=query.id, rd=query.rd, ra=True, qr=True,
+                                   aa=False, opcode=query.opcode, signature=None,
+                                   signed_bytes=None, answer=list(done.response.answer),
+                                   authority=list(done.response.authority),
+                                   additional=list(done.response.additional))
+
+    def _encode(self, query: Message, response: Message, tcp: bool, key: Key | None) -> bytes:
+        size = max_response_size(query, tcp)
+        if key is None:
+            return response.to_wire(size)
+        return tsig.sign(response, key, int(time.time()), request_mac=query.signature.mac,
+                         max_size=size)
+
+    def control(self, query: Message, peer: tuple, key: Key | None) -> Message:
+        """Cache flush, for a control key or from loopback."""
+        loopback = ipaddress.ip_address(peer[0].split("%")[0]).is_loopback
+        if not (key is not None and key.name in self.config.control_keys
+                or key is None and loopback):
+            raise Refused(f"control message from {peer[0]} without an allowed key")
+        if query.question is None:
+            raise FormError("control message without a question")
+        command = query.question.rtype
+        if command == ControlCommand.FLUSH_ALL:
+            self.resolver.cache.flush()
+            log.info("cache flushed by %s", peer[0])
+        elif command == ControlCommand.FLUSH_NAME:
+            count = self.resolver.cache.flush_name(query.question.name)
+            log.info("cache flushed for %s (%d entries) by %s", query.question.name, count,
+                     peer[0])
+        else:
+            raise NotImplementedOpcode(f"unknown control command {command}")
+        return make_response(query)
+
+
+def _servfail(question: Question | None, reason: str) -> Done:
+    return Done(make_response(Message(question=question), Rcode.SERVFAIL), reason)
+
+
+def make_resolver(config: ResolverConfig) -> Resolver:
+    """A Resolver with the configured hints and cache bounds."""
+    hints = load_hints(config.root_hints)
+    return Resolver(hints, Cache(max_records=config.cache_size, max_ttl=config.max_ttl))
+
+
+async def serve(config: ResolverConfig, *,
+                task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+                ) -> None:
+    """Answer stub queries on every configured address until cancelled."""
+    handler = ResolverServer(config, make_resolver(config))
+    bound = []
+    async with trio.open_nursery() as nursery:
+        for host, port in config.listen:
+            try:
+                udp, tcp = await open_endpoint(host, port)
+            except OSError as exc:
+                raise KeyresolveError(
+                    f"cannot listen on {format_endpoint((host, port))}: {exc.strerror or exc}"
+                ) from None
+            address = udp.getsockname()[:2]
+            bound.append(address)
+            log.info("listening on %s (udp, tcp)", format_endpoint(address))
+            nursery.start_soon(serve_udp, udp, handler)
+            nursery.start_soon(lambda t=tcp: serve_tcp(
+                t, handler, idle_timeout=config.tcp_idle_timeout,
+                max_connections=config.max_tcp_connections))
+        task_status.started(bound)
+
+
+async def main(config: ResolverConfig) -> None:
+    """The daemon: serve until SIGTERM/SIGINT."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve, config)
+            log.info("ready")
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
