@@ -27,7 +27,7 @@ from ..message import (Message, Question, error_response_wire, make_response,
                        max_response_size)
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..net.upstream import run_resolution
-from ..resolution import Done, Resolver
+from ..resolution import Done, Resolution, Resolver, Send
 from ..tsig import Key
 from ..zonefile import load_hints
 
@@ -86,17 +86,22 @@ class ResolverServer:
                 raise FormError("query without a question")
             else:
                 question = query.question
-                if question not in self._inflight:
-                    if self.active >= self.config.max_clients:
-                        raise Refused("too many resolutions in progress")  # logged below
-                    res = self.resolver.start(question, trio.current_time())
-                    first = res.next_action(trio.current_time())
-                    if not isinstance(first, Done):
-                        return self._answer_later(query, tcp, key, self._resolve(res, first))
+                pending = self._inflight.get(question)
+                if pending is not None:
+                    return self._answer_later(query, tcp, key, self._join(pending))
+                if self.active >= self.config.max_clients:
+                    raise Refused("too many resolutions in progress")  # logged below
+                res = self.resolver.start(question, trio.current_time())
+                first = res.next_action(trio.current_time())
+                if isinstance(first, Done):
                     response = self._finish(query, first)
                 else:
+                    # Registered now, not when the task starts, so identical
+                    # questions in the same batch of datagrams join this one.
+                    pending = self._inflight[question] = _Pending()
+                    self.active += 1
                     return self._answer_later(query, tcp, key,
-                                              self._join(self._inflight[question]))
+                                              self._resolve(res, first, pending))
         except Refused as exc:
             log.warning("refused %s from %s: %s", query.question, peer[0], exc)
             response = make_response(query, exc.rcode)
@@ -117,11 +122,9 @@ class ResolverServer:
             response = make_response(query, Rcode.SERVFAIL)
         return self._encode(query, response, tcp, key)
 
-    async def _resolve(self, res, first) -> Done:
+    async def _resolve(self, res: Resolution, first: Send, pending: _Pending) -> Done:
         """Run one resolution; identical questions meanwhile wait for it."""
         question = res.question
-        pending = self._inflight[question] = _Pending()
-        self.active += 1
         try:
             # The Resolution bounds itself; this is the edge's backstop.
             with trio.fail_after(self.resolver.resolution_timeout + 1):
