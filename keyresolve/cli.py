@@ -32,6 +32,26 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _leaves(exc: BaseException):
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def run_trio(async_fn, *args):
+    """trio.run, with our errors out of trio's exception groups for a one-line exit."""
+    try:
+        return trio.run(async_fn, *args)
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        ours = [e for e in leaves if isinstance(e, KeyresolveError)]
+        if ours and len(ours) == len(leaves):
+            raise ours[0] from None
+        raise
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print a one-line error to stderr and exit."""
     click.echo(f"keyresolve: {message}", err=True)
@@ -59,7 +79,7 @@ def serve(config_path: str, log_level: str | None) -> None:
         fail(str(exc))
     setup_logging(log_level or config.log_level)
     try:
-        trio.run(daemon.main, config)
+        run_trio(daemon.main, config)
     except KeyresolveError as exc:
         fail(str(exc))
 
@@ -80,7 +100,7 @@ def resolver(config_path: str, log_level: str | None) -> None:
         fail(str(exc))
     setup_logging(log_level or config.log_level)
     try:
-        trio.run(daemon.main, config)
+        run_trio(daemon.main, config)
     except KeyresolveError as exc:
         fail(str(exc))
 
@@ -165,10 +185,10 @@ def demo(zones_dir: str | None, data_dir: str | None, log_level: str | None,
     data = Path(data_dir) if data_dir else None
     try:
         if check:
-            ok = trio.run(daemon.check, zones, data, click.echo)
+            ok = run_trio(daemon.check, zones, data, click.echo)
             click.echo("all demo keys resolved" if ok else "some demo keys did not resolve")
             sys.exit(0 if ok else 1)
-        trio.run(daemon.main, zones, data, click.echo)
+        run_trio(daemon.main, zones, data, click.echo)
     except (KeyresolveError, ZoneErrors) as exc:
         fail(str(exc))
 
