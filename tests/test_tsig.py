@@ -22,7 +22,7 @@ from keyresolve.names import Name
 from keyresolve.records import KEY, KeyAlgorithm, KeyUsage, Record
 from keyresolve.tsig import Key, StreamSigner, StreamVerifier
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol-hmac.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 KEY_NAME = Name.from_text("xfer.")
 SECRET = bytes(range(32))
@@ -30,7 +30,7 @@ T0 = 1795000000
 KEY1 = Key(KEY_NAME, "hmac-sha256", SECRET)
 KEYRING = {KEY_NAME: KEY1}
 
-# -- the worked example, spelled out field by field (docs/protocol-hmac.md) ------
+# -- the worked example, spelled out field by field (docs/protocol.md section 8) ------
 Q_HEADER = "1234" "0010" "01" "00"  # id, flags (SG), version 1, rcode high 0
 R_HEADER = "1234" "8413" "01" "00"  # QR|AA|SG|NXDOMAIN
 R2_HEADER = "1234" "8410" "01" "00"  # QR|AA|SG|NOERROR
@@ -55,7 +55,7 @@ def hmac256(data_hex: str) -> str:
     return hmac.new(SECRET, bytes.fromhex(data_hex), hashlib.sha256).hexdigest()
 
 
-#: The golden values printed in docs/protocol-hmac.md.
+#: The golden values printed in docs/protocol.md section 8.
 Q_MAC = "1a15665ae1e4490537228fb22d444d36b48bfc831ffd301cb50fa945ecf7bd0b"
 R_MAC = "6911015d62126853cfd7f715fce3bd5ea69ed3c2d9f1b4520ca0ee095e3e1d09"
 R2_MAC = "964bda72c940dc74106d380f175aa6ab12d7e7ad0638bffe91aabcf0b67f338a"
