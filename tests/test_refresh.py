@@ -1,0 +1,98 @@
+"""Secondary zone timers: every state x input, expiry, restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyresolve.errors import KeyresolveError
+from keyresolve.names import Name
+from keyresolve.refresh import (MAX_EXPIRE, MIN_EXPIRE, MIN_REFRESH, MIN_RETRY, RefreshState,
+                                State, Timers)
+from keyresolve.records import SOA
+
+
+def soa(serial=1, refresh=60, retry=10, expire=300) -> SOA:
+    return SOA(Name.from_text("ns1.example."), Name.from_text("h@example."), serial, refresh,
+               retry, expire, 30)
+
+
+def test_timers_are_clamped():
+    assert Timers.from_soa(soa(refresh=0, retry=0, expire=0)) == Timers(
+        MIN_REFRESH, MIN_RETRY, max(MIN_EXPIRE, MIN_REFRESH))
+    assert Timers.from_soa(soa(expire=2**32 - 1)).expire == MAX_EXPIRE
+    assert Timers.from_soa(soa(refresh=600, expire=300)).expire == 600  # expire >= refresh
+
+
+def test_new_zone_checks_at_once_and_is_expired_until_it_has_data():
+    state = RefreshState(None, None, now=100)
+    assert state.wait(100) == 0 and state.expired(100)
+    state.begin_check()
+    state.check_succeeded(soa(), now=101)
+    assert not state.expired(101) and state.wait(101) == 60
+
+
+def test_expiry_after_expire_seconds_without_success():
+    state = RefreshState(soa(), last_success=1000, now=1000)
+    for t in (1010, 1020):
+        state.begin_check()
+        state.check_failed(t)
+        assert state.wait(t) == 10
+    assert not state.expired(1299) and state.expired(1300)
+    state.begin_check()
+    state.check_succeeded(soa(serial=2), 1301)
+    assert not state.expired(1301)
+
+
+def test_restart_resumes_timers_from_the_persisted_success():
+    assert RefreshState(soa(), last_success=1000, now=1030).wait(1030) == 30
+    assert RefreshState(soa(), last_success=1000, now=2000).wait(2000) == 0
+    assert RefreshState(soa(), last_success=1000, now=1299).expired(1299) is False
+    assert RefreshState(soa(), last_success=1000, now=1300).expired(1300) is True
+    # a clock that went backwards never schedules further than one refresh ahead
+    assert RefreshState(soa(), last_success=5000, now=1000).wait(1000) == 60
+
+
+# every state x input: (state, input) -> (next state, wait afterwards) or error
+CASES = {
+    (State.IDLE, "notify"): (State.IDLE, 0),
+    (State.IDLE, "begin_check"): (State.CHECKING, 60),
+    (State.IDLE, "check_succeeded"): KeyresolveError,
+    (State.IDLE, "check_failed"): KeyresolveError,
+    (State.CHECKING, "notify"): (State.CHECKING, 60),
+    (State.CHECKING, "begin_check"): KeyresolveError,
+    (State.CHECKING, "check_succeeded"): (State.IDLE, 60),
+    (State.CHECKING, "check_failed"): (State.IDLE, 10),
+}
+
+
+@pytest.mark.parametrize("start,event", list(CASES))
+def test_state_machine(start, event):
+    state = RefreshState(soa(), last_success=1000, now=1000)
+    if start is State.CHECKING:
+        state.begin_check()
+    inputs = {"notify": lambda: state.notify(1000), "begin_check": state.begin_check,
+              "check_succeeded": lambda: state.check_succeeded(soa(), 1000),
+              "check_failed": lambda: state.check_failed(1000)}
+    expected = CASES[(start, event)]
+    if expected is KeyresolveError:
+        with pytest.raises(KeyresolveError):
+            inputs[event]()
+        assert state.state is start
+        return
+    inputs[event]()
+    assert (state.state, state.wait(1000)) == expected
+
+
+@pytest.mark.parametrize("outcome", ["check_succeeded", "check_failed"])
+def test_notify_during_a_check_is_not_lost(outcome):
+    state = RefreshState(soa(), last_success=1000, now=1000)
+    state.begin_check()
+    state.notify(1001)
+    if outcome == "check_succeeded":
+        state.check_succeeded(soa(serial=2), 1002)
+    else:
+        state.check_failed(1002)
+    assert state.wait(1002) == 0  # checks again at once
+    state.begin_check()
+    state.check_succeeded(soa(serial=3), 1003)
+    assert state.wait(1003) == 60  # and the recheck flag is spent
