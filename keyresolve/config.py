@@ -63,6 +63,18 @@ class ZoneConfig:
     allow_update: list[Name] = field(default_factory=list)
     #: Refuse unsigned queries for names in this zone.
     require_signed: bool = False
+    #: A secondary zone's primaries, tried in order (empty: a primary zone).
+    primaries: list[Endpoint] = field(default_factory=list)
+    #: Key for SOA checks, transfers and NOTIFY (signs them; a secondary also
+    #: accepts NOTIFY signed with it).
+    key: Name | None = None
+    #: Secondaries to NOTIFY when the serial changes.
+    notify: list[Endpoint] = field(default_factory=list)
+
+    @property
+    def is_secondary(self) -> bool:
+        """True for a zone transferred from primaries rather than read from a file."""
+        return bool(self.primaries)
 
 
 @dataclass
@@ -267,7 +279,17 @@ def load_serve_config(path: str | Path) -> ServeConfig:
             raise ConfigError(f"{path}: zones[{i}]: must be a table")
         table = Table(raw, f"{path}: zones[{i}].")
         zone = ZoneConfig(name=table.name("name"))
-        zone.file = base / table.get("file", str)
+        file = table.get("file", str, None)
+        zone.file = None if file is None else base / file
+        if "primaries" in table.data:
+            zone.primaries = table.endpoints("primaries", allow_zero=False)
+        if (zone.file is None) == (not zone.primaries):
+            raise ConfigError(f"{path}: zones[{i}]: give either file (a primary zone) "
+                              f"or primaries (a secondary zone)")
+        if "key" in table.data:
+            zone.key = table.key_names_one("key", config.keys)
+        if "notify" in table.data:
+            zone.notify = table.endpoints("notify", allow_zero=False)
         zone.allow_transfer = table.key_names("allow_transfer", config.keys)
         zone.allow_notify = table.key_names("allow_notify", config.keys)
         zone.allow_update = table.key_names("allow_update", config.keys)

@@ -57,7 +57,15 @@ def test_full_config(tmp_path):
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nfile = "x"', "zones[0].name"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a..b"\nfile = "x"',
      "zones[0].name"),
-    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"', "zones[0].file"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"', "zones[0]: give either"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"\nfile = "x"\n'
+     'primaries = ["127.0.0.1:2"]', "zones[0]: give either"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"\n'
+     'primaries = ["127.0.0.1"]', "zones[0].primaries"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"\n'
+     'primaries = ["127.0.0.1:2"]\nkey = "nokey"', "zones[0].key"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"\nfile = "x"\n'
+     'notify = ["x"]', "zones[0].notify"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"\nfile = "x"\n'
      '[[zones]]\nname = "A."\nfile = "y"', "zones[1].name"),
     ('listen = ["127.0.0.1:1"', ""),
@@ -68,6 +76,22 @@ def test_errors_name_file_and_key(tmp_path, body, key):
     with pytest.raises(ConfigError) as info:
         load_serve_config(path)
     assert str(info.value).startswith(str(path)) and key in str(info.value)
+
+
+def test_secondary_zone(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('listen = ["127.0.0.1:0"]\ndata_dir = "d"\n'
+                    '[keys.xfer]\nalgorithm = "hmac-sha256"\nsecret = "' + "A" * 44 + '"\n'
+                    '[[zones]]\nname = "example.com"\nprimaries = ["127.0.0.1:5300", "[::1]:53"]\n'
+                    'key = "xfer"\n'
+                    '[[zones]]\nname = "example.org"\nfile = "org.zone"\n'
+                    'notify = ["127.0.0.1:5301"]\nallow_transfer = ["xfer"]\n')
+    secondary, primary = load_serve_config(path).zones
+    assert secondary.is_secondary and secondary.file is None
+    assert secondary.primaries == [("127.0.0.1", 5300), ("::1", 53)]
+    assert secondary.key == Name.from_text("xfer.")
+    assert not primary.is_secondary and primary.notify == [("127.0.0.1", 5301)]
+    assert primary.allow_transfer == [Name.from_text("xfer.")]
 
 
 def test_missing_file(tmp_path):

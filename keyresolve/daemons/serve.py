@@ -162,7 +162,7 @@ def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
 
 def load_zones(store: Store, config: ServeConfig) -> list[LoadResult]:
     """Compile every configured zone; drop zones no longer configured."""
-    results = [compile_zone(store, zone) for zone in config.zones]
+    results = [compile_zone(store, zone) for zone in config.zones if not zone.is_secondary]
     wanted = {zone.name for zone in config.zones}
     for origin in store.zone_names():
         if origin not in wanted:
