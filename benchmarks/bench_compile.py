@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Zone compilation benchmark: zone file -> LMDB, time and peak memory.
+
+    python benchmarks/bench_compile.py --keys 1000000 --json compile.json [--profile P]
+
+Each measurement runs in its own child process on core 0, so its peak RSS is
+its own (ru_maxrss from wait4):
+
+- floor: read the file, split it into lines and fields, msgpack-encode each
+  line and append it into LMDB in one write transaction; no parsing, no
+  checks: the least any compiler must do;
+- compile: keyresolve.zonefile.load_zone_with_sources + Store.replace_zone
+  (what `keyresolve serve` runs), with the parse and store phases timed
+  apart;
+- serve: `keyresolve serve` from process start to "ready" with a fresh data
+  directory, and its VmHWM (peak RSS) at that moment.
+
+Ratios: compile time / floor time (goal <= 1.5), compile peak RSS (goal
+<= 200 MB) also against the floor's. With --profile, a py-spy profile of the
+compile child, and a tracemalloc census (on a --memprofile-keys zone) of
+what holds the memory after parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import SERVER_CORE, ensure_zone, memory, ratio  # noqa: E402
+
+#: Goals of the issue "bench".
+GOAL_TIME_RATIO = 1.5
+GOAL_RSS_MB = 200
+#: Longest a child may take (a 1M-key compile takes under a minute here).
+CHILD_TIMEOUT = 900
+ORIGIN = "example.com."
+#: LMDB map size of the floor: as the store's default.
+FLOOR_MAP_SIZE = 1 << 34
+
+#: Stages of a compile, for profile_summary (deepest matching frame wins).
+COMPILE_STAGES = [
+    (r"^(child_compile|_load|load_zone_with_sources)$", "driver"),
+    (r"^ZoneReader\.(__iter__|_parse_stream)$", "read lines, tokenize, sha256"),
+    (r"^ZoneReader\._entry$", "record syntax (_entry)"),
+    (r"^(Name\.|_parse_domain|_check_local|_make$|_with_local)", "Name objects"),
+    (r"^(KEY\.|_enum_text|b64decode|KeyAlgorithm|KeyUsage|EnumType)", "KEY rdata (base64, checks)"),
+    (r"^(SOA\.|NS\.|ADDR\.|_Target|rdata_from_text)", "other rdata"),
+    (r"^(Record\.|__create_fn__)", "Record objects"),
+    (r"^_Builder\.add$", "zone checks while adding (_Builder.add)"),
+    (r"^(_Builder\.finish|_enclosing_cut)$", "zone checks at the end (_Builder.finish)"),
+    (r"^(Store\.replace_zone|_translate)", "store: transaction"),
+    (r"^(Zone\.iter_nodes|sorted)", "store: sort nodes by key"),
+    (r"^(Store\.replace_zone\.<locals>\.items|node_key)", "store: keys"),
+    (r"^(encode_node|.*\.to_wire$)", "store: encode nodes (msgpack)"),
+    (r"^(_delete_prefix|Cursor)", "store: LMDB writes"),
+]
+
+
+# -- children: each prints one JSON line -------------------------------------------------
+def child_floor(zone: Path, directory: Path) -> dict:
+    """Read the file line by line, split each into fields, msgpack-encode them
+    and append them into LMDB in one write transaction."""
+    import lmdb
+    import msgpack
+
+    t0 = time.perf_counter()
+    env = lmdb.open(str(directory), subdir=True, max_dbs=4, map_size=FLOOR_MAP_SIZE)
+    db = env.open_db(b"nodes")
+    pack = msgpack.Packer().pack
+    count = 0
+    with open(zone, "rb") as f, env.begin(write=True) as txn:
+        cursor = txn.cursor(db=db)
+
+        def items():  # streamed: the floor's memory is LMDB's, not a copy of the file
+            nonlocal count
+            for i, line in enumerate(f):
+                fields = line.split()
+                if fields:
+                    count += 1
+                    yield i.to_bytes(8, "big"), pack(fields)
+
+        cursor.putmulti(items(), append=True)
+    env.close()
+    return {"seconds": round(time.perf_counter() - t0, 3), "lines": count}
+
+
+def child_compile(zone: Path, directory: Path) -> dict:
+    """The library compile: parse and check, then replace the zone in LMDB."""
+    from keyresolve.names import Name
+    from keyresolve.store import Store
+    from keyresolve.zonefile import load_zone_with_sources
+
+    t0 = time.perf_counter()
+    parsed, sources = load_zone_with_sources(str(zone), Name.from_text(ORIGIN))
+    t1 = time.perf_counter()
+    with Store(directory) as store:
+        store.replace_zone(parsed, sources)
+        env_mb = round(store.env_size() / 2**20, 1)
+    t2 = time.perf_counter()
+    return {"seconds": round(t2 - t0, 3), "parse_s": round(t1 - t0, 3),
+            "store_s": round(t2 - t1, 3), "records": len(parsed), "env_mb": env_mb}
+
+
+def child_memprofile(zone: Path) -> dict:
+    """tracemalloc census after parsing: which lines and types hold the memory."""
+    import gc
+    import linecache
+    import tracemalloc
+
+    from keyresolve.names import Name
+    from keyresolve.zonefile import load_zone_with_sources
+
+    tracemalloc.start(1)
+    parsed, _ = load_zone_with_sources(str(zone), Name.from_text(ORIGIN))
+    gc.collect()
+    snap = tracemalloc.take_snapshot()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    records = len(parsed)
+    nodes = len(parsed.nodes)
+    top = []
+    for stat in snap.statistics("lineno")[:12]:
+        frame = stat.traceback[0]
+        path = frame.filename.split("site-packages/")[-1].split("/keyresolve/")[-1]
+        top.append({"where": f"{path}:{frame.lineno}",
+                    "code": linecache.getline(frame.filename, frame.lineno).strip()[:100],
+                    "mb": round(stat.size / 2**20, 1),
+                    "bytes_per_record": round(stat.size / records, 1), "blocks": stat.count})
+    # bytes per live object kind, measured on one node
+    name, node = next(iter(parsed.nodes.items()))
+    return {"records": records, "nodes": nodes,
+            "traced_after_parse_mb": round(current / 2**20, 1),
+            "traced_peak_mb": round(peak / 2**20, 1),
+            "traced_bytes_per_record": round(current / records, 1),
+            "top_lines": top,
+            "example_node": f"{name}: {sorted(node)}"}
+
+
+# -- parent ------------------------------------------------------------------------------
+def run_child(kind: str, *args: str, wrap: list[str] | None = None) -> dict:
+    """Run a child on SERVER_CORE; its JSON report (with its peak RSS) and wall time."""
+    cmd = [sys.executable, __file__, "--child", kind, *args]
+    if wrap:
+        cmd = [*wrap, *cmd]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=common.pin_preexec(SERVER_CORE))
+    try:
+        out, err = proc.communicate(timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"{kind} child took longer than {CHILD_TIMEOUT} s") from None
+    wall = time.perf_counter() - t0
+    # the child reports its own ru_maxrss in its JSON (see _child_main)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} child failed ({proc.returncode}):\n{err[-2000:]}")
+    # the last JSON line (py-spy, when it wraps the child, prints lines too)
+    report = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+    report["process_wall_s"] = round(wall, 3)
+    return report
+
+
+def serve_compile(zone: Path, workdir: Path) -> dict:
+    """`keyresolve serve` with a fresh data dir: start to ready, and VmHWM then."""
+    base = workdir / "serve-compile"
+    shutil.rmtree(base, ignore_errors=True)
+    config = common.write_serve_config(base, zone)
+    t0 = time.perf_counter()
+    daemon = common.start_serve(config)
+    try:
+        ready = time.perf_counter() - t0
+        mem = memory(daemon.pid)
+    finally:
+        daemon.stop()
+    m = re.search(r"loaded: serial \d+, (\d+) records in ([\d.]+) s", "\n".join(daemon.lines))
+    return {"start_to_ready_s": round(ready, 3),
+            "compile_logged_s": float(m.group(2)) if m else None,
+            "peak_rss_mb": mem.get("VmHWM"), "rss_at_ready_mb": mem.get("VmRSS")}
+
+
+def profile_compile(zone: Path, workdir: Path, prefix: Path) -> dict:
+    """py-spy record of the compile child; the stage summary."""
+    pyspy = common.have_pyspy()
+    if pyspy is None:
+        return {"skipped": "py-spy is not installed (pip install py-spy)"}
+    raw = prefix.with_suffix(".txt")
+    store = workdir / "profile-store"
+    shutil.rmtree(store, ignore_errors=True)
+    run_child("compile", str(zone), str(store),
+              wrap=[pyspy, "record", "--rate", "100", "--format", "raw", "-o", str(raw), "--"])
+    if not raw.is_file():
+        return {"skipped": "py-spy wrote no profile"}
+    shutil.rmtree(store, ignore_errors=True)
+    summary = common.profile_summary(raw, COMPILE_STAGES, only=r"^child_compile$")
+    summary["collapsed"] = str(raw)  # flamegraph.pl or speedscope read this format
+    return summary
+
+
+def _child_main(kind: str, args: list[str]) -> int:
+    import resource
+
+    if kind == "floor":
+        report = child_floor(Path(args[0]), Path(args[1]))
+    elif kind == "compile":
+        report = child_compile(Path(args[0]), Path(args[1]))
+    elif kind == "memprofile":
+        report = child_memprofile(Path(args[0]))
+    else:
+        raise SystemExit(f"unknown child {kind}")
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", help="zones and stores (default: a temp dir)")
+    parser.add_argument("--no-serve", action="store_true", help="skip the serve start-up run")
+    parser.add_argument("--profile", help="py-spy profile of the compile: path prefix")
+    parser.add_argument("--memprofile-keys", type=int, default=100_000,
+                        help="zone size of the tracemalloc census (with --profile)")
+    parser.add_argument("--src", help="keyresolve tree to measure (default: this repo)")
+    parser.add_argument("--json", help="write the report here too")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    root = common.use_source(args.src)
+    if args.child:
+        return _child_main(args.child[0], args.child[1:])
+    tmp = None
+    if args.workdir:
+        workdir = Path(args.workdir)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="keyresolve-bench-")
+        workdir = Path(tmp.name)
+    report: dict = {"benchmark": "compile", "machine": common.machine_info(),
+                    "source": common.source_info(root),
+                    "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+                    "keys": args.keys}
+    started = time.perf_counter()
+    try:
+        zone, _ = ensure_zone(workdir, args.keys, args.seed)
+        report["zone_mb"] = round(zone.stat().st_size / 2**20, 1)
+        stores = {}
+        for kind in ("floor", "compile"):
+            stores[kind] = workdir / f"store-{kind}"
+            shutil.rmtree(stores[kind], ignore_errors=True)
+        floor = run_child("floor", str(zone), str(stores["floor"]))
+        compiled = run_child("compile", str(zone), str(stores["compile"]))
+        report["floor"] = floor
+        report["compile"] = compiled
+        report["time_ratio"] = ratio(compiled["seconds"], floor["seconds"])
+        report["time_goal"] = f"<= {GOAL_TIME_RATIO}"
+        report["peak_rss_mb"] = compiled["peak_rss_mb"]
+        report["rss_ratio_to_floor"] = ratio(compiled["peak_rss_mb"], floor["peak_rss_mb"])
+        report["rss_goal"] = f"<= {GOAL_RSS_MB} MB"
+        report["bytes_per_record_peak"] = round(compiled["peak_rss_mb"] * 2**20
+                                                / max(1, compiled["records"]))
+        if not args.no_serve:
+            report["serve"] = serve_compile(zone, workdir)
+        if args.profile:
+            report["profile"] = profile_compile(zone, workdir, Path(args.profile))
+            mem_zone, _ = ensure_zone(workdir, min(args.keys, args.memprofile_keys), args.seed)
+            report["memory_census"] = run_child("memprofile", str(mem_zone))
+        for path in stores.values():
+            shutil.rmtree(path, ignore_errors=True)
+        report["elapsed_s"] = round(time.perf_counter() - started, 1)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    common.emit(report, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

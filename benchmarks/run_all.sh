@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Rerun every benchmark; about 6-7 minutes on the 2-core machine, bounded by
+# `timeout` at 10 minutes in all. Writes JSON reports, profiles and plots to
+# $OUT (default benchmarks/results). Run from the project's virtualenv:
+#
+#   . .venv/bin/activate && bash benchmarks/run_all.sh
+#
+# Knobs (environment): KEYS (1000000), SIZES (1000,10000,100000: the extra
+# points of the qps-vs-size plot), DURATION (10 s per load run), OUT, WORK
+# (zones and stores; default a temp dir removed at the end), PYTHON.
+# Optional tools: dnsperf (apt-get install dnsperf; else loadgen.py makes the
+# load), py-spy (pip install py-spy; else no profiles), matplotlib (pip
+# install matplotlib; else no plots).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python}
+KEYS=${KEYS:-1000000}
+SIZES=${SIZES:-1000,10000,100000}
+DURATION=${DURATION:-10}
+OUT=${OUT:-benchmarks/results}
+if [[ -z "${WORK:-}" ]]; then
+    WORK=$(mktemp -d /tmp/keyresolve-bench.XXXXXX)
+    trap 'rm -rf "$WORK"' EXIT
+fi
+mkdir -p "$OUT"
+
+profile_auth=()
+profile_compile=()
+if command -v py-spy >/dev/null; then
+    profile_auth=(--profile "$OUT/profile-serve")
+    profile_compile=(--profile "$OUT/profile-compile")
+else
+    echo "py-spy not installed: no profiles (pip install py-spy)" >&2
+fi
+command -v dnsperf >/dev/null || echo "dnsperf not installed: loadgen.py makes the load" >&2
+
+start=$(date +%s)
+echo "== compile ($KEYS keys)" >&2
+timeout 240 "$PYTHON" benchmarks/bench_compile.py --keys "$KEYS" --workdir "$WORK" \
+    "${profile_compile[@]}" --json "$OUT/compile.json" > /dev/null
+echo "== authoritative server ($SIZES,$KEYS keys, ${DURATION}s runs)" >&2
+timeout $((600 - ($(date +%s) - start))) "$PYTHON" benchmarks/bench_auth.py --keys "$KEYS" \
+    --sizes "$SIZES" --duration "$DURATION" --workdir "$WORK" "${profile_auth[@]}" \
+    --plots "$OUT" --json "$OUT/auth.json" > /dev/null
+echo "done in $(( $(date +%s) - start )) s: $OUT/compile.json $OUT/auth.json" >&2

@@ -1,0 +1,142 @@
+"""Smoke tests of benchmarks/: tiny runs of each script, checking their reports.
+
+The numbers themselves are not checked (they depend on the machine); the
+reports' shape, the generated zone's validity and the profile attribution are.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyresolve.zonefile import load_zone
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+import genzone  # noqa: E402
+import loadgen  # noqa: E402
+
+
+def run_script(name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / name), *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_genzone_is_valid_deterministic_and_lists_its_mailboxes(tmp_path):
+    for run in ("a", "b"):
+        done = run_script("genzone.py", "300", "--seed", "7", "--out",
+                          str(tmp_path / f"{run}.zone"), "--names", str(tmp_path / f"{run}.txt"))
+        assert done.returncode == 0, done.stderr
+    text = (tmp_path / "a.zone").read_text()
+    assert text == (tmp_path / "b.zone").read_text()
+    zone = load_zone(str(tmp_path / "a.zone"))
+    keys = [r for r in zone.records() if r.rtype == 25]
+    assert len(keys) == 300
+    names = (tmp_path / "a.txt").read_text().split()
+    owners = {str(r.name) for r in keys}
+    assert set(names) == owners and len(names) == len(owners)
+    assert any("@" in n and n.count(".") > 2 for n in names)  # some below subdomains
+    algorithms = {r.rdata.algorithm.name for r in keys}
+    assert algorithms == {"X25519", "ED25519"}
+    assert sum(r.rtype == 2 for r in zone.records()) == 2 + genzone.DELEGATIONS
+
+
+def test_genzone_seed_changes_the_zone(tmp_path):
+    with open(tmp_path / "a", "w") as a, open(tmp_path / "b", "w") as b:
+        genzone.generate(50, 1, a)
+        genzone.generate(50, 2, b)
+    assert (tmp_path / "a").read_text() != (tmp_path / "b").read_text()
+
+
+def test_loadgen_against_the_ceiling_reports_qps_loss_and_latency():
+    query = common.build_queries(["alice@example.com."])[0]
+    ceiling = common.start_ceiling(b"\x00\x00\x84\x00\x01\x00", duration=30)
+    try:
+        closed = loadgen.run(ceiling.address, [query], procs=1, window=8, duration=0.4)
+        opened = loadgen.run(ceiling.address, [query], rate=500, duration=0.4,
+                             keep_latencies=True)
+    finally:
+        ceiling.stop()
+    for report in (closed, opened):
+        assert report["answered"] > 0 and report["lost"] == 0 and report["loss"] == 0
+        assert report["qps"] > 0 and report["rcodes"] == {"0": report["answered"]}
+        assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99.9"]
+    assert opened["sent"] == pytest.approx(200, abs=10)  # 500 q/s for 0.4 s
+    assert opened["latencies"] == sorted(opened["latencies"])
+
+
+def test_bench_compile_reports_ratio_and_peak_rss(tmp_path):
+    out = tmp_path / "compile.json"
+    done = run_script("bench_compile.py", "--keys", "300", "--workdir", str(tmp_path),
+                      "--no-serve", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["compile"]["records"] == 300 + 15  # + SOA, NS and ADDR records
+    assert report["floor"]["lines"] > 300
+    assert report["time_ratio"] == pytest.approx(
+        report["compile"]["seconds"] / report["floor"]["seconds"], rel=0.01)
+    assert report["peak_rss_mb"] > 0 and report["machine"]["nproc"] >= 1
+
+
+def test_bench_auth_reports_every_scenario(tmp_path):
+    out = tmp_path / "auth.json"
+    done = run_script("bench_auth.py", "--keys", "200", "--sizes", "100", "--duration", "0.3",
+                      "--generator", "python", "--breakdown", "100", "--workdir", str(tmp_path),
+                      "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [s["keys"] for s in report["sizes"]] == [100, 200]
+    main = report["main"]
+    throughput = main["throughput"]
+    assert throughput["server"]["rcodes"] == {"0": throughput["server"]["answered"]}
+    assert throughput["ratio"] > 0 and throughput["basis"]
+    for key in ("server", "ceiling", "trio_loop_ceiling"):
+        assert main["latency"][key]["latency_ms"]["p99"] > 0
+    assert 0 < main["restart"]["first_answer_s"] < 30 and main["restart"]["ready_s"] > 0
+    assert main["rss"]["server_mb"]["VmRSS"] > main["rss"]["ceiling_mb"]["VmRSS"] > 0
+    breakdown = main["breakdown_us_per_query"]
+    assert all(isinstance(v, float) for k, v in breakdown.items() if k != "queries"), breakdown
+
+
+def test_profile_summary_gives_each_sample_to_its_deepest_stage(tmp_path):
+    raw = tmp_path / "p.txt"
+    raw.write_text("main (a.py:1);handle (b.py:2);decode (c.py:3) 6\n"
+                   "main (a.py:1);handle (b.py:2) 3\n"
+                   "other_thread (t.py:1) 5\n"
+                   "main (a.py:1);helper (d.py:9) 1\n")
+    summary = common.profile_summary(raw, [(r"^handle$", "glue"), (r"^decode$", "decode")],
+                                     only=r"^main$")
+    assert summary["samples"] == 10
+    assert summary["by_stage_pct"] == {"decode": 60.0, "glue": 30.0, "other": 10.0}
+    assert summary["inclusive_pct"]["glue"] == 90.0
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))
+    assert common.percentile(values, 50) == 50
+    assert common.percentile(values, 99) == 99
+    assert common.percentile(values, 99.9) == 100
+    assert common.percentile([], 50) is None
+
+
+@pytest.mark.skipif(shutil.which("dnsperf") is None, reason="dnsperf is not installed")
+def test_dnsperf_output_is_parsed(tmp_path):
+    import bench_auth
+
+    queries = common.build_queries(["alice@example.com."])
+    qfile = tmp_path / "q.bin"
+    common.write_query_file(qfile, queries)
+    ceiling = common.start_ceiling(b"\x00\x00\x84\x03\x01\x00", duration=30)
+    try:
+        report = bench_auth.run_dnsperf(ceiling.address, qfile, 1, 1, 4, 300)
+    finally:
+        ceiling.stop()
+    assert report["sent"] == report["answered"] == 300  # the count bound ends it
+    assert report["rcodes"] == {"NXDOMAIN": 300} and report["qps"] > 0
