@@ -3,9 +3,17 @@
 One LMDB environment holds every zone a server serves, in named sub-DBs:
 
 - ``zones``: zone prefix of the origin -> msgpack map
-  ``{serial, records, loaded_at, sources: [[path, sha256], ...]}``;
+  ``{serial, records, loaded_at, sources: [[path, sha256], ...]}``, plus
+  ``primary`` and ``transferred_at`` for a zone written by a transfer;
 - ``nodes``: zone prefix + owner key relative to the origin -> msgpack array
-  ``[[rtype, ttl, [rdata wire, ...]], ...]``, types ascending.
+  ``[[rtype, ttl, [rdata wire, ...]], ...]``, types ascending;
+- ``journal``: the changes incremental transfers (IXFR) send, per zone: the
+  zone prefix -> msgpack ``[first_serial, last_serial, entries, bytes,
+  records]``, and zone prefix + serial_from (4 bytes, big-endian) -> msgpack
+  ``[serial_to, old_soa, new_soa, [removed...], [added...]]`` (record wire
+  forms, SOAs not repeated in the lists). The entries form one chain
+  first_serial -> ... -> last_serial, the zone's current serial (see
+  `Store.replace_zone` for when it is extended or cleared).
 
 The zone prefix is ``origin.key() + b"\\x01"``. The byte 0x01 never occurs in
 a name key (labels are ``[a-z0-9_-]``, local parts printable ASCII), so one
@@ -25,6 +33,7 @@ from __future__ import annotations
 import os
 import contextlib
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -35,17 +44,26 @@ import lmdb
 import msgpack
 
 from .codes import RType
-from .errors import KeyresolveError, StoreError
+from .errors import FormError, KeyresolveError, StoreError
 from .names import Name
 from .records import SOA, Record, rdata_from_wire
+from .serial import serial_gt
+from .xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
 from .zone import Node, RRset, Zone
 
 #: Sub-DB of zone metadata.
 ZONES_DB = b"zones"
 #: Sub-DB of zone nodes.
 NODES_DB = b"nodes"
-#: Reserved: the change journal incremental transfers will read. Not used yet.
+#: Sub-DB of the change journal incremental transfers read.
 JOURNAL_DB = b"journal"
+#: Journal entries kept per zone: bounds a chain lookup (one get per entry);
+#: 100 reloads cover days of hourly changes, older secondaries get an AXFR.
+MAX_JOURNAL_ENTRIES = 100
+#: Encoded journal bytes kept per zone: bounds the disk a busy zone's history
+#: takes. (Entries are also evicted once the journal holds more records than
+#: the zone: an IXFR that long is answered with AXFR anyway.)
+MAX_JOURNAL_BYTES = 64 << 20
 #: Named sub-DBs the environment may hold: the three above plus room for one more.
 MAX_DBS = 4
 #: Concurrent read transactions over all processes sharing the environment
@@ -122,14 +140,22 @@ class ZoneInfo:
     records: int
     loaded_at: float
     sources: tuple[tuple[str, bytes], ...]
+    #: The primary a secondary copy was transferred from (None: compiled here).
+    primary: str | None = None
+    #: When that transfer was committed (seconds since the epoch).
+    transferred_at: float | None = None
 
 
 def _decode_info(origin: Name, value: bytes) -> ZoneInfo:
     try:
         meta = msgpack.unpackb(value, raw=False)
         sources = tuple((str(path), bytes(digest)) for path, digest in meta["sources"])
+        primary = meta.get("primary")
+        transferred_at = meta.get("transferred_at")
         return ZoneInfo(origin, int(meta["serial"]), int(meta["records"]),
-                        float(meta["loaded_at"]), sources)
+                        float(meta["loaded_at"]), sources,
+                        None if primary is None else str(primary),
+                        None if transferred_at is None else float(transferred_at))
     except (KeyError, ValueError, TypeError, msgpack.UnpackException) as exc:
         raise StoreError(f"corrupt metadata of zone {origin}: {exc}") from exc
 
@@ -153,6 +179,291 @@ def _delete_prefix(cursor: lmdb.Cursor, prefix: bytes) -> int:
     return count
 
 
+def _merge_nodes(cursor: lmdb.Cursor, prefix: bytes, items: Iterable[tuple[bytes, bytes]],
+                 changed: Callable[[bytes, bytes | None, bytes | None], None]) -> None:
+    """Make the keys under `prefix` exactly `items` (ascending), writing only
+    what differs; `changed(key, old, new)` sees each difference (None: absent)."""
+    def valid() -> bool:
+        return cursor.key().startswith(prefix)  # b"" once past the last key
+
+    have = cursor.set_range(prefix) and valid()
+    last = b""
+    for key, value in items:
+        if key <= last:
+            raise StoreError("zone nodes are not in key order")
+        last = key
+        while have and cursor.key() < key:  # old node gone
+            changed(cursor.key(), cursor.value(), None)
+            cursor.delete()  # moves to the next key
+            have = valid()
+        if have and cursor.key() == key:
+            old = cursor.value()
+            if old != value:
+                changed(key, old, value)
+                cursor.put(key, value)
+        else:
+            changed(key, None, value)
+            cursor.put(key, value)  # positions the cursor on the new key
+        have = cursor.next() and valid()
+    while have:
+        changed(cursor.key(), cursor.value(), None)
+        cursor.delete()
+        have = valid()
+
+
+# -- journal ----------------------------------------------------------------------
+_SERIAL = 4  # bytes of a serial in a journal key
+
+
+def journal_key(origin: Name, serial_from: int) -> bytes:
+    """The `journal` key of the entry leading away from `serial_from`."""
+    return zone_prefix(origin) + serial_from.to_bytes(_SERIAL, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalInfo:
+    """The journal of one zone: a chain of `entries` changes from serial
+    `first` to `last` (the zone's current serial)."""
+
+    first: int
+    last: int
+    entries: int
+    bytes: int
+    #: Records an IXFR of the whole chain sends (both SOAs of each step included).
+    records: int
+
+
+def _decode_journal_info(value: bytes) -> JournalInfo:
+    try:
+        first, last, entries, size, records = msgpack.unpackb(value)
+        return JournalInfo(int(first), int(last), int(entries), int(size), int(records))
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise StoreError(f"corrupt journal metadata: {exc}") from exc
+
+
+def _soa_serial(record: Record) -> int:
+    assert isinstance(record.rdata, SOA)
+    return record.rdata.serial
+
+
+def _entry_unpacker(value: bytes) -> msgpack.Unpacker:
+    """A streaming reader positioned inside a journal entry's outer array."""
+    unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=max(len(value), 1))
+    unpacker.feed(value)
+    if unpacker.read_array_header() != 5:
+        raise StoreError("corrupt journal entry: not an array of 5")
+    return unpacker
+
+
+class JournalEntry:
+    """One stored change (implements `keyresolve.xfr.JournalStep`).
+
+    The header is decoded at once; the record lists only when iterated,
+    from `fetch` (which re-reads the entry from its snapshot), so a chain of
+    steps costs memory for one entry at a time.
+    """
+
+    def __init__(self, serial_from: int, value: bytes, fetch: Callable[[], bytes]) -> None:
+        """Decode the header of the stored `value` (use `Snapshot.journal_steps`)."""
+        self.serial_from = serial_from
+        self._fetch = fetch
+        try:
+            unpacker = _entry_unpacker(value)
+            serial_to = unpacker.unpack()
+            self.old_soa = Record.from_wire(unpacker.unpack())
+            self.new_soa = Record.from_wire(unpacker.unpack())
+            self.removed_count = unpacker.read_array_header()
+            for _ in range(self.removed_count):
+                unpacker.skip()
+            self.added_count = unpacker.read_array_header()
+        except StoreError:
+            raise
+        except (KeyresolveError, ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise StoreError(f"corrupt journal entry: {exc}") from exc
+        if (type(serial_to) is not int or self.old_soa.rtype != RType.SOA
+                or self.new_soa.rtype != RType.SOA or _soa_serial(self.old_soa) != serial_from
+                or _soa_serial(self.new_soa) != serial_to):
+            raise StoreError("corrupt journal entry: serials do not match its SOAs")
+        self.serial_to: int = serial_to
+
+    def _records(self, added: bool) -> Iterator[Record]:
+        try:
+            unpacker = _entry_unpacker(self._fetch())
+            for _ in range(3):
+                unpacker.skip()
+            count = unpacker.read_array_header()
+            if added:
+                for _ in range(count):
+                    unpacker.skip()
+                count = unpacker.read_array_header()
+            for _ in range(count):
+                yield Record.from_wire(unpacker.unpack())
+        except StoreError:
+            raise
+        except (KeyresolveError, ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise StoreError(f"corrupt journal entry: {exc}") from exc
+
+    def iter_removed(self) -> Iterator[Record]:
+        """The records removed, in store order (the SOA is `old_soa`)."""
+        return self._records(False)
+
+    def iter_added(self) -> Iterator[Record]:
+        """The records added, in store order (the SOA is `new_soa`)."""
+        return self._records(True)
+
+    def __repr__(self) -> str:
+        return (f"JournalEntry({self.serial_from}->{self.serial_to}, "
+                f"-{self.removed_count} +{self.added_count})")
+
+
+def _journal_walk(get: Callable[[bytes], bytes | None], origin: Name, zone_serial: int,
+                  from_serial: int, keep: bool) -> list[JournalEntry] | None:
+    """The entries from `from_serial` to the zone's current serial, or None."""
+    if from_serial == zone_serial:
+        return []
+    prefix = zone_prefix(origin)
+    meta = get(prefix)
+    if meta is None:
+        return None
+    info = _decode_journal_info(meta)
+    if info.last != zone_serial:
+        return None  # stale (never written that way; defensive)
+    steps: list[JournalEntry] = []
+    serial = from_serial
+    while serial != info.last:
+        if len(steps) >= info.entries:
+            raise StoreError(f"journal of {origin} loops")
+        key = prefix + serial.to_bytes(_SERIAL, "big")
+        value = get(key)
+        if value is None:
+            return None
+        fetch = (lambda v=value: v) if keep else functools.partial(_must_get, get, key)
+        entry = JournalEntry(serial, value, fetch)
+        steps.append(entry)
+        serial = entry.serial_to
+    return steps
+
+
+def _must_get(get: Callable[[bytes], bytes | None], key: bytes) -> bytes:
+    value = get(key)
+    if value is None:
+        raise StoreError("journal entry vanished")
+    return value
+
+
+def _journal_clear(txn: lmdb.Transaction, db: Any, origin: Name) -> None:
+    _delete_prefix(txn.cursor(db=db), zone_prefix(origin))
+
+
+def _journal_append(txn: lmdb.Transaction, db: Any, origin: Name, old_soa: Record,
+                    new_soa: Record, removed: list[Record], added: list[Record],
+                    zone_records: int) -> bool:
+    """Append one change to the zone's journal and evict the oldest entries
+    beyond the bounds; False (journal cleared) if the change cannot be kept."""
+    prefix = zone_prefix(origin)
+    serial_from, serial_to = _soa_serial(old_soa), _soa_serial(new_soa)
+    meta = txn.get(prefix, db=db)
+    info = None if meta is None else _decode_journal_info(meta)
+    key = prefix + serial_from.to_bytes(_SERIAL, "big")
+    # A chain that does not end where this change starts, or serials that
+    # came round the circle (RFC 1982) to one already journaled: start over.
+    if info is not None and (info.last != serial_from or txn.get(key, db=db) is not None):
+        _journal_clear(txn, db, origin)
+        info = None
+    records = STEP_SOA_RECORDS + len(removed) + len(added)
+    value = msgpack.packb([serial_to, old_soa.to_wire(), new_soa.to_wire(),
+                           [r.to_wire() for r in removed], [r.to_wire() for r in added]])
+    if records > zone_records or len(value) > MAX_JOURNAL_BYTES:
+        _journal_clear(txn, db, origin)
+        return False
+    txn.put(key, value, db=db)
+    if info is None:
+        first, entries, size, total = serial_from, 1, len(value), records
+    else:
+        first, entries = info.first, info.entries + 1
+        size, total = info.bytes + len(value), info.records + records
+    while (entries > MAX_JOURNAL_ENTRIES or size > MAX_JOURNAL_BYTES
+           or total > zone_records):
+        old_key = prefix + first.to_bytes(_SERIAL, "big")
+        old_value = txn.get(old_key, db=db)
+        if old_value is None:
+            raise StoreError(f"journal of {origin} lost its entry for serial {first}")
+        oldest = JournalEntry(first, old_value, lambda v=old_value: v)
+        txn.delete(old_key, db=db)
+        first, entries = oldest.serial_to, entries - 1
+        size -= len(old_value)
+        total -= STEP_SOA_RECORDS + oldest.removed_count + oldest.added_count
+    txn.put(prefix, msgpack.packb([first, serial_to, entries, size, total]), db=db)
+    return True
+
+
+class _DiffCollector:
+    """Record-level changes of the nodes that differ between two versions of
+    a zone; gives up (overflow) past `cap` records, where the change would not
+    be journaled anyway."""
+
+    def __init__(self, origin: Name, cap: int) -> None:
+        self.origin_key = origin.key()
+        self.skip = len(zone_prefix(origin))
+        self.cap = cap
+        self.removed: list[Record] = []
+        self.added: list[Record] = []
+        self.overflow = False
+
+    def node(self, key: bytes, old: bytes | None, new: bytes | None) -> None:
+        """Account for the node at `key` going from `old` to `new` (stored forms)."""
+        if self.overflow:
+            return
+        try:
+            name = Name.from_key(self.origin_key + key[self.skip:])
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise StoreError(f"corrupt node key {key!r}") from exc
+        removed, added = diff_records(_node_records(name, old), _node_records(name, new))
+        self.removed += removed
+        self.added += added
+        # Both SOAs are in these lists: their length is the step's size.
+        if len(self.removed) + len(self.added) > self.cap:
+            self.overflow = True
+            self.removed, self.added = [], []
+
+    def split_soa(self) -> tuple[Record | None, Record | None]:
+        """Take the SOA records out of the change: (old SOA, new SOA)."""
+        old = _pop_soa(self.removed)
+        new = _pop_soa(self.added)
+        return old, new
+
+
+def _pop_soa(records: list[Record]) -> Record | None:
+    for index, record in enumerate(records):
+        if record.rtype == RType.SOA:
+            return records.pop(index)
+    return None
+
+
+def _node_records(name: Name, value: bytes | None) -> list[Record]:
+    if value is None:
+        return []
+    node = decode_node(value)
+    return [rec for rtype in sorted(node) for rec in node[rtype].records(name, rtype)]
+
+
+def _journal_update(txn: lmdb.Transaction, db: Any, origin: Name,
+                    diff: _DiffCollector | None, zone_records: int) -> None:
+    """Record a zone's change in its journal, or clear the journal when the
+    change cannot be expressed as a step (see `Store.replace_zone`)."""
+    if diff is None or diff.overflow:
+        _journal_clear(txn, db, origin)
+        return
+    if not diff.removed and not diff.added:
+        return  # unchanged: the journal still ends at the current serial
+    old_soa, new_soa = diff.split_soa()
+    if (old_soa is None or new_soa is None
+            or not serial_gt(_soa_serial(new_soa), _soa_serial(old_soa))):
+        _journal_clear(txn, db, origin)
+        return
+    _journal_append(txn, db, origin, old_soa, new_soa, diff.removed, diff.added, zone_records)
+
+
 class Store:
     """An LMDB environment holding zones (see the module docstring for the layout)."""
 
@@ -172,6 +483,10 @@ class Store:
                 self._nodes = self._env.open_db(NODES_DB, create=not readonly)
             except lmdb.NotFoundError:
                 raise StoreError(f"{self.path} holds no zone store (never written)") from None
+            try:
+                self._journal: Any = self._env.open_db(JOURNAL_DB, create=not readonly)
+            except lmdb.NotFoundError:  # read-only, written before journals existed
+                self._journal = None
         except BaseException:
             self._env.close()
             raise
@@ -200,14 +515,26 @@ class Store:
 
     @_translate
     def replace_zone(self, zone: Zone, sources: Iterable[tuple[str, bytes]] = (), *,
-                     loaded_at: float | None = None) -> None:
+                     loaded_at: float | None = None, journal: bool = True) -> None:
         """Replace the zone at `zone.origin` by `zone`, atomically.
 
-        One write transaction deletes every old node, writes the new ones and
-        the metadata; readers see either the whole old or the whole new zone.
-        If anything raises midway (including while iterating `zone`), the
-        transaction aborts and the old zone stays.
+        One write transaction writes the new nodes, removes the old ones and
+        writes the metadata; readers see either the whole old or the whole new
+        zone. If anything raises midway (including while iterating `zone`),
+        the transaction aborts and the old zone stays.
         `sources` are (path, sha256 digest) pairs of the files compiled.
+
+        With `journal` (the default) and an old version stored, the new nodes
+        are merged into the old ones (unchanged nodes are not rewritten) and
+        the difference goes to the zone's journal in the same transaction:
+        - serial increased (RFC 1982): one entry is appended (oldest entries
+          evicted past `MAX_JOURNAL_ENTRIES`, `MAX_JOURNAL_BYTES`, or more
+          journaled records than the zone holds);
+        - nothing changed: the journal is kept;
+        - anything else (serial unchanged, decreased or 2**31 away while the
+          contents changed; a change larger than the zone): the journal is
+          cleared, since no chain of steps leads to the new contents.
+        Without `journal`, or for a first load, the journal is cleared.
         """
         self._check_writable()
         origin = zone.origin
@@ -232,12 +559,17 @@ class Store:
 
         with self._env.begin(write=True) as txn:
             cursor = txn.cursor(db=self._nodes)
-            _delete_prefix(cursor, prefix)
-            # MDB_APPEND is much faster for bulk loads but requires every key
-            # to sort after the last one in the DB: true when nothing follows
-            # this zone's (now empty) range.
-            append = not cursor.set_range(prefix)
-            cursor.putmulti(items(), append=append)
+            diff: _DiffCollector | None = None
+            if journal and txn.get(prefix, db=self._zones) is not None:
+                diff = _DiffCollector(origin, len(zone))
+                _merge_nodes(cursor, prefix, items(), diff.node)
+            else:
+                _delete_prefix(cursor, prefix)
+                # MDB_APPEND is much faster for bulk loads but requires every key
+                # to sort after the last one in the DB: true when nothing follows
+                # this zone's (now empty) range.
+                append = not cursor.set_range(prefix)
+                cursor.putmulti(items(), append=append)
             if not apex or RType.SOA not in apex[0]:
                 raise StoreError(f"zone {origin} has no SOA at its apex")
             soa = apex[0][RType.SOA].rdatas[0]
@@ -246,6 +578,8 @@ class Store:
                     "loaded_at": time.time() if loaded_at is None else loaded_at,
                     "sources": [[os.fspath(path), digest] for path, digest in sources]}
             txn.put(prefix, msgpack.packb(meta), db=self._zones)
+            if self._journal is not None:
+                _journal_update(txn, self._journal, origin, diff, counter[0])
 
     @_translate
     def delete_zone(self, origin: Name) -> bool:
@@ -255,7 +589,45 @@ class Store:
         with self._env.begin(write=True) as txn:
             existed = txn.delete(prefix, db=self._zones)
             _delete_prefix(txn.cursor(db=self._nodes), prefix)
+            if self._journal is not None:
+                _journal_clear(txn, self._journal, origin)
         return existed
+
+    def zone_writer(self, origin: Name, *, journal: bool = True,
+                    primary: str | None = None) -> ZoneWriter:
+        """A `ZoneWriter` applying a transfer of the zone at `origin`
+        (`primary` names where it came from, for `ZoneInfo.primary`)."""
+        self._check_writable()
+        if origin.is_mailbox:
+            raise StoreError(f"zone origin {origin} is a mailbox")
+        return ZoneWriter(self, origin, journal=journal, primary=primary)
+
+    # -- journal ---------------------------------------------------------------
+    @_translate
+    def journal_info(self, origin: Name) -> JournalInfo | None:
+        """The zone's journal chain, or None if it has none."""
+        if self._journal is None:
+            return None
+        with self._env.begin() as txn:
+            value = txn.get(zone_prefix(origin), db=self._journal)
+        return None if value is None else _decode_journal_info(value)
+
+    @_translate
+    def journal_steps(self, origin: Name, from_serial: int) -> list[JournalEntry] | None:
+        """The journal entries leading from `from_serial` to the zone's current
+        serial (oldest first; empty if it is current), or None when the
+        journal does not reach back to `from_serial`. The entries keep their
+        data, so they stay usable after this call (see `Snapshot.journal_steps`
+        for the lazy form)."""
+        with self.snapshot() as snap:
+            return snap._journal_steps(origin, from_serial, keep=True)
+
+    @_translate
+    def clear_journal(self, origin: Name) -> None:
+        """Forget the zone's journal (secondaries then get full transfers)."""
+        self._check_writable()
+        with self._env.begin(write=True) as txn:
+            _journal_clear(txn, self._journal, origin)
 
     # -- metadata ------------------------------------------------------------
     @_translate
@@ -289,7 +661,7 @@ class Store:
         except lmdb.Error as exc:
             raise StoreError(f"LMDB: {exc}") from exc
         try:
-            yield Snapshot(txn, self._zones, self._nodes)
+            yield Snapshot(txn, self._zones, self._nodes, self._journal)
         finally:
             txn.abort()
 
@@ -301,11 +673,13 @@ class Snapshot:
     only if one snapshot answered many queries for the same names.
     """
 
-    def __init__(self, txn: lmdb.Transaction, zones_db: Any, nodes_db: Any) -> None:
+    def __init__(self, txn: lmdb.Transaction, zones_db: Any, nodes_db: Any,
+                 journal_db: Any = None) -> None:
         """Wrap an open read transaction (use `Store.snapshot`)."""
         self._txn = txn
         self._zones = zones_db
         self._nodes = nodes_db
+        self._journal = journal_db
         self._views: dict[Name, LmdbZoneView] = {}
 
     @_translate
@@ -345,6 +719,25 @@ class Snapshot:
         if view is None:
             raise StoreError(f"no zone {origin} in the store")
         return view.records()
+
+    def journal_steps(self, origin: Name, from_serial: int) -> list[JournalEntry] | None:
+        """Journal entries from `from_serial` to the zone's serial in this
+        snapshot (oldest first), or None if the journal does not reach back.
+        Their records are read from the snapshot when iterated: use them
+        while it is open."""
+        return self._journal_steps(origin, from_serial, keep=False)
+
+    @_translate
+    def _journal_steps(self, origin: Name, from_serial: int,
+                       keep: bool) -> list[JournalEntry] | None:
+        view = self.get_zone(origin)
+        if view is None or self._journal is None:
+            return None
+        return _journal_walk(self._journal_get, origin, view.serial, from_serial, keep)
+
+    @_translate
+    def _journal_get(self, key: bytes) -> bytes | None:
+        return self._txn.get(key, db=self._journal)
 
     # -- used by LmdbZoneView ------------------------------------------------
     @_translate
@@ -386,6 +779,16 @@ class LmdbZoneView:
     def serial(self) -> int:
         """The serial recorded when the zone was stored."""
         return self.info.serial
+
+    @property
+    def record_count(self) -> int:
+        """Records in the zone, SOA included (from the metadata)."""
+        return self.info.records
+
+    def journal_steps(self, from_serial: int) -> list[JournalEntry] | None:
+        """See `Snapshot.journal_steps` (with `records()` and `soa`, this makes
+        the view a `keyresolve.xfr.TransferSource`)."""
+        return self._snapshot.journal_steps(self.origin, from_serial)
 
     def _key(self, name: Name) -> bytes | None:
         key = name.key()
@@ -434,3 +837,253 @@ class LmdbZoneView:
             node = decode_node(value)
             for rtype in sorted(node):
                 yield from node[rtype].records(name, rtype)
+
+
+class ZoneWriter:
+    """Applies one transfer to the store: a `keyresolve.xfr.TransferWriter`
+    on one LMDB write transaction, from the first begin to commit or abort.
+
+    Readers keep seeing the old zone until commit; abort (or an error) leaves
+    it intact. LMDB binds a write transaction to the thread that began it and
+    allows one at a time per environment: every call must come from that
+    thread (StoreError otherwise), and the caller must not begin another
+    write there (a second writer, `replace_zone`, `delete_zone`) before this
+    one ends: it would wait for this transaction forever. Writers in other
+    threads or processes wait until it ends.
+
+    Records of one owner usually arrive together (ours send store order), and
+    the writer keeps the current node in memory until the owner changes; an
+    owner seen again is read back and merged, so any order is applied right.
+    Memory stays flat for a full transfer; a delta's changes are kept for the
+    journal (bounded by the zone size, past which they are not journaled).
+    """
+
+    def __init__(self, store: Store, origin: Name, *, journal: bool = True,
+                 primary: str | None = None) -> None:
+        """Use `Store.zone_writer`."""
+        self._store = store
+        self.origin = origin
+        self.journal = journal
+        self.primary = primary
+        self._prefix = zone_prefix(origin)
+        self._origin_key = origin.key()
+        self._txn: lmdb.Transaction | None = None
+        self._old: lmdb.Transaction | None = None  # the old version, for the journal
+        self._thread: int | None = None
+        self._full = False
+        self._records = 0
+        self._key: bytes | None = None
+        self._node: Node = {}
+        self._steps: list[list] = []  # [old_soa, new_soa, removed, added]
+        self._step_records = 0
+        self._pack = msgpack.Packer().pack
+
+    # -- transaction -----------------------------------------------------------
+    def _check_thread(self) -> None:
+        if self._thread is not None and self._thread != threading.get_ident():
+            raise StoreError("a zone writer must be used from the thread that began it")
+
+    def _begin(self, full: bool) -> lmdb.Transaction:
+        self._check_thread()
+        if self._txn is not None:
+            raise StoreError("transfer already begun")
+        env = self._store._env
+        self._thread = threading.get_ident()
+        if full and self.journal:
+            self._old = env.begin()
+        self._txn = env.begin(write=True)
+        self._full = full
+        return self._txn
+
+    def _live(self) -> lmdb.Transaction:
+        self._check_thread()
+        if self._txn is None:
+            raise StoreError("no transfer begun")
+        return self._txn
+
+    def _meta(self, txn: lmdb.Transaction) -> dict | None:
+        value = txn.get(self._prefix, db=self._store._zones)
+        if value is None:
+            return None
+        info = _decode_info(self.origin, value)
+        return {"serial": info.serial, "records": info.records}
+
+    # -- TransferWriter ------------------------------------------------------------
+    @_translate
+    def begin_full(self) -> None:
+        """Start a full transfer: the zone's nodes are deleted (in this transaction)."""
+        txn = self._begin(True)
+        _delete_prefix(txn.cursor(db=self._store._nodes), self._prefix)
+        self._records = 0
+
+    @_translate
+    def begin_delta(self, old_soa: Record) -> None:
+        """Start an IXFR step; the first must start at the stored serial."""
+        if self._txn is None:
+            txn = self._begin(False)
+            try:
+                meta = self._meta(txn)
+                if meta is None:
+                    raise StoreError(f"no zone {self.origin} to apply a delta to")
+                if meta["serial"] != _soa_serial(old_soa):
+                    raise FormError(f"delta starts at serial {_soa_serial(old_soa)}, "
+                                    f"zone {self.origin} is at {meta['serial']}")
+            except BaseException:
+                self._end()  # nothing begun: release the write lock
+                raise
+            self._records = meta["records"]
+        else:
+            self._live()
+            if self._full:
+                raise StoreError("delta step inside a full transfer")
+        self._steps.append([old_soa, None, [], []])
+
+    def begin_additions(self, new_soa: Record) -> None:
+        """The current step's additions lead to `new_soa`."""
+        self._live()
+        if not self._steps:
+            raise StoreError("no delta step begun")
+        self._steps[-1][1] = new_soa
+
+    def _load(self, record: Record) -> Node:
+        if record.rtype == RType.SOA:
+            raise FormError("SOA records are set by commit, not added or removed")
+        txn = self._live()
+        name_key = record.name.key()
+        if not name_key.startswith(self._origin_key):
+            raise FormError(f"{record.name} is outside zone {self.origin}")
+        key = self._prefix + name_key[len(self._origin_key):]
+        if key != self._key:
+            self._flush()
+            value = txn.get(key, db=self._store._nodes)
+            self._key = key
+            self._node = {} if value is None else decode_node(value)
+        return self._node
+
+    def _flush(self) -> None:
+        if self._key is None:
+            return
+        txn = self._live()
+        if self._node:
+            txn.put(self._key, encode_node(self._node, self._pack), db=self._store._nodes)
+        else:
+            txn.delete(self._key, db=self._store._nodes)
+        self._key, self._node = None, {}
+
+    def _journal_change(self, index: int, record: Record) -> None:
+        if self.journal and self._steps:
+            self._steps[-1][index].append(record)
+            self._step_records += 1
+
+    @_translate
+    def delete(self, record: Record) -> None:
+        """Remove one record (FormError if the zone does not hold it)."""
+        if self._full:
+            raise StoreError("delete inside a full transfer")
+        node_delete(self._load(record), record)
+        self._records -= 1
+        self._journal_change(2, record)
+
+    @_translate
+    def add(self, record: Record) -> None:
+        """Add one record (in a delta, FormError if the zone already holds it)."""
+        if node_add(self._load(record), record, strict=not self._full):
+            self._records += 1
+        if not self._full:
+            self._journal_change(3, record)
+
+    @_translate
+    def commit(self, soa: Record) -> None:
+        """Set the apex SOA, the metadata and the journal; commit."""
+        txn = self._live()
+        if soa.rtype != RType.SOA or soa.name != self.origin:
+            raise FormError("commit needs the zone's SOA")
+        self._flush()
+        store = self._store
+        apex = txn.get(self._prefix, db=store._nodes)
+        node = {} if apex is None else decode_node(apex)
+        if RType.SOA not in node:
+            self._records += 1
+        node[RType.SOA] = RRset(soa.ttl, (soa.rdata,))
+        txn.put(self._prefix, encode_node(node, self._pack), db=store._nodes)
+        now = time.time()
+        meta = {"serial": _soa_serial(soa), "records": self._records, "loaded_at": now,
+                "sources": [], "primary": self.primary, "transferred_at": now}
+        txn.put(self._prefix, msgpack.packb(meta), db=store._zones)
+        if store._journal is not None:
+            self._update_journal(txn)
+        txn.commit()
+        self._end()
+
+    def _update_journal(self, txn: lmdb.Transaction) -> None:
+        store = self._store
+        journal = store._journal
+        if not self.journal:
+            _journal_clear(txn, journal, self.origin)
+        elif self._full:
+            # The old version is in the read snapshot taken at begin_full:
+            # diff it against the new one node by node, as replace_zone does.
+            old_txn = self._old
+            assert old_txn is not None
+            diff = None
+            if old_txn.get(self._prefix, db=store._zones) is not None:
+                diff = _DiffCollector(self.origin, self._records)
+                old = _scan_prefix(old_txn.cursor(db=store._nodes), self._prefix)
+                new = _scan_prefix(txn.cursor(db=store._nodes), self._prefix)
+                for key, before, after in _merge_join(old, new):
+                    diff.node(key, before, after)
+            _journal_update(txn, journal, self.origin, diff, self._records)
+        elif self._step_records + STEP_SOA_RECORDS * len(self._steps) > self._records:
+            _journal_clear(txn, journal, self.origin)
+        else:
+            for old_soa, new_soa, removed, added in self._steps:
+                if not _journal_append(txn, journal, self.origin, old_soa, new_soa,
+                                       _store_order(removed), _store_order(added),
+                                       self._records):
+                    break
+
+    def _end(self) -> None:
+        for txn in (self._txn, self._old):
+            if txn is not None:
+                txn.abort()
+        self._txn = self._old = None
+        self._key, self._node, self._steps = None, {}, []
+
+    def abort(self) -> None:
+        """Drop everything written; the old zone stays. Idempotent."""
+        self._check_thread()
+        try:
+            self._end()
+        except lmdb.Error as exc:
+            raise StoreError(f"LMDB: {exc}") from exc
+
+
+def _store_order(records: list[Record]) -> list[Record]:
+    """`records` sorted by owner key then type (stable: RRset order kept)."""
+    return sorted(records, key=lambda r: (r.name.key(), r.rtype))
+
+
+def _scan_prefix(cursor: lmdb.Cursor, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    if not cursor.set_range(prefix):
+        return
+    for key, value in cursor:
+        if not key.startswith(prefix):
+            return
+        yield key, value
+
+
+def _merge_join(old: Iterator[tuple[bytes, bytes]], new: Iterator[tuple[bytes, bytes]]
+                ) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
+    """(key, old value, new value) for every key whose value differs."""
+    a, b = next(old, None), next(new, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            yield a[0], a[1], None
+            a = next(old, None)
+        elif a is None or b[0] < a[0]:
+            yield b[0], None, b[1]
+            b = next(new, None)
+        else:
+            if a[1] != b[1]:
+                yield a[0], a[1], b[1]
+            a, b = next(old, None), next(new, None)

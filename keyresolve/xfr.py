@@ -26,7 +26,7 @@ from typing import Protocol
 import msgpack
 
 from .codes import Opcode, Rcode, RType
-from .errors import FormError, KeyresolveError, PeerError, ServerFailure
+from .errors import FormError, PeerError, ServerFailure
 from .message import MAX_RECORDS, Message, Question
 from .names import Name
 from .records import SOA, Record
@@ -490,7 +490,7 @@ class MemoryWriter:
         self._pending: list[Delta] = []
 
     def begin_full(self) -> None:
-        self._nodes, self._strict, self._pending = {}, False, []
+        self._nodes, self._strict, self._pending, self._step = {}, False, [], []
 
     def begin_delta(self, old_soa: Record) -> None:
         if self._nodes is None:
@@ -515,9 +515,11 @@ class MemoryWriter:
 
     def delete(self, record: Record) -> None:
         node = self._node(record)
-        node_delete(node, record)
-        if not node:
-            del self._nodes[record.name]
+        try:
+            node_delete(node, record)
+        finally:
+            if not node:
+                del self._nodes[record.name]
         self._step[2].append(record)
 
     def add(self, record: Record) -> None:
@@ -551,6 +553,7 @@ class _State(enum.Enum):
     FULL = "zone records"
     DELETE = "deletions"
     ADD = "additions"
+    END = "final SOA seen"  # committed once the rest of its message checks out
     DONE = "done"
 
 
@@ -603,10 +606,12 @@ class Inbound:
 
     def abort(self) -> None:
         """The stream broke off: drop whatever was written. Idempotent."""
-        if self._begun and not self.done:
+        if self.done:
+            return
+        self._failed = True
+        if self._begun:
             self._begun = False
             self.writer.abort()
-        self._failed = True
 
     def process_message(self, msg: Message) -> bool:
         """Apply one response message; True when the transfer is complete."""
@@ -619,6 +624,11 @@ class Inbound:
             self.messages += 1
             if self._state == _State.SECOND and self.kind == TransferKind.UP_TO_DATE:
                 self._state = _State.DONE  # the single-SOA answer (RFC 1995 2)
+            elif self._state == _State.END:
+                assert self._first is not None
+                self.writer.commit(self._first)
+                self.serial = _serial(self._first)
+                self._state = _State.DONE
             return self.done
         except BaseException:
             self.abort()
@@ -738,9 +748,7 @@ class Inbound:
         assert first is not None
         if record.rdata != first.rdata:
             raise FormError("the final SOA differs from the first")
-        self.writer.commit(first)
-        self.serial = _serial(first)
-        self._state = _State.DONE
+        self._state = _State.END
 
 
 # -- NOTIFY (RFC 1996) -----------------------------------------------------------------
@@ -803,5 +811,4 @@ __all__ = ["Delta", "Inbound", "JournalStep", "MAX_XFR_MESSAGE", "MemorySource",
            "TransferRequest", "TransferSource", "TransferWriter", "UDP_TRANSFER_RCODE",
            "chain_size", "check_notify_response", "diff_records", "make_notify",
            "make_transfer_query", "node_add", "node_delete", "notify_response", "outbound_axfr",
-           "outbound_ixfr", "parse_request", "step_chain", "validate_notify",
-           "KeyresolveError"]
+           "outbound_ixfr", "parse_request", "step_chain", "validate_notify"]
