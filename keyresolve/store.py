@@ -683,6 +683,21 @@ class Snapshot:
         self._views: dict[Name, LmdbZoneView] = {}
 
     @_translate
+    def mailbox_node(self, zone_key: bytes, local: str) -> bytes | None:
+        """Raw node bytes of ``local@D`` in the zone at D (`zone_key` = D.key()),
+        or None if D is not a zone apex here or the mailbox owns nothing.
+
+        The fast path's only store access: two gets, no decoding.
+        """
+        prefix = zone_key + ZONE_SEP
+        txn = self._txn
+        try:
+            if txn.get(prefix, db=self._zones) is None:
+                return None
+            return txn.get(prefix + b"@" + local.encode("ascii"), db=self._nodes)
+        except lmdb.Error as exc:
+            raise StoreError(f"LMDB read failed: {exc}") from None
+
     def get_zone(self, origin: Name) -> LmdbZoneView | None:
         """The zone whose origin is exactly `origin`, or None."""
         view = self._views.get(origin)

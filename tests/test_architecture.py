@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "keyresolve"
 #: Modules that must stay pure: bytes and messages in, messages and decisions out.
 SANS_IO = ["codes", "errors", "names", "records", "message", "zone", "zonefile", "authority",
-           "xfr", "serial", "refresh",
+           "xfr", "serial", "refresh", "fastpath",
            "tsig", "resolution", "cache", "dig"]
 FORBIDDEN = {"trio", "socket", "lmdb", "asyncio", "selectors"}
 
