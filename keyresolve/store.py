@@ -144,6 +144,14 @@ class ZoneInfo:
     primary: str | None = None
     #: When that transfer was committed (seconds since the epoch).
     transferred_at: float | None = None
+    #: When a secondary last found its primary's serial no newer than ours.
+    checked_at: float | None = None
+
+    @property
+    def last_success(self) -> float | None:
+        """The last successful refresh of a secondary copy (transfer or check)."""
+        times = [t for t in (self.transferred_at, self.checked_at) if t is not None]
+        return max(times) if times else None
 
 
 def _decode_info(origin: Name, value: bytes) -> ZoneInfo:
@@ -152,10 +160,12 @@ def _decode_info(origin: Name, value: bytes) -> ZoneInfo:
         sources = tuple((str(path), bytes(digest)) for path, digest in meta["sources"])
         primary = meta.get("primary")
         transferred_at = meta.get("transferred_at")
+        checked_at = meta.get("checked_at")
         return ZoneInfo(origin, int(meta["serial"]), int(meta["records"]),
                         float(meta["loaded_at"]), sources,
                         None if primary is None else str(primary),
-                        None if transferred_at is None else float(transferred_at))
+                        None if transferred_at is None else float(transferred_at),
+                        None if checked_at is None else float(checked_at))
     except (KeyError, ValueError, TypeError, msgpack.UnpackException) as exc:
         raise StoreError(f"corrupt metadata of zone {origin}: {exc}") from exc
 
@@ -631,6 +641,19 @@ class Store:
 
     # -- metadata ------------------------------------------------------------
     @_translate
+    def mark_checked(self, origin: Name, when: float) -> None:
+        """Record a successful SOA check of a secondary zone (its timers resume
+        from it after a restart)."""
+        self._check_writable()
+        prefix = zone_prefix(origin)
+        with self._env.begin(write=True) as txn:
+            value = txn.get(prefix, db=self._zones)
+            if value is None:
+                return
+            meta = msgpack.unpackb(value, raw=False)
+            meta["checked_at"] = when
+            txn.put(prefix, msgpack.packb(meta), db=self._zones)
+
     def get_zone_info(self, origin: Name) -> ZoneInfo | None:
         """Metadata of the zone at `origin`, or None if not stored."""
         with self._env.begin() as txn:

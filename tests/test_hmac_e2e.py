@@ -18,7 +18,7 @@ from keyresolve.errors import PeerError
 from keyresolve.message import Message, Signature, make_query
 from keyresolve.names import Name
 
-from .conftest import b64key, keyresolve_cmd, udp_exchange, write_serve_config
+from .conftest import b64key, keyresolve_cmd, tcp_exchange, udp_exchange, write_serve_config
 from .test_resolver_e2e import start_resolver
 from .test_serve import EXAMPLE
 
@@ -98,16 +98,25 @@ def test_require_signed_zone_refuses_unsigned_queries(signed_server):
     assert signed.rcode == Rcode.NOERROR and signed.answer
 
 
-@pytest.mark.parametrize("opcode", [Opcode.TRANSFER, Opcode.NOTIFY])
-def test_transfer_and_notify_need_a_listed_key(signed_server, opcode):
-    rtype = RType.AXFR if opcode == Opcode.TRANSFER else RType.SOA
-    query = make_query(name("example.com"), rtype, opcode=opcode)
-    reply = Message.from_wire(udp_exchange(signed_server.address, query.to_wire()))
-    assert reply.rcode == Rcode.REFUSED
+def test_transfer_needs_tcp_and_a_listed_key(signed_server):
+    def transfer(key=None, tcp=True):
+        query = make_query(name("example.com"), RType.AXFR, opcode=Opcode.TRANSFER)
+        wire = query.to_wire() if key is None else tsig.sign(query, key, int(time.time()))
+        exchange = tcp_exchange if tcp else udp_exchange
+        return Message.from_wire(exchange(signed_server.address, wire))
+
+    assert transfer().rcode == Rcode.REFUSED  # unsigned
     ops = tsig.Key(Name.from_text("ops."), "hmac-sha512", OTHER * 2)
-    reply = signed_exchange(signed_server.address,
-                            make_query(name("example.com"), rtype, opcode=opcode), ops)
-    assert reply.rcode == Rcode.REFUSED  # a known key the zone does not list
+    assert transfer(ops).rcode == Rcode.REFUSED  # a known key the zone does not list
+    assert transfer(XFER, tcp=False).rcode == Rcode.REFUSED  # UDP
+    ok = transfer(XFER)
+    assert ok.rcode == Rcode.NOERROR and ok.answer[0].rtype == RType.SOA
+
+
+def test_notify_to_a_primary_zone_is_not_accepted(signed_server):
+    query = make_query(name("example.com"), RType.SOA, opcode=Opcode.NOTIFY)
+    reply = signed_exchange(signed_server.address, query)
+    assert reply.rcode in (Rcode.REFUSED, Rcode.NOTAUTH)
 
 
 def test_dig_with_y_and_k(signed_server, tmp_path):

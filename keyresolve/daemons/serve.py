@@ -8,6 +8,7 @@ every response, and `net.server` moves the bytes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import signal
@@ -21,13 +22,17 @@ from ..authority import answer
 from ..codes import Opcode, Rcode
 from ..config import ServeConfig, ZoneConfig, format_endpoint
 from .. import fastpath, tsig
-from ..errors import (BadKey, BadSignature, BadTime, FormError, KeyresolveError,
-                      NotImplementedOpcode, ProtocolError, Refused)
+from ..errors import (BadKey, BadSignature, BadTime, KeyresolveError, NotAuth,
+                      NotImplementedOpcode, ProtocolError, Refused, ServerFailure)
 from ..message import Message, error_response_wire, make_response, max_response_size
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store import Snapshot, Store
+from ..records import Record
 from ..tsig import Key
+from ..names import Name
+from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
 from ..zonefile import load_zone_with_sources
+from .secondary import SecondaryZone, send_notify
 
 log = logging.getLogger("keyresolve.serve")
 
@@ -41,8 +46,20 @@ class AuthServer:
         self.keyring = config.keys
         self._snapshot: Snapshot | None = None
         #: Zones the fast path must leave to the full path (by Name.key()):
-        #: those requiring signed queries, and expired secondaries.
+        #: those requiring signed queries.
         self.slow_zones: set[bytes] = {z.name.key() for z in config.zones if z.require_signed}
+        self.zones: dict[Name, ZoneConfig] = {z.name: z for z in config.zones}
+        #: Secondary zones by origin, and by Name.key() for the fast path.
+        self.secondaries: dict[Name, SecondaryZone] = {}
+        self._secondary_keys: dict[bytes, SecondaryZone] = {}
+        #: One store writer at a time: reloads (in worker threads) and inbound
+        #: transfers (in this thread) never wait on LMDB's lock in the loop.
+        self.write_lock = trio.Lock()
+
+    def add_secondary(self, secondary: SecondaryZone) -> None:
+        """Serve a secondary zone, answering SERVFAIL while it is expired."""
+        self.secondaries[secondary.zone.name] = secondary
+        self._secondary_keys[secondary.zone.name.key()] = secondary
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -57,10 +74,14 @@ class AuthServer:
     def _fast_lookup(self, zone_key: bytes, local: str) -> bytes | None:
         if zone_key in self.slow_zones or self._snapshot is None:
             return None
+        secondary = self._secondary_keys.get(zone_key)
+        if secondary is not None and secondary.expired(time.time()):
+            return None
         return self._snapshot.mailbox_node(zone_key, local)
 
-    def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | None:
-        """Answer one message. Never raises: every failure becomes an rcode."""
+    def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | Iterator[bytes] | None:
+        """Answer one message (a transfer: a stream of them). Never raises:
+        every failure becomes an rcode."""
         if not tcp:
             try:
                 fast = fastpath.answer(data, self._fast_lookup)
@@ -87,7 +108,9 @@ class AuthServer:
                 log.warning("%s from %s: %s", exc.rcode.name, peer[0], exc)
                 return tsig.make_error_response(query, exc, self.keyring, now)
         try:
-            response = self.respond(query, key)
+            if query.opcode == Opcode.TRANSFER:
+                return self._transfer(query, key, peer, tcp)
+            response = self.respond(query, key, peer)
         except ProtocolError as exc:
             if isinstance(exc, Refused):
                 log.info("refused %s from %s: %s", query.question, peer[0], exc)
@@ -100,36 +123,94 @@ class AuthServer:
             return response.to_wire(size)
         return tsig.sign(response, key, now, request_mac=query.signature.mac, max_size=size)
 
-    def respond(self, query: Message, key: Key | None = None) -> Message:
+    def respond(self, query: Message, key: Key | None = None,
+                peer: tuple = ("", 0)) -> Message:
         """The response to a decoded query from a client holding `key`."""
         if query.opcode == Opcode.QUERY:
             if self._snapshot is not None:
                 return self._query(query, key, self._snapshot)
             with self.store.snapshot() as snap:
                 return self._query(query, key, snap)
-        if query.opcode in (Opcode.TRANSFER, Opcode.NOTIFY):
-            self._check_allowed(query, key)
+        if query.opcode == Opcode.NOTIFY:
+            return self._notify(query, key, peer)
         raise NotImplementedOpcode(f"opcode {query.opcode} is not implemented")
 
+    def _configured_zone(self, name: Name) -> ZoneConfig | None:
+        for ancestor in name.ancestors():
+            zone = self.zones.get(ancestor)
+            if zone is not None:
+                return zone
+        return None
+
     def _query(self, query: Message, key: Key | None, snap: Snapshot) -> Message:
-        if key is None and query.question is not None:
-            zone = snap.find_zone(query.question.name)
-            policy = None if zone is None else self.config.get_zone(zone.origin)
-            if policy is not None and policy.require_signed:
-                raise Refused(f"zone {zone.origin} requires signed queries")
+        if query.question is not None:
+            policy = self._configured_zone(query.question.name)
+            if policy is not None:
+                if key is None and policy.require_signed:
+                    raise Refused(f"zone {policy.name} requires signed queries")
+                secondary = self.secondaries.get(policy.name)
+                if secondary is not None and secondary.expired(time.time()):
+                    raise ServerFailure(f"zone {policy.name} has expired")
         return answer(query, snap.find_zone)
 
-    def _check_allowed(self, query: Message, key: Key | None) -> None:
-        """Transfers and NOTIFY need a key the zone lists (REFUSED otherwise)."""
-        if query.question is None:
-            raise FormError("missing question")
-        policy = self.config.get_zone(query.question.name)
+    def _transfer(self, query: Message, key: Key | None, peer: tuple,
+                  tcp: bool) -> bytes | Iterator[bytes]:
+        """A zone transfer: TCP only, for a key the zone lists (REFUSED otherwise)."""
+        if not tcp:
+            raise Refused("zone transfers need TCP")
+        request = parse_request(query)
+        policy = self.zones.get(request.origin)
         if policy is None:
-            raise Refused(f"not a zone of ours: {query.question.name}")
-        allowed = policy.allow_transfer if query.opcode == Opcode.TRANSFER else policy.allow_notify
-        if key is None or key.name not in allowed:
-            who = "unsigned request" if key is None else f"key {key.name}"
-            raise Refused(f"{Opcode(query.opcode).name} of {policy.name} refused to {who}")
+            raise NotAuth(f"not a zone of ours: {request.origin}")
+        if key is None or key.name not in policy.allow_transfer:
+            who = "an unsigned request" if key is None else f"key {key.name}"
+            raise Refused(f"transfer of {policy.name} refused to {who} from {peer[0]}")
+        return self._transfer_stream(query, key, peer)
+
+    def _transfer_stream(self, query: Message, key: Key, peer: tuple) -> Iterator[bytes]:
+        origin = query.question.name
+        start = time.perf_counter()
+        sent = records = messages = 0
+        with self.store.snapshot() as snap:
+            view = snap.get_zone(origin)
+            if view is None or (origin in self.secondaries
+                                and self.secondaries[origin].expired(time.time())):
+                response = make_response(query, Rcode.SERVFAIL)
+                yield tsig.sign(response, key, int(time.time()),
+                                request_mac=query.signature.mac)
+                return
+            outbound = OutboundTransfer(query, view)
+            signer = tsig.StreamSigner(key, query.signature.mac)
+            for message in outbound:
+                wire = signer.sign(message, int(time.time()))
+                sent += len(wire)
+                records += len(message.answer)
+                messages += 1
+                yield wire
+        log.info("transfer out %s to %s: %s, serial %s -> %d, %d records, %d messages, "
+                 "%d bytes, %.3f s", origin, peer[0], outbound.kind.name.lower(),
+                 "none" if outbound.request.serial is None else outbound.request.serial,
+                 outbound.serial, records, messages, sent, time.perf_counter() - start)
+
+    def _notify(self, query: Message, key: Key | None, peer: tuple) -> Message:
+        """NOTIFY for a secondary zone: acknowledge, then check the primaries."""
+        notify = validate_notify(query)
+        secondary = self.secondaries.get(notify.origin)
+        if secondary is None:
+            raise NotAuth(f"NOTIFY for {notify.origin}, which is not a secondary zone here")
+        zone = secondary.zone
+        if key is not None:
+            allowed = key.name == zone.key or key.name in zone.allow_notify
+        else:  # unsigned: only when no key is configured, and only from a primary
+            allowed = (zone.key is None and not zone.allow_notify
+                       and peer[0] in {host for host, _ in zone.primaries})
+        if not allowed:
+            who = "an unsigned NOTIFY" if key is None else f"key {key.name}"
+            raise Refused(f"NOTIFY for {zone.name} refused to {who} from {peer[0]}")
+        log.info("NOTIFY for %s (serial %s) from %s", zone.name,
+                 "?" if notify.serial is None else notify.serial, peer[0])
+        secondary.notify()
+        return notify_response(query)
 
 
 @dataclass
@@ -142,6 +223,12 @@ class LoadResult:
     records: int = 0
     seconds: float = 0.0
     error: str = ""
+    previous_serial: int | None = None
+
+    @property
+    def serial_changed(self) -> bool:
+        """True when secondaries should hear of it (NOTIFY)."""
+        return self.status == "loaded" and self.serial != self.previous_serial
 
 
 def _sources_unchanged(store: Store, zone: ZoneConfig) -> bool:
@@ -164,20 +251,21 @@ def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     A file with errors leaves the served zone untouched.
     """
     start = time.perf_counter()
+    info = store.get_zone_info(zone.name)
+    previous = None if info is None else info.serial
     if _sources_unchanged(store, zone):
-        info = store.get_zone_info(zone.name)
-        return LoadResult(zone, "unchanged", info.serial, info.records)
+        return LoadResult(zone, "unchanged", info.serial, info.records, previous_serial=previous)
     try:
         parsed, sources = load_zone_with_sources(zone.file, zone.name)
         store.replace_zone(parsed, sources)
     except KeyresolveError as exc:
-        return LoadResult(zone, "failed", error=str(exc))
+        return LoadResult(zone, "failed", error=str(exc), previous_serial=previous)
     return LoadResult(zone, "loaded", parsed.serial, len(parsed),
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, previous_serial=previous)
 
 
 def load_zones(store: Store, config: ServeConfig) -> list[LoadResult]:
-    """Compile every configured zone; drop zones no longer configured."""
+    """Compile every primary zone; drop zones no longer configured."""
     results = [compile_zone(store, zone) for zone in config.zones if not zone.is_secondary]
     wanted = {zone.name for zone in config.zones}
     for origin in store.zone_names():
@@ -201,22 +289,56 @@ def log_results(results: list[LoadResult]) -> None:
                 log.error("zone %s not loaded: %s", r.zone.name, line)
 
 
-async def reload(store: Store, config: ServeConfig) -> list[LoadResult]:
-    """Recompile zones in a worker thread; queries are answered meanwhile."""
-    results = await trio.to_thread.run_sync(load_zones, store, config)
-    log_results(results)
-    return results
+class AuthDaemon:
+    """One authoritative server: handler, zone loading, replication tasks."""
+
+    def __init__(self, config: ServeConfig, store: Store, nursery: trio.Nursery) -> None:
+        self.config = config
+        self.store = store
+        self.nursery = nursery
+        self.handler = AuthServer(store, config)
+
+    async def reload(self) -> list[LoadResult]:
+        """Recompile zone files in a worker thread (queries are answered
+        meanwhile), then NOTIFY the secondaries of zones whose serial changed."""
+        async with self.handler.write_lock:
+            results = await trio.to_thread.run_sync(load_zones, self.store, self.config)
+        log_results(results)
+        for result in results:
+            if result.serial_changed:
+                with self.store.snapshot() as snap:
+                    view = snap.get_zone(result.zone.name)
+                    soa = None if view is None else view.soa
+                if soa is not None:
+                    self.zone_changed(result.zone, soa)
+        return results
+
+    def zone_changed(self, zone: ZoneConfig, soa: Record) -> None:
+        """Tell the zone's `notify` targets about its new serial (in the background)."""
+        key = None if zone.key is None else self.config.keys[zone.key]
+        for target in zone.notify:
+            self.nursery.start_soon(send_notify, zone.name, soa, target, key)
+
+    def start_secondaries(self) -> None:
+        """Start the refresh loop of every secondary zone."""
+        for zone in self.config.zones:
+            if zone.is_secondary:
+                secondary = SecondaryZone(zone, self.store, self.config.keys,
+                                          self.handler.write_lock, self.zone_changed)
+                self.handler.add_secondary(secondary)
+                self.nursery.start_soon(secondary.run)
 
 
 async def serve(config: ServeConfig, store: Store, *,
+                reloads: trio.MemoryReceiveChannel | None = None,
                 task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
                 ) -> None:
     """Listen on every configured address and answer from `store` until cancelled.
 
     Starts answering from what the store already holds, then loads the zone
-    files; `task_status.started` reports the bound addresses once loaded.
+    files and starts the secondaries; `task_status.started` reports the bound
+    addresses once loaded. Each item received on `reloads` triggers a reload.
     """
-    handler = AuthServer(store, config)
     endpoints = []
     try:
         for host, port in config.listen:
@@ -228,30 +350,39 @@ async def serve(config: ServeConfig, store: Store, *,
         raise KeyresolveError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = []
     async with trio.open_nursery() as nursery:
+        daemon = AuthDaemon(config, store, nursery)
         for udp, tcp in endpoints:
             address = udp.getsockname()[:2]
             bound.append(address)
             log.info("listening on %s (udp, tcp)", format_endpoint(address))
-            nursery.start_soon(serve_udp, udp, handler)
+            nursery.start_soon(serve_udp, udp, daemon.handler)
             nursery.start_soon(lambda t=tcp: serve_tcp(
-                t, handler, idle_timeout=config.tcp_idle_timeout,
+                t, daemon.handler, idle_timeout=config.tcp_idle_timeout,
                 max_connections=config.max_tcp_connections))
-        await reload(store, config)
+        daemon.start_secondaries()
+        await daemon.reload()
         task_status.started(bound)
+        if reloads is not None:
+            async for _ in reloads:
+                await daemon.reload()
+                log.info("reload done")
 
 
 async def main(config: ServeConfig) -> None:
     """The daemon: serve, reload on SIGHUP, exit cleanly on SIGTERM/SIGINT."""
+    send, receive = trio.open_memory_channel(1)
     with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
         with Store(config.data_dir) as store:
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve, config, store)
+                await nursery.start(functools.partial(serve, config, store, reloads=receive))
                 log.info("ready")
                 async for signum in signals:
                     if signum == signal.SIGHUP:
                         log.info("SIGHUP: reloading zone files")
-                        await reload(store, config)
-                        log.info("reload done")
+                        try:
+                            send.send_nowait(None)
+                        except trio.WouldBlock:
+                            log.info("a reload is already pending")
                     else:
                         log.info("%s: shutting down", signal.Signals(signum).name)
                         nursery.cancel_scope.cancel()

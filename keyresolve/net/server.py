@@ -180,6 +180,31 @@ async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
     raise AssertionError("unreachable")
 
 
+async def _send_stream(stream: trio.SocketStream, replies: Iterable[bytes],
+                       peer: tuple) -> bool:
+    """Send a multi-message reply (a zone transfer) as it is produced.
+
+    If producing it fails midway the connection must close, so the client
+    sees a broken stream rather than a short one (returns False).
+    """
+    iterator = iter(replies)
+    try:
+        while True:
+            try:
+                part = next(iterator)
+            except StopIteration:
+                return True
+            except Exception:
+                log.exception("streamed reply to %s failed; closing the connection", peer)
+                return False
+            with trio.fail_after(TCP_SEND_TIMEOUT):
+                await stream.send_all(frame(part))
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()  # ends the generator: its LMDB snapshot is released now
+
+
 async def _serve_stream(stream: trio.SocketStream, handler: Handler,
                         idle_timeout: float) -> None:
     try:
@@ -207,8 +232,9 @@ async def _serve_stream(stream: trio.SocketStream, handler: Handler,
                 return
             if reply is None:
                 continue
-            replies = [reply] if isinstance(reply, bytes) else reply
-            with trio.fail_after(TCP_SEND_TIMEOUT):
-                for part in replies:
-                    await stream.send_all(frame(part))
+            if isinstance(reply, bytes):
+                with trio.fail_after(TCP_SEND_TIMEOUT):
+                    await stream.send_all(frame(reply))
+            elif not await _send_stream(stream, reply, peer):
+                return
             deadline = trio.current_time() + idle_timeout

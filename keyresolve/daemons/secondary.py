@@ -1,0 +1,230 @@
+"""Replication shells: a secondary zone's refresh loop, inbound transfers, and
+NOTIFY sending. The decisions are sans-IO (`refresh.RefreshState`,
+`xfr.Inbound`, `serial`); this module only talks to primaries and secondaries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import trio
+
+from .. import tsig
+from ..codes import Rcode, RType
+from ..config import Endpoint, ZoneConfig, format_endpoint
+from ..errors import (FormError, KeyresolveError, NetworkError, PeerError, ProtocolError,
+                      QueryTimeout)
+from ..message import FrameReader, Message, frame, make_query
+from ..net.client import query, read_frame
+from ..records import SOA, Record
+from ..refresh import RefreshState
+from ..serial import serial_gt
+from ..store import Store
+from ..tsig import Key
+from ..xfr import Inbound, check_notify_response, make_notify, make_transfer_query
+
+log = logging.getLogger("keyresolve.xfr")
+
+#: Time allowed for the SOA query to one primary (it is retried once).
+SOA_TIMEOUT = 2.0
+#: Time allowed between two messages of a transfer before it is abandoned.
+XFR_IDLE_TIMEOUT = 10.0
+#: A whole transfer is abandoned after this long (a 1M-key zone takes ~30 s).
+XFR_TIMEOUT = 600.0
+#: NOTIFY attempts per target, and the first wait; it doubles each time
+#: (RFC 1996 4.3 leaves the interval to the implementation).
+NOTIFY_ATTEMPTS = 5
+NOTIFY_TIMEOUT = 0.5
+
+
+class SecondaryZone:
+    """One secondary zone: its timers, and the task that keeps it fresh."""
+
+    def __init__(self, zone: ZoneConfig, store: Store, keys: dict, write_lock: trio.Lock,
+                 on_updated: Callable[[ZoneConfig, Record], None]) -> None:
+        self.zone = zone
+        self.store = store
+        self.key: Key | None = None if zone.key is None else keys[zone.key]
+        self.write_lock = write_lock
+        self.on_updated = on_updated
+        soa, last_success = self._stored()
+        self.state = RefreshState(None if soa is None else soa.rdata, last_success, time.time())
+        self._wakeup = trio.Event()
+        self._expired_logged = False
+
+    def _stored(self) -> tuple[Record | None, float | None]:
+        info = self.store.get_zone_info(self.zone.name)
+        if info is None:
+            return None, None
+        with self.store.snapshot() as snap:
+            view = snap.get_zone(self.zone.name)
+            soa = None if view is None else view.soa
+        return soa, info.last_success
+
+    def expired(self, now: float) -> bool:
+        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5)."""
+        return self.state.expired(now)
+
+    def notify(self) -> None:
+        """A NOTIFY arrived: check the primaries now (or right after this check)."""
+        self.state.notify(time.time())
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Check the primaries whenever the timers or a NOTIFY say so; forever."""
+        while True:
+            wait = self.state.wait(time.time())
+            if wait > 0:
+                with trio.move_on_after(wait):
+                    await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                continue
+            self.state.begin_check()
+            try:
+                soa = await self.refresh()
+            except Exception:
+                log.exception("zone %s: refresh failed", self.zone.name)
+                soa = None
+            now = time.time()
+            if soa is None:
+                self.state.check_failed(now)
+                if self.state.expired(now) and not self._expired_logged:
+                    log.error("zone %s expired: answering SERVFAIL until a primary answers",
+                              self.zone.name)
+                    self._expired_logged = True
+            else:
+                self.state.check_succeeded(soa.rdata, now)
+                self._expired_logged = False
+
+    async def refresh(self) -> Record | None:
+        """Ask each primary in turn; transfer if it is newer. The SOA we then
+        hold, or None if no primary could be used."""
+        origin = self.zone.name
+        for primary in self.zone.primaries:
+            try:
+                remote = await self.query_soa(primary)
+                current = self._stored()[0]
+                if current is not None and not serial_gt(remote.rdata.serial,
+                                                         current.rdata.serial):
+                    async with self.write_lock:
+                        await trio.to_thread.run_sync(self.store.mark_checked, origin,
+                                                      time.time())
+                    log.debug("zone %s: serial %d is current", origin, current.rdata.serial)
+                    return current
+                soa = await self.transfer(primary, current)
+                self.on_updated(self.zone, soa)
+                return soa
+            except (KeyresolveError, PeerError) as exc:
+                log.warning("zone %s: primary %s: %s", origin, format_endpoint(primary), exc)
+        return None
+
+    async def query_soa(self, primary: Endpoint) -> Record:
+        """The primary's SOA for the zone, verified when we hold a key."""
+        origin = self.zone.name
+        exchange = await query(primary, make_query(origin, RType.SOA), timeout=SOA_TIMEOUT,
+                               retries=1, key=self.key)
+        response = exchange.response
+        if self.key is not None and exchange.verified != "ok":
+            raise PeerError(response.rcode, f"SOA reply not verified: {exchange.verified}")
+        if response.rcode != Rcode.NOERROR:
+            raise PeerError(response.rcode)
+        for record in response.answer:
+            if record.rtype == RType.SOA and record.name == origin and response.aa:
+                return record
+        raise FormError("the primary is not authoritative for the zone (no SOA)")
+
+    async def transfer(self, primary: Endpoint, current: Record | None) -> Record:
+        """Transfer from `primary` (incremental if we hold a copy); commit or
+        leave the old zone intact. Falls back to a full transfer once if an
+        incremental one does not apply."""
+        if current is not None:
+            try:
+                return await self._transfer(primary, RType.IXFR, current)
+            except FormError as exc:
+                log.warning("zone %s: incremental transfer failed (%s); trying a full one",
+                            self.zone.name, exc)
+        return await self._transfer(primary, RType.AXFR, None)
+
+    async def _transfer(self, primary: Endpoint, rtype: int, current: Record | None) -> Record:
+        origin = self.zone.name
+        request = make_transfer_query(origin, rtype, current)
+        wire = (request.to_wire() if self.key is None
+                else tsig.sign(request, self.key, int(time.time())))
+        verifier = (None if self.key is None
+                    else tsig.StreamVerifier(self.key, request.signature.mac))
+        start = time.perf_counter()
+        size = 0
+        async with self.write_lock:
+            writer = self.store.zone_writer(origin, primary=format_endpoint(primary))
+            inbound = Inbound(origin, rtype, None if current is None else current.rdata.serial,
+                              writer, query_id=request.id)
+            try:
+                with trio.fail_after(XFR_TIMEOUT):
+                    stream = await trio.open_tcp_stream(*primary)
+                    async with stream:
+                        await stream.send_all(frame(wire))
+                        reader = FrameReader()
+                        while True:
+                            with trio.fail_after(XFR_IDLE_TIMEOUT):
+                                data = await read_frame(stream, reader)
+                            size += len(data)
+                            message = Message.from_wire(data)
+                            if message.signature is None and message.rcode != Rcode.NOERROR:
+                                raise PeerError(message.rcode)
+                            if verifier is not None:
+                                verifier.verify(message, int(time.time()))
+                            if inbound.process_message(message):
+                                break
+            except trio.TooSlowError:
+                inbound.abort()
+                raise QueryTimeout(f"transfer from {format_endpoint(primary)} timed out") from None
+            except (OSError, trio.BrokenResourceError) as exc:
+                inbound.abort()
+                raise NetworkError(f"transfer from {format_endpoint(primary)} broke: {exc}") \
+                    from None
+            except BaseException:
+                inbound.abort()
+                raise
+        soa = self._stored()[0]
+        assert soa is not None
+        log.info("transfer in %s from %s: %s, serial %s -> %d, %d records, %d messages, "
+                 "%d bytes, %.3f s", origin, format_endpoint(primary),
+                 inbound.kind.name.lower() if inbound.kind else "?",
+                 "none" if current is None else current.rdata.serial, inbound.serial,
+                 inbound.records, inbound.messages, size, time.perf_counter() - start)
+        return soa
+
+
+async def send_notify(origin, soa: Record, target: Endpoint, key: Key | None) -> bool:
+    """NOTIFY `target` of the zone's new serial, retrying until acknowledged
+    (bounded by NOTIFY_ATTEMPTS). True if acknowledged."""
+    timeout = NOTIFY_TIMEOUT
+    problem = "no attempt"
+    for _ in range(NOTIFY_ATTEMPTS):
+        message = make_notify(origin, soa)
+        try:
+            exchange = await query(target, message, timeout=timeout, retries=0, key=key)
+            if key is not None and exchange.verified != "ok":
+                raise PeerError(exchange.response.rcode,
+                                f"acknowledgement not verified: {exchange.verified}")
+            check_notify_response(exchange.response, message)
+        except (KeyresolveError, ProtocolError, PeerError) as exc:
+            problem = str(exc)
+            if isinstance(exc, NetworkError) and not isinstance(exc, QueryTimeout):
+                await trio.sleep(timeout)  # refused at once: still wait before retrying
+            timeout *= 2
+            continue
+        log.info("NOTIFY %s serial %d acknowledged by %s", origin, soa.rdata.serial,
+                 format_endpoint(target))
+        return True
+    log.warning("NOTIFY %s serial %d to %s gave up after %d attempts: %s", origin,
+                soa.rdata.serial, format_endpoint(target), NOTIFY_ATTEMPTS, problem)
+    return False
+
+
+def soa_of(record: Record) -> SOA:
+    """The SOA rdata of an SOA record."""
+    assert isinstance(record.rdata, SOA)
+    return record.rdata
