@@ -16,7 +16,8 @@ import trio
 
 from .codes import RType, rtype_from_text
 from .config import format_endpoint, load_serve_config, parse_endpoint
-from .errors import ConfigError, KeyresolveError, NetworkError, ProtocolError, ZoneErrors
+from .errors import (ConfigError, KeyresolveError, NetworkError, PeerError, ProtocolError,
+                     ZoneErrors)
 from .names import Name
 from .records import KeyAlgorithm
 
@@ -194,20 +195,29 @@ def demo(zones_dir: str | None, data_dir: str | None, log_level: str | None,
 
 
 # -- dig -----------------------------------------------------------------------
-def _parse_dig_args(args: tuple[str, ...]) -> tuple[Name, int, tuple[str, int]]:
-    name = rtype = server = None
+def _parse_dig_args(args: tuple[str, ...]) -> tuple[Name, int, tuple[str, int], int | None]:
+    name = rtype = server = serial = None
     for arg in args:
         if arg.startswith("@"):
             server = parse_endpoint(arg[1:])
         elif name is None:
             name = Name.from_text(arg)
         elif rtype is None:
-            rtype = rtype_from_text(arg)
+            if arg.upper().startswith("IXFR="):
+                digits = arg[5:]
+                if not digits.isdigit() or int(digits) > 0xFFFFFFFF:
+                    raise ValueError(f"IXFR=SERIAL needs a serial 0..4294967295, not {digits!r}")
+                rtype, serial = RType.IXFR, int(digits)
+            else:
+                rtype = rtype_from_text(arg)
         else:
             raise ValueError(f"unexpected argument {arg!r}")
     if name is None:
         raise ValueError("missing NAME")
-    return name, RType.KEY if rtype is None else rtype, server or parse_endpoint(DEFAULT_SERVER)
+    if rtype == RType.IXFR and serial is None:
+        raise ValueError("write IXFR=SERIAL (the serial you hold)")
+    return (name, RType.KEY if rtype is None else rtype, server or parse_endpoint(DEFAULT_SERVER),
+            serial)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -236,9 +246,13 @@ def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries
     from .net.client import query
 
     try:
-        name, rtype, server = _parse_dig_args(args)
+        name, rtype, server, serial = _parse_dig_args(args)
     except (ValueError, ProtocolError) as exc:
         raise click.UsageError(str(exc)) from None
+    if rtype in (RType.AXFR, RType.IXFR):
+        _dig_transfer(name, rtype, serial, server, _load_key(key_text, key_file), as_json,
+                      timeout)
+        return
     if trace:
         if root_hints is None:
             raise click.UsageError("--trace needs --root-hints FILE")
@@ -264,6 +278,57 @@ def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries
                                   tcp=exchange.tcp, elapsed=exchange.elapsed,
                                   size=len(exchange.wire), command=" ".join(args),
                                   verified=exchange.verified))
+
+
+def _dig_transfer(zone: Name, rtype: int, serial: int | None, server, key, as_json: bool,
+                  timeout: float) -> None:
+    from . import dig as report
+    from .codes import rcode_to_text
+    from .net.client import transfer
+    from .records import SOA, Record
+    from .xfr import Inbound, make_transfer_query
+
+    current = None
+    if serial is not None:  # RFC 1995: only the serial of the client's SOA matters
+        current = Record(zone, RType.SOA, 0, SOA(zone, Name(zone.labels, "hostmaster"),
+                                                 serial, 0, 0, 0, 0))
+    request = make_transfer_query(zone, rtype, current)
+    inbound = Inbound(zone, rtype, serial, report.NullWriter(), query_id=request.id)
+    records, stats = [], {"messages": 0, "bytes": 0, "rcode": 0}
+
+    def on_message(message, size):
+        stats["messages"] += 1
+        stats["bytes"] += size
+        stats["rcode"] = message.rcode
+        if message.rcode:
+            return True
+        records.extend(message.answer)
+        return inbound.process_message(message)
+
+    start = time.perf_counter()
+    try:
+        trio.run(lambda: transfer(server, request, on_message, timeout=timeout, key=key))
+    except NetworkError as exc:
+        fail(str(exc), EXIT_NO_REPLY)
+    except (ProtocolError, PeerError) as exc:
+        fail(f"transfer from {format_endpoint(server)} failed: {exc}", EXIT_NO_REPLY)
+    elapsed = time.perf_counter() - start
+    kind = None if inbound.kind is None else inbound.kind.name.lower()
+    if as_json:
+        doc = {"rcode": rcode_to_text(stats["rcode"]), "kind": kind,
+               "records": [r.to_json() for r in records], "messages": stats["messages"],
+               "bytes": stats["bytes"], "serial": inbound.serial}
+        if key is not None:
+            doc["signed"] = True
+            doc["verified"] = "ok"
+        click.echo(json.dumps(doc))
+        return
+    for record in records:
+        click.echo(record.to_text())
+    click.echo(f";; {rcode_to_text(stats['rcode'])}: {kind or 'no'} transfer of {zone} from "
+               f"{format_endpoint(server)}: {len(records)} records, {stats['messages']} "
+               f"messages, {stats['bytes']} bytes in {elapsed * 1000:.1f} ms"
+               + ("; signatures verified" if key is not None else ""))
 
 
 def _dig_trace(name: Name, rtype: int, hints_path: Path, as_json: bool) -> None:

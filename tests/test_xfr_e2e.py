@@ -261,3 +261,35 @@ def test_transfer_cut_mid_stream_keeps_the_old_zone(tmp_path, start_daemon):
         assert p.ask_secondary("alice@example.com").rcode == Rcode.NXDOMAIN
     finally:
         fake.close()
+
+
+def test_dig_axfr_and_ixfr(pair):
+    import json
+    import subprocess
+
+    from .conftest import keyresolve_cmd
+
+    at = f"@127.0.0.1:{pair.pport}"
+    y = f"xfer:{SECRET}"
+
+    def dig(*args):
+        out = subprocess.run(keyresolve_cmd("dig", *args), capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    full = json.loads(dig("example.com", "AXFR", at, "-y", y, "--json"))
+    assert full["kind"] == "full" and full["serial"] == 1 and full["verified"] == "ok"
+    assert [r["type"] for r in full["records"]][0] == "SOA" == full["records"][-1]["type"]
+    assert {r["name"] for r in full["records"] if r["type"] == "KEY"} == {
+        "alice@example.com.", "bob@example.com."}
+    pair.write_zone(2, ["alice", "erin"])
+    pair.primary.signal(signal.SIGHUP)
+    pair.primary.wait_for("reload done")
+    inc = json.loads(dig("example.com", "IXFR=1", at, "-y", y, "--json"))
+    assert inc["kind"] == "incremental" and inc["serial"] == 2
+    text = dig("example.com", "IXFR=2", at, "-y", y)
+    assert "up_to_date transfer" in text or "up to date" in text.replace("_", " ")
+    refused = subprocess.run(keyresolve_cmd("dig", "example.com", "AXFR", at, "--json"),
+                             capture_output=True, text=True, timeout=60)
+    assert json.loads(refused.stdout)["rcode"] == "REFUSED"

@@ -144,3 +144,34 @@ async def _query(server: tuple[str, int], message: Message, timeout: float, retr
 def _fmt(server: tuple[str, int]) -> str:
     host, port = server[0], server[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def transfer(server: tuple[str, int], message: Message, on_message, *,
+                   timeout: float = DEFAULT_TIMEOUT, key: Key | None = None) -> None:
+    """Send a TRANSFER query over TCP and pass each reply message (verified
+    in stream order when `key` is given) to ``on_message(message, size)``,
+    until it returns True. `timeout` bounds the wait for each message."""
+    wire = message.to_wire() if key is None else tsig.sign(message, key, int(time.time()))
+    verifier = None if key is None else tsig.StreamVerifier(key, message.signature.mac)
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(*server)
+        async with stream:
+            await stream.send_all(frame(wire))
+            reader = FrameReader()
+            while True:
+                with trio.fail_after(timeout):
+                    data = await read_frame(stream, reader)
+                reply = Message.from_wire(data)
+                if reply.id != message.id:
+                    raise FormError("transfer reply with another id")
+                if verifier is not None:
+                    verifier.verify(reply, int(time.time()))
+                if on_message(reply, len(data)):
+                    return
+    except trio.TooSlowError:
+        raise QueryTimeout(f"transfer from {_fmt(server)} stalled for {timeout:g} s") from None
+    except ConnectionRefusedError:
+        raise NetworkError(f"connection refused by {_fmt(server)} (TCP)") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        raise NetworkError(f"transfer from {_fmt(server)} failed: {exc}") from None
