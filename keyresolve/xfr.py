@@ -1,6 +1,6 @@
 """Zone transfers (AXFR, IXFR) and NOTIFY, sans-IO.
 
-docs/protocol-xfr.md is the specification. This module turns a TRANSFER
+docs/protocol.md section 8C is the specification. This module turns a TRANSFER
 query and a zone (behind the small `TransferSource` protocol) into the
 response messages, and turns the response messages a secondary receives into
 calls on a `TransferWriter` (the LMDB one is `keyresolve.store.ZoneWriter`).
