@@ -15,7 +15,7 @@ from keyresolve.message import make_query
 from .conftest import ask, keyresolve_cmd
 from .test_resolver_e2e import hierarchy, resolve, start_resolver, write_hints  # noqa: F401
 
-DEMO_PORTS = [5310, 5311, 5320, 5330, 5340, 5341, 5350, 5353]
+DEMO_PORTS = [5310, 5311, 5320, 5330, 5340, 5341, 5342, 5350, 5353]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -109,6 +109,8 @@ def test_demo_check_resolves_every_demo_key():
     assert lines[-1] == "all demo keys resolved"
     assert any(line.startswith("ok   carol@eng.example.com.") for line in lines)
     assert any("alice-at-com@example.org. via alice@example.com." in line for line in lines)
+    assert any(line.startswith("ok   secondary example.com-2 serves example.com.")
+               for line in lines)
     assert not any(line.startswith("FAIL") for line in lines)
 
 

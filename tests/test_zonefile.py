@@ -505,16 +505,16 @@ def test_summarize() -> None:
 
 
 DEMO = {
-    "root.zone": (".", {"com.": "ns1.nic.com.", "org.": "ns1.nic.org."}),
-    "com.zone": ("com.", {"example.com.": "ns1.example.com."}),
-    "org.zone": ("org.", {"example.org.": "ns1.example.org."}),
-    "example.com.zone": ("example.com.", {"eng.example.com.": "ns1.eng.example.com."}),
+    "root.zone": (".", {"com.": ["ns1.nic.com."], "org.": ["ns1.nic.org."]}),
+    "com.zone": ("com.", {"example.com.": ["ns1.example.com.", "ns2.example.com."]}),
+    "org.zone": ("org.", {"example.org.": ["ns1.example.org."]}),
+    "example.com.zone": ("example.com.", {"eng.example.com.": ["ns1.eng.example.com."]}),
     "eng.example.com.zone": ("eng.example.com.", {}),
     "example.org.zone": ("example.org.", {}),
 }
 PORTS = {"a.root-servers.": 5310, "b.root-servers.": 5311, "ns1.nic.com.": 5320,
-         "ns1.nic.org.": 5330, "ns1.example.com.": 5340, "ns1.eng.example.com.": 5341,
-         "ns1.example.org.": 5350}
+         "ns1.nic.org.": 5330, "ns1.example.com.": 5340, "ns2.example.com.": 5342,
+         "ns1.eng.example.com.": 5341, "ns1.example.org.": 5350}
 
 
 def test_demo_zones_all_listed() -> None:
@@ -526,8 +526,8 @@ def test_demo_zone(fname: str) -> None:
     origin, delegations = DEMO[fname]
     zone = load_zone(str(ZONES / fname))
     assert zone.origin == n(origin)
-    for child, server in delegations.items():
-        assert zone.nodes[n(child)][RType.NS].rdatas == (NS(n(server)),)
+    for child, servers in delegations.items():
+        assert zone.nodes[n(child)][RType.NS].rdatas == tuple(NS(n(s)) for s in servers)
     for name, node in zone.nodes.items():  # every address is one of the demo servers
         if RType.ADDR in node:
             assert [(a.host, a.port) for a in node[RType.ADDR].rdatas] == \

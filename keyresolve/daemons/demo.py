@@ -16,7 +16,8 @@ from pathlib import Path
 import trio
 
 from ..codes import Rcode, RType, rcode_to_text
-from ..config import ResolverConfig, ServeConfig, Table, ZoneConfig, format_endpoint, read_toml
+from ..config import (ResolverConfig, ServeConfig, Table, ZoneConfig, format_endpoint, load_keys,
+                      parse_endpoint, read_toml)
 from ..errors import ConfigError, KeyresolveError
 from ..message import make_query
 from ..names import Name
@@ -47,15 +48,24 @@ def load_demo(zones_dir: Path, data_dir: Path) -> tuple[list[DemoServer], Resolv
     """Read zones/demo.toml: one ServeConfig per server, and the resolver's config."""
     path = zones_dir / "demo.toml"
     top = Table(read_toml(path), f"{path}: ")
+    keys = load_keys(top, path)
     servers = []
     for i, raw in enumerate(top.get("servers", list)):
         table = Table(raw, f"{path}: servers[{i}].")
         label = table.get("label", str)
         listen = table.endpoints("listen", allow_zero=True)
-        zones = [ZoneConfig(name=_zone_name(z, path), file=zones_dir / zone_file_name(z))
-                 for z in table.get("zones", list)]
+        key = table.key_names_one("key", keys) if "key" in table.data else None
+        notify = table.endpoints("notify", allow_zero=False) if "notify" in table.data else []
+        zones = [ZoneConfig(name=_zone_name(z, path), file=zones_dir / zone_file_name(z),
+                            key=key, notify=notify, allow_transfer=[key] if key else [])
+                 for z in table.get("zones", list, [])]
+        if "secondary" in table.data:
+            primary = _endpoint(table.get("primary", str), path, i)
+            zones += [ZoneConfig(name=_zone_name(z, path), primaries=[primary], key=key,
+                                 allow_transfer=[key] if key else [])
+                      for z in table.get("secondary", list)]
         table.finish()
-        servers.append(DemoServer(label, ServeConfig(path=path, listen=listen,
+        servers.append(DemoServer(label, ServeConfig(path=path, listen=listen, keys=keys,
                                                      data_dir=data_dir / label, zones=zones)))
     table = Table(top.get("resolver", dict), f"{path}: resolver.")
     resolver = ResolverConfig(path=path, listen=table.endpoints("listen", allow_zero=True),
@@ -63,6 +73,13 @@ def load_demo(zones_dir: Path, data_dir: Path) -> tuple[list[DemoServer], Resolv
     table.finish()
     top.finish()
     return servers, resolver
+
+
+def _endpoint(text: str, path: Path, i: int):
+    try:
+        return parse_endpoint(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: servers[{i}].primary: {exc}") from None
 
 
 def _zone_name(text: str, path: Path) -> Name:
@@ -86,6 +103,43 @@ async def run(zones_dir: Path, data_dir: Path | None, *,
                 bound[server.label] = await nursery.start(auth.serve, server.config, store)
             bound["resolver"] = await nursery.start(resolver.serve, resolver_config)
             task_status.started(bound)
+
+
+async def _check_secondaries(zones_dir: Path, data_dir: Path | None, bound, echo) -> bool:
+    """Each secondary serves its zone's current serial (waits for the first transfer)."""
+    servers, _ = load_demo(zones_dir, data_dir or Path())  # only the configs are read
+    ok = True
+    for server in servers:
+        for zone in server.config.zones:
+            if not zone.is_secondary:
+                continue
+            address = bound[server.label][0]
+            want = load_zone(zone_file_for(zones_dir, zone.name)).serial
+            serial = None
+            with trio.move_on_after(SECONDARY_CHECK_TIMEOUT):
+                while serial != want:
+                    try:
+                        reply = (await query(address, make_query(zone.name, RType.SOA))).response
+                        serial = next((r.rdata.serial for r in reply.answer
+                                       if r.rtype == RType.SOA), None)
+                    except KeyresolveError:
+                        serial = None
+                    if serial != want:
+                        await trio.sleep(0.05)
+            good = serial == want
+            ok = ok and good
+            echo(f"{'ok  ' if good else 'FAIL'} secondary {server.label} serves {zone.name} "
+                 f"serial {serial} (primary has {want})")
+    return ok
+
+
+def zone_file_for(zones_dir: Path, zone: Name) -> Path:
+    """The demo zone file of `zone`."""
+    return zones_dir / zone_file_name(zone.to_text())
+
+
+#: How long `demo --check` waits for a secondary's first transfer.
+SECONDARY_CHECK_TIMEOUT = 10.0
 
 
 def print_banner(bound: dict[str, list], echo) -> None:
@@ -121,6 +175,7 @@ async def check(zones_dir: Path, data_dir: Path | None, echo) -> bool:
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(run, zones_dir, data_dir)
         resolver_address = bound["resolver"][0]
+        ok = await _check_secondaries(zones_dir, data_dir, bound, echo) and ok
         for mailbox in demo_mailboxes(zones_dir):
             try:
                 exchange = await query(resolver_address, make_query(mailbox, RType.KEY, rd=True))
