@@ -155,6 +155,9 @@ def print_banner(bound: dict[str, list], echo) -> None:
     echo(f"  keyresolve dig alice-at-com@example.org @{first['resolver']}   # an alias across zones")
     echo(f"  keyresolve dig carol@eng.example.com @{first['example.com']}   # a referral")
     echo("  keyresolve dig alice@example.com --trace --root-hints zones/root.hints")
+    if "example.com" in first:
+        echo(f"  keyresolve dig example.com AXFR @{first['example.com']} "
+             "-y demo-xfer:ZGVtby1vbmx5LWtleS1mb3ItdGhlLWxvb3BiYWNrLWRlbW8=")
     echo("Ctrl-C stops it.")
 
 
