@@ -74,13 +74,17 @@ def serve(config_path: str, log_level: str | None) -> None:
     """Run an authoritative server."""
     from .daemons import serve as daemon
 
+    _run_daemon(load_serve_config, daemon.main, config_path, log_level)
+
+
+def _run_daemon(load_config, daemon_main, config_path: str, log_level: str | None) -> None:
     try:
-        config = load_serve_config(config_path)
+        config = load_config(config_path)
     except ConfigError as exc:
         fail(str(exc))
     setup_logging(log_level or config.log_level)
     try:
-        run_trio(daemon.main, config)
+        run_trio(daemon_main, config)
     except KeyresolveError as exc:
         fail(str(exc))
 
@@ -95,15 +99,7 @@ def resolver(config_path: str, log_level: str | None) -> None:
     from .config import load_resolver_config
     from .daemons import resolver as daemon
 
-    try:
-        config = load_resolver_config(config_path)
-    except ConfigError as exc:
-        fail(str(exc))
-    setup_logging(log_level or config.log_level)
-    try:
-        run_trio(daemon.main, config)
-    except KeyresolveError as exc:
-        fail(str(exc))
+    _run_daemon(load_resolver_config, daemon.main, config_path, log_level)
 
 
 @main.group()

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keyresolve.codes import Opcode, Rcode, RType
-from keyresolve.message import HEADER_SIZE, Message, make_query
+from keyresolve.message import Message, make_query
 from keyresolve.names import Name
-from keyresolve.records import ADDR, KEY, NS, SOA
+from keyresolve.records import KEY, NS
 
 from .conftest import (ask, b64key, keyresolve_cmd, tcp_read, udp_exchange, udp_no_reply,
                        write_serve_config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import tempfile
-from contextlib import AsyncExitStack, ExitStack
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -21,15 +21,14 @@ from .. import tsig
 from ..cache import Cache
 from ..codes import ControlCommand, Opcode, Rcode
 from ..config import ResolverConfig, format_endpoint
-from ..errors import (BadKey, BadSignature, BadTime, FormError, KeyresolveError,
-                      NotImplementedOpcode, ProtocolError, Refused)
-from ..message import (Message, Question, error_response_wire, make_response,
-                       max_response_size)
+from ..errors import FormError, KeyresolveError, NotImplementedOpcode, ProtocolError, Refused
+from ..message import Message, Question, make_response, max_response_size
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..net.upstream import run_resolution
 from ..resolution import Done, Resolution, Resolver, Send
 from ..tsig import Key
 from ..zonefile import load_hints
+from .common import accept_request
 
 log = logging.getLogger("keyresolve.resolver")
 
@@ -60,23 +59,10 @@ class ResolverServer:
 
     def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | None | Awaitable[bytes]:
         """Answer one message; never raises."""
-        try:
-            query = Message.from_wire(data)
-        except ProtocolError as exc:
-            return error_response_wire(data, exc.rcode)
-        except Exception:
-            log.exception("decoder failed on a message from %s", peer[0])
-            return error_response_wire(data, Rcode.FORMERR)
-        if query.qr:
-            return None
-        now = int(time.time())
-        key = None
-        if query.signature is not None:
-            try:
-                key = tsig.verify(query, self.config.keys, now)
-            except (BadKey, BadSignature, BadTime) as exc:
-                log.warning("%s from %s: %s", exc.rcode.name, peer[0], exc)
-                return tsig.make_error_response(query, exc, self.config.keys, now)
+        accepted = accept_request(data, peer, self.config.keys, log)
+        if not isinstance(accepted, tuple):
+            return accepted
+        query, key, _ = accepted
         try:
             if query.opcode == Opcode.CONTROL:
                 response = self.control(query, peer, key)

@@ -22,9 +22,9 @@ from ..authority import answer
 from ..codes import Opcode, Rcode
 from ..config import ServeConfig, ZoneConfig, format_endpoint
 from .. import fastpath, tsig
-from ..errors import (BadKey, BadSignature, BadTime, KeyresolveError, NotAuth,
-                      NotImplementedOpcode, ProtocolError, Refused, ServerFailure)
-from ..message import Message, error_response_wire, make_response, max_response_size
+from ..errors import (KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError, Refused,
+                      ServerFailure)
+from ..message import Message, make_response, max_response_size
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store import Snapshot, Store
 from ..records import Record
@@ -32,6 +32,7 @@ from ..tsig import Key
 from ..names import Name
 from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
 from ..zonefile import load_zone_with_sources
+from .common import accept_request
 from .secondary import SecondaryZone, send_notify
 
 log = logging.getLogger("keyresolve.serve")
@@ -90,23 +91,10 @@ class AuthServer:
                 fast = None
             if fast is not None:
                 return fast
-        try:
-            query = Message.from_wire(data)
-        except ProtocolError as exc:
-            return error_response_wire(data, exc.rcode)
-        except Exception:
-            log.exception("decoder failed on a message from %s", peer[0])
-            return error_response_wire(data, Rcode.FORMERR)
-        if query.qr:
-            return None  # never answer a response (no loops between servers)
-        now = int(time.time())
-        key = None
-        if query.signature is not None:
-            try:
-                key = tsig.verify(query, self.keyring, now)
-            except (BadKey, BadSignature, BadTime) as exc:
-                log.warning("%s from %s: %s", exc.rcode.name, peer[0], exc)
-                return tsig.make_error_response(query, exc, self.keyring, now)
+        accepted = accept_request(data, peer, self.keyring, log)
+        if not isinstance(accepted, tuple):
+            return accepted
+        query, key, now = accepted
         try:
             if query.opcode == Opcode.TRANSFER:
                 return self._transfer(query, key, peer, tcp)
