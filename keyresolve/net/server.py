@@ -130,10 +130,10 @@ async def serve_udp(sock: socket.socket, handler: Handler) -> NoReturn:
                     except Exception:  # the handler must not raise; never let it stop us
                         log.exception("UDP handler failed for %s", peer)
                         continue
-                    if inspect.isawaitable(reply):
-                        nursery.start_soon(_reply_later, sock, peer, reply)
-                    elif reply is not None:
+                    if type(reply) is bytes:  # the common case, before any ABC check
                         _send_datagram(sock, reply, peer)
+                    elif inspect.isawaitable(reply):
+                        nursery.start_soon(_reply_later, sock, peer, reply)
     raise AssertionError("unreachable")
 
 
