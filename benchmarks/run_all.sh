@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rerun every benchmark; about 6-7 minutes on the 2-core machine, bounded by
+# Rerun every benchmark; about 8-9 minutes on the 2-core machine, bounded by
 # `timeout` at 10 minutes in all. Writes JSON reports, profiles and plots to
 # $OUT (default benchmarks/results). Run from the project's virtualenv:
 #
@@ -7,7 +7,10 @@
 #
 # Knobs (environment): KEYS (1000000), SIZES (1000,10000,100000: the extra
 # points of the qps-vs-size plot), DURATION (10 s per load run), OUT, WORK
-# (zones and stores; default a temp dir removed at the end), PYTHON.
+# (zones and stores; default a temp dir removed at the end), PYTHON,
+# RESOLVER_DURATION (5 s per resolver load run), XFR_KEYS (200000: the zone
+# transfer scenarios; 1M takes ~2.5 minutes alone, see RESULTS.md) and
+# XFR_CHANGES (2 one-key changes timed).
 # Optional tools: dnsperf (apt-get install dnsperf; else loadgen.py makes the
 # load), py-spy (pip install py-spy; else no profiles), matplotlib (pip
 # install matplotlib; else no plots).
@@ -18,6 +21,9 @@ PYTHON=${PYTHON:-python}
 KEYS=${KEYS:-1000000}
 SIZES=${SIZES:-1000,10000,100000}
 DURATION=${DURATION:-10}
+RESOLVER_DURATION=${RESOLVER_DURATION:-5}
+XFR_KEYS=${XFR_KEYS:-200000}
+XFR_CHANGES=${XFR_CHANGES:-2}
 OUT=${OUT:-benchmarks/results}
 if [[ -z "${WORK:-}" ]]; then
     WORK=$(mktemp -d /tmp/keyresolve-bench.XXXXXX)
@@ -27,20 +33,30 @@ mkdir -p "$OUT"
 
 profile_auth=()
 profile_compile=()
+profile_resolver=()
 if command -v py-spy >/dev/null; then
     profile_auth=(--profile "$OUT/profile-serve")
     profile_compile=(--profile "$OUT/profile-compile")
+    profile_resolver=(--profile "$OUT/profile-resolver")
 else
     echo "py-spy not installed: no profiles (pip install py-spy)" >&2
 fi
 command -v dnsperf >/dev/null || echo "dnsperf not installed: loadgen.py makes the load" >&2
 
 start=$(date +%s)
+# seconds left of the 10 minutes, keeping $1 for the steps after this one
+left() { echo $(( 600 - ($(date +%s) - start) - $1 )); }
 echo "== compile ($KEYS keys)" >&2
 timeout 240 "$PYTHON" benchmarks/bench_compile.py --keys "$KEYS" --workdir "$WORK" \
     "${profile_compile[@]}" --json "$OUT/compile.json" > /dev/null
 echo "== authoritative server ($SIZES,$KEYS keys, ${DURATION}s runs)" >&2
-timeout $((600 - ($(date +%s) - start))) "$PYTHON" benchmarks/bench_auth.py --keys "$KEYS" \
+timeout "$(left 150)" "$PYTHON" benchmarks/bench_auth.py --keys "$KEYS" \
     --sizes "$SIZES" --duration "$DURATION" --workdir "$WORK" "${profile_auth[@]}" \
     --plots "$OUT" --json "$OUT/auth.json" > /dev/null
-echo "done in $(( $(date +%s) - start )) s: $OUT/compile.json $OUT/auth.json" >&2
+echo "== resolver (${RESOLVER_DURATION}s runs)" >&2
+timeout "$(left 60)" "$PYTHON" benchmarks/bench_resolver.py --duration "$RESOLVER_DURATION" \
+    --workdir "$WORK" "${profile_resolver[@]}" --json "$OUT/resolver.json" > /dev/null
+echo "== zone transfer ($XFR_KEYS keys, $XFR_CHANGES changes)" >&2
+timeout "$(left 0)" "$PYTHON" benchmarks/bench_xfr.py --keys "$XFR_KEYS" --changes "$XFR_CHANGES" \
+    --workdir "$WORK" --json "$OUT/xfr.json" > /dev/null
+echo "done in $(( $(date +%s) - start )) s: $OUT/{compile,auth,resolver,xfr}.json" >&2

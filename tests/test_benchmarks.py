@@ -140,3 +140,42 @@ def test_dnsperf_output_is_parsed(tmp_path):
         ceiling.stop()
     assert report["sent"] == report["answered"] == 300  # the count bound ends it
     assert report["rcodes"] == {"NXDOMAIN": 300} and report["qps"] > 0
+
+
+def test_bench_resolver_reports_cache_hits_and_cold_latency(tmp_path):
+    out = tmp_path / "resolver.json"
+    done = run_script("bench_resolver.py", "--keys", "200", "--warm-names", "100", "--cold", "20",
+                      "--duration", "0.3", "--generator", "python", "--workdir", str(tmp_path),
+                      "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    cold = report["cold"]
+    assert cold["cold"]["rcodes"] == {"0": 20} == cold["direct_example_1_exchange"]["rcodes"]
+    assert cold["delegations_cached"]["rcodes"] == {"0": 19}
+    assert 0 < cold["direct_example_1_exchange"]["latency_ms"]["p50"] < cold["cold"][
+        "latency_ms"]["p99"]
+    assert cold["p50_ratio_to_1_direct"] > 0 and isinstance(cold["met"], bool)
+    assert report["warm_up"]["answered"] == 100 and report["warm_up"]["rcodes"] == {"0": 100}
+    hits = report["cache_hits"]
+    assert hits["resolver"]["rcodes"] == {"0": hits["resolver"]["answered"]} != {"0": 0}
+    assert hits["ratio"] > 0 and hits["basis"] and hits["ceiling"]["answered"] > 0
+
+
+def test_bench_xfr_reports_transfer_and_change_propagation(tmp_path):
+    out = tmp_path / "xfr.json"
+    done = run_script("bench_xfr.py", "--keys", "300", "--baseline-keys", "50", "--changes", "1",
+                      "--workdir", str(tmp_path), "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    main = report["main"]
+    full = main["full_transfer"]
+    assert main["compile"]["records"] == 300 + 15
+    assert full["records"] == 300 + 16  # the SOA opens and closes the stream
+    assert full["answers_compared"]["differ"] == 0 and full["answers_compared"]["names"] > 0
+    assert full["ratio_to_compile"] == pytest.approx(
+        full["secondary_start_to_transferred_s"] / full["compile_s"], rel=0.01)
+    assert full["secondary_mb"]["growth"]["peak_mb"] >= 0
+    (change,) = main["change"]["runs"]
+    assert change["kind"] == "incremental" and change["serial"] == 2026010102
+    assert 0 < change["propagation_ms"] < change["propagation_from_sighup_ms"]
+    assert main["change"]["ratio_to_baseline"] > 0
