@@ -1,89 +1,233 @@
 """The authoritative hot path (sans-IO): answer the common query in bytes.
 
-A plain KEY (or other type) query for a mailbox whose domain is a zone apex
-is answered straight from the stored node bytes, without building Message,
-Name or Record objects. Anything else -- signed, truncated, ALIAS, missing
-names, other opcodes, non-canonical spelling, a too-small UDP size -- returns
-None and goes through the full path (`keyresolve.authority`), which stays the
+A plain KEY (or ADDR, NS, SOA) query for a mailbox is answered straight from
+the stored node bytes, without building Message, Name or Record objects.
+Anything else -- signed, truncated, ALIAS, missing names, other opcodes,
+non-canonical spelling or encoding, a too-small UDP size -- returns None and
+goes through the full path (`keyresolve.authority`), which stays the
 reference: tests check both give byte-identical answers.
 
 The fast path accepts a strict subset of what the full decoder accepts, so it
-never answers a message the full path would reject.
+never answers a message the full path would reject. It reads the query's
+bytes directly, taking only the shortest msgpack encodings (what every
+encoder writes) of the one layout
+
+    95 92 <name: fixstr or str8> <type: fixint> 90 90 90 <udp_size>
+
+(udp_size, which is not echoed, may be a fixint, uint8 or uint16), so the
+question can be echoed byte for byte, and splices the stored rdata
+into the answer. That relies on stored nodes being `store.encode_node`'s
+output (msgpack.packb of canonical values): re-encoding the decoded values,
+as the full path does, gives the same bytes.
 """
 
 from __future__ import annotations
 
 import re
-import struct
 from collections.abc import Callable
 
 import msgpack
 
 from .codes import RType
-from .message import DEFAULT_UDP_SIZE, FLAG_AA, FLAG_QR, FLAG_RD, MIN_UDP_SIZE, VERSION
+from .message import DEFAULT_UDP_SIZE, MIN_UDP_SIZE, VERSION
 from .names import MAX_LOCAL, MAX_NAME
 
-_HEADER = struct.Struct(">HHBB")
-#: Query flags the fast path takes: QR, opcode (QUERY = 0), AA, TC, RA, Z and
-#: SG clear, rcode 0; only RD may vary.
-_FLAGS_MASK = 0xFFFF & ~FLAG_RD
-#: The canonical absolute mailbox, lower case (names.py's grammar, restricted to
-#: what is already canonical; anything else takes the full path).
+#: The canonical local part and absolute domain, lower case (names.py's
+#: grammar, restricted to what is already canonical; anything else, such as
+#: upper case, takes the full path, which lower-cases it).
 _ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-_MAILBOX = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+)\Z")
-#: Types a node may be asked for here; ANY and transfers need the full path.
-_FAST_TYPES = frozenset({RType.KEY, RType.ADDR, RType.NS, RType.SOA})
-_PACK_UDP_SIZE = msgpack.packb(DEFAULT_UDP_SIZE)
-_EMPTY_SECTIONS = b"\x90\x90"
-_BODY_ARRAY = b"\x95"
+_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*\Z")
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)+\Z")
+#: Types a node may be asked for here (each a msgpack positive fixint, so its
+#: byte is its value); ANY, ALIAS and transfers need the full path.
+_FAST_TYPES = frozenset(int(t) for t in (RType.KEY, RType.ADDR, RType.NS, RType.SOA))
+#: Domains whose store key is remembered (a handful in practice). Bounds the
+#: memory hostile queries for made-up domains can take; past it, start over.
+MAX_CACHED_DOMAINS = 4096
+_domain_keys: dict[str, bytes] = {}
 
-#: lookup(zone_key, local) -> the stored node bytes of local@zone, or None when
-#: there is no such zone (or it may not be answered here) or no such node.
+#: Header bytes 4-7 of a query taken here: version 1, rcode 0, then the body:
+#: an array of 5 whose first item, the question, is an array of 2.
+_PLAIN_QUERY = bytes((VERSION, 0, 0x95, 0x92))
+#: Response header bytes 2-7 (flags QR|AA, without and with RD; version 1;
+#: rcode 0) and the body's array of 5.
+_RESPONSE_HEAD = (bytes((0x84, 0, VERSION, 0, 0x95)), bytes((0x85, 0, VERSION, 0, 0x95)))
+_TAIL = b"\x90\x90" + msgpack.packb(DEFAULT_UDP_SIZE)  # empty authority, additional
+_EMPTY_SECTIONS = b"\x90\x90\x90"
+_ENTRY = 0x93  # a stored node entry: [rtype, ttl, rdatas]
+_ALIAS = int(RType.ALIAS)  # a plain int: faster to compare than the enum member
+#: Bytes of a stored TTL by its first byte (fixint, uint8/16/32).
+_TTL_SIZE = {**{byte: 1 for byte in range(0x80)}, 0xCC: 2, 0xCD: 3, 0xCE: 5}
+_RECORD = b"\x94"  # an answer record: [name, rtype, ttl, rdata]
+_ARRAYS = [bytes((0x90 | count,)) for count in range(16)]  # fixarray headers
+
+#: lookup(domain_key, local) -> the stored node bytes of ``local@D`` (with
+#: `domain_key` = D.key()), or None to leave the query to the full path: no
+#: such node, D not served (or not this way: a zone cut, a policy).
 Lookup = Callable[[bytes, str], bytes | None]
 
 
 def answer(data: bytes, lookup: Lookup) -> bytes | None:
     """The response bytes for `data`, or None to use the full path."""
-    if len(data) < 8 or data[4] != VERSION or data[5]:
+    # Header: version 1, rcode 0; of the flags only RD may be set: QR, opcode
+    # (QUERY = 0), AA, TC in byte 2 and RA, Z, SG, rcode in byte 3 are clear.
+    if data[4:8] != _PLAIN_QUERY or data[2] & 0xFE or data[3] or len(data) < 13:
         return None
-    msg_id, flags, _, _ = _HEADER.unpack_from(data)
-    if flags & _FLAGS_MASK:
+    size = data[8]
+    if 0xA0 <= size <= 0xBF:  # fixstr
+        start = 9
+        end = start + size - 0xA0
+    elif size == 0xD9 and data[9] >= 32:  # str8, only where fixstr cannot hold it
+        start = 10
+        end = start + data[9]
+    else:
+        return None  # str16 names (over 255 bytes) are rare: full path
+    tail = data[end:]  # type, three empty sections, udp_size
+    if len(tail) == 5:
+        udp_size = tail[4]
+        if udp_size > 0x7F:  # not a positive fixint
+            return None
+    elif len(tail) == 7 and tail[4] == 0xCD:  # uint16
+        udp_size = tail[5] << 8 | tail[6]
+    elif len(tail) == 6 and tail[4] == 0xCC:  # uint8
+        udp_size = tail[5]
+    else:
         return None
-    try:
-        body = msgpack.unpackb(data[6:], use_list=False, raw=False, max_map_len=0,
-                               max_ext_len=0, max_array_len=8, max_bin_len=0)
-    except Exception:
+    rtype = tail[0]
+    if rtype not in _FAST_TYPES or tail[1:4] != _EMPTY_SECTIONS:
         return None
-    if (type(body) is not tuple or len(body) != 5 or body[1] or body[2] or body[3]
-            or type(body[0]) is not tuple or len(body[0]) != 2):
+    raw = data[start:end]
+    if not raw.isascii():
         return None
-    (name, rtype), udp_size = body[0], body[4]
-    if type(name) is not str or type(rtype) is not int or rtype not in _FAST_TYPES:
+    local, at, domain = raw.decode("ascii").partition("@")
+    if not at or len(local) > MAX_LOCAL or not _LOCAL.match(local):
         return None
-    if type(udp_size) is not int or not 0 <= udp_size <= 0xFFFF:
-        return None
-    match = _MAILBOX.match(name)
-    if match is None:
-        return None
-    local, domain = match.groups()
-    if len(local) > MAX_LOCAL or len(domain) + 1 > MAX_NAME:
-        return None
-    zone_key = "".join(label + "\0" for label in reversed(domain[:-1].split("."))).encode()
-    node = lookup(zone_key, local)
+    domain_key = _domain_keys.get(domain)
+    if domain_key is None:
+        if not _DOMAIN.match(domain) or len(domain) + 1 > MAX_NAME:
+            return None
+        domain_key = ("\0".join(reversed(domain[:-1].split("."))) + "\0").encode("ascii")
+        if len(_domain_keys) >= MAX_CACHED_DOMAINS:
+            _domain_keys.clear()
+        _domain_keys[domain] = domain_key
+    node = lookup(domain_key, local)
     if node is None:
         return None
-    records = None
-    for entry in msgpack.unpackb(node, use_list=False, raw=False):
-        if entry[0] == RType.ALIAS:
-            return None  # chains are the full path's
-        if entry[0] == rtype:
-            ttl = entry[1]
-            records = [[name, rtype, ttl, rdata] for rdata in entry[2]]
+    records = _answer_records(node, rtype, data[8:end])
     if records is None:
+        return None
+    out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], records, _TAIL))
+    # As message.max_response_size: min(advertised, 1232), at least 512. A
+    # longer answer is a TC response: the full path makes it.
+    if len(out) > MIN_UDP_SIZE and len(out) > min(max(udp_size, MIN_UDP_SIZE), DEFAULT_UDP_SIZE):
+        return None
+    return out
+
+
+def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
+    """The answer section (msgpack) for `rtype` from stored node bytes; None
+    for NODATA, or an ALIAS before the type (chains are the full path's).
+    `owner` is the packed owner name. Each record is spliced from the stored
+    bytes: ``[owner, rtype, ttl, rdata]``."""
+    try:
+        if node[0] == 0x91 and node[1] == _ENTRY and node[2] == rtype:
+            # The common node: one entry, of the type asked, with one rdata
+            # that ends the node: a KEY [algorithm, usage, flags, bin8 key]
+            # (checked by its length), or any rdata (checked by walking it).
+            rdatas = 3 + _TTL_SIZE[node[3]]
+            start = rdatas + 1
+            if node[rdatas] == 0x91 and (
+                    (node[start] == 0x94 and node[start + 3] < 0x80 and node[start + 4] == 0xC4
+                     and start + 6 + node[start + 5] == len(node))
+                    or _skip(node, start, 1) == len(node)):
+                return b"".join((b"\x91\x94", owner, node[2:rdatas], node[start:]))
+        return _walk(node, rtype, owner)
+    except (IndexError, KeyError):
+        return _answer_records_slow(node, rtype, owner)
+
+
+def _walk(node: bytes, rtype: int, owner: bytes) -> bytes | None:
+    """`_answer_records` for any node of the encodings `_skip` knows."""
+    entries = node[0] - 0x90  # the node is a fixarray of [rtype, ttl, rdatas]
+    if not 0 <= entries < 16:
+        raise KeyError(entries)
+    pos = 1
+    for _ in range(entries):
+        stored_type = node[pos + 1]
+        if node[pos] != _ENTRY or stored_type > 0x7F:
+            raise KeyError(stored_type)  # not [fixint, ...]: the slow path decides
+        if stored_type == _ALIAS:
+            return None
+        rdatas = _skip(node, pos + 2, 1)  # past the TTL
+        count = node[rdatas] - 0x90
+        if not 0 <= count < 16:
+            raise KeyError(count)
+        if stored_type != rtype:
+            pos = _skip(node, rdatas + 1, count)
+            continue
+        head = b"".join((_RECORD, owner, node[pos + 1:rdatas]))  # + type and TTL
+        parts = [_ARRAYS[count]]
+        start = rdatas + 1
+        for _ in range(count):
+            end = _skip(node, start, 1)
+            parts += (head, node[start:end])
+            start = end
+        if start > len(node):
+            raise IndexError(start)  # cut short: slicing did not notice
+        return b"".join(parts)
+    return None  # NODATA
+
+
+#: Bytes of the msgpack scalars `_skip` passes over, by first byte (nil,
+#: booleans, unsigned and signed ints).
+_SCALAR_SIZE = {0xC0: 1, 0xC2: 1, 0xC3: 1, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9,
+                0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9}
+
+
+def _skip(buf: bytes, pos: int, count: int) -> int:
+    """The offset after `count` msgpack objects at `pos`. Knows the encodings
+    stored rdata uses (ints, fixstr, str8, bin8, fixarray); raises KeyError
+    on others, IndexError past the end."""
+    while count:
+        count -= 1
+        byte = buf[pos]
+        if byte < 0x80 or byte >= 0xE0:  # fixint
+            pos += 1
+        elif byte >= 0xA0:
+            if byte < 0xC0:  # fixstr
+                pos += byte - 0x9F
+            elif byte == 0xC4 or byte == 0xD9:  # bin8, str8
+                pos += 2 + buf[pos + 1]
+            else:
+                pos += _SCALAR_SIZE[byte]
+        elif byte >= 0x90:  # fixarray: its items follow
+            pos += 1
+            count += byte - 0x90
+        else:
+            raise KeyError(byte)  # fixmap: never stored
+    return pos
+
+
+def _answer_records_slow(node: bytes, rtype: int, owner: bytes) -> bytes | None:
+    """`_answer_records` for any stored encoding: decode, then re-encode."""
+    found = None
+    for entry in msgpack.unpackb(node, use_list=False, raw=False):
+        if entry[0] == _ALIAS:
+            return None
+        if entry[0] == rtype:
+            found = entry
+    if found is None:
         return None  # NODATA
-    header = _HEADER.pack(msg_id, FLAG_QR | FLAG_AA | (flags & FLAG_RD), VERSION, 0)
-    out = b"".join((header, _BODY_ARRAY, msgpack.packb((name, rtype)), msgpack.packb(records),
-                    _EMPTY_SECTIONS, _PACK_UDP_SIZE))
-    limit = max(MIN_UDP_SIZE, min(udp_size or MIN_UDP_SIZE, DEFAULT_UDP_SIZE))
-    return out if len(out) <= limit else None
+    _, ttl, rdatas = found
+    head = b"".join((_RECORD, owner, bytes((rtype,)), msgpack.packb(ttl)))
+    return _array_header(len(rdatas)) + b"".join(head + msgpack.packb(rd) for rd in rdatas)
+
+
+def _array_header(count: int) -> bytes:
+    """The msgpack header of an array of `count` items."""
+    if count < 16:
+        return bytes((0x90 | count,))
+    if count < 0x10000:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")

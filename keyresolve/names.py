@@ -121,7 +121,8 @@ class Name:
         ``@`` and the local part. Every name below a domain D starts with
         ``D.key()``.
         """
-        out = "".join(label + "\0" for label in reversed(self.labels))
+        labels = self.labels
+        out = "\0".join(labels[::-1]) + "\0" if labels else ""
         if self.local is not None:
             out += "@" + self.local
         return out.encode("ascii")
@@ -145,7 +146,8 @@ class Name:
             if self.local is not None:
                 return f"{self.local}@{domain}"
             return domain or "@"
-        domain = "".join(label + "." for label in self.labels) or "."
+        labels = self.labels
+        domain = ".".join(labels) + "." if labels else "."
         if self.local is not None:
             return f"{self.local}@{domain}"
         return domain

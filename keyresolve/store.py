@@ -74,6 +74,10 @@ MAX_READERS = 1024
 DEFAULT_MAP_SIZE = 1 << 34
 #: Separates the zone's origin key from the owner key in `nodes` keys.
 ZONE_SEP = b"\x01"
+#: Entries of the read cache a store keeps for one version of its data (mailbox
+#: routes, closest zones, SOAs): bounds what queries for made-up names fill.
+MAX_CACHED = 4096
+_UNKNOWN = object()  # not in the read cache (None is a cached answer)
 
 
 def _translate(func):
@@ -684,9 +688,28 @@ class Store:
         except lmdb.Error as exc:
             raise StoreError(f"LMDB: {exc}") from exc
         try:
-            yield Snapshot(txn, self._zones, self._nodes, self._journal)
+            yield Snapshot(txn, self._zones, self._nodes, self._journal,
+                           cache=self._cache_for(txn))
         finally:
             txn.abort()
+
+    #: (LMDB transaction id, read cache): see `_cache_for`.
+    _cache: tuple[int, dict] = (-1, {})
+
+    def _cache_for(self, txn: lmdb.Transaction) -> dict:
+        """The read cache of the data version `txn` sees.
+
+        Read transactions with the same id see the same data (the id is the
+        last committed write's), so their snapshots share one cache; a write
+        makes the next snapshot start a new one. Snapshots of different
+        versions (in other threads) never share a dict, so none sees what
+        another version held.
+        """
+        txn_id = txn.id()
+        current = self._cache
+        if current[0] != txn_id:
+            current = self._cache = (txn_id, {})
+        return current[1]
 
 
 class Snapshot:
@@ -697,29 +720,86 @@ class Snapshot:
     """
 
     def __init__(self, txn: lmdb.Transaction, zones_db: Any, nodes_db: Any,
-                 journal_db: Any = None) -> None:
-        """Wrap an open read transaction (use `Store.snapshot`)."""
+                 journal_db: Any = None, *, cache: dict | None = None) -> None:
+        """Wrap an open read transaction (use `Store.snapshot`). `cache` is
+        shared by snapshots of the same data version (see `Store._cache_for`);
+        by default, this snapshot has its own."""
         self._txn = txn
         self._zones = zones_db
         self._nodes = nodes_db
         self._journal = journal_db
         self._views: dict[Name, LmdbZoneView] = {}
+        #: Derived facts of this data version (never Snapshot-bound objects):
+        #: domain key -> mailbox route, ("zone", labels) -> closest zone's
+        #: origin, ("soa", origin) -> SOA record.
+        self._cache: dict[Any, Any] = {} if cache is None else cache
 
-    @_translate
     def mailbox_node(self, zone_key: bytes, local: str) -> bytes | None:
         """Raw node bytes of ``local@D`` in the zone at D (`zone_key` = D.key()),
         or None if D is not a zone apex here or the mailbox owns nothing.
 
-        The fast path's only store access: two gets, no decoding.
+        A fast-path lookup: one get (the zone is looked up once per data
+        version), no decoding. `find_mailbox` also finds mailboxes below the apex.
         """
-        prefix = zone_key + ZONE_SEP
-        txn = self._txn
+        route = self._route(zone_key)
+        if route is None or route[0] != zone_key:
+            return None
         try:
-            if txn.get(prefix, db=self._zones) is None:
-                return None
-            return txn.get(prefix + b"@" + local.encode("ascii"), db=self._nodes)
+            return self._txn.get(route[1] + local.encode("ascii"), None, self._nodes)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB read failed: {exc}") from None
+
+    def find_mailbox(self, domain_key: bytes, local: str) -> tuple[bytes, bytes | None] | None:
+        """Where the full path (`keyresolve.authority`) finds ``local@D``
+        (`domain_key` = D.key() of a valid domain D): ``(zone_key, node)``
+        with the origin key of the closest enclosing zone and the mailbox's
+        raw node bytes (None: it owns nothing); None if no zone encloses D
+        or D is at or below a zone cut (the answer is a referral).
+
+        A fast-path lookup: one get per query; the route of each domain is
+        computed once per data version.
+        """
+        route = self._route(domain_key)
+        if route is None:
+            return None
+        try:
+            return route[0], self._txn.get(route[1] + local.encode("ascii"), None, self._nodes)
+        except lmdb.Error as exc:
+            raise StoreError(f"LMDB read failed: {exc}") from None
+
+    def _route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
+        """(zone key, node key prefix of D's mailboxes) for the domain D, or None."""
+        route = self._cache.get(domain_key, _UNKNOWN)
+        if route is _UNKNOWN:
+            route = self._compute_route(domain_key)
+            self._remember(domain_key, route)
+        return route  # type: ignore[return-value]
+
+    def _remember(self, key: Any, value: Any) -> None:
+        cache = self._cache
+        if len(cache) >= MAX_CACHED:
+            cache.clear()
+        cache[key] = value
+
+    @_translate
+    def _compute_route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
+        # D and its ancestors as keys, root (b"") first: every label ends in \0.
+        domains = [b""] + [domain_key[:i + 1] for i, byte in enumerate(domain_key) if byte == 0]
+        txn = self._txn
+        for depth in range(len(domains) - 1, -1, -1):  # closest enclosing zone first
+            zone_key = domains[depth]
+            if txn.get(zone_key + ZONE_SEP, None, self._zones) is not None:
+                break
+        else:
+            return None
+        prefix = zone_key + ZONE_SEP
+        # A name below the apex, down to D itself, that owns NS is a zone cut
+        # (RFC 1034 4.3.2 step 3b; authority._find_cut).
+        for below in domains[depth + 1:]:
+            value = txn.get(prefix + below[len(zone_key):], None, self._nodes)
+            if value is not None and RType.NS in decode_node(value):
+                return None
+        return zone_key, prefix + domain_key[len(zone_key):] + b"@"
 
     def get_zone(self, origin: Name) -> LmdbZoneView | None:
         """The zone whose origin is exactly `origin`, or None."""
@@ -738,11 +818,16 @@ class Snapshot:
         (Named as the `find_zone` callback of keyresolve.authority, which
         expects None for "not ours".)
         """
-        for domain in name.ancestors():
-            view = self.get_zone(domain)
-            if view is not None:
-                return view
-        return None
+        key = ("zone", name.labels)
+        origin = self._cache.get(key, _UNKNOWN)
+        if origin is _UNKNOWN:
+            origin = None
+            for domain in name.ancestors():
+                if self.get_zone(domain) is not None:
+                    origin = domain
+                    break
+            self._remember(key, origin)
+        return None if origin is None else self.get_zone(origin)
 
     @_translate
     def zone_names(self) -> list[Name]:
@@ -857,12 +942,19 @@ class LmdbZoneView:
 
     @property
     def soa(self) -> Record:
-        """The apex SOA record; StoreError if the stored zone lacks one."""
-        node = self.get_node(self.origin)
-        if node is None or RType.SOA not in node:
-            raise StoreError(f"stored zone {self.origin} has no SOA")
-        rrset = node[RType.SOA]
-        return Record(self.origin, RType.SOA, rrset.ttl, rrset.rdatas[0])
+        """The apex SOA record; StoreError if the stored zone lacks one.
+        (Decoded once per data version: every negative answer carries it.)"""
+        cache = self._snapshot._cache
+        key = ("soa", self._prefix)
+        soa = cache.get(key)
+        if soa is None:
+            node = self.get_node(self.origin)
+            if node is None or RType.SOA not in node:
+                raise StoreError(f"stored zone {self.origin} has no SOA")
+            rrset = node[RType.SOA]
+            soa = Record(self.origin, RType.SOA, rrset.ttl, rrset.rdatas[0])
+            self._snapshot._remember(key, soa)
+        return soa
 
     def records(self) -> Iterator[Record]:
         """Every record in key order, streamed from a cursor."""

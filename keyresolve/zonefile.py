@@ -18,6 +18,8 @@ as a whole. Sans-IO apart from reading the files themselves.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import io
 import os
@@ -488,9 +490,10 @@ class _Builder:
         self.file_index: dict[str, int] = {main: 0}
         self._last_file = main  # file of the previous record and its index
         self._last_index = 0
-        # RRsets being built: [ttl, loc of the first record, rdatas]; a list is
-        # the cheapest mutable holder (a zone can have a million of them)
-        self.nodes: dict[Name, dict[int, list]] = {}
+        # RRsets being built: (ttl, loc of the first record, rdata) while they
+        # hold one record, then [ttl, loc, [rdata, ...]]. Most hold one, and a
+        # zone can have a million: the tuple takes 90 bytes less than the lists.
+        self.nodes: dict[Name, dict[int, tuple | list]] = {}
         self.soa_loc: int | None = None
         self.ns: list[tuple[Name, int]] = []  # (target, loc) of every NS record
 
@@ -535,7 +538,7 @@ class _Builder:
                            f"{RType(rtype).name} records of {name} at {self.at(rrs[1])} "
                            "(one name and type, one TTL: RFC 2181 5.2)")
                 return
-            if rec.rdata in rrs[2]:
+            if (rec.rdata == rrs[2]) if type(rrs) is tuple else (rec.rdata in rrs[2]):
                 return  # identical duplicate: dropped, as BIND does
         if rtype == RType.SOA:
             if name != origin:
@@ -556,7 +559,9 @@ class _Builder:
         elif rtype == RType.NS:
             self.ns.append((rec.rdata.target, loc))  # type: ignore[union-attr]
         if rrs is None:
-            node[rtype] = [rec.ttl, loc, [rec.rdata]]
+            node[rtype] = (rec.ttl, loc, rec.rdata)
+        elif type(rrs) is tuple:
+            node[rtype] = [rrs[0], rrs[1], [rrs[2], rec.rdata]]
         else:
             rrs[2].append(rec.rdata)
 
@@ -601,7 +606,8 @@ class _Builder:
             self.error(loc, message)
         for node in nodes.values():  # in place: no second copy of a big zone
             for rtype, rrs in node.items():
-                node[rtype] = RRset(rrs[0], tuple(rrs[2]))
+                rdatas = rrs[2]
+                node[rtype] = RRset(rrs[0], (rdatas,) if type(rrs) is tuple else tuple(rdatas))
         self.nodes = {}
         return Zone(origin, nodes)  # type: ignore[arg-type]
 
@@ -632,7 +638,32 @@ def iter_records(path: str, origin: Name | None = None) -> Iterator[tuple[Record
         raise ZoneErrors(reader.errors)
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a zone is built.
+
+    Building a zone allocates millions of long-lived containers and no
+    reference cycles, and every collection walks all of them: about 18 % of
+    the parse time of a large zone. Reference counting still frees what is
+    dropped. The switch is process-wide (a daemon compiling in a worker
+    thread pauses collection for its other threads meanwhile); it is turned
+    back on at the end if it was on at the start.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _load(reader: ZoneReader) -> Zone:
+    with _gc_paused():
+        return _build(reader)
+
+
+def _build(reader: ZoneReader) -> Zone:
     errors = reader._errors
     builder: _Builder | None = None
     zone: Zone | None = None

@@ -42,7 +42,8 @@ def name(text):
 
 @pytest.fixture
 def signed_server(tmp_path, start_daemon):
-    (tmp_path / "private.zone").write_text(EXAMPLE.replace("example.com.", "private.test."))
+    (tmp_path / "private.zone").write_text(EXAMPLE.replace("example.com.", "private.test.")
+                                           + f"deep@sub KEY x25519 encrypt {b64key(7)}\n")
     config = write_serve_config(tmp_path, {"example.com": EXAMPLE}, extra=KEYS)
     config.write_text(config.read_text().replace(
         'file = "example.com.zone"',
@@ -90,9 +91,10 @@ def test_clock_skew_and_replay_outside_the_window_get_badtime(signed_server, ske
 
 
 def test_require_signed_zone_refuses_unsigned_queries(signed_server):
-    query = make_query(name("alice@private.test"), RType.KEY)
-    unsigned = Message.from_wire(udp_exchange(signed_server.address, query.to_wire()))
-    assert unsigned.rcode == Rcode.REFUSED
+    for mailbox in ("alice@private.test", "deep@sub.private.test"):  # apex, and below it
+        query = make_query(name(mailbox), RType.KEY)
+        unsigned = Message.from_wire(udp_exchange(signed_server.address, query.to_wire()))
+        assert unsigned.rcode == Rcode.REFUSED and unsigned.answer == []
     signed = signed_exchange(signed_server.address, make_query(name("alice@private.test"),
                                                                RType.KEY))
     assert signed.rcode == Rcode.NOERROR and signed.answer

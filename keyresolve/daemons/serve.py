@@ -72,13 +72,25 @@ class AuthServer:
             finally:
                 self._snapshot = None
 
-    def _fast_lookup(self, zone_key: bytes, local: str) -> bytes | None:
-        if zone_key in self.slow_zones or self._snapshot is None:
+    def _fast_lookup(self, domain_key: bytes, local: str) -> bytes | None:
+        """Node bytes of local@D for the fast path, or None for the full path.
+
+        Policy is checked on the zone found, never on D itself, so a
+        signed-only zone is not answered unsigned for names below its apex.
+        """
+        snapshot = self._snapshot
+        if snapshot is None:
+            return None
+        found = snapshot.find_mailbox(domain_key, local)
+        if found is None:
+            return None
+        zone_key, node = found
+        if zone_key in self.slow_zones:
             return None
         secondary = self._secondary_keys.get(zone_key)
         if secondary is not None and secondary.expired(time.time()):
             return None
-        return self._snapshot.mailbox_node(zone_key, local)
+        return node
 
     def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | Iterator[bytes] | None:
         """Answer one message (a transfer: a stream of them). Never raises:
