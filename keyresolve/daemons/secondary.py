@@ -11,13 +11,12 @@ from collections.abc import Callable
 
 import trio
 
-from .. import tsig
 from ..codes import Rcode, RType
 from ..config import Endpoint, ZoneConfig, format_endpoint
 from ..errors import (FormError, KeyresolveError, NetworkError, PeerError, ProtocolError,
                       QueryTimeout)
-from ..message import FrameReader, Message, frame, make_query
-from ..net.client import query, read_frame
+from ..message import Message, make_query
+from ..net.client import query, transfer
 from ..records import SOA, Record
 from ..refresh import RefreshState
 from ..serial import serial_gt
@@ -150,42 +149,28 @@ class SecondaryZone:
     async def _transfer(self, primary: Endpoint, rtype: int, current: Record | None) -> Record:
         origin = self.zone.name
         request = make_transfer_query(origin, rtype, current)
-        wire = (request.to_wire() if self.key is None
-                else tsig.sign(request, self.key, int(time.time())))
-        verifier = (None if self.key is None
-                    else tsig.StreamVerifier(self.key, request.signature.mac))
         start = time.perf_counter()
         size = 0
+
+        def on_message(message: Message, length: int) -> bool:
+            nonlocal size
+            size += length
+            return inbound.process_message(message)
+
         async with self.write_lock:
             writer = self.store.zone_writer(origin, primary=format_endpoint(primary))
             inbound = Inbound(origin, rtype, None if current is None else current.rdata.serial,
                               writer, query_id=request.id)
             try:
                 with trio.fail_after(XFR_TIMEOUT):
-                    stream = await trio.open_tcp_stream(*primary)
-                    async with stream:
-                        await stream.send_all(frame(wire))
-                        reader = FrameReader()
-                        while True:
-                            with trio.fail_after(XFR_IDLE_TIMEOUT):
-                                data = await read_frame(stream, reader)
-                            size += len(data)
-                            message = Message.from_wire(data)
-                            if message.signature is None and message.rcode != Rcode.NOERROR:
-                                raise PeerError(message.rcode)
-                            if verifier is not None:
-                                verifier.verify(message, int(time.time()))
-                            if inbound.process_message(message):
-                                break
+                    await transfer(primary, request, on_message, timeout=XFR_IDLE_TIMEOUT,
+                                   key=self.key)
             except trio.TooSlowError:
                 inbound.abort()
-                raise QueryTimeout(f"transfer from {format_endpoint(primary)} timed out") from None
-            except (OSError, trio.BrokenResourceError) as exc:
-                inbound.abort()
-                raise NetworkError(f"transfer from {format_endpoint(primary)} broke: {exc}") \
-                    from None
+                raise QueryTimeout(f"transfer from {format_endpoint(primary)} took longer "
+                                   f"than {XFR_TIMEOUT:g} s") from None
             except BaseException:
-                inbound.abort()
+                inbound.abort()  # nothing is committed without the final SOA
                 raise
         soa = self._stored()[0]
         assert soa is not None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import trio
 
 from .. import tsig
+from ..codes import Rcode
 from ..errors import FormError, NetworkError, PeerError, ProtocolError, QueryTimeout
 from ..message import MAX_MESSAGE, FrameReader, Message, frame, peek_id
 from ..tsig import Key
@@ -150,7 +151,8 @@ async def transfer(server: tuple[str, int], message: Message, on_message, *,
                    timeout: float = DEFAULT_TIMEOUT, key: Key | None = None) -> None:
     """Send a TRANSFER query over TCP and pass each reply message (verified
     in stream order when `key` is given) to ``on_message(message, size)``,
-    until it returns True. `timeout` bounds the wait for each message."""
+    until it returns True. `timeout` bounds the wait for each message. With a
+    key, an unsigned error reply raises PeerError with its rcode."""
     wire = message.to_wire() if key is None else tsig.sign(message, key, int(time.time()))
     verifier = None if key is None else tsig.StreamVerifier(key, message.signature.mac)
     try:
@@ -166,6 +168,8 @@ async def transfer(server: tuple[str, int], message: Message, on_message, *,
                 if reply.id != message.id:
                     raise FormError("transfer reply with another id")
                 if verifier is not None:
+                    if reply.signature is None and reply.rcode != Rcode.NOERROR:
+                        raise PeerError(reply.rcode)  # refused before any signing
                     verifier.verify(reply, int(time.time()))
                 if on_message(reply, len(data)):
                     return
