@@ -34,7 +34,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -570,20 +569,12 @@ def main(argv: list[str] | None = None) -> int:
         # dnsperf with one socket needs ~200 in flight to saturate the ceiling
         # here; a Python process saturates it with 64
         args.window = DNSPERF_WINDOW if args.generator == "dnsperf" else LOADGEN_WINDOW
-    tmp = None
-    if args.workdir:
-        workdir = Path(args.workdir)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="keyresolve-bench-")
-        workdir = Path(tmp.name)
-    report: dict = {"benchmark": "auth", "machine": common.machine_info(),
-                    "source": common.source_info(root), "generator": args.generator,
-                    "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-                    "cores": {"server": SERVER_CORE, "generator": LOAD_CORE}}
+    report = common.report_header("auth", root, argv, generator=args.generator,
+                                  cores={"server": SERVER_CORE, "generator": LOAD_CORE})
     if args.generator == "python":
         report["note"] = "dnsperf not installed: loadgen.py (Python) made the load"
     started = time.perf_counter()
-    try:
+    with common.workdir(args.workdir) as workdir:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} - {args.keys})
         results = [bench_size(s, args, workdir) for s in sizes]
         main_result = bench_main(args.keys, args, workdir)
@@ -599,9 +590,6 @@ def main(argv: list[str] | None = None) -> int:
         report["elapsed_s"] = round(time.perf_counter() - started, 1)
         if args.plots:
             report["plots"] = plot(report, latencies, Path(args.plots))
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     for s in report["sizes"]:
         s.pop("load")
     common.emit(report, args.json)

@@ -29,7 +29,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -238,18 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     root = common.use_source(args.src)
     if args.child:
         return _child_main(args.child[0], args.child[1:])
-    tmp = None
-    if args.workdir:
-        workdir = Path(args.workdir)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="keyresolve-bench-")
-        workdir = Path(tmp.name)
-    report: dict = {"benchmark": "compile", "machine": common.machine_info(),
-                    "source": common.source_info(root),
-                    "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-                    "keys": args.keys}
+    report = common.report_header("compile", root, argv, keys=args.keys)
     started = time.perf_counter()
-    try:
+    with common.workdir(args.workdir) as workdir:
         zone, _ = ensure_zone(workdir, args.keys, args.seed)
         report["zone_mb"] = round(zone.stat().st_size / 2**20, 1)
         stores = {}
@@ -276,9 +266,6 @@ def main(argv: list[str] | None = None) -> int:
         for path in stores.values():
             shutil.rmtree(path, ignore_errors=True)
         report["elapsed_s"] = round(time.perf_counter() - started, 1)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     common.emit(report, args.json)
     return 0
 

@@ -37,7 +37,6 @@ import secrets
 import shutil
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -467,22 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.window is None:
         args.window = (bench_auth.DNSPERF_WINDOW if args.generator == "dnsperf"
                        else bench_auth.LOADGEN_WINDOW)
-    tmp = None
-    if args.workdir:
-        workdir = Path(args.workdir)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="keyresolve-bench-")
-        workdir = Path(tmp.name)
-    report: dict = {"benchmark": "resolver", "machine": common.machine_info(),
-                    "source": common.source_info(root), "generator": args.generator,
-                    "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-                    "cores": {"resolver": SERVER_CORE, "generator and auth servers": LOAD_CORE}}
+    report = common.report_header("resolver", root, argv, generator=args.generator,
+                                  cores={"resolver": SERVER_CORE,
+                                         "generator and auth servers": LOAD_CORE})
     started = time.perf_counter()
-    try:
+    with common.workdir(args.workdir) as workdir:
         report.update(bench(args, workdir))
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     report["elapsed_s"] = round(time.perf_counter() - started, 1)
     common.emit(report, args.json)
     return 0

@@ -42,7 +42,6 @@ import signal
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -339,23 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.changes < 1:
         parser.error("--changes must be at least 1")
     root = common.use_source(args.src)
-    tmp = None
-    if args.workdir:
-        workdir = Path(args.workdir)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="keyresolve-bench-")
-        workdir = Path(tmp.name)
-    report: dict = {"benchmark": "xfr", "machine": common.machine_info(),
-                    "source": common.source_info(root),
-                    "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-                    "cores": {"primary": SERVER_CORE, "secondary": LOAD_CORE}}
+    report = common.report_header("xfr", root, argv,
+                                  cores={"primary": SERVER_CORE, "secondary": LOAD_CORE})
     started = time.perf_counter()
-    try:
+    with common.workdir(args.workdir) as workdir:
         base = run_pair(args.baseline_keys, args, workdir, "baseline")
         main_run = run_pair(args.keys, args, workdir, "main")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     change = main_run["change"]
     change["baseline_keys"] = args.baseline_keys
     change["baseline_propagation_ms_median"] = base["change"]["propagation_ms_median"]

@@ -65,7 +65,6 @@ def serve_trio(host: str, port: int, response: bytes, duration: float,
     count = 0
 
     async def run() -> None:
-        nonlocal count
         sock = bind_udp(host, port)
         bound = sock.getsockname()
         print(f"ceiling (trio loop): listening on {bound[0]}:{bound[1]} (udp)", file=sys.stderr,

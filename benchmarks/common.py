@@ -6,6 +6,7 @@ Only loopback is ever used. Every wait here is bounded by a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
@@ -18,8 +19,10 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 #: The repository root (benchmarks/ lives directly under it).
@@ -424,3 +427,20 @@ def profile_summary(collapsed: Path, stages: list[tuple[str, str]], *,
         "top_self_pct": {k: pct(v) for k, v in
                          sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]},
     }
+
+
+@contextlib.contextmanager
+def workdir(path: str | None) -> Iterator[Path]:
+    """The benchmark's work directory: `path` if given, else a temporary one
+    removed afterwards."""
+    if path:
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="keyresolve-bench-") as tmp:
+        yield Path(tmp)
+
+
+def report_header(benchmark: str, root: Path, argv: list[str] | None, **fields) -> dict:
+    """The fields every report starts with: what ran, where, from which tree."""
+    return {"benchmark": benchmark, "machine": machine_info(), "source": source_info(root),
+            "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), **fields}
