@@ -415,6 +415,19 @@ class ZoneReader:
             return None
         return Record(owner, rtype, ttl, rdata)  # type: ignore[arg-type]
 
+    def _domain_arg(self, text: str, what: str, fname: str, lineno: int) -> Name | None:
+        """A directive's domain argument, relative to the current origin; None
+        (with the error recorded) if it is invalid or a mailbox."""
+        try:
+            name = Name.from_text(text, self._cur)
+        except InvalidName as exc:
+            self._errors.add(fname, lineno, f"bad {what}: {exc}")
+            return None
+        if name.is_mailbox:
+            self._errors.add(fname, lineno, f"{what} {name} is a mailbox, not a domain")
+            return None
+        return name
+
     def _directive(self, tokens: list[str], fname: str, lineno: int) -> _Include | None:
         err = self._errors.add
         word = tokens[0].upper()
@@ -423,13 +436,8 @@ class ZoneReader:
             if len(args) != 1:
                 err(fname, lineno, "$ORIGIN takes one domain name")
                 return None
-            try:
-                name = Name.from_text(args[0], self._cur)
-            except InvalidName as exc:
-                err(fname, lineno, f"bad $ORIGIN: {exc}")
-                return None
-            if name.is_mailbox:
-                err(fname, lineno, f"$ORIGIN {name} is a mailbox, not a domain")
+            name = self._domain_arg(args[0], "$ORIGIN", fname, lineno)
+            if name is None:
                 return None
             self._cur = name
             if self.origin is None:
@@ -451,13 +459,8 @@ class ZoneReader:
                 raise _Stop
             origin = None
             if len(args) == 2:
-                try:
-                    origin = Name.from_text(args[1], self._cur)
-                except InvalidName as exc:
-                    err(fname, lineno, f"bad $INCLUDE origin: {exc}")
-                    return None
-                if origin.is_mailbox:
-                    err(fname, lineno, f"$INCLUDE origin {origin} is a mailbox")
+                origin = self._domain_arg(args[1], "$INCLUDE origin", fname, lineno)
+                if origin is None:
                     return None
             return _Include(args[0], origin)
         else:
