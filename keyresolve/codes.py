@@ -58,6 +58,14 @@ class RType(enum.IntEnum):
 DATA_TYPES = frozenset({RType.ADDR, RType.NS, RType.ALIAS, RType.SOA, RType.KEY})
 
 
+def opcode_to_text(value: int) -> str:
+    """The mnemonic of an opcode, or OPCODE<n> for one we do not know."""
+    try:
+        return Opcode(value).name
+    except ValueError:
+        return f"OPCODE{value}"
+
+
 def rcode_to_text(value: int) -> str:
     """The mnemonic of an rcode, or RCODE<n> for one we do not know."""
     try:

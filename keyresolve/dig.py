@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from .codes import Opcode, rcode_to_text, rtype_to_text
+from .codes import opcode_to_text, rcode_to_text, rtype_to_text
 from .message import Message
 from .records import KEY, Record
-
-
-def _opcode_text(value: int) -> str:
-    try:
-        return Opcode(value).name
-    except ValueError:
-        return f"OPCODE{value}"
 
 
 def to_json(response: Message) -> dict:
@@ -22,7 +15,7 @@ def to_json(response: Message) -> dict:
                     "type": rtype_to_text(response.question.rtype)}
     return {
         "id": response.id,
-        "opcode": _opcode_text(response.opcode),
+        "opcode": opcode_to_text(response.opcode),
         "rcode": rcode_to_text(response.rcode),
         "flags": response.flags_text,
         "question": question,
@@ -45,7 +38,7 @@ def to_text(response: Message, *, server: str, tcp: bool, elapsed: float, size: 
     out = []
     if command:
         out.append(f"; <<>> keyresolve dig <<>> {command}")
-    out.append(f";; ->>HEADER<<- opcode: {_opcode_text(response.opcode)}, "
+    out.append(f";; ->>HEADER<<- opcode: {opcode_to_text(response.opcode)}, "
                f"status: {rcode_to_text(response.rcode)}, id: {response.id}")
     out.append(f";; flags: {' '.join(response.flags_text)}; "
                f"ANSWER: {len(response.answer)}, AUTHORITY: {len(response.authority)}, "

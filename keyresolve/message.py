@@ -20,7 +20,7 @@ from typing import Any
 
 import msgpack
 
-from .codes import Opcode, Rcode, rtype_to_text
+from .codes import Opcode, Rcode, opcode_to_text, rcode_to_text, rtype_to_text
 from .errors import BadVersion, FormError, KeyresolveError, NotImplementedOpcode
 from .names import Name
 from .records import Record
@@ -241,8 +241,8 @@ class Message:
         return msg
 
     def __str__(self) -> str:
-        return (f"id={self.id} opcode={_opcode_text(self.opcode)} "
-                f"rcode={_rcode_text(self.rcode)} flags={','.join(self.flags_text)} "
+        return (f"id={self.id} opcode={opcode_to_text(self.opcode)} "
+                f"rcode={rcode_to_text(self.rcode)} flags={','.join(self.flags_text)} "
                 f"q={self.question}")
 
 
@@ -274,20 +274,6 @@ def _body_from_wire(body: Any) -> Message:
         raise FormError("udp_size must be 0..65535")
     msg.udp_size = udp_size
     return msg
-
-
-def _opcode_text(value: int) -> str:
-    try:
-        return Opcode(value).name
-    except ValueError:
-        return f"OPCODE{value}"
-
-
-def _rcode_text(value: int) -> str:
-    try:
-        return Rcode(value).name
-    except ValueError:
-        return f"RCODE{value}"
 
 
 def peek_id(data: bytes) -> int | None:

@@ -876,13 +876,7 @@ class Snapshot:
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         try:
-            cursor = self._txn.cursor(db=self._nodes)
-            if not cursor.set_range(prefix):
-                return
-            for key, value in cursor:
-                if not key.startswith(prefix):
-                    return
-                yield key, value
+            yield from _scan_prefix(self._txn.cursor(db=self._nodes), prefix)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB: {exc}") from exc
 
