@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 import struct
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -193,11 +194,13 @@ class Message:
                        udp_size=self.udp_size)
 
     @classmethod
-    def from_wire(cls, data: bytes) -> Message:
+    def from_wire(cls, data: bytes, *, cache_names: bool = True) -> Message:
         """Decode strictly; raises FormError, BadVersion or NotImplementedOpcode.
 
         The error carries nothing about the message; use `error_response_wire`
-        to answer it from the raw bytes.
+        to answer it from the raw bytes. Without `cache_names`, record owners
+        bypass `Name.from_wire`'s cache (for zone transfers: a million unique
+        names would only evict the names queries repeat).
         """
         if len(data) < HEADER_SIZE:
             raise FormError("message shorter than the header")
@@ -226,7 +229,7 @@ class Message:
         else:
             if flags & FLAG_SG:
                 raise FormError("SG flag set but no signature trailer")
-        msg = _body_from_wire(body)
+        msg = _body_from_wire(body, Name.from_wire if cache_names else Name.from_wire_uncached)
         msg.id = msg_id
         msg.qr = bool(flags & FLAG_QR)
         msg.opcode = opcode
@@ -253,7 +256,7 @@ def _unpack(data: bytes) -> Any:
         raise FormError(f"undecodable signature trailer: {exc.__class__.__name__}") from None
 
 
-def _body_from_wire(body: Any) -> Message:
+def _body_from_wire(body: Any, parse_name: Callable[[str], Name]) -> Message:
     if type(body) is not tuple or len(body) != 5:
         raise FormError("body must be an array of 5")
     question, answer, authority, additional, udp_size = body
@@ -269,7 +272,7 @@ def _body_from_wire(body: Any) -> Message:
                             (additional, msg.additional)):
         if type(section) is not tuple:
             raise FormError("sections must be arrays")
-        target.extend(Record.from_wire(r) for r in section)
+        target.extend(Record.from_wire(r, parse_name) for r in section)
     if type(udp_size) is not int or not 0 <= udp_size <= MAX_MESSAGE:
         raise FormError("udp_size must be 0..65535")
     msg.udp_size = udp_size

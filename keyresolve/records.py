@@ -15,6 +15,7 @@ import enum
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .codes import RType
@@ -440,7 +441,10 @@ class Record:
         return [self.name.to_wire(), int(self.rtype), self.ttl, self.rdata.to_wire()]
 
     @classmethod
-    def from_wire(cls, fields: Any) -> Record:
+    def from_wire(cls, fields: Any, parse_name: Callable[[str], Name] = Name.from_wire
+                  ) -> Record:
+        """Decode ``[name, type, ttl, rdata]``; `parse_name` parses the owner
+        (`Name.from_wire_uncached` for bulk data)."""
         if (type(fields) is not tuple and type(fields) is not list) or len(fields) != 4:
             raise InvalidRecord("record must be [name, type, ttl, rdata]")
         name, rtype, ttl, rdata = fields
@@ -448,7 +452,7 @@ class Record:
             raise InvalidRecord("record type and ttl must be integers in range")
         if type(name) is not str:
             raise InvalidName("record owner must be a string")
-        return cls(Name.from_wire(name), rtype, ttl, rdata_from_wire(rtype, rdata))
+        return cls(parse_name(name), rtype, ttl, rdata_from_wire(rtype, rdata))
 
     def to_text(self, origin: Name | None = None) -> str:
         """A zone-file line."""

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keyresolve import names as names_module
 from keyresolve.codes import Opcode, Rcode, RType
 from keyresolve.errors import (BadVersion, FormError, KeyresolveError, NotImplementedOpcode,
                                ProtocolError)
@@ -120,6 +121,24 @@ def test_vector_bytes_decode_to_the_message(name: str) -> None:
     else:
         # The MAC covers header and body exactly as received, SG set.
         assert decoded.signed_bytes == data[:len(data) - len(msgpack.packb(SIGNATURE.to_wire()))]
+
+
+@pytest.mark.parametrize("name", VECTORS)
+def test_vector_decodes_the_same_without_the_name_cache(name: str) -> None:
+    msg, data = VECTORS[name]
+    assert Message.from_wire(data, cache_names=False) == msg
+
+
+def test_bulk_decode_leaves_the_name_cache_alone() -> None:
+    owners = [n(f"bulk-{i}@cache-test.example.") for i in range(50)]
+    msg = Message(id=1, qr=True, opcode=Opcode.TRANSFER,
+                  answer=[Record(o, RType.ADDR, 60, ADDR(ipaddress.ip_address("192.0.2.1"), 5353))
+                          for o in owners])
+    before = names_module._from_wire_cached.cache_info()
+    decoded = Message.from_wire(msg.to_wire(), cache_names=False)
+    after = names_module._from_wire_cached.cache_info()
+    assert [r.name for r in decoded.answer] == owners
+    assert (after.hits, after.misses) == (before.hits, before.misses)
 
 
 @pytest.mark.parametrize("name", VECTORS)

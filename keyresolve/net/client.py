@@ -164,7 +164,7 @@ async def transfer(server: tuple[str, int], message: Message, on_message, *,
             while True:
                 with trio.fail_after(timeout):
                     data = await read_frame(stream, reader)
-                reply = Message.from_wire(data)
+                reply = Message.from_wire(data, cache_names=False)
                 if reply.id != message.id:
                     raise FormError("transfer reply with another id")
                 if verifier is not None:
