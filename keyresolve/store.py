@@ -5,8 +5,12 @@ One LMDB environment holds every zone a server serves, in named sub-DBs:
 - ``zones``: zone prefix of the origin -> msgpack map
   ``{serial, records, loaded_at, sources: [[path, sha256], ...]}``, plus
   ``primary`` and ``transferred_at`` for a zone written by a transfer;
-- ``nodes``: zone prefix + owner key relative to the origin -> msgpack array
-  ``[[rtype, ttl, [rdata wire, ...]], ...]``, types ascending;
+- ``nodes``: node prefix + owner key relative to the origin -> msgpack array
+  ``[[rtype, ttl, [rdata wire, ...]], ...]``, types ascending. The node
+  prefix is the origin key + an area byte (1 or 2, ``area`` in the zone's
+  metadata, 1 when absent): a full transfer writes the area not served, in
+  bounded transactions, and its last transaction switches the zone to it
+  (see `ZoneWriter`);
 - ``journal``: the changes incremental transfers (IXFR) send, per zone: the
   zone prefix -> msgpack ``[first_serial, last_serial, entries, bytes,
   records]``, and zone prefix + serial_from (4 bytes, big-endian) -> msgpack
@@ -15,15 +19,16 @@ One LMDB environment holds every zone a server serves, in named sub-DBs:
   first_serial -> ... -> last_serial, the zone's current serial (see
   `Store.replace_zone` for when it is extended or cleared).
 
-The zone prefix is ``origin.key() + b"\\x01"``. The byte 0x01 never occurs in
-a name key (labels are ``[a-z0-9_-]``, local parts printable ASCII), so one
+The zone prefix is ``origin.key() + b"\\x01"``. The bytes 0x01 and 0x02 never
+occur in a name key (labels are ``[a-z0-9_-]``, local parts printable ASCII), so one
 zone's nodes are exactly the keys that start with its prefix, even when a
 child zone (``eng.example.com``) lives in the same environment as its parent
-(``example.com``): their prefixes diverge at the 0x01 byte. The ``zones`` DB
+(``example.com``): their prefixes diverge at the area byte. The ``zones`` DB
 uses the same prefix rather than the bare ``origin.key()`` because LMDB
 rejects empty keys, and the root's key is empty.
 
-Writers replace a zone in one write transaction; readers take a `Snapshot`
+Writers replace a zone in one write transaction (a full transfer writes in
+bounded ones and switches the zone's area in its last); readers take a `Snapshot`
 bound to one read transaction and, by LMDB's MVCC, see one complete version
 of every zone for as long as they hold it.
 """
@@ -72,8 +77,18 @@ MAX_READERS = 1024
 #: Default map size: 16 GiB of address space (the file grows only as written;
 #: 1,000,000-key zones take well under 1 GiB).
 DEFAULT_MAP_SIZE = 1 << 34
-#: Separates the zone's origin key from the owner key in `nodes` keys.
+#: Ends a zone's key in `zones` and `journal` (and is area 1's byte in `nodes`).
 ZONE_SEP = b"\x01"
+#: The two node areas of a zone (see the module docstring).
+NODE_AREAS = (1, 2)
+#: Nodes a full transfer writes per write transaction. LMDB keeps a write
+#: transaction's dirty pages in memory until it ends, so this bounds the
+#: secondary's memory (~100 bytes a node) whatever the zone's size.
+TRANSFER_TXN_NODES = 20_000
+#: Records a full transfer collects for the journal entry of its change; past
+#: it the journal is cleared (bounds memory; such a change is as big as most
+#: zones, and secondaries behind us would be sent a full transfer anyway).
+MAX_TRANSFER_DIFF_RECORDS = 100_000
 #: Entries of the read cache a store keeps for one version of its data (mailbox
 #: routes, closest zones, SOAs): bounds what queries for made-up names fill.
 MAX_CACHED = 4096
@@ -98,10 +113,15 @@ def zone_prefix(origin: Name) -> bytes:
     return origin.key() + ZONE_SEP
 
 
-def node_key(origin: Name, name: Name) -> bytes:
-    """The `nodes` key of owner `name` in the zone at `origin`."""
+def node_prefix(origin: Name, area: int = NODE_AREAS[0]) -> bytes:
+    """The key prefix of the zone's nodes stored in `area`."""
+    return origin.key() + bytes((area,))
+
+
+def node_key(origin: Name, name: Name, area: int = NODE_AREAS[0]) -> bytes:
+    """The `nodes` key of owner `name` in the zone at `origin`, in `area`."""
     origin_key = origin.key()
-    return origin_key + ZONE_SEP + name.key()[len(origin_key):]
+    return origin_key + bytes((area,)) + name.key()[len(origin_key):]
 
 
 def encode_node(node: Node, pack: Callable[[Any], bytes] = msgpack.packb) -> bytes:
@@ -150,6 +170,13 @@ class ZoneInfo:
     transferred_at: float | None = None
     #: When a secondary last found its primary's serial no newer than ours.
     checked_at: float | None = None
+    #: Which node area holds the zone's nodes (see the module docstring).
+    area: int = NODE_AREAS[0]
+
+    @property
+    def node_prefix(self) -> bytes:
+        """The key prefix of the zone's nodes."""
+        return node_prefix(self.origin, self.area)
 
     @property
     def last_success(self) -> float | None:
@@ -169,9 +196,25 @@ def _decode_info(origin: Name, value: bytes) -> ZoneInfo:
                         float(meta["loaded_at"]), sources,
                         None if primary is None else str(primary),
                         None if transferred_at is None else float(transferred_at),
-                        None if checked_at is None else float(checked_at))
+                        None if checked_at is None else float(checked_at),
+                        _meta_area(meta))
     except (KeyError, ValueError, TypeError, msgpack.UnpackException) as exc:
         raise StoreError(f"corrupt metadata of zone {origin}: {exc}") from exc
+
+
+def _meta_area(meta: dict) -> int:
+    area = meta.get("area", NODE_AREAS[0])
+    if area not in NODE_AREAS:
+        raise ValueError(f"node area {area!r}")
+    return area
+
+
+def _area_of(value: bytes) -> int:
+    """The node area recorded in a zone's stored metadata."""
+    try:
+        return _meta_area(msgpack.unpackb(value, raw=False))
+    except (ValueError, TypeError, AttributeError, msgpack.UnpackException) as exc:
+        raise StoreError(f"corrupt zone metadata: {exc}") from exc
 
 
 def _origin_from_prefix(key: bytes) -> Name:
@@ -560,6 +603,7 @@ class Store:
         counter = [0]
         apex: list[Node] = []
         pack = msgpack.Packer().pack
+        nodes = prefix  # the served area's prefix, set below
 
         def items() -> Iterator[tuple[bytes, bytes]]:
             for name, node in zone.iter_nodes():
@@ -569,20 +613,24 @@ class Store:
                 if name == origin:
                     apex.append(node)
                 counter[0] += sum(len(rrset.rdatas) for rrset in node.values())
-                yield prefix + key[skip:], encode_node(node, pack)
+                yield nodes + key[skip:], encode_node(node, pack)
 
         with self._env.begin(write=True) as txn:
             cursor = txn.cursor(db=self._nodes)
             diff: _DiffCollector | None = None
-            if journal and txn.get(prefix, db=self._zones) is not None:
+            old = txn.get(prefix, db=self._zones)
+            area = NODE_AREAS[0] if old is None else _area_of(old)
+            nodes = node_prefix(origin, area)
+            if journal and old is not None:
                 diff = _DiffCollector(origin, len(zone))
-                _merge_nodes(cursor, prefix, items(), diff.node)
+                _merge_nodes(cursor, nodes, items(), diff.node)
             else:
-                _delete_prefix(cursor, prefix)
+                for other in NODE_AREAS:  # the other may hold a cut transfer's leftovers
+                    _delete_prefix(cursor, node_prefix(origin, other))
                 # MDB_APPEND is much faster for bulk loads but requires every key
                 # to sort after the last one in the DB: true when nothing follows
                 # this zone's (now empty) range.
-                append = not cursor.set_range(prefix)
+                append = not cursor.set_range(nodes)
                 cursor.putmulti(items(), append=append)
             if not apex or RType.SOA not in apex[0]:
                 raise StoreError(f"zone {origin} has no SOA at its apex")
@@ -590,7 +638,8 @@ class Store:
             assert isinstance(soa, SOA)
             meta = {"serial": soa.serial, "records": counter[0],
                     "loaded_at": time.time() if loaded_at is None else loaded_at,
-                    "sources": [[os.fspath(path), digest] for path, digest in sources]}
+                    "sources": [[os.fspath(path), digest] for path, digest in sources],
+                    "area": area}
             txn.put(prefix, msgpack.packb(meta), db=self._zones)
             if self._journal is not None:
                 _journal_update(txn, self._journal, origin, diff, counter[0])
@@ -602,19 +651,23 @@ class Store:
         prefix = zone_prefix(origin)
         with self._env.begin(write=True) as txn:
             existed = txn.delete(prefix, db=self._zones)
-            _delete_prefix(txn.cursor(db=self._nodes), prefix)
+            for area in NODE_AREAS:
+                _delete_prefix(txn.cursor(db=self._nodes), node_prefix(origin, area))
             if self._journal is not None:
                 _journal_clear(txn, self._journal, origin)
         return existed
 
-    def zone_writer(self, origin: Name, *, journal: bool = True,
-                    primary: str | None = None) -> ZoneWriter:
+    def zone_writer(self, origin: Name, *, journal: bool = True, primary: str | None = None,
+                    txn_nodes: int = TRANSFER_TXN_NODES) -> ZoneWriter:
         """A `ZoneWriter` applying a transfer of the zone at `origin`
-        (`primary` names where it came from, for `ZoneInfo.primary`)."""
+        (`primary` names where it came from, for `ZoneInfo.primary`; a full
+        transfer commits every `txn_nodes` nodes)."""
         self._check_writable()
         if origin.is_mailbox:
             raise StoreError(f"zone origin {origin} is a mailbox")
-        return ZoneWriter(self, origin, journal=journal, primary=primary)
+        if txn_nodes < 1:
+            raise StoreError("txn_nodes must be at least 1")
+        return ZoneWriter(self, origin, journal=journal, primary=primary, txn_nodes=txn_nodes)
 
     # -- journal ---------------------------------------------------------------
     @_translate
@@ -788,11 +841,12 @@ class Snapshot:
         txn = self._txn
         for depth in range(len(domains) - 1, -1, -1):  # closest enclosing zone first
             zone_key = domains[depth]
-            if txn.get(zone_key + ZONE_SEP, None, self._zones) is not None:
+            meta = txn.get(zone_key + ZONE_SEP, None, self._zones)
+            if meta is not None:
                 break
         else:
             return None
-        prefix = zone_key + ZONE_SEP
+        prefix = zone_key + bytes((_area_of(meta),))
         # A name below the apex, down to D itself, that owns NS is a zone cut
         # (RFC 1034 4.3.2 step 3b; authority._find_cut).
         for below in domains[depth + 1:]:
@@ -890,7 +944,7 @@ class LmdbZoneView:
         self.info = info
         self.origin = info.origin
         self._origin_key = info.origin.key()
-        self._prefix = zone_prefix(info.origin)
+        self._prefix = info.node_prefix
 
     @property
     def serial(self) -> int:
@@ -964,37 +1018,52 @@ class LmdbZoneView:
 
 
 class ZoneWriter:
-    """Applies one transfer to the store: a `keyresolve.xfr.TransferWriter`
-    on one LMDB write transaction, from the first begin to commit or abort.
+    """Applies one transfer to the store (a `keyresolve.xfr.TransferWriter`).
 
     Readers keep seeing the old zone until commit; abort (or an error) leaves
-    it intact. LMDB binds a write transaction to the thread that began it and
-    allows one at a time per environment: every call must come from that
-    thread (StoreError otherwise), and the caller must not begin another
-    write there (a second writer, `replace_zone`, `delete_zone`) before this
-    one ends: it would wait for this transaction forever. Writers in other
-    threads or processes wait until it ends.
+    it intact.
+    - A delta (IXFR) is applied in one write transaction, from the first
+      `begin_delta` to `commit`.
+    - A full transfer (AXFR) writes the zone's node area that is not served
+      (see the module docstring), committing every `txn_nodes` nodes so
+      LMDB's dirty pages, which it holds in memory until a transaction ends,
+      stay bounded whatever the zone's size; `commit`'s transaction switches
+      the zone to that area, then the old area is deleted in bounded steps.
+      What an abort, an error or a crash leaves in the unserved area is never
+      read, and the next full transfer clears it first.
+
+    LMDB binds a write transaction to the thread that began it and allows one
+    at a time per environment: every call must come from that thread
+    (StoreError otherwise), and the caller must not begin another write there
+    (a second writer, `replace_zone`, `delete_zone`) before this one ends: it
+    would wait for this transaction forever. Writers in other threads or
+    processes wait until it ends (between a full transfer's transactions they
+    may run; one zone must not have two transfers at a time).
 
     Records of one owner usually arrive together (ours send store order), and
     the writer keeps the current node in memory until the owner changes; an
     owner seen again is read back and merged, so any order is applied right.
-    Memory stays flat for a full transfer; a delta's changes are kept for the
-    journal (bounded by the zone size, past which they are not journaled).
+    A delta's changes are kept for the journal (bounded by the zone size,
+    past which they are not journaled).
     """
 
     def __init__(self, store: Store, origin: Name, *, journal: bool = True,
-                 primary: str | None = None) -> None:
+                 primary: str | None = None, txn_nodes: int = TRANSFER_TXN_NODES) -> None:
         """Use `Store.zone_writer`."""
         self._store = store
         self.origin = origin
         self.journal = journal
         self.primary = primary
-        self._prefix = zone_prefix(origin)
+        self.txn_nodes = txn_nodes
+        self._prefix = zone_prefix(origin)  # of the zone's metadata and journal
+        self._nodes = self._prefix  # of the area written, set when begun
+        self._served: int | None = None  # the area served when begun (None: no zone)
+        self._area = NODE_AREAS[0]
         self._origin_key = origin.key()
         self._txn: lmdb.Transaction | None = None
-        self._old: lmdb.Transaction | None = None  # the old version, for the journal
         self._thread: int | None = None
         self._full = False
+        self._puts = 0  # nodes written in this transaction of a full transfer
         self._records = 0
         self._key: bytes | None = None
         self._node: Node = {}
@@ -1002,22 +1071,13 @@ class ZoneWriter:
         self._step_records = 0
         self._pack = msgpack.Packer().pack
 
-    # -- transaction -----------------------------------------------------------
+    # -- transactions ----------------------------------------------------------
     def _check_thread(self) -> None:
         if self._thread is not None and self._thread != threading.get_ident():
             raise StoreError("a zone writer must be used from the thread that began it")
 
-    def _begin(self, full: bool) -> lmdb.Transaction:
-        self._check_thread()
-        if self._txn is not None:
-            raise StoreError("transfer already begun")
-        env = self._store._env
-        self._thread = threading.get_ident()
-        if full and self.journal:
-            self._old = env.begin()
-        self._txn = env.begin(write=True)
-        self._full = full
-        return self._txn
+    def _write_txn(self) -> lmdb.Transaction:
+        return self._store._env.begin(write=True)
 
     def _live(self) -> lmdb.Transaction:
         self._check_thread()
@@ -1025,37 +1085,64 @@ class ZoneWriter:
             raise StoreError("no transfer begun")
         return self._txn
 
-    def _meta(self, txn: lmdb.Transaction) -> dict | None:
+    def _served_area(self, txn: lmdb.Transaction) -> int | None:
         value = txn.get(self._prefix, db=self._store._zones)
-        if value is None:
-            return None
-        info = _decode_info(self.origin, value)
-        return {"serial": info.serial, "records": info.records}
+        return None if value is None else _area_of(value)
+
+    def _clear_area(self, area: int) -> None:
+        """Delete the zone's nodes in `area`, `txn_nodes` per transaction."""
+        prefix = node_prefix(self.origin, area)
+        while True:
+            with self._write_txn() as txn:
+                cursor = txn.cursor(db=self._store._nodes)
+                if not cursor.set_range(prefix):
+                    return
+                for _ in range(self.txn_nodes):
+                    if not cursor.key().startswith(prefix):
+                        return
+                    if not cursor.delete():  # moves to the next key
+                        return
 
     # -- TransferWriter ------------------------------------------------------------
     @_translate
     def begin_full(self) -> None:
-        """Start a full transfer: the zone's nodes are deleted (in this transaction)."""
-        txn = self._begin(True)
-        _delete_prefix(txn.cursor(db=self._store._nodes), self._prefix)
+        """Start a full transfer into the unserved node area (cleared first)."""
+        self._check_thread()
+        if self._txn is not None or self._thread is not None:
+            raise StoreError("transfer already begun")
+        self._thread = threading.get_ident()
+        self._full = True
+        with self._store._env.begin() as txn:
+            self._served = self._served_area(txn)
+        self._area = NODE_AREAS[1] if self._served == NODE_AREAS[0] else NODE_AREAS[0]
+        self._nodes = node_prefix(self.origin, self._area)
+        self._clear_area(self._area)
+        self._txn = self._write_txn()
         self._records = 0
 
     @_translate
     def begin_delta(self, old_soa: Record) -> None:
         """Start an IXFR step; the first must start at the stored serial."""
         if self._txn is None:
-            txn = self._begin(False)
+            self._check_thread()
+            if self._thread is not None:
+                raise StoreError("transfer already begun")
+            self._thread = threading.get_ident()
+            txn = self._txn = self._write_txn()
             try:
-                meta = self._meta(txn)
-                if meta is None:
+                value = txn.get(self._prefix, db=self._store._zones)
+                if value is None:
                     raise StoreError(f"no zone {self.origin} to apply a delta to")
-                if meta["serial"] != _soa_serial(old_soa):
+                info = _decode_info(self.origin, value)
+                if info.serial != _soa_serial(old_soa):
                     raise FormError(f"delta starts at serial {_soa_serial(old_soa)}, "
-                                    f"zone {self.origin} is at {meta['serial']}")
+                                    f"zone {self.origin} is at {info.serial}")
             except BaseException:
                 self._end()  # nothing begun: release the write lock
                 raise
-            self._records = meta["records"]
+            self._served = self._area = info.area
+            self._nodes = info.node_prefix
+            self._records = info.records
         else:
             self._live()
             if self._full:
@@ -1076,9 +1163,10 @@ class ZoneWriter:
         name_key = record.name.key()
         if not name_key.startswith(self._origin_key):
             raise FormError(f"{record.name} is outside zone {self.origin}")
-        key = self._prefix + name_key[len(self._origin_key):]
+        key = self._nodes + name_key[len(self._origin_key):]
         if key != self._key:
             self._flush()
+            txn = self._live()  # _flush may have begun the next transaction
             value = txn.get(key, db=self._store._nodes)
             self._key = key
             self._node = {} if value is None else decode_node(value)
@@ -1093,6 +1181,13 @@ class ZoneWriter:
         else:
             txn.delete(self._key, db=self._store._nodes)
         self._key, self._node = None, {}
+        if self._full:
+            self._puts += 1
+            if self._puts >= self.txn_nodes:
+                self._txn = None
+                txn.commit()  # the unserved area: readers never look at it
+                self._txn = self._write_txn()
+                self._puts = 0
 
     def _journal_change(self, index: int, record: Record) -> None:
         if self.journal and self._steps:
@@ -1118,26 +1213,36 @@ class ZoneWriter:
 
     @_translate
     def commit(self, soa: Record) -> None:
-        """Set the apex SOA, the metadata and the journal; commit."""
-        txn = self._live()
+        """Set the apex SOA, the metadata and the journal; commit (a full
+        transfer's last transaction switches the zone to the new area, then
+        the old one is deleted)."""
         if soa.rtype != RType.SOA or soa.name != self.origin:
+            self._live()
             raise FormError("commit needs the zone's SOA")
         self._flush()
+        txn = self._live()
         store = self._store
-        apex = txn.get(self._prefix, db=store._nodes)
+        if self._full and self._served_area(txn) != self._served:
+            raise StoreError(f"zone {self.origin} changed during the transfer")
+        apex = txn.get(self._nodes, db=store._nodes)
         node = {} if apex is None else decode_node(apex)
         if RType.SOA not in node:
             self._records += 1
         node[RType.SOA] = RRset(soa.ttl, (soa.rdata,))
-        txn.put(self._prefix, encode_node(node, self._pack), db=store._nodes)
+        txn.put(self._nodes, encode_node(node, self._pack), db=store._nodes)
         now = time.time()
         meta = {"serial": _soa_serial(soa), "records": self._records, "loaded_at": now,
-                "sources": [], "primary": self.primary, "transferred_at": now}
+                "sources": [], "primary": self.primary, "transferred_at": now,
+                "area": self._area}
         txn.put(self._prefix, msgpack.packb(meta), db=store._zones)
         if store._journal is not None:
             self._update_journal(txn)
+        self._txn = None
         txn.commit()
+        old = self._served if self._full and self._served != self._area else None
         self._end()
+        if old is not None:
+            self._clear_area(old)
 
     def _update_journal(self, txn: lmdb.Transaction) -> None:
         store = self._store
@@ -1145,15 +1250,17 @@ class ZoneWriter:
         if not self.journal:
             _journal_clear(txn, journal, self.origin)
         elif self._full:
-            # The old version is in the read snapshot taken at begin_full:
-            # diff it against the new one node by node, as replace_zone does.
-            old_txn = self._old
-            assert old_txn is not None
+            # The old version is still in the served area: diff it against
+            # the new one node by node, as replace_zone does.
             diff = None
-            if old_txn.get(self._prefix, db=store._zones) is not None:
-                diff = _DiffCollector(self.origin, self._records)
-                old = _scan_prefix(old_txn.cursor(db=store._nodes), self._prefix)
-                new = _scan_prefix(txn.cursor(db=store._nodes), self._prefix)
+            if self._served is not None:
+                diff = _DiffCollector(self.origin,
+                                      min(self._records, MAX_TRANSFER_DIFF_RECORDS))
+                old_prefix = node_prefix(self.origin, self._served)
+                skip = len(old_prefix)
+                old = ((self._nodes + key[skip:], value) for key, value
+                       in _scan_prefix(txn.cursor(db=store._nodes), old_prefix))
+                new = _scan_prefix(txn.cursor(db=store._nodes), self._nodes)
                 for key, before, after in _merge_join(old, new):
                     diff.node(key, before, after)
             _journal_update(txn, journal, self.origin, diff, self._records)
@@ -1167,17 +1274,19 @@ class ZoneWriter:
                     break
 
     def _end(self) -> None:
-        for txn in (self._txn, self._old):
-            if txn is not None:
-                txn.abort()
-        self._txn = self._old = None
+        txn, self._txn = self._txn, None
         self._key, self._node, self._steps = None, {}, []
+        if txn is not None:
+            txn.abort()
 
     def abort(self) -> None:
         """Drop everything written; the old zone stays. Idempotent."""
         self._check_thread()
         try:
+            begun_full = self._full and self._txn is not None
             self._end()
+            if begun_full:  # what the transfer wrote so far
+                self._clear_area(self._area)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB: {exc}") from exc
 

@@ -20,7 +20,7 @@ from keyresolve.serial import HALF
 from keyresolve.store import JOURNAL_DB, NODES_DB, ZONES_DB, Store, journal_key
 from keyresolve.xfr import (Inbound, MemorySource, MemoryWriter, OutboundTransfer, TransferKind,
                             diff_records)
-from keyresolve.zone import Zone
+from keyresolve.zone import RRset, Zone
 
 from .test_xfr import (MAP_SIZE, ORIGIN, _apply, axfr_query, contents, ixfr_query, key_rdata,
                        round_trip, soa, users, versions, zone_v)
@@ -359,3 +359,112 @@ def test_corrupt_journal_entry_is_store_error(store, value):
         txn.put(journal_key(ORIGIN, 10), value, db=store._env.open_db(JOURNAL_DB, txn=txn))
     with pytest.raises(StoreError):
         store.journal_steps(ORIGIN, 10)
+
+
+# -- full transfers in bounded transactions ------------------------------------------------
+def _area_keys(store: Store, area: int) -> list[bytes]:
+    prefix = store_module.node_prefix(ORIGIN, area)
+    with store._env.begin() as txn:
+        cursor = txn.cursor(db=store._nodes)
+        return [key for key in cursor.iternext(values=False) if key.startswith(prefix)]
+
+
+def _writer_feed(store: Store, zone: Zone, *, stop_after: int | None = None, **kwargs):
+    """A full transfer of `zone` through a writer committing every 3 nodes;
+    returns the writer, left uncommitted when `stop_after` records were added."""
+    writer = store.zone_writer(ORIGIN, txn_nodes=3, **kwargs)
+    writer.begin_full()
+    body = [r for r in zone.records() if r.rtype != RType.SOA]
+    for count, record in enumerate(body):
+        if count == stop_after:
+            return writer
+        writer.add(record)
+    writer.commit(zone.soa)
+    return writer
+
+
+def test_full_transfer_switches_area_and_deletes_the_old_one(store):
+    vs = versions()
+    store.replace_zone(vs[0])
+    assert store.get_zone_info(ORIGIN).area == 1
+    writer = _writer_feed(store, vs[1], stop_after=30)  # several transactions committed
+    assert _records(store) == list(vs[0].records())  # readers still see the old zone
+    assert len(_area_keys(store, 2)) >= 27
+    with store.snapshot() as before:
+        body = [r for r in vs[1].records() if r.rtype != RType.SOA]
+        for record in body[30:]:
+            writer.add(record)
+        writer.commit(vs[1].soa)
+        # MVCC: a snapshot taken before the switch keeps the old version,
+        # even after the old area's nodes were deleted
+        assert list(before.iter_records(ORIGIN)) == list(vs[0].records())
+    assert _records(store) == list(vs[1].records())
+    assert store.get_zone_info(ORIGIN).area == 2
+    assert _area_keys(store, 1) == []
+    (step,) = store.journal_steps(ORIGIN, 10)  # the change is journaled as before
+    assert _step_sets(step) == _expected(vs[0], vs[1])
+    _writer_feed(store, vs[2])  # and the next full transfer goes back to area 1
+    assert store.get_zone_info(ORIGIN).area == 1 and _area_keys(store, 2) == []
+    assert _records(store) == list(vs[2].records())
+
+
+def test_aborted_full_transfer_leaves_the_zone_and_nothing_else(store):
+    vs = versions()
+    store.replace_zone(vs[0])
+    writer = _writer_feed(store, vs[1], stop_after=30)
+    writer.abort()
+    writer.abort()
+    assert _records(store) == list(vs[0].records())
+    assert _area_keys(store, 2) == []
+    assert store.journal_info(ORIGIN) is None
+
+
+def test_leftovers_of_a_cut_transfer_are_never_served_and_then_cleared(store):
+    """A crash mid-transfer leaves committed nodes in the unserved area."""
+    vs = versions()
+    store.replace_zone(vs[0])
+    ghost = N("ghost@example.com.")
+    node = {RType.KEY: RRset(60, (key_rdata(4242),))}
+    with store._env.begin(write=True) as txn:
+        txn.put(store_module.node_key(ORIGIN, ghost, 2), store_module.encode_node(node),
+                db=store._env.open_db(NODES_DB, txn=txn))
+    assert _records(store) == list(vs[0].records())
+    with store.snapshot() as snap:  # also through the fast path's lookup
+        assert snap.find_mailbox(ORIGIN.key(), "ghost") == (ORIGIN.key(), None)
+        assert snap.find_mailbox(ORIGIN.key(), "user1")[1] is not None
+    _writer_feed(store, vs[1])
+    assert _records(store) == list(vs[1].records())
+    assert _area_keys(store, 1) == []
+
+
+def test_delta_after_an_area_switch_applies_to_the_served_area(store):
+    vs = versions()
+    store.replace_zone(vs[0])
+    _writer_feed(store, vs[1])
+    with Store(store.path.parent / "p", map_size=MAP_SIZE) as primary:
+        _load(primary, vs[1:3])
+        with primary.snapshot() as snap:
+            messages = round_trip(OutboundTransfer(ixfr_query(11), snap.get_zone(ORIGIN)))
+    inbound = Inbound(ORIGIN, RType.IXFR, 11, store.zone_writer(ORIGIN))
+    assert _apply(messages, inbound) and inbound.kind == TransferKind.INCREMENTAL
+    assert _records(store) == list(vs[2].records())
+    assert store.get_zone_info(ORIGIN).area == 2 and _area_keys(store, 1) == []
+    store.replace_zone(vs[3])  # a compile over it keeps the area
+    assert _records(store) == list(vs[3].records())
+    assert store.get_zone_info(ORIGIN).area == 2 and _area_keys(store, 1) == []
+
+
+@pytest.mark.parametrize("area", [0, 3, "1"])
+def test_unknown_node_area_is_store_error(store, area):
+    import msgpack
+
+    store.replace_zone(versions()[0])
+    with store._env.begin(write=True) as txn:
+        zones = store._env.open_db(ZONES_DB, txn=txn)
+        meta = msgpack.unpackb(txn.get(store_module.zone_prefix(ORIGIN), db=zones))
+        meta["area"] = area
+        txn.put(store_module.zone_prefix(ORIGIN), msgpack.packb(meta), db=zones)
+    with pytest.raises(StoreError):
+        store.get_zone_info(ORIGIN)
+    with store.snapshot() as snap, pytest.raises(StoreError):
+        snap.find_mailbox(ORIGIN.key(), "user1")
