@@ -140,6 +140,15 @@ class Message:
     #: Bytes of header and body exactly as received (what a MAC covers);
     #: None on messages we built.
     signed_bytes: bytes | None = field(default=None, compare=False, repr=False)
+    #: An answer section of records already packed (each a msgpack array
+    #: ``[name, type, ttl, rdata]``), in place of `answer`: bulk responses
+    #: (zone transfers) are spliced from stored bytes without decoding them.
+    packed_answer: list[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def answer_count(self) -> int:
+        """Records in the answer section, packed or not."""
+        return len(self.answer) if self.packed_answer is None else len(self.packed_answer)
 
     # -- flags -------------------------------------------------------------
     @property
@@ -178,14 +187,20 @@ class Message:
     def encode_unsigned(self, signed: bool = False) -> bytes:
         """Header and body, without the trailer; SG set if `signed`."""
         header = HEADER.pack(self.id, self.flags_word(signed), VERSION, (self.rcode >> 4) & 0xFF)
-        body = [
-            None if self.question is None else self.question.to_wire(),
-            [r.to_wire() for r in self.answer],
-            [r.to_wire() for r in self.authority],
-            [r.to_wire() for r in self.additional],
-            self.udp_size,
-        ]
-        return header + msgpack.packb(body)
+        question = None if self.question is None else self.question.to_wire()
+        authority = [r.to_wire() for r in self.authority]
+        additional = [r.to_wire() for r in self.additional]
+        if self.packed_answer is None:
+            return header + msgpack.packb(
+                [question, [r.to_wire() for r in self.answer], authority, additional,
+                 self.udp_size])
+        if self.answer:
+            raise ValueError("a message has answer records or a packed answer, not both")
+        # The bytes msgpack.packb would give for the same body.
+        return b"".join((header, _ARRAY_OF_5, msgpack.packb(question),
+                         array_header(len(self.packed_answer)), *self.packed_answer,
+                         msgpack.packb(authority), msgpack.packb(additional),
+                         msgpack.packb(self.udp_size)))
 
     def truncated(self) -> Message:
         """A copy with TC set and every section emptied."""
@@ -247,6 +262,19 @@ class Message:
         return (f"id={self.id} opcode={opcode_to_text(self.opcode)} "
                 f"rcode={rcode_to_text(self.rcode)} flags={','.join(self.flags_text)} "
                 f"q={self.question}")
+
+
+_ARRAY_OF_5 = b"\x95"  # msgpack fixarray header of the 5-element body
+
+
+def array_header(count: int) -> bytes:
+    """The msgpack header of an array of `count` elements (its shortest form,
+    as msgpack.packb writes it)."""
+    if count < 16:
+        return bytes((0x90 | count,))
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
 
 
 def _unpack(data: bytes) -> Any:

@@ -243,6 +243,11 @@ def _from_wire(text: str) -> Name:
         raise InvalidName("name is not a string")
     if not text.endswith("."):
         raise InvalidName(f"name {text!r} is not absolute")
+    local, at, domain = text.partition("@")
+    if at and local and "@" not in domain and domain != ".":
+        # A mailbox: its domain is one of few, so parsed once (as from_text would).
+        local = _check_local(local)
+        return _make(_wire_domain(domain).labels, local)
     return Name.from_text(text)
 
 
@@ -250,3 +255,7 @@ def _from_wire(text: str) -> Name:
 #: queries (~400 bytes each, ~27 MB when full).
 FROM_WIRE_CACHE_SIZE = 65536
 _from_wire_cached = functools.lru_cache(maxsize=FROM_WIRE_CACHE_SIZE)(_from_wire)
+#: Mailbox domains `Name.from_wire_uncached` keeps parsed: the distinct
+#: domains of a transfer's mailboxes are few.
+WIRE_DOMAIN_CACHE_SIZE = 4096
+_wire_domain = functools.lru_cache(maxsize=WIRE_DOMAIN_CACHE_SIZE)(Name.from_text)

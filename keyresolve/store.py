@@ -1016,6 +1016,36 @@ class LmdbZoneView:
             for rtype in sorted(node):
                 yield from node[rtype].records(name, rtype)
 
+    def packed_records(self) -> Iterator[bytes]:
+        """Every record but the apex SOA in key order, each packed as
+        ``[name, type, ttl, rdata]`` from the stored bytes without decoding
+        the rdata (what a full transfer sends; the receiver validates it)."""
+        skip = len(self._prefix)
+        pack = msgpack.Packer().pack
+        domains: dict[str, str] = {}  # domain part of a key -> its text form
+        for key, value in self._snapshot._scan(self._prefix):
+            try:
+                domain, at, local = (self._origin_key + key[skip:]).decode("ascii").partition("@")
+                text = domains.get(domain)
+                if text is None:
+                    text = domains[domain] = ".".join(reversed(domain.split("\0")[:-1])) + "."
+                items = msgpack.unpackb(value, use_list=False)
+            except (UnicodeDecodeError, ValueError, msgpack.UnpackException) as exc:
+                raise StoreError(f"corrupt node {key!r}: {exc}") from exc
+            name = f"{local}@{text}" if at else text
+            apex = len(key) == skip
+            if type(items) is not tuple or not items:
+                raise StoreError(f"corrupt node {key!r}")
+            for item in items:
+                if (type(item) is not tuple or len(item) != 3 or type(item[0]) is not int
+                        or type(item[1]) is not int or type(item[2]) is not tuple):
+                    raise StoreError(f"corrupt node {key!r}")
+                rtype, ttl, rdatas = item
+                if apex and rtype == RType.SOA:
+                    continue
+                for rdata in rdatas:
+                    yield pack([name, rtype, ttl, rdata])
+
 
 class ZoneWriter:
     """Applies one transfer to the store (a `keyresolve.xfr.TransferWriter`).
@@ -1064,6 +1094,7 @@ class ZoneWriter:
         self._thread: int | None = None
         self._full = False
         self._puts = 0  # nodes written in this transaction of a full transfer
+        self._last = b""  # a full transfer's greatest key written: greater ones are new
         self._records = 0
         self._key: bytes | None = None
         self._node: Node = {}
@@ -1165,29 +1196,34 @@ class ZoneWriter:
             raise FormError(f"{record.name} is outside zone {self.origin}")
         key = self._nodes + name_key[len(self._origin_key):]
         if key != self._key:
-            self._flush()
-            txn = self._live()  # _flush may have begun the next transaction
-            value = txn.get(key, db=self._store._nodes)
+            txn = self._flush(txn)
+            # A full transfer starts from an empty area; ours sends owners in
+            # key order, so only a key not above the last written needs a read.
+            value = None if self._full and key > self._last else txn.get(key, db=self._store._nodes)
             self._key = key
             self._node = {} if value is None else decode_node(value)
         return self._node
 
-    def _flush(self) -> None:
-        if self._key is None:
-            return
-        txn = self._live()
+    def _flush(self, txn: lmdb.Transaction) -> lmdb.Transaction:
+        """Write the current node; returns the transaction to go on with."""
+        key = self._key
+        if key is None:
+            return txn
         if self._node:
-            txn.put(self._key, encode_node(self._node, self._pack), db=self._store._nodes)
+            txn.put(key, encode_node(self._node, self._pack), db=self._store._nodes)
         else:
-            txn.delete(self._key, db=self._store._nodes)
+            txn.delete(key, db=self._store._nodes)
         self._key, self._node = None, {}
         if self._full:
+            if key > self._last:
+                self._last = key
             self._puts += 1
             if self._puts >= self.txn_nodes:
                 self._txn = None
                 txn.commit()  # the unserved area: readers never look at it
-                self._txn = self._write_txn()
+                txn = self._txn = self._write_txn()
                 self._puts = 0
+        return txn
 
     def _journal_change(self, index: int, record: Record) -> None:
         if self.journal and self._steps:
@@ -1219,8 +1255,7 @@ class ZoneWriter:
         if soa.rtype != RType.SOA or soa.name != self.origin:
             self._live()
             raise FormError("commit needs the zone's SOA")
-        self._flush()
-        txn = self._live()
+        txn = self._flush(self._live())
         store = self._store
         if self._full and self._served_area(txn) != self._served:
             raise StoreError(f"zone {self.origin} changed during the transfer")

@@ -232,6 +232,10 @@ class TransferSource(Protocol):
     def records(self) -> Iterator[Record]:
         """Every record, SOA included, in store order."""
 
+    def packed_records(self) -> Iterator[bytes]:
+        """Every record but the apex SOA, in store order, each packed as
+        msgpack.packb(record.to_wire()) would pack it (what a full transfer sends)."""
+
     def journal_steps(self, from_serial: int) -> Sequence[JournalStep] | None:
         """Steps from `from_serial` to the current serial, or None."""
 
@@ -273,6 +277,9 @@ class MemorySource:
     def records(self) -> Iterator[Record]:
         return self.zone.records()
 
+    def packed_records(self) -> Iterator[bytes]:
+        return _pack_body(self.zone.records(), self.zone.soa)
+
     def journal_steps(self, from_serial: int) -> Sequence[JournalStep] | None:
         found = step_chain(self.steps, from_serial)
         if found and _serial(found[-1].new_soa) != self.zone.serial:
@@ -286,33 +293,51 @@ class _Batcher:
 
     def __init__(self, query: Message, max_size: int) -> None:
         self.query = query
-        self._pack = msgpack.Packer().pack
         empty = self.message([])
         # An answer array of 16..65535 records has a 3-byte header, not 1.
         self.budget = max_size - len(empty.encode_unsigned()) - 2
         if self.budget <= 0:
             raise ValueError(f"max_size {max_size} leaves no room for records")
 
-    def message(self, records: list[Record]) -> Message:
+    def message(self, packed: list[bytes]) -> Message:
         query = self.query
         return Message(id=query.id, opcode=Opcode.TRANSFER, qr=True, aa=True, rd=query.rd,
-                       question=query.question, answer=records)
+                       question=query.question, packed_answer=packed)
 
-    def run(self, records: Iterable[Record]) -> Iterator[Message]:
-        batch: list[Record] = []
+    def run(self, packed_records: Iterable[bytes]) -> Iterator[Message]:
+        """Messages of the packed records, in order."""
+        batch: list[bytes] = []
         size = 0
         budget = self.budget
-        for record in records:
-            length = len(self._pack(record.to_wire()))
+        for packed in packed_records:
+            length = len(packed)
             if length > budget:
-                raise ServerFailure(f"record {record.name} does not fit a transfer message")
+                raise ServerFailure(f"record {_owner_of(packed)} does not fit a transfer message")
             if batch and (size + length > budget or len(batch) == MAX_RECORDS):
                 yield self.message(batch)
                 batch, size = [], 0
-            batch.append(record)
+            batch.append(packed)
             size += length
         if batch:
             yield self.message(batch)
+
+
+def _owner_of(packed: bytes) -> str:
+    """The owner name of a packed record, for messages."""
+    try:
+        return str(msgpack.unpackb(packed)[0])
+    except (ValueError, TypeError, IndexError, msgpack.UnpackException):
+        return "?"
+
+
+def _pack_records(records: Iterable[Record]) -> Iterator[bytes]:
+    pack = msgpack.Packer().pack
+    return (pack(record.to_wire()) for record in records)
+
+
+def _pack_body(records: Iterable[Record], soa: Record) -> Iterator[bytes]:
+    """`records` but the apex SOA `soa`, packed."""
+    return _pack_records(r for r in records if not (r.rtype == RType.SOA and r.name == soa.name))
 
 
 def _check_apex_soa(soa: Record) -> None:
@@ -328,9 +353,14 @@ def outbound_axfr(query: Message, soa: Record, records: Iterable[Record], *,
     Lazy: records are pulled from `records` as messages are taken, so a
     stream from one LMDB snapshot keeps memory flat.
     """
+    return _axfr_messages(query, soa, _pack_body(records, soa), max_size)
+
+
+def _axfr_messages(query: Message, soa: Record, packed_body: Iterable[bytes],
+                   max_size: int) -> Iterator[Message]:
     _check_apex_soa(soa)
-    body = (r for r in records if not (r.rtype == RType.SOA and r.name == soa.name))
-    return _Batcher(query, max_size).run(chain((soa,), body, (soa,)))
+    packed_soa = msgpack.packb(soa.to_wire())
+    return _Batcher(query, max_size).run(chain((packed_soa,), packed_body, (packed_soa,)))
 
 
 def outbound_ixfr(query: Message, soa: Record, steps: Sequence[JournalStep], *,
@@ -340,13 +370,13 @@ def outbound_ixfr(query: Message, soa: Record, steps: Sequence[JournalStep], *,
     With no steps it is the single-SOA "up to date" response."""
     _check_apex_soa(soa)
     if not steps:
-        return iter([_Batcher(query, max_size).message([soa])])
+        return iter([_Batcher(query, max_size).message([msgpack.packb(soa.to_wire())])])
     parts: list[Iterable[Record]] = [(soa,)]
     for step in steps:
         parts += [(step.old_soa,), _LazyIter(step.iter_removed),
                   (step.new_soa,), _LazyIter(step.iter_added)]
     parts.append((soa,))
-    return _Batcher(query, max_size).run(chain.from_iterable(parts))
+    return _Batcher(query, max_size).run(_pack_records(chain.from_iterable(parts)))
 
 
 class _LazyIter:
@@ -403,8 +433,8 @@ class OutboundTransfer:
     def __iter__(self) -> Iterator[Message]:
         """The response messages, built as they are taken."""
         if self.kind == TransferKind.FULL:
-            return outbound_axfr(self.query, self.soa, self.source.records(),
-                                 max_size=self.max_size)
+            return _axfr_messages(self.query, self.soa, self.source.packed_records(),
+                                  self.max_size)
         return outbound_ixfr(self.query, self.soa, self.steps, max_size=self.max_size)
 
 

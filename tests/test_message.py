@@ -16,7 +16,7 @@ from keyresolve.codes import Opcode, Rcode, RType
 from keyresolve.errors import (BadVersion, FormError, KeyresolveError, NotImplementedOpcode,
                                ProtocolError)
 from keyresolve.message import (DEFAULT_UDP_SIZE, MAX_MESSAGE, FrameReader, Message, Question,
-                                Signature, error_response_wire, frame, is_response, make_query,
+                                Signature, array_header, error_response_wire, frame, is_response, make_query,
                                 make_response, max_response_size, peek_id)
 from keyresolve.names import Name
 from keyresolve.records import ADDR, KEY, NS, KeyAlgorithm, KeyUsage, Record
@@ -127,6 +127,35 @@ def test_vector_bytes_decode_to_the_message(name: str) -> None:
 def test_vector_decodes_the_same_without_the_name_cache(name: str) -> None:
     msg, data = VECTORS[name]
     assert Message.from_wire(data, cache_names=False) == msg
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 17, 300])
+def test_packed_answer_encodes_as_the_records_would(count: int) -> None:
+    records = [Record(n(f"u{i}@example.com."), RType.ADDR, 60,
+                      ADDR(ipaddress.ip_address("192.0.2.1"), 5353 + i)) for i in range(count)]
+    plain = Message(id=7, qr=True, opcode=Opcode.TRANSFER, question=Question(EXAMPLE, RType.AXFR),
+                    answer=records, authority=[Record(EXAMPLE, RType.NS, 60, NS(NS1))])
+    packed = Message(id=7, qr=True, opcode=Opcode.TRANSFER, question=Question(EXAMPLE, RType.AXFR),
+                     packed_answer=[msgpack.packb(r.to_wire()) for r in records],
+                     authority=plain.authority)
+    assert packed.to_wire() == plain.to_wire()
+    assert packed.answer_count == plain.answer_count == count
+    assert Message.from_wire(packed.to_wire()) == plain
+
+
+@pytest.mark.parametrize("count", [0, 15, 16, 65535, 65536, 2**20])
+def test_array_header_is_msgpacks(count: int) -> None:
+    assert array_header(count) == msgpack.packb([None] * count)[:len(array_header(count))]
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(array_header(count))
+    assert unpacker.read_array_header() == count
+
+
+def test_answer_records_and_packed_answer_do_not_mix() -> None:
+    msg = Message(answer=[Record(NS1, RType.ADDR, 60, ADDR(ipaddress.ip_address("192.0.2.1"), 53))],
+                  packed_answer=[])
+    with pytest.raises(ValueError):
+        msg.to_wire()
 
 
 def test_bulk_decode_leaves_the_name_cache_alone() -> None:

@@ -82,6 +82,18 @@ def test_round_trip(loaded):
         assert snap.get_zone(N("example.com.")).get_node(N("dave@example.org.")) is None
 
 
+def test_packed_records_are_the_records_but_the_apex_soa_packed(loaded):
+    """What a full transfer sends, spliced from stored bytes, is what
+    packing the decoded records gives."""
+    with loaded.snapshot() as snap:
+        for origin, zone in ZONES.items():
+            view = snap.get_zone(origin)
+            expected = [msgpack.packb(r.to_wire()) for r in view.records()
+                        if not (r.rtype == RType.SOA and r.name == origin)]
+            assert list(view.packed_records()) == expected
+            assert len(expected) == len(zone) - 1
+
+
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_answers_match_memory(loaded, case):
     qname, qtype, *expected = case
@@ -299,6 +311,26 @@ def test_corrupt_node_is_store_error(tmp_path, value):
             list(snap.iter_records(zone.origin))
         with pytest.raises(StoreError):
             answer(make_query(N("alice@example.com."), RType.KEY), snap.find_zone)
+
+
+@pytest.mark.parametrize("value", [
+    b"\xc1",
+    msgpack.packb("node"),
+    msgpack.packb([]),
+    msgpack.packb([[25, "300", [[1, 1, 0, b"k" * 32]]]]),
+    msgpack.packb([[25, 300, [1, 1, 0, b"k" * 32], 0]]),
+    msgpack.packb([[25, 300, b"rdatas"]]),
+])
+def test_structurally_corrupt_node_is_store_error_when_packed(tmp_path, value):
+    path = tmp_path / "db"
+    zone = _zone("example.com.", 1, "alice@")
+    with Store(path, map_size=MAP_SIZE) as s:
+        s.replace_zone(zone)
+        with s._env.begin(write=True) as txn:
+            txn.put(node_key(zone.origin, N("alice@example.com.")), value,
+                    db=s._env.open_db(NODES_DB, txn=txn))
+        with s.snapshot() as snap, pytest.raises(StoreError):
+            list(snap.get_zone(zone.origin).packed_records())
 
 
 _WRITER = """

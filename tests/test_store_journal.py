@@ -468,3 +468,16 @@ def test_unknown_node_area_is_store_error(store, area):
         store.get_zone_info(ORIGIN)
     with store.snapshot() as snap, pytest.raises(StoreError):
         snap.find_mailbox(ORIGIN.key(), "user1")
+
+
+def test_full_transfer_from_the_store_is_byte_identical_to_one_from_memory(store):
+    """The store splices stored bytes; the in-memory source packs records."""
+    vs = versions()
+    store.replace_zone(vs[3])
+    query = axfr_query()
+    with store.snapshot() as snap:
+        from_store = [m.to_wire() for m in OutboundTransfer(query, snap.get_zone(ORIGIN),
+                                                            max_size=512)]
+    from_memory = [m.to_wire() for m in OutboundTransfer(query, MemorySource(vs[3]),
+                                                         max_size=512)]
+    assert len(from_store) > 3 and from_store == from_memory

@@ -94,7 +94,8 @@ def round_trip(messages) -> list[Message]:
 
 
 def answers(messages) -> list[Record]:
-    return [r for m in messages for r in m.answer]
+    return [r for m in messages
+            for r in (m.answer if m.packed_answer is None else round_trip([m])[0].answer)]
 
 
 def axfr_query(msg_id: int = 0x0A0A) -> Message:
@@ -170,7 +171,8 @@ def test_axfr_packs_greedily_within_max_size():
         size = len(msg.to_wire())
         assert size <= max_size
         if index + 1 < len(messages):  # greedy: the next record would not have fit
-            assert size + len(pack(messages[index + 1].answer[0].to_wire())) > max_size - 2
+            first_next = answers([messages[index + 1]])[0]
+            assert size + len(pack(first_next.to_wire())) > max_size - 2
         assert (msg.id, msg.opcode, msg.qr, msg.aa, msg.rcode) == (
             query.id, Opcode.TRANSFER, True, True, Rcode.NOERROR)
         assert msg.question == query.question
@@ -203,7 +205,7 @@ def test_axfr_is_lazy():
 
     stream = outbound_axfr(axfr_query(), soa(1), records(), max_size=1024)
     first = next(stream)
-    assert len(pulled) < 40 and len(first.answer) < 40
+    assert len(pulled) < 40 and first.answer_count < 40
 
 
 def test_axfr_record_too_large_is_servfail():

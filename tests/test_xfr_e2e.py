@@ -4,6 +4,7 @@ primary that breaks transfers off midway)."""
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import signal
 import socket
@@ -112,7 +113,9 @@ def pair(tmp_path, start_daemon):
 def test_secondary_starts_with_a_full_transfer(pair):
     reply = pair.ask_secondary("alice@example.com")
     assert reply.rcode == Rcode.NOERROR and reply.aa and reply.answer
-    assert pair.primary.wait_for(r"transfer out example\.com\. .*full")
+    sent = pair.primary.wait_for(r"transfer out example\.com\. .*full.*, (\d+) records")
+    got = re.search(r"transfer in example\.com\. .*full.*, (\d+) records", pair.secondary.log)
+    assert int(sent.group(1)) == int(got.group(1)) > 2  # both SOAs counted
 
 
 def test_added_and_removed_keys_reach_the_secondary_by_notify_and_ixfr(pair):

@@ -184,7 +184,7 @@ class AuthServer:
             for message in outbound:
                 wire = signer.sign(message, int(time.time()))
                 sent += len(wire)
-                records += len(message.answer)
+                records += message.answer_count
                 messages += 1
                 yield wire
         log.info("transfer out %s to %s: %s, serial %s -> %d, %d records, %d messages, "
