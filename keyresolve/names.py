@@ -247,7 +247,7 @@ def _from_wire(text: str) -> Name:
     if at and local and "@" not in domain and domain != ".":
         # A mailbox: its domain is one of few, so parsed once (as from_text would).
         local = _check_local(local)
-        return _make(_wire_domain(domain).labels, local)
+        return Name(_wire_domain(domain).labels, local)  # the domain's length was checked
     return Name.from_text(text)
 
 

@@ -369,3 +369,31 @@ def test_order_is_key_order_with_parents_first() -> None:
 @given(st.lists(names(), max_size=6))
 def test_sorting_names_sorts_their_keys(items: list[Name]) -> None:
     assert [x.key() for x in sorted(items)] == sorted(x.key() for x in items)
+
+
+def _outcome(parse, text):
+    try:
+        return parse(text)
+    except InvalidName:
+        return InvalidName
+
+
+_WIRE_ALPHABET = string.ascii_letters + string.digits + "@.-_+!~ " + "\u212a\xe9"
+
+
+@settings(max_examples=400)
+@given(st.one_of(
+    st.text(_WIRE_ALPHABET, max_size=80),
+    st.builds(lambda local, domain: f"{local}@{domain}",
+              st.text(_WIRE_ALPHABET, max_size=70), st.text(_WIRE_ALPHABET, max_size=300))))
+def test_uncached_wire_parse_agrees_with_the_cached_one(text):
+    """The bulk path (mailbox domains parsed once) accepts and rejects exactly
+    what from_wire does, hostile lengths and characters included."""
+    assert _outcome(Name.from_wire_uncached, text) == _outcome(Name.from_wire, text)
+
+
+@pytest.mark.parametrize("text", ["a@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + "." + "e" * 62 + ".",
+                                  "a@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + "." + "e" * 61 + ".",
+                                  "A@Example.COM.", "@example.com.", "a@.", "a@", "a@@b.", "a@b"])
+def test_uncached_wire_parse_edge_cases(text):
+    assert _outcome(Name.from_wire_uncached, text) == _outcome(Name.from_wire, text)
