@@ -29,7 +29,7 @@ import contextlib
 import enum
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -137,6 +137,10 @@ class Cache:
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._count = 0
         self._lookups: list[Lookup] | None = None
+        #: touch(key): mark the entry of `key` (a `Lookup.key`) as just used,
+        #: as a lookup does; KeyError if it is gone (a `watcher` hears that).
+        #: The dict's own method: a wire answer cache hit calls it.
+        self.touch = self._entries.move_to_end
         #: Told of every change (one at most; None: nobody listens).
         self.watcher: CacheWatcher | None = None
 
@@ -270,13 +274,6 @@ class Cache:
             yield lookups
         finally:
             self._lookups = None
-
-    def touch(self, keys: Iterable[tuple]) -> None:
-        """Mark the entries of `keys` (from `Lookup.key`) as just used, as a
-        lookup does. Every key must be held: a `watcher` hears when one goes."""
-        move_to_end = self._entries.move_to_end
-        for key in keys:
-            move_to_end(key)
 
     # -- removal ---------------------------------------------------------------
     def flush(self) -> None:

@@ -240,7 +240,7 @@ def test_touch_refreshes_recency_as_a_lookup_does():
     with cache.recording() as lookups:
         cache.get(n("a.example."), RType.ADDR, T0)
     cache.put([addr("b.example.", "192.0.2.1:53")], Rank.AUTH_ANSWER, T0)
-    cache.touch([lookups[0].key])  # a is the most recent again
+    cache.touch(lookups[0].key)  # a is the most recent again
     cache.put([addr("c.example.", "192.0.2.1:53")], Rank.AUTH_ANSWER, T0)
     assert cache.get(n("a.example."), RType.ADDR, T0)
     assert cache.get(n("b.example."), RType.ADDR, T0) is None
