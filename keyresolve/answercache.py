@@ -81,7 +81,7 @@ class _Answer:
             out += (_packer.pack(ttls[index]), parts[i + 1])
         self.wire = b"".join(out)
         self.built = now
-        self.renew = min(_last_second(expires, ttl) for expires, ttl in zip(self.expiries, ttls))
+        self.renew = min([_last_second(expires, ttl) for expires, ttl in zip(self.expiries, ttls)])
 
 
 def _last_second(expires: float, ttl: int) -> float:
@@ -142,23 +142,21 @@ class AnswerCache:
             return False
         # Answer records come from the RRset of their owner and type; the
         # authority SOA from the negative entry (keyed by the name asked).
-        index: dict[tuple[Name, int] | None, int] = {
-            None if lookup.rtype is None else (lookup.name, lookup.rtype): i
-            for i, lookup in enumerate(lookups)}
-        ttls = tuple(int(lookup.expires - now) for lookup in lookups)
+        index: dict[tuple[Name, int] | None, int] = {}
+        for i, lookup in enumerate(lookups):
+            index[None if lookup.rtype is None else (lookup.name, lookup.rtype)] = i
+        expiries = tuple([lookup.expires for lookup in lookups])
         fields = []
-        for record, source in [(r, (r.name, r.rtype)) for r in response.answer] + [
-                (r, None) for r in response.authority]:
-            i = index.get(source)
-            if i is None or record.ttl != ttls[i] or (source is None
-                                                      and record.rtype != RType.SOA):
-                return False
-            fields.append(i)
-        names = tuple(dict.fromkeys(lookup.name for lookup in lookups))
-        entry = _Answer(_split(response, wire), tuple(fields),
-                        tuple(lookup.expires for lookup in lookups),
-                        tuple(lookup.key for lookup in lookups), names,
-                        min(lookup.expires for lookup in lookups))
+        for section, negative in ((response.answer, False), (response.authority, True)):
+            for record in section:
+                i = index.get(None if negative else (record.name, record.rtype))
+                if (i is None or record.ttl != int(expiries[i] - now)
+                        or negative and record.rtype != RType.SOA):
+                    return False
+                fields.append(i)
+        names = tuple(dict.fromkeys([lookup.name for lookup in lookups]))
+        entry = _Answer(_split(response, wire), tuple(fields), expiries,
+                        tuple([lookup.key for lookup in lookups]), names, min(expiries))
         entry.build(now)
         if entry.wire != wire[2:]:
             return False  # truncated (TC), or not the encoding _split knows
