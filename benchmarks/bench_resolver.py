@@ -23,7 +23,9 @@ core.
    bounded), then a closed-loop load (dnsperf -B, or loadgen.py) of the same
    names with RD set; then the ceiling server answering the resolver's own
    typical reply under the same load. The auth servers' CPU time during the
-   load shows whether any answer missed the cache.
+   load shows whether any answer missed the cache. The first load query of
+   each name takes the full path (from the record cache); the rest hit the
+   wire answer cache (docs/resolver.md), which is what this measures.
 
 Every figure is a ratio to a baseline of the same run. With --profile P,
 py-spy profiles of the resolver: P-cold.txt during cold resolutions (an
@@ -75,6 +77,7 @@ RESOLVER_STAGES = [
     (r"^(Message\.(to_wire|encode_unsigned|flags_word)|packb|Record\.to_wire|"
      r"Question\.to_wire|.*rdata.*to_wire)", "encode response"),
     (r"^_send_datagram$", "sendto"),
+    (r"^(AnswerCache\.|_Answer\.|_last_second$|_split$)", "wire answer cache (answercache.py)"),
 ]
 
 #: Stages of a cold resolution in the resolver (deepest wins).

@@ -16,16 +16,22 @@ for min(SOA TTL, SOA minimum), capped by `max_negative_ttl` (RFC 2308 5).
 
 Delegations are the NS RRsets at zone cuts plus the ADDR RRsets of their
 targets; `find_delegation` returns the deepest cut enclosing a name.
+
+For what is built from the cache (the resolver's wire answer cache,
+keyresolve.answercache): `recording` notes the entries lookups return, a
+`CacheWatcher` hears of every change by owner name, and `touch` refreshes
+recency as a lookup would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from .codes import Rcode, RType
 from .errors import KeyresolveError
@@ -77,6 +83,28 @@ class Negative:
     soa: Record
 
 
+class Lookup(NamedTuple):
+    """One entry a lookup returned, as `Cache.recording` notes it."""
+
+    #: The entry's key, opaque: what `Cache.touch` takes.
+    key: tuple
+    name: Name
+    #: The RRset's type; None for a negative entry (its SOA).
+    rtype: int | None
+    #: When the entry expires (the clock of the `now` passed in).
+    expires: float
+
+
+class CacheWatcher(Protocol):
+    """Hears of every change to a `Cache`'s contents."""
+
+    def changed(self, name: Name) -> None:
+        """An entry owned by `name` was stored, replaced or removed."""
+
+    def cleared(self) -> None:
+        """Every entry was removed."""
+
+
 # Entry kinds; part of the key so one name can hold all three at once.
 _POSITIVE = 0
 _NODATA = 1
@@ -108,6 +136,13 @@ class Cache:
         self.max_negative_ttl = max_negative_ttl
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._count = 0
+        self._lookups: list[Lookup] | None = None
+        #: touch(key): mark the entry of `key` (a `Lookup.key`) as just used,
+        #: as a lookup does; KeyError if it is gone (a `watcher` hears that).
+        #: The dict's own method: a wire answer cache hit calls it.
+        self.touch = self._entries.move_to_end
+        #: Told of every change (one at most; None: nobody listens).
+        self.watcher: CacheWatcher | None = None
 
     # -- sizes -----------------------------------------------------------------
     def __len__(self) -> int:
@@ -169,7 +204,10 @@ class Cache:
         entry = self._live((_POSITIVE, name, rtype), now)
         if entry is None or entry.rank < min_rank:
             return None
-        self._entries.move_to_end((_POSITIVE, name, rtype))
+        key = (_POSITIVE, name, rtype)
+        self._entries.move_to_end(key)
+        if self._lookups is not None:
+            self._lookups.append(Lookup(key, name, rtype, entry.expires))
         ttl = _remaining(entry, now)
         return [Record(name, rtype, ttl, rd) for rd in entry.rdatas]
 
@@ -202,6 +240,8 @@ class Cache:
             if entry is not None:
                 assert entry.soa is not None
                 self._entries.move_to_end(key)
+                if self._lookups is not None:
+                    self._lookups.append(Lookup(key, name, None, entry.expires))
                 soa = entry.soa
                 return Negative(rcode, Record(soa.name, soa.rtype, _remaining(entry, now),
                                               soa.rdata))
@@ -224,11 +264,24 @@ class Cache:
             return Delegation(cut, targets, addrs)
         return None
 
+    # -- for derived caches ----------------------------------------------------
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Lookup]]:
+        """Within the block, note in the list yielded every entry that `get`
+        and `get_negative` return, in order (not nested)."""
+        self._lookups = lookups = []
+        try:
+            yield lookups
+        finally:
+            self._lookups = None
+
     # -- removal ---------------------------------------------------------------
     def flush(self) -> None:
         """Forget everything."""
         self._entries.clear()
         self._count = 0
+        if self.watcher is not None:
+            self.watcher.cleared()
 
     def flush_name(self, name: Name) -> int:
         """Forget every entry owned by exactly `name`: all types, positive and
@@ -263,15 +316,22 @@ class Cache:
         self._remove(key)
         self._entries[key] = entry
         self._count += entry.size
+        watcher = self.watcher
+        if watcher is not None:
+            watcher.changed(key[1])
         while self._count > self.max_records:
-            _, evicted = self._entries.popitem(last=False)
+            evicted_key, evicted = self._entries.popitem(last=False)
             self._count -= evicted.size
+            if watcher is not None:
+                watcher.changed(evicted_key[1])
         return True
 
     def _remove(self, key: _Key) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._count -= entry.size
+            if self.watcher is not None:
+                self.watcher.changed(key[1])
 
 
 def _remaining(entry: _Entry, now: float) -> int:

@@ -155,6 +155,8 @@ def _server_text(server: Server) -> str:
 
 
 def _same_server(a: Server, b: Server) -> bool:
+    if a == b:
+        return True  # the usual case (a connected socket): no address parsing
     if a[1] != b[1]:
         return False
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -203,6 +205,63 @@ def test_purge_expired():
     cache.put([addr("b.example.", "192.0.2.1:53", ttl=100)], Rank.AUTH_ANSWER, T0)
     assert cache.purge_expired(T0 + 50) == 1
     assert len(cache) == 1
+
+
+# -- for derived caches --------------------------------------------------------------
+class Watcher:
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def changed(self, name: Name) -> None:
+        self.heard.append(str(name))
+
+    def cleared(self) -> None:
+        self.heard.append("*")
+
+
+def test_recording_notes_the_entries_lookups_return():
+    cache = Cache()
+    cache.put([addr("a.example.", "192.0.2.1:53", ttl=10)], Rank.AUTH_ANSWER, T0)
+    cache.put([ns("b.example.", "ns.b.example.")], Rank.GLUE, T0)
+    cache.put_nodata(n("c.example."), RType.KEY, soa("example.", minimum=20), T0 + 0.5)
+    with cache.recording() as lookups:
+        assert cache.get(n("a.example."), RType.ADDR, T0)
+        assert cache.get(n("b.example."), RType.NS, T0) is None  # glue: not returned
+        assert cache.get(n("z.example."), RType.ADDR, T0) is None
+        assert cache.get_negative(n("c.example."), RType.KEY, T0)
+    assert cache.get(n("a.example."), RType.ADDR, T0)  # outside the block: not noted
+    assert [(str(x.name), x.rtype, x.expires) for x in lookups] == [
+        ("a.example.", RType.ADDR, T0 + 10), ("c.example.", None, T0 + 20.5)]
+
+
+def test_touch_refreshes_recency_as_a_lookup_does():
+    cache = Cache(max_records=2)
+    cache.put([addr("a.example.", "192.0.2.1:53")], Rank.AUTH_ANSWER, T0)
+    with cache.recording() as lookups:
+        cache.get(n("a.example."), RType.ADDR, T0)
+    cache.put([addr("b.example.", "192.0.2.1:53")], Rank.AUTH_ANSWER, T0)
+    cache.touch(lookups[0].key)  # a is the most recent again
+    cache.put([addr("c.example.", "192.0.2.1:53")], Rank.AUTH_ANSWER, T0)
+    assert cache.get(n("a.example."), RType.ADDR, T0)
+    assert cache.get(n("b.example."), RType.ADDR, T0) is None
+
+
+def test_the_watcher_hears_every_change_by_name():
+    cache = Cache(max_records=2)
+    cache.watcher = watcher = Watcher()
+    cache.put([addr("a.example.", "192.0.2.1:53", ttl=10)], Rank.AUTH_ANSWER, T0)
+    cache.put([addr("a.example.", "192.0.2.2:53", ttl=10)], Rank.AUTH_ANSWER, T0)  # replaced
+    cache.put_nxdomain(n("b.example."), soa("example."), T0)
+    cache.put([addr("c.example.", "192.0.2.1:53")], Rank.AUTH_ANSWER, T0)  # evicts a
+    # (a replacement may be told twice: once removed, once stored)
+    assert [name for name, _ in itertools.groupby(watcher.heard)] == [
+        "a.example.", "b.example.", "c.example.", "a.example."]
+    del watcher.heard[:]
+    assert cache.get(n("a.example."), RType.ADDR, T0) is None  # nothing changed
+    assert cache.get_negative(n("b.example."), RType.ADDR, T0 + 10_000) is None  # expired
+    cache.flush_name(n("c.example."))
+    cache.flush()
+    assert watcher.heard == ["b.example.", "c.example.", "*"]
 
 
 # -- size bound --------------------------------------------------------------------

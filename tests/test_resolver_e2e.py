@@ -165,6 +165,33 @@ def test_cache_flush_by_control_message(hierarchy):
     assert resolve(hierarchy.resolver, "alice@example.com").rcode == Rcode.SERVFAIL
 
 
+def _without_ttls(reply: bytes) -> Message:
+    message = Message.from_wire(reply)
+    message.id = 0
+    for section in (message.answer, message.authority):
+        section[:] = [Record(r.name, r.rtype, 0, r.rdata) for r in section]
+    return message
+
+
+@pytest.mark.parametrize("owner, rcode", [("team@example.com", Rcode.NOERROR),
+                                          ("nobody@example.com", Rcode.NXDOMAIN)])
+def test_repeated_queries_get_the_same_answer_until_flushed(hierarchy, owner, rcode):
+    """The first answer comes from upstream, the second from the record cache,
+    the later ones from the wire answer cache: the same but for id and TTLs."""
+    address = hierarchy.resolver.address
+    replies = [udp_exchange(address, make_query(name(owner), RType.KEY, msg_id=i, rd=True,
+                                                ).to_wire()) for i in range(1, 5)]
+    assert [int.from_bytes(r[:2], "big") for r in replies] == [1, 2, 3, 4]
+    assert all(_without_ttls(r) == _without_ttls(replies[0]) for r in replies)
+    assert _without_ttls(replies[0]).rcode == rcode
+    ttls = [[r.ttl for r in m.answer + m.authority] for m in map(Message.from_wire, replies)]
+    assert all(a >= b for a, b in zip(ttls, ttls[1:]))
+    hierarchy.example.stop()
+    flush = make_query(name(owner), ControlCommand.FLUSH_NAME, opcode=Opcode.CONTROL)
+    assert ask(address, flush).rcode == Rcode.NOERROR
+    assert resolve(hierarchy.resolver, owner).rcode == Rcode.SERVFAIL
+
+
 def test_lru_bound_evicts_the_oldest(tmp_path, start_daemon, hierarchy):
     small = start_resolver(start_daemon, tmp_path / "small",
                            [("a.root-servers.", hierarchy.root.address)], cache_size=6)

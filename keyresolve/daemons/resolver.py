@@ -13,11 +13,12 @@ import ipaddress
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from .. import tsig
+from ..answercache import AnswerCache
 from ..cache import Cache
 from ..codes import ControlCommand, Opcode, Rcode
 from ..config import ResolverConfig, format_endpoint
@@ -32,6 +33,9 @@ from .common import accept_request
 
 log = logging.getLogger("keyresolve.resolver")
 
+#: The context `batch` returns: reusable, and cheaper than a generator's.
+_NO_BATCH = contextlib.nullcontext()
+
 
 class _Pending:
     """A resolution in progress that identical questions wait on."""
@@ -44,25 +48,39 @@ class _Pending:
 class ResolverServer:
     """The request handler of the resolver: cache hits at once, the rest later."""
 
-    def __init__(self, config: ResolverConfig, resolver: Resolver) -> None:
+    def __init__(self, config: ResolverConfig, resolver: Resolver, *,
+                 clock: Callable[[], float] = trio.current_time) -> None:
+        """`clock` is trio's (the daemon passes its clock's own method,
+        which skips a lookup per datagram)."""
         self.config = config
         self.resolver = resolver
+        self._now = clock
+        #: Encoded answers to exact query bytes, kept in step with the cache.
+        self.answers = AnswerCache(resolver.cache)
         self._inflight: dict[Question, _Pending] = {}
         self.active = 0
         #: Upstream queries sent, for operators and tests.
         self.upstream_queries = 0
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> contextlib.nullcontext[None]:
         """No per-batch state: the cache lives in memory."""
-        yield
+        return _NO_BATCH
 
     def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | None | Awaitable[bytes]:
-        """Answer one message; never raises."""
+        """Answer one message; never raises.
+
+        An unsigned UDP query answered from the cache is remembered by its
+        bytes (`AnswerCache`): the same bytes again are answered from there.
+        """
+        if not tcp:
+            hit = self.answers.answer(data, self._now())
+            if hit is not None:
+                return hit
         accepted = accept_request(data, peer, self.config.keys, log)
         if not isinstance(accepted, tuple):
             return accepted
         query, key, _ = accepted
+        remember = False
         try:
             if query.opcode == Opcode.CONTROL:
                 response = self.control(query, peer, key)
@@ -75,13 +93,16 @@ class ResolverServer:
                 pending = self._inflight.get(question)
                 if pending is not None:
                     return self._answer_later(query, tcp, key, self._join(pending))
-                if self.active >= self.config.max_clients:
-                    raise Refused("too many resolutions in progress")  # logged below
-                res = self.resolver.start(question, trio.current_time())
-                first = res.next_action(trio.current_time())
-                if isinstance(first, Done):
+                now = self._now()
+                with self.resolver.cache.recording() as lookups:
+                    res = self.resolver.start(question, now)
+                    first = res.next_action(now)
+                if isinstance(first, Done):  # from the cache: no resolution in progress
                     response = self._finish(query, first)
+                    remember = not tcp and key is None
                 else:
+                    if self.active >= self.config.max_clients:
+                        raise Refused("too many resolutions in progress")  # logged below
                     # Registered now, not when the task starts, so identical
                     # questions in the same batch of datagrams join this one.
                     pending = self._inflight[question] = _Pending()
@@ -96,7 +117,10 @@ class ResolverServer:
         except Exception:
             log.exception("failed to answer %s from %s", query.question, peer[0])
             response = make_response(query, Rcode.SERVFAIL)
-        return self._encode(query, response, tcp, key)
+        wire = self._encode(query, response, tcp, key)
+        if remember:
+            self.answers.add(data, response, wire, lookups, now)
+        return wire
 
     async def _answer_later(self, query: Message, tcp: bool, key: Key | None,
                             pending: Awaitable[Done]) -> bytes:
@@ -183,7 +207,8 @@ async def serve(config: ResolverConfig, *,
                 task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
                 ) -> None:
     """Answer stub queries on every configured address until cancelled."""
-    handler = ResolverServer(config, make_resolver(config))
+    handler = ResolverServer(config, make_resolver(config),
+                             clock=trio.lowlevel.current_clock().current_time)
     bound = []
     async with trio.open_nursery() as nursery:
         for host, port in config.listen:
