@@ -180,6 +180,13 @@ class Name:
 ROOT = Name(())
 
 
+def canonical_local(local: str) -> str:
+    """A mailbox local part in canonical (lower-case) form, checked as
+    `Name.from_text` checks it; raises `InvalidName`. For bulk parsers that
+    build store keys without making a `Name` per mailbox."""
+    return _check_local(local)
+
+
 def _check_local(local: str) -> str:
     if not local:
         raise InvalidName("empty local part")

@@ -50,6 +50,7 @@ from .records import SOA, Record, rdata_from_wire
 from .serial import serial_gt
 from .xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
 from .zone import Node, RRset, Zone
+from .zonefile import CompiledZone, compile_zone
 
 #: Sub-DB of zone metadata.
 ZONES_DB = b"zones"
@@ -74,6 +75,14 @@ MAX_READERS = 1024
 DEFAULT_MAP_SIZE = 1 << 34
 #: Separates the zone's origin key from the owner key in `nodes` keys.
 ZONE_SEP = b"\x01"
+#: Separates the origin key from the owner key of the nodes a reload stages
+#: before merging them into the zone (see `Store.compile_zone`); such keys
+#: never outlive the write transaction.
+STAGING_SEP = b"\x02"
+#: Bits of the filter that spares a compile an LMDB lookup for each new owner
+#: it has not written yet (2 MiB; about 1 % false positives, each costing one
+#: lookup, at a million owners).
+SEEN_FILTER_BITS = 1 << 24
 #: Entries of the read cache a store keeps for one version of its data (mailbox
 #: routes, closest zones, SOAs): bounds what queries for made-up names fill.
 MAX_CACHED = 4096
@@ -478,6 +487,49 @@ def _journal_update(txn: lmdb.Transaction, db: Any, origin: Name,
     _journal_append(txn, db, origin, old_soa, new_soa, diff.removed, diff.added, zone_records)
 
 
+class _NodeWriter:
+    """The `zonefile.NodeSink` of `Store.compile_zone`: nodes under `prefix`
+    in a write transaction.
+
+    A compile asks, for every new owner, whether it was written already
+    (owners may come back later in a file); a bit filter of the keys put
+    answers most of those questions without a B-tree lookup.
+    """
+
+    def __init__(self, txn: lmdb.Transaction, db: Any, prefix: bytes) -> None:
+        self._txn = txn
+        self._db = db
+        self._prefix = prefix
+        self._cursor = txn.cursor(db=db)
+        self._seen = bytearray(SEEN_FILTER_BITS // 8)
+
+    def get(self, key: bytes) -> bytes | None:
+        h = hash(key)
+        a = h & _SEEN_MASK
+        b = (h >> 32) & _SEEN_MASK
+        seen = self._seen
+        if seen[a >> 3] >> (a & 7) & 1 and seen[b >> 3] >> (b & 7) & 1:
+            return self._cursor.get(self._prefix + key)
+        return None
+
+    def put(self, key: bytes, value: bytes) -> None:
+        h = hash(key)
+        a = h & _SEEN_MASK
+        b = (h >> 32) & _SEEN_MASK
+        seen = self._seen
+        seen[a >> 3] |= 1 << (a & 7)
+        seen[b >> 3] |= 1 << (b & 7)
+        self._cursor.put(self._prefix + key, value)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        skip = len(self._prefix)
+        for key, value in _scan_prefix(self._txn.cursor(db=self._db), self._prefix + prefix):
+            yield key[skip:], value
+
+
+_SEEN_MASK = SEEN_FILTER_BITS - 1
+
+
 class Store:
     """An LMDB environment holding zones (see the module docstring for the layout)."""
 
@@ -557,8 +609,6 @@ class Store:
         prefix = zone_prefix(origin)
         origin_key = origin.key()
         skip = len(origin_key)
-        counter = [0]
-        apex: list[Node] = []
         pack = msgpack.Packer().pack
 
         def items() -> Iterator[tuple[bytes, bytes]]:
@@ -566,9 +616,6 @@ class Store:
                 key = name.key()
                 if not key.startswith(origin_key):  # keys end labels with \0: exact test
                     raise StoreError(f"{name} is outside zone {origin}")
-                if name == origin:
-                    apex.append(node)
-                counter[0] += sum(len(rrset.rdatas) for rrset in node.values())
                 yield prefix + key[skip:], encode_node(node, pack)
 
         with self._env.begin(write=True) as txn:
@@ -584,16 +631,63 @@ class Store:
                 # this zone's (now empty) range.
                 append = not cursor.set_range(prefix)
                 cursor.putmulti(items(), append=append)
-            if not apex or RType.SOA not in apex[0]:
-                raise StoreError(f"zone {origin} has no SOA at its apex")
-            soa = apex[0][RType.SOA].rdatas[0]
-            assert isinstance(soa, SOA)
-            meta = {"serial": soa.serial, "records": counter[0],
-                    "loaded_at": time.time() if loaded_at is None else loaded_at,
-                    "sources": [[os.fspath(path), digest] for path, digest in sources]}
-            txn.put(prefix, msgpack.packb(meta), db=self._zones)
-            if self._journal is not None:
-                _journal_update(txn, self._journal, origin, diff, counter[0])
+            self._write_meta(txn, origin, len(zone), sources, loaded_at, diff)
+
+    @_translate
+    def compile_zone(self, path: str, origin: Name, *, text: str | None = None,
+                     loaded_at: float | None = None, journal: bool = True) -> CompiledZone:
+        """Compile a zone file (`zonefile.compile_zone`) straight into the
+        store: `replace_zone` without the zone in memory, same result, same
+        journal. With `text`, the zone is `text` (shown as `path`).
+
+        The nodes are written into the write transaction as the file is read
+        (the transaction holds the store's write lock meanwhile); any error
+        aborts it, so the old zone stays. A first load writes into the zone's
+        own key range. A reload (an old version stored, `journal`) writes into
+        a staging range (``origin.key() + STAGING_SEP``), then merges it into
+        the old nodes as `replace_zone` does and empties it, all in the same
+        transaction.
+        """
+        self._check_writable()
+        if origin.is_mailbox:
+            raise StoreError(f"zone origin {origin} is a mailbox")
+        prefix = zone_prefix(origin)
+        with self._env.begin(write=True) as txn:
+            cursor = txn.cursor(db=self._nodes)
+            reload = journal and txn.get(prefix, db=self._zones) is not None
+            target = origin.key() + STAGING_SEP if reload else prefix
+            _delete_prefix(cursor, target)
+            compiled = compile_zone(_NodeWriter(txn, self._nodes, target), path, origin,
+                                    text=text)
+            diff: _DiffCollector | None = None
+            if reload:
+                diff = _DiffCollector(origin, compiled.records)
+                skip = len(target)
+                staged = ((prefix + key[skip:], value)
+                          for key, value in _scan_prefix(txn.cursor(db=self._nodes), target))
+                _merge_nodes(cursor, prefix, staged, diff.node)
+                _delete_prefix(cursor, target)
+            self._write_meta(txn, origin, compiled.records, compiled.sources, loaded_at, diff)
+        return compiled
+
+    def _write_meta(self, txn: lmdb.Transaction, origin: Name, records: int,
+                    sources: Iterable[tuple[str, bytes]], loaded_at: float | None,
+                    diff: _DiffCollector | None) -> None:
+        """Finish replacing a zone whose nodes are written: check its apex SOA,
+        write its metadata, update its journal."""
+        prefix = zone_prefix(origin)
+        apex = txn.get(prefix, db=self._nodes)
+        soa_rrset = None if apex is None else decode_node(apex).get(RType.SOA)
+        if soa_rrset is None:
+            raise StoreError(f"zone {origin} has no SOA at its apex")
+        soa = soa_rrset.rdatas[0]
+        assert isinstance(soa, SOA)
+        meta = {"serial": soa.serial, "records": records,
+                "loaded_at": time.time() if loaded_at is None else loaded_at,
+                "sources": [[os.fspath(path), digest] for path, digest in sources]}
+        txn.put(prefix, msgpack.packb(meta), db=self._zones)
+        if self._journal is not None:
+            _journal_update(txn, self._journal, origin, diff, records)
 
     @_translate
     def delete_zone(self, origin: Name) -> bool:
