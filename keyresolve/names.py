@@ -69,7 +69,7 @@ class Name:
         domain = text
         if "@" in text:
             local, _, domain = text.partition("@")
-            local = _check_local(local)
+            local = canonical_local(local)
             if domain == "":
                 if origin is None:
                     raise InvalidName(f"mailbox {text!r} has no domain")
@@ -184,10 +184,6 @@ def canonical_local(local: str) -> str:
     """A mailbox local part in canonical (lower-case) form, checked as
     `Name.from_text` checks it; raises `InvalidName`. For bulk parsers that
     build store keys without making a `Name` per mailbox."""
-    return _check_local(local)
-
-
-def _check_local(local: str) -> str:
     if not local:
         raise InvalidName("empty local part")
     if len(local) > MAX_LOCAL:

@@ -18,7 +18,6 @@ as a whole. Sans-IO apart from reading the files themselves.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import bisect
 import contextlib
@@ -26,6 +25,7 @@ import gc
 import hashlib
 import io
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -555,6 +555,10 @@ def _array(count: int) -> bytes:
     return b"\xdc" + count.to_bytes(2, "big") if count < 0x10000 else b"\xdd" + count.to_bytes(4, "big")
 
 
+#: One-type node headers a builder remembers (zones use a few TTLs).
+_MAX_HEADS = 1024
+
+
 def _types(value: bytes | None) -> list[int]:
     """The record types of a stored node (none for None)."""
     return [] if value is None else [item[0] for item in msgpack.unpackb(value)]
@@ -589,6 +593,7 @@ class _ZoneBuilder:
         self.exclusive: set[bytes] = set()  # nodes written with an ALIAS and other types
         self.capped = False  # the error cap was reached while adding
         self.pack = msgpack.Packer().pack
+        self._heads: dict[tuple[int, int], bytes] = {}  # packed start of one-type nodes
 
     # -- locations -------------------------------------------------------------
     def loc(self, fname: str, line: int) -> int:
@@ -697,9 +702,14 @@ class _ZoneBuilder:
         if not node:
             return  # every record of a new owner was rejected
         pack = self.pack
-        if len(node) == 1:
+        if len(node) == 1:  # most nodes: one type, often one record
             for rtype, (ttl, _, rdatas) in node.items():
-                value = b"\x91\x93" + pack(rtype) + pack(ttl) + _array(len(rdatas)) + b"".join(rdatas)
+                head = self._heads.get((rtype, ttl))
+                if head is None:
+                    head = b"\x91\x93" + pack(rtype) + pack(ttl)
+                    if len(self._heads) < _MAX_HEADS:
+                        self._heads[rtype, ttl] = head
+                value = head + _array(len(rdatas)) + b"".join(rdatas)
         else:
             parts = [_array(len(node))]
             for rtype in sorted(node):
@@ -826,7 +836,9 @@ class _Locator:
 _KEY_HEADS = {(alg.name.lower(), usage.name.lower()):
               (msgpack.packb([int(alg), int(usage), 0, bytes(length)])[:-length], length)
               for alg, (length, usage) in KEY_ALGORITHMS.items()}
-#: Domain parts of mailbox owners remembered by the fast path (zones use a few).
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")  # what b64decode(validate=True) accepts
+#: Domain parts of mailbox owners, and TTL texts, the fast path remembers
+#: (zones use a few of each).
 MAX_DOMAIN_CACHE = 4096
 _MISSING = object()
 
@@ -850,6 +862,7 @@ class _CompileReader(ZoneReader):
         self._zone_key = b""
         self._domains: dict[str, bytes | bool] = {}  # domain text -> zone-relative key, False
         self._domains_origin: Name | None = None  # the $ORIGIN `_domains` is for
+        self._ttls: dict[str, int] = {}  # TTL text -> seconds
         self._pack = msgpack.Packer().pack
 
     def _new_builder(self) -> Any:
@@ -886,10 +899,14 @@ class _CompileReader(ZoneReader):
             if tok == "IN" and not klass:
                 klass = True
             elif ttl is None and "0" <= tok[0] <= "9":
-                try:
-                    ttl = parse_ttl(tok)
-                except InvalidRecord:
-                    return self._general(tokens, cont, fname, lineno)
+                ttl = self._ttls.get(tok)
+                if ttl is None:
+                    try:
+                        ttl = parse_ttl(tok)
+                    except InvalidRecord:
+                        return self._general(tokens, cont, fname, lineno)
+                    if len(self._ttls) < MAX_DOMAIN_CACHE:
+                        self._ttls[tok] = ttl
             else:
                 return self._general(tokens, cont, fname, lineno)
         if ttl is None:
@@ -897,9 +914,12 @@ class _CompileReader(ZoneReader):
         head = _KEY_HEADS.get((tokens[-3], tokens[-2]))
         if ttl is None or head is None:
             return self._general(tokens, cont, fname, lineno)
+        text = tokens[-1]
+        if not _BASE64.fullmatch(text):  # as base64.b64decode(validate=True)
+            return self._general(tokens, cont, fname, lineno)
         try:
-            key = base64.b64decode(tokens[-1], validate=True)
-        except (binascii.Error, ValueError):
+            key = binascii.a2b_base64(text)
+        except binascii.Error:
             return self._general(tokens, cont, fname, lineno)
         if len(key) != head[1]:
             return self._general(tokens, cont, fname, lineno)
