@@ -9,16 +9,16 @@ its own (ru_maxrss from wait4):
 - floor: read the file, split it into lines and fields, msgpack-encode each
   line and append it into LMDB in one write transaction; no parsing, no
   checks: the least any compiler must do;
-- compile: keyresolve.zonefile.load_zone_with_sources + Store.replace_zone
-  (what `keyresolve serve` runs), with the parse and store phases timed
-  apart;
+- compile: Store.compile_zone (what `keyresolve serve` runs): the file is
+  parsed, checked and written into one LMDB write transaction as it is read,
+  so there are no separate parse and store phases;
 - serve: `keyresolve serve` from process start to "ready" with a fresh data
   directory, and its VmHWM (peak RSS) at that moment.
 
 Ratios: compile time / floor time (goal <= 1.5), compile peak RSS (goal
 <= 200 MB) also against the floor's. With --profile, a py-spy profile of the
 compile child, and a tracemalloc census (on a --memprofile-keys zone) of
-what holds the memory after parsing.
+what the in-memory `load_zone` (tests and tools) holds after parsing.
 """
 
 from __future__ import annotations
@@ -47,20 +47,23 @@ FLOOR_MAP_SIZE = 1 << 34
 
 #: Stages of a compile, for profile_summary (deepest matching frame wins).
 COMPILE_STAGES = [
-    (r"^(child_compile|_load|load_zone_with_sources)$", "driver"),
-    (r"^ZoneReader\.(__iter__|_parse_stream)$", "read lines, tokenize, sha256"),
-    (r"^ZoneReader\._entry$", "record syntax (_entry)"),
-    (r"^(Name\.|_parse_domain|_check_local|_make$|_with_local)", "Name objects"),
-    (r"^(KEY\.|_enum_text|b64decode|KeyAlgorithm|KeyUsage|EnumType)", "KEY rdata (base64, checks)"),
-    (r"^(SOA\.|NS\.|ADDR\.|_Target|rdata_from_text)", "other rdata"),
-    (r"^(Record\.|__create_fn__)", "Record objects"),
-    (r"^_Builder\.add$", "zone checks while adding (_Builder.add)"),
-    (r"^(_Builder\.finish|_enclosing_cut)$", "zone checks at the end (_Builder.finish)"),
-    (r"^(Store\.replace_zone|_translate)", "store: transaction"),
-    (r"^(Zone\.iter_nodes|sorted)", "store: sort nodes by key"),
-    (r"^(Store\.replace_zone\.<locals>\.items|node_key)", "store: keys"),
-    (r"^(encode_node|.*\.to_wire$)", "store: encode nodes (msgpack)"),
-    (r"^(_delete_prefix|Cursor)", "store: LMDB writes"),
+    (r"^(child_compile|compile_zone|Store\.compile_zone|_translate)", "driver, commit"),
+    (r"^(ZoneReader|_CompileReader)\.(__iter__|_parse_stream)$", "read lines, tokenize, sha256"),
+    (r"^_CompileReader\._entry$", "fast path: KEY lines"),
+    (r"^(_CompileReader\._fast_owner|_CompileReader\._domain_key|canonical_local|_check_local)",
+     "fast path: mailbox owners"),
+    (r"^(b64decode|_bytes_from_decode_data|fullmatch)", "fast path: base64"),
+    (r"^(parse_ttl)$", "TTLs"),
+    (r"^(_CompileReader\._general|_CompileReader\._record|ZoneReader\._entry|ZoneReader\._directive)",
+     "general parser"),
+    (r"^(Name\.|_parse_domain|_make$|_with_local)", "Name objects"),
+    (r"^(KEY\.|SOA\.|NS\.|ADDR\.|_Target|_enum|rdata_from_text|Record\.|__create_fn__)",
+     "rdata and Record objects"),
+    (r"^_ZoneBuilder\.(add|_start)$", "zone checks while adding"),
+    (r"^_ZoneBuilder\._flush$", "encode nodes"),
+    (r"^(_ZoneBuilder\.finish|_ZoneBuilder\._cut_above|_types)", "zone checks at the end"),
+    (r"^_NodeWriter\.(get|put)$", "LMDB: node reads and writes"),
+    (r"^(_merge_nodes|_delete_prefix|_scan_prefix|_DiffCollector)", "LMDB: reload merge"),
 ]
 
 
@@ -93,20 +96,16 @@ def child_floor(zone: Path, directory: Path) -> dict:
 
 
 def child_compile(zone: Path, directory: Path) -> dict:
-    """The library compile: parse and check, then replace the zone in LMDB."""
+    """The library compile: Store.compile_zone, as `keyresolve serve` runs it."""
     from keyresolve.names import Name
     from keyresolve.store import Store
-    from keyresolve.zonefile import load_zone_with_sources
 
     t0 = time.perf_counter()
-    parsed, sources = load_zone_with_sources(str(zone), Name.from_text(ORIGIN))
-    t1 = time.perf_counter()
     with Store(directory) as store:
-        store.replace_zone(parsed, sources)
+        compiled = store.compile_zone(str(zone), Name.from_text(ORIGIN))
         env_mb = round(store.env_size() / 2**20, 1)
-    t2 = time.perf_counter()
-    return {"seconds": round(t2 - t0, 3), "parse_s": round(t1 - t0, 3),
-            "store_s": round(t2 - t1, 3), "records": len(parsed), "env_mb": env_mb}
+    t1 = time.perf_counter()
+    return {"seconds": round(t1 - t0, 3), "records": compiled.records, "env_mb": env_mb}
 
 
 def child_memprofile(zone: Path) -> dict:

@@ -69,7 +69,7 @@ class Name:
         domain = text
         if "@" in text:
             local, _, domain = text.partition("@")
-            local = _check_local(local)
+            local = canonical_local(local)
             if domain == "":
                 if origin is None:
                     raise InvalidName(f"mailbox {text!r} has no domain")
@@ -189,7 +189,10 @@ class Name:
 ROOT = Name(())
 
 
-def _check_local(local: str) -> str:
+def canonical_local(local: str) -> str:
+    """A mailbox local part in canonical (lower-case) form, checked as
+    `Name.from_text` checks it; raises `InvalidName`. For bulk parsers that
+    build store keys without making a `Name` per mailbox."""
     if not local:
         raise InvalidName("empty local part")
     if len(local) > MAX_LOCAL:
@@ -246,7 +249,7 @@ def _from_wire(text: str) -> Name:
     local, at, domain = text.partition("@")
     if at and local and "@" not in domain and domain != ".":
         # A mailbox: its domain is one of few, so parsed once (as from_text would).
-        local = _check_local(local)
+        local = canonical_local(local)
         return Name(_wire_domain(domain).labels, local)  # the domain's length was checked
     return Name.from_text(text)
 

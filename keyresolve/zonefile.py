@@ -18,19 +18,26 @@ as a whole. Sans-IO apart from reading the files themselves.
 
 from __future__ import annotations
 
+import binascii
+import bisect
 import contextlib
 import gc
 import hashlib
 import io
 import os
+import re
 import stat
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+import msgpack
 
 from .codes import DATA_TYPES, RType, rtype_from_text
 from .errors import InvalidName, InvalidRecord, ZoneErrors, ZoneFileError
-from .names import ROOT, Name
-from .records import ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, Record
+from .names import ROOT, Name, canonical_local
+from .records import (ADDR, ALIAS, KEY, KEY_ALGORITHMS, MAX_TTL, NS, SOA, Record,
+                      rdata_from_wire)
 from .zone import RRset, Zone
 
 #: Longest physical line in bytes (newline excluded); bounds memory on hostile input.
@@ -64,15 +71,34 @@ class _Errors:
 
     def __init__(self) -> None:
         self.items: list[ZoneFileError] = []
+        # placeholders (index, message maker, (owner key, type)) that `resolve` fills
+        self.later: list[tuple[int, Callable[[str], str], tuple[bytes, int]]] = []
 
     def add(self, filename: str, line: int, message: str) -> None:
-        if len(message) > MAX_MESSAGE:
-            message = message[:MAX_MESSAGE] + "..."
-        self.items.append(ZoneFileError(filename, line, message))
+        self.items.append(ZoneFileError(filename, line, _clip(message)))
         if len(self.items) >= MAX_ERRORS:
             self.items.append(ZoneFileError(
                 filename, line, f"too many errors ({MAX_ERRORS}); stopped here"))
             raise _Stop
+
+    def add_later(self, filename: str, line: int, make: Callable[[str], str],
+                  rrset: tuple[bytes, int]) -> None:
+        """An error whose message names where an RRset written earlier starts
+        (``make(where)``): compiles keep no locations of written nodes, so it
+        is a placeholder until `resolve` has re-read the zone."""
+        self.later.append((len(self.items), make, rrset))
+        self.add(filename, line, "")
+
+    def resolve(self, where: Callable[[tuple[bytes, int]], str]) -> None:
+        """Fill the placeholders of `add_later`; `where` locates an RRset."""
+        for index, make, rrset in self.later:
+            old = self.items[index]
+            self.items[index] = ZoneFileError(old.filename, old.line, _clip(make(where(rrset))))
+        self.later = []
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "..."
 
 
 def parse_ttl(text: str) -> int:
@@ -482,35 +508,96 @@ def _unknown_type(token: str) -> str:
     return f"type {_short(upper)} cannot appear in zone data"
 
 
-# -- semantic checks -----------------------------------------------------------
-class _Builder:
-    """Groups records into RRsets and runs the zone checks of docs/zone-format.md."""
+# -- compiling: records to stored nodes, with the zone checks -----------------------
+class NodeSink(Protocol):
+    """Where `compile_zone` writes a zone's nodes as it reads the file.
 
-    def __init__(self, origin: Name, errors: _Errors, main: str) -> None:
+    Keys are owner keys relative to the origin (`Name.key` without the
+    origin's key; b"" is the apex); values are the stored form of
+    `keyresolve.store.encode_node`. The zone checks read back what was
+    written, so a compile holds only the node being built in memory.
+    """
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value last put at `key`, or None."""
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Write `key`, replacing any value it had."""
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every key starting with `prefix` and its value, keys ascending."""
+
+
+@dataclass(frozen=True)
+class CompiledZone:
+    """What `compile_zone` wrote: the zone's origin, its SOA serial, its record
+    count, and ``(path, sha256 digest)`` of every file read, the main file first."""
+
+    origin: Name
+    serial: int
+    records: int
+    sources: list[tuple[str, bytes]]
+
+
+_KEY = int(RType.KEY)
+_ALIAS = int(RType.ALIAS)
+_NS = int(RType.NS)
+_ADDR = int(RType.ADDR)
+_SOA = int(RType.SOA)
+#: msgpack array headers of 0..15 items, as msgpack writes them.
+_FIXARRAY = [bytes((0x90 | n,)) for n in range(16)]
+
+
+def _array(count: int) -> bytes:
+    """The msgpack header of an array of `count` items."""
+    if count < 16:
+        return _FIXARRAY[count]
+    return b"\xdc" + count.to_bytes(2, "big") if count < 0x10000 else b"\xdd" + count.to_bytes(4, "big")
+
+
+#: One-type node headers a builder remembers (zones use a few TTLs).
+_MAX_HEADS = 1024
+
+
+def _types(value: bytes | None) -> list[int]:
+    """The record types of a stored node (none for None)."""
+    return [] if value is None else [item[0] for item in msgpack.unpackb(value)]
+
+
+class _ZoneBuilder:
+    """Groups records into nodes written to a `NodeSink` and runs the zone
+    checks of docs/zone-format.md.
+
+    Only the node of the current owner is held, as ``{type: [ttl, location,
+    [packed rdata, ...]]}``; when the owner changes it is encoded once and
+    put. An owner that comes back later is read back from the sink (location
+    None: the RRset was written earlier). The whole-zone checks run in
+    `finish` over what was written plus compact summaries: zone cuts, in-zone
+    NS targets, and nodes that hold an ALIAS and other types.
+    """
+
+    def __init__(self, origin: Name, errors: _Errors, main: str, sink: NodeSink) -> None:
         self.origin = origin
         self.errors = errors
+        self.sink = sink
         self.files: list[str] = [main]
         self.file_index: dict[str, int] = {main: 0}
         self._last_file = main  # file of the previous record and its index
         self._last_index = 0
-        # RRsets being built: (ttl, loc of the first record, rdata) while they
-        # hold one record, then [ttl, loc, [rdata, ...]]. Most hold one, and a
-        # zone can have a million: the tuple takes 90 bytes less than the lists.
-        self.nodes: dict[Name, dict[int, tuple | list]] = {}
+        self.key: bytes | None = None  # owner key of the node being built
+        self.node: dict[int, list] = {}
+        self.records = 0
         self.soa_loc: int | None = None
-        self.ns: list[tuple[Name, int]] = []  # (target, loc) of every NS record
+        self.cuts: set[bytes] = set()  # owner keys of NS records below the apex
+        self.ns: list[tuple[Name, bytes, int]] = []  # in-zone NS targets: (target, key, loc)
+        self.exclusive: set[bytes] = set()  # nodes written with an ALIAS and other types
+        self.capped = False  # the error cap was reached while adding
+        self.pack = msgpack.Packer().pack
+        self._heads: dict[tuple[int, int], bytes] = {}  # packed start of one-type nodes
 
-    def where(self, loc: int) -> tuple[str, int]:
-        index, line = divmod(loc, _LINE_SPAN)
-        return self.files[index], line
-
-    def at(self, loc: int) -> str:
-        return "%s:%d" % self.where(loc)
-
-    def error(self, loc: int, message: str) -> None:
-        self.errors.add(*self.where(loc), message)
-
-    def add(self, rec: Record, fname: str, line: int) -> None:
+    # -- locations -------------------------------------------------------------
+    def loc(self, fname: str, line: int) -> int:
+        """(file, line) packed into one int; files are numbered as first seen."""
         if fname == self._last_file:
             index = self._last_index
         else:
@@ -520,111 +607,480 @@ class _Builder:
                 self.files.append(fname)
             self._last_file = fname
             self._last_index = index
-        loc = index * _LINE_SPAN + line
-        name = rec.name
-        rtype = rec.rtype
-        origin = self.origin
-        if not name.is_subdomain(origin):
-            self.error(loc, f"{name} is outside the zone {origin}")
+        return index * _LINE_SPAN + line
+
+    def where(self, loc: int) -> tuple[str, int]:
+        index, line = divmod(loc, _LINE_SPAN)
+        return self.files[index], line
+
+    def at(self, loc: int) -> str:
+        return "%s:%d" % self.where(loc)
+
+    def name(self, key: bytes) -> Name:
+        return Name.from_key(self.origin.key() + key)
+
+    def error(self, loc: int, message: str) -> None:
+        try:
+            self.errors.add(*self.where(loc), message)
+        except _Stop:
+            self.capped = True
+            raise
+
+    def error_about(self, loc: int, rrset_loc: int | None, rrset: tuple[bytes, int],
+                    make: Callable[[str], str]) -> None:
+        """An error at `loc` whose message names where `rrset` starts."""
+        if rrset_loc is not None:
+            self.error(loc, make(self.at(rrset_loc)))
             return
-        if name.local is not None and rtype != RType.KEY and rtype != RType.ALIAS:
-            self.error(loc, f"mailbox {name} may own only KEY and ALIAS records, "
-                       f"not {RType(rtype).name}")
-            return
-        node = self.nodes.get(name)
-        if node is None:
-            node = self.nodes[name] = {}
+        try:
+            self.errors.add_later(*self.where(loc), make, rrset)
+        except _Stop:
+            self.capped = True
+            raise
+
+    # -- adding ------------------------------------------------------------------
+    def add(self, key: bytes, rtype: int, ttl: int, rdata: bytes, loc: int,
+            target: tuple[Name, bytes] | None = None) -> None:
+        """Add one record of owner `key` (in the zone; a mailbox owns only KEY
+        and ALIAS), `rdata` packed; `target` is an NS record's in-zone target
+        and its key."""
+        if key != self.key:
+            self._start(key)
+        node = self.node
         rrs = node.get(rtype)
         if rrs is not None:
-            if rec.ttl != rrs[0]:  # RFC 2181 5.2
-                self.error(loc, f"TTL {rec.ttl} differs from TTL {rrs[0]} of the "
-                           f"{RType(rtype).name} records of {name} at {self.at(rrs[1])} "
-                           "(one name and type, one TTL: RFC 2181 5.2)")
+            if ttl != rrs[0]:  # RFC 2181 5.2
+                old = rrs[0]
+                self.error_about(loc, rrs[1], (key, rtype), lambda at: (
+                    f"TTL {ttl} differs from TTL {old} of the {RType(rtype).name} records "
+                    f"of {self.name(key)} at {at} (one name and type, one TTL: RFC 2181 5.2)"))
                 return
-            if (rec.rdata == rrs[2]) if type(rrs) is tuple else (rec.rdata in rrs[2]):
+            if rdata in rrs[2]:
                 return  # identical duplicate: dropped, as BIND does
-        if rtype == RType.SOA:
-            if name != origin:
-                self.error(loc, f"SOA must be at the zone apex {origin}, not at {name}")
+        if rtype == _SOA:
+            if key:
+                self.error(loc, f"SOA must be at the zone apex {self.origin}, "
+                           f"not at {self.name(key)}")
                 return
             if self.soa_loc is not None:
                 self.error(loc, f"second SOA record (the first is at {self.at(self.soa_loc)})")
                 return
             self.soa_loc = loc
-        elif rtype == RType.ALIAS:
-            if name == origin:
+        elif rtype == _ALIAS:
+            if not key:
                 self.error(loc, "ALIAS not allowed at the zone apex")
                 return
             if rrs is not None:
-                self.error(loc, f"second ALIAS at {name} (the first is at "
-                           f"{self.at(rrs[1])}); a name has at most one")
+                self.error_about(loc, rrs[1], (key, rtype), lambda at: (
+                    f"second ALIAS at {self.name(key)} (the first is at {at}); "
+                    "a name has at most one"))
                 return
-        elif rtype == RType.NS:
-            self.ns.append((rec.rdata.target, loc))  # type: ignore[union-attr]
+        elif rtype == _NS:
+            if key:
+                self.cuts.add(key)
+            if target is not None:
+                self.ns.append((target[0], target[1], loc))
         if rrs is None:
-            node[rtype] = (rec.ttl, loc, rec.rdata)
-        elif type(rrs) is tuple:
-            node[rtype] = [rrs[0], rrs[1], [rrs[2], rec.rdata]]
+            node[rtype] = [ttl, loc, [rdata]]
         else:
-            rrs[2].append(rec.rdata)
+            rrs[2].append(rdata)
+        self.records += 1
 
-    def finish(self) -> Zone:
+    def _start(self, key: bytes) -> None:
+        if self.key is not None:
+            self._flush()
+        self.key = key
+        old = self.sink.get(key)
+        pack = self.pack
+        self.node = {} if old is None else {
+            rtype: [ttl, None, [pack(rdata) for rdata in rdatas]]
+            for rtype, ttl, rdatas in msgpack.unpackb(old)}
+
+    def _flush(self) -> None:
+        """Encode the current node (as `keyresolve.store.encode_node`) and put it."""
+        node = self.node
+        if not node:
+            return  # every record of a new owner was rejected
+        pack = self.pack
+        if len(node) == 1:  # most nodes: one type, often one record
+            for rtype, (ttl, _, rdatas) in node.items():
+                head = self._heads.get((rtype, ttl))
+                if head is None:
+                    head = b"\x91\x93" + pack(rtype) + pack(ttl)
+                    if len(self._heads) < _MAX_HEADS:
+                        self._heads[rtype, ttl] = head
+                value = head + _array(len(rdatas)) + b"".join(rdatas)
+        else:
+            parts = [_array(len(node))]
+            for rtype in sorted(node):
+                ttl, _, rdatas = node[rtype]
+                parts += (b"\x93", pack(rtype), pack(ttl), _array(len(rdatas)), *rdatas)
+            value = b"".join(parts)
+            if _ALIAS in node:
+                self.exclusive.add(self.key)  # type: ignore[arg-type]
+        self.sink.put(self.key, value)  # type: ignore[arg-type]
+
+    # -- whole-zone checks ---------------------------------------------------------
+    def _cut_above(self, key: bytes) -> bytes | None:
+        """The zone cut strictly above owner `key` (a mailbox counts as below
+        its domain), or None."""
+        cuts = self.cuts
+        domain, at, _ = key.partition(b"@")
+        if at and domain in cuts:
+            return domain
+        while domain:
+            cut = domain.rfind(b"\0", 0, len(domain) - 1)
+            domain = domain[:cut + 1]  # one label up (b"" is the apex)
+            if domain in cuts:
+                return domain
+        return None
+
+    def finish(self, locate: Callable[[set[tuple[bytes, int]]], dict]) -> None:
+        """Write the last node and run the whole-zone checks; `locate` finds
+        where RRsets start by re-reading the zone (only when errors need it)."""
+        if self.key is not None:
+            self._flush()
+            self.key = None
+            self.node = {}
         origin = self.origin
-        nodes = self.nodes
         found: list[tuple[int, str]] = []  # sorted by location before reporting
-        apex = nodes.get(origin, {})
         if self.soa_loc is None:
             found.append((0, f"no SOA record at the zone apex {origin}"))
-        if RType.NS not in apex:
+        if _NS not in _types(self.sink.get(b"")):
             found.append((self.soa_loc or 0, f"no NS record at the zone apex {origin}"))
-        # zone cuts: NS below the apex (RFC 1034 4.2.1)
-        cuts = {name for name, node in nodes.items() if name != origin and RType.NS in node}
-        for name, node in nodes.items():
-            cut = _enclosing_cut(name, cuts, origin) if cuts else None
-            if cut is not None:  # occluded data: only glue (RFC 1034 4.2.1)
-                for rtype, rrs in node.items():
-                    if rtype != RType.ADDR:
-                        found.append((rrs[1], f"{RType(rtype).name} at {name} below the "
-                                      f"delegation point {cut}: only ADDR (glue) allowed"))
-                continue
-            if name in cuts:
-                for rtype, rrs in node.items():
-                    if rtype != RType.NS and rtype != RType.ADDR:
-                        found.append((rrs[1], f"{RType(rtype).name} at the delegation "
-                                      f"point {name}: only NS and ADDR (glue) belong there"))
-                continue
-            alias = node.get(RType.ALIAS)
-            if alias is not None and len(node) > 1:
-                for rtype, rrs in node.items():
-                    if rtype != RType.ALIAS:
-                        found.append((rrs[1], f"{RType(rtype).name} at {name}, which has "
-                                      f"an ALIAS (at {self.at(alias[1])}): ALIAS is "
-                                      "exclusive"))
-        for target, loc in self.ns:  # glue: in-zone NS targets need addresses
-            if target.is_subdomain(origin) and RType.ADDR not in nodes.get(target, ()):
+        # RRsets in error: (key, type, what, key of the cut or the ALIAS)
+        bad: list[tuple[bytes, int, str, bytes]] = []
+        for cut in sorted(self.cuts):  # zone cuts: NS below the apex (RFC 1034 4.2.1)
+            if self._cut_above(cut) is not None:
+                continue  # occluded: scanned below the cut above it
+            for key, value in self.sink.scan(cut):
+                if key == cut:
+                    bad += [(key, rtype, "cut", b"") for rtype in _types(value)
+                            if rtype != _NS and rtype != _ADDR]
+                    continue
+                above = self._cut_above(key)
+                assert above is not None
+                bad += [(key, rtype, "below", above) for rtype in _types(value)
+                        if rtype != _ADDR]  # occluded data: only glue
+        for key in self.exclusive:
+            if key not in self.cuts and self._cut_above(key) is None:
+                bad += [(key, rtype, "alias", key) for rtype in _types(self.sink.get(key))
+                        if rtype != _ALIAS]
+        wanted = {(key, rtype) for key, rtype, _, _ in bad}
+        wanted |= {(key, _ALIAS) for key, _, what, _ in bad if what == "alias"}
+        wanted |= {rrset for _, _, rrset in self.errors.later}
+        located = locate(wanted) if wanted else {}
+
+        def loc_of(rrset: tuple[bytes, int]) -> int:
+            where = located.get(rrset)
+            return 0 if where is None else self.loc(*where)  # 0: file changed meanwhile
+
+        self.errors.resolve(lambda rrset: self.at(loc_of(rrset)))
+        for key, rtype, what, other in bad:
+            kind = RType(rtype).name
+            if what == "cut":
+                message = (f"{kind} at the delegation point {self.name(key)}: "
+                           "only NS and ADDR (glue) belong there")
+            elif what == "below":
+                message = (f"{kind} at {self.name(key)} below the delegation point "
+                           f"{self.name(other)}: only ADDR (glue) allowed")
+            else:
+                message = (f"{kind} at {self.name(key)}, which has an ALIAS (at "
+                           f"{self.at(loc_of((key, _ALIAS)))}): ALIAS is exclusive")
+            found.append((loc_of((key, rtype)), message))
+        glue: dict[bytes, bool] = {}
+        for target, key, loc in self.ns:  # glue: in-zone NS targets need addresses
+            has = glue.get(key)
+            if has is None:
+                has = glue[key] = _ADDR in _types(self.sink.get(key))
+            if not has:
                 found.append((loc, f"NS target {target} is inside the zone but has no "
                               "ADDR record (glue)"))
         found.sort(key=lambda item: item[0])
         for loc, message in found:
             self.error(loc, message)
-        for node in nodes.values():  # in place: no second copy of a big zone
-            for rtype, rrs in node.items():
-                rdatas = rrs[2]
-                node[rtype] = RRset(rrs[0], (rdatas,) if type(rrs) is tuple else tuple(rdatas))
-        self.nodes = {}
-        return Zone(origin, nodes)  # type: ignore[arg-type]
+
+    def serial(self) -> int:
+        """The serial of the apex SOA written."""
+        for rtype, _, rdatas in msgpack.unpackb(self.sink.get(b"")):
+            if rtype == _SOA:
+                return rdatas[0][2]
+        raise AssertionError("no SOA written")  # finish reported it
 
 
-def _enclosing_cut(name: Name, cuts: set[Name], origin: Name) -> Name | None:
-    """The zone cut strictly above `name` (a mailbox counts as below its domain)."""
-    labels = name.labels
-    stop = len(labels) - len(origin.labels)
-    start = 0 if name.local is not None else 1
-    for i in range(start, stop):
-        candidate = Name(labels[i:])
-        if candidate in cuts:
-            return candidate
-    return None
+class _Locator:
+    """Stands in for the `_ZoneBuilder` of a second reading of the zone: notes
+    the (file, line) where each wanted (owner key, type) RRset starts."""
+
+    def __init__(self, wanted: set[tuple[bytes, int]]) -> None:
+        self.wanted = set(wanted)
+        self.found: dict[tuple[bytes, int], tuple[str, int]] = {}
+
+    def loc(self, fname: str, line: int) -> tuple[str, int]:
+        return fname, line
+
+    def add(self, key: bytes, rtype: int, ttl: int, rdata: bytes, loc: tuple[str, int],
+            target: object = None) -> None:
+        # The first record of an owner and type always starts its RRset (the
+        # checks that can reject it reject every record of that owner and type).
+        rrset = (key, rtype)
+        if rrset in self.wanted:
+            self.wanted.discard(rrset)
+            self.found[rrset] = loc
+            if not self.wanted:
+                raise _Stop  # ends the reading
+
+
+#: Packed KEY rdata up to the key bytes, by (algorithm, usage) as zone files
+#: usually spell them, and the key length: what KEY.to_wire packs.
+_KEY_HEADS = {(alg.name.lower(), usage.name.lower()):
+              (msgpack.packb([int(alg), int(usage), 0, bytes(length)])[:-length], length)
+              for alg, (length, usage) in KEY_ALGORITHMS.items()}
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")  # what b64decode(validate=True) accepts
+#: Domain parts of mailbox owners, and TTL texts, the fast path remembers
+#: (zones use a few of each).
+MAX_DOMAIN_CACHE = 4096
+_MISSING = object()
+
+
+class _CompileReader(ZoneReader):
+    """A `ZoneReader` that hands records to a builder as it reads them.
+
+    The common line, a mailbox's KEY record (``alice@ [ttl] [IN] KEY x25519
+    encrypt <base64>``), takes a fast path that makes neither `Name` nor
+    `Record` objects; anything else, and every line the fast path has doubts
+    about, goes through the general parser, so errors are the same.
+    Iterating yields nothing.
+    """
+
+    def __init__(self, path: str | None, origin: Name | None,
+                 make_builder: Callable[[ZoneReader], Any], *, text: str | None = None,
+                 filename: str | None = None) -> None:
+        super().__init__(path, origin, text=text, filename=filename)
+        self.make_builder = make_builder
+        self.builder: Any = None  # made at the first record: $ORIGIN may name the zone
+        self._zone_key = b""
+        self._domains: dict[str, bytes | bool] = {}  # domain text -> zone-relative key, False
+        self._domains_origin: Name | None = None  # the $ORIGIN `_domains` is for
+        self._ttls: dict[str, int] = {}  # TTL text -> seconds
+        self._pack = msgpack.Packer().pack
+
+    def _new_builder(self) -> Any:
+        assert self.origin is not None
+        self._zone_key = self.origin.key()
+        self.builder = self.make_builder(self)
+        return self.builder
+
+    def _entry(self, tokens: list[str], cont: bool, fname: str,
+               lineno: int) -> Record | _Include | None:
+        count = len(tokens)
+        if count < 4 or tokens[-4] != "KEY" or self._cur is None:
+            return self._general(tokens, cont, fname, lineno)
+        if cont:
+            owner = self._owner
+            first = 0
+        else:
+            token = tokens[0]
+            if token == self._owner_token and self._cur is self._owner_origin:
+                owner = self._owner
+            else:
+                owner = self._fast_owner(token)
+                if owner is None:
+                    return self._general(tokens, cont, fname, lineno)
+                self._owner = owner
+                self._owner_token = token
+                self._owner_origin = self._cur
+            first = 1
+        if type(owner) is not tuple or count - first > 6:
+            return self._general(tokens, cont, fname, lineno)
+        ttl = None
+        klass = False
+        for tok in tokens[first:count - 4]:  # [ttl] [IN], either order
+            if tok == "IN" and not klass:
+                klass = True
+            elif ttl is None and "0" <= tok[0] <= "9":
+                ttl = self._ttls.get(tok)
+                if ttl is None:
+                    try:
+                        ttl = parse_ttl(tok)
+                    except InvalidRecord:
+                        return self._general(tokens, cont, fname, lineno)
+                    if len(self._ttls) < MAX_DOMAIN_CACHE:
+                        self._ttls[tok] = ttl
+            else:
+                return self._general(tokens, cont, fname, lineno)
+        if ttl is None:
+            ttl = self._ttl
+        head = _KEY_HEADS.get((tokens[-3], tokens[-2]))
+        if ttl is None or head is None:
+            return self._general(tokens, cont, fname, lineno)
+        text = tokens[-1]
+        if not _BASE64.fullmatch(text):  # as base64.b64decode(validate=True)
+            return self._general(tokens, cont, fname, lineno)
+        try:
+            key = binascii.a2b_base64(text)
+        except binascii.Error:
+            return self._general(tokens, cont, fname, lineno)
+        if len(key) != head[1]:
+            return self._general(tokens, cont, fname, lineno)
+        builder = self.builder or self._new_builder()
+        builder.add(owner[0], _KEY, ttl, head[0] + key, builder.loc(fname, lineno))
+        return None
+
+    def _fast_owner(self, token: str) -> tuple[bytes, str, Name] | None:
+        """A mailbox owner as (zone-relative key, token, origin), or None when
+        the general parser must look at it (not a mailbox, invalid, outside
+        the zone)."""
+        local, at, domain = token.partition("@")
+        if not at:
+            return None
+        cur = self._cur
+        assert cur is not None
+        if cur is not self._domains_origin:
+            self._domains = {}
+            self._domains_origin = cur
+        dkey = self._domains.get(domain, _MISSING)
+        if dkey is _MISSING:
+            dkey = self._domain_key(domain, cur)
+            if len(self._domains) < MAX_DOMAIN_CACHE:
+                self._domains[domain] = dkey
+        if dkey is False:
+            return None
+        try:
+            local = canonical_local(local)
+        except InvalidName:
+            return None
+        return dkey + b"@" + local.encode("ascii"), token, cur  # type: ignore[operator]
+
+    def _domain_key(self, domain: str, cur: Name) -> bytes | bool:
+        """The zone-relative key of a mailbox's domain part, or False."""
+        if "@" in domain:
+            return False
+        try:
+            name = Name.from_text(domain, cur) if domain else cur
+        except InvalidName:
+            return False
+        if self.builder is None:
+            self._new_builder()
+        key = name.key()
+        zone_key = self._zone_key
+        return key[len(zone_key):] if key.startswith(zone_key) else False
+
+    def _general(self, tokens: list[str], cont: bool, fname: str,
+                 lineno: int) -> _Include | None:
+        owner = self._owner
+        if type(owner) is tuple:  # the general parser needs the fast path's owner as a Name
+            self._owner = Name.from_text(owner[1], owner[2])
+        result = super()._entry(tokens, cont, fname, lineno)
+        if type(result) is Record:
+            self._record(result, fname, lineno)
+            return None
+        return result
+
+    def _record(self, rec: Record, fname: str, lineno: int) -> None:
+        builder = self.builder or self._new_builder()
+        loc = builder.loc(fname, lineno)
+        name = rec.name
+        rtype = rec.rtype
+        key = name.key()
+        zone_key = self._zone_key
+        if not key.startswith(zone_key):  # keys end labels with \0: an exact test
+            self._errors.add(fname, lineno, f"{name} is outside the zone {self.origin}")
+            return
+        if name.local is not None and rtype != _KEY and rtype != _ALIAS:
+            self._errors.add(fname, lineno, f"mailbox {name} may own only KEY and ALIAS "
+                             f"records, not {RType(rtype).name}")
+            return
+        target = None
+        if rtype == _NS:
+            target_key = rec.rdata.target.key()  # type: ignore[union-attr]
+            if target_key.startswith(zone_key):
+                target = rec.rdata.target, target_key[len(zone_key):]  # type: ignore[union-attr]
+        builder.add(key[len(zone_key):], int(rtype), rec.ttl, self._pack(rec.rdata.to_wire()),
+                    loc, target)
+
+
+def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *,
+                 text: str | None = None, filename: str | None = None) -> CompiledZone:
+    """Parse and check a zone file (with its includes), writing its nodes to
+    `sink` as they are read; raises `ZoneErrors` listing every error found
+    (then `sink` holds a partial zone: a store discards it). With `text`, the
+    zone is `text` (shown as `filename`, else `path`) instead of a file.
+
+    Memory stays bounded whatever the zone's size (the node being built, the
+    zone cuts and in-zone NS targets); error messages that name where an
+    RRset written earlier starts re-read the zone to find it.
+    """
+    def open_reader(make_builder: Callable[[ZoneReader], Any]) -> _CompileReader:
+        return _CompileReader(path, origin, make_builder, text=text,
+                              filename=filename if filename is not None else path)
+
+    def locate(wanted: set[tuple[bytes, int]]) -> dict:
+        locator = _Locator(wanted)
+        for _ in open_reader(lambda _reader: locator):
+            pass
+        return locator.found
+
+    reader = open_reader(lambda r: _ZoneBuilder(r.origin, r._errors, r.filename, sink))
+    errors = reader._errors
+    builder: _ZoneBuilder | None = None
+    try:
+        for _ in reader:
+            pass
+        builder = reader.builder
+        if reader.origin is None:
+            if not errors.items:  # else already reported at the first record
+                errors.add(reader.filename, 0, "no $ORIGIN and no zone name given")
+        elif builder is None or not builder.capped:
+            if builder is None:
+                builder = reader._new_builder()
+            # checks run even after syntax errors, so one pass reports everything
+            builder.finish(locate)
+    except _Stop:
+        pass
+    if errors.items or builder is None:
+        raise ZoneErrors(errors.items)
+    seen: set[str] = set()
+    sources = []
+    for name, digest in reader.sources:
+        if name not in seen:
+            seen.add(name)
+            sources.append((name, digest))
+    return CompiledZone(builder.origin, builder.serial(), builder.records, sources)
+
+
+class _MemoryNodes:
+    """A `NodeSink` in a dict, for building a `Zone` in memory."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[bytes, bytes] = {}
+        self._sorted: list[bytes] | None = None  # keys for `scan`, made on demand
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.nodes.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if key not in self.nodes:
+            self._sorted = None
+        self.nodes[key] = value
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        if self._sorted is None:
+            self._sorted = sorted(self.nodes)
+        keys = self._sorted
+        for i in range(bisect.bisect_left(keys, prefix), len(keys)):
+            if not keys[i].startswith(prefix):
+                break
+            yield keys[i], self.nodes[keys[i]]
+
+    def zone(self, origin: Name) -> Zone:
+        """The nodes as a `Zone` (owners in the order first written)."""
+        origin_key = origin.key()
+        return Zone(origin, {
+            Name.from_key(origin_key + key): {
+                rtype: RRset(ttl, tuple(rdata_from_wire(rtype, fields) for fields in rdatas))
+                for rtype, ttl, rdatas in msgpack.unpackb(value)}
+            for key, value in self.nodes.items()})
 
 
 # -- public API ------------------------------------------------------------------
@@ -643,14 +1099,13 @@ def iter_records(path: str, origin: Name | None = None) -> Iterator[tuple[Record
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a zone is built.
+    """Pause the cyclic garbage collector while a zone is built in memory.
 
-    Building a zone allocates millions of long-lived containers and no
-    reference cycles, and every collection walks all of them: about 18 % of
-    the parse time of a large zone. Reference counting still frees what is
-    dropped. The switch is process-wide (a daemon compiling in a worker
-    thread pauses collection for its other threads meanwhile); it is turned
-    back on at the end if it was on at the start.
+    A `Zone` is millions of long-lived containers and no reference cycles,
+    and every collection walks all of them. Reference counting still frees
+    what is dropped. The switch is process-wide (a thread building a zone
+    pauses collection for the other threads meanwhile); it is turned back on
+    at the end if it was on at the start.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -661,61 +1116,32 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load(reader: ZoneReader) -> Zone:
+def _load(path: str | None, origin: Name | None, *, text: str | None = None,
+          filename: str | None = None) -> tuple[Zone, list[tuple[str, bytes]]]:
+    sink = _MemoryNodes()
     with _gc_paused():
-        return _build(reader)
-
-
-def _build(reader: ZoneReader) -> Zone:
-    errors = reader._errors
-    builder: _Builder | None = None
-    zone: Zone | None = None
-    try:
-        for rec, fname, line in reader:
-            if builder is None:
-                assert reader.origin is not None
-                builder = _Builder(reader.origin, errors, reader.filename)
-            builder.add(rec, fname, line)
-        if reader.origin is None:
-            if not errors.items:  # else already reported at the first record
-                errors.add(reader.filename, 0, "no $ORIGIN and no zone name given")
-        else:
-            if builder is None:
-                builder = _Builder(reader.origin, errors, reader.filename)
-            # checks run even after syntax errors, so one pass reports everything
-            zone = builder.finish()
-    except _Stop:
-        pass
-    if errors.items or zone is None:
-        raise ZoneErrors(errors.items)
-    return zone
+        compiled = compile_zone(sink, path, origin, text=text, filename=filename)
+        return sink.zone(compiled.origin), compiled.sources
 
 
 def load_zone(path: str, origin: Name | None = None) -> Zone:
-    """Parse a zone file (with its includes) and check it; raises `ZoneErrors`
-    listing every error found."""
-    return _load(ZoneReader(path, origin))
+    """Parse a zone file (with its includes) and check it, into memory;
+    raises `ZoneErrors` listing every error found. (`compile_zone` writes a
+    zone into a store without holding it in memory.)"""
+    return _load(path, origin)[0]
 
 
 def load_zone_with_sources(path: str,
                            origin: Name | None = None) -> tuple[Zone, list[tuple[str, bytes]]]:
     """As `load_zone`, also returning ``(path, sha256 digest)`` of every file
     read, the main file first, so a caller can skip unchanged zones."""
-    reader = ZoneReader(path, origin)
-    zone = _load(reader)
-    seen: set[str] = set()
-    sources = []
-    for name, digest in reader.sources:
-        if name not in seen:
-            seen.add(name)
-            sources.append((name, digest))
-    return zone, sources
+    return _load(path, origin)
 
 
 def parse_zone_text(text: str, filename: str = "<string>", origin: Name | None = None) -> Zone:
     """As `load_zone`, from a string; ``$INCLUDE`` paths are relative to the
     current directory."""
-    return _load(ZoneReader(None, origin, text=text, filename=filename))
+    return _load(None, origin, text=text, filename=filename)[0]
 
 
 def load_hints(path: str) -> list[tuple[Name, ADDR]]:
@@ -769,6 +1195,6 @@ def summarize(zone: Zone) -> str:
     return f"{zone.origin}: serial {serial}, {total} {noun} ({', '.join(parts)})"
 
 
-__all__ = ["MAX_ERRORS", "MAX_INCLUDE_DEPTH", "MAX_LINE", "MAX_RECORD_TEXT", "TTL_UNITS",
-           "ZoneReader", "iter_records", "load_hints", "load_zone", "load_zone_with_sources",
+__all__ = ["MAX_DOMAIN_CACHE", "MAX_ERRORS", "MAX_INCLUDE_DEPTH", "MAX_LINE", "MAX_RECORD_TEXT",
+           "TTL_UNITS", "CompiledZone", "NodeSink", "ZoneReader", "compile_zone", "iter_records", "load_hints", "load_zone", "load_zone_with_sources",
            "parse_ttl", "parse_zone_text", "summarize"]

@@ -31,7 +31,6 @@ from ..records import Record
 from ..tsig import Key
 from ..names import Name
 from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
-from ..zonefile import load_zone_with_sources
 from .common import accept_request
 from .secondary import SecondaryZone, send_notify
 
@@ -256,11 +255,10 @@ def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     if _sources_unchanged(store, zone):
         return LoadResult(zone, "unchanged", info.serial, info.records, previous_serial=previous)
     try:
-        parsed, sources = load_zone_with_sources(zone.file, zone.name)
-        store.replace_zone(parsed, sources)
+        compiled = store.compile_zone(zone.file, zone.name)
     except KeyresolveError as exc:
         return LoadResult(zone, "failed", error=str(exc), previous_serial=previous)
-    return LoadResult(zone, "loaded", parsed.serial, len(parsed),
+    return LoadResult(zone, "loaded", compiled.serial, compiled.records,
                       time.perf_counter() - start, previous_serial=previous)
 
 

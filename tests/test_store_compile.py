@@ -1,0 +1,274 @@
+"""Store.compile_zone: zone files streamed into LMDB, on real environments in tmp_path.
+
+The reference is the in-memory path: `Zone.from_records` over the reader's
+records (no zone checks of ours involved), encoded by `Store.replace_zone`.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import lmdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keyresolve import store as store_module
+from keyresolve.errors import ZoneErrors
+from keyresolve.names import Name
+from keyresolve.store import Store
+from keyresolve.zone import Zone
+from keyresolve.zonefile import iter_records, load_zone, parse_zone_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import genzone  # noqa: E402
+
+N = Name.from_text
+ORIGIN = N("example.com.")
+ZONEFILES = Path(__file__).parent / "zonefiles"
+MAP_SIZE = 1 << 26  # small: tests write megabytes at most
+KEY_A = "x25519 encrypt " + "A" * 43 + "="
+KEY_B = "ed25519 sign " + "B" * 43 + "="
+HEADER = "$ORIGIN example.com.\n$TTL 3600\n@ SOA ns1 hostmaster@ 1 3600 600 86400 300\n" \
+         "@ NS ns1\nns1 ADDR 127.0.0.1:53\n"
+
+
+def dump(path: Path) -> dict[bytes, list[tuple[bytes, bytes]]]:
+    """Every key and value of every sub-DB."""
+    env = lmdb.open(str(path), max_dbs=4, readonly=True, subdir=True)
+    try:
+        out = {}
+        for name in (b"zones", b"nodes", b"journal"):
+            db = env.open_db(name, create=False)
+            with env.begin() as txn:
+                out[name] = list(txn.cursor(db=db))
+        return out
+    finally:
+        env.close()
+
+
+def served_nodes(path: Path, origin: Name = ORIGIN) -> dict[bytes, bytes]:
+    """The zone's nodes in the area it is served from, by key relative to it."""
+    with Store(path, map_size=MAP_SIZE) as store:
+        prefix = store.get_zone_info(origin).node_prefix
+    return {key[len(prefix):]: value for key, value in dump(path)[b"nodes"]
+            if key.startswith(prefix)}
+
+
+def reference(zone_path: str, origin: Name) -> Zone:
+    return Zone.from_records(origin, (rec for rec, _, _ in iter_records(zone_path, origin)))
+
+
+def errors(exc: ZoneErrors) -> list[tuple[str, int, str]]:
+    return [(e.filename, e.line, e.message) for e in exc.errors]
+
+
+def write(tmp_path: Path, text: str, name: str = "z.zone") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def genzone_file(tmp_path: Path, keys: int, seed: int = 1) -> str:
+    out = io.StringIO()
+    genzone.generate(keys, seed, out)
+    return write(tmp_path, out.getvalue(), "gen.zone")
+
+
+# -- byte-identical to the in-memory path --------------------------------------------
+@pytest.mark.parametrize("fname", ["example.zone", "include.zone", "syntax.zone"])
+def test_good_files_store_the_same_bytes(tmp_path: Path, fname: str) -> None:
+    path = str(ZONEFILES / "good" / fname)
+    origin = load_zone(path).origin
+    with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
+        compiled = store.compile_zone(path, origin, loaded_at=1.0)
+    with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
+        store.replace_zone(reference(path, origin), compiled.sources, loaded_at=1.0)
+    assert dump(tmp_path / "new") == dump(tmp_path / "old")
+
+
+def test_generated_zone_stores_the_same_bytes(tmp_path: Path) -> None:
+    path = genzone_file(tmp_path, 3000)
+    with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
+        compiled = store.compile_zone(path, ORIGIN, loaded_at=1.0)
+        info = store.get_zone_info(ORIGIN)
+    zone = reference(path, ORIGIN)
+    with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
+        store.replace_zone(zone, compiled.sources, loaded_at=1.0)
+    assert dump(tmp_path / "new") == dump(tmp_path / "old")
+    assert (compiled.serial, compiled.records) == (zone.serial, len(zone))
+    assert info is not None and (info.serial, info.records) == (zone.serial, len(zone))
+
+
+def test_owners_out_of_order_are_merged(tmp_path: Path) -> None:
+    text = HEADER + (
+        f"alice@ KEY {KEY_A}\n"
+        f"bob@www KEY {KEY_A}\n"
+        "www ADDR 10.0.0.1:53\n"
+        f"alice@ KEY {KEY_B}\n"
+        f"alice@ KEY {KEY_A}\n"  # duplicate: dropped
+        "@ NS ns2\n"
+        "ns2 ADDR 10.0.0.2:53\n"
+        "www ADDR 10.0.0.3:53\n")
+    path = write(tmp_path, text)
+    with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
+        compiled = store.compile_zone(path, ORIGIN, loaded_at=1.0)
+    with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
+        store.replace_zone(reference(path, ORIGIN), compiled.sources, loaded_at=1.0)
+    assert dump(tmp_path / "new") == dump(tmp_path / "old")
+    assert compiled.records == 10
+
+
+def test_seen_filter_false_positives_change_nothing(tmp_path: Path, monkeypatch) -> None:
+    path = genzone_file(tmp_path, 500)
+    with Store(tmp_path / "a", map_size=MAP_SIZE) as store:
+        store.compile_zone(path, ORIGIN, loaded_at=1.0)
+    monkeypatch.setattr(store_module, "SEEN_FILTER_BITS", 8)  # every key looks seen
+    monkeypatch.setattr(store_module, "_SEEN_MASK", 7)
+    with Store(tmp_path / "b", map_size=MAP_SIZE) as store:
+        store.compile_zone(path, ORIGIN, loaded_at=1.0)
+    assert dump(tmp_path / "a") == dump(tmp_path / "b")
+
+
+# -- reloads and failures ----------------------------------------------------------------
+def test_reload_journal_and_nodes_as_replace_zone(tmp_path: Path) -> None:
+    v1 = HEADER + f"alice@ KEY {KEY_A}\nbob@ KEY {KEY_A}\ncarol@ KEY {KEY_A}\n"
+    v2 = v1.replace(" 1 3600", " 2 3600").replace(f"bob@ KEY {KEY_A}", f"bob@ KEY {KEY_B}")
+    v2 = v2.replace(f"carol@ KEY {KEY_A}\n", f"dave@ KEY {KEY_A}\n")
+    with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
+        store.compile_zone("z.zone", ORIGIN, text=v1, loaded_at=1.0)
+        store.compile_zone("z.zone", ORIGIN, text=v2, loaded_at=2.0)
+        steps = store.journal_steps(ORIGIN, 1)
+    with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
+        store.replace_zone(parse_zone_text(v1, "z.zone"), [("z.zone", b"")], loaded_at=1.0)
+        store.replace_zone(parse_zone_text(v2, "z.zone"), [("z.zone", b"")], loaded_at=2.0)
+    new, old = dump(tmp_path / "new"), dump(tmp_path / "old")
+    assert served_nodes(tmp_path / "new") == served_nodes(tmp_path / "old")
+    assert new[b"journal"] == old[b"journal"]
+    assert steps is not None and len(steps) == 1
+    assert sorted(str(r.name) for r in steps[0].iter_removed()) == [
+        "bob@example.com.", "carol@example.com."]
+    assert sorted(str(r.name) for r in steps[0].iter_added()) == [
+        "bob@example.com.", "dave@example.com."]
+    # the reload went to the other node area and emptied the old one
+    with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
+        assert store.get_zone_info(ORIGIN).area == 2
+    assert all(key.startswith(store_module.node_prefix(ORIGIN, 2)) for key, _ in new[b"nodes"])
+
+
+def test_unchanged_reload_keeps_journal(tmp_path: Path) -> None:
+    v1 = HEADER + f"alice@ KEY {KEY_A}\n"
+    v2 = v1.replace(" 1 3600", " 2 3600")
+    with Store(tmp_path, map_size=MAP_SIZE) as store:
+        store.compile_zone("z.zone", ORIGIN, text=v1)
+        store.compile_zone("z.zone", ORIGIN, text=v2)
+        store.compile_zone("z.zone", ORIGIN, text=v2)
+        info = store.journal_info(ORIGIN)
+    assert info is not None and (info.first, info.last) == (1, 2)
+
+
+def test_failed_compile_leaves_the_old_zone(tmp_path: Path) -> None:
+    good = HEADER + f"alice@ KEY {KEY_A}\n"
+    with Store(tmp_path, map_size=MAP_SIZE) as store:
+        store.compile_zone("z.zone", ORIGIN, text=good)
+    before = dump(tmp_path)
+    bad = good.replace(" 1 3600", " 2 3600") + f"bob@ KEY {KEY_A}\nbob@ 60 KEY {KEY_B}\n"
+    for journal in (True, False):
+        with Store(tmp_path, map_size=MAP_SIZE) as store, pytest.raises(ZoneErrors) as exc:
+            store.compile_zone("z.zone", ORIGIN, text=bad, journal=journal)
+        assert errors(exc.value) == [("z.zone", 8, "TTL 60 differs from TTL 3600 of the KEY "
+                                      "records of bob@example.com. at z.zone:7 (one name and "
+                                      "type, one TTL: RFC 2181 5.2)")]
+        assert dump(tmp_path) == before
+
+
+# -- errors: as load_zone, with locations of nodes written earlier -------------------------
+@pytest.mark.parametrize("path", sorted((ZONEFILES / "bad").glob("*.zone")), ids=lambda p: p.name)
+def test_bad_files_same_errors_as_load_zone(tmp_path: Path, path: Path) -> None:
+    with pytest.raises(ZoneErrors) as expected:
+        load_zone(str(path), ORIGIN)
+    with Store(tmp_path, map_size=MAP_SIZE) as store, pytest.raises(ZoneErrors) as got:
+        store.compile_zone(str(path), ORIGIN)
+    assert errors(got.value) == errors(expected.value)
+    with Store(tmp_path, map_size=MAP_SIZE) as store:
+        assert store.zone_names() == []
+
+
+def test_errors_naming_rrsets_written_earlier(tmp_path: Path) -> None:
+    text = HEADER + (
+        f"alice@ KEY {KEY_A}\n"                 # 6
+        f"bob@ KEY {KEY_A}\n"                   # 7
+        f"alice@ 60 KEY {KEY_B}\n"              # 8: TTL differs from line 6
+        "al ALIAS www\n"                        # 9
+        "www ADDR 10.0.0.1:53\n"                # 10
+        "al ALIAS ns1\n"                        # 11: second ALIAS, first at 9
+        f"al KEY {KEY_A}\n"                     # 12: not with an ALIAS
+        "sub NS ns.sub\n"                       # 13
+        f"carol@ns.sub KEY {KEY_A}\n"           # 14: occluded
+        "ns.sub ADDR 10.0.0.2:53\n"             # 15
+        f"dave@sub KEY {KEY_A}\n"               # 16: occluded (mailbox at the cut)
+        f"sub KEY {KEY_A}\n"                    # 17: at the delegation point
+        "sub NS ns2.sub\n")                     # 18: glue missing
+    path = write(tmp_path, text)
+    with Store(tmp_path / "s", map_size=MAP_SIZE) as store, pytest.raises(ZoneErrors) as exc:
+        store.compile_zone(path, ORIGIN)
+    got = [(line, message) for _, line, message in errors(exc.value)]
+    assert got == [
+        (8, "TTL 60 differs from TTL 3600 of the KEY records of alice@example.com. at "
+            f"{path}:6 (one name and type, one TTL: RFC 2181 5.2)"),
+        (11, f"second ALIAS at al.example.com. (the first is at {path}:9); "
+             "a name has at most one"),
+        (12, f"KEY at al.example.com., which has an ALIAS (at {path}:9): ALIAS is exclusive"),
+        (14, "KEY at carol@ns.sub.example.com. below the delegation point sub.example.com.: "
+             "only ADDR (glue) allowed"),
+        (16, "KEY at dave@sub.example.com. below the delegation point sub.example.com.: "
+             "only ADDR (glue) allowed"),
+        (17, "KEY at the delegation point sub.example.com.: only NS and ADDR (glue) "
+             "belong there"),
+        (18, "NS target ns2.sub.example.com. is inside the zone but has no ADDR record (glue)"),
+    ]
+    with pytest.raises(ZoneErrors) as mem:
+        load_zone(path, ORIGIN)
+    assert errors(mem.value) == errors(exc.value)
+
+
+# -- property: any order of owners, same bytes as the reference, same errors as load_zone ----
+_OWNERS = ["alice@", "Bob@", "carol@www", "www", "x.www", "sub", "ns.sub", "eve@sub", "al"]
+_LINES = st.tuples(st.sampled_from(_OWNERS), st.sampled_from(["KEY", "ADDR", "NS", "ALIAS"]),
+                   st.integers(0, 2), st.sampled_from(["", "60 ", "IN "]))
+
+
+def _line(owner: str, rtype: str, pick: int, ttl: str) -> str:
+    data = {"KEY": [KEY_A, KEY_B, "x25519 encrypt " + "C" * 43 + "="],
+            "ADDR": ["10.0.0.1:53", "[::1]:53", "10.0.0.2:5300"],
+            "NS": ["ns.sub", "ns1", "ns.example.org."],
+            "ALIAS": ["www", "alice@", "x.example.org."]}[rtype][pick]
+    return f"{owner} {ttl}{rtype} {data}\n"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_LINES, max_size=25))
+def test_any_zone_compiles_as_the_reference(tmp_path_factory, lines) -> None:
+    text = HEADER + "".join(_line(*line) for line in lines)
+    base = tmp_path_factory.mktemp("fuzz")
+    try:
+        expected = parse_zone_text(text, "z.zone")
+    except ZoneErrors as exc:
+        with Store(base, map_size=MAP_SIZE) as store, pytest.raises(ZoneErrors) as got:
+            store.compile_zone("z.zone", ORIGIN, text=text)
+        assert errors(got.value) == errors(exc)
+        return
+    with Store(base / "new", map_size=MAP_SIZE) as store:
+        store.compile_zone("z.zone", ORIGIN, text=text, loaded_at=1.0)
+    records = [rec for rec, _, _ in iter_records_text(base, text)]
+    assert Zone.from_records(ORIGIN, records).nodes == expected.nodes
+    with Store(base / "old", map_size=MAP_SIZE) as store:
+        store.replace_zone(expected, [("z.zone", b"")], loaded_at=1.0)
+    new, old = dump(base / "new"), dump(base / "old")
+    assert new[b"nodes"] == old[b"nodes"]
+
+
+def iter_records_text(base: Path, text: str):
+    return iter_records(write(base, text), ORIGIN)
