@@ -94,6 +94,9 @@ MAX_TRANSFER_DIFF_RECORDS = 100_000
 #: it has not written yet (2 MiB; about 1 % false positives, each costing one
 #: lookup, at a million owners).
 SEEN_FILTER_BITS = 1 << 24
+#: Nodes a compile sorts before putting them (see `_NodeWriter`): 16,384
+#: (~2.5 MB) gave the whole gain (a 1M-key compile 10.0 -> 8.1 s CPU).
+COMPILE_BATCH_NODES = 16384
 #: Entries of the read cache a store keeps for one version of its data (mailbox
 #: routes, closest zones, SOAs): bounds what queries for made-up names fill.
 MAX_CACHED = 4096
@@ -530,9 +533,13 @@ class _NodeWriter:
     """The `zonefile.NodeSink` of `Store.compile_zone`: nodes under `prefix`
     in a write transaction.
 
-    A compile asks, for every new owner, whether it was written already
-    (owners may come back later in a file); a bit filter of the keys put
-    answers most of those questions without a B-tree lookup.
+    Nodes are put in sorted batches of `COMPILE_BATCH_NODES`: LMDB inserts
+    neighbouring keys much faster than keys spread over the whole tree (zone
+    files are grouped by owner, not sorted). A compile asks, for every new
+    owner, whether it was written already (owners may come back later in a
+    file); a bit filter of the keys put answers most of those questions
+    without a lookup. `flush` must be called before the transaction is read
+    by anything else.
     """
 
     def __init__(self, txn: lmdb.Transaction, db: Any, prefix: bytes) -> None:
@@ -541,6 +548,7 @@ class _NodeWriter:
         self._prefix = prefix
         self._cursor = txn.cursor(db=db)
         self._seen = bytearray(SEEN_FILTER_BITS // 8)
+        self._pending: dict[bytes, bytes] = {}
 
     def get(self, key: bytes) -> bytes | None:
         h = hash(key)
@@ -548,7 +556,8 @@ class _NodeWriter:
         b = (h >> 32) & _SEEN_MASK
         seen = self._seen
         if seen[a >> 3] >> (a & 7) & 1 and seen[b >> 3] >> (b & 7) & 1:
-            return self._cursor.get(self._prefix + key)
+            value = self._pending.get(key)
+            return self._cursor.get(self._prefix + key) if value is None else value
         return None
 
     def put(self, key: bytes, value: bytes) -> None:
@@ -558,9 +567,20 @@ class _NodeWriter:
         seen = self._seen
         seen[a >> 3] |= 1 << (a & 7)
         seen[b >> 3] |= 1 << (b & 7)
-        self._cursor.put(self._prefix + key, value)
+        pending = self._pending
+        pending[key] = value
+        if len(pending) >= COMPILE_BATCH_NODES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending nodes."""
+        prefix = self._prefix
+        self._cursor.putmulti([(prefix + key, self._pending[key])
+                               for key in sorted(self._pending)])
+        self._pending.clear()
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        self.flush()
         skip = len(self._prefix)
         for key, value in _scan_prefix(self._txn.cursor(db=self._db), self._prefix + prefix):
             yield key[skip:], value
@@ -702,8 +722,9 @@ class Store:
             area = NODE_AREAS[1] if served == NODE_AREAS[0] else NODE_AREAS[0]
             target = node_prefix(origin, area)
             _delete_prefix(cursor, target)  # a cut transfer's leftovers
-            compiled = compile_zone(_NodeWriter(txn, self._nodes, target), path, origin,
-                                    text=text)
+            sink = _NodeWriter(txn, self._nodes, target)
+            compiled = compile_zone(sink, path, origin, text=text)
+            sink.flush()
             diff: _DiffCollector | None = None
             if served is not None:
                 before = node_prefix(origin, served)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keyresolve import store as store_module
+from keyresolve.codes import RType
 from keyresolve.errors import ZoneErrors
 from keyresolve.names import Name
 from keyresolve.store import Store
@@ -129,6 +130,27 @@ def test_seen_filter_false_positives_change_nothing(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(store_module, "_SEEN_MASK", 7)
     with Store(tmp_path / "b", map_size=MAP_SIZE) as store:
         store.compile_zone(path, ORIGIN, loaded_at=1.0)
+    assert dump(tmp_path / "a") == dump(tmp_path / "b")
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_sorted_put_batches_change_nothing(tmp_path: Path, monkeypatch, batch: int) -> None:
+    """Owners that come back after their batch was put are read back."""
+    path = genzone_file(tmp_path, 300)
+    back = HEADER + "".join(f"u{i}@ KEY {KEY_A}\n" for i in range(7)) + f"u1@ KEY {KEY_B}\n"
+    with Store(tmp_path / "a", map_size=MAP_SIZE) as store:
+        store.compile_zone(path, ORIGIN, loaded_at=1.0)
+        store.compile_zone("back.zone", N("example.org."), text=back.replace(
+            "example.com", "example.org"), loaded_at=1.0)
+    monkeypatch.setattr(store_module, "COMPILE_BATCH_NODES", batch)
+    with Store(tmp_path / "b", map_size=MAP_SIZE) as store:
+        store.compile_zone(path, ORIGIN, loaded_at=1.0)
+        store.compile_zone("back.zone", N("example.org."), text=back.replace(
+            "example.com", "example.org"), loaded_at=1.0)
+        with store.snapshot() as snap:
+            keys = [r for r in snap.iter_records(N("example.org.")) if r.rtype == RType.KEY
+                    and r.name == N("u1@example.org.")]
+    assert len(keys) == 2
     assert dump(tmp_path / "a") == dump(tmp_path / "b")
 
 
