@@ -62,6 +62,13 @@ _TTL_SIZE = {**{byte: 1 for byte in range(0x80)}, 0xCC: 2, 0xCD: 3, 0xCE: 5}
 _RECORD = b"\x94"  # an answer record: [name, rtype, ttl, rdata]
 _ARRAYS = [bytes((0x90 | count,)) for count in range(16)]  # fixarray headers
 
+#: Responses a `ResponseCache` holds. One costs ~300 bytes (query key,
+#: response, table slots): 65,536 take ~20 MB, which keeps a server answering
+#: from a 1,000,000-key zone within its 150 MB RSS goal.
+MAX_CACHED_RESPONSES = 65536
+#: Seconds a `ResponseCache` is kept before it starts over.
+MAX_RESPONSE_AGE = 300.0
+
 #: lookup(domain_key, local) -> the stored node bytes of ``local@D`` (with
 #: `domain_key` = D.key()), or None to leave the query to the full path: no
 #: such node, D not served (or not this way: a zone cut, a policy).
@@ -231,3 +238,26 @@ def _array_header(count: int) -> bytes:
     if count < 0x10000:
         return b"\xdc" + count.to_bytes(2, "big")
     return b"\xdd" + count.to_bytes(4, "big")
+
+
+class ResponseCache(dict):
+    """Fast-path responses without their id (bytes 2 onwards), by the query's
+    bytes after its id: a hit is the query's id followed by the cached bytes.
+
+    An `answer` depends on the query bytes, and on the data and policy its
+    lookup sees: the owner clears the cache when either changes (and, so
+    that it follows a drifting set of popular names, every
+    `MAX_RESPONSE_AGE` seconds). Once `limit` responses are held, new ones
+    are not added: under a scan of more names than that, an LRU or FIFO
+    cache would hit nothing, while this one keeps hitting for the share it
+    holds (and popular names are among the first seen).
+    """
+
+    def __init__(self, limit: int = MAX_CACHED_RESPONSES) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, query_tail: bytes, response_tail: bytes) -> None:
+        """Keep `response_tail` (a response from byte 2) for `query_tail`."""
+        if len(self) < self.limit:
+            self[query_tail] = response_tail

@@ -515,3 +515,11 @@ def test_answers_follow_reloads_while_old_snapshots_keep_their_version(tmp_path)
         with store.snapshot() as gone:
             assert fastpath.answer(queries[0], _enclosing(gone)) is None
             assert Message.from_wire(full_path(queries[0], gone)).rcode == Rcode.REFUSED
+
+
+def test_the_response_cache_keeps_the_first_responses_up_to_its_limit():
+    cache = fastpath.ResponseCache(limit=2)
+    for i in range(4):
+        cache.remember(bytes([i]), bytes([i, i]))
+    assert cache == {b"\x00": b"\x00\x00", b"\x01": b"\x01\x01"}
+    assert fastpath.ResponseCache().limit == fastpath.MAX_CACHED_RESPONSES

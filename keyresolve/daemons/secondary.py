@@ -6,6 +6,7 @@ NOTIFY sending. The decisions are sans-IO (`refresh.RefreshState`,
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -65,6 +66,10 @@ class SecondaryZone:
     def expired(self, now: float) -> bool:
         """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5)."""
         return self.state.expired(now)
+
+    def expires_at(self) -> float:
+        """When the zone expires unless a check succeeds first (-inf: expired)."""
+        return self.state.expires_at()
 
     def notify(self) -> None:
         """A NOTIFY arrived: check the primaries now (or right after this check)."""
@@ -180,6 +185,35 @@ class SecondaryZone:
                  "none" if current is None else current.rdata.serial, inbound.serial,
                  inbound.records, inbound.messages, size, time.perf_counter() - start)
         return soa
+
+
+class StoredSecondary:
+    """A secondary zone as a worker process of `keyresolve serve --workers`
+    sees it: the main process runs its timers and transfers and records each
+    success in the store; the zone's expiry is computed from that record
+    (`RefreshState` on the stored SOA and last success), once per data version.
+    """
+
+    def __init__(self, zone: ZoneConfig, store: Store) -> None:
+        self.zone = zone
+        self.store = store
+        self._version = -1
+        self._expires = -math.inf
+
+    def expires_at(self) -> float:
+        """When the zone expires unless the main process records a success first."""
+        with self.store.snapshot() as snap:
+            if snap.version != self._version:
+                view = snap.get_zone(self.zone.name)
+                soa = None if view is None else view.soa.rdata
+                last = None if view is None else view.info.last_success
+                self._expires = RefreshState(soa, last, time.time()).expires_at()
+                self._version = snap.version
+        return self._expires
+
+    def expired(self, now: float) -> bool:
+        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5)."""
+        return now >= self.expires_at()
 
 
 async def send_notify(origin, soa: Record, target: Endpoint, key: Key | None) -> bool:

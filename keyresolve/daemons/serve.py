@@ -7,13 +7,14 @@ every response, and `net.server` moves the bytes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import logging
+import math
+import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import trio
@@ -24,7 +25,7 @@ from ..config import ServeConfig, ZoneConfig, format_endpoint
 from .. import fastpath, tsig
 from ..errors import (KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError, Refused,
                       ServerFailure)
-from ..message import Message, make_response, max_response_size
+from ..message import OPCODE_SHIFT, Message, make_response, max_response_size
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store import Snapshot, Store
 from ..records import Record
@@ -33,17 +34,26 @@ from ..names import Name
 from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
 from ..zonefile import load_zone_with_sources
 from .common import accept_request
-from .secondary import SecondaryZone, send_notify
+from .secondary import SecondaryZone, StoredSecondary, send_notify
+from .workers import Forwarder, WorkerPool, open_worker_channel
 
 log = logging.getLogger("keyresolve.serve")
+
+#: forward(data, peer, tcp): the main process's reply to a message a worker
+#: received (None: no reply).
+Forward = Callable[[bytes, tuple, bool], Awaitable[bytes | None]]
 
 
 class AuthServer:
     """The request handler of an authoritative server: bytes in, bytes out."""
 
-    def __init__(self, store: Store, config: ServeConfig) -> None:
+    def __init__(self, store: Store, config: ServeConfig, *,
+                 forward: Forward | None = None) -> None:
+        """`forward`, in a worker process: where NOTIFY messages go (the main
+        process, which runs the secondaries' refreshes); None: answer them here."""
         self.store = store
         self.config = config
+        self.forward = forward
         self.keyring = config.keys
         self._snapshot: Snapshot | None = None
         #: Zones the fast path must leave to the full path (by Name.key()):
@@ -53,6 +63,13 @@ class AuthServer:
         #: Secondary zones by origin, and by Name.key() for the fast path.
         self.secondaries: dict[Name, SecondaryZone] = {}
         self._secondary_keys: dict[bytes, SecondaryZone] = {}
+        #: Fast-path answers by the query's bytes after the id, for one data
+        #: version (`Snapshot.version`) and until a secondary zone expires.
+        self._responses = fastpath.ResponseCache()
+        self._responses_version = -1
+        self._responses_until = -math.inf
+        #: Messages handled (UDP and TCP): logged at exit, per process.
+        self.messages = 0
         #: One store writer at a time: reloads (in worker threads) and inbound
         #: transfers (in this thread) never wait on LMDB's lock in the loop.
         self.write_lock = trio.Lock()
@@ -62,15 +79,29 @@ class AuthServer:
         self.secondaries[secondary.zone.name] = secondary
         self._secondary_keys[secondary.zone.name.key()] = secondary
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Answer a batch of datagrams from one LMDB read snapshot."""
-        with self.store.snapshot() as snap:
-            self._snapshot = snap
-            try:
-                yield
-            finally:
-                self._snapshot = None
+    def batch(self) -> AuthServer:
+        """Answer a batch of datagrams from one LMDB read snapshot (a context
+        manager: the handler itself, without a generator's cost)."""
+        return self
+
+    def __enter__(self) -> None:
+        snapshot = self._snapshot = self.store.snapshot()
+        if snapshot.version != self._responses_version or time.time() >= self._responses_until:
+            self._responses.clear()
+            self._responses_version = snapshot.version
+            self._responses_until = min(time.time() + fastpath.MAX_RESPONSE_AGE,
+                                        self._secondaries_valid_until())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._snapshot.close()
+        self._snapshot = None
+
+    def _secondaries_valid_until(self) -> float:
+        """When the next secondary zone served now expires (cached responses
+        from it must go then); infinity if none will."""
+        now = time.time()
+        return min((at for at in (s.expires_at() for s in self.secondaries.values())
+                    if at > now), default=math.inf)
 
     def _fast_lookup(self, domain_key: bytes, local: str) -> bytes | None:
         """Node bytes of local@D for the fast path, or None for the full path.
@@ -92,17 +123,27 @@ class AuthServer:
             return None
         return node
 
-    def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | Iterator[bytes] | None:
-        """Answer one message (a transfer: a stream of them). Never raises:
-        every failure becomes an rcode."""
-        if not tcp:
+    def handle(self, data: bytes, peer: tuple, tcp: bool
+               ) -> bytes | Iterator[bytes] | Awaitable[bytes | None] | None:
+        """Answer one message (a transfer: a stream of them; a forwarded
+        NOTIFY: an awaitable). Never raises: every failure becomes an rcode."""
+        self.messages += 1
+        if not tcp and self._snapshot is not None:
+            question = data[2:]
+            cached = self._responses.get(question)
+            if cached is not None:
+                return data[:2] + cached
             try:
                 fast = fastpath.answer(data, self._fast_lookup)
             except Exception:
                 log.exception("fast path failed on a message from %s", peer[0])
                 fast = None
             if fast is not None:
+                self._responses.remember(question, fast[2:])
                 return fast
+        if self.forward is not None and len(data) >= 4 and (
+                (data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF == Opcode.NOTIFY:
+            return self.forward(data, peer, tcp)
         accepted = accept_request(data, peer, self.keyring, log)
         if not isinstance(accepted, tuple):
             return accepted
@@ -342,7 +383,7 @@ async def serve(config: ServeConfig, store: Store, *,
     endpoints = []
     try:
         for host, port in config.listen:
-            endpoints.append(await open_endpoint(host, port))
+            endpoints.append(await open_endpoint(host, port, reuse_port=config.workers > 1))
     except OSError as exc:
         for udp, tcp in endpoints:
             udp.close()
@@ -360,12 +401,18 @@ async def serve(config: ServeConfig, store: Store, *,
                 t, daemon.handler, idle_timeout=config.tcp_idle_timeout,
                 max_connections=config.max_tcp_connections))
         daemon.start_secondaries()
-        await daemon.reload()
-        task_status.started(bound)
-        if reloads is not None:
-            async for _ in reloads:
-                await daemon.reload()
-                log.info("reload done")
+        try:
+            if config.workers > 1:
+                pool = WorkerPool(config, bound, daemon.handler)
+                await nursery.start(pool.run)
+            await daemon.reload()
+            task_status.started(bound)
+            if reloads is not None:
+                async for _ in reloads:
+                    await daemon.reload()
+                    log.info("reload done")
+        finally:
+            log.info("%d messages handled", daemon.handler.messages)
 
 
 async def main(config: ServeConfig) -> None:
@@ -387,3 +434,40 @@ async def main(config: ServeConfig) -> None:
                         log.info("%s: shutting down", signal.Signals(signum).name)
                         nursery.cancel_scope.cancel()
                         break
+
+
+async def worker_main(config: ServeConfig, index: int, channel_fd: int,
+                      bound: list[tuple[str, int]]) -> None:
+    """A worker process of `keyresolve serve --workers`: answer on the main
+    process's `bound` addresses (SO_REUSEPORT) from the shared store, which
+    it only reads. NOTIFY goes to the main process over the channel (an
+    AF_UNIX socket it passed as `channel_fd`); zone loading, reloads,
+    refreshes and NOTIFY sending are the main process's. Exits on SIGTERM,
+    SIGINT, or when the main process goes away (the channel closes)."""
+    channel = open_worker_channel(channel_fd)
+    with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+        with Store(config.data_dir, readonly=True) as store:
+            forwarder = Forwarder(channel)
+            handler = AuthServer(store, config, forward=forwarder.forward)
+            for zone in config.zones:
+                if zone.is_secondary:
+                    handler.add_secondary(StoredSecondary(zone, store))
+            try:
+                async with trio.open_nursery() as nursery:
+                    for host, port in bound:
+                        udp, tcp = await open_endpoint(host, port, reuse_port=True)
+                        nursery.start_soon(serve_udp, udp, handler)
+                        nursery.start_soon(lambda t=tcp: serve_tcp(
+                            t, handler, idle_timeout=config.tcp_idle_timeout,
+                            max_connections=config.max_tcp_connections))
+                    await nursery.start(forwarder.run, nursery.cancel_scope)
+                    log.info("worker %d (pid %d) answering", index, os.getpid())
+                    async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            log.info("SIGHUP: worker %d ignores it (send it to the main "
+                                     "process)", index)
+                        else:
+                            nursery.cancel_scope.cancel()
+                            break
+            finally:
+                log.info("worker %d: %d messages handled", index, handler.messages)
