@@ -17,7 +17,9 @@ random existing names. For the `--keys` zone also:
 - restart: a new server on the compiled data directory; seconds from process
   start to the first answer, against the ceiling process's own start;
 - RSS of the restarted server after a load run, against the ceiling's;
-- with --profile, a py-spy profile of the server under load.
+- with --profile, a py-spy profile of the server under load;
+- with --workers 1,2: `serve --workers N` for each N under the same load
+  (unpinned; CPU per answer summed over the server's processes).
 
 Every figure is a ratio to a baseline measured in the same run. Where a
 server's core is not saturated (CPU share < 0.9), qps says more about the
@@ -130,8 +132,10 @@ def run_dnsperf(address: tuple[str, int], qfile: Path, nqueries: int, duration: 
 
 
 def measure_load(pid: int, address: tuple[str, int], queries: list[bytes], qfile: Path,
-                 args, *, rate: float = 0.0, keep_latencies: bool = False) -> dict:
-    """One bounded load run; adds the server's CPU time per answered query."""
+                 args, *, rate: float = 0.0, keep_latencies: bool = False,
+                 cpu_seconds=cpu_seconds) -> dict:
+    """One bounded load run; adds the server's CPU time per answered query
+    (`cpu_seconds` of `pid`: pass common.tree_cpu_seconds to count its workers)."""
     import loadgen
 
     t0 = time.perf_counter()
@@ -233,12 +237,12 @@ def pick_response(address: tuple[str, int], queries: list[bytes]) -> bytes:
     return replies[len(replies) // 2]
 
 
-def warm(pid: int, address, queries, qfile, args) -> None:
+def warm(pid: int, address, queries, qfile, args, **load) -> None:
     """A short run first, so page faults of the first touch are not measured."""
     saved = args.duration
     args.duration = min(1.0, saved)
     try:
-        measure_load(pid, address, queries, qfile, args)
+        measure_load(pid, address, queries, qfile, args, **load)
     finally:
         args.duration = saved
 
@@ -385,6 +389,42 @@ def bench_main(size: int, args, workdir: Path) -> dict:
     return out
 
 
+def bench_workers(size: int, counts: list[int], args, workdir: Path) -> dict:
+    """`keyresolve serve --workers N` restarted on the compiled `size`-key
+    zone, for each N in `counts`, under the same load. Unpinned: the server's
+    processes and the generator share the machine's cores, so CPU per answer
+    (summed over the processes) is the robust figure, and qps scales only as
+    far as cores are left over from the generator."""
+    zone, queries, qfile = prepare(size, args, workdir)
+    runs = []
+    for count in counts:
+        port = common.free_port()
+        config = common.write_serve_config(workdir / f"serve-{size}", zone, port=port)
+        daemon = common.start_serve(config, core=None, args=("--workers", str(count)))
+        address = (HOST, port)
+        try:
+            load = {"cpu_seconds": common.tree_cpu_seconds}
+            warm(daemon.pid, address, queries, qfile, args, **load)
+            result = measure_load(daemon.pid, address, queries, qfile, args, **load)
+            result["rss_mb"] = {str(pid): memory(pid)["VmRSS"]
+                                for pid in common.process_tree(daemon.pid)}
+        finally:
+            daemon.stop()
+        handled = re.findall(r"(\[worker \d+\])?: (?:worker \d+: )?(\d+) messages handled",
+                             "\n".join(daemon.drain()))
+        result["messages_per_process"] = [int(n) for _, n in handled]
+        runs.append({"workers": count, **result})
+    base = runs[0]
+    for run in runs:
+        run["qps_vs_first"] = ratio(run["qps"], base["qps"])
+        run["cpu_per_answer_vs_first"] = ratio(run["server_cpu_us_per_answer"],
+                                               base["server_cpu_us_per_answer"])
+    return {"keys": size, "runs": runs,
+            "note": "server processes and the generator unpinned on "
+                    f"{len(common.usable_cores())} cores: qps is shared-core; "
+                    "server CPU is summed over all its processes"}
+
+
 # -- where the time goes, measured in-process --------------------------------------------
 def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
     """Microseconds per query of each stage of `AuthServer.handle`, timed in
@@ -429,7 +469,10 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
     with Store(config.data_dir, readonly=True) as store:
         handler = AuthServer(store, config)
 
-        def full() -> None:
+        def full(cold: bool) -> None:
+            responses = getattr(handler, "_responses", None)  # absent in older trees
+            if cold and responses is not None:
+                responses.clear()
             for i in range(0, n, 64):  # as serve_udp: one snapshot per batch of 64
                 with handler.batch():
                     for q in queries[i:i + 64]:
@@ -440,7 +483,8 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
                 with store.snapshot():
                     pass
 
-        stage("full handle(), 64 per snapshot", full)
+        stage("full handle(), 64 per snapshot, response cache cleared", lambda: full(True))
+        stage("full handle(), 64 per snapshot, answers cached", lambda: full(False))
         msgs = [Message.from_wire(q) for q in queries]
         with store.snapshot() as snap:
             qnames = [m.question.name for m in msgs]
@@ -554,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", type=int, default=20_000,
                         help="queries for the in-process per-stage timing (0: skip)")
     parser.add_argument("--breakdown-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", default="",
+                        help="also run `serve --workers N` for each N, e.g. 1,2 (unpinned)")
     parser.add_argument("--json", help="write the report here too")
     args = parser.parse_args(argv)
     root = common.use_source(args.src)
@@ -587,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
                             "compile_s": r.get("compile_s"), "load": r["load"]}
                            for r in results]
         report["main"] = main_result
+        counts = [int(n) for n in args.workers.split(",") if n.strip()]
+        if counts:
+            report["workers"] = bench_workers(args.keys, counts, args, workdir)
         report["elapsed_s"] = round(time.perf_counter() - started, 1)
         if args.plots:
             report["plots"] = plot(report, latencies, Path(args.plots))
