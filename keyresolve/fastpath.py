@@ -37,15 +37,16 @@ from .names import MAX_LOCAL, MAX_NAME
 #: upper case, takes the full path, which lower-cases it).
 _ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*\Z")
-_DOMAIN = re.compile(rf"(?:{_LABEL}\.)+\Z")
+#: Matched against the name's bytes: other than ASCII never matches.
+_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*\Z".encode("ascii"))
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)+\Z".encode("ascii"))
 #: Types a node may be asked for here (each a msgpack positive fixint, so its
 #: byte is its value); ANY, ALIAS and transfers need the full path.
 _FAST_TYPES = frozenset(int(t) for t in (RType.KEY, RType.ADDR, RType.NS, RType.SOA))
 #: Domains whose store key is remembered (a handful in practice). Bounds the
 #: memory hostile queries for made-up domains can take; past it, start over.
 MAX_CACHED_DOMAINS = 4096
-_domain_keys: dict[str, bytes] = {}
+_domain_keys: dict[bytes, bytes] = {}
 
 #: Header bytes 4-7 of a query taken here: version 1, rcode 0, then the body:
 #: an array of 5 whose first item, the question, is an array of 2.
@@ -70,9 +71,10 @@ MAX_CACHED_RESPONSES = 65536
 MAX_RESPONSE_AGE = 300.0
 
 #: lookup(domain_key, local) -> the stored node bytes of ``local@D`` (with
-#: `domain_key` = D.key()), or None to leave the query to the full path: no
-#: such node, D not served (or not this way: a zone cut, a policy).
-Lookup = Callable[[bytes, str], bytes | None]
+#: `domain_key` = D.key() and `local` the local part's ASCII bytes), or None
+#: to leave the query to the full path: no such node, D not served (or not
+#: this way: a zone cut, a policy).
+Lookup = Callable[[bytes, bytes], bytes | None]
 
 
 def answer(data: bytes, lookup: Lookup) -> bytes | None:
@@ -104,17 +106,14 @@ def answer(data: bytes, lookup: Lookup) -> bytes | None:
     rtype = tail[0]
     if rtype not in _FAST_TYPES or tail[1:4] != _EMPTY_SECTIONS:
         return None
-    raw = data[start:end]
-    if not raw.isascii():
-        return None
-    local, at, domain = raw.decode("ascii").partition("@")
+    local, at, domain = data[start:end].partition(b"@")
     if not at or len(local) > MAX_LOCAL or not _LOCAL.match(local):
         return None
     domain_key = _domain_keys.get(domain)
     if domain_key is None:
         if not _DOMAIN.match(domain) or len(domain) + 1 > MAX_NAME:
             return None
-        domain_key = ("\0".join(reversed(domain[:-1].split("."))) + "\0").encode("ascii")
+        domain_key = b"\0".join(reversed(domain[:-1].split(b"."))) + b"\0"
         if len(_domain_keys) >= MAX_CACHED_DOMAINS:
             _domain_keys.clear()
         _domain_keys[domain] = domain_key
@@ -139,16 +138,30 @@ def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
     bytes: ``[owner, rtype, ttl, rdata]``."""
     try:
         if node[0] == 0x91 and node[1] == _ENTRY and node[2] == rtype:
-            # The common node: one entry, of the type asked, with one rdata
-            # that ends the node: a KEY [algorithm, usage, flags, bin8 key]
-            # (checked by its length), or any rdata (checked by walking it).
+            # The common node: one entry, of the type asked, whose rdatas end
+            # the node. KEY rdatas ([algorithm, usage, flags, bin8 key], each
+            # int a fixint) are measured from their header, others walked.
             rdatas = 3 + _TTL_SIZE[node[3]]
+            count = node[rdatas] - 0x90
             start = rdatas + 1
-            if node[rdatas] == 0x91 and (
+            if count == 1 and (  # the most common: one rdata, the rest of the node
                     (node[start] == 0x94 and node[start + 3] < 0x80 and node[start + 4] == 0xC4
                      and start + 6 + node[start + 5] == len(node))
                     or _skip(node, start, 1) == len(node)):
                 return b"".join((b"\x91\x94", owner, node[2:rdatas], node[start:]))
+            if 1 < count < 16:
+                head = b"".join((_RECORD, owner, node[2:rdatas]))  # + type and TTL
+                parts = [_ARRAYS[count]]
+                for _ in range(count):
+                    if (node[start] == 0x94 and node[start + 1] < 0x80 and node[start + 2] < 0x80
+                            and node[start + 3] < 0x80 and node[start + 4] == 0xC4):
+                        end = start + 6 + node[start + 5]
+                    else:
+                        end = _skip(node, start, 1)
+                    parts += (head, node[start:end])
+                    start = end
+                if start == len(node):
+                    return b"".join(parts)
         return _walk(node, rtype, owner)
     except (IndexError, KeyError):
         return _answer_records_slow(node, rtype, owner)

@@ -748,9 +748,10 @@ class Snapshot:
     def __exit__(self, *exc_info: object) -> None:
         self._txn.abort()
 
-    def mailbox_node(self, zone_key: bytes, local: str) -> bytes | None:
-        """Raw node bytes of ``local@D`` in the zone at D (`zone_key` = D.key()),
-        or None if D is not a zone apex here or the mailbox owns nothing.
+    def mailbox_node(self, zone_key: bytes, local: bytes) -> bytes | None:
+        """Raw node bytes of ``local@D`` in the zone at D (`zone_key` = D.key(),
+        `local` the local part's ASCII bytes), or None if D is not a zone apex
+        here or the mailbox owns nothing.
 
         A fast-path lookup: one get (the zone is looked up once per data
         version), no decoding. `find_mailbox` also finds mailboxes below the apex.
@@ -759,13 +760,15 @@ class Snapshot:
         if route is None or route[0] != zone_key:
             return None
         try:
-            return self._txn.get(route[1] + local.encode("ascii"), None, self._nodes)
+            return self._txn.get(route[1] + local, None, self._nodes)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB read failed: {exc}") from None
 
-    def find_mailbox(self, domain_key: bytes, local: str) -> tuple[bytes, bytes | None] | None:
+    def find_mailbox(self, domain_key: bytes, local: bytes
+                     ) -> tuple[bytes, bytes | None] | None:
         """Where the full path (`keyresolve.authority`) finds ``local@D``
-        (`domain_key` = D.key() of a valid domain D): ``(zone_key, node)``
+        (`domain_key` = D.key() of a valid domain D, `local` its ASCII
+        bytes): ``(zone_key, node)``
         with the origin key of the closest enclosing zone and the mailbox's
         raw node bytes (None: it owns nothing); None if no zone encloses D
         or D is at or below a zone cut (the answer is a referral).
@@ -777,7 +780,7 @@ class Snapshot:
         if route is None:
             return None
         try:
-            return route[0], self._txn.get(route[1] + local.encode("ascii"), None, self._nodes)
+            return route[0], self._txn.get(route[1] + local, None, self._nodes)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB read failed: {exc}") from None
 

@@ -126,7 +126,7 @@ def snap(tmp_path_factory):
 
 
 def _enclosing(snapshot) -> fastpath.Lookup:
-    def lookup(domain_key: bytes, local: str) -> bytes | None:
+    def lookup(domain_key: bytes, local: bytes) -> bytes | None:
         found = snapshot.find_mailbox(domain_key, local)
         return None if found is None else found[1]
     return lookup
@@ -252,7 +252,7 @@ def test_mailboxes_below_the_apex_need_the_enclosing_lookup(snap, lookup, name):
 def test_find_mailbox_reports_the_zone_and_stops_at_cuts(snap):
     def find(name: str):
         n = N(name)
-        return snap.find_mailbox(n.domain.key(), n.local)
+        return snap.find_mailbox(n.domain.key(), n.local.encode("ascii"))
 
     zone, node = find("bob@team.example.com.")
     assert zone == N("example.com.").key() and node is not None
@@ -261,7 +261,7 @@ def test_find_mailbox_reports_the_zone_and_stops_at_cuts(snap):
     assert find("x@sub.example.com.") is None  # the cut itself
     assert find("hidden@sub.odd.test.") is None and find("deeper@x.sub.odd.test.") is None
     assert find("x@example.net.") is None and find("x@com.") is None
-    assert snap.mailbox_node(N("team.example.com.").key(), "bob") is None
+    assert snap.mailbox_node(N("team.example.com.").key(), b"bob") is None
 
 
 # -- cases where the fast path must defer ------------------------------------------------
@@ -406,7 +406,7 @@ def test_lookup_refusing_a_zone_sends_it_to_the_full_path(snap):
     data = wire("alice@example.com.")
     refused = {N("example.com.").key()}
 
-    def lookup(zone_key: bytes, local: str) -> bytes | None:
+    def lookup(zone_key: bytes, local: bytes) -> bytes | None:
         return None if zone_key in refused else snap.mailbox_node(zone_key, local)
 
     assert fastpath.answer(data, lookup) is None

@@ -103,7 +103,7 @@ class AuthServer:
         return min((at for at in (s.expires_at() for s in self.secondaries.values())
                     if at > now), default=math.inf)
 
-    def _fast_lookup(self, domain_key: bytes, local: str) -> bytes | None:
+    def _fast_lookup(self, domain_key: bytes, local: bytes) -> bytes | None:
         """Node bytes of local@D for the fast path, or None for the full path.
 
         Policy is checked on the zone found, never on D itself, so a
