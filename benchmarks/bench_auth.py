@@ -53,6 +53,13 @@ GOAL_RSS_MB = 150
 #: Default queries in flight per generator.
 DNSPERF_WINDOW = 200
 LOADGEN_WINDOW = 64
+#: Source sockets of the load in --workers runs: enough that the kernel's
+#: SO_REUSEPORT hash spreads them over every process (one socket would all
+#: land on one).
+WORKER_LOAD_SOCKETS = 16
+#: loadgen.py processes (one socket each) at most for that: more Python
+#: generators would take the cores from the server.
+LOADGEN_MAX_PROCS = 4
 #: Longest wait for a restarted server's first answer.
 RESTART_TIMEOUT = 60.0
 #: How often the restart probe resends its query (seconds).
@@ -98,13 +105,14 @@ def _num(pattern: str, text: str) -> float | None:
 
 
 def run_dnsperf(address: tuple[str, int], qfile: Path, nqueries: int, duration: float,
-                window: int, max_queries: int) -> dict:
-    """Closed-loop load with `dnsperf -B` on LOAD_CORE; bounded by time and count."""
+                window: int, max_queries: int, clients: int = 1) -> dict:
+    """Closed-loop load with `dnsperf -B` on LOAD_CORE from `clients` sockets;
+    bounded by time and count."""
     import resource
 
     runs = max(1, -(-max_queries // nqueries))
     cmd = ["dnsperf", "-B", "-s", address[0], "-p", str(address[1]), "-d", str(qfile),
-           "-l", str(duration), "-n", str(runs), "-q", str(window), "-t", "2", "-c", "1",
+           "-l", str(duration), "-n", str(runs), "-q", str(window), "-t", "2", "-c", str(clients),
            "-T", "1"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
@@ -133,20 +141,23 @@ def run_dnsperf(address: tuple[str, int], qfile: Path, nqueries: int, duration: 
 
 def measure_load(pid: int, address: tuple[str, int], queries: list[bytes], qfile: Path,
                  args, *, rate: float = 0.0, keep_latencies: bool = False,
-                 cpu_seconds=cpu_seconds) -> dict:
+                 cpu_seconds=cpu_seconds, sockets: int = 1) -> dict:
     """One bounded load run; adds the server's CPU time per answered query
-    (`cpu_seconds` of `pid`: pass common.tree_cpu_seconds to count its workers)."""
+    (`cpu_seconds` of `pid`: pass common.tree_cpu_seconds to count its
+    workers). `sockets`: at least this many source ports (SO_REUSEPORT
+    spreads clients over a server's processes by address and port)."""
     import loadgen
 
     t0 = time.perf_counter()
     c0 = cpu_seconds(pid)
     if rate > 0 or args.generator == "python":
-        result = loadgen.run(address, queries, procs=args.procs if rate <= 0 else 1,
+        procs = max(args.procs, min(sockets, LOADGEN_MAX_PROCS)) if rate <= 0 else 1
+        result = loadgen.run(address, queries, procs=procs,
                              window=args.window, rate=rate, duration=args.duration,
                              max_queries=args.max_queries, keep_latencies=keep_latencies)
     else:
         result = run_dnsperf(address, qfile, len(queries), args.duration, args.window,
-                             args.max_queries)
+                             args.max_queries, clients=sockets)
     cpu = cpu_seconds(pid) - c0
     wall = time.perf_counter() - t0
     answered = result["answered"] or 1
@@ -403,7 +414,7 @@ def bench_workers(size: int, counts: list[int], args, workdir: Path) -> dict:
         daemon = common.start_serve(config, core=None, args=("--workers", str(count)))
         address = (HOST, port)
         try:
-            load = {"cpu_seconds": common.tree_cpu_seconds}
+            load = {"cpu_seconds": common.tree_cpu_seconds, "sockets": WORKER_LOAD_SOCKETS}
             warm(daemon.pid, address, queries, qfile, args, **load)
             result = measure_load(daemon.pid, address, queries, qfile, args, **load)
             result["rss_mb"] = {str(pid): memory(pid)["VmRSS"]
