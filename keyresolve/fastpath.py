@@ -1,10 +1,11 @@
 """The authoritative hot path (sans-IO): answer the common query in bytes.
 
 A plain KEY (or ADDR, NS, SOA) query for a mailbox is answered straight from
-the stored node bytes, without building Message, Name or Record objects.
-Anything else -- signed, truncated, ALIAS, missing names, other opcodes,
-non-canonical spelling or encoding, a too-small UDP size -- returns None and
-goes through the full path (`keyresolve.authority`), which stays the
+the stored node bytes, without building Message, Name or Record objects; a
+mailbox that owns nothing gets NXDOMAIN with the zone's SOA bytes (`negative`,
+packed once by the caller). Anything else -- signed, truncated, ALIAS,
+NODATA, names that are not mailboxes, other opcodes, non-canonical spelling
+or encoding, a too-small UDP size -- returns None and goes through the full path (`keyresolve.authority`), which stays the
 reference: tests check both give byte-identical answers.
 
 The fast path accepts a strict subset of what the full decoder accepts, so it
@@ -28,9 +29,11 @@ from collections.abc import Callable
 
 import msgpack
 
+from .authority import negative_soa
 from .codes import RType
 from .message import DEFAULT_UDP_SIZE, MIN_UDP_SIZE, VERSION
 from .names import MAX_LOCAL, MAX_NAME
+from .zone import ZoneView
 
 #: The canonical local part and absolute domain, lower case (names.py's
 #: grammar, restricted to what is already canonical; anything else, such as
@@ -55,6 +58,9 @@ _PLAIN_QUERY = bytes((VERSION, 0, 0x95, 0x92))
 #: rcode 0) and the body's array of 5.
 _RESPONSE_HEAD = (bytes((0x84, 0, VERSION, 0, 0x95)), bytes((0x85, 0, VERSION, 0, 0x95)))
 _TAIL = b"\x90\x90" + msgpack.packb(DEFAULT_UDP_SIZE)  # empty authority, additional
+#: The same for NXDOMAIN (rcode 3): an empty answer, then the SOA in authority.
+_NXDOMAIN_HEAD = (bytes((0x84, 3, VERSION, 0, 0x95)), bytes((0x85, 3, VERSION, 0, 0x95)))
+_NEGATIVE_TAIL = b"\x90" + msgpack.packb(DEFAULT_UDP_SIZE)  # empty additional
 _EMPTY_SECTIONS = b"\x90\x90\x90"
 _ENTRY = 0x93  # a stored node entry: [rtype, ttl, rdatas]
 _ALIAS = int(RType.ALIAS)  # a plain int: faster to compare than the enum member
@@ -70,11 +76,27 @@ MAX_CACHED_RESPONSES = 65536
 #: Seconds a `ResponseCache` is kept before it starts over.
 MAX_RESPONSE_AGE = 300.0
 
+
+
+class Negative(bytes):
+    """What a lookup returns for a mailbox that owns nothing (NXDOMAIN: a
+    mailbox is a leaf): the packed record the authority section carries,
+    the zone's SOA with the negative-caching TTL. Made by `negative`."""
+
+    __slots__ = ()
+
+
+def negative(zone: ZoneView) -> Negative:
+    """The `Negative` of `zone`: what the full path puts in authority
+    (`authority.negative_soa`), packed as `Message.to_wire` packs it."""
+    return Negative(msgpack.packb(negative_soa(zone).to_wire()))
+
+
 #: lookup(domain_key, local) -> the stored node bytes of ``local@D`` (with
-#: `domain_key` = D.key() and `local` the local part's ASCII bytes), or None
-#: to leave the query to the full path: no such node, D not served (or not
-#: this way: a zone cut, a policy).
-Lookup = Callable[[bytes, bytes], bytes | None]
+#: `domain_key` = D.key() and `local` the local part's ASCII bytes), a
+#: `Negative` if it owns nothing, or None to leave the query to the full
+#: path: D not served (or not this way: a zone cut, a policy).
+Lookup = Callable[[bytes, bytes], bytes | Negative | None]
 
 
 def answer(data: bytes, lookup: Lookup) -> bytes | None:
@@ -120,10 +142,14 @@ def answer(data: bytes, lookup: Lookup) -> bytes | None:
     node = lookup(domain_key, local)
     if node is None:
         return None
-    records = _answer_records(node, rtype, data[8:end])
-    if records is None:
-        return None
-    out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], records, _TAIL))
+    if type(node) is Negative:
+        out = b"".join((data[:2], _NXDOMAIN_HEAD[data[2]], data[7:end + 1], b"\x90\x91", node,
+                        _NEGATIVE_TAIL))
+    else:
+        records = _answer_records(node, rtype, data[8:end])
+        if records is None:
+            return None
+        out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], records, _TAIL))
     # As message.max_response_size: min(advertised, 1232), at least 512. A
     # longer answer is a TC response: the full path makes it.
     if len(out) > MIN_UDP_SIZE and len(out) > min(max(udp_size, MIN_UDP_SIZE), DEFAULT_UDP_SIZE):

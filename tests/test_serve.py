@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keyresolve import fastpath
 from keyresolve.codes import Opcode, Rcode, RType
 from keyresolve.message import Message, make_query
 from keyresolve.names import Name
@@ -342,16 +343,20 @@ def _with_id(data: bytes, msg_id: int) -> bytes:
 
 
 def test_cached_answers_are_the_full_paths_with_the_id_patched(tmp_path):
-    from .test_fastpath import ANSWER, DEFER, ZONES
+    from .test_fastpath import ANSWER, DEFER, NXDOMAIN, ZONES
 
     store, handler = _handler(tmp_path, ZONES)
     with store:
-        for _, data in ANSWER + DEFER:
+        for _, data in ANSWER + DEFER + NXDOMAIN:
             for msg_id in (0x1234, 0, 0xFFFF, 0xBEEF):  # the first fills the cache
                 query = _with_id(data, msg_id)
                 # outside a batch there is no snapshot: the full path answers
                 assert _batch(handler, query) == handler.handle(query, ("127.0.0.1", 1), False)
+        # NXDOMAIN answers (fast too) are not kept: made-up names must not crowd out real ones
         assert len(handler._responses) == len({d[2:] for _, d in ANSWER})
+        with handler.batch():
+            assert handler._fast_lookup(name("example.com.").key(), b"zed") == fastpath.negative(
+                handler._snapshot.get_zone(name("example.com.")))
 
 
 def test_cached_answers_follow_the_data_version(tmp_path):

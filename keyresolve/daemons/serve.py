@@ -67,6 +67,8 @@ class AuthServer:
         #: version (`Snapshot.version`) and until a secondary zone expires.
         self._responses = fastpath.ResponseCache()
         self._responses_version = -1
+        #: `fastpath.Negative` by zone key, for the same data version.
+        self._negatives: dict[bytes, fastpath.Negative] = {}
         self._responses_until = -math.inf
         #: Messages handled (UDP and TCP): logged at exit, per process.
         self.messages = 0
@@ -88,6 +90,7 @@ class AuthServer:
         snapshot = self._snapshot = self.store.snapshot()
         if snapshot.version != self._responses_version or time.time() >= self._responses_until:
             self._responses.clear()
+            self._negatives.clear()
             self._responses_version = snapshot.version
             self._responses_until = min(time.time() + fastpath.MAX_RESPONSE_AGE,
                                         self._secondaries_valid_until())
@@ -103,8 +106,9 @@ class AuthServer:
         return min((at for at in (s.expires_at() for s in self.secondaries.values())
                     if at > now), default=math.inf)
 
-    def _fast_lookup(self, domain_key: bytes, local: bytes) -> bytes | None:
-        """Node bytes of local@D for the fast path, or None for the full path.
+    def _fast_lookup(self, domain_key: bytes, local: bytes) -> bytes | fastpath.Negative | None:
+        """Node bytes of local@D for the fast path, its zone's `Negative` if
+        it owns nothing, or None for the full path.
 
         Policy is checked on the zone found, never on D itself, so a
         signed-only zone is not answered unsigned for names below its apex.
@@ -121,6 +125,14 @@ class AuthServer:
         secondary = self._secondary_keys.get(zone_key)
         if secondary is not None and secondary.expired(time.time()):
             return None
+        if node is None:  # NXDOMAIN
+            negative = self._negatives.get(zone_key)
+            if negative is None:
+                view = snapshot.get_zone(Name.from_key(zone_key))
+                if view is None:
+                    return None
+                negative = self._negatives[zone_key] = fastpath.negative(view)
+            return negative
         return node
 
     def handle(self, data: bytes, peer: tuple, tcp: bool
@@ -139,7 +151,8 @@ class AuthServer:
                 log.exception("fast path failed on a message from %s", peer[0])
                 fast = None
             if fast is not None:
-                self._responses.remember(question, fast[2:])
+                if not fast[3]:  # NOERROR: names asked for at random cannot crowd them out
+                    self._responses.remember(question, fast[2:])
                 return fast
         if self.forward is not None and len(data) >= 4 and (
                 (data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF == Opcode.NOTIFY:
