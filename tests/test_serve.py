@@ -391,7 +391,8 @@ def test_cached_answers_of_a_secondary_zone_end_when_it_expires(tmp_path, monkey
     with store:
         writer = store.zone_writer(zone.name, primary="127.0.0.1:9")
         writer.begin_full()
-        parsed = parse_zone_text(EXAMPLE_COM)
+        # expire 120 s: less than fastpath.MAX_RESPONSE_AGE, which must not be what ends it
+        parsed = parse_zone_text(EXAMPLE_COM.replace("3600 600 604800 300", "60 60 120 300"))
         for record in parsed.records():
             if record.rtype != RType.SOA:
                 writer.add(record)
@@ -402,5 +403,16 @@ def test_cached_answers_of_a_secondary_zone_end_when_it_expires(tmp_path, monkey
         assert Message.from_wire(_batch(handler, query)).rcode == Rcode.NOERROR
         assert len(handler._responses) == 1
         expires = secondary.expires_at()
-        monkeypatch.setattr(time, "time", lambda: expires + 1)
+        now = expires + 1
+        monkeypatch.setattr(time, "time", lambda: now)
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL
+        # back to life, as SecondaryZone.refresh does it: the store's record
+        # first (a new data version), then the timers
+        store.mark_checked(zone.name, now)
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL
+        secondary.state.begin_check()
+        secondary.state.check_succeeded(parsed.soa.rdata, now)
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.NOERROR
+        assert len(handler._responses) == 1
+        now = secondary.expires_at() + 1
         assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL

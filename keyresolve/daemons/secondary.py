@@ -39,13 +39,43 @@ NOTIFY_ATTEMPTS = 5
 NOTIFY_TIMEOUT = 0.5
 
 
-class SecondaryZone:
+class StoredSecondary:
+    """A secondary zone as the store records it: the process refreshing it
+    records each success there, and the zone's expiry is computed from that
+    record (`RefreshState` on the stored SOA and last success), once per data
+    version. What a worker process of `keyresolve serve --workers` serves it by.
+    """
+
+    def __init__(self, zone: ZoneConfig, store: Store) -> None:
+        self.zone = zone
+        self.store = store
+        self._version = -1
+        self._expires = -math.inf
+
+    def expires_at(self) -> float:
+        """When the zone expires unless a success is recorded first (-inf:
+        no copy). Changes only with the data version: what caches of answers
+        from the zone may be kept until."""
+        with self.store.snapshot() as snap:
+            if snap.version != self._version:
+                view = snap.get_zone(self.zone.name)
+                soa = None if view is None else view.soa.rdata
+                last = None if view is None else view.info.last_success
+                self._expires = RefreshState(soa, last, time.time()).expires_at()
+                self._version = snap.version
+        return self._expires
+
+    def expired(self, now: float) -> bool:
+        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5)."""
+        return now >= self.expires_at()
+
+
+class SecondaryZone(StoredSecondary):
     """One secondary zone: its timers, and the task that keeps it fresh."""
 
     def __init__(self, zone: ZoneConfig, store: Store, keys: dict, write_lock: trio.Lock,
                  on_updated: Callable[[ZoneConfig, Record], None]) -> None:
-        self.zone = zone
-        self.store = store
+        super().__init__(zone, store)
         self.key: Key | None = None if zone.key is None else keys[zone.key]
         self.write_lock = write_lock
         self.on_updated = on_updated
@@ -64,12 +94,9 @@ class SecondaryZone:
         return soa, info.last_success
 
     def expired(self, now: float) -> bool:
-        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5)."""
+        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5), by
+        the timers (the stored record of a success precedes their update)."""
         return self.state.expired(now)
-
-    def expires_at(self) -> float:
-        """When the zone expires unless a check succeeds first (-inf: expired)."""
-        return self.state.expires_at()
 
     def notify(self) -> None:
         """A NOTIFY arrived: check the primaries now (or right after this check)."""
@@ -185,35 +212,6 @@ class SecondaryZone:
                  "none" if current is None else current.rdata.serial, inbound.serial,
                  inbound.records, inbound.messages, size, time.perf_counter() - start)
         return soa
-
-
-class StoredSecondary:
-    """A secondary zone as a worker process of `keyresolve serve --workers`
-    sees it: the main process runs its timers and transfers and records each
-    success in the store; the zone's expiry is computed from that record
-    (`RefreshState` on the stored SOA and last success), once per data version.
-    """
-
-    def __init__(self, zone: ZoneConfig, store: Store) -> None:
-        self.zone = zone
-        self.store = store
-        self._version = -1
-        self._expires = -math.inf
-
-    def expires_at(self) -> float:
-        """When the zone expires unless the main process records a success first."""
-        with self.store.snapshot() as snap:
-            if snap.version != self._version:
-                view = snap.get_zone(self.zone.name)
-                soa = None if view is None else view.soa.rdata
-                last = None if view is None else view.info.last_success
-                self._expires = RefreshState(soa, last, time.time()).expires_at()
-                self._version = snap.version
-        return self._expires
-
-    def expired(self, now: float) -> bool:
-        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5)."""
-        return now >= self.expires_at()
 
 
 async def send_notify(origin, soa: Record, target: Endpoint, key: Key | None) -> bool:

@@ -101,7 +101,9 @@ class AuthServer:
 
     def _secondaries_valid_until(self) -> float:
         """When the next secondary zone served now expires (cached responses
-        from it must go then); infinity if none will."""
+        from it must go then); infinity if none will. From the store's record
+        of each zone's last success, so a zone coming back to life always
+        changes the data version first: the cache starts over then."""
         now = time.time()
         return min((at for at in (s.expires_at() for s in self.secondaries.values())
                     if at > now), default=math.inf)
