@@ -83,7 +83,12 @@ SERVE_STAGES = [
      "Name objects (parse/key/text)"),
     (r"^(Snapshot\.find_zone|Snapshot\.get_zone|LmdbZoneView\.__init__|_decode_info)",
      "find zone"),
-    (r"^(answer|_Answerer|_find_cut|negative_soa|RRset\.records)", "authority.answer logic"),
+    # fastpath.answer and authority.answer share a name: "answer" is either's own code
+    (r"^(answer|_Answerer|_find_cut|negative_soa|RRset\.records)",
+     "answer(): fast path checks, or authority logic"),
+    (r"^(AuthServer\._fast_lookup|Snapshot\.(find_mailbox|_route))$", "fast path: store lookup"),
+    (r"^(_answer_records|_walk|_skip|_answer_records_slow)$", "fast path: splice"),
+    (r"^ResponseCache\.", "response cache"),
     (r"^LmdbZoneView\.(get_node|_key|has_descendants|soa)", "store view glue"),
     (r"^(Snapshot\._get|Snapshot\._first_with_prefix|_translate)", "LMDB get"),
     (r"^(decode_node|rdata_from_wire|KEY\.|SOA\.|ADDR\.|_Target|NS\.|_enum|EnumType)",

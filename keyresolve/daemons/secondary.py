@@ -21,7 +21,7 @@ from ..net.client import query, transfer
 from ..records import SOA, Record
 from ..refresh import RefreshState
 from ..serial import serial_gt
-from ..store import Store
+from ..store import Snapshot, Store
 from ..tsig import Key
 from ..xfr import Inbound, check_notify_response, make_notify, make_transfer_query
 
@@ -52,22 +52,25 @@ class StoredSecondary:
         self._version = -1
         self._expires = -math.inf
 
-    def expires_at(self) -> float:
+    def expires_at(self, snapshot: Snapshot | None = None) -> float:
         """When the zone expires unless a success is recorded first (-inf:
-        no copy). Changes only with the data version: what caches of answers
-        from the zone may be kept until."""
-        with self.store.snapshot() as snap:
-            if snap.version != self._version:
-                view = snap.get_zone(self.zone.name)
-                soa = None if view is None else view.soa.rdata
-                last = None if view is None else view.info.last_success
-                self._expires = RefreshState(soa, last, time.time()).expires_at()
-                self._version = snap.version
+        no copy), as of `snapshot` (default: a new one). Changes only with
+        the data version: what caches of answers from the zone may be kept until."""
+        if snapshot is None:
+            with self.store.snapshot() as snap:
+                return self.expires_at(snap)
+        if snapshot.version != self._version:
+            view = snapshot.get_zone(self.zone.name)
+            soa = None if view is None else view.soa.rdata
+            last = None if view is None else view.info.last_success
+            self._expires = RefreshState(soa, last, time.time()).expires_at()
+            self._version = snapshot.version
         return self._expires
 
-    def expired(self, now: float) -> bool:
-        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5)."""
-        return now >= self.expires_at()
+    def expired(self, now: float, snapshot: Snapshot | None = None) -> bool:
+        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5),
+        as of `snapshot` (default: a new one)."""
+        return now >= self.expires_at(snapshot)
 
 
 class SecondaryZone(StoredSecondary):
@@ -93,7 +96,7 @@ class SecondaryZone(StoredSecondary):
             soa = None if view is None else view.soa
         return soa, info.last_success
 
-    def expired(self, now: float) -> bool:
+    def expired(self, now: float, snapshot: Snapshot | None = None) -> bool:
         """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5), by
         the timers (the stored record of a success precedes their update)."""
         return self.state.expired(now)

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -60,23 +61,24 @@ class AuthServer:
         #: those requiring signed queries.
         self.slow_zones: set[bytes] = {z.name.key() for z in config.zones if z.require_signed}
         self.zones: dict[Name, ZoneConfig] = {z.name: z for z in config.zones}
-        #: Secondary zones by origin, and by Name.key() for the fast path.
-        self.secondaries: dict[Name, SecondaryZone] = {}
-        self._secondary_keys: dict[bytes, SecondaryZone] = {}
+        #: Secondary zones by origin, and by Name.key() for the fast path (in
+        #: a worker process: as the store records them).
+        self.secondaries: dict[Name, StoredSecondary] = {}
+        self._secondary_keys: dict[bytes, StoredSecondary] = {}
         #: Fast-path answers by the query's bytes after the id, for one data
         #: version (`Snapshot.version`) and until a secondary zone expires.
         self._responses = fastpath.ResponseCache()
         self._responses_version = -1
+        self._responses_until = -math.inf
         #: `fastpath.Negative` by zone key, for the same data version.
         self._negatives: dict[bytes, fastpath.Negative] = {}
-        self._responses_until = -math.inf
         #: Messages handled (UDP and TCP): logged at exit, per process.
         self.messages = 0
         #: One store writer at a time: reloads (in worker threads) and inbound
         #: transfers (in this thread) never wait on LMDB's lock in the loop.
         self.write_lock = trio.Lock()
 
-    def add_secondary(self, secondary: SecondaryZone) -> None:
+    def add_secondary(self, secondary: StoredSecondary) -> None:
         """Serve a secondary zone, answering SERVFAIL while it is expired."""
         self.secondaries[secondary.zone.name] = secondary
         self._secondary_keys[secondary.zone.name.key()] = secondary
@@ -105,8 +107,8 @@ class AuthServer:
         of each zone's last success, so a zone coming back to life always
         changes the data version first: the cache starts over then."""
         now = time.time()
-        return min((at for at in (s.expires_at() for s in self.secondaries.values())
-                    if at > now), default=math.inf)
+        expiries = (s.expires_at(self._snapshot) for s in self.secondaries.values())
+        return min((at for at in expiries if at > now), default=math.inf)
 
     def _fast_lookup(self, domain_key: bytes, local: bytes) -> bytes | fastpath.Negative | None:
         """Node bytes of local@D for the fast path, its zone's `Negative` if
@@ -125,7 +127,7 @@ class AuthServer:
         if zone_key in self.slow_zones:
             return None
         secondary = self._secondary_keys.get(zone_key)
-        if secondary is not None and secondary.expired(time.time()):
+        if secondary is not None and secondary.expired(time.time(), snapshot):
             return None
         if node is None:  # NXDOMAIN
             negative = self._negatives.get(zone_key)
@@ -385,6 +387,15 @@ class AuthDaemon:
                 self.nursery.start_soon(secondary.run)
 
 
+def _start_serving(nursery: trio.Nursery, udp: socket.socket, tcp: trio.SocketListener,
+                   handler: AuthServer, config: ServeConfig) -> None:
+    """Answer on one endpoint's UDP socket and TCP listener."""
+    nursery.start_soon(serve_udp, udp, handler)
+    nursery.start_soon(functools.partial(
+        serve_tcp, tcp, handler, idle_timeout=config.tcp_idle_timeout,
+        max_connections=config.max_tcp_connections))
+
+
 async def serve(config: ServeConfig, store: Store, *,
                 reloads: trio.MemoryReceiveChannel | None = None,
                 task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
@@ -411,10 +422,7 @@ async def serve(config: ServeConfig, store: Store, *,
             address = udp.getsockname()[:2]
             bound.append(address)
             log.info("listening on %s (udp, tcp)", format_endpoint(address))
-            nursery.start_soon(serve_udp, udp, daemon.handler)
-            nursery.start_soon(lambda t=tcp: serve_tcp(
-                t, daemon.handler, idle_timeout=config.tcp_idle_timeout,
-                max_connections=config.max_tcp_connections))
+            _start_serving(nursery, udp, tcp, daemon.handler, config)
         daemon.start_secondaries()
         try:
             if config.workers > 1:
@@ -471,10 +479,7 @@ async def worker_main(config: ServeConfig, index: int, channel_fd: int,
                 async with trio.open_nursery() as nursery:
                     for host, port in bound:
                         udp, tcp = await open_endpoint(host, port, reuse_port=True)
-                        nursery.start_soon(serve_udp, udp, handler)
-                        nursery.start_soon(lambda t=tcp: serve_tcp(
-                            t, handler, idle_timeout=config.tcp_idle_timeout,
-                            max_connections=config.max_tcp_connections))
+                        _start_serving(nursery, udp, tcp, handler, config)
                     await nursery.start(forwarder.run, nursery.cancel_scope)
                     log.info("worker %d (pid %d) answering", index, os.getpid())
                     async for signum in signals:
