@@ -174,3 +174,22 @@ def test_workers_answer_servfail_once_a_secondary_zone_expires(tmp_path, start_d
     assert all(r.rcode == Rcode.SERVFAIL for r in replies)
     secondary.stop()
     assert all(count > 0 for count in handled(secondary).values())
+
+
+def test_workers_serve_zone_transfers_from_the_shared_store(tmp_path, start_daemon):
+    from keyresolve.xfr import make_transfer_query
+
+    from .conftest import tcp_exchange
+
+    pair = Pair(tmp_path, start_daemon)
+    primary = pair.start_daemon("serve", "--config", str(pair.pdir / "serve.toml"),
+                                "--workers", "2", cwd=pair.pdir)
+    origin = Name.from_text("example.com.")
+    for _ in range(SPREAD // 2):  # each a new connection, from its own port
+        request = tsig.sign(make_transfer_query(origin, RType.AXFR, None), XFER, int(time.time()))
+        reply = Message.from_wire(tcp_exchange(("127.0.0.1", pair.pport), request))
+        assert reply.rcode == Rcode.NOERROR
+        assert reply.answer[0].rtype == RType.SOA == reply.answer[-1].rtype
+    primary.stop()
+    served = re.findall(r"(\[worker 1\])?: transfer out example\.com\.", primary.log)
+    assert len(served) == SPREAD // 2 and set(served) == {"", "[worker 1]"}
