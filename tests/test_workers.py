@@ -71,11 +71,12 @@ def worker_pid(daemon, index: int = 1, *, new: bool = False) -> int:
 
 
 def gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie not yet reaped counts)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
         return True
-    return False
 
 
 @pytest.fixture
@@ -120,6 +121,13 @@ def test_a_killed_worker_is_logged_and_restarted(workers):
     assert all(r.rcode == Rcode.NOERROR for r in replies)
     workers.stop()
     assert gone(new_pid)
+
+
+def test_workers_exit_when_the_main_process_dies(workers):
+    pid = worker_pid(workers)
+    workers.signal(signal.SIGKILL)
+    workers.wait_for("the main process closed the channel: worker exiting")
+    wait_until(lambda: gone(pid))
 
 
 def test_workers_option_in_the_config(tmp_path, start_daemon):
