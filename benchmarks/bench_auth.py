@@ -17,7 +17,9 @@ random existing names. For the `--keys` zone also:
 - restart: a new server on the compiled data directory; seconds from process
   start to the first answer, against the ceiling process's own start;
 - RSS of the restarted server after a load run, against the ceiling's;
-- with --profile, a py-spy profile of the server under load.
+- with --profile, a py-spy profile of the server under load;
+- with --workers 1,2: `serve --workers N` for each N under the same load
+  (unpinned; CPU per answer summed over the server's processes).
 
 Every figure is a ratio to a baseline measured in the same run. Where a
 server's core is not saturated (CPU share < 0.9), qps says more about the
@@ -51,6 +53,13 @@ GOAL_RSS_MB = 150
 #: Default queries in flight per generator.
 DNSPERF_WINDOW = 200
 LOADGEN_WINDOW = 64
+#: Source sockets of the load in --workers runs: enough that the kernel's
+#: SO_REUSEPORT hash spreads them over every process (one socket would all
+#: land on one).
+WORKER_LOAD_SOCKETS = 16
+#: loadgen.py processes (one socket each) at most for that: more Python
+#: generators would take the cores from the server.
+LOADGEN_MAX_PROCS = 4
 #: Longest wait for a restarted server's first answer.
 RESTART_TIMEOUT = 60.0
 #: How often the restart probe resends its query (seconds).
@@ -74,7 +83,12 @@ SERVE_STAGES = [
      "Name objects (parse/key/text)"),
     (r"^(Snapshot\.find_zone|Snapshot\.get_zone|LmdbZoneView\.__init__|_decode_info)",
      "find zone"),
-    (r"^(answer|_Answerer|_find_cut|negative_soa|RRset\.records)", "authority.answer logic"),
+    # fastpath.answer and authority.answer share a name: "answer" is either's own code
+    (r"^(answer|_Answerer|_find_cut|negative_soa|RRset\.records)",
+     "answer(): fast path checks, or authority logic"),
+    (r"^(AuthServer\._fast_lookup|Snapshot\.(find_mailbox|_route))$", "fast path: store lookup"),
+    (r"^(_answer_records|_walk|_skip|_answer_records_slow)$", "fast path: splice"),
+    (r"^ResponseCache\.", "response cache"),
     (r"^LmdbZoneView\.(get_node|_key|has_descendants|soa)", "store view glue"),
     (r"^(Snapshot\._get|Snapshot\._first_with_prefix|_translate)", "LMDB get"),
     (r"^(decode_node|rdata_from_wire|KEY\.|SOA\.|ADDR\.|_Target|NS\.|_enum|EnumType)",
@@ -96,13 +110,14 @@ def _num(pattern: str, text: str) -> float | None:
 
 
 def run_dnsperf(address: tuple[str, int], qfile: Path, nqueries: int, duration: float,
-                window: int, max_queries: int) -> dict:
-    """Closed-loop load with `dnsperf -B` on LOAD_CORE; bounded by time and count."""
+                window: int, max_queries: int, clients: int = 1) -> dict:
+    """Closed-loop load with `dnsperf -B` on LOAD_CORE from `clients` sockets;
+    bounded by time and count."""
     import resource
 
     runs = max(1, -(-max_queries // nqueries))
     cmd = ["dnsperf", "-B", "-s", address[0], "-p", str(address[1]), "-d", str(qfile),
-           "-l", str(duration), "-n", str(runs), "-q", str(window), "-t", "2", "-c", "1",
+           "-l", str(duration), "-n", str(runs), "-q", str(window), "-t", "2", "-c", str(clients),
            "-T", "1"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
@@ -130,19 +145,24 @@ def run_dnsperf(address: tuple[str, int], qfile: Path, nqueries: int, duration: 
 
 
 def measure_load(pid: int, address: tuple[str, int], queries: list[bytes], qfile: Path,
-                 args, *, rate: float = 0.0, keep_latencies: bool = False) -> dict:
-    """One bounded load run; adds the server's CPU time per answered query."""
+                 args, *, rate: float = 0.0, keep_latencies: bool = False,
+                 cpu_seconds=cpu_seconds, sockets: int = 1) -> dict:
+    """One bounded load run; adds the server's CPU time per answered query
+    (`cpu_seconds` of `pid`: pass common.tree_cpu_seconds to count its
+    workers). `sockets`: at least this many source ports (SO_REUSEPORT
+    spreads clients over a server's processes by address and port)."""
     import loadgen
 
     t0 = time.perf_counter()
     c0 = cpu_seconds(pid)
     if rate > 0 or args.generator == "python":
-        result = loadgen.run(address, queries, procs=args.procs if rate <= 0 else 1,
+        procs = max(args.procs, min(sockets, LOADGEN_MAX_PROCS)) if rate <= 0 else 1
+        result = loadgen.run(address, queries, procs=procs,
                              window=args.window, rate=rate, duration=args.duration,
                              max_queries=args.max_queries, keep_latencies=keep_latencies)
     else:
         result = run_dnsperf(address, qfile, len(queries), args.duration, args.window,
-                             args.max_queries)
+                             args.max_queries, clients=sockets)
     cpu = cpu_seconds(pid) - c0
     wall = time.perf_counter() - t0
     answered = result["answered"] or 1
@@ -233,12 +253,12 @@ def pick_response(address: tuple[str, int], queries: list[bytes]) -> bytes:
     return replies[len(replies) // 2]
 
 
-def warm(pid: int, address, queries, qfile, args) -> None:
+def warm(pid: int, address, queries, qfile, args, **load) -> None:
     """A short run first, so page faults of the first touch are not measured."""
     saved = args.duration
     args.duration = min(1.0, saved)
     try:
-        measure_load(pid, address, queries, qfile, args)
+        measure_load(pid, address, queries, qfile, args, **load)
     finally:
         args.duration = saved
 
@@ -385,6 +405,42 @@ def bench_main(size: int, args, workdir: Path) -> dict:
     return out
 
 
+def bench_workers(size: int, counts: list[int], args, workdir: Path) -> dict:
+    """`keyresolve serve --workers N` restarted on the compiled `size`-key
+    zone, for each N in `counts`, under the same load. Unpinned: the server's
+    processes and the generator share the machine's cores, so CPU per answer
+    (summed over the processes) is the robust figure, and qps scales only as
+    far as cores are left over from the generator."""
+    zone, queries, qfile = prepare(size, args, workdir)
+    runs = []
+    for count in counts:
+        port = common.free_port()
+        config = common.write_serve_config(workdir / f"serve-{size}", zone, port=port)
+        daemon = common.start_serve(config, core=None, args=("--workers", str(count)))
+        address = (HOST, port)
+        try:
+            load = {"cpu_seconds": common.tree_cpu_seconds, "sockets": WORKER_LOAD_SOCKETS}
+            warm(daemon.pid, address, queries, qfile, args, **load)
+            result = measure_load(daemon.pid, address, queries, qfile, args, **load)
+            result["rss_mb"] = {str(pid): memory(pid)["VmRSS"]
+                                for pid in common.process_tree(daemon.pid)}
+        finally:
+            daemon.stop()
+        handled = re.findall(r"(\[worker \d+\])?: (?:worker \d+: )?(\d+) messages handled",
+                             "\n".join(daemon.drain()))
+        result["messages_per_process"] = [int(n) for _, n in handled]
+        runs.append({"workers": count, **result})
+    base = runs[0]
+    for run in runs:
+        run["qps_vs_first"] = ratio(run["qps"], base["qps"])
+        run["cpu_per_answer_vs_first"] = ratio(run["server_cpu_us_per_answer"],
+                                               base["server_cpu_us_per_answer"])
+    return {"keys": size, "runs": runs,
+            "note": "server processes and the generator unpinned on "
+                    f"{len(common.usable_cores())} cores: qps is shared-core; "
+                    "server CPU is summed over all its processes"}
+
+
 # -- where the time goes, measured in-process --------------------------------------------
 def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
     """Microseconds per query of each stage of `AuthServer.handle`, timed in
@@ -429,7 +485,10 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
     with Store(config.data_dir, readonly=True) as store:
         handler = AuthServer(store, config)
 
-        def full() -> None:
+        def full(cold: bool) -> None:
+            responses = getattr(handler, "_responses", None)  # absent in older trees
+            if cold and responses is not None:
+                responses.clear()
             for i in range(0, n, 64):  # as serve_udp: one snapshot per batch of 64
                 with handler.batch():
                     for q in queries[i:i + 64]:
@@ -440,7 +499,8 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
                 with store.snapshot():
                     pass
 
-        stage("full handle(), 64 per snapshot", full)
+        stage("full handle(), 64 per snapshot, response cache cleared", lambda: full(True))
+        stage("full handle(), 64 per snapshot, answers cached", lambda: full(False))
         msgs = [Message.from_wire(q) for q in queries]
         with store.snapshot() as snap:
             qnames = [m.question.name for m in msgs]
@@ -554,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", type=int, default=20_000,
                         help="queries for the in-process per-stage timing (0: skip)")
     parser.add_argument("--breakdown-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", default="",
+                        help="also run `serve --workers N` for each N, e.g. 1,2 (unpinned)")
     parser.add_argument("--json", help="write the report here too")
     args = parser.parse_args(argv)
     root = common.use_source(args.src)
@@ -587,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
                             "compile_s": r.get("compile_s"), "load": r["load"]}
                            for r in results]
         report["main"] = main_result
+        counts = [int(n) for n in args.workers.split(",") if n.strip()]
+        if counts:
+            report["workers"] = bench_workers(args.keys, counts, args, workdir)
         report["elapsed_s"] = round(time.perf_counter() - started, 1)
         if args.plots:
             report["plots"] = plot(report, latencies, Path(args.plots))

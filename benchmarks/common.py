@@ -89,6 +89,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (e.g. `keyresolve serve --workers`'s workers)."""
+    pids = [pid]
+    for parent in pids:
+        try:
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    pids += [int(child) for child in f.read().split()]
+        except OSError:
+            continue  # exited meanwhile
+    return pids
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` summed over `pid` and its living descendants."""
+    total = 0.0
+    for each in process_tree(pid):
+        try:
+            total += cpu_seconds(each)
+        except OSError:
+            continue
+    return total
+
+
 def memory(pid: int) -> dict:
     """VmRSS, VmHWM (peak RSS), RssAnon and RssFile of a process, in MB."""
     out = {}
@@ -166,6 +190,19 @@ class Daemon:
             self.proc.kill()
             return self.proc.wait()
 
+    def drain(self, timeout: float = 30.0) -> list[str]:
+        """After `stop`: the lines it wrote since the last `wait_for`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+        return self.lines
+
     def __enter__(self) -> Daemon:
         return self
 
@@ -190,9 +227,9 @@ def write_serve_config(directory: Path, zone_file: Path, *, origin: str = "examp
 
 
 def start_serve(config: Path, *, core: int | None = SERVER_CORE,
-                timeout: float = DAEMON_TIMEOUT) -> Daemon:
-    """Start `keyresolve serve` and wait for "ready"."""
-    daemon = Daemon(keyresolve_cmd("serve", "--config", str(config)), core=core,
+                timeout: float = DAEMON_TIMEOUT, args: tuple[str, ...] = ()) -> Daemon:
+    """Start `keyresolve serve` (with more `args`) and wait for "ready"."""
+    daemon = Daemon(keyresolve_cmd("serve", "--config", str(config), *args), core=core,
                     cwd=config.parent)
     try:
         daemon.wait_for(r"\bready\b", timeout)

@@ -15,7 +15,7 @@ import click
 import trio
 
 from .codes import RType, rtype_from_text
-from .config import format_endpoint, load_serve_config, parse_endpoint
+from .config import MAX_WORKERS, format_endpoint, load_serve_config, parse_endpoint
 from .errors import (ConfigError, KeyresolveError, NetworkError, PeerError, ProtocolError,
                      ZoneErrors)
 from .names import Name
@@ -27,10 +27,10 @@ EXIT_NO_REPLY = 9
 DEFAULT_SERVER = "127.0.0.1:5353"
 
 
-def setup_logging(level: str) -> None:
-    """Log lines to stderr: time, level, component, message."""
+def setup_logging(level: str, log_format: str | None = None) -> None:
+    """Log lines to stderr: time, level, component, message (or `log_format`)."""
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=log_format or "%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _leaves(exc: BaseException):
@@ -70,19 +70,41 @@ def main() -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="TOML configuration file.")
 @click.option("--log-level", default=None, help="debug, info, warning or error.")
-def serve(config_path: str, log_level: str | None) -> None:
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=None,
+              help="Processes answering queries on the same addresses (SO_REUSEPORT); "
+                   "default: the config's workers, 1.")
+@click.option("--worker", "worker", default=None, hidden=True,
+              help="Internal: run as worker INDEX:CHANNEL_FD of a main process.")
+@click.option("--bound", multiple=True, hidden=True,
+              help="Internal: an address the main process bound (for --worker).")
+def serve(config_path: str, log_level: str | None, workers: int | None, worker: str | None,
+          bound: tuple[str, ...]) -> None:
     """Run an authoritative server."""
     from .daemons import serve as daemon
 
-    _run_daemon(load_serve_config, daemon.main, config_path, log_level)
+    def configure(path: str):
+        config = load_serve_config(path)
+        if workers is not None:
+            config.workers = workers
+        return config
+
+    if worker is None:
+        _run_daemon(configure, daemon.main, config_path, log_level)
+        return
+    index, _, fd = worker.partition(":")
+    run = lambda config: daemon.worker_main(  # noqa: E731
+        config, int(index), int(fd), [parse_endpoint(text) for text in bound])
+    _run_daemon(configure, run, config_path, log_level,
+                log_format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s")
 
 
-def _run_daemon(load_config, daemon_main, config_path: str, log_level: str | None) -> None:
+def _run_daemon(load_config, daemon_main, config_path: str, log_level: str | None, *,
+                log_format: str | None = None) -> None:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         fail(str(exc))
-    setup_logging(log_level or config.log_level)
+    setup_logging(log_level or config.log_level, log_format)
     try:
         run_trio(daemon_main, config)
     except KeyresolveError as exc:

@@ -20,6 +20,10 @@ from .tsig import Key
 
 Endpoint = tuple[str, int]
 
+#: Most `workers` a server may run: far beyond any machine's cores here, and
+#: each holds LMDB readers (store.MAX_READERS is shared by all of them).
+MAX_WORKERS = 64
+
 
 def parse_endpoint(text: str, *, allow_zero: bool = False) -> Endpoint:
     """Parse ``ip:port`` or ``[ipv6]:port`` into (host, port)."""
@@ -89,6 +93,9 @@ class ServeConfig:
     max_tcp_connections: int = DEFAULT_MAX_TCP
     log_level: str = "info"
     keys: dict[Name, Key] = field(default_factory=dict)
+    #: Processes answering on the listen addresses (SO_REUSEPORT): this one
+    #: and workers - 1 more (`keyresolve serve --workers` overrides it).
+    workers: int = 1
 
     def get_zone(self, origin: Name) -> ZoneConfig | None:
         """The configuration of the zone `origin`, if we serve it."""
@@ -272,6 +279,9 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
     config.log_level = top.get("log_level", str, "info")
+    config.workers = top.positive("workers", 1, int)
+    if config.workers > MAX_WORKERS:
+        raise ConfigError(f"{path}: workers: at most {MAX_WORKERS}")
     config.keys = load_keys(top, path)
     seen: set[Name] = set()
     for i, raw in enumerate(top.get("zones", list, [], what="an array of [[zones]] tables")):

@@ -20,6 +20,7 @@ CHECKING   check again afterwards  IDLE, next = +refresh  IDLE, next = +retry
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from .errors import KeyresolveError
@@ -81,9 +82,13 @@ class RefreshState:
 
     def expired(self, now: float) -> bool:
         """True when the zone must not be served (RFC 1034 4.3.5: SERVFAIL)."""
+        return now >= self.expires_at()
+
+    def expires_at(self) -> float:
+        """When the zone expires unless a check succeeds first (-inf: no data)."""
         if self.soa is None or self.last_success is None:
-            return True
-        return now >= self.last_success + self.timers.expire
+            return -math.inf
+        return self.last_success + self.timers.expire
 
     def wait(self, now: float) -> float:
         """Seconds until the next check is due (0 if due now)."""

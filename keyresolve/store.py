@@ -36,7 +36,6 @@ of every zone for as long as they hold it.
 from __future__ import annotations
 
 import os
-import contextlib
 import functools
 import threading
 import time
@@ -849,24 +848,23 @@ class Store:
         return info is not None and bool(wanted) and info.sources == wanted
 
     # -- reading -------------------------------------------------------------
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[Snapshot]:
-        """A `Snapshot` bound to one read transaction, for the `with` block."""
+    def snapshot(self) -> Snapshot:
+        """A `Snapshot` bound to a new read transaction: use it as a context
+        manager, or `close` it (the UDP loop does, once per batch, without
+        the context manager's cost)."""
         try:
-            txn = self._env.begin(write=False)
+            txn = self._env.begin()  # read-only (the default; faster without keywords)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB: {exc}") from exc
-        try:
-            yield Snapshot(txn, self._zones, self._nodes, self._journal,
-                           cache=self._cache_for(txn))
-        finally:
-            txn.abort()
+        version = txn.id()
+        return Snapshot(txn, self._zones, self._nodes, self._journal,
+                        cache=self._cache_for(version), version=version)
 
     #: (LMDB transaction id, read cache): see `_cache_for`.
     _cache: tuple[int, dict] = (-1, {})
 
-    def _cache_for(self, txn: lmdb.Transaction) -> dict:
-        """The read cache of the data version `txn` sees.
+    def _cache_for(self, txn_id: int) -> dict:
+        """The read cache of the data version `txn_id` (a read transaction's id).
 
         Read transactions with the same id see the same data (the id is the
         last committed write's), so their snapshots share one cache; a write
@@ -874,7 +872,6 @@ class Store:
         versions (in other threads) never share a dict, so none sees what
         another version held.
         """
-        txn_id = txn.id()
         current = self._cache
         if current[0] != txn_id:
             current = self._cache = (txn_id, {})
@@ -888,24 +885,42 @@ class Snapshot:
     only if one snapshot answered many queries for the same names.
     """
 
+    __slots__ = ("_txn", "_zones", "_nodes", "_journal", "_views", "_cache", "version")
+
     def __init__(self, txn: lmdb.Transaction, zones_db: Any, nodes_db: Any,
-                 journal_db: Any = None, *, cache: dict | None = None) -> None:
+                 journal_db: Any = None, *, cache: dict | None = None,
+                 version: int | None = None) -> None:
         """Wrap an open read transaction (use `Store.snapshot`). `cache` is
         shared by snapshots of the same data version (see `Store._cache_for`);
-        by default, this snapshot has its own."""
+        by default, this snapshot has its own. `version` is `txn.id()`, if
+        the caller has it."""
         self._txn = txn
         self._zones = zones_db
         self._nodes = nodes_db
         self._journal = journal_db
-        self._views: dict[Name, LmdbZoneView] = {}
+        self._views: dict[Name, LmdbZoneView] | None = None  # made by the first get_zone
         #: Derived facts of this data version (never Snapshot-bound objects):
         #: domain key -> mailbox route, ("zone", labels) -> closest zone's
         #: origin, ("soa", origin) -> SOA record.
         self._cache: dict[Any, Any] = {} if cache is None else cache
+        #: The data version seen: the id of the last write committed before
+        #: this snapshot began (the same in every process sharing the store).
+        self.version: int = txn.id() if version is None else version
 
-    def mailbox_node(self, zone_key: bytes, local: str) -> bytes | None:
-        """Raw node bytes of ``local@D`` in the zone at D (`zone_key` = D.key()),
-        or None if D is not a zone apex here or the mailbox owns nothing.
+    def close(self) -> None:
+        """End the read transaction (idempotent); the snapshot is then unusable."""
+        self._txn.abort()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._txn.abort()
+
+    def mailbox_node(self, zone_key: bytes, local: bytes) -> bytes | None:
+        """Raw node bytes of ``local@D`` in the zone at D (`zone_key` = D.key(),
+        `local` the local part's ASCII bytes), or None if D is not a zone apex
+        here or the mailbox owns nothing.
 
         A fast-path lookup: one get (the zone is looked up once per data
         version), no decoding. `find_mailbox` also finds mailboxes below the apex.
@@ -914,13 +929,15 @@ class Snapshot:
         if route is None or route[0] != zone_key:
             return None
         try:
-            return self._txn.get(route[1] + local.encode("ascii"), None, self._nodes)
+            return self._txn.get(route[1] + local, None, self._nodes)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB read failed: {exc}") from None
 
-    def find_mailbox(self, domain_key: bytes, local: str) -> tuple[bytes, bytes | None] | None:
+    def find_mailbox(self, domain_key: bytes, local: bytes
+                     ) -> tuple[bytes, bytes | None] | None:
         """Where the full path (`keyresolve.authority`) finds ``local@D``
-        (`domain_key` = D.key() of a valid domain D): ``(zone_key, node)``
+        (`domain_key` = D.key() of a valid domain D, `local` its ASCII
+        bytes): ``(zone_key, node)``
         with the origin key of the closest enclosing zone and the mailbox's
         raw node bytes (None: it owns nothing); None if no zone encloses D
         or D is at or below a zone cut (the answer is a referral).
@@ -932,7 +949,7 @@ class Snapshot:
         if route is None:
             return None
         try:
-            return route[0], self._txn.get(route[1] + local.encode("ascii"), None, self._nodes)
+            return route[0], self._txn.get(route[1] + local, None, self._nodes)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB read failed: {exc}") from None
 
@@ -973,13 +990,15 @@ class Snapshot:
 
     def get_zone(self, origin: Name) -> LmdbZoneView | None:
         """The zone whose origin is exactly `origin`, or None."""
-        view = self._views.get(origin)
+        views = self._views
+        if views is None:
+            views = self._views = {}
+        view = views.get(origin)
         if view is None:
             value = self._txn.get(zone_prefix(origin), db=self._zones)
             if value is None:
                 return None
-            view = LmdbZoneView(self, _decode_info(origin, value))
-            self._views[origin] = view
+            view = views[origin] = LmdbZoneView(self, _decode_info(origin, value))
         return view
 
     def find_zone(self, name: Name) -> LmdbZoneView | None:

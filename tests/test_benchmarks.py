@@ -89,7 +89,7 @@ def test_bench_auth_reports_every_scenario(tmp_path):
     out = tmp_path / "auth.json"
     done = run_script("bench_auth.py", "--keys", "200", "--sizes", "100", "--duration", "0.3",
                       "--generator", "python", "--breakdown", "100", "--workdir", str(tmp_path),
-                      "--json", str(out))
+                      "--workers", "2", "--json", str(out))
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert [s["keys"] for s in report["sizes"]] == [100, 200]
@@ -103,6 +103,9 @@ def test_bench_auth_reports_every_scenario(tmp_path):
     assert main["rss"]["server_mb"]["VmRSS"] > main["rss"]["ceiling_mb"]["VmRSS"] > 0
     breakdown = main["breakdown_us_per_query"]
     assert all(isinstance(v, float) for k, v in breakdown.items() if k != "queries"), breakdown
+    [two] = report["workers"]["runs"]
+    assert two["workers"] == 2 and len(two["rss_mb"]) == 2
+    assert len(two["messages_per_process"]) == 2 and two["server_cpu_us_per_answer"] > 0
 
 
 def test_profile_summary_gives_each_sample_to_its_deepest_stage(tmp_path):

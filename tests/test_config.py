@@ -34,12 +34,13 @@ def test_full_config(tmp_path):
     path = tmp_path / "sub" / "serve.toml"
     path.parent.mkdir()
     path.write_text('listen = ["127.0.0.1:5300", "[::1]:5300"]\ndata_dir = "var/ns1"\n'
-                    'tcp_idle_timeout = 2.5\nmax_tcp_connections = 9\n'
+                    'tcp_idle_timeout = 2.5\nmax_tcp_connections = 9\nworkers = 2\n'
                     '[[zones]]\nname = "Example.COM"\nfile = "example.com.zone"\n')
     config = load_serve_config(path)
     assert config.listen == [("127.0.0.1", 5300), ("::1", 5300)]
     assert config.data_dir == path.parent / "var/ns1"
     assert config.tcp_idle_timeout == 2.5 and config.max_tcp_connections == 9
+    assert config.workers == 2
     assert config.zones[0].name == Name.from_text("example.com.")
     assert config.zones[0].file == path.parent / "example.com.zone"
 
@@ -54,6 +55,9 @@ def test_full_config(tmp_path):
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\ntcp_idle_timeout = 0', "tcp_idle_timeout"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nmax_tcp_connections = true',
      "max_tcp_connections"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nworkers = 0', "workers"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nworkers = 65', "workers: at most 64"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nworkers = 1.5', "workers"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nfile = "x"', "zones[0].name"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a..b"\nfile = "x"',
      "zones[0].name"),

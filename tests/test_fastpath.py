@@ -126,14 +126,26 @@ def snap(tmp_path_factory):
 
 
 def _enclosing(snapshot) -> fastpath.Lookup:
-    def lookup(domain_key: bytes, local: str) -> bytes | None:
+    def lookup(domain_key: bytes, local: bytes) -> bytes | None:
         found = snapshot.find_mailbox(domain_key, local)
         return None if found is None else found[1]
     return lookup
 
 
-#: The two store lookups: mailboxes at a zone apex only, or in any enclosing zone.
-LOOKUPS = {"apex": lambda snapshot: snapshot.mailbox_node, "enclosing": _enclosing}
+def _negative(snapshot) -> fastpath.Lookup:
+    """As serve.py's: the enclosing zone, and its Negative for a missing mailbox."""
+    def lookup(domain_key: bytes, local: bytes) -> bytes | None:
+        found = snapshot.find_mailbox(domain_key, local)
+        if found is None or found[1] is not None:
+            return None if found is None else found[1]
+        return fastpath.negative(snapshot.get_zone(Name.from_key(found[0])))
+    return lookup
+
+
+#: The store lookups: mailboxes at a zone apex only, or in any enclosing zone
+#: (without NXDOMAIN, or with it).
+LOOKUPS = {"apex": lambda snapshot: snapshot.mailbox_node, "enclosing": _enclosing,
+           "negative": _negative}
 
 
 @pytest.fixture(params=sorted(LOOKUPS))
@@ -226,7 +238,7 @@ def test_every_owner_and_type(snap, lookup, owner):
                 assert response.rd == bool(flags) and response.aa and response.qr
                 assert response.answer and all(r.name == owner for r in response.answer)
     if owner.local is not None and owner.local not in NEVER_FAST and (
-            lookup[0] == "enclosing" or owner.domain in ORIGINS):
+            lookup[0] != "apex" or owner.domain in ORIGINS):
         assert answered, "the fast path never answered this mailbox"
 
 
@@ -246,13 +258,13 @@ BELOW_APEX = ["bob@team.example.com.", "eve@deep.er.team.example.com.", "ops@ns1
 @pytest.mark.parametrize("name", BELOW_APEX)
 def test_mailboxes_below_the_apex_need_the_enclosing_lookup(snap, lookup, name):
     fast = check(wire(name), snap, lookup)
-    assert (fast is not None) == (lookup[0] == "enclosing")
+    assert (fast is not None) == (lookup[0] != "apex")
 
 
 def test_find_mailbox_reports_the_zone_and_stops_at_cuts(snap):
     def find(name: str):
         n = N(name)
-        return snap.find_mailbox(n.domain.key(), n.local)
+        return snap.find_mailbox(n.domain.key(), n.local.encode("ascii"))
 
     zone, node = find("bob@team.example.com.")
     assert zone == N("example.com.").key() and node is not None
@@ -261,7 +273,7 @@ def test_find_mailbox_reports_the_zone_and_stops_at_cuts(snap):
     assert find("x@sub.example.com.") is None  # the cut itself
     assert find("hidden@sub.odd.test.") is None and find("deeper@x.sub.odd.test.") is None
     assert find("x@example.net.") is None and find("x@com.") is None
-    assert snap.mailbox_node(N("team.example.com.").key(), "bob") is None
+    assert snap.mailbox_node(N("team.example.com.").key(), b"bob") is None
 
 
 # -- cases where the fast path must defer ------------------------------------------------
@@ -288,8 +300,6 @@ DEFER = [
     ("bad local part", wire("a..b@example.com.")),
     ("non-ASCII", wire("al\u212aice@example.com.")),
     # the data: negative answers, chains, delegations, other zones
-    ("NXDOMAIN", wire("zed@example.com.")),
-    ("NXDOMAIN, prefix of a mailbox", wire("alic@example.com.")),
     ("NODATA", wire("alice@example.com.", RType.ADDR)),
     ("ALIAS owner", wire("www-team@example.com.")),
     ("ALIAS out of zone", wire("elsewhere@example.com.")),
@@ -365,6 +375,33 @@ def test_the_fast_path_defers(snap, lookup, data):
     assert check(data, snap, lookup) is None
 
 
+NXDOMAIN = [
+    ("apex zone", wire("zed@example.com.")),
+    ("prefix of a mailbox", wire("alic@example.com.")),
+    ("RD", wire("zed@example.com.", flags=FLAG_RD)),
+    ("udp_size 0", wire("zed@example.org.", udp_size=0)),
+    ("below the apex", wire("zed@team.example.com.")),
+    ("child zone in the same store", wire("zed@eng.example.com.")),
+    ("str8 name", wire("z" * 40 + "@example.org.")),
+]
+
+
+@pytest.mark.parametrize("data", [d for _, d in NXDOMAIN], ids=[label for label, _ in NXDOMAIN])
+def test_nxdomain_needs_a_lookup_giving_the_negative_soa(snap, lookup, data):
+    fast = check(data, snap, lookup)
+    assert (fast is not None) == (lookup[0] == "negative")
+    if fast is not None:
+        response = Message.from_wire(fast)
+        assert response.rcode == Rcode.NXDOMAIN and response.aa and not response.answer
+        assert [r.rtype for r in response.authority] == [RType.SOA]
+
+
+def test_nxdomain_is_not_answered_at_or_below_a_cut(snap):
+    lookup = ("negative", _negative(snap))
+    for name in ("x@sub.example.com.", "nobody@sub.odd.test.", "zed@x.sub.odd.test."):
+        assert check(wire(name), snap, lookup) is None
+
+
 ANSWER = [
     ("plain", wire()),
     ("RD", wire(flags=FLAG_RD)),
@@ -406,7 +443,7 @@ def test_lookup_refusing_a_zone_sends_it_to_the_full_path(snap):
     data = wire("alice@example.com.")
     refused = {N("example.com.").key()}
 
-    def lookup(zone_key: bytes, local: str) -> bytes | None:
+    def lookup(zone_key: bytes, local: bytes) -> bytes | None:
         return None if zone_key in refused else snap.mailbox_node(zone_key, local)
 
     assert fastpath.answer(data, lookup) is None
@@ -515,3 +552,11 @@ def test_answers_follow_reloads_while_old_snapshots_keep_their_version(tmp_path)
         with store.snapshot() as gone:
             assert fastpath.answer(queries[0], _enclosing(gone)) is None
             assert Message.from_wire(full_path(queries[0], gone)).rcode == Rcode.REFUSED
+
+
+def test_the_response_cache_keeps_the_first_responses_up_to_its_limit():
+    cache = fastpath.ResponseCache(limit=2)
+    for i in range(4):
+        cache.remember(bytes([i]), bytes([i, i]))
+    assert cache == {b"\x00": b"\x00\x00", b"\x01": b"\x01\x01"}
+    assert fastpath.ResponseCache().limit == fastpath.MAX_CACHED_RESPONSES

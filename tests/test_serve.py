@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keyresolve import fastpath
 from keyresolve.codes import Opcode, Rcode, RType
 from keyresolve.message import Message, make_query
 from keyresolve.names import Name
@@ -315,3 +316,103 @@ def test_zone_check_lists_every_error_with_file_and_line(tmp_path):
     assert any(line.startswith(f"{bad}:5:") for line in lines), out.stderr
     last = len(EXAMPLE.splitlines()) + 1
     assert any(line.startswith(f"{bad}:{last}:") for line in lines), out.stderr
+
+
+# -- in process: the response cache of AuthServer -----------------------------------------
+def _handler(tmp_path, zones, config_zones=None):
+    from keyresolve.config import ServeConfig, ZoneConfig
+    from keyresolve.daemons.serve import AuthServer
+    from keyresolve.store import Store
+
+    store = Store(tmp_path / "db", map_size=1 << 26)
+    for zone in zones:
+        store.replace_zone(zone)
+    zone_configs = config_zones or [ZoneConfig(name=z.origin, file=tmp_path / "x") for z in zones]
+    config = ServeConfig(path=tmp_path / "serve.toml", listen=[("127.0.0.1", 0)],
+                         data_dir=tmp_path / "db", zones=zone_configs)
+    return store, AuthServer(store, config)
+
+
+def _batch(handler, data: bytes) -> bytes:
+    with handler.batch():
+        return handler.handle(data, ("127.0.0.1", 1), False)
+
+
+def _with_id(data: bytes, msg_id: int) -> bytes:
+    return msg_id.to_bytes(2, "big") + data[2:]
+
+
+def test_cached_answers_are_the_full_paths_with_the_id_patched(tmp_path):
+    from .test_fastpath import ANSWER, DEFER, NXDOMAIN, ZONES
+
+    store, handler = _handler(tmp_path, ZONES)
+    with store:
+        for _, data in ANSWER + DEFER + NXDOMAIN:
+            for msg_id in (0x1234, 0, 0xFFFF, 0xBEEF):  # the first fills the cache
+                query = _with_id(data, msg_id)
+                # outside a batch there is no snapshot: the full path answers
+                assert _batch(handler, query) == handler.handle(query, ("127.0.0.1", 1), False)
+        # NXDOMAIN answers (fast too) are not kept: made-up names must not crowd out real ones
+        assert len(handler._responses) == len({d[2:] for _, d in ANSWER})
+        with handler.batch():
+            assert handler._fast_lookup(name("example.com.").key(), b"zed") == fastpath.negative(
+                handler._snapshot.get_zone(name("example.com.")))
+
+
+def test_cached_answers_follow_the_data_version(tmp_path):
+    from keyresolve.zonefile import parse_zone_text
+
+    from .test_fastpath import EXAMPLE_COM, _b64
+
+    store, handler = _handler(tmp_path, [parse_zone_text(EXAMPLE_COM)])
+    with store:
+        query = make_query(name("alice@example.com"), RType.KEY).to_wire()
+        before = Message.from_wire(_batch(handler, query))
+        assert _batch(handler, query) == before.to_wire()
+        store.replace_zone(parse_zone_text(EXAMPLE_COM.replace(_b64(1), _b64(99))))
+        after = Message.from_wire(_batch(handler, query))
+        assert after.answer[0].rdata != before.answer[0].rdata
+        assert after.answer[0].rdata.key == __import__("base64").b64decode(_b64(99))
+
+
+def test_cached_answers_of_a_secondary_zone_end_when_it_expires(tmp_path, monkeypatch):
+    import time
+
+    import trio
+
+    from keyresolve.config import ZoneConfig
+    from keyresolve.daemons.secondary import SecondaryZone
+    from keyresolve.zonefile import parse_zone_text
+
+    from .test_fastpath import EXAMPLE_COM
+
+    zone = ZoneConfig(name=name("example.com."), primaries=[("127.0.0.1", 9)])
+    store, handler = _handler(tmp_path, [], [zone])
+    with store:
+        writer = store.zone_writer(zone.name, primary="127.0.0.1:9")
+        writer.begin_full()
+        # expire 120 s: less than fastpath.MAX_RESPONSE_AGE, which must not be what ends it
+        parsed = parse_zone_text(EXAMPLE_COM.replace("3600 600 604800 300", "60 60 120 300"))
+        for record in parsed.records():
+            if record.rtype != RType.SOA:
+                writer.add(record)
+        writer.commit(parsed.soa)
+        secondary = SecondaryZone(zone, store, {}, trio.Lock(), lambda *_: None)
+        handler.add_secondary(secondary)
+        query = make_query(name("alice@example.com"), RType.KEY).to_wire()
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.NOERROR
+        assert len(handler._responses) == 1
+        expires = secondary.expires_at()
+        now = expires + 1
+        monkeypatch.setattr(time, "time", lambda: now)
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL
+        # back to life, as SecondaryZone.refresh does it: the store's record
+        # first (a new data version), then the timers
+        store.mark_checked(zone.name, now)
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL
+        secondary.state.begin_check()
+        secondary.state.check_succeeded(parsed.soa.rdata, now)
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.NOERROR
+        assert len(handler._responses) == 1
+        now = secondary.expires_at() + 1
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL

@@ -6,6 +6,7 @@ NOTIFY sending. The decisions are sans-IO (`refresh.RefreshState`,
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ from ..net.client import query, transfer
 from ..records import SOA, Record
 from ..refresh import RefreshState
 from ..serial import serial_gt
-from ..store import Store
+from ..store import Snapshot, Store
 from ..tsig import Key
 from ..xfr import Inbound, check_notify_response, make_notify, make_transfer_query
 
@@ -38,13 +39,46 @@ NOTIFY_ATTEMPTS = 5
 NOTIFY_TIMEOUT = 0.5
 
 
-class SecondaryZone:
+class StoredSecondary:
+    """A secondary zone as the store records it: the process refreshing it
+    records each success there, and the zone's expiry is computed from that
+    record (`RefreshState` on the stored SOA and last success), once per data
+    version. What a worker process of `keyresolve serve --workers` serves it by.
+    """
+
+    def __init__(self, zone: ZoneConfig, store: Store) -> None:
+        self.zone = zone
+        self.store = store
+        self._version = -1
+        self._expires = -math.inf
+
+    def expires_at(self, snapshot: Snapshot | None = None) -> float:
+        """When the zone expires unless a success is recorded first (-inf:
+        no copy), as of `snapshot` (default: a new one). Changes only with
+        the data version: what caches of answers from the zone may be kept until."""
+        if snapshot is None:
+            with self.store.snapshot() as snap:
+                return self.expires_at(snap)
+        if snapshot.version != self._version:
+            view = snapshot.get_zone(self.zone.name)
+            soa = None if view is None else view.soa.rdata
+            last = None if view is None else view.info.last_success
+            self._expires = RefreshState(soa, last, time.time()).expires_at()
+            self._version = snapshot.version
+        return self._expires
+
+    def expired(self, now: float, snapshot: Snapshot | None = None) -> bool:
+        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5),
+        as of `snapshot` (default: a new one)."""
+        return now >= self.expires_at(snapshot)
+
+
+class SecondaryZone(StoredSecondary):
     """One secondary zone: its timers, and the task that keeps it fresh."""
 
     def __init__(self, zone: ZoneConfig, store: Store, keys: dict, write_lock: trio.Lock,
                  on_updated: Callable[[ZoneConfig, Record], None]) -> None:
-        self.zone = zone
-        self.store = store
+        super().__init__(zone, store)
         self.key: Key | None = None if zone.key is None else keys[zone.key]
         self.write_lock = write_lock
         self.on_updated = on_updated
@@ -62,8 +96,9 @@ class SecondaryZone:
             soa = None if view is None else view.soa
         return soa, info.last_success
 
-    def expired(self, now: float) -> bool:
-        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5)."""
+    def expired(self, now: float, snapshot: Snapshot | None = None) -> bool:
+        """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5), by
+        the timers (the stored record of a success precedes their update)."""
         return self.state.expired(now)
 
     def notify(self) -> None:

@@ -7,13 +7,15 @@ every response, and `net.server` moves the bytes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import logging
+import math
+import os
 import signal
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import trio
@@ -24,7 +26,7 @@ from ..config import ServeConfig, ZoneConfig, format_endpoint
 from .. import fastpath, tsig
 from ..errors import (KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError, Refused,
                       ServerFailure)
-from ..message import Message, make_response, max_response_size
+from ..message import OPCODE_SHIFT, Message, make_response, max_response_size
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store import Snapshot, Store
 from ..records import Record
@@ -32,47 +34,84 @@ from ..tsig import Key
 from ..names import Name
 from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
 from .common import accept_request
-from .secondary import SecondaryZone, send_notify
+from .secondary import SecondaryZone, StoredSecondary, send_notify
+from .workers import Forwarder, WorkerPool, open_worker_channel
 
 log = logging.getLogger("keyresolve.serve")
+
+#: forward(data, peer, tcp): the main process's reply to a message a worker
+#: received (None: no reply).
+Forward = Callable[[bytes, tuple, bool], Awaitable[bytes | None]]
 
 
 class AuthServer:
     """The request handler of an authoritative server: bytes in, bytes out."""
 
-    def __init__(self, store: Store, config: ServeConfig) -> None:
+    def __init__(self, store: Store, config: ServeConfig, *,
+                 forward: Forward | None = None) -> None:
+        """`forward`, in a worker process: where NOTIFY messages go (the main
+        process, which runs the secondaries' refreshes); None: answer them here."""
         self.store = store
         self.config = config
+        self.forward = forward
         self.keyring = config.keys
         self._snapshot: Snapshot | None = None
         #: Zones the fast path must leave to the full path (by Name.key()):
         #: those requiring signed queries.
         self.slow_zones: set[bytes] = {z.name.key() for z in config.zones if z.require_signed}
         self.zones: dict[Name, ZoneConfig] = {z.name: z for z in config.zones}
-        #: Secondary zones by origin, and by Name.key() for the fast path.
-        self.secondaries: dict[Name, SecondaryZone] = {}
-        self._secondary_keys: dict[bytes, SecondaryZone] = {}
+        #: Secondary zones by origin, and by Name.key() for the fast path (in
+        #: a worker process: as the store records them).
+        self.secondaries: dict[Name, StoredSecondary] = {}
+        self._secondary_keys: dict[bytes, StoredSecondary] = {}
+        #: Fast-path answers by the query's bytes after the id, for one data
+        #: version (`Snapshot.version`) and until a secondary zone expires.
+        self._responses = fastpath.ResponseCache()
+        self._responses_version = -1
+        self._responses_until = -math.inf
+        #: `fastpath.Negative` by zone key, for the same data version.
+        self._negatives: dict[bytes, fastpath.Negative] = {}
+        #: Messages handled (UDP and TCP): logged at exit, per process.
+        self.messages = 0
         #: One store writer at a time: reloads (in worker threads) and inbound
         #: transfers (in this thread) never wait on LMDB's lock in the loop.
         self.write_lock = trio.Lock()
 
-    def add_secondary(self, secondary: SecondaryZone) -> None:
+    def add_secondary(self, secondary: StoredSecondary) -> None:
         """Serve a secondary zone, answering SERVFAIL while it is expired."""
         self.secondaries[secondary.zone.name] = secondary
         self._secondary_keys[secondary.zone.name.key()] = secondary
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Answer a batch of datagrams from one LMDB read snapshot."""
-        with self.store.snapshot() as snap:
-            self._snapshot = snap
-            try:
-                yield
-            finally:
-                self._snapshot = None
+    def batch(self) -> AuthServer:
+        """Answer a batch of datagrams from one LMDB read snapshot (a context
+        manager: the handler itself, without a generator's cost)."""
+        return self
 
-    def _fast_lookup(self, domain_key: bytes, local: str) -> bytes | None:
-        """Node bytes of local@D for the fast path, or None for the full path.
+    def __enter__(self) -> None:
+        snapshot = self._snapshot = self.store.snapshot()
+        if snapshot.version != self._responses_version or time.time() >= self._responses_until:
+            self._responses.clear()
+            self._negatives.clear()
+            self._responses_version = snapshot.version
+            self._responses_until = min(time.time() + fastpath.MAX_RESPONSE_AGE,
+                                        self._secondaries_valid_until())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._snapshot.close()
+        self._snapshot = None
+
+    def _secondaries_valid_until(self) -> float:
+        """When the next secondary zone served now expires (cached responses
+        from it must go then); infinity if none will. From the store's record
+        of each zone's last success, so a zone coming back to life always
+        changes the data version first: the cache starts over then."""
+        now = time.time()
+        expiries = (s.expires_at(self._snapshot) for s in self.secondaries.values())
+        return min((at for at in expiries if at > now), default=math.inf)
+
+    def _fast_lookup(self, domain_key: bytes, local: bytes) -> bytes | fastpath.Negative | None:
+        """Node bytes of local@D for the fast path, its zone's `Negative` if
+        it owns nothing, or None for the full path.
 
         Policy is checked on the zone found, never on D itself, so a
         signed-only zone is not answered unsigned for names below its apex.
@@ -87,21 +126,40 @@ class AuthServer:
         if zone_key in self.slow_zones:
             return None
         secondary = self._secondary_keys.get(zone_key)
-        if secondary is not None and secondary.expired(time.time()):
+        if secondary is not None and secondary.expired(time.time(), snapshot):
             return None
+        if node is None:  # NXDOMAIN
+            negative = self._negatives.get(zone_key)
+            if negative is None:
+                view = snapshot.get_zone(Name.from_key(zone_key))
+                if view is None:
+                    return None
+                negative = self._negatives[zone_key] = fastpath.negative(view)
+            return negative
         return node
 
-    def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | Iterator[bytes] | None:
-        """Answer one message (a transfer: a stream of them). Never raises:
-        every failure becomes an rcode."""
-        if not tcp:
+    def handle(self, data: bytes, peer: tuple, tcp: bool
+               ) -> bytes | Iterator[bytes] | Awaitable[bytes | None] | None:
+        """Answer one message (a transfer: a stream of them; a forwarded
+        NOTIFY: an awaitable). Never raises: every failure becomes an rcode."""
+        self.messages += 1
+        if not tcp and self._snapshot is not None:
+            question = data[2:]
+            cached = self._responses.get(question)
+            if cached is not None:
+                return data[:2] + cached
             try:
                 fast = fastpath.answer(data, self._fast_lookup)
             except Exception:
                 log.exception("fast path failed on a message from %s", peer[0])
                 fast = None
             if fast is not None:
+                if not fast[3]:  # NOERROR: names asked for at random cannot crowd them out
+                    self._responses.remember(question, fast[2:])
                 return fast
+        if self.forward is not None and len(data) >= 4 and (
+                (data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF == Opcode.NOTIFY:
+            return self.forward(data, peer, tcp)
         accepted = accept_request(data, peer, self.keyring, log)
         if not isinstance(accepted, tuple):
             return accepted
@@ -327,6 +385,15 @@ class AuthDaemon:
                 self.nursery.start_soon(secondary.run)
 
 
+def _start_serving(nursery: trio.Nursery, udp: socket.socket, tcp: trio.SocketListener,
+                   handler: AuthServer, config: ServeConfig) -> None:
+    """Answer on one endpoint's UDP socket and TCP listener."""
+    nursery.start_soon(serve_udp, udp, handler)
+    nursery.start_soon(functools.partial(
+        serve_tcp, tcp, handler, idle_timeout=config.tcp_idle_timeout,
+        max_connections=config.max_tcp_connections))
+
+
 async def serve(config: ServeConfig, store: Store, *,
                 reloads: trio.MemoryReceiveChannel | None = None,
                 task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
@@ -340,7 +407,7 @@ async def serve(config: ServeConfig, store: Store, *,
     endpoints = []
     try:
         for host, port in config.listen:
-            endpoints.append(await open_endpoint(host, port))
+            endpoints.append(await open_endpoint(host, port, reuse_port=config.workers > 1))
     except OSError as exc:
         for udp, tcp in endpoints:
             udp.close()
@@ -353,17 +420,20 @@ async def serve(config: ServeConfig, store: Store, *,
             address = udp.getsockname()[:2]
             bound.append(address)
             log.info("listening on %s (udp, tcp)", format_endpoint(address))
-            nursery.start_soon(serve_udp, udp, daemon.handler)
-            nursery.start_soon(lambda t=tcp: serve_tcp(
-                t, daemon.handler, idle_timeout=config.tcp_idle_timeout,
-                max_connections=config.max_tcp_connections))
+            _start_serving(nursery, udp, tcp, daemon.handler, config)
         daemon.start_secondaries()
-        await daemon.reload()
-        task_status.started(bound)
-        if reloads is not None:
-            async for _ in reloads:
-                await daemon.reload()
-                log.info("reload done")
+        try:
+            if config.workers > 1:
+                pool = WorkerPool(config, bound, daemon.handler)
+                await nursery.start(pool.run)
+            await daemon.reload()
+            task_status.started(bound)
+            if reloads is not None:
+                async for _ in reloads:
+                    await daemon.reload()
+                    log.info("reload done")
+        finally:
+            log.info("%d messages handled", daemon.handler.messages)
 
 
 async def main(config: ServeConfig) -> None:
@@ -385,3 +455,37 @@ async def main(config: ServeConfig) -> None:
                         log.info("%s: shutting down", signal.Signals(signum).name)
                         nursery.cancel_scope.cancel()
                         break
+
+
+async def worker_main(config: ServeConfig, index: int, channel_fd: int,
+                      bound: list[tuple[str, int]]) -> None:
+    """A worker process of `keyresolve serve --workers`: answer on the main
+    process's `bound` addresses (SO_REUSEPORT) from the shared store, which
+    it only reads. NOTIFY goes to the main process over the channel (an
+    AF_UNIX socket it passed as `channel_fd`); zone loading, reloads,
+    refreshes and NOTIFY sending are the main process's. Exits on SIGTERM,
+    SIGINT, or when the main process goes away (the channel closes)."""
+    channel = open_worker_channel(channel_fd)
+    with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+        with Store(config.data_dir, readonly=True) as store:
+            forwarder = Forwarder(channel)
+            handler = AuthServer(store, config, forward=forwarder.forward)
+            for zone in config.zones:
+                if zone.is_secondary:
+                    handler.add_secondary(StoredSecondary(zone, store))
+            try:
+                async with trio.open_nursery() as nursery:
+                    for host, port in bound:
+                        udp, tcp = await open_endpoint(host, port, reuse_port=True)
+                        _start_serving(nursery, udp, tcp, handler, config)
+                    await nursery.start(forwarder.run, nursery.cancel_scope)
+                    log.info("worker %d (pid %d) answering", index, os.getpid())
+                    async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            log.info("SIGHUP: worker %d ignores it (send it to the main "
+                                     "process)", index)
+                        else:
+                            nursery.cancel_scope.cancel()
+                            break
+            finally:
+                log.info("worker %d: %d messages handled", index, handler.messages)

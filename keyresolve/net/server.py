@@ -113,6 +113,7 @@ async def open_endpoint(host: str, port: int, *, reuse_port: bool = False,
 async def serve_udp(sock: socket.socket, handler: Handler) -> NoReturn:
     """Answer datagrams forever: wait until readable, then drain what is ready."""
     recvfrom = sock.recvfrom
+    sendto = sock.sendto
     handle = handler.handle
     async with trio.open_nursery() as nursery:
         while True:
@@ -131,7 +132,10 @@ async def serve_udp(sock: socket.socket, handler: Handler) -> NoReturn:
                         log.exception("UDP handler failed for %s", peer)
                         continue
                     if type(reply) is bytes:  # the common case, before any ABC check
-                        _send_datagram(sock, reply, peer)
+                        try:  # _send_datagram, inlined: this runs per datagram
+                            sendto(reply, peer)
+                        except OSError:
+                            pass
                     elif inspect.isawaitable(reply):
                         nursery.start_soon(_reply_later, sock, peer, reply)
     raise AssertionError("unreachable")
