@@ -8,8 +8,8 @@
 # Knobs (environment): KEYS (1000000), SIZES (1000,10000,100000: the extra
 # points of the qps-vs-size plot), DURATION (10 s per load run), OUT, WORK
 # (zones and stores; default a temp dir removed at the end), PYTHON,
-# RESOLVER_DURATION (5 s per resolver load run), XFR_KEYS (200000: the zone
-# transfer scenarios; 1M takes ~2.5 minutes alone, see RESULTS.md) and
+# RESOLVER_DURATION (5 s per resolver load run), WORKERS (1,2: the
+# `serve --workers N` runs), XFR_KEYS (KEYS: the zone transfer scenarios) and
 # XFR_CHANGES (2 one-key changes timed).
 # Optional tools: dnsperf (apt-get install dnsperf; else loadgen.py makes the
 # load), py-spy (pip install py-spy; else no profiles), matplotlib (pip
@@ -22,7 +22,8 @@ KEYS=${KEYS:-1000000}
 SIZES=${SIZES:-1000,10000,100000}
 DURATION=${DURATION:-10}
 RESOLVER_DURATION=${RESOLVER_DURATION:-5}
-XFR_KEYS=${XFR_KEYS:-200000}
+WORKERS=${WORKERS:-1,2}
+XFR_KEYS=${XFR_KEYS:-$KEYS}
 XFR_CHANGES=${XFR_CHANGES:-2}
 OUT=${OUT:-benchmarks/results}
 if [[ -z "${WORK:-}" ]]; then
@@ -51,8 +52,8 @@ timeout 240 "$PYTHON" benchmarks/bench_compile.py --keys "$KEYS" --workdir "$WOR
     "${profile_compile[@]}" --json "$OUT/compile.json" > /dev/null
 echo "== authoritative server ($SIZES,$KEYS keys, ${DURATION}s runs)" >&2
 timeout "$(left 150)" "$PYTHON" benchmarks/bench_auth.py --keys "$KEYS" \
-    --sizes "$SIZES" --duration "$DURATION" --workdir "$WORK" "${profile_auth[@]}" \
-    --plots "$OUT" --json "$OUT/auth.json" > /dev/null
+    --sizes "$SIZES" --duration "$DURATION" --workers "$WORKERS" --workdir "$WORK" \
+    "${profile_auth[@]}" --plots "$OUT" --json "$OUT/auth.json" > /dev/null
 echo "== resolver (${RESOLVER_DURATION}s runs)" >&2
 timeout "$(left 60)" "$PYTHON" benchmarks/bench_resolver.py --duration "$RESOLVER_DURATION" \
     --workdir "$WORK" "${profile_resolver[@]}" --json "$OUT/resolver.json" > /dev/null

@@ -1230,6 +1230,7 @@ class ZoneWriter:
         self._full = False
         self._puts = 0  # nodes written in this transaction of a full transfer
         self._last = b""  # a full transfer's greatest key written: greater ones are new
+        self._append = False  # a full transfer's puts may still be appends
         self._records = 0
         self._key: bytes | None = None
         self._node: Node = {}
@@ -1284,6 +1285,7 @@ class ZoneWriter:
         self._nodes = node_prefix(self.origin, self._area)
         self._clear_area(self._area)
         self._txn = self._write_txn()
+        self._append = True
         self._records = 0
 
     @_translate
@@ -1344,10 +1346,18 @@ class ZoneWriter:
         key = self._key
         if key is None:
             return txn
-        if self._node:
-            txn.put(key, encode_node(self._node, self._pack), db=self._store._nodes)
+        nodes = self._store._nodes
+        if not self._node:
+            txn.delete(key, db=nodes)
         else:
-            txn.delete(key, db=self._store._nodes)
+            value = encode_node(self._node, self._pack)
+            # MDB_APPEND (ours arrive in key order) fills pages instead of
+            # splitting them in half; it fails, and we stop trying, as soon as
+            # a key is not the greatest of the whole DB (another zone follows).
+            if not (self._append and key > self._last
+                    and txn.put(key, value, append=True, db=nodes)):
+                self._append = False
+                txn.put(key, value, db=nodes)
         self._key, self._node = None, {}
         if self._full:
             if key > self._last:

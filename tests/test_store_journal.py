@@ -481,3 +481,15 @@ def test_full_transfer_from_the_store_is_byte_identical_to_one_from_memory(store
     from_memory = [m.to_wire() for m in OutboundTransfer(query, MemorySource(vs[3]),
                                                          max_size=512)]
     assert len(from_store) > 3 and from_store == from_memory
+
+
+def test_full_transfer_below_another_zone_falls_back_from_appends(store):
+    """Appends only work at the end of the DB: a zone sorting after this one
+    turns them into ordinary puts, with the same result."""
+    other = zone_v(5, users(3), origin=N("example.net."))
+    store.replace_zone(other)
+    vs = versions()
+    _writer_feed(store, vs[0])
+    _writer_feed(store, vs[1])
+    assert _records(store) == list(vs[1].records())
+    assert _records(store, N("example.net.")) == list(other.records())
