@@ -35,6 +35,8 @@ of every zone for as long as they hold it.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import os
 import functools
 import threading
@@ -69,8 +71,11 @@ MAX_JOURNAL_ENTRIES = 100
 #: takes. (Entries are also evicted once the journal holds more records than
 #: the zone: an IXFR that long is answered with AXFR anyway.)
 MAX_JOURNAL_BYTES = 64 << 20
-#: Named sub-DBs the environment may hold: the three above plus room for one more.
-MAX_DBS = 4
+#: Sub-DB where a compile sorts a zone's nodes before appending them (see
+#: `Store.compile_zone`); empty between compiles.
+SCRATCH_DB = b"scratch"
+#: Named sub-DBs the environment may hold: the four above plus room for two more.
+MAX_DBS = 6
 #: Concurrent read transactions over all processes sharing the environment
 #: (LMDB's default 126 is tight with several `--workers` each holding snapshots).
 MAX_READERS = 1024
@@ -556,8 +561,11 @@ class _NodeWriter:
         seen = self._seen
         if seen[a >> 3] >> (a & 7) & 1 and seen[b >> 3] >> (b & 7) & 1:
             value = self._pending.get(key)
-            return self._cursor.get(self._prefix + key) if value is None else value
+            return self._lookup(key) if value is None else value
         return None
+
+    def _lookup(self, key: bytes) -> bytes | None:
+        return self._cursor.get(self._prefix + key)
 
     def put(self, key: bytes, value: bytes) -> None:
         h = hash(key)
@@ -588,6 +596,81 @@ class _NodeWriter:
 _SEEN_MASK = SEEN_FILTER_BITS - 1
 
 
+class _SortedRuns(_NodeWriter):
+    """The `zonefile.NodeSink` of a compile that sorts before it stores: an
+    external merge sort in the scratch DB.
+
+    Each batch of `COMPILE_BATCH_NODES` pending nodes becomes one run: its
+    nodes sorted, under a 4-byte run number (so every run is appended, and
+    committed in a transaction of its own; nobody else reads the DB). A node
+    written again (its owner came back) is in a later run; lookups and the
+    merge take the latest.
+    """
+
+    _RUN = 4  # bytes of a run number
+
+    def __init__(self, env: lmdb.Environment, db: Any) -> None:
+        super().__init__(env.begin(write=True), db, b"")
+        self._env = env
+        self._runs = 0
+
+    def _lookup(self, key: bytes) -> bytes | None:
+        get = self._cursor.get
+        for run in range(self._runs - 1, -1, -1):
+            value = get(run.to_bytes(self._RUN, "big") + key)
+            if value is not None:
+                return value
+        return None
+
+    def flush(self, *, renew: bool = True) -> None:
+        """Store the pending nodes as the next run and commit it."""
+        pending = self._pending
+        if pending:
+            run = self._runs.to_bytes(self._RUN, "big")
+            items = [(run + key, pending[key]) for key in sorted(pending)]
+            if self._cursor.putmulti(items, append=True)[1] != len(items):
+                raise StoreError("scratch DB not empty: runs cannot be appended")
+            self._runs += 1
+            pending.clear()
+        self._txn.commit()
+        if renew:
+            self._txn = self._env.begin(write=True)
+            self._cursor = self._txn.cursor(db=self._db)
+
+    def finish(self) -> None:
+        """Store what is pending and end the writing (`merged` reads)."""
+        self.flush(renew=False)
+
+    def abort(self) -> None:
+        """Drop what is pending (after `finish`, nothing)."""
+        with contextlib.suppress(lmdb.Error):
+            self._txn.abort()
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        self.flush()
+        return self._merge(self._txn, prefix)
+
+    def merged(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every node, by key (after `finish`), from a read transaction."""
+        with self._env.begin() as txn:
+            yield from self._merge(txn, b"")
+
+    def _run_stream(self, txn: lmdb.Transaction, run: int,
+                    prefix: bytes) -> Iterator[tuple[bytes, int, bytes]]:
+        skip = self._RUN
+        for key, value in _scan_prefix(txn.cursor(db=self._db),
+                                       run.to_bytes(skip, "big") + prefix):
+            yield key[skip:], -run, value
+
+    def _merge(self, txn: lmdb.Transaction, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        streams = [self._run_stream(txn, run, prefix) for run in range(self._runs)]
+        last = None
+        for key, _, value in heapq.merge(*streams):  # equal keys: the latest run first
+            if key != last:
+                last = key
+                yield key, value
+
+
 class Store:
     """An LMDB environment holding zones (see the module docstring for the layout)."""
 
@@ -597,6 +680,7 @@ class Store:
         """Open (and, unless `readonly`, create) the environment directory `path`."""
         self.path = Path(path)
         self.readonly = readonly
+        self._compile_lock = threading.Lock()  # compiles share the scratch DB
         if not readonly:
             self.path.mkdir(parents=True, exist_ok=True)
         self._env = lmdb.open(str(self.path), subdir=True, max_dbs=MAX_DBS, map_size=map_size,
@@ -611,6 +695,7 @@ class Store:
                 self._journal: Any = self._env.open_db(JOURNAL_DB, create=not readonly)
             except lmdb.NotFoundError:  # read-only, written before journals existed
                 self._journal = None
+            self._scratch = None if readonly else self._env.open_db(SCRATCH_DB)
         except BaseException:
             self._env.close()
             raise
@@ -703,42 +788,110 @@ class Store:
         store: `replace_zone` without the zone in memory, same result, same
         journal. With `text`, the zone is `text` (shown as `path`).
 
-        The nodes are written into the write transaction as the file is read
-        (the transaction holds the store's write lock meanwhile); any error
-        aborts it, so the old zone stays. A first load writes into node area
-        1. A reload writes into the area not served, diffs it against the
-        served one for the journal (with `journal`), switches the zone to it
-        and empties the old one, all in the same transaction.
+        The zone goes into the node area it is not served from (area 1 for a
+        first load); one write transaction then diffs it against the served
+        one for the journal (with `journal`), switches the zone to it and
+        empties the old one. Any error leaves the old zone served.
+
+        Where nothing follows the new area in the DB, the nodes are sorted
+        first (`_SortedRuns`: sorted runs in the scratch DB, in bounded
+        transactions) and appended in key order, which fills LMDB's pages
+        (a zone file's owners come in any order, and inserting them where
+        they belong leaves pages a third empty). Elsewhere they are inserted
+        directly, in the switching transaction.
         """
         self._check_writable()
         if origin.is_mailbox:
             raise StoreError(f"zone origin {origin} is a mailbox")
         prefix = zone_prefix(origin)
-        with self._env.begin(write=True) as txn:
-            cursor = txn.cursor(db=self._nodes)
-            old = txn.get(prefix, db=self._zones)
-            served = None if old is None else _area_of(old)
-            area = NODE_AREAS[1] if served == NODE_AREAS[0] else NODE_AREAS[0]
+        with self._compile_lock:
+            with self._env.begin() as txn:
+                old = txn.get(prefix, db=self._zones)
+                served = None if old is None else _area_of(old)
+                area = NODE_AREAS[1] if served == NODE_AREAS[0] else NODE_AREAS[0]
+                tail = not txn.cursor(db=self._nodes).set_range(node_prefix(origin, area + 1))
             target = node_prefix(origin, area)
-            _delete_prefix(cursor, target)  # a cut transfer's leftovers
-            sink = _NodeWriter(txn, self._nodes, target)
-            compiled = compile_zone(sink, path, origin, text=text)
-            sink.flush()
-            diff: _DiffCollector | None = None
-            if served is not None:
-                before = node_prefix(origin, served)
-                if journal:
-                    diff = _DiffCollector(origin, compiled.records)
-                    skip = len(before)
-                    old_nodes = ((target + key[skip:], value) for key, value
-                                 in _scan_prefix(txn.cursor(db=self._nodes), before))
-                    new_nodes = _scan_prefix(txn.cursor(db=self._nodes), target)
-                    for key, was, now in _merge_join(old_nodes, new_nodes):
-                        diff.node(key, was, now)
-                _delete_prefix(cursor, before)
-            self._write_meta(txn, origin, area, compiled.records, compiled.sources, loaded_at,
-                             diff)
+            if tail:
+                compiled = self._compile_sorted(path, origin, text, target)
+            with self._env.begin(write=True) as txn:
+                old = txn.get(prefix, db=self._zones)
+                if (None if old is None else _area_of(old)) != served:
+                    raise StoreError(f"zone {origin} changed during the compile")
+                cursor = txn.cursor(db=self._nodes)
+                if not tail:
+                    _delete_prefix(cursor, target)  # a cut transfer's leftovers
+                    sink = _NodeWriter(txn, self._nodes, target)
+                    compiled = compile_zone(sink, path, origin, text=text)
+                    sink.flush()
+                diff: _DiffCollector | None = None
+                if served is not None:
+                    before = node_prefix(origin, served)
+                    if journal:
+                        diff = _DiffCollector(origin, compiled.records)
+                        skip = len(before)
+                        old_nodes = ((target + key[skip:], value) for key, value
+                                     in _scan_prefix(txn.cursor(db=self._nodes), before))
+                        new_nodes = _scan_prefix(txn.cursor(db=self._nodes), target)
+                        for key, was, now in _merge_join(old_nodes, new_nodes):
+                            diff.node(key, was, now)
+                    _delete_prefix(cursor, before)
+                self._write_meta(txn, origin, area, compiled.records, compiled.sources,
+                                 loaded_at, diff)
         return compiled
+
+    def _compile_sorted(self, path: str, origin: Name, text: str | None,
+                        target: bytes) -> CompiledZone:
+        """Compile into sorted runs, then append them merged to the node area
+        `target` (not served: bounded transactions)."""
+        self._clear_range(target)  # a cut transfer's or compile's leftovers
+        with self._env.begin(write=True) as txn:
+            txn.drop(self._scratch, delete=False)  # a crashed compile's leftovers
+        runs = _SortedRuns(self._env, self._scratch)
+        try:
+            compiled = compile_zone(runs, path, origin, text=text)
+            runs.finish()
+            self._append_nodes(target, runs.merged())
+        except BaseException:
+            runs.abort()
+            self._clear_range(target)
+            raise
+        finally:
+            with self._env.begin(write=True) as txn:
+                txn.drop(self._scratch, delete=False)
+        return compiled
+
+    def _append_nodes(self, prefix: bytes, items: Iterable[tuple[bytes, bytes]],
+                      per_txn: int = TRANSFER_TXN_NODES) -> None:
+        """Put `items` (relative keys, ascending) under `prefix`, `per_txn` per
+        write transaction: as appends while the DB ends there (pages filled,
+        not split in half), ordinary puts from the first key that is not."""
+        items = iter(items)
+        append = True
+        while True:
+            with self._env.begin(write=True) as txn:
+                cursor = txn.cursor(db=self._nodes)
+                for count, (key, value) in enumerate(items, 1):
+                    key = prefix + key
+                    if not (append and cursor.put(key, value, append=True)):
+                        append = False
+                        cursor.put(key, value)
+                    if count == per_txn:
+                        break
+                else:
+                    return
+
+    def _clear_range(self, prefix: bytes, per_txn: int = TRANSFER_TXN_NODES) -> None:
+        """Delete every node under `prefix`, `per_txn` per write transaction."""
+        while True:
+            with self._env.begin(write=True) as txn:
+                cursor = txn.cursor(db=self._nodes)
+                if not cursor.set_range(prefix):
+                    return
+                for _ in range(per_txn):
+                    if not cursor.key().startswith(prefix):
+                        return
+                    if not cursor.delete():  # moves to the next key
+                        return
 
     def _write_meta(self, txn: lmdb.Transaction, origin: Name, area: int, records: int,
                     sources: Iterable[tuple[str, bytes]], loaded_at: float | None,
@@ -1258,17 +1411,7 @@ class ZoneWriter:
 
     def _clear_area(self, area: int) -> None:
         """Delete the zone's nodes in `area`, `txn_nodes` per transaction."""
-        prefix = node_prefix(self.origin, area)
-        while True:
-            with self._write_txn() as txn:
-                cursor = txn.cursor(db=self._store._nodes)
-                if not cursor.set_range(prefix):
-                    return
-                for _ in range(self.txn_nodes):
-                    if not cursor.key().startswith(prefix):
-                        return
-                    if not cursor.delete():  # moves to the next key
-                        return
+        self._store._clear_range(node_prefix(self.origin, area), self.txn_nodes)
 
     # -- TransferWriter ------------------------------------------------------------
     @_translate

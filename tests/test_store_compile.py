@@ -41,8 +41,11 @@ def dump(path: Path) -> dict[bytes, list[tuple[bytes, bytes]]]:
     env = lmdb.open(str(path), max_dbs=4, readonly=True, subdir=True)
     try:
         out = {}
-        for name in (b"zones", b"nodes", b"journal"):
-            db = env.open_db(name, create=False)
+        for name in (b"zones", b"nodes", b"journal", b"scratch"):
+            try:
+                db = env.open_db(name, create=False)
+            except lmdb.NotFoundError:
+                continue
             with env.begin() as txn:
                 out[name] = list(txn.cursor(db=db))
         return out
@@ -178,6 +181,41 @@ def test_reload_journal_and_nodes_as_replace_zone(tmp_path: Path) -> None:
     with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
         assert store.get_zone_info(ORIGIN).area == 2
     assert all(key.startswith(store_module.node_prefix(ORIGIN, 2)) for key, _ in new[b"nodes"])
+
+
+@pytest.mark.parametrize("batch", [3, 16384])
+def test_sorted_and_direct_compiles_store_the_same(tmp_path: Path, monkeypatch,
+                                                    batch: int) -> None:
+    """Alone, a zone is sorted and appended; with a zone after it (or its
+    other area served), its nodes are inserted directly: same contents,
+    same journal, nothing left in the scratch DB."""
+    monkeypatch.setattr(store_module, "COMPILE_BATCH_NODES", batch)
+    path = genzone_file(tmp_path, 200)
+    versions = [Path(path).read_text().replace(" 2026010101 ", f" {serial} ", 1)
+                for serial in (2026010101, 2026010102, 2026010103)]
+    assert versions[1] != versions[0]
+    versions[1] += f"extra1@ 3600 KEY {KEY_A}\n"
+    later = HEADER.replace("example.com", "example.net")
+    reference_zones = [parse_zone_text(text, "gen.zone", ORIGIN) for text in versions]
+    with Store(tmp_path / "ref", map_size=MAP_SIZE) as ref, \
+            Store(tmp_path / "new", map_size=MAP_SIZE) as new:
+        new.compile_zone("net.zone", N("example.net."), text=later)  # follows example.com
+        for text, zone in zip(versions, reference_zones):
+            ref.replace_zone(zone)
+            new.compile_zone("gen.zone", ORIGIN, text=text)
+            assert _records(new) == _records(ref)
+            assert new.journal_info(ORIGIN) == ref.journal_info(ORIGIN)
+        new.delete_zone(N("example.net."))
+        new.compile_zone("gen.zone", ORIGIN, text=versions[0])  # alone again: sorted
+        ref.replace_zone(reference_zones[0])
+        assert _records(new) == _records(ref)
+    scratch = dump(tmp_path / "new").get(b"scratch")
+    assert scratch == []
+
+
+def _records(store: Store) -> list:
+    with store.snapshot() as snap:
+        return list(snap.iter_records(ORIGIN))
 
 
 def test_unchanged_reload_keeps_journal(tmp_path: Path) -> None:
