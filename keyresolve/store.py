@@ -502,6 +502,31 @@ class _DiffCollector:
         return old, new
 
 
+def _diff_areas(txn: lmdb.Transaction, db: Any, origin: Name, old_area: int, new_area: int,
+                cap: int) -> _DiffCollector:
+    """The record-level change from the zone's nodes in `old_area` to those in
+    `new_area` (a `_DiffCollector` giving up past `cap` records)."""
+    diff = _DiffCollector(origin, cap)
+    before, after = node_prefix(origin, old_area), node_prefix(origin, new_area)
+    skip = len(before)
+    old = ((after + key[skip:], value) for key, value in _scan_prefix(txn.cursor(db=db), before))
+    new = _scan_prefix(txn.cursor(db=db), after)
+    for key, was, now in _merge_join(old, new):
+        diff.node(key, was, now)
+    return diff
+
+
+def _put(put: Callable[..., bool], key: bytes, value: bytes, append: bool) -> bool:
+    """Put with `put` (a transaction's or cursor's), as an append while
+    `append`: an append fills pages where an insert splits them in half, but
+    works only for a key greater than every key of the DB. Returns whether
+    the next key, if greater, may still be appended."""
+    if append and put(key, value, append=True):
+        return True
+    put(key, value)
+    return False
+
+
 def _pop_soa(records: list[Record]) -> Record | None:
     for index, record in enumerate(records):
         if record.rtype == RType.SOA:
@@ -825,16 +850,10 @@ class Store:
                     sink.flush()
                 diff: _DiffCollector | None = None
                 if served is not None:
-                    before = node_prefix(origin, served)
                     if journal:
-                        diff = _DiffCollector(origin, compiled.records)
-                        skip = len(before)
-                        old_nodes = ((target + key[skip:], value) for key, value
-                                     in _scan_prefix(txn.cursor(db=self._nodes), before))
-                        new_nodes = _scan_prefix(txn.cursor(db=self._nodes), target)
-                        for key, was, now in _merge_join(old_nodes, new_nodes):
-                            diff.node(key, was, now)
-                    _delete_prefix(cursor, before)
+                        diff = _diff_areas(txn, self._nodes, origin, served, area,
+                                           compiled.records)
+                    _delete_prefix(cursor, node_prefix(origin, served))
                 self._write_meta(txn, origin, area, compiled.records, compiled.sources,
                                  loaded_at, diff)
         return compiled
@@ -871,10 +890,7 @@ class Store:
             with self._env.begin(write=True) as txn:
                 cursor = txn.cursor(db=self._nodes)
                 for count, (key, value) in enumerate(items, 1):
-                    key = prefix + key
-                    if not (append and cursor.put(key, value, append=True)):
-                        append = False
-                        cursor.put(key, value)
+                    append = _put(cursor.put, prefix + key, value, append)
                     if count == per_txn:
                         break
                 else:
@@ -1493,14 +1509,10 @@ class ZoneWriter:
         if not self._node:
             txn.delete(key, db=nodes)
         else:
-            value = encode_node(self._node, self._pack)
-            # MDB_APPEND (ours arrive in key order) fills pages instead of
-            # splitting them in half; it fails, and we stop trying, as soon as
-            # a key is not the greatest of the whole DB (another zone follows).
-            if not (self._append and key > self._last
-                    and txn.put(key, value, append=True, db=nodes)):
-                self._append = False
-                txn.put(key, value, db=nodes)
+            # Ours arrive in key order: appends while they work (see `_put`).
+            self._append = _put(functools.partial(txn.put, db=nodes), key,
+                                encode_node(self._node, self._pack),
+                                self._append and key > self._last)
         self._key, self._node = None, {}
         if self._full:
             if key > self._last:
@@ -1577,15 +1589,8 @@ class ZoneWriter:
             # the new one node by node, as replace_zone does.
             diff = None
             if self._served is not None:
-                diff = _DiffCollector(self.origin,
-                                      min(self._records, MAX_TRANSFER_DIFF_RECORDS))
-                old_prefix = node_prefix(self.origin, self._served)
-                skip = len(old_prefix)
-                old = ((self._nodes + key[skip:], value) for key, value
-                       in _scan_prefix(txn.cursor(db=store._nodes), old_prefix))
-                new = _scan_prefix(txn.cursor(db=store._nodes), self._nodes)
-                for key, before, after in _merge_join(old, new):
-                    diff.node(key, before, after)
+                diff = _diff_areas(txn, store._nodes, self.origin, self._served, self._area,
+                                   min(self._records, MAX_TRANSFER_DIFF_RECORDS))
             _journal_update(txn, journal, self.origin, diff, self._records)
         elif self._step_records + STEP_SOA_RECORDS * len(self._steps) > self._records:
             _journal_clear(txn, journal, self.origin)
