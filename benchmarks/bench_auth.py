@@ -560,11 +560,7 @@ def plot(report: dict, latencies, outdir: Path) -> list[str]:
     ax.set_title(f"qps vs zone size ({report['generator']}, {report['machine']['date']})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    path = outdir / "qps_vs_zone_size.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written.append(str(path))
+    written.append(_save(plt, fig, outdir / "qps_vs_zone_size.png"))
     if latencies:
         lat_s, lat_c, lat_l = latencies
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -583,12 +579,16 @@ def plot(report: dict, latencies, outdir: Path) -> list[str]:
                      f"{main['keys']} keys")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-        path = outdir / "latency_cdf.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(str(path))
+        written.append(_save(plt, fig, outdir / "latency_cdf.png"))
     return written
+
+
+def _save(plt, fig, path: Path) -> str:
+    """Write and close a figure; its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -596,14 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=1_000_000, help="zone size of every scenario")
     parser.add_argument("--sizes", default="",
                         help="more zone sizes for qps vs size, e.g. 1000,10000")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
-    parser.add_argument("--max-queries", type=int, default=5_000_000, help="count bound per run")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", help="zones, queries and data dirs (default: a temp dir)")
-    parser.add_argument("--generator", choices=("auto", "dnsperf", "python"), default="auto")
-    parser.add_argument("--window", type=int,
-                        help="queries in flight (dnsperf: 200; loadgen.py: 64 per process)")
-    parser.add_argument("--procs", type=int, default=1, help="loadgen.py processes")
+    common.add_load_arguments(parser)
     parser.add_argument("--query-sample", type=int, default=100_000,
                         help="distinct names queried (a random sample of the zone's)")
     parser.add_argument("--latency-load", type=float, default=0.3,

@@ -449,14 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-names", type=int, default=10_000,
                         help="distinct names in the cache-hit load")
     parser.add_argument("--cold", type=int, default=500, help="cold resolutions timed")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
-    parser.add_argument("--max-queries", type=int, default=5_000_000, help="count bound per run")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", help="zones, queries and data dirs (default: a temp dir)")
-    parser.add_argument("--generator", choices=("auto", "dnsperf", "python"), default="auto")
-    parser.add_argument("--window", type=int,
-                        help="queries in flight (dnsperf: 200; loadgen.py: 64 per process)")
-    parser.add_argument("--procs", type=int, default=1, help="loadgen.py processes")
+    common.add_load_arguments(parser)
     parser.add_argument("--profile", help="py-spy profile of the resolver: path prefix")
     parser.add_argument("--src", help="keyresolve tree to measure (default: this repo)")
     parser.add_argument("--json", help="write the report here too")

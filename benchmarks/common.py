@@ -210,6 +210,18 @@ class Daemon:
         self.stop()
 
 
+def add_load_arguments(parser) -> None:
+    """The load options of the throughput benchmarks (bench_auth, bench_resolver)."""
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
+    parser.add_argument("--max-queries", type=int, default=5_000_000, help="count bound per run")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", help="zones, queries and data dirs (default: a temp dir)")
+    parser.add_argument("--generator", choices=("auto", "dnsperf", "python"), default="auto")
+    parser.add_argument("--window", type=int,
+                        help="queries in flight (dnsperf: 200; loadgen.py: 64 per process)")
+    parser.add_argument("--procs", type=int, default=1, help="loadgen.py processes")
+
+
 def keyresolve_cmd(*args: str) -> list[str]:
     """`python -m keyresolve ARGS` with this interpreter."""
     return [sys.executable, "-m", "keyresolve", *args]
