@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
 from pathlib import Path
 
 import lmdb
@@ -213,9 +214,39 @@ def test_sorted_and_direct_compiles_store_the_same(tmp_path: Path, monkeypatch,
     assert scratch == []
 
 
-def _records(store: Store) -> list:
+def test_compiles_in_threads_of_one_store_take_turns(tmp_path: Path, monkeypatch) -> None:
+    """Sorted compiles share the scratch DB: two at once must not mix or drop
+    each other's runs."""
+    monkeypatch.setattr(store_module, "COMPILE_BATCH_NODES", 5)  # many runs each
+    text = Path(genzone_file(tmp_path, 2000)).read_text()
+    origins = [ORIGIN, N("example.org.")]
+    texts = [text, text.replace("example.com", "example.org")]
+    with Store(tmp_path / "ref", map_size=MAP_SIZE) as ref:
+        for origin, zone_text in zip(origins, texts):
+            ref.compile_zone("gen.zone", origin, text=zone_text)
+        expected = [_records(ref, origin) for origin in origins]
+    failures: list[BaseException] = []
+    with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
+        def compile_twice(origin: Name, zone_text: str) -> None:
+            try:
+                for _ in range(3):
+                    store.compile_zone("gen.zone", origin, text=zone_text)
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=compile_twice, args=args)
+                   for args in zip(origins, texts)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert [_records(store, origin) for origin in origins] == expected
+
+
+def _records(store: Store, origin: Name = ORIGIN) -> list:
     with store.snapshot() as snap:
-        return list(snap.iter_records(ORIGIN))
+        return list(snap.iter_records(origin))
 
 
 def test_unchanged_reload_keeps_journal(tmp_path: Path) -> None:
