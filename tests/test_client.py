@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import socket
+
 import pytest
 import trio
 
 from keyresolve import tsig
 from keyresolve.codes import Rcode, RType
-from keyresolve.errors import PeerError
+from keyresolve.errors import KeyresolveError, NetworkError, PeerError, QueryTimeout
 from keyresolve.message import FrameReader, Message, frame, make_response
 from keyresolve.names import Name
-from keyresolve.net.client import read_frame, transfer
+from keyresolve.net.client import exchange_tcp, read_frame, transfer
 from keyresolve.xfr import make_transfer_query
 
 KEY = tsig.Key(Name.from_text("xfer."), "hmac-sha256", bytes(range(32)))
@@ -45,3 +48,58 @@ def test_unsigned_error_reply_to_a_transfer(key):
         assert error is None and seen == [Rcode.REFUSED]
     else:  # signed request: the peer's rcode, not a signature complaint
         assert isinstance(error, PeerError) and error.rcode == Rcode.REFUSED and seen == []
+
+
+async def _silent_peer(stream: trio.SocketStream) -> None:
+    await trio.sleep_forever()
+
+
+async def _closing_peer(stream: trio.SocketStream) -> None:
+    await read_frame(stream, FrameReader())
+    await stream.aclose()
+
+
+def _against(handler, call):
+    """`call(port)` against a TCP peer running `handler`; the error it raises."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                lambda task_status: trio.serve_tcp(handler, 0, host="127.0.0.1",
+                                                   task_status=task_status))
+            port = listeners[0].socket.getsockname()[1]
+            try:
+                await call(port)
+            except KeyresolveError as exc:
+                return exc
+            finally:
+                nursery.cancel_scope.cancel()
+
+    return trio.run(main)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _axfr():
+    return make_transfer_query(Name.from_text("example.com."), RType.AXFR)
+
+
+def test_tcp_errors_are_ours():
+    """trio's and the OS's errors reach callers as QueryTimeout / NetworkError."""
+    error = _against(_silent_peer, lambda port: exchange_tcp(("127.0.0.1", port), b"x", 0.2))
+    assert isinstance(error, QueryTimeout) and "(TCP)" in str(error)
+    error = _against(_silent_peer, lambda port: transfer(("127.0.0.1", port), _axfr(),
+                                                         lambda m, n: True, timeout=0.2))
+    assert isinstance(error, QueryTimeout) and "stalled for 0.2 s" in str(error)
+    error = _against(_closing_peer, lambda port: transfer(("127.0.0.1", port), _axfr(),
+                                                          lambda m, n: True, timeout=5))
+    assert isinstance(error, NetworkError) and "connection closed" in str(error)
+    port = _closed_port()
+    for call in (functools.partial(exchange_tcp, ("127.0.0.1", port), b"x", 5),
+                 functools.partial(transfer, ("127.0.0.1", port), _axfr(), lambda m, n: True,
+                                   timeout=5)):
+        with pytest.raises(NetworkError, match=f"127.0.0.1:{port}"):
+            trio.run(call)

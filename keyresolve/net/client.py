@@ -5,7 +5,9 @@ Timeouts live here, at the edge; trio and OS errors become keyresolve errors.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import trio
@@ -69,18 +71,27 @@ async def exchange_udp(server: tuple[str, int], wire: bytes, timeout: float) -> 
 
 async def exchange_tcp(server: tuple[str, int], wire: bytes, timeout: float) -> bytes:
     """Send one framed message over a new TCP connection; return the reply."""
-    try:
+    with _tcp_errors(server, f"no reply from {_fmt(server)} within {timeout:g} s (TCP)",
+                     f"TCP connection to {_fmt(server)} failed"):
         with trio.fail_after(timeout):
             stream = await trio.open_tcp_stream(*server)
             async with stream:
                 await stream.send_all(frame(wire))
                 return await read_frame(stream, FrameReader())
+
+
+@contextlib.contextmanager
+def _tcp_errors(server: tuple[str, int], timed_out: str, failed: str) -> Iterator[None]:
+    """Translate trio's and the OS's errors on a TCP exchange with `server`
+    into ours: QueryTimeout(`timed_out`), NetworkError (refused, or `failed`)."""
+    try:
+        yield
     except trio.TooSlowError:
-        raise QueryTimeout(f"no reply from {_fmt(server)} within {timeout:g} s (TCP)") from None
+        raise QueryTimeout(timed_out) from None
     except ConnectionRefusedError:
         raise NetworkError(f"connection refused by {_fmt(server)} (TCP)") from None
     except (OSError, trio.BrokenResourceError) as exc:
-        raise NetworkError(f"TCP connection to {_fmt(server)} failed: {exc}") from None
+        raise NetworkError(f"{failed}: {exc}") from None
 
 
 async def read_frame(stream: trio.abc.ReceiveStream, reader: FrameReader) -> bytes:
@@ -155,7 +166,8 @@ async def transfer(server: tuple[str, int], message: Message, on_message, *,
     key, an unsigned error reply raises PeerError with its rcode."""
     wire = message.to_wire() if key is None else tsig.sign(message, key, int(time.time()))
     verifier = None if key is None else tsig.StreamVerifier(key, message.signature.mac)
-    try:
+    with _tcp_errors(server, f"transfer from {_fmt(server)} stalled for {timeout:g} s",
+                     f"transfer from {_fmt(server)} failed"):
         with trio.fail_after(timeout):
             stream = await trio.open_tcp_stream(*server)
         async with stream:
@@ -173,9 +185,3 @@ async def transfer(server: tuple[str, int], message: Message, on_message, *,
                     verifier.verify(reply, int(time.time()))
                 if on_message(reply, len(data)):
                     return
-    except trio.TooSlowError:
-        raise QueryTimeout(f"transfer from {_fmt(server)} stalled for {timeout:g} s") from None
-    except ConnectionRefusedError:
-        raise NetworkError(f"connection refused by {_fmt(server)} (TCP)") from None
-    except (OSError, trio.BrokenResourceError) as exc:
-        raise NetworkError(f"transfer from {_fmt(server)} failed: {exc}") from None
