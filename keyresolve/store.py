@@ -49,6 +49,7 @@ from typing import Any
 import lmdb
 import msgpack
 
+from .bulkcompile import BulkZone, Repeated, compile_bulk
 from .codes import RType
 from .errors import FormError, KeyresolveError, StoreError
 from .names import Name
@@ -824,6 +825,11 @@ class Store:
         (a zone file's owners come in any order, and inserting them where
         they belong leaves pages a third empty). Elsewhere they are inserted
         directly, in the switching transaction.
+
+        A zone file is first tried with `bulkcompile.compile_bulk`, which
+        sorts in memory and is about 2.5 times faster; where it gives up
+        (errors, includes, an owner whose lines are not adjacent, a file over
+        `bulkcompile.MAX_BULK_FILE`), the streaming compile above runs.
         """
         self._check_writable()
         if origin.is_mailbox:
@@ -836,8 +842,11 @@ class Store:
                 area = NODE_AREAS[1] if served == NODE_AREAS[0] else NODE_AREAS[0]
                 tail = not txn.cursor(db=self._nodes).set_range(node_prefix(origin, area + 1))
             target = node_prefix(origin, area)
+            bulk = None
             if tail:
                 compiled = self._compile_sorted(path, origin, text, target)
+            elif text is None:
+                bulk = compile_bulk(path, origin)  # parsed before taking the write lock
             with self._env.begin(write=True) as txn:
                 old = txn.get(prefix, db=self._zones)
                 if (None if old is None else _area_of(old)) != served:
@@ -845,9 +854,7 @@ class Store:
                 cursor = txn.cursor(db=self._nodes)
                 if not tail:
                     _delete_prefix(cursor, target)  # a cut transfer's leftovers
-                    sink = _NodeWriter(txn, self._nodes, target)
-                    compiled = compile_zone(sink, path, origin, text=text)
-                    sink.flush()
+                    compiled = self._compile_direct(txn, path, origin, text, target, bulk)
                 diff: _DiffCollector | None = None
                 if served is not None:
                     if journal:
@@ -858,6 +865,24 @@ class Store:
                                  loaded_at, diff)
         return compiled
 
+    def _compile_direct(self, txn: lmdb.Transaction, path: str, origin: Name,
+                        text: str | None, target: bytes, bulk: BulkZone | None
+                        ) -> CompiledZone:
+        """Insert the zone's nodes (`bulk`'s if not None) into the empty
+        node area `target` in `txn`."""
+        cursor = txn.cursor(db=self._nodes)
+        if bulk is not None:
+            try:
+                for batch in bulk.batches(target):
+                    cursor.putmulti(batch)
+                return bulk.compiled
+            except Repeated:
+                _delete_prefix(cursor, target)  # and compile it again, streaming
+        sink = _NodeWriter(txn, self._nodes, target)
+        compiled = compile_zone(sink, path, origin, text=text)
+        sink.flush()
+        return compiled
+
     def _compile_sorted(self, path: str, origin: Name, text: str | None,
                         target: bytes) -> CompiledZone:
         """Compile into sorted runs, then append them merged to the node area
@@ -865,6 +890,16 @@ class Store:
         self._clear_range(target)  # a cut transfer's or compile's leftovers
         with self._env.begin(write=True) as txn:
             txn.drop(self._scratch, delete=False)  # a crashed compile's leftovers
+        bulk = compile_bulk(path, origin) if text is None else None
+        if bulk is not None:
+            try:
+                self._append_sorted(bulk.batches(target, TRANSFER_TXN_NODES))
+                return bulk.compiled
+            except Repeated:
+                self._clear_range(target)  # and compile it again, streaming
+            except BaseException:
+                self._clear_range(target)
+                raise
         runs = _SortedRuns(self._env, self._scratch)
         try:
             compiled = compile_zone(runs, path, origin, text=text)
@@ -895,6 +930,14 @@ class Store:
                         break
                 else:
                     return
+
+    def _append_sorted(self, batches: Iterable[list[tuple[bytes, bytes]]]) -> None:
+        """Append each of `batches` (keys ascending, after every key of the
+        DB) in a write transaction."""
+        for batch in batches:
+            with self._env.begin(write=True) as txn:
+                if txn.cursor(db=self._nodes).putmulti(batch, append=True)[1] != len(batch):
+                    raise StoreError("nodes to append are not in key order, or not last")
 
     def _clear_range(self, prefix: bytes, per_txn: int = TRANSFER_TXN_NODES) -> None:
         """Delete every node under `prefix`, `per_txn` per write transaction."""

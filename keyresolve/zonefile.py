@@ -204,7 +204,13 @@ class ZoneReader:
     def _open(self, path: str, where: str, line: int, what: str) -> BinaryIO | None:
         """Open a regular file; report failure at where:line and return None."""
         try:
-            stream = open(path, "rb")  # noqa: SIM115 - closed by the caller
+            # O_NONBLOCK: opening a FIFO would wait for a writer (no effect on files)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            try:
+                stream = os.fdopen(fd, "rb")
+            except BaseException:
+                os.close(fd)
+                raise
         except OSError as exc:
             self._errors.add(where, line, f"{what}: {exc.strerror or exc}")
             return None

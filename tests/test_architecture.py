@@ -11,7 +11,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "keyresolve"
 #: Modules that must stay pure: bytes and messages in, messages and decisions out.
-SANS_IO = ["codes", "errors", "names", "records", "message", "zone", "zonefile", "authority",
+SANS_IO = ["codes", "errors", "names", "records", "message", "zone", "zonefile", "bulkcompile",
+           "authority",
            "xfr", "serial", "refresh", "fastpath",
            "tsig", "resolution", "cache", "answercache", "dig"]
 FORBIDDEN = {"trio", "socket", "lmdb", "asyncio", "selectors"}

@@ -386,6 +386,10 @@ def test_not_a_regular_file(tmp_path: Path) -> None:
         (tmp_path / "z.zone").write_text(HEAD + "$INCLUDE /dev/zero\n")
         assert errors_of(load_zone, str(tmp_path / "z.zone")) == [
             (6, "cannot read included file '/dev/zero': not a regular file")]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it for reading must not wait for a writer
+    assert errors_of(load_zone, str(fifo)) == [
+        (0, f"cannot read zone file {str(fifo)!r}: not a regular file")]
 
 
 # -- $INCLUDE -------------------------------------------------------------------------
