@@ -35,8 +35,8 @@ import msgpack
 
 from .errors import InvalidRecord
 from .names import MAX_LOCAL, Name
-from .zonefile import (_FIXARRAY, _KEY, _KEY_HEADS, MAX_LINE, CompiledZone, _array, _CompileReader,
-                       _gc_paused, _Include, _Stop, _ZoneBuilder, parse_ttl)
+from .zonefile import (_KEY, _KEY_HEADS, MAX_LINE, CompiledZone, _array, _CompileReader,
+                       gc_paused, _Include, _Stop, _ZoneBuilder, parse_ttl)
 
 #: Largest zone file the bulk compile takes. It holds every mailbox node in
 #: memory, about 1.6 bytes per byte of file: a 1,000,000-key zone (73 MiB)
@@ -202,7 +202,7 @@ def compile_bulk(path: str, origin: Name | None = None) -> BulkZone | None:
         with stream:
             if os.fstat(stream.fileno()).st_size > MAX_BULK_FILE:
                 return None
-            with _gc_paused():
+            with gc_paused():
                 return _compile(stream, reader, sink)
     except (OSError, GiveUp):
         return None
@@ -216,14 +216,15 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
     add_entry = entries.append
     node_heads: dict[int, bytes] = {}  # TTL -> separator and start of a one-type KEY node
     ttls: dict[bytes, int] = {}
-    domains: dict[bytes, bytes | bool] = {}  # domain text -> zone-relative key, False
+    domains: dict[bytes, bytes | bool] = {}  # domain text -> zone-relative key + b"@", False
     cur = reader._cur  # the reader's $ORIGIN and $TTL, read again after each general line
     default_ttl = reader._ttl
     hasher = hashlib.sha256()
     key: bytes | None = None  # owner key of the node being built from bulk lines
     node_ttl = 0
-    node_head = b""
-    rdatas: list[bytes] = []
+    node_head = node_head1 = b""  # node_heads[node_ttl], and it + a 1-item array header
+    first = b""  # the node's first rdata
+    more: list[bytes] | None = None  # all its rdatas once it has a second
     records = 0  # records of bulk lines
     lineno = 0
     rest = b""
@@ -268,43 +269,50 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
                         raise GiveUp  # an error: compile_zone reports it
                     rdata = head[0] + rdata
                     if local:
-                        dkey = domains.get(domain)
-                        if dkey is None:
+                        at = domains.get(domain)
+                        if at is None:
                             if cur is None:
                                 raise GiveUp  # no origin yet
-                            dkey = domains[domain] = reader._domain_key(domain.decode(), cur)
-                        if dkey is False or len(local) > MAX_LOCAL:
+                            at = reader._domain_key(domain.decode(), cur)
+                            at = domains[domain] = False if at is False else at + b"@"
+                        if at is False or len(local) > MAX_LOCAL:
                             raise GiveUp
-                        owner = dkey + b"@" + local  # type: ignore[operator]
+                        owner = at + local  # type: ignore[operator]
                         if owner != key:
                             if key is not None:
-                                add_entry(key + node_head + (_FIXARRAY[len(rdatas)] if len(
-                                    rdatas) < 16 else _array(len(rdatas))) + b"".join(rdatas))
+                                if more is None:  # most nodes: one record
+                                    add_entry(key + node_head1 + first)
+                                else:
+                                    add_entry(_entry(key, node_head, more))
                             key = owner
                             if ttl != node_ttl or not node_head:
                                 node_ttl = ttl
                                 node_head = node_heads.get(ttl) or _node_head(ttl, node_heads)
-                            rdatas = [rdata]
+                                node_head1 = node_head + b"\x91"
+                            first = rdata
+                            more = None
                             records += 1
                             continue
                     # the bulk owner again
                     if ttl != node_ttl:
                         raise GiveUp  # one TTL per RRset: an error
-                    if rdata not in rdatas:  # identical duplicates are dropped
-                        rdatas.append(rdata)
+                    if more is None:
+                        more = [first]
+                    if rdata not in more:  # identical duplicates are dropped
+                        more.append(rdata)
                         records += 1
                     continue
             # any other line: the general parser
             if general(other, lineno, key is not None):
                 if key is not None:
-                    add_entry(key + node_head + _array(len(rdatas)) + b"".join(rdatas))
+                    add_entry(_entry(key, node_head, more or [first]))
                     key = None
             if reader._cur is not cur:
                 cur = reader._cur
                 domains = {}
             default_ttl = reader._ttl
     if key is not None:
-        add_entry(key + node_head + _array(len(rdatas)) + b"".join(rdatas))
+        add_entry(_entry(key, node_head, more or [first]))
     entries.sort()
     builder = reader.builder
     if reader.origin is None:
@@ -330,6 +338,11 @@ def _continuation(ttl_text: bytes, kind: bytes, text: bytes) -> bytes:
     """A KEY continuation line rebuilt for the general parser (an ``IN`` it
     had changes nothing)."""
     return b"\t" + b" ".join((ttl_text, b"KEY", kind, text) if ttl_text else (b"KEY", kind, text))
+
+
+def _entry(key: bytes, head: bytes, rdatas: list[bytes]) -> bytes:
+    """An entry of `BulkZone`: `key`, and the node of `rdatas` after its `head`."""
+    return key + head + _array(len(rdatas)) + b"".join(rdatas)
 
 
 def _node_head(ttl: int, heads: dict[int, bytes]) -> bytes:

@@ -57,7 +57,7 @@ from .records import SOA, Record, rdata_from_wire
 from .serial import serial_gt
 from .xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
 from .zone import Node, RRset, Zone
-from .zonefile import CompiledZone, compile_zone
+from .zonefile import CompiledZone, compile_zone, gc_paused
 
 #: Sub-DB of zone metadata.
 ZONES_DB = b"zones"
@@ -893,7 +893,8 @@ class Store:
         bulk = compile_bulk(path, origin) if text is None else None
         if bulk is not None:
             try:
-                self._append_sorted(bulk.batches(target, TRANSFER_TXN_NODES))
+                with gc_paused():  # the batches are many tuples and no cycles
+                    self._append_sorted(bulk.batches(target, TRANSFER_TXN_NODES))
                 return bulk.compiled
             except Repeated:
                 self._clear_range(target)  # and compile it again, streaming

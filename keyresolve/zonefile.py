@@ -1104,7 +1104,7 @@ def iter_records(path: str, origin: Name | None = None) -> Iterator[tuple[Record
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a zone is built in memory.
 
     A `Zone` is millions of long-lived containers and no reference cycles,
@@ -1125,7 +1125,7 @@ def _gc_paused() -> Iterator[None]:
 def _load(path: str | None, origin: Name | None, *, text: str | None = None,
           filename: str | None = None) -> tuple[Zone, list[tuple[str, bytes]]]:
     sink = _MemoryNodes()
-    with _gc_paused():
+    with gc_paused():
         compiled = compile_zone(sink, path, origin, text=text, filename=filename)
         return sink.zone(compiled.origin), compiled.sources
 
