@@ -144,11 +144,18 @@ class Message:
     #: ``[name, type, ttl, rdata]``), in place of `answer`: bulk responses
     #: (zone transfers) are spliced from stored bytes without decoding them.
     packed_answer: list[bytes] | None = field(default=None, repr=False)
+    #: With ``from_wire(raw_answer=True)``: the answer section's records as
+    #: msgpack decoded them, unchecked, and `answer` empty. For zone
+    #: transfers, whose receiver (`keyresolve.xfr.Inbound`) checks each
+    #: record itself and packs most of them without making objects.
+    raw_answer: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def answer_count(self) -> int:
-        """Records in the answer section, packed or not."""
-        return len(self.answer) if self.packed_answer is None else len(self.packed_answer)
+        """Records in the answer section, packed, raw or not."""
+        if self.packed_answer is not None:
+            return len(self.packed_answer)
+        return len(self.answer) if self.raw_answer is None else len(self.raw_answer)
 
     # -- flags -------------------------------------------------------------
     @property
@@ -209,13 +216,15 @@ class Message:
                        udp_size=self.udp_size)
 
     @classmethod
-    def from_wire(cls, data: bytes, *, cache_names: bool = True) -> Message:
+    def from_wire(cls, data: bytes, *, cache_names: bool = True,
+                  raw_answer: bool = False) -> Message:
         """Decode strictly; raises FormError, BadVersion or NotImplementedOpcode.
 
         The error carries nothing about the message; use `error_response_wire`
         to answer it from the raw bytes. Without `cache_names`, record owners
         bypass `Name.from_wire`'s cache (for zone transfers: a million unique
-        names would only evict the names queries repeat).
+        names would only evict the names queries repeat). With `raw_answer`,
+        the answer section is left to the caller to check (`raw_answer`).
         """
         if len(data) < HEADER_SIZE:
             raise FormError("message shorter than the header")
@@ -244,7 +253,8 @@ class Message:
         else:
             if flags & FLAG_SG:
                 raise FormError("SG flag set but no signature trailer")
-        msg = _body_from_wire(body, Name.from_wire if cache_names else Name.from_wire_uncached)
+        msg = _body_from_wire(body, Name.from_wire if cache_names else Name.from_wire_uncached,
+                              raw_answer)
         msg.id = msg_id
         msg.qr = bool(flags & FLAG_QR)
         msg.opcode = opcode
@@ -284,7 +294,8 @@ def _unpack(data: bytes) -> Any:
         raise FormError(f"undecodable signature trailer: {exc.__class__.__name__}") from None
 
 
-def _body_from_wire(body: Any, parse_name: Callable[[str], Name]) -> Message:
+def _body_from_wire(body: Any, parse_name: Callable[[str], Name],
+                    raw_answer: bool = False) -> Message:
     if type(body) is not tuple or len(body) != 5:
         raise FormError("body must be an array of 5")
     question, answer, authority, additional, udp_size = body
@@ -300,6 +311,9 @@ def _body_from_wire(body: Any, parse_name: Callable[[str], Name]) -> Message:
                             (additional, msg.additional)):
         if type(section) is not tuple:
             raise FormError("sections must be arrays")
+        if raw_answer and target is msg.answer:
+            msg.raw_answer = section
+            continue
         target.extend(Record.from_wire(r, parse_name) for r in section)
     if type(udp_size) is not int or not 0 <= udp_size <= MAX_MESSAGE:
         raise FormError("udp_size must be 0..65535")

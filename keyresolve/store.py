@@ -53,6 +53,7 @@ from .bulkcompile import BulkZone, Repeated, compile_bulk
 from .codes import RType
 from .errors import FormError, KeyresolveError, StoreError
 from .names import Name
+from .message import array_header
 from .records import SOA, Record, rdata_from_wire
 from .serial import serial_gt
 from .xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
@@ -620,6 +621,8 @@ class _NodeWriter:
 
 
 _SEEN_MASK = SEEN_FILTER_BITS - 1
+#: The stored form of a node holding only KEY records, up to their TTL.
+_KEY_NODE_HEAD = b"\x91\x93" + msgpack.packb(int(RType.KEY))
 
 
 class _SortedRuns(_NodeWriter):
@@ -1447,6 +1450,11 @@ class ZoneWriter:
         self._records = 0
         self._key: bytes | None = None
         self._node: Node = {}
+        # The current node when it came from `add_packed_key` only: its KEY
+        # rdatas, packed (then `_node` is empty), and their TTL.
+        self._packed: list[bytes] | None = None
+        self._packed_ttl = 0
+        self._packed_heads: dict[int, bytes] = {}  # TTL -> start of a KEY-only node
         self._steps: list[list] = []  # [old_soa, new_soa, removed, added]
         self._step_records = 0
         self._pack = msgpack.Packer().pack
@@ -1535,6 +1543,9 @@ class ZoneWriter:
         if not name_key.startswith(self._origin_key):
             raise FormError(f"{record.name} is outside zone {self.origin}")
         key = self._nodes + name_key[len(self._origin_key):]
+        if key == self._key and self._packed is not None:
+            self._node = decode_node(self._packed_value())  # other records join it
+            self._packed = None
         if key != self._key:
             txn = self._flush(txn)
             # A full transfer starts from an empty area; ours sends owners in
@@ -1550,7 +1561,11 @@ class ZoneWriter:
         if key is None:
             return txn
         nodes = self._store._nodes
-        if not self._node:
+        if self._packed is not None:
+            self._append = _put(functools.partial(txn.put, db=nodes), key, self._packed_value(),
+                                self._append and key > self._last)
+            self._packed = None
+        elif not self._node:
             txn.delete(key, db=nodes)
         else:
             # Ours arrive in key order: appends while they work (see `_put`).
@@ -1558,15 +1573,19 @@ class ZoneWriter:
                                 encode_node(self._node, self._pack),
                                 self._append and key > self._last)
         self._key, self._node = None, {}
-        if self._full:
-            if key > self._last:
-                self._last = key
-            self._puts += 1
-            if self._puts >= self.txn_nodes:
-                self._txn = None
-                txn.commit()  # the unserved area: readers never look at it
-                txn = self._txn = self._write_txn()
-                self._puts = 0
+        return self._counted(txn, key) if self._full else txn
+
+    def _counted(self, txn: lmdb.Transaction, key: bytes) -> lmdb.Transaction:
+        """A full transfer wrote `key`: commits every `txn_nodes` nodes;
+        returns the transaction to go on with."""
+        if key > self._last:
+            self._last = key
+        self._puts += 1
+        if self._puts >= self.txn_nodes:
+            self._txn = None
+            txn.commit()  # the unserved area: readers never look at it
+            txn = self._txn = self._write_txn()
+            self._puts = 0
         return txn
 
     def _journal_change(self, index: int, record: Record) -> None:
@@ -1590,6 +1609,57 @@ class ZoneWriter:
             self._records += 1
         if not self._full:
             self._journal_change(3, record)
+
+    @_translate
+    def add_packed_keys(self, items: Iterable[tuple[bytes, int, bytes]]) -> None:
+        """`add` of mailbox KEY records, each given as (owner key relative to
+        the origin, TTL, packed rdata) (see `xfr.TransferWriter`). The owners
+        of a full transfer from us come in key order, each new: their nodes
+        are built as bytes; anything else goes through `add`."""
+        txn = self._live()
+        prefix = self._nodes
+        for key, ttl, rdata in items:
+            full_key = prefix + key
+            if full_key == self._key and self._packed is not None:
+                self._packed_ttl = ttl  # the RRset takes the latest TTL (`xfr.node_add`)
+                if rdata not in self._packed:
+                    self._packed.append(rdata)
+                    self._records += 1
+            elif self._full and full_key > self._last and full_key != self._key:
+                txn = self._flush_packed(txn) if self._packed is not None else self._flush(txn)
+                self._key = full_key
+                self._packed = [rdata]
+                self._packed_ttl = ttl
+                self._records += 1
+            else:  # a delta, or an owner written or begun before: merged by `add`
+                name = Name.from_key(self._origin_key + key)
+                self.add(Record(name, RType.KEY, ttl, rdata_from_wire(
+                    RType.KEY, msgpack.unpackb(rdata, use_list=False))))
+                txn = self._live()
+
+    def _packed_value(self) -> bytes:
+        """The stored form of the packed current node (as `encode_node`)."""
+        packed = self._packed
+        assert packed is not None
+        head = self._packed_heads.get(self._packed_ttl)
+        if head is None:
+            head = self._packed_heads[self._packed_ttl] = (
+                _KEY_NODE_HEAD + msgpack.packb(self._packed_ttl))
+        if len(packed) == 1:
+            return head + b"\x91" + packed[0]
+        return b"".join((head, array_header(len(packed)), *packed))
+
+    def _flush_packed(self, txn: lmdb.Transaction) -> lmdb.Transaction:
+        """`_flush` of a packed node in a full transfer, in fewer steps."""
+        key = self._key
+        assert key is not None
+        value = self._packed_value()
+        nodes = self._store._nodes
+        if not (self._append and key > self._last and txn.put(key, value, db=nodes, append=True)):
+            txn.put(key, value, db=nodes)
+            self._append = False
+        self._key, self._packed = None, None
+        return self._counted(txn, key)
 
     @_translate
     def commit(self, soa: Record) -> None:
@@ -1647,7 +1717,7 @@ class ZoneWriter:
 
     def _end(self) -> None:
         txn, self._txn = self._txn, None
-        self._key, self._node, self._steps = None, {}, []
+        self._key, self._node, self._steps, self._packed = None, {}, [], None
         if txn is not None:
             txn.abort()
 

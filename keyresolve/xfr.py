@@ -28,8 +28,8 @@ import msgpack
 from .codes import Opcode, Rcode, RType
 from .errors import FormError, PeerError, ServerFailure
 from .message import MAX_RECORDS, Message, Question
-from .names import Name
-from .records import SOA, Record
+from .names import _LOCAL_RE, MAX_LOCAL, Name
+from .records import KEY_ALGORITHMS, MAX_TTL, SOA, Record
 from .serial import serial_compare, serial_gt
 from .zone import Node, RRset, Zone
 
@@ -448,6 +448,12 @@ class TransferWriter(Protocol):
     and abort() at any point after a begin (also after a failed commit). No
     SOA ever passes through delete/add: commit sets the apex SOA. delete and
     add raise FormError when a delta does not apply (see `node_delete`).
+
+    A writer may also have ``add_packed_keys(items)``: `add` of KEY records
+    at mailboxes, each given as (its owner's store key relative to the
+    origin (`Name.key`), its TTL, its rdata as msgpack packs
+    `Record.to_wire`'s), in order. `Inbound` then hands it a full transfer's
+    mailbox KEY records (see `KeyPacker`) without making objects.
     """
 
     def begin_full(self) -> None:
@@ -470,6 +476,67 @@ class TransferWriter(Protocol):
 
     def abort(self) -> None:
         """Drop everything since the begin; the old zone stays. Idempotent."""
+
+
+#: Packed KEY rdata (flags 0) up to the key bytes, and the key length, by
+#: (algorithm, usage) numbers: what msgpack packs `KEY.to_wire()` to.
+_KEY_HEADS = {(int(alg), int(usage)): (msgpack.packb([int(alg), int(usage), 0, bytes(n)])[:-n], n)
+              for alg, (n, usage) in KEY_ALGORITHMS.items()}
+_KEY = int(RType.KEY)
+#: Mailbox domains a `KeyPacker` remembers (a zone's mailboxes use few).
+MAX_PACKER_DOMAINS = 4096
+
+
+class KeyPacker:
+    """The fast path of a full transfer: turns a record as msgpack decoded it
+    into `add_packed_key`'s arguments when it is a mailbox's KEY record
+    inside `origin` in canonical form, with flags 0; None for anything else
+    (`Record.from_wire` then decodes it, strictly, as before). Whatever it
+    takes, `Record.from_wire` would have taken with the same result."""
+
+    def __init__(self, origin: Name) -> None:
+        self._origin_key = origin.key()
+        self._domains: dict[str, bytes | None] = {}  # domain -> relative key + b"@", None
+
+    def __call__(self, fields: object) -> tuple[bytes, int, bytes] | None:
+        try:
+            name, rtype, ttl, (algorithm, usage, flags, key) = fields  # type: ignore[misc]
+        except (TypeError, ValueError):
+            return None
+        # type checks first: True == 1, 1.0 == 1
+        if (type(rtype) is not int or rtype != _KEY or type(ttl) is not int
+                or not 0 <= ttl <= MAX_TTL or type(algorithm) is not int
+                or type(usage) is not int or type(flags) is not int or flags
+                or type(key) is not bytes or type(name) is not str
+                or type(fields) is not tuple):
+            return None
+        head = _KEY_HEADS.get((algorithm, usage))
+        if head is None or len(key) != head[1]:
+            return None
+        local, at, domain = name.partition("@")
+        if not at or len(local) > MAX_LOCAL or not _LOCAL_RE.match(local):
+            return None  # not a mailbox, or a local part not in canonical form
+        prefix = self._domains.get(domain, b"")
+        if prefix == b"":
+            prefix = self._domain(domain)
+            if len(self._domains) < MAX_PACKER_DOMAINS:
+                self._domains[domain] = prefix
+        if prefix is None:
+            return None
+        return prefix + local.encode(), ttl, head[0] + key
+
+    def _domain(self, domain: str) -> bytes | None:
+        """A mailbox domain's key relative to the origin, + b"@"; None when
+        `Name.from_wire` would not take it as one inside the zone."""
+        if "@" in domain or domain == "." or not domain.endswith("."):
+            return None
+        try:
+            key = Name.from_text(domain).key()
+        except FormError:
+            return None
+        if not key.startswith(self._origin_key):
+            return None
+        return key[len(self._origin_key):] + b"@"
 
 
 def node_delete(node: Node, record: Record) -> None:
@@ -620,6 +687,7 @@ class Inbound:
     _step_new: Record | None = field(default=None, init=False)
     _begun: bool = field(default=False, init=False)
     _failed: bool = field(default=False, init=False)
+    _packer: KeyPacker | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.rtype not in TRANSFER_TYPES:
@@ -628,6 +696,8 @@ class Inbound:
             raise ValueError("serial_from is required for IXFR and not allowed for AXFR")
         if self.origin.is_mailbox:
             raise ValueError("a mailbox is not a zone")
+        if hasattr(self.writer, "add_packed_keys"):
+            self._packer = KeyPacker(self.origin)
 
     @property
     def done(self) -> bool:
@@ -649,8 +719,11 @@ class Inbound:
             raise FormError("transfer already failed or aborted")
         try:
             self._check_message(msg)
-            for record in msg.answer:
-                self._record(record)
+            if msg.raw_answer is None:
+                for record in msg.answer:
+                    self._record(record)
+            else:
+                self._raw_records(msg.raw_answer)
             self.messages += 1
             if self._state == _State.SECOND and self.kind == TransferKind.UP_TO_DATE:
                 self._state = _State.DONE  # the single-SOA answer (RFC 1995 2)
@@ -681,6 +754,27 @@ class Inbound:
             raise FormError("truncated transfer message")
         if msg.authority or msg.additional:
             raise FormError("transfer records belong in the answer section")
+
+    def _raw_records(self, section: tuple) -> None:
+        """The records of an answer section decoded with ``raw_answer``."""
+        pack = self._packer
+        packed: list[tuple[bytes, int, bytes]] = []  # mailbox KEY records not yet handed on
+        for fields in section:
+            if pack is not None and self._state is _State.FULL:
+                item = pack(fields)
+                if item is not None:
+                    packed.append(item)
+                    continue
+            if packed:
+                self._add_packed(packed)
+                packed = []
+            self._record(Record.from_wire(fields, Name.from_wire_uncached))
+        if packed:
+            self._add_packed(packed)
+
+    def _add_packed(self, items: list[tuple[bytes, int, bytes]]) -> None:
+        self.records += len(items)
+        self.writer.add_packed_keys(items)  # type: ignore[attr-defined]
 
     def _record(self, record: Record) -> None:
         if not record.name.is_subdomain(self.origin):

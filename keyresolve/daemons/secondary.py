@@ -199,7 +199,7 @@ class SecondaryZone(StoredSecondary):
             try:
                 with trio.fail_after(XFR_TIMEOUT):
                     await transfer(primary, request, on_message, timeout=XFR_IDLE_TIMEOUT,
-                                   key=self.key)
+                                   key=self.key, raw_answer=True)
             except trio.TooSlowError:
                 inbound.abort()
                 raise QueryTimeout(f"transfer from {format_endpoint(primary)} took longer "

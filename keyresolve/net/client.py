@@ -159,11 +159,14 @@ def _fmt(server: tuple[str, int]) -> str:
 
 
 async def transfer(server: tuple[str, int], message: Message, on_message, *,
-                   timeout: float = DEFAULT_TIMEOUT, key: Key | None = None) -> None:
+                   timeout: float = DEFAULT_TIMEOUT, key: Key | None = None,
+                   raw_answer: bool = False) -> None:
     """Send a TRANSFER query over TCP and pass each reply message (verified
     in stream order when `key` is given) to ``on_message(message, size)``,
     until it returns True. `timeout` bounds the wait for each message. With a
-    key, an unsigned error reply raises PeerError with its rcode."""
+    key, an unsigned error reply raises PeerError with its rcode. With
+    `raw_answer`, the replies are decoded so (`Message.from_wire`): for a
+    receiver that checks the records itself (`xfr.Inbound`)."""
     wire = message.to_wire() if key is None else tsig.sign(message, key, int(time.time()))
     verifier = None if key is None else tsig.StreamVerifier(key, message.signature.mac)
     with _tcp_errors(server, f"transfer from {_fmt(server)} stalled for {timeout:g} s",
@@ -176,7 +179,7 @@ async def transfer(server: tuple[str, int], message: Message, on_message, *,
             while True:
                 with trio.fail_after(timeout):
                     data = await read_frame(stream, reader)
-                reply = Message.from_wire(data, cache_names=False)
+                reply = Message.from_wire(data, cache_names=False, raw_answer=raw_answer)
                 if reply.id != message.id:
                     raise FormError("transfer reply with another id")
                 if verifier is not None:
