@@ -49,7 +49,7 @@ from typing import Any
 import lmdb
 import msgpack
 
-from .bulkcompile import BulkZone, Repeated, compile_bulk
+from .bulkcompile import Repeated, compile_bulk
 from .codes import RType
 from .errors import FormError, KeyresolveError, StoreError
 from .names import Name
@@ -822,17 +822,17 @@ class Store:
         one for the journal (with `journal`), switches the zone to it and
         empties the old one. Any error leaves the old zone served.
 
-        Where nothing follows the new area in the DB, the nodes are sorted
-        first (`_SortedRuns`: sorted runs in the scratch DB, in bounded
-        transactions) and appended in key order, which fills LMDB's pages
-        (a zone file's owners come in any order, and inserting them where
-        they belong leaves pages a third empty). Elsewhere they are inserted
-        directly, in the switching transaction.
-
-        A zone file is first tried with `bulkcompile.compile_bulk`, which
-        sorts in memory and is about 2.5 times faster; where it gives up
-        (errors, includes, an owner whose lines are not adjacent, a file over
-        `bulkcompile.MAX_BULK_FILE`), the streaming compile above runs.
+        A zone file is first compiled by `bulkcompile.compile_bulk`, which
+        sorts the nodes in memory (about 2.5 times faster); they are written
+        to the new area in bounded transactions, as appends where nothing
+        follows the area in the DB (appends fill LMDB's pages; inserting
+        keys where they belong leaves pages a third empty). Where it gives
+        up (errors, includes, an owner whose lines are not adjacent, a file
+        over `bulkcompile.MAX_BULK_FILE`), the streaming compile runs, whose
+        memory does not grow with the zone: where nothing follows the area,
+        it sorts the nodes first (`_SortedRuns`: sorted runs in the scratch
+        DB, in bounded transactions) and appends them; elsewhere it inserts
+        them directly, in the switching transaction.
         """
         self._check_writable()
         if origin.is_mailbox:
@@ -845,19 +845,17 @@ class Store:
                 area = NODE_AREAS[1] if served == NODE_AREAS[0] else NODE_AREAS[0]
                 tail = not txn.cursor(db=self._nodes).set_range(node_prefix(origin, area + 1))
             target = node_prefix(origin, area)
-            bulk = None
-            if tail:
-                compiled = self._compile_sorted(path, origin, text, target)
-            elif text is None:
-                bulk = compile_bulk(path, origin)  # parsed before taking the write lock
+            compiled = self._compile_unserved(path, origin, text, target, tail)
             with self._env.begin(write=True) as txn:
                 old = txn.get(prefix, db=self._zones)
                 if (None if old is None else _area_of(old)) != served:
                     raise StoreError(f"zone {origin} changed during the compile")
                 cursor = txn.cursor(db=self._nodes)
-                if not tail:
+                if compiled is None:
                     _delete_prefix(cursor, target)  # a cut transfer's leftovers
-                    compiled = self._compile_direct(txn, path, origin, text, target, bulk)
+                    sink = _NodeWriter(txn, self._nodes, target)
+                    compiled = compile_zone(sink, path, origin, text=text)
+                    sink.flush()
                 diff: _DiffCollector | None = None
                 if served is not None:
                     if journal:
@@ -868,42 +866,28 @@ class Store:
                                  loaded_at, diff)
         return compiled
 
-    def _compile_direct(self, txn: lmdb.Transaction, path: str, origin: Name,
-                        text: str | None, target: bytes, bulk: BulkZone | None
-                        ) -> CompiledZone:
-        """Insert the zone's nodes (`bulk`'s if not None) into the empty
-        node area `target` in `txn`."""
-        cursor = txn.cursor(db=self._nodes)
-        if bulk is not None:
-            try:
-                for batch in bulk.batches(target):
-                    cursor.putmulti(batch)
-                return bulk.compiled
-            except Repeated:
-                _delete_prefix(cursor, target)  # and compile it again, streaming
-        sink = _NodeWriter(txn, self._nodes, target)
-        compiled = compile_zone(sink, path, origin, text=text)
-        sink.flush()
-        return compiled
-
-    def _compile_sorted(self, path: str, origin: Name, text: str | None,
-                        target: bytes) -> CompiledZone:
-        """Compile into sorted runs, then append them merged to the node area
-        `target` (not served: bounded transactions)."""
+    def _compile_unserved(self, path: str, origin: Name, text: str | None, target: bytes,
+                          tail: bool) -> CompiledZone | None:
+        """Compile into the node area `target` (not served) in bounded
+        transactions: in bulk, or (where `tail`: nothing follows it) into
+        sorted runs merged by appends; None where neither applies (the
+        caller compiles in the switching transaction)."""
         self._clear_range(target)  # a cut transfer's or compile's leftovers
-        with self._env.begin(write=True) as txn:
-            txn.drop(self._scratch, delete=False)  # a crashed compile's leftovers
         bulk = compile_bulk(path, origin) if text is None else None
         if bulk is not None:
             try:
                 with gc_paused():  # the batches are many tuples and no cycles
-                    self._append_sorted(bulk.batches(target, TRANSFER_TXN_NODES))
+                    self._write_sorted(bulk.batches(target, TRANSFER_TXN_NODES), append=tail)
                 return bulk.compiled
             except Repeated:
                 self._clear_range(target)  # and compile it again, streaming
             except BaseException:
                 self._clear_range(target)
                 raise
+        if not tail:
+            return None
+        with self._env.begin(write=True) as txn:
+            txn.drop(self._scratch, delete=False)  # a crashed compile's leftovers
         runs = _SortedRuns(self._env, self._scratch)
         try:
             compiled = compile_zone(runs, path, origin, text=text)
@@ -935,12 +919,14 @@ class Store:
                 else:
                     return
 
-    def _append_sorted(self, batches: Iterable[list[tuple[bytes, bytes]]]) -> None:
-        """Append each of `batches` (keys ascending, after every key of the
-        DB) in a write transaction."""
+    def _write_sorted(self, batches: Iterable[list[tuple[bytes, bytes]]], *,
+                      append: bool) -> None:
+        """Put each of `batches` (keys ascending) in a write transaction of
+        its own; with `append`, as appends (the keys follow every key of the
+        DB)."""
         for batch in batches:
             with self._env.begin(write=True) as txn:
-                if txn.cursor(db=self._nodes).putmulti(batch, append=True)[1] != len(batch):
+                if txn.cursor(db=self._nodes).putmulti(batch, append=append)[1] != len(batch):
                     raise StoreError("nodes to append are not in key order, or not last")
 
     def _clear_range(self, prefix: bytes, per_txn: int = TRANSFER_TXN_NODES) -> None:
