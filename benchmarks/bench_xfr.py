@@ -23,7 +23,9 @@ can be edited.
    bumped serial, the primary a SIGHUP; from its "reload done" line (seen by
    this process) the secondary is probed every millisecond until it answers
    the new key (goal <= 100 ms). The reload time itself is reported too, and
-   the log timestamps of both daemons.
+   the log timestamps of both daemons; and, from the SIGHUP to "reload
+   done", how long the primary's answers to an existing name took
+   (`primary_answers_during_reload`: one probe at a time, every millisecond).
 
 Baselines measured in the same run: the compile time (for 1), and the same
 procedure on a --baseline-keys zone (for 3: how the propagation time grows
@@ -42,6 +44,7 @@ import signal
 import socket
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -196,6 +199,54 @@ def _ask(sock: socket.socket, address, query: bytes) -> bytes | None:
         return None
 
 
+#: Most probes of the primary while it reloads (bounds the loop: a minute
+#: or more at one per PROBE_INTERVAL).
+MAX_RELOAD_PROBES = 60_000
+
+
+class ReloadProbe:
+    """Asks the primary an existing name every PROBE_INTERVAL while it
+    reloads, one at a time: how long its answers wait for the reload (a
+    single-process server answers from the thread the compile shares)."""
+
+    def __init__(self, address, query: bytes) -> None:
+        self.address = address
+        self.query = query
+        self.latencies: list[float] = []  # seconds; timeouts count as 2 s
+        self.lost = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReloadProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(2.0)
+            while not self._stop.is_set() and len(self.latencies) < MAX_RELOAD_PROBES:
+                sent = time.perf_counter()
+                if _ask(sock, self.address, self.query) is None:
+                    self.lost += 1
+                    self.latencies.append(2.0)
+                else:
+                    self.latencies.append(time.perf_counter() - sent)
+                time.sleep(PROBE_INTERVAL)
+
+    def report(self) -> dict:
+        values = sorted(self.latencies)
+        ms = (lambda v: None if v is None else round(v * 1000, 2))
+        return {"probes": len(values), "lost": self.lost,
+                "p50_ms": ms(common.percentile(values, 50)),
+                "p99_ms": ms(common.percentile(values, 99)),
+                "max_ms": ms(values[-1] if values else None),
+                "over_50ms": sum(1 for v in values if v > 0.05)}
+
+
 def compare_answers(pair: Pair, names: list[str]) -> dict:
     """Ask both servers the same names: identical replies (the id aside)?"""
     differ = 0
@@ -287,10 +338,11 @@ def run_pair(keys: int, args, workdir: Path, label: str) -> dict:
             local = f"bench-change-{i}-{secrets.token_hex(3)}"
             serial = pair.add_key(local)
             query = _query(f"{local}@example.com.")
-            hup = time.perf_counter()
-            primary.proc.send_signal(signal.SIGHUP)
-            loaded, _ = primary.wait_timed(_LOADED_RE, LONG_TIMEOUT)
-            done, done_at = primary.wait_timed(r"reload done", LONG_TIMEOUT)
+            with ReloadProbe((HOST, pair.pport), _query(names[0])) as probe:
+                hup = time.perf_counter()
+                primary.proc.send_signal(signal.SIGHUP)
+                loaded, _ = primary.wait_timed(_LOADED_RE, LONG_TIMEOUT)
+                done, done_at = primary.wait_timed(r"reload done", LONG_TIMEOUT)
             seen, probes = wait_answer((HOST, pair.sport), query, done_at + PROPAGATION_TIMEOUT)
             m, _ = secondary.wait_timed(_TRANSFER_RE.format(kind=r"\w+"), 60)
             primary.wait_for(r"transfer out example\.com\. ", 60)
@@ -302,6 +354,7 @@ def run_pair(keys: int, args, workdir: Path, label: str) -> dict:
                 "propagation_ms": round((seen - done_at) * 1000, 1),
                 "propagation_from_sighup_ms": round((seen - hup) * 1000, 1),
                 "probes": probes,
+                "primary_answers_during_reload": probe.report(),
                 "logged_transfer": _transfer_info(m),
                 "log_reload_done_to_transfer_in_ms": (None if None in (p_log, s_log)
                                                       else round((s_log - p_log) * 1000)),

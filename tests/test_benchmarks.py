@@ -177,8 +177,11 @@ def test_bench_xfr_reports_transfer_and_change_propagation(tmp_path):
     assert full["answers_compared"]["differ"] == 0 and full["answers_compared"]["names"] > 0
     assert full["ratio_to_compile"] == pytest.approx(
         full["secondary_start_to_transferred_s"] / full["compile_s"], rel=0.01)
-    assert full["secondary_mb"]["growth"]["peak_mb"] >= 0
+    # the kernel batches RSS counters per thread: VmRSS may lead VmHWM by ~0.25 MB
+    assert full["secondary_mb"]["growth"]["peak_mb"] >= -1
     (change,) = main["change"]["runs"]
     assert change["kind"] == "incremental" and change["serial"] == 2026010102
     assert 0 < change["propagation_ms"] < change["propagation_from_sighup_ms"]
+    during = change["primary_answers_during_reload"]
+    assert during["probes"] > 0 and during["lost"] == 0 and during["max_ms"] > 0
     assert main["change"]["ratio_to_baseline"] > 0

@@ -31,6 +31,7 @@ from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store import Snapshot, Store
 from ..records import Record
 from ..tsig import Key
+from .compiler import compile_in_child
 from ..names import Name
 from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
 from .common import accept_request
@@ -303,7 +304,8 @@ def _sources_unchanged(store: Store, zone: ZoneConfig) -> bool:
 
 
 def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
-    """Compile one zone file into the store unless its files are unchanged.
+    """Compile one zone file into the store unless its files are unchanged,
+    in a child process (`compiler.compile_in_child`: answers do not wait).
 
     A file with errors leaves the served zone untouched.
     """
@@ -313,11 +315,11 @@ def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     if _sources_unchanged(store, zone):
         return LoadResult(zone, "unchanged", info.serial, info.records, previous_serial=previous)
     try:
-        compiled = store.compile_zone(zone.file, zone.name)
+        serial, records = compile_in_child(store.path, zone.file, zone.name)
     except KeyresolveError as exc:
         return LoadResult(zone, "failed", error=str(exc), previous_serial=previous)
-    return LoadResult(zone, "loaded", compiled.serial, compiled.records,
-                      time.perf_counter() - start, previous_serial=previous)
+    return LoadResult(zone, "loaded", serial, records, time.perf_counter() - start,
+                      previous_serial=previous)
 
 
 def load_zones(store: Store, config: ServeConfig) -> list[LoadResult]:
@@ -355,8 +357,9 @@ class AuthDaemon:
         self.handler = AuthServer(store, config)
 
     async def reload(self) -> list[LoadResult]:
-        """Recompile zone files in a worker thread (queries are answered
-        meanwhile), then NOTIFY the secondaries of zones whose serial changed."""
+        """Recompile changed zone files in child processes, waited for in a
+        worker thread (queries are answered meanwhile), then NOTIFY the
+        secondaries of zones whose serial changed."""
         async with self.handler.write_lock:
             results = await trio.to_thread.run_sync(load_zones, self.store, self.config)
         log_results(results)
