@@ -435,6 +435,8 @@ async def serve(config: ServeConfig, store: Store, *,
                 async for _ in reloads:
                     await daemon.reload()
                     log.info("reload done")
+            else:
+                await trio.sleep_forever()  # serving until cancelled; then the count
         finally:
             log.info("%d messages handled", daemon.handler.messages)
 
