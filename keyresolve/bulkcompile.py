@@ -36,7 +36,8 @@ import msgpack
 from .errors import InvalidRecord
 from .names import MAX_LOCAL, Name
 from .zonefile import (_KEY, _KEY_HEADS, MAX_LINE, CompiledZone, _array, _CompileReader,
-                       gc_paused, _Include, _Stop, _ZoneBuilder, parse_ttl)
+                       _Include, _MemoryNodes, _Stop, _ZoneBuilder, compile_zone, gc_paused,
+                       parse_ttl)
 
 #: Largest zone file the bulk compile takes. It holds every mailbox node in
 #: memory, about 1.6 bytes per byte of file: a 1,000,000-key zone (73 MiB)
@@ -329,8 +330,11 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
         raise GiveUp from None
     if reader._errors.items:
         raise GiveUp
+    types = dict(builder.types)
+    if records:
+        types[_KEY] = types.get(_KEY, 0) + records
     compiled = CompiledZone(builder.origin, builder.serial(), builder.records + records,
-                            [(reader.filename, hasher.digest())])
+                            [(reader.filename, hasher.digest())], types)
     return BulkZone(compiled, sink)
 
 
@@ -350,3 +354,20 @@ def _node_head(ttl: int, heads: dict[int, bytes]) -> bytes:
     `zonefile._ZoneBuilder` encodes it; cached in `heads`."""
     head = heads[ttl] = b"\0" + b"\x91\x93" + msgpack.packb(_KEY) + msgpack.packb(ttl)
     return head
+
+
+def check_zone(path: str, origin: Name | None = None) -> CompiledZone:
+    """Parse and check a zone file (with its includes) without keeping it:
+    what `keyresolve zone check` runs. The bulk compile where it can, else
+    the streaming compile with the nodes as bytes in memory (no objects per
+    record); raises `ZoneErrors` listing every error, as `zonefile.load_zone`."""
+    zone = compile_bulk(path, origin)
+    if zone is not None:
+        try:
+            for _ in zone.batches():
+                pass  # an owner that comes back raises Repeated
+            return zone.compiled
+        except Repeated:
+            pass
+    with gc_paused():
+        return compile_zone(_MemoryNodes(), path, origin)

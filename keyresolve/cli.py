@@ -431,7 +431,8 @@ def zone() -> None:
 @click.option("--origin", default=None, help="Zone name (default: the file's $ORIGIN).")
 def zone_check(files: tuple[str, ...], origin: str | None) -> None:
     """Check zone files; print a summary, or every error as file:line."""
-    from .zonefile import load_zone, summarize
+    from .bulkcompile import check_zone
+    from .zonefile import summarize
 
     try:
         origin_name = None if origin is None else Name.from_text(
@@ -441,7 +442,7 @@ def zone_check(files: tuple[str, ...], origin: str | None) -> None:
     failed = False
     for path in files:
         try:
-            parsed = load_zone(path, origin_name)
+            parsed = check_zone(path, origin_name)
         except ZoneErrors as exc:
             failed = True
             for error in exc.errors:

@@ -28,7 +28,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 import msgpack
@@ -537,12 +537,14 @@ class NodeSink(Protocol):
 @dataclass(frozen=True)
 class CompiledZone:
     """What `compile_zone` wrote: the zone's origin, its SOA serial, its record
-    count, and ``(path, sha256 digest)`` of every file read, the main file first."""
+    count, ``(path, sha256 digest)`` of every file read, the main file first,
+    and its record count by type."""
 
     origin: Name
     serial: int
     records: int
     sources: list[tuple[str, bytes]]
+    types: dict[int, int] = field(default_factory=dict)
 
 
 _KEY = int(RType.KEY)
@@ -593,6 +595,7 @@ class _ZoneBuilder:
         self.key: bytes | None = None  # owner key of the node being built
         self.node: dict[int, list] = {}
         self.records = 0
+        self.types: dict[int, int] = {}  # records by type
         self.soa_loc: int | None = None
         self.cuts: set[bytes] = set()  # owner keys of NS records below the apex
         self.ns: list[tuple[Name, bytes, int]] = []  # in-zone NS targets: (target, key, loc)
@@ -691,6 +694,7 @@ class _ZoneBuilder:
         else:
             rrs[2].append(rdata)
         self.records += 1
+        self.types[rtype] = self.types.get(rtype, 0) + 1
 
     def _start(self, key: bytes) -> None:
         if self.key is not None:
@@ -1052,7 +1056,8 @@ def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *
         if name not in seen:
             seen.add(name)
             sources.append((name, digest))
-    return CompiledZone(builder.origin, builder.serial(), builder.records, sources)
+    return CompiledZone(builder.origin, builder.serial(), builder.records, sources,
+                        dict(builder.types))
 
 
 class _MemoryNodes:
@@ -1185,18 +1190,22 @@ def load_hints(path: str) -> list[tuple[Name, ADDR]]:
 _SUMMARY_ORDER = (RType.SOA, RType.NS, RType.ADDR, RType.KEY, RType.ALIAS)
 
 
-def summarize(zone: Zone) -> str:
+def summarize(zone: Zone | CompiledZone) -> str:
     """One line: ``example.com.: serial 2026112201, 10 records (SOA 1, NS 2, ...)``."""
-    counts: dict[int, int] = {}
-    for node in zone.nodes.values():
-        for rtype, rrset in node.items():
-            counts[rtype] = counts.get(rtype, 0) + len(rrset.rdatas)
+    if isinstance(zone, CompiledZone):
+        counts = zone.types
+        serial = str(zone.serial)
+    else:
+        counts = {}
+        for node in zone.nodes.values():
+            for rtype, rrset in node.items():
+                counts[rtype] = counts.get(rtype, 0) + len(rrset.rdatas)
+        try:
+            serial = str(zone.serial)
+        except KeyError:
+            serial = "none"
     total = sum(counts.values())
     parts = [f"{RType(t).name} {counts[t]}" for t in _SUMMARY_ORDER if counts.get(t)]
-    try:
-        serial = str(zone.serial)
-    except KeyError:
-        serial = "none"
     noun = "record" if total == 1 else "records"
     return f"{zone.origin}: serial {serial}, {total} {noun} ({', '.join(parts)})"
 

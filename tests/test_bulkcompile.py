@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from keyresolve import bulkcompile
 from keyresolve import store as store_module
-from keyresolve.bulkcompile import Repeated, compile_bulk
+from keyresolve.bulkcompile import Repeated, check_zone, compile_bulk
 from keyresolve.errors import ZoneErrors
 from keyresolve.names import Name
 from keyresolve.store import Store
-from keyresolve.zonefile import CompiledZone, _MemoryNodes, compile_zone
+from keyresolve.zonefile import CompiledZone, _MemoryNodes, compile_zone, load_zone, summarize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import genzone  # noqa: E402
@@ -265,3 +265,30 @@ def test_repeated_owner_is_found_in_any_batch(tmp_path: Path, text: str, size: i
     assert zone is not None
     with pytest.raises(Repeated):
         list(zone.batches(size=size))
+
+
+# -- check_zone: what `keyresolve zone check` runs -------------------------------------
+@pytest.mark.parametrize("fname", ["good/example.zone", "good/syntax.zone", "good/include.zone"])
+def test_check_zone_summarizes_as_load_zone(fname: str) -> None:
+    path = str(ZONEFILES / fname)
+    assert summarize(check_zone(path)) == summarize(load_zone(path))
+
+
+@pytest.mark.parametrize("text", [
+    generated(500),  # bulk
+    generated(500) + f"pk1998@sales 3600 KEY {KEY_C}\n",  # an owner comes back: streaming
+])
+def test_check_zone_of_generated_zones(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    compiled = check_zone(path, ORIGIN)
+    assert summarize(compiled) == summarize(load_zone(path, ORIGIN))
+    assert compiled.records == sum(compiled.types.values())
+
+
+@pytest.mark.parametrize("path", sorted((ZONEFILES / "bad").glob("*.zone")), ids=lambda p: p.name)
+def test_check_zone_reports_what_load_zone_reports(path: Path) -> None:
+    with pytest.raises(ZoneErrors) as checked:
+        check_zone(str(path))
+    with pytest.raises(ZoneErrors) as loaded:
+        load_zone(str(path))
+    assert str(checked.value) == str(loaded.value)
