@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rerun every benchmark; about 5.5 minutes on the 2-core machine, bounded by
+# Rerun every benchmark; about 4.5 minutes on the 2-core machine, bounded by
 # `timeout` at 10 minutes in all. Writes JSON reports, profiles and plots to
 # $OUT (default benchmarks/results). Run from the project's virtualenv:
 #
