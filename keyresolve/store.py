@@ -518,14 +518,15 @@ def _diff_areas(txn: lmdb.Transaction, db: Any, origin: Name, old_area: int, new
     return diff
 
 
-def _put(put: Callable[..., bool], key: bytes, value: bytes, append: bool) -> bool:
-    """Put with `put` (a transaction's or cursor's), as an append while
-    `append`: an append fills pages where an insert splits them in half, but
-    works only for a key greater than every key of the DB. Returns whether
-    the next key, if greater, may still be appended."""
-    if append and put(key, value, append=True):
+def _put(put: Callable[..., bool], key: bytes, value: bytes, append: bool, **kwargs: Any
+         ) -> bool:
+    """Put with `put` (a transaction's or cursor's, given `kwargs`), as an
+    append while `append`: an append fills pages where an insert splits them
+    in half, but works only for a key greater than every key of the DB.
+    Returns whether the next key, if greater, may still be appended."""
+    if append and put(key, value, append=True, **kwargs):
         return True
-    put(key, value)
+    put(key, value, **kwargs)
     return False
 
 
@@ -1547,18 +1548,14 @@ class ZoneWriter:
         if key is None:
             return txn
         nodes = self._store._nodes
-        if self._packed is not None:
-            self._append = _put(functools.partial(txn.put, db=nodes), key, self._packed_value(),
-                                self._append and key > self._last)
-            self._packed = None
-        elif not self._node:
+        if self._packed is None and not self._node:
             txn.delete(key, db=nodes)
         else:
+            value = (encode_node(self._node, self._pack) if self._packed is None
+                     else self._packed_value())
             # Ours arrive in key order: appends while they work (see `_put`).
-            self._append = _put(functools.partial(txn.put, db=nodes), key,
-                                encode_node(self._node, self._pack),
-                                self._append and key > self._last)
-        self._key, self._node = None, {}
+            self._append = _put(txn.put, key, value, self._append and key > self._last, db=nodes)
+        self._key, self._node, self._packed = None, {}, None
         return self._counted(txn, key) if self._full else txn
 
     def _counted(self, txn: lmdb.Transaction, key: bytes) -> lmdb.Transaction:
@@ -1612,7 +1609,7 @@ class ZoneWriter:
                     self._packed.append(rdata)
                     self._records += 1
             elif self._full and full_key > self._last and full_key != self._key:
-                txn = self._flush_packed(txn) if self._packed is not None else self._flush(txn)
+                txn = self._flush(txn)
                 self._key = full_key
                 self._packed = [rdata]
                 self._packed_ttl = ttl
@@ -1634,18 +1631,6 @@ class ZoneWriter:
         if len(packed) == 1:
             return head + b"\x91" + packed[0]
         return b"".join((head, array_header(len(packed)), *packed))
-
-    def _flush_packed(self, txn: lmdb.Transaction) -> lmdb.Transaction:
-        """`_flush` of a packed node in a full transfer, in fewer steps."""
-        key = self._key
-        assert key is not None
-        value = self._packed_value()
-        nodes = self._store._nodes
-        if not (self._append and key > self._last and txn.put(key, value, db=nodes, append=True)):
-            txn.put(key, value, db=nodes)
-            self._append = False
-        self._key, self._packed = None, None
-        return self._counted(txn, key)
 
     @_translate
     def commit(self, soa: Record) -> None:
