@@ -416,3 +416,43 @@ def test_cached_answers_of_a_secondary_zone_end_when_it_expires(tmp_path, monkey
         assert len(handler._responses) == 1
         now = secondary.expires_at() + 1
         assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL
+
+
+def test_cached_answers_end_at_the_timers_expiry_when_it_is_later(tmp_path, monkeypatch):
+    """The store records a transfer a moment before the refresh timers hear
+    of it: between the stored expiry and the timers' the main process still
+    answers NOERROR, and those answers must not outlive the timers' expiry."""
+    import time
+
+    import trio
+
+    from keyresolve.config import ZoneConfig
+    from keyresolve.daemons.secondary import SecondaryZone
+    from keyresolve.zonefile import parse_zone_text
+
+    from .test_fastpath import EXAMPLE_COM
+
+    zone = ZoneConfig(name=name("example.com."), primaries=[("127.0.0.1", 9)])
+    store, handler = _handler(tmp_path, [], [zone])
+    with store:
+        writer = store.zone_writer(zone.name, primary="127.0.0.1:9")
+        writer.begin_full()
+        parsed = parse_zone_text(EXAMPLE_COM.replace("3600 600 604800 300", "60 60 120 300"))
+        for record in parsed.records():
+            if record.rtype != RType.SOA:
+                writer.add(record)
+        writer.commit(parsed.soa)
+        secondary = SecondaryZone(zone, store, {}, trio.Lock(), lambda *_: None)
+        stored = secondary.expires_at()
+        secondary.state.begin_check()
+        secondary.state.check_succeeded(parsed.soa.rdata, stored - 120 + 0.5)  # timers: +0.5 s
+        handler.add_secondary(secondary)
+        query = make_query(name("alice@example.com"), RType.KEY).to_wire()
+        now = stored - 10
+        monkeypatch.setattr(time, "time", lambda: now)
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.NOERROR
+        now = stored + 0.25  # past the stored expiry, not the timers'
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.NOERROR
+        assert len(handler._responses) == 1
+        now = stored + 0.75  # past both
+        assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL

@@ -72,6 +72,11 @@ class StoredSecondary:
         as of `snapshot` (default: a new one)."""
         return now >= self.expires_at(snapshot)
 
+    def expiry_times(self, snapshot: Snapshot) -> tuple[float, ...]:
+        """Every time at which `expired` may turn true without a new data
+        version: what cached answers from the zone must not outlive."""
+        return (self.expires_at(snapshot),)
+
 
 class SecondaryZone(StoredSecondary):
     """One secondary zone: its timers, and the task that keeps it fresh."""
@@ -100,6 +105,11 @@ class SecondaryZone(StoredSecondary):
         """True when the zone must be answered SERVFAIL (RFC 1034 4.3.5), by
         the timers (the stored record of a success precedes their update)."""
         return self.state.expired(now)
+
+    def expiry_times(self, snapshot: Snapshot) -> tuple[float, ...]:
+        """The stored record's expiry and the timers': they differ by the
+        moments between a success's write and the timers' update."""
+        return self.expires_at(snapshot), self.state.expires_at()
 
     def notify(self) -> None:
         """A NOTIFY arrived: check the primaries now (or right after this check)."""

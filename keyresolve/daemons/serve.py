@@ -102,12 +102,14 @@ class AuthServer:
         self._snapshot = None
 
     def _secondaries_valid_until(self) -> float:
-        """When the next secondary zone served now expires (cached responses
-        from it must go then); infinity if none will. From the store's record
-        of each zone's last success, so a zone coming back to life always
-        changes the data version first: the cache starts over then."""
+        """When the next secondary zone served now may expire (cached
+        responses from it must go then); infinity if none will. From the
+        store's record of each zone's last success, so a zone coming back to
+        life always changes the data version first (the cache starts over
+        then), and from the refresh timers, which the main process answers
+        by and which follow that record a moment later."""
         now = time.time()
-        expiries = (s.expires_at(self._snapshot) for s in self.secondaries.values())
+        expiries = (at for s in self.secondaries.values() for at in s.expiry_times(self._snapshot))
         return min((at for at in expiries if at > now), default=math.inf)
 
     def _fast_lookup(self, domain_key: bytes, local: bytes) -> bytes | fastpath.Negative | None:
