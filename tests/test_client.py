@@ -27,23 +27,9 @@ async def _refusing_peer(stream: trio.SocketStream) -> None:
 @pytest.mark.parametrize("key", [KEY, None])
 def test_unsigned_error_reply_to_a_transfer(key):
     seen = []
-
-    async def main():
-        async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(
-                lambda task_status: trio.serve_tcp(_refusing_peer, 0, host="127.0.0.1",
-                                                   task_status=task_status))
-            port = listeners[0].socket.getsockname()[1]
-            request = make_transfer_query(Name.from_text("example.com."), RType.AXFR)
-            try:
-                await transfer(("127.0.0.1", port), request,
-                               lambda m, n: seen.append(m.rcode) or True, key=key, timeout=5)
-            except PeerError as exc:
-                return exc
-            finally:
-                nursery.cancel_scope.cancel()
-
-    error = trio.run(main)
+    error = _against(_refusing_peer, lambda port: transfer(
+        ("127.0.0.1", port), _axfr(), lambda m, n: seen.append(m.rcode) or True, key=key,
+        timeout=5))
     if key is None:  # no key: the caller sees the reply and its rcode
         assert error is None and seen == [Rcode.REFUSED]
     else:  # signed request: the peer's rcode, not a signature complaint
