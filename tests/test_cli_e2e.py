@@ -121,4 +121,7 @@ def test_demo_serves_until_sigterm(start_daemon):
         __import__("keyresolve.names", fromlist=["Name"]).Name.from_text("bob@example.com"),
         RType.KEY, rd=True))
     assert reply.rcode == Rcode.NOERROR and reply.answer
+    running = len(demo.lines)
+    assert not any("messages handled" in line for line in demo.lines)  # counted at the end
     assert demo.stop() == 0
+    assert any("messages handled" in line for line in demo.lines[running:])
