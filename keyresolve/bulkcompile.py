@@ -5,7 +5,9 @@ about 2.5 times faster than line by line, for the same result.
 with one regular expression (`_LINE`): the common line, a mailbox's KEY
 record (``alice@[domain] [ttl] [IN] KEY x25519 encrypt <base64>``, or a
 continuation line of it), yields its fields straight from the match, and
-its node is built as bytes and kept in a list sorted once at the end. Any
+its node is built as bytes, after its key with the caller's prefix (the
+store's key, so that the writer only splits them), and kept in a list
+sorted once at the end. Any
 other line goes, as tokens, through the `zonefile._CompileReader` that
 `zonefile.compile_zone` uses, into a `zonefile._ZoneBuilder`; the zone
 checks run there over both, as in a streaming compile.
@@ -25,7 +27,7 @@ from __future__ import annotations
 import binascii
 import bisect
 import hashlib
-import itertools
+import operator
 import os
 import re
 from collections.abc import Iterator
@@ -40,8 +42,8 @@ from .zonefile import (_KEY, _KEY_HEADS, MAX_LINE, CompiledZone, _array, _Compil
                        parse_ttl)
 
 #: Largest zone file the bulk compile takes. It holds every mailbox node in
-#: memory, about 1.6 bytes per byte of file: a 1,000,000-key zone (73 MiB)
-#: peaks near 140 MB. Bigger files are compiled by `zonefile.compile_zone`,
+#: memory with the store's key prefix, about 1.7 bytes per byte of file: a
+#: 1,000,000-key zone (73 MiB) peaks near 155 MB. Bigger files are compiled by `zonefile.compile_zone`,
 #: whose memory does not grow with the zone.
 MAX_BULK_FILE = 96 << 20
 #: Bytes read at a time: large enough that per-chunk costs vanish, small
@@ -71,8 +73,12 @@ _HEADS = {b"%s %s" % (alg.encode(), usage.encode()): head
           for (alg, usage), head in _KEY_HEADS.items()}
 #: Separates an owner key from its node in `BulkZone` entries: sorts below
 #: every byte that can follow a mailbox key's prefix (local parts are
-#: printable ASCII), and a node starts with b"\x91\x93", which no key holds.
-_SEP = b"\0\x91\x93"
+#: printable ASCII), and no key holds it (keys are ASCII).
+_SEP = b"\0\xff"
+
+
+#: (key, node) of a partitioned entry.
+_KEY_NODE = operator.itemgetter(0, 2)
 
 
 class GiveUp(Exception):
@@ -88,9 +94,10 @@ class _Sink:
     dict, and the mailbox nodes of the bulk lines (sorted before the checks
     that `scan`)."""
 
-    def __init__(self, entries: list[bytes]) -> None:
+    def __init__(self, prefix: bytes) -> None:
         self.nodes: dict[bytes, bytes] = {}
-        self.entries = entries
+        self.prefix = prefix
+        self.entries: list[bytes] = []  # prefix + owner key + _SEP + node
 
     def get(self, key: bytes) -> bytes | None:
         return self.nodes.get(key)  # mailbox nodes also in `entries`: `Repeated` later
@@ -100,13 +107,14 @@ class _Sink:
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         found = [item for item in self.nodes.items() if item[0].startswith(prefix)]
-        entries = self.entries
-        for i in range(bisect.bisect_left(entries, prefix), len(entries)):
+        entries, strip = self.entries, len(self.prefix)
+        wanted = self.prefix + prefix
+        for i in range(bisect.bisect_left(entries, wanted), len(entries)):
             entry = entries[i]
-            if not entry.startswith(prefix):
+            if not entry.startswith(wanted):
                 break
-            cut = entry.find(_SEP)
-            found.append((entry[:cut], entry[cut + 1:]))
+            key, _, node = entry.partition(_SEP)
+            found.append((key[strip:], node))
         yield from sorted(found)
 
 
@@ -117,31 +125,31 @@ class BulkZone:
         self.compiled = compiled
         self._sink = sink
 
-    def batches(self, prefix: bytes = b"", size: int = 20_000
-                ) -> Iterator[list[tuple[bytes, bytes]]]:
-        """Every node as (`prefix` + owner key, stored node), keys ascending,
-        in lists of about `size`; raises `Repeated` (before yielding the list
-        that has it) where an owner came back after other owners: the bulk
-        compile does not merge those."""
-        general = sorted(self._sink.nodes.items())
+    def batches(self, size: int = 20_000) -> Iterator[list[tuple[bytes, bytes]]]:
+        """Every node as (prefix + owner key, stored node), keys ascending,
+        in lists of about `size` (the prefix given to `compile_bulk`); raises
+        `Repeated` (before yielding the list that has it) where an owner came
+        back after other owners: the bulk compile does not merge those."""
+        prefix = self._sink.prefix
+        general = sorted((prefix + key, value) for key, value in self._sink.nodes.items())
         entries = self._sink.entries
+        split = operator.methodcaller("partition", _SEP)
         last = None
         for start in range(0, len(entries), size):
             part = entries[start:start + size]
-            cuts = list(map(bytes.find, part, itertools.repeat(_SEP)))
-            batch = [(prefix + entry[:cut], entry[cut + 1:]) for entry, cut in zip(part, cuts)]
+            batch = list(map(_KEY_NODE, map(split, part)))
             if start + size >= len(entries):
                 upto = len(general)  # the last batch takes the rest
             else:
-                upto = bisect.bisect_right(general, (part[-1][:cuts[-1]],))
+                upto = bisect.bisect_right(general, (batch[-1][0],))
             if upto:
-                batch += [(prefix + key, value) for key, value in general[:upto]]
+                batch += general[:upto]
                 del general[:upto]
                 batch.sort()
             yield _unique(batch, last)
             last = batch[-1][0]
         if general:
-            yield _unique([(prefix + key, value) for key, value in general], last)
+            yield _unique(general, last)
 
 
 def _unique(batch: list[tuple[bytes, bytes]], last: bytes | None) -> list[tuple[bytes, bytes]]:
@@ -189,12 +197,12 @@ class _Reader(_CompileReader):
         return not cont and tokens[0][0] != "$"
 
 
-def compile_bulk(path: str, origin: Name | None = None) -> BulkZone | None:
-    """Compile the zone file at `path` (no includes) into memory; None where
-    the bulk compile gives up (see the module docstring): then compile it
-    with `zonefile.compile_zone`, which reports the errors."""
-    entries: list[bytes] = []
-    sink = _Sink(entries)
+def compile_bulk(path: str, origin: Name | None = None, prefix: bytes = b"") -> BulkZone | None:
+    """Compile the zone file at `path` (no includes) into memory, its nodes
+    keyed by `prefix` + owner key; None where the bulk compile gives up
+    (see the module docstring): then compile it with
+    `zonefile.compile_zone`, which reports the errors."""
+    sink = _Sink(prefix)
     reader = _Reader(path, origin, lambda r: _ZoneBuilder(r.origin, r._errors, r.filename, sink))
     stream = reader._open(path, path, 0, "cannot read zone file")  # regular files only
     if stream is None:
@@ -211,21 +219,23 @@ def compile_bulk(path: str, origin: Name | None = None) -> BulkZone | None:
 
 def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
     entries = sink.entries
+    prefix = sink.prefix
     general = reader.line
     a2b = binascii.a2b_base64
-    heads = _HEADS
     add_entry = entries.append
-    node_heads: dict[int, bytes] = {}  # TTL -> separator and start of a one-type KEY node
+    tables: dict[int, dict[bytes, tuple[bytes, bytes, int]]] = {}  # by TTL: see _kinds
+    node_heads: dict[int, bytes] = {}  # by TTL: _SEP and a KEY node up to its rdatas' array
+    table: dict[bytes, tuple[bytes, bytes, int]] = {}  # tables[table_ttl]
+    table_ttl = None
     ttls: dict[bytes, int] = {}
-    domains: dict[bytes, bytes | bool] = {}  # domain text -> zone-relative key + b"@", False
+    domains: dict[bytes, bytes | bool] = {}  # domain text -> prefix + zone-relative key + b"@"
     cur = reader._cur  # the reader's $ORIGIN and $TTL, read again after each general line
     default_ttl = reader._ttl
     hasher = hashlib.sha256()
     key: bytes | None = None  # owner key of the node being built from bulk lines
     node_ttl = 0
-    node_head = node_head1 = b""  # node_heads[node_ttl], and it + a 1-item array header
-    first = b""  # the node's first rdata
-    more: list[bytes] | None = None  # all its rdatas once it has a second
+    first = b""  # the node's entry after its key, while it has one record
+    more: list[bytes] | None = None  # its rdatas once it has a second
     records = 0  # records of bulk lines
     lineno = 0
     rest = b""
@@ -244,15 +254,12 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
             rest = b""
         else:
             break
-        for local, domain, ttl_text, kind, text, other in _LINE.findall(chunk, 0, end):
-            lineno += 1
+        for lineno, (local, domain, ttl_text, kind, text, other) in enumerate(
+                _LINE.findall(chunk, 0, end), lineno + 1):
             if kind:
                 if not local and key is None:  # continues a general line's owner
                     other = _continuation(ttl_text, kind, text)
                 else:
-                    head = heads.get(kind) or heads.get(b" ".join(kind.split()))
-                    if head is None:
-                        raise GiveUp  # e.g. "x25519 sign": an error
                     if ttl_text:
                         ttl = ttls.get(ttl_text)
                         if ttl is None:
@@ -262,43 +269,46 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
                                 raise GiveUp from None
                     else:
                         ttl = default_ttl
+                    if ttl != table_ttl:
+                        if ttl is None:
+                            raise GiveUp  # no TTL: an error
+                        table = tables.get(ttl) or _kinds(ttl, tables, node_heads)
+                        table_ttl = ttl
+                    found = table.get(kind) or table.get(b" ".join(kind.split()))
+                    if found is None:
+                        raise GiveUp  # e.g. "x25519 sign": an error
                     try:
-                        rdata = a2b(text)
+                        raw = a2b(text)
                     except binascii.Error:
                         raise GiveUp from None
-                    if ttl is None or len(rdata) != head[1]:
+                    if len(raw) != found[2]:
                         raise GiveUp  # an error: compile_zone reports it
-                    rdata = head[0] + rdata
                     if local:
                         at = domains.get(domain)
                         if at is None:
                             if cur is None:
                                 raise GiveUp  # no origin yet
                             at = reader._domain_key(domain.decode(), cur)
-                            at = domains[domain] = False if at is False else at + b"@"
+                            at = domains[domain] = False if at is False else prefix + at + b"@"
                         if at is False or len(local) > MAX_LOCAL:
                             raise GiveUp
                         owner = at + local  # type: ignore[operator]
                         if owner != key:
                             if key is not None:
-                                if more is None:  # most nodes: one record
-                                    add_entry(key + node_head1 + first)
-                                else:
-                                    add_entry(_entry(key, node_head, more))
+                                add_entry(key + (first if more is None
+                                                 else _node(node_heads[node_ttl], more)))
                             key = owner
-                            if ttl != node_ttl or not node_head:
-                                node_ttl = ttl
-                                node_head = node_heads.get(ttl) or _node_head(ttl, node_heads)
-                                node_head1 = node_head + b"\x91"
-                            first = rdata
+                            node_ttl = ttl
+                            first = found[0] + raw
                             more = None
                             records += 1
                             continue
                     # the bulk owner again
                     if ttl != node_ttl:
                         raise GiveUp  # one TTL per RRset: an error
+                    rdata = found[1] + raw
                     if more is None:
-                        more = [first]
+                        more = [first[len(node_heads[node_ttl]) + 1:]]  # after a 1-item array
                     if rdata not in more:  # identical duplicates are dropped
                         more.append(rdata)
                         records += 1
@@ -306,14 +316,14 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
             # any other line: the general parser
             if general(other, lineno, key is not None):
                 if key is not None:
-                    add_entry(_entry(key, node_head, more or [first]))
+                    add_entry(key + (first if more is None else _node(node_heads[node_ttl], more)))
                     key = None
             if reader._cur is not cur:
                 cur = reader._cur
                 domains = {}
             default_ttl = reader._ttl
     if key is not None:
-        add_entry(_entry(key, node_head, more or [first]))
+        add_entry(key + (first if more is None else _node(node_heads[node_ttl], more)))
     entries.sort()
     builder = reader.builder
     if reader.origin is None:
@@ -344,16 +354,21 @@ def _continuation(ttl_text: bytes, kind: bytes, text: bytes) -> bytes:
     return b"\t" + b" ".join((ttl_text, b"KEY", kind, text) if ttl_text else (b"KEY", kind, text))
 
 
-def _entry(key: bytes, head: bytes, rdatas: list[bytes]) -> bytes:
-    """An entry of `BulkZone`: `key`, and the node of `rdatas` after its `head`."""
-    return key + head + _array(len(rdatas)) + b"".join(rdatas)
+def _kinds(ttl: int, tables: dict[int, dict[bytes, tuple[bytes, bytes, int]]],
+           node_heads: dict[int, bytes]) -> dict[bytes, tuple[bytes, bytes, int]]:
+    """By "algorithm usage" of a KEY line of `ttl`: (`_SEP` and the one-record
+    node up to the key bytes, the rdata up to them, the key length), as
+    `zonefile._ZoneBuilder` encodes them; cached in `tables`, and the node
+    head (`_SEP` and the node up to its rdatas' array) in `node_heads`."""
+    head = node_heads[ttl] = _SEP + b"\x91\x93" + msgpack.packb(_KEY) + msgpack.packb(ttl)
+    table = tables[ttl] = {kind: (head + b"\x91" + rhead, rhead, length)
+                           for kind, (rhead, length) in _HEADS.items()}
+    return table
 
 
-def _node_head(ttl: int, heads: dict[int, bytes]) -> bytes:
-    """`_SEP` and the start of a one-type KEY node of `ttl`, as
-    `zonefile._ZoneBuilder` encodes it; cached in `heads`."""
-    head = heads[ttl] = b"\0" + b"\x91\x93" + msgpack.packb(_KEY) + msgpack.packb(ttl)
-    return head
+def _node(head: bytes, rdatas: list[bytes]) -> bytes:
+    """An entry after its key: `head` (from `node_heads`), then `rdatas`."""
+    return head + _array(len(rdatas)) + b"".join(rdatas)
 
 
 def check_zone(path: str, origin: Name | None = None) -> CompiledZone:

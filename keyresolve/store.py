@@ -874,11 +874,11 @@ class Store:
         sorted runs merged by appends; None where neither applies (the
         caller compiles in the switching transaction)."""
         self._clear_range(target)  # a cut transfer's or compile's leftovers
-        bulk = compile_bulk(path, origin) if text is None else None
+        bulk = compile_bulk(path, origin, target) if text is None else None
         if bulk is not None:
             try:
                 with gc_paused():  # the batches are many tuples and no cycles
-                    self._write_sorted(bulk.batches(target, TRANSFER_TXN_NODES), append=tail)
+                    self._write_sorted(bulk.batches(TRANSFER_TXN_NODES), append=tail)
                 return bulk.compiled
             except Repeated:
                 self._clear_range(target)  # and compile it again, streaming

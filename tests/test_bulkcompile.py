@@ -124,6 +124,15 @@ def test_generated_zone_is_bulk_compiled(tmp_path: Path) -> None:
     assert bulk(path) == reference(path)
 
 
+def test_prefix_comes_before_every_key(tmp_path: Path) -> None:
+    path = write(tmp_path, generated(200) + f"zz@www KEY {KEY_A}\nwww ADDR 10.0.0.1:53\n")
+    zone = compile_bulk(path, ORIGIN, b"com\0example\0\x01")
+    assert zone is not None
+    got = [item for batch in zone.batches(size=16) for item in batch]
+    assert got == [(b"com\0example\0\x01" + key, value)
+                   for key, value in sorted(reference(path)[1].items())]
+
+
 @pytest.mark.parametrize("size", [1, 5, 64, 4096])
 def test_chunk_size_changes_nothing(tmp_path: Path, monkeypatch, size: int) -> None:
     """Lines cut at every position between chunks."""
@@ -232,8 +241,8 @@ def test_store_contents_as_the_streaming_compile(tmp_path: Path, monkeypatch,
     calls: list[bool] = []
     real = store_module.compile_bulk
 
-    def counting(path: str, origin: Name):
-        result = real(path, origin)
+    def counting(path: str, origin: Name, prefix: bytes):
+        result = real(path, origin, prefix)
         calls.append(result is not None)
         return result
 
@@ -242,7 +251,7 @@ def test_store_contents_as_the_streaming_compile(tmp_path: Path, monkeypatch,
         if use_bulk:
             monkeypatch.setattr(store_module, "compile_bulk", counting)
         else:
-            monkeypatch.setattr(store_module, "compile_bulk", lambda path, origin: None)
+            monkeypatch.setattr(store_module, "compile_bulk", lambda path, origin, prefix: None)
         stores[name] = tmp_path / name
         with Store(stores[name], map_size=MAP_SIZE) as store:
             if not tail:
