@@ -12,11 +12,17 @@ its own (ru_maxrss from wait4):
 - compile: Store.compile_zone (what `keyresolve serve` runs): the file is
   parsed, checked and written into one LMDB write transaction as it is read,
   so there are no separate parse and store phases;
+- components: the steps the bulk compile cannot do without, each timed
+  alone on the same data: the regex over the file, the sort of the node
+  entries, their split into (key, node) pairs, and the appends into LMDB as
+  the store makes them. Their sum, against the floor, bounds what this
+  design can reach (per-line Python comes on top);
 - serve: `keyresolve serve` from process start to "ready" with a fresh data
   directory, and its VmHWM (peak RSS) at that moment.
 
-Ratios: compile time / floor time (goal <= 1.5), compile peak RSS (goal
-<= 200 MB) also against the floor's. With --profile, a py-spy profile of the
+Floor and compile run `--repeat` times (3), alternating, and each one's
+median run counts. Ratios: compile time / floor time (goal <= 1.5), compile
+peak RSS (goal <= 200 MB) also against the floor's. With --profile, a py-spy profile of the
 compile child, and a tracemalloc census (on a --memprofile-keys zone) of
 what the in-memory `load_zone` (tests and tools) holds after parsing.
 """
@@ -48,6 +54,12 @@ FLOOR_MAP_SIZE = 1 << 34
 #: Stages of a compile, for profile_summary (deepest matching frame wins).
 COMPILE_STAGES = [
     (r"^(child_compile|compile_zone|Store\.compile_zone|_translate)", "driver, commit"),
+    (r"^(compile_bulk|_compile)$", "bulk: regex, per-line Python"),
+    (r"^_finish$", "bulk: sort the entries"),
+    (r"^(_ZoneBuilder\.finish|_Sink\.scan)$", "zone checks at the end"),
+    (r"^(BulkZone\.batches|_unique)", "bulk: split into (key, node)"),
+    (r"^Store\._write_sorted$", "LMDB: appends and commits"),
+    (r"^(_Reader\.line)$", "general parser"),
     (r"^(ZoneReader|_CompileReader)\.(__iter__|_parse_stream)$", "read lines, tokenize, sha256"),
     (r"^_CompileReader\._entry$", "fast path: KEY lines"),
     (r"^(_CompileReader\._fast_owner|_CompileReader\._domain_key|canonical_local|_check_local)",
@@ -106,6 +118,65 @@ def child_compile(zone: Path, directory: Path) -> dict:
         env_mb = round(store.env_size() / 2**20, 1)
     t1 = time.perf_counter()
     return {"seconds": round(t1 - t0, 3), "records": compiled.records, "env_mb": env_mb}
+
+
+def child_components(zone: Path, directory: Path) -> dict:
+    """Each step the bulk compile cannot do without, timed alone (gc paused,
+    as in the compile): `bulkcompile._LINE` over the file, the sort of the
+    node entries (a copy of the list the compile sorts, in file order), the
+    split into (key, node) pairs and the appends into LMDB in transactions
+    of the store's size."""
+    import gc
+
+    import lmdb
+
+    from keyresolve import bulkcompile
+    from keyresolve.names import Name
+    from keyresolve.store import TRANSFER_TXN_NODES, node_prefix
+
+    gc.disable()
+    origin = Name.from_text(ORIGIN)
+    report = {}
+    data = zone.read_bytes()
+    t0 = time.perf_counter()
+    start = 0
+    while start < len(data):
+        end = data.rfind(b"\n", start, start + bulkcompile.CHUNK) + 1 or len(data)
+        bulkcompile._LINE.findall(data, start, end)
+        start = end
+    report["regex_s"] = round(time.perf_counter() - t0, 3)
+    del data
+    finish = bulkcompile._finish
+
+    def timed_finish(reader, sink, records, digest):  # sorts a copy first, timed
+        entries = sink.entries[:]
+        t1 = time.perf_counter()
+        entries.sort()
+        report["sort_s"] = round(time.perf_counter() - t1, 3)
+        report["entries"] = len(entries)
+        return finish(reader, sink, records, digest)
+
+    bulkcompile._finish = timed_finish
+    t0 = time.perf_counter()
+    bulk = bulkcompile.compile_bulk(str(zone), origin, node_prefix(origin, 1))
+    if bulk is None:
+        raise SystemExit("the bulk compile gave up on this zone")
+    # everything but writing, without the copy's sort
+    report["compile_bulk_s"] = round(time.perf_counter() - t0 - report["sort_s"], 3)
+    t0 = time.perf_counter()
+    batches = list(bulk.batches(TRANSFER_TXN_NODES))
+    report["split_s"] = round(time.perf_counter() - t0, 3)
+    env = lmdb.open(str(directory), subdir=True, max_dbs=4, map_size=FLOOR_MAP_SIZE)
+    db = env.open_db(b"nodes")
+    t0 = time.perf_counter()
+    for batch in batches:
+        with env.begin(write=True) as txn:
+            txn.cursor(db=db).putmulti(batch, append=True)
+    report["append_s"] = round(time.perf_counter() - t0, 3)
+    env.close()
+    report["sum_s"] = round(sum(report[k] for k in ("regex_s", "sort_s", "split_s", "append_s")),
+                            3)
+    return report
 
 
 def child_memprofile(zone: Path) -> dict:
@@ -168,6 +239,14 @@ def run_child(kind: str, *args: str, wrap: list[str] | None = None) -> dict:
     return report
 
 
+def _median_run(results: list[dict]) -> dict:
+    """The run with the median time, with every run's time beside it."""
+    ordered = sorted(results, key=lambda r: r["seconds"])
+    median = dict(ordered[(len(ordered) - 1) // 2])
+    median["all_seconds"] = [r["seconds"] for r in results]
+    return median
+
+
 def serve_compile(zone: Path, workdir: Path) -> dict:
     """`keyresolve serve` with a fresh data dir: start to ready, and VmHWM then."""
     base = workdir / "serve-compile"
@@ -211,6 +290,8 @@ def _child_main(kind: str, args: list[str]) -> int:
         report = child_floor(Path(args[0]), Path(args[1]))
     elif kind == "compile":
         report = child_compile(Path(args[0]), Path(args[1]))
+    elif kind == "components":
+        report = child_components(Path(args[0]), Path(args[1]))
     elif kind == "memprofile":
         report = child_memprofile(Path(args[0]))
     else:
@@ -225,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", help="zones and stores (default: a temp dir)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="floor and compile runs, alternating; the median of each counts")
     parser.add_argument("--no-serve", action="store_true", help="skip the serve start-up run")
     parser.add_argument("--profile", help="py-spy profile of the compile: path prefix")
     parser.add_argument("--memprofile-keys", type=int, default=100_000,
@@ -242,11 +325,16 @@ def main(argv: list[str] | None = None) -> int:
         zone, _ = ensure_zone(workdir, args.keys, args.seed)
         report["zone_mb"] = round(zone.stat().st_size / 2**20, 1)
         stores = {}
-        for kind in ("floor", "compile"):
+        for kind in ("floor", "compile", "components"):
             stores[kind] = workdir / f"store-{kind}"
             shutil.rmtree(stores[kind], ignore_errors=True)
-        floor = run_child("floor", str(zone), str(stores["floor"]))
-        compiled = run_child("compile", str(zone), str(stores["compile"]))
+        runs: dict[str, list[dict]] = {"floor": [], "compile": []}
+        for _ in range(args.repeat):  # alternating, so that drift hits both alike
+            for kind, results in runs.items():
+                shutil.rmtree(stores[kind], ignore_errors=True)
+                results.append(run_child(kind, str(zone), str(stores[kind])))
+        floor, compiled = (_median_run(runs[kind]) for kind in ("floor", "compile"))
+        report["repeat"] = args.repeat
         report["floor"] = floor
         report["compile"] = compiled
         report["time_ratio"] = ratio(compiled["seconds"], floor["seconds"])
@@ -256,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         report["rss_goal"] = f"<= {GOAL_RSS_MB} MB"
         report["bytes_per_record_peak"] = round(compiled["peak_rss_mb"] * 2**20
                                                 / max(1, compiled["records"]))
+        parts = run_child("components", str(zone), str(stores["components"]))
+        parts["sum_ratio_to_floor"] = ratio(parts["sum_s"], floor["seconds"])
+        report["components"] = parts
         if not args.no_serve:
             report["serve"] = serve_compile(zone, workdir)
         if args.profile:

@@ -324,7 +324,13 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
             default_ttl = reader._ttl
     if key is not None:
         add_entry(key + (first if more is None else _node(node_heads[node_ttl], more)))
-    entries.sort()
+    return _finish(reader, sink, records, hasher.digest())
+
+
+def _finish(reader: _Reader, sink: _Sink, records: int, digest: bytes) -> BulkZone:
+    """Sort the bulk nodes, run the zone checks over all of them; the result
+    with `records` records of bulk lines."""
+    sink.entries.sort()
     builder = reader.builder
     if reader.origin is None:
         raise GiveUp
@@ -344,7 +350,7 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
     if records:
         types[_KEY] = types.get(_KEY, 0) + records
     compiled = CompiledZone(builder.origin, builder.serial(), builder.records + records,
-                            [(reader.filename, hasher.digest())], types)
+                            [(reader.filename, digest)], types)
     return BulkZone(compiled, sink)
 
 

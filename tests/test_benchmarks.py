@@ -83,6 +83,12 @@ def test_bench_compile_reports_ratio_and_peak_rss(tmp_path):
     assert report["time_ratio"] == pytest.approx(
         report["compile"]["seconds"] / report["floor"]["seconds"], rel=0.01)
     assert report["peak_rss_mb"] > 0 and report["machine"]["nproc"] >= 1
+    parts = report["components"]
+    zone_lines = next(tmp_path.glob("zone-300-*.zone")).read_text().splitlines()
+    owners = {line.split()[0] for line in zone_lines if line.split(" ", 1)[0].find("@") > 0}
+    assert parts["entries"] == len(owners) > 200  # one node per mailbox
+    assert parts["sum_s"] == pytest.approx(
+        sum(parts[k] for k in ("regex_s", "sort_s", "split_s", "append_s")), abs=0.002)
 
 
 def test_bench_auth_reports_every_scenario(tmp_path):
