@@ -367,11 +367,9 @@ def emit(report: dict, json_path: str | None) -> None:
 
 def have_matplotlib() -> bool:
     """True if plots can be drawn (matplotlib is optional: the `bench` extra)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 # -- the code under test -------------------------------------------------------------

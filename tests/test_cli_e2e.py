@@ -13,13 +13,19 @@ from keyresolve.codes import Rcode, RType
 from keyresolve.message import make_query
 
 from .conftest import ask, keyresolve_cmd
-from .test_resolver_e2e import hierarchy, resolve, start_resolver, write_hints  # noqa: F401
+from .test_resolver_e2e import build_hierarchy, resolve, start_resolver, write_hints
 
 DEMO_PORTS = [5310, 5311, 5320, 5330, 5340, 5341, 5342, 5350, 5353]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(keyresolve_cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def hierarchy(tmp_path, start_daemon):
+    """root -> com -> example.com as three real daemons, and a resolver."""
+    return build_hierarchy(tmp_path, start_daemon)
 
 
 def test_dig_trace_walks_from_the_root(hierarchy, tmp_path):

@@ -73,6 +73,11 @@ team@ ALIAS alice@
 @pytest.fixture
 def hierarchy(tmp_path, start_daemon):
     """root -> com -> example.com as three real daemons, and a resolver."""
+    return build_hierarchy(tmp_path, start_daemon)
+
+
+def build_hierarchy(tmp_path, start_daemon):
+    """The `hierarchy` fixture's daemons (other test modules build theirs)."""
     example = start_auth(start_daemon, tmp_path / "example", "example.com", EXAMPLE)
     com = start_auth(start_daemon, tmp_path / "com", "com", f"""$ORIGIN com.
 $TTL 3600
