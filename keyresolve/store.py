@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
+import operator
 import os
 import functools
 import threading
@@ -92,6 +94,13 @@ NODE_AREAS = (1, 2)
 #: transaction's dirty pages in memory until it ends, so this bounds the
 #: secondary's memory (~100 bytes a node) whatever the zone's size.
 TRANSFER_TXN_NODES = 20_000
+#: Nodes read at a time when diffing two versions of a zone for its journal:
+#: runs of equal nodes are compared a batch at a time; small enough that a
+#: batch with one difference costs little more than the difference.
+DIFF_BATCH = 256
+#: A cursor item's key and value.
+_KEY_OF = operator.itemgetter(0)
+_VALUE_OF = operator.itemgetter(1)
 #: Records a full transfer collects for the journal entry of its change; past
 #: it the journal is cleared (bounds memory; such a change is as big as most
 #: zones, and secondaries behind us would be sent a full transfer anyway).
@@ -510,11 +519,12 @@ def _diff_areas(txn: lmdb.Transaction, db: Any, origin: Name, old_area: int, new
     `new_area` (a `_DiffCollector` giving up past `cap` records)."""
     diff = _DiffCollector(origin, cap)
     before, after = node_prefix(origin, old_area), node_prefix(origin, new_area)
-    skip = len(before)
-    old = ((after + key[skip:], value) for key, value in _scan_prefix(txn.cursor(db=db), before))
-    new = _scan_prefix(txn.cursor(db=db), after)
-    for key, was, now in _merge_join(old, new):
-        diff.node(key, was, now)
+    old = _suffix_batches(txn.cursor(db=db), before)
+    new = _suffix_batches(txn.cursor(db=db), after)
+    for key, was, now in _diff_sorted(old, new):
+        diff.node(after + key, was, now)
+        if diff.overflow:
+            break  # not journaled: the rest changes nothing
     return diff
 
 
@@ -1718,18 +1728,77 @@ def _scan_prefix(cursor: lmdb.Cursor, prefix: bytes) -> Iterator[tuple[bytes, by
         yield key, value
 
 
-def _merge_join(old: Iterator[tuple[bytes, bytes]], new: Iterator[tuple[bytes, bytes]]
-                ) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
-    """(key, old value, new value) for every key whose value differs."""
-    a, b = next(old, None), next(new, None)
-    while a is not None or b is not None:
-        if b is None or (a is not None and a[0] < b[0]):
-            yield a[0], a[1], None
-            a = next(old, None)
-        elif a is None or b[0] < a[0]:
-            yield b[0], None, b[1]
-            b = next(new, None)
+def _suffix_batches(cursor: lmdb.Cursor, prefix: bytes, size: int = DIFF_BATCH
+                    ) -> Iterator[tuple[list[bytes], list[bytes]]]:
+    """The keys under `prefix` (without it) and their values, ascending, as
+    lists of up to `size` (never empty)."""
+    if not cursor.set_range(prefix):
+        return
+    items = cursor.iternext()
+    strip = operator.itemgetter(slice(len(prefix), None))
+    while True:
+        batch = list(itertools.islice(items, size))
+        last = len(batch) < size
+        if batch and not batch[-1][0].startswith(prefix):
+            batch = list(itertools.takewhile(lambda item: item[0].startswith(prefix), batch))
+            last = True
+        if batch:
+            yield list(map(strip, map(_KEY_OF, batch))), list(map(_VALUE_OF, batch))
+        if last:
+            return
+
+
+def _diff_sorted(old: Iterator[tuple[list[bytes], list[bytes]]],
+                 new: Iterator[tuple[list[bytes], list[bytes]]]
+                 ) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
+    """(key, old value, new value) for every key whose value differs (None:
+    absent) between two ascending streams of (keys, values) batches (as
+    `_suffix_batches`). Runs of equal items are compared a slice at a time,
+    in C; only differences cost Python per item."""
+    ka: list[bytes] = []
+    va: list[bytes] = []
+    kb: list[bytes] = []
+    vb: list[bytes] = []
+    i = j = 0
+    while True:
+        if i == len(ka):
+            ka, va = next(old, ([], []))
+            i = 0
+        if j == len(kb):
+            kb, vb = next(new, ([], []))
+            j = 0
+        if not ka or not kb:
+            if ka:
+                yield from zip(ka[i:], va[i:], itertools.repeat(None))
+            elif kb:
+                yield from zip(kb[j:], itertools.repeat(None), vb[j:])
+            else:
+                return
+            i, j = len(ka), len(kb)
+            continue
+        x, y = ka[i], kb[j]
+        if x == y and va[i] == vb[j]:
+            m = min(len(ka) - i, len(kb) - j)
+            if ka[i:i + m] == kb[j:j + m] and va[i:i + m] == vb[j:j + m]:
+                i += m
+                j += m
+                continue
+            lo, hi = 1, m  # the first lo items are equal, the first hi are not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if ka[i:i + mid] == kb[j:j + mid] and va[i:i + mid] == vb[j:j + mid]:
+                    lo = mid
+                else:
+                    hi = mid
+            i += lo
+            j += lo
+        elif x < y:
+            yield x, va[i], None
+            i += 1
+        elif y < x:
+            yield y, None, vb[j]
+            j += 1
         else:
-            if a[1] != b[1]:
-                yield a[0], a[1], b[1]
-            a, b = next(old, None), next(new, None)
+            yield x, va[i], vb[j]
+            i += 1
+            j += 1

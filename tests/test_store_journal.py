@@ -493,3 +493,64 @@ def test_full_transfer_below_another_zone_falls_back_from_appends(store):
     _writer_feed(store, vs[1])
     assert _records(store) == list(vs[1].records())
     assert _records(store, N("example.net.")) == list(other.records())
+
+
+# -- the diff of two versions of a zone's nodes (for the journal) ---------------------
+def _batched(items: list[tuple[bytes, bytes]], cuts: list[int]):
+    """`items` as (keys, values) batches cut at `cuts`, as `_suffix_batches` gives them."""
+    bounds = sorted({0, len(items), *(c % (len(items) + 1) for c in cuts)})
+    for lo, hi in zip(bounds, bounds[1:]):
+        yield [k for k, _ in items[lo:hi]], [v for _, v in items[lo:hi]]
+
+
+_NODE_KEYS = st.text(alphabet="ab", max_size=3).map(str.encode)  # short: many shared keys
+_NODE_VALUES = st.sampled_from([b"", b"1", b"2"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(old=st.dictionaries(_NODE_KEYS, _NODE_VALUES, max_size=14),
+       new=st.dictionaries(_NODE_KEYS, _NODE_VALUES, max_size=14),
+       old_cuts=st.lists(st.integers(0, 20), max_size=5),
+       new_cuts=st.lists(st.integers(0, 20), max_size=5))
+def test_diff_sorted_yields_every_difference_in_key_order(old, new, old_cuts, new_cuts):
+    expected = [(key, old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
+                if old.get(key) != new.get(key)]
+    got = store_module._diff_sorted(_batched(sorted(old.items()), old_cuts),
+                                    _batched(sorted(new.items()), new_cuts))
+    assert list(got) == expected
+
+
+def test_diff_sorted_of_long_equal_runs_around_changes():
+    keys = [b"%05d" % n for n in range(3000)]
+    old = {key: b"v" for key in keys}
+    new = dict(old)
+    new[keys[0]] = b"w"  # first
+    del new[keys[1700]]  # inside a batch
+    new[b"01700x"] = b"v"  # added right after it
+    new[keys[-1]] = b"w"  # last
+    new[b"99999"] = b"v"  # after every old key
+    expected = [(keys[0], b"v", b"w"), (keys[1700], b"v", None), (b"01700x", None, b"v"),
+                (keys[-1], b"v", b"w"), (b"99999", None, b"v")]
+    for old_size, new_size in ((256, 256), (100, 7), (1, 3000)):
+        got = store_module._diff_sorted(
+            _batched(sorted(old.items()), list(range(0, 4000, old_size))),
+            _batched(sorted(new.items()), list(range(0, 4000, new_size))))
+        assert list(got) == expected
+
+
+def test_suffix_batches_stop_at_the_prefix(tmp_path):
+    env = lmdb.open(str(tmp_path / "env"), max_dbs=1)
+    items = [(b"a" + b"%03d" % n, b"x%d" % n) for n in range(10)]
+    with env.begin(write=True) as txn:
+        for key, value in [(b"0", b"before"), *items, (b"b", b"after"), (b"b1", b"after")]:
+            txn.put(key, value)
+    with env.begin() as txn:
+        for size in (1, 3, 10, 11, 100):
+            batches = list(store_module._suffix_batches(txn.cursor(), b"a", size))
+            assert all(keys for keys, _ in batches) and all(len(keys) <= size
+                                                            for keys, _ in batches)
+            assert [(b"a" + k, v) for keys, values in batches
+                    for k, v in zip(keys, values)] == items
+        assert list(store_module._suffix_batches(txn.cursor(), b"c")) == []
+        assert list(store_module._suffix_batches(txn.cursor(), b"a5")) == []
+    env.close()
