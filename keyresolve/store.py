@@ -35,6 +35,8 @@ of every zone for as long as they hold it.
 
 from __future__ import annotations
 
+import bisect
+import collections
 import contextlib
 import heapq
 import itertools
@@ -98,6 +100,8 @@ TRANSFER_TXN_NODES = 20_000
 #: runs of equal nodes are compared a batch at a time; small enough that a
 #: batch with one difference costs little more than the difference.
 DIFF_BATCH = 256
+#: Keys read at a time by `_delete_prefix` before deleting them.
+DELETE_BATCH = 4096
 #: A cursor item's key and value.
 _KEY_OF = operator.itemgetter(0)
 _VALUE_OF = operator.itemgetter(1)
@@ -248,13 +252,18 @@ def _origin_from_prefix(key: bytes) -> Name:
 
 
 def _delete_prefix(cursor: lmdb.Cursor, prefix: bytes) -> int:
-    """Delete every key starting with `prefix`; returns how many."""
+    """Delete every key starting with `prefix`; returns how many. Reads the
+    keys `DELETE_BATCH` at a time, then deletes those under `prefix` in a
+    loop that runs in C (`delete()` moves to the next key)."""
     count = 0
-    if not cursor.set_range(prefix):
-        return 0
-    while cursor.key().startswith(prefix):
-        count += 1
-        if not cursor.delete():  # delete() moves to the next key
+    delete = cursor.delete
+    while cursor.set_range(prefix):
+        keys = list(itertools.islice(cursor.iternext(values=False), DELETE_BATCH))
+        under = bisect.bisect_left(keys, True, key=lambda key: not key.startswith(prefix))
+        cursor.set_range(prefix)
+        collections.deque(itertools.starmap(delete, itertools.repeat((), under)), maxlen=0)
+        count += under
+        if under < DELETE_BATCH:
             break
     return count
 

@@ -554,3 +554,21 @@ def test_suffix_batches_stop_at_the_prefix(tmp_path):
         assert list(store_module._suffix_batches(txn.cursor(), b"c")) == []
         assert list(store_module._suffix_batches(txn.cursor(), b"a5")) == []
     env.close()
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5, 4096])
+@pytest.mark.parametrize("under", [0, 1, 5, 6, 10])
+def test_delete_prefix_deletes_exactly_the_prefix(tmp_path, monkeypatch, batch, under):
+    monkeypatch.setattr(store_module, "DELETE_BATCH", batch)
+    env = lmdb.open(str(tmp_path / "env"), max_dbs=1)
+    others = [b"0", b"a", b"b", b"b0", b"b2", b"bz", b"c"]  # around the prefix b"b1"
+    mine = [b"b1" + b"%02d" % n for n in range(under)]
+    with env.begin(write=True) as txn:
+        for key in others + mine:
+            txn.put(key, b"v")
+        assert store_module._delete_prefix(txn.cursor(), b"b1") == under
+        assert list(txn.cursor().iternext(values=False)) == others
+        assert store_module._delete_prefix(txn.cursor(), b"d") == 0
+        assert store_module._delete_prefix(txn.cursor(), b"c") == 1  # the last key
+        assert list(txn.cursor().iternext(values=False)) == others[:-1]
+    env.close()
