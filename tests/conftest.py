@@ -176,6 +176,25 @@ def write_serve_config(directory: Path, zones: dict[str, str], *, listen: str = 
     return path
 
 
+def compiler_pids(data_dir: Path) -> list[int]:
+    """Live `keyresolve.daemons.compiler` children compiling into `data_dir`."""
+    wanted = data_dir.resolve()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode().split("\0")
+            cwd = os.readlink(entry / "cwd")
+        except (OSError, UnicodeDecodeError):
+            continue  # gone, or not ours
+        if "keyresolve.daemons.compiler" in argv:
+            at = argv.index("keyresolve.daemons.compiler") + 1
+            if at < len(argv) and (Path(cwd) / argv[at]).resolve() == wanted:
+                found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy_env(monkeypatch):
     """Tests never talk to anything but loopback."""

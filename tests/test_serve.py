@@ -18,8 +18,9 @@ from keyresolve.codes import Opcode, Rcode, RType
 from keyresolve.message import Message, make_query
 from keyresolve.names import Name
 from keyresolve.records import KEY, NS
+from keyresolve.store import Store
 
-from .conftest import (ask, b64key, keyresolve_cmd, tcp_read, udp_exchange, udp_no_reply,
+from .conftest import (ask, b64key, compiler_pids, keyresolve_cmd, tcp_read, udp_exchange, udp_no_reply,
                        write_serve_config)
 
 #: Keys at one name: enough to overflow a 1232-byte UDP response.
@@ -207,6 +208,28 @@ def test_sighup_reloads_and_a_broken_file_keeps_the_old_zone(tmp_path, server):
 def test_sigterm_exits_cleanly(server):
     assert server.stop() == 0
     assert "shutting down" in server.log
+
+
+def test_sigterm_during_a_reload_stops_its_compile(tmp_path, server):
+    """The reload's compile child waits for LMDB's write lock, held here:
+    SIGTERM must not wait for it."""
+    (tmp_path / "example.com.zone").write_text(
+        EXAMPLE.replace("2026112201", "2026112202") + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    with Store(tmp_path / "data") as store:
+        txn = store._env.begin(write=True)
+        try:
+            server.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 30
+            while not (pids := compiler_pids(tmp_path / "data")):
+                assert time.monotonic() < deadline, "no compile started:\n" + server.log
+                time.sleep(0.01)
+            start = time.monotonic()
+            assert server.stop() == 0
+            assert time.monotonic() - start < 4
+            assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+        finally:
+            txn.abort()
+        assert store.get_zone_info(name("example.com.")).serial == 2026112201
 
 
 def test_restart_serves_compiled_data_without_recompiling(tmp_path, start_daemon):

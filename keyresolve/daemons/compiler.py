@@ -8,15 +8,20 @@ add to the server's. `compile_in_child` runs `Store.compile_zone` in
 LMDB serialises its write transactions with the server's, and the server's
 next snapshot sees the new zone. The child prints one JSON line: the
 zone's serial and record count, or its errors.
+
+Cancelling `compile_in_child` (a server shutting down) kills the child:
+a compile cut short leaves the served zone as it was, and its partly
+written new version is cleared by the next compile (`Store.compile_zone`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+import trio
 
 from ..errors import KeyresolveError, StoreError, ZoneErrors, ZoneFileError
 from ..names import Name
@@ -31,27 +36,31 @@ STDERR_TAIL = 2000
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 
 
-def compile_in_child(data_dir: str | Path, path: str, origin: Name) -> tuple[int, int]:
+async def compile_in_child(data_dir: str | Path, path: str, origin: Name) -> tuple[int, int]:
     """Compile the zone file at `path` into the store at `data_dir` in a
     child process; (serial, records). Raises ZoneErrors (every file:line
-    error, as `Store.compile_zone`), or StoreError."""
+    error, as `Store.compile_zone`), or StoreError. Cancelled, it kills the
+    child (SIGTERM, as `trio.run_process`) before it returns."""
     cmd = [sys.executable, "-m", "keyresolve.daemons.compiler", str(data_dir), path,
            origin.to_text()]
     # the child imports the package this process runs, wherever that is
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
     try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=COMPILE_TIMEOUT, env=env)
-    except subprocess.TimeoutExpired:
+        with trio.fail_after(COMPILE_TIMEOUT):
+            proc = await trio.run_process(cmd, stdin=b"", capture_stdout=True,
+                                          capture_stderr=True, check=False, env=env)
+    except trio.TooSlowError:
         raise StoreError(f"compile of {origin} took longer than {COMPILE_TIMEOUT:g} s") from None
     except OSError as exc:
         raise StoreError(f"cannot start the compile process: {exc.strerror or exc}") from None
+    stdout = proc.stdout.decode(errors="replace")
     try:
-        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        report = json.loads(stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
+        stderr = proc.stderr.decode(errors="replace")
         raise StoreError(f"compile process failed (exit {proc.returncode}): "
-                         f"{proc.stderr[-STDERR_TAIL:].strip() or 'no output'}") from None
+                         f"{stderr[-STDERR_TAIL:].strip() or 'no output'}") from None
     if "zone_errors" in report:
         raise ZoneErrors([ZoneFileError(*error) for error in report["zone_errors"]])
     if "error" in report:

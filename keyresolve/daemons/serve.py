@@ -305,34 +305,39 @@ def _sources_unchanged(store: Store, zone: ZoneConfig) -> bool:
     return True
 
 
-def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
+async def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     """Compile one zone file into the store unless its files are unchanged,
-    in a child process (`compiler.compile_in_child`: answers do not wait).
+    in a child process (`compiler.compile_in_child`: answers do not wait,
+    and cancelling stops it).
 
     A file with errors leaves the served zone untouched.
     """
     start = time.perf_counter()
     info = store.get_zone_info(zone.name)
     previous = None if info is None else info.serial
-    if _sources_unchanged(store, zone):
+    if await trio.to_thread.run_sync(_sources_unchanged, store, zone):  # hashes the files
         return LoadResult(zone, "unchanged", info.serial, info.records, previous_serial=previous)
     try:
-        serial, records = compile_in_child(store.path, zone.file, zone.name)
+        serial, records = await compile_in_child(store.path, zone.file, zone.name)
     except KeyresolveError as exc:
         return LoadResult(zone, "failed", error=str(exc), previous_serial=previous)
     return LoadResult(zone, "loaded", serial, records, time.perf_counter() - start,
                       previous_serial=previous)
 
 
-def load_zones(store: Store, config: ServeConfig) -> list[LoadResult]:
+async def load_zones(store: Store, config: ServeConfig) -> list[LoadResult]:
     """Compile every primary zone; drop zones no longer configured."""
-    results = [compile_zone(store, zone) for zone in config.zones if not zone.is_secondary]
+    results = [await compile_zone(store, zone) for zone in config.zones if not zone.is_secondary]
+    await trio.to_thread.run_sync(_drop_unconfigured, store, config)
+    return results
+
+
+def _drop_unconfigured(store: Store, config: ServeConfig) -> None:
     wanted = {zone.name for zone in config.zones}
     for origin in store.zone_names():
         if origin not in wanted:
             store.delete_zone(origin)
             log.info("zone %s removed (no longer configured)", origin)
-    return results
 
 
 def log_results(results: list[LoadResult]) -> None:
@@ -359,11 +364,11 @@ class AuthDaemon:
         self.handler = AuthServer(store, config)
 
     async def reload(self) -> list[LoadResult]:
-        """Recompile changed zone files in child processes, waited for in a
-        worker thread (queries are answered meanwhile), then NOTIFY the
+        """Recompile changed zone files in child processes (queries are
+        answered meanwhile; a shutdown kills them), then NOTIFY the
         secondaries of zones whose serial changed."""
         async with self.handler.write_lock:
-            results = await trio.to_thread.run_sync(load_zones, self.store, self.config)
+            results = await load_zones(self.store, self.config)
         log_results(results)
         for result in results:
             if result.serial_changed:
