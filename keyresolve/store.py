@@ -745,6 +745,11 @@ class Store:
             except lmdb.NotFoundError:  # read-only, written before journals existed
                 self._journal = None
             self._scratch = None if readonly else self._env.open_db(SCRATCH_DB)
+            if not readonly:
+                # Free the reader slots of processes that died in a read
+                # transaction (a killed compile child, a crashed worker): they
+                # pin the pages they saw, and the file would grow meanwhile.
+                self._env.reader_check()
         except BaseException:
             self._env.close()
             raise

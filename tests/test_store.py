@@ -371,3 +371,40 @@ def test_closed_store_raises_store_error(tmp_path):
     with pytest.raises(StoreError):
         with store.snapshot():
             pass
+
+
+_HOLD_ENV = """import lmdb, sys
+env = lmdb.open(sys.argv[1], max_dbs=8, map_size=1 << 30)
+print("open", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+_DIE_READING = """import lmdb, os, signal, sys
+env = lmdb.open(sys.argv[1], max_dbs=8, map_size=1 << 30)
+txn = env.begin()
+txn.get(b"x")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _reader_pids(readers: str) -> set[int]:
+    """The pids of LMDB's reader table (`Environment.readers()` text)."""
+    return {int(line.split()[0]) for line in readers.splitlines()[1:] if line.strip()}
+
+
+def test_opening_a_store_frees_the_reader_slots_of_dead_processes(tmp_path):
+    path = tmp_path / "db"
+    Store(path).close()
+    # another process keeps the environment open, so LMDB does not start afresh
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_ENV, str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        dead = subprocess.Popen([sys.executable, "-c", _DIE_READING, str(path)])
+        assert dead.wait(timeout=60) == -9
+        with Store(path, readonly=True) as store:  # read-only: leaves the table as it is
+            assert dead.pid in _reader_pids(store._env.readers())
+        with Store(path) as store:
+            assert dead.pid not in _reader_pids(store._env.readers())
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
