@@ -501,6 +501,7 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
 
         stage("full handle(), 64 per snapshot, response cache cleared", lambda: full(True))
         stage("full handle(), 64 per snapshot, answers cached", lambda: full(False))
+        fast_path_stages(handler, queries, stage)
         msgs = [Message.from_wire(q) for q in queries]
         with store.snapshot() as snap:
             qnames = [m.question.name for m in msgs]
@@ -532,6 +533,41 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
                                                                   for b in bodies])
         stage("LMDB snapshot open+close (once per batch of up to 64)", snapshots)
     return out
+def fast_path_stages(handler, queries: list[bytes], stage) -> None:
+    """The uncached fast path's parts: `fastpath.answer` with its lookups
+    answered from a dict (no LMDB), and the lookups alone (the route and
+    `txn.get`, in `handler._fast_lookup`)."""
+    from keyresolve import fastpath
+
+    seen: dict[tuple[bytes, bytes], object] = {}
+
+    def recording(domain_key: bytes, local: bytes):
+        node = seen[domain_key, local] = handler._fast_lookup(domain_key, local)
+        return node
+
+    with handler.batch():
+        for q in queries:
+            fastpath.answer(q, recording)
+    if not seen:
+        return  # nothing takes the fast path in this tree
+    asked = list(seen)
+
+    def from_dict() -> None:
+        get = seen.__getitem__
+        for q in queries:
+            fastpath.answer(q, lambda domain_key, local: get((domain_key, local)))
+
+    def lookups() -> None:
+        lookup = handler._fast_lookup
+        for i in range(0, len(asked), 64):
+            with handler.batch():
+                for domain_key, local in asked[i:i + 64]:
+                    lookup(domain_key, local)
+
+    stage("  of which fastpath.answer, lookups from a dict (no LMDB)", from_dict)
+    stage("  of which the lookups alone (route, LMDB txn.get), 64 per snapshot", lookups)
+
+
 def plot(report: dict, latencies, outdir: Path) -> list[str]:
     """qps vs zone size, and the latency CDF; [] with a message if no matplotlib."""
     if not common.have_matplotlib():
