@@ -15,7 +15,7 @@ import click
 import trio
 
 from .codes import RType, rtype_from_text
-from .config import MAX_WORKERS, format_endpoint, load_serve_config, parse_endpoint
+from .config import MAX_WORKERS, fingerprint, format_endpoint, load_serve_config, parse_endpoint
 from .errors import (ConfigError, KeyresolveError, NetworkError, PeerError, ProtocolError,
                      ZoneErrors)
 from .names import Name
@@ -77,8 +77,10 @@ def main() -> None:
               help="Internal: run as worker INDEX:CHANNEL_FD of a main process.")
 @click.option("--bound", multiple=True, hidden=True,
               help="Internal: an address the main process bound (for --worker).")
+@click.option("--config-digest", default=None, hidden=True,
+              help="Internal: the main process's config.fingerprint (for --worker).")
 def serve(config_path: str, log_level: str | None, workers: int | None, worker: str | None,
-          bound: tuple[str, ...]) -> None:
+          bound: tuple[str, ...], config_digest: str | None) -> None:
     """Run an authoritative server."""
     from .daemons import serve as daemon
 
@@ -86,6 +88,10 @@ def serve(config_path: str, log_level: str | None, workers: int | None, worker: 
         config = load_serve_config(path)
         if workers is not None:
             config.workers = workers
+        if config_digest is not None and fingerprint(config) != config_digest:
+            # a worker restarted after an edit must not answer from another config
+            raise ConfigError(f"{path}: changed since the server started (or a key file "
+                              "it names did); restart the server to apply the change")
         return config
 
     if worker is None:

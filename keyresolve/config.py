@@ -6,6 +6,8 @@ typo must not silently change behaviour). Every error names the file and key.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import ipaddress
 import tomllib
 from dataclasses import dataclass, field
@@ -103,6 +105,17 @@ class ServeConfig:
             if zone.name == origin:
                 return zone
         return None
+
+
+def fingerprint(config: ServeConfig) -> str:
+    """A digest of what a worker must share with its main process: the whole
+    config with the keys' secrets, but not `workers` and `log_level`, which
+    the main process sets itself. A worker restarted after the config file
+    or a key file changed on disk computes another one."""
+    digest = hashlib.sha256(repr(dataclasses.replace(config, workers=1, log_level="")).encode())
+    for key in config.keys.values():  # the file's order, as both processes read it
+        digest.update(len(key.secret).to_bytes(4, "big") + key.secret)
+    return digest.hexdigest()
 
 
 class Table:

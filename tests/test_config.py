@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from keyresolve.config import format_endpoint, load_serve_config, parse_endpoint
+from keyresolve.config import fingerprint, format_endpoint, load_serve_config, parse_endpoint
 from keyresolve.errors import ConfigError
 from keyresolve.names import Name
 
@@ -101,3 +105,39 @@ def test_secondary_zone(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_serve_config(tmp_path / "nope.toml")
+
+
+_FINGERPRINTED = ('listen = ["127.0.0.1:0"]\ndata_dir = "d"\n'
+                  '[keys.xfer]\nalgorithm = "hmac-sha256"\nsecret_file = "xfer.secret"\n'
+                  '[[zones]]\nname = "example.com"\nfile = "example.com.zone"\n')
+
+
+def _fingerprinted(tmp_path, body=_FINGERPRINTED, secret="A" * 44):
+    secret_file = tmp_path / "xfer.secret"
+    secret_file.write_text(secret)
+    os.chmod(secret_file, 0o600)
+    path = tmp_path / "serve.toml"
+    path.write_text(body)
+    return path
+
+
+def test_fingerprint_sees_what_a_worker_shares_with_its_main_process(tmp_path):
+    path = _fingerprinted(tmp_path)
+    first = fingerprint(load_serve_config(path))
+    assert fingerprint(load_serve_config(path)) == first
+    # another process (another hash seed) reading the same files agrees
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys; from keyresolve.config import fingerprint, "
+         "load_serve_config; print(fingerprint(load_serve_config(sys.argv[1])))", str(path)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONHASHSEED": "7"})
+    assert other.stdout.strip() == first
+    # the number of workers and the log level are the main process's to set
+    config = load_serve_config(path)
+    config.workers, config.log_level = 4, "debug"
+    assert fingerprint(config) == first
+    # a changed zone list, setting or secret is another config
+    assert fingerprint(load_serve_config(_fingerprinted(
+        tmp_path, _FINGERPRINTED + '[[zones]]\nname = "example.org"\nfile = "o.zone"\n'))) != first
+    assert fingerprint(load_serve_config(_fingerprinted(
+        tmp_path, _FINGERPRINTED.replace('data_dir = "d"', 'data_dir = "e"')))) != first
+    assert fingerprint(load_serve_config(_fingerprinted(tmp_path, secret="B" * 44))) != first

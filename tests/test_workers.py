@@ -123,6 +123,24 @@ def test_a_killed_worker_is_logged_and_restarted(workers):
     assert gone(new_pid)
 
 
+def test_a_worker_restarted_after_a_config_edit_refuses_to_start(tmp_path, workers):
+    """Answering from another config than the main process's would split the
+    server in two; the main process answers alone until the file is back."""
+    pid = worker_pid(workers)
+    config = tmp_path / "serve.toml"
+    original = config.read_text()
+    config.write_text("tcp_idle_timeout = 9\n" + original)  # a worker could run with it
+    os.kill(pid, signal.SIGKILL)
+    workers.wait_for("changed since the server started")
+    replies = spread(workers.address, [key_query() for _ in range(SPREAD)])
+    assert all(r.rcode == Rcode.NOERROR for r in replies)
+    config.write_text(original)  # a later restart of the worker takes
+    new_pid = worker_pid(workers, new=True)
+    assert new_pid != pid
+    workers.stop()
+    assert gone(new_pid)
+
+
 def test_workers_exit_when_the_main_process_dies(workers):
     pid = worker_pid(workers)
     workers.signal(signal.SIGKILL)

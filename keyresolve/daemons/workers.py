@@ -31,7 +31,7 @@ import sys
 import msgpack
 import trio
 
-from ..config import ServeConfig, format_endpoint
+from ..config import ServeConfig, fingerprint, format_endpoint
 from ..errors import KeyresolveError
 
 log = logging.getLogger("keyresolve.serve")
@@ -97,7 +97,8 @@ class WorkerPool:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cmd = [sys.executable, "-m", "keyresolve", "serve", "--config", str(self.config.path),
                "--log-level", logging.getLevelName(logging.getLogger().level).lower(),
-               "--worker", f"{index}:{theirs.fileno()}"]
+               "--worker", f"{index}:{theirs.fileno()}",
+               "--config-digest", fingerprint(self.config)]
         for address in self.bound:
             cmd += ["--bound", format_endpoint(address)]
         try:
