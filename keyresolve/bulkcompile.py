@@ -43,8 +43,8 @@ from .zonefile import (_KEY, _KEY_HEADS, MAX_LINE, CompiledZone, _array, _Compil
 
 #: Largest zone file the bulk compile takes. It holds every mailbox node in
 #: memory with the store's key prefix, about 1.7 bytes per byte of file: a
-#: 1,000,000-key zone (73 MiB) peaks near 155 MB. Bigger files are compiled by `zonefile.compile_zone`,
-#: whose memory does not grow with the zone.
+#: 1,000,000-key zone (73 MiB) peaks near 155 MB. Bigger files are compiled
+#: by `zonefile.compile_zone`, whose memory does not grow with the zone.
 MAX_BULK_FILE = 96 << 20
 #: Bytes read at a time: large enough that per-chunk costs vanish, small
 #: next to the nodes held.
@@ -75,8 +75,6 @@ _HEADS = {b"%s %s" % (alg.encode(), usage.encode()): head
 #: every byte that can follow a mailbox key's prefix (local parts are
 #: printable ASCII), and no key holds it (keys are ASCII).
 _SEP = b"\0\xff"
-
-
 #: (key, node) of a partitioned entry.
 _KEY_NODE = operator.itemgetter(0, 2)
 
