@@ -67,6 +67,15 @@ class Daemon:
             if match := regex.search(line):
                 return match
 
+    def wait_logged(self, pattern: str, timeout: float = DAEMON_TIMEOUT) -> re.Match:
+        """As `wait_for`, but a line an earlier wait already read counts too:
+        for events whose order against the others is not fixed."""
+        regex = re.compile(pattern)
+        for line in self.lines:
+            if match := regex.search(line):
+                return match
+        return self.wait_for(pattern, timeout)
+
     @property
     def log(self) -> str:
         return "\n".join(self.lines)
