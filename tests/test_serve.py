@@ -398,9 +398,11 @@ def test_cached_answers_follow_the_data_version(tmp_path):
         assert after.answer[0].rdata.key == __import__("base64").b64decode(_b64(99))
 
 
-def test_cached_answers_of_a_secondary_zone_end_when_it_expires(tmp_path, monkeypatch):
-    import time
-
+def _transferred_secondary(tmp_path):
+    """A handler whose store holds example.com. as a secondary zone just
+    transferred, with an expire of 120 s (less than
+    fastpath.MAX_RESPONSE_AGE, which must not be what ends cached answers):
+    (store, handler, zone config, parsed zone, its SecondaryZone)."""
     import trio
 
     from keyresolve.config import ZoneConfig
@@ -411,16 +413,20 @@ def test_cached_answers_of_a_secondary_zone_end_when_it_expires(tmp_path, monkey
 
     zone = ZoneConfig(name=name("example.com."), primaries=[("127.0.0.1", 9)])
     store, handler = _handler(tmp_path, [], [zone])
+    writer = store.zone_writer(zone.name, primary="127.0.0.1:9")
+    writer.begin_full()
+    parsed = parse_zone_text(EXAMPLE_COM.replace("3600 600 604800 300", "60 60 120 300"))
+    for record in parsed.records():
+        if record.rtype != RType.SOA:
+            writer.add(record)
+    writer.commit(parsed.soa)
+    secondary = SecondaryZone(zone, store, {}, trio.Lock(), lambda *_: None)
+    return store, handler, zone, parsed, secondary
+
+
+def test_cached_answers_of_a_secondary_zone_end_when_it_expires(tmp_path, monkeypatch):
+    store, handler, zone, parsed, secondary = _transferred_secondary(tmp_path)
     with store:
-        writer = store.zone_writer(zone.name, primary="127.0.0.1:9")
-        writer.begin_full()
-        # expire 120 s: less than fastpath.MAX_RESPONSE_AGE, which must not be what ends it
-        parsed = parse_zone_text(EXAMPLE_COM.replace("3600 600 604800 300", "60 60 120 300"))
-        for record in parsed.records():
-            if record.rtype != RType.SOA:
-                writer.add(record)
-        writer.commit(parsed.soa)
-        secondary = SecondaryZone(zone, store, {}, trio.Lock(), lambda *_: None)
         handler.add_secondary(secondary)
         query = make_query(name("alice@example.com"), RType.KEY).to_wire()
         assert Message.from_wire(_batch(handler, query)).rcode == Rcode.NOERROR
@@ -445,27 +451,8 @@ def test_cached_answers_end_at_the_timers_expiry_when_it_is_later(tmp_path, monk
     """The store records a transfer a moment before the refresh timers hear
     of it: between the stored expiry and the timers' the main process still
     answers NOERROR, and those answers must not outlive the timers' expiry."""
-    import time
-
-    import trio
-
-    from keyresolve.config import ZoneConfig
-    from keyresolve.daemons.secondary import SecondaryZone
-    from keyresolve.zonefile import parse_zone_text
-
-    from .test_fastpath import EXAMPLE_COM
-
-    zone = ZoneConfig(name=name("example.com."), primaries=[("127.0.0.1", 9)])
-    store, handler = _handler(tmp_path, [], [zone])
+    store, handler, _, parsed, secondary = _transferred_secondary(tmp_path)
     with store:
-        writer = store.zone_writer(zone.name, primary="127.0.0.1:9")
-        writer.begin_full()
-        parsed = parse_zone_text(EXAMPLE_COM.replace("3600 600 604800 300", "60 60 120 300"))
-        for record in parsed.records():
-            if record.rtype != RType.SOA:
-                writer.add(record)
-        writer.commit(parsed.soa)
-        secondary = SecondaryZone(zone, store, {}, trio.Lock(), lambda *_: None)
         stored = secondary.expires_at()
         secondary.state.begin_check()
         secondary.state.check_succeeded(parsed.soa.rdata, stored - 120 + 0.5)  # timers: +0.5 s
