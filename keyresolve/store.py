@@ -251,21 +251,28 @@ def _origin_from_prefix(key: bytes) -> Name:
         raise StoreError(f"corrupt zone key {key!r}") from exc
 
 
-def _delete_prefix(cursor: lmdb.Cursor, prefix: bytes) -> int:
-    """Delete every key starting with `prefix`; returns how many. Reads the
-    keys `DELETE_BATCH` at a time, then deletes those under `prefix` in a
-    loop that runs in C (`delete()` moves to the next key)."""
+def _delete_prefix(cursor: lmdb.Cursor, prefix: bytes, limit: int | None = None) -> int:
+    """Delete every key starting with `prefix` (the first `limit` of them, if
+    given); returns how many. Reads the keys `DELETE_BATCH` at a time, then
+    deletes those under `prefix` in a loop that runs in C (`delete()` moves
+    to the next key)."""
     count = 0
     delete = cursor.delete
     while cursor.set_range(prefix):
-        keys = list(itertools.islice(cursor.iternext(values=False), DELETE_BATCH))
-        under = bisect.bisect_left(keys, True, key=lambda key: not key.startswith(prefix))
+        size = DELETE_BATCH if limit is None else min(DELETE_BATCH, limit - count)
+        keys = list(itertools.islice(cursor.iternext(values=False), size))
+        under = _count_under(keys, prefix)
         cursor.set_range(prefix)
         collections.deque(itertools.starmap(delete, itertools.repeat((), under)), maxlen=0)
         count += under
-        if under < DELETE_BATCH:
+        if under < DELETE_BATCH or count == limit:
             break
     return count
+
+
+def _count_under(keys: list[bytes], prefix: bytes) -> int:
+    """How many of `keys` (ascending, none below `prefix`) start with it."""
+    return bisect.bisect_left(keys, True, key=lambda key: not key.startswith(prefix))
 
 
 def _merge_nodes(cursor: lmdb.Cursor, prefix: bytes, items: Iterable[tuple[bytes, bytes]],
@@ -958,14 +965,8 @@ class Store:
         """Delete every node under `prefix`, `per_txn` per write transaction."""
         while True:
             with self._env.begin(write=True) as txn:
-                cursor = txn.cursor(db=self._nodes)
-                if not cursor.set_range(prefix):
+                if _delete_prefix(txn.cursor(db=self._nodes), prefix, per_txn) < per_txn:
                     return
-                for _ in range(per_txn):
-                    if not cursor.key().startswith(prefix):
-                        return
-                    if not cursor.delete():  # moves to the next key
-                        return
 
     def _write_meta(self, txn: lmdb.Transaction, origin: Name, area: int, records: int,
                     sources: Iterable[tuple[str, bytes]], loaded_at: float | None,
@@ -1753,8 +1754,8 @@ def _suffix_batches(cursor: lmdb.Cursor, prefix: bytes, size: int = DIFF_BATCH
     while True:
         batch = list(itertools.islice(items, size))
         last = len(batch) < size
-        if batch and not batch[-1][0].startswith(prefix):
-            batch = list(itertools.takewhile(lambda item: item[0].startswith(prefix), batch))
+        if batch and not batch[-1][0].startswith(prefix):  # the prefix ends in this batch
+            del batch[_count_under(list(map(_KEY_OF, batch)), prefix):]
             last = True
         if batch:
             yield list(map(strip, map(_KEY_OF, batch))), list(map(_VALUE_OF, batch))

@@ -566,7 +566,9 @@ def test_delete_prefix_deletes_exactly_the_prefix(tmp_path, monkeypatch, batch, 
     with env.begin(write=True) as txn:
         for key in others + mine:
             txn.put(key, b"v")
-        assert store_module._delete_prefix(txn.cursor(), b"b1") == under
+        assert store_module._delete_prefix(txn.cursor(), b"b1", limit=3) == min(3, under)
+        assert list(txn.cursor().iternext(values=False)) == sorted(others + mine[3:])
+        assert store_module._delete_prefix(txn.cursor(), b"b1") == max(0, under - 3)
         assert list(txn.cursor().iternext(values=False)) == others
         assert store_module._delete_prefix(txn.cursor(), b"d") == 0
         assert store_module._delete_prefix(txn.cursor(), b"c") == 1  # the last key
