@@ -9,9 +9,9 @@ or encoding, a too-small UDP size -- returns None and goes through the full path
 reference: tests check both give byte-identical answers.
 
 The fast path accepts a strict subset of what the full decoder accepts, so it
-never answers a message the full path would reject. It reads the query's
-bytes directly, taking only the shortest msgpack encodings (what every
-encoder writes) of the one layout
+never answers a message the full path would reject. It matches the query's
+bytes with one regular expression (`_QUERY`), taking only the shortest
+msgpack encodings (what every encoder writes) of the one layout
 
     95 92 <name: fixstr or str8> <type: fixint> 90 90 90 <udp_size>
 
@@ -41,19 +41,30 @@ from .zone import ZoneView
 _ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 #: Matched against the name's bytes: other than ASCII never matches.
-_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*\Z".encode("ascii"))
+_LOCAL = rf"{_ATOM}(?:\.{_ATOM})*".encode("ascii")
 _DOMAIN = re.compile(rf"(?:{_LABEL}\.)+\Z".encode("ascii"))
 #: Types a node may be asked for here (each a msgpack positive fixint, so its
 #: byte is its value); ANY, ALIAS and transfers need the full path.
 _FAST_TYPES = frozenset(int(t) for t in (RType.KEY, RType.ADDR, RType.NS, RType.SOA))
+_TYPE_BYTES = b"".join(re.escape(bytes((t,))) for t in sorted(_FAST_TYPES))
+#: The one query layout taken here, whole (see the module docstring), in one
+#: match: header bytes 2-7 (the id is free; flags none or RD only: QR,
+#: opcode QUERY = 0, AA, TC, RA, Z, SG and the rcode clear; version; an
+#: array of 5 whose first item is an array of 2); the name's header (fixstr,
+#: or str8 where a fixstr cannot hold it); a canonical local part; "@"; the
+#: domain (only bytes that are not a type's: `_DOMAIN` checks it after); the
+#: type; three empty sections; the UDP size as a positive fixint, uint8 or
+#: uint16. `answer` checks the length the name's header states.
+_QUERY = re.compile(
+    rb"..[\x00\x01]\x00" + re.escape(bytes((VERSION, 0, 0x95, 0x92)))
+    + rb"([\xa0-\xbf]|\xd9[\x20-\xff])(" + _LOCAL + rb")@([^" + _TYPE_BYTES
+    + rb"]+)([" + _TYPE_BYTES + rb"])\x90\x90\x90([\x00-\x7f]|\xcc.|\xcd..)\Z",
+    re.DOTALL).match
 #: Domains whose store key is remembered (a handful in practice). Bounds the
 #: memory hostile queries for made-up domains can take; past it, start over.
 MAX_CACHED_DOMAINS = 4096
 _domain_keys: dict[bytes, bytes] = {}
 
-#: Header bytes 4-7 of a query taken here: version 1, rcode 0, then the body:
-#: an array of 5 whose first item, the question, is an array of 2.
-_PLAIN_QUERY = bytes((VERSION, 0, 0x95, 0x92))
 #: Response header bytes 2-7 (flags QR|AA, without and with RD; version 1;
 #: rcode 0) and the body's array of 5.
 _RESPONSE_HEAD = (bytes((0x84, 0, VERSION, 0, 0x95)), bytes((0x85, 0, VERSION, 0, 0x95)))
@@ -61,11 +72,12 @@ _TAIL = b"\x90\x90" + msgpack.packb(DEFAULT_UDP_SIZE)  # empty authority, additi
 #: The same for NXDOMAIN (rcode 3): an empty answer, then the SOA in authority.
 _NXDOMAIN_HEAD = (bytes((0x84, 3, VERSION, 0, 0x95)), bytes((0x85, 3, VERSION, 0, 0x95)))
 _NEGATIVE_TAIL = b"\x90" + msgpack.packb(DEFAULT_UDP_SIZE)  # empty additional
-_EMPTY_SECTIONS = b"\x90\x90\x90"
 _ENTRY = 0x93  # a stored node entry: [rtype, ttl, rdatas]
 _ALIAS = int(RType.ALIAS)  # a plain int: faster to compare than the enum member
-#: Bytes of a stored TTL by its first byte (fixint, uint8/16/32).
-_TTL_SIZE = {**{byte: 1 for byte in range(0x80)}, 0xCC: 2, 0xCD: 3, 0xCE: 5}
+#: Where a stored entry's rdatas begin, by its TTL's first byte (a fixint,
+#: uint8/16/32 TTL takes 1, 2, 3 or 5 bytes after the node and entry headers
+#: and the type).
+_RDATAS_AT = {**{byte: 4 for byte in range(0x80)}, 0xCC: 5, 0xCD: 6, 0xCE: 8}
 _RECORD = b"\x94"  # an answer record: [name, rtype, ttl, rdata]
 _ARRAYS = [bytes((0x90 | count,)) for count in range(16)]  # fixarray headers
 
@@ -101,35 +113,14 @@ Lookup = Callable[[bytes, bytes], bytes | Negative | None]
 
 def answer(data: bytes, lookup: Lookup) -> bytes | None:
     """The response bytes for `data`, or None to use the full path."""
-    # Header: version 1, rcode 0; of the flags only RD may be set: QR, opcode
-    # (QUERY = 0), AA, TC in byte 2 and RA, Z, SG, rcode in byte 3 are clear.
-    if data[4:8] != _PLAIN_QUERY or data[2] & 0xFE or data[3] or len(data) < 13:
+    match = _QUERY(data)
+    if match is None:
         return None
-    size = data[8]
-    if 0xA0 <= size <= 0xBF:  # fixstr
-        start = 9
-        end = start + size - 0xA0
-    elif size == 0xD9 and data[9] >= 32:  # str8, only where fixstr cannot hold it
-        start = 10
-        end = start + data[9]
-    else:
-        return None  # str16 names (over 255 bytes) are rare: full path
-    tail = data[end:]  # type, three empty sections, udp_size
-    if len(tail) == 5:
-        udp_size = tail[4]
-        if udp_size > 0x7F:  # not a positive fixint
-            return None
-    elif len(tail) == 7 and tail[4] == 0xCD:  # uint16
-        udp_size = tail[5] << 8 | tail[6]
-    elif len(tail) == 6 and tail[4] == 0xCC:  # uint8
-        udp_size = tail[5]
-    else:
+    head, local, domain, rtype, udp = match.groups()
+    # The name's length as its header states it must be what was matched.
+    if (head[-1] - 0xA0 if len(head) == 1 else head[-1]) != len(local) + len(domain) + 1:
         return None
-    rtype = tail[0]
-    if rtype not in _FAST_TYPES or tail[1:4] != _EMPTY_SECTIONS:
-        return None
-    local, at, domain = data[start:end].partition(b"@")
-    if not at or len(local) > MAX_LOCAL or not _LOCAL.match(local):
+    if len(local) > MAX_LOCAL:
         return None
     domain_key = _domain_keys.get(domain)
     if domain_key is None:
@@ -142,18 +133,30 @@ def answer(data: bytes, lookup: Lookup) -> bytes | None:
     node = lookup(domain_key, local)
     if node is None:
         return None
+    end = match.end(3)  # the name's end: the type follows
     if type(node) is Negative:
         out = b"".join((data[:2], _NXDOMAIN_HEAD[data[2]], data[7:end + 1], b"\x90\x91", node,
                         _NEGATIVE_TAIL))
+    elif (node[0] == 0x91 and node[1] == _ENTRY and node[2] == rtype[0]
+          and node[rdatas := _RDATAS_AT.get(node[3], 0)] == 0x91
+          and node[rdatas + 1] == 0x94 and node[rdatas + 5] == 0xC4
+          and rdatas + 7 + node[rdatas + 6] == len(node)):
+        # The most common node, spliced in one join: one entry, of the type
+        # asked, whose one KEY rdata ([fixint x 3, bin8]) ends the node; its
+        # record [owner, type, TTL, rdata] is the node without its headers.
+        out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], b"\x91\x94",
+                        data[8:end], node[2:rdatas], node[rdatas + 1:], _TAIL))
     else:
-        records = _answer_records(node, rtype, data[8:end])
+        records = _answer_records(node, rtype[0], data[8:end])
         if records is None:
             return None
         out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], records, _TAIL))
     # As message.max_response_size: min(advertised, 1232), at least 512. A
     # longer answer is a TC response: the full path makes it.
-    if len(out) > MIN_UDP_SIZE and len(out) > min(max(udp_size, MIN_UDP_SIZE), DEFAULT_UDP_SIZE):
-        return None
+    if len(out) > MIN_UDP_SIZE:
+        udp_size = udp[1] << 8 | udp[2] if len(udp) == 3 else udp[-1]
+        if len(out) > min(max(udp_size, MIN_UDP_SIZE), DEFAULT_UDP_SIZE):
+            return None
     return out
 
 
@@ -167,7 +170,7 @@ def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
             # The common node: one entry, of the type asked, whose rdatas end
             # the node. KEY rdatas ([algorithm, usage, flags, bin8 key], each
             # int a fixint) are measured from their header, others walked.
-            rdatas = 3 + _TTL_SIZE[node[3]]
+            rdatas = _RDATAS_AT[node[3]]
             count = node[rdatas] - 0x90
             start = rdatas + 1
             if count == 1 and (  # the most common: one rdata, the rest of the node
@@ -175,6 +178,15 @@ def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
                      and start + 6 + node[start + 5] == len(node))
                     or _skip(node, start, 1) == len(node)):
                 return b"".join((b"\x91\x94", owner, node[2:rdatas], node[start:]))
+            if count == 2 and node[start] == 0x94 and node[start + 4] == 0xC4:
+                # Next most common: two KEY rdatas (a key to encrypt, one to sign).
+                second = start + 6 + node[start + 5]
+                if (node[start + 1] < 0x80 and node[start + 2] < 0x80 and node[start + 3] < 0x80
+                        and node[second] == 0x94 and node[second + 1] < 0x80
+                        and node[second + 2] < 0x80 and node[second + 3] < 0x80
+                        and node[second + 4] == 0xC4 and second + 6 + node[second + 5] == len(node)):
+                    head = b"".join((_RECORD, owner, node[2:rdatas]))  # + type and TTL
+                    return b"".join((b"\x92", head, node[start:second], head, node[second:]))
             if 1 < count < 16:
                 head = b"".join((_RECORD, owner, node[2:rdatas]))  # + type and TTL
                 parts = [_ARRAYS[count]]

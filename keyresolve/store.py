@@ -1081,7 +1081,9 @@ class Store:
         manager, or `close` it (the UDP loop does, once per batch, without
         the context manager's cost)."""
         try:
-            txn = self._env.begin()  # read-only (the default; faster without keywords)
+            # Read-only (the default); the nodes db is the default db, for
+            # `Snapshot.node_reader`. Positional: faster without keywords.
+            txn = self._env.begin(self._nodes)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB: {exc}") from exc
         version = txn.id()
@@ -1118,7 +1120,8 @@ class Snapshot:
     def __init__(self, txn: lmdb.Transaction, zones_db: Any, nodes_db: Any,
                  journal_db: Any = None, *, cache: dict | None = None,
                  version: int | None = None) -> None:
-        """Wrap an open read transaction (use `Store.snapshot`). `cache` is
+        """Wrap an open read transaction whose default database is the nodes
+        db (use `Store.snapshot`). `cache` is
         shared by snapshots of the same data version (see `Store._cache_for`);
         by default, this snapshot has its own. `version` is `txn.id()`, if
         the caller has it."""
@@ -1153,13 +1156,20 @@ class Snapshot:
         A fast-path lookup: one get (the zone is looked up once per data
         version), no decoding. `find_mailbox` also finds mailboxes below the apex.
         """
-        route = self._route(zone_key)
+        route = self.mailbox_route(zone_key)
         if route is None or route[0] != zone_key:
             return None
         try:
             return self._txn.get(route[1] + local, None, self._nodes)
         except lmdb.Error as exc:
             raise StoreError(f"LMDB read failed: {exc}") from None
+
+    def node_reader(self) -> Callable[[bytes], bytes | None]:
+        """A function from a node key (such as a `mailbox_route` prefix and
+        a local part) to its raw node bytes in this snapshot, None if absent:
+        the read transaction's own get, for hot loops. It does not translate
+        LMDB's errors; its callers fall back to methods that do."""
+        return self._txn.get  # the transaction's default db is the nodes db
 
     def find_mailbox(self, domain_key: bytes, local: bytes
                      ) -> tuple[bytes, bytes | None] | None:
@@ -1173,7 +1183,7 @@ class Snapshot:
         A fast-path lookup: one get per query; the route of each domain is
         computed once per data version.
         """
-        route = self._route(domain_key)
+        route = self.mailbox_route(domain_key)
         if route is None:
             return None
         try:
@@ -1181,8 +1191,12 @@ class Snapshot:
         except lmdb.Error as exc:
             raise StoreError(f"LMDB read failed: {exc}") from None
 
-    def _route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
-        """(zone key, node key prefix of D's mailboxes) for the domain D, or None."""
+    def mailbox_route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
+        """Where the mailboxes of the domain D (`domain_key` = D.key()) are
+        found, as `find_mailbox` finds them: (origin key of the closest
+        enclosing zone, the node key prefix to which a local part's bytes
+        are appended); None if no zone encloses D or D is at or below a cut.
+        Computed once per data version."""
         route = self._cache.get(domain_key, _UNKNOWN)
         if route is _UNKNOWN:
             route = self._compute_route(domain_key)

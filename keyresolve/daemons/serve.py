@@ -72,6 +72,12 @@ class AuthServer:
         self._responses_until = -math.inf
         #: `fastpath.Negative` by zone key, for the same data version.
         self._negatives: dict[bytes, fastpath.Negative] = {}
+        #: The fast path's routes by domain key, for as long as the cached
+        #: responses: (node key prefix of D's mailboxes, the zone's Negative
+        #: or None), or False where the full path must answer.
+        self._routes: dict[bytes, tuple[bytes, fastpath.Negative | None] | bool] = {}
+        #: The batch snapshot's `Snapshot.node_reader`.
+        self._read_node: Callable[[bytes], bytes | None] | None = None
         #: Messages handled (UDP and TCP): logged at exit, per process.
         self.messages = 0
         #: One store writer at a time: reloads (in worker threads) and inbound
@@ -90,16 +96,18 @@ class AuthServer:
 
     def __enter__(self) -> None:
         snapshot = self._snapshot = self.store.snapshot()
+        self._read_node = snapshot.node_reader()
         if snapshot.version != self._responses_version or time.time() >= self._responses_until:
             self._responses.clear()
             self._negatives.clear()
+            self._routes.clear()
             self._responses_version = snapshot.version
             self._responses_until = min(time.time() + fastpath.MAX_RESPONSE_AGE,
                                         self._secondaries_valid_until())
 
     def __exit__(self, *exc_info: object) -> None:
         self._snapshot.close()
-        self._snapshot = None
+        self._snapshot = self._read_node = None
 
     def _secondaries_valid_until(self) -> float:
         """When the next secondary zone served now may expire (cached
@@ -113,33 +121,49 @@ class AuthServer:
         return min((at for at in expiries if at > now), default=math.inf)
 
     def _fast_lookup(self, domain_key: bytes, local: bytes) -> bytes | fastpath.Negative | None:
-        """Node bytes of local@D for the fast path, its zone's `Negative` if
-        it owns nothing, or None for the full path.
+        """Node bytes of local@D for the fast path (in a batch), its zone's
+        `Negative` if it owns nothing, or None for the full path."""
+        route = self._routes.get(domain_key)
+        if route is None:
+            route = self._fast_route(domain_key)
+        if not route:
+            return None
+        node = self._read_node(route[0] + local)
+        return route[1] if node is None else node
+
+    def _fast_route(self, domain_key: bytes) -> tuple[bytes, fastpath.Negative | None] | bool:
+        """Where `_fast_lookup` finds the mailboxes of D, remembered until the
+        cached responses go (a new data version, or a secondary zone's expiry).
 
         Policy is checked on the zone found, never on D itself, so a
         signed-only zone is not answered unsigned for names below its apex.
         """
         snapshot = self._snapshot
-        if snapshot is None:
-            return None
-        found = snapshot.find_mailbox(domain_key, local)
-        if found is None:
-            return None
-        zone_key, node = found
-        if zone_key in self.slow_zones:
-            return None
-        secondary = self._secondary_keys.get(zone_key)
-        if secondary is not None and secondary.expired(time.time(), snapshot):
-            return None
-        if node is None:  # NXDOMAIN
-            negative = self._negatives.get(zone_key)
-            if negative is None:
-                view = snapshot.get_zone(Name.from_key(zone_key))
-                if view is None:
-                    return None
-                negative = self._negatives[zone_key] = fastpath.negative(view)
-            return negative
-        return node
+        route: tuple[bytes, fastpath.Negative | None] | bool = False
+        found = snapshot.mailbox_route(domain_key)
+        if found is not None and found[0] not in self.slow_zones:
+            zone_key, prefix = found
+            secondary = self._secondary_keys.get(zone_key)
+            if secondary is not None and secondary.expired(time.time(), snapshot):
+                # Not remembered: the zone comes back to life when its
+                # timers say so, which neither changes the data version
+                # nor ends the cached responses' time.
+                return False
+            route = prefix, self._negative(zone_key)
+        if len(self._routes) >= fastpath.MAX_CACHED_DOMAINS:
+            self._routes.clear()  # made-up domains: bounded memory
+        self._routes[domain_key] = route
+        return route
+
+    def _negative(self, zone_key: bytes) -> fastpath.Negative | None:
+        """The NXDOMAIN authority of the zone (None: leave it to the full path)."""
+        negative = self._negatives.get(zone_key)
+        if negative is None:
+            view = self._snapshot.get_zone(Name.from_key(zone_key))
+            if view is None:
+                return None
+            negative = self._negatives[zone_key] = fastpath.negative(view)
+        return negative
 
     def handle(self, data: bytes, peer: tuple, tcp: bool
                ) -> bytes | Iterator[bytes] | Awaitable[bytes | None] | None:
@@ -157,8 +181,11 @@ class AuthServer:
                 log.exception("fast path failed on a message from %s", peer[0])
                 fast = None
             if fast is not None:
-                if not fast[3]:  # NOERROR: names asked for at random cannot crowd them out
-                    self._responses.remember(question, fast[2:])
+                # NOERROR only: names asked for at random cannot crowd them
+                # out (ResponseCache.remember, inlined: this runs per datagram)
+                responses = self._responses
+                if not fast[3] and len(responses) < responses.limit:
+                    responses[question] = fast[2:]
                 return fast
         if self.forward is not None and len(data) >= 4 and (
                 (data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF == Opcode.NOTIFY:
