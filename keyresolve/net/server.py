@@ -22,8 +22,10 @@ from ..message import MAX_MESSAGE, FrameReader, frame
 log = logging.getLogger("keyresolve.net")
 
 #: Datagrams answered per wake-up before yielding to other tasks: bounds how
-#: long a UDP flood can starve TCP clients, timers and signal handling.
-MAX_BATCH = 64
+#: long a UDP flood can starve TCP clients, timers and signal handling (256
+#: answers take ~3 ms). Each yield costs a trio scheduling round: under load,
+#: 64 per round cost ~0.7 us more per answer than 256 (benchmarks/RESULTS.md).
+MAX_BATCH = 256
 #: Largest datagram we read; anything longer is truncated by the kernel and
 #: then fails to decode (FORMERR), so no larger buffer is ever useful.
 MAX_DATAGRAM = MAX_MESSAGE
