@@ -86,7 +86,8 @@ SERVE_STAGES = [
     # fastpath.answer and authority.answer share a name: "answer" is either's own code
     (r"^(answer|_Answerer|_find_cut|negative_soa|RRset\.records)",
      "answer(): fast path checks, or authority logic"),
-    (r"^(AuthServer\._fast_lookup|Snapshot\.(find_mailbox|_route))$", "fast path: store lookup"),
+    (r"^(AuthServer\._(fast_lookup|fast_route|negative)|Snapshot\.(find_mailbox|mailbox_route))$",
+     "fast path: store lookup"),
     (r"^(_answer_records|_walk|_skip|_answer_records_slow)$", "fast path: splice"),
     (r"^ResponseCache\.", "response cache"),
     (r"^LmdbZoneView\.(get_node|_key|has_descendants|soa)", "store view glue"),
@@ -356,11 +357,23 @@ def bench_main(size: int, args, workdir: Path) -> dict:
                                 rate=rate, keep_latencies=True)
     finally:
         loop_ceiling.stop()
+    # the same loop with a msgpack decode and one LMDB node read per query
+    # (the server is stopped: the data directory is still the one it served)
+    lmdb_bound = common.start_ceiling(response, duration=10 * args.duration + 120,
+                                      loop="trio-lmdb", data_dir=workdir / f"serve-{size}" / "data")
+    try:
+        warm(lmdb_bound.pid, lmdb_bound.address, queries, qfile, args)
+        bound = measure_load(lmdb_bound.pid, lmdb_bound.address, queries, qfile, args)
+    finally:
+        lmdb_bound.stop()
     out["throughput"] = {"server": server, "ceiling": ceil, **compare(server, ceil),
                          "goal": f">= {GOAL_QPS_RATIO}",
                          "trio_loop_ceiling": loop,
                          "trio_loop_vs_ceiling": compare(loop, ceil)["ratio"],
-                         "server_vs_trio_loop": compare(server, loop)["ratio"]}
+                         "server_vs_trio_loop": compare(server, loop)["ratio"],
+                         "decode_and_lmdb_read_bound": bound,
+                         "bound_vs_ceiling": compare(bound, ceil)["ratio"],
+                         "server_vs_bound": compare(server, bound)["ratio"]}
     lat_s = server_lat.pop("latencies")
     lat_c = ceil_lat.pop("latencies")
     lat_l = loop_lat.pop("latencies")

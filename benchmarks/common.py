@@ -252,11 +252,14 @@ def start_serve(config: Path, *, core: int | None = SERVER_CORE,
 
 
 def start_ceiling(response: bytes, *, core: int | None = SERVER_CORE, duration: float = 600,
-                  max_packets: int = 50_000_000, loop: str = "plain") -> Daemon:
+                  max_packets: int = 50_000_000, loop: str = "plain",
+                  data_dir: Path | None = None) -> Daemon:
     """Start benchmarks/ceiling.py answering `response`; wait for "ready"."""
     cmd = [sys.executable, str(REPO / "benchmarks" / "ceiling.py"), "--response-hex",
            response.hex(), "--duration", str(duration), "--max-packets", str(max_packets),
            "--loop", loop]
+    if data_dir is not None:
+        cmd += ["--data-dir", str(data_dir)]
     daemon = Daemon(cmd, core=core)
     try:
         daemon.wait_for(r"\bready\b", 30)

@@ -103,6 +103,9 @@ def test_bench_auth_reports_every_scenario(tmp_path):
     throughput = main["throughput"]
     assert throughput["server"]["rcodes"] == {"0": throughput["server"]["answered"]}
     assert throughput["ratio"] > 0 and throughput["basis"]
+    bound = throughput["decode_and_lmdb_read_bound"]  # found every node it read (SERVFAIL if not)
+    assert bound["answered"] > 0 and bound["rcodes"] == {"0": bound["answered"]}
+    assert throughput["bound_vs_ceiling"] > 0
     for key in ("server", "ceiling", "trio_loop_ceiling"):
         assert main["latency"][key]["latency_ms"]["p99"] > 0
     assert 0 < main["restart"]["first_answer_s"] < 30 and main["restart"]["ready_s"] > 0
