@@ -468,7 +468,10 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
     from keyresolve.config import load_serve_config
     from keyresolve.daemons.serve import AuthServer
     from keyresolve.message import Message
+    from keyresolve.net import server as server_mod
     from keyresolve.store import Store, decode_node
+
+    batch = server_mod.MAX_BATCH  # datagrams per snapshot in serve_udp
 
     def clear() -> None:
         cache = getattr(names_mod, "_from_wire_cached", None)
@@ -502,9 +505,9 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
             responses = getattr(handler, "_responses", None)  # absent in older trees
             if cold and responses is not None:
                 responses.clear()
-            for i in range(0, n, 64):  # as serve_udp: one snapshot per batch of 64
+            for i in range(0, n, batch):  # as serve_udp: one snapshot per batch
                 with handler.batch():
-                    for q in queries[i:i + 64]:
+                    for q in queries[i:i + batch]:
                         handler.handle(q, peer, False)
 
         def snapshots() -> None:
@@ -512,9 +515,10 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
                 with store.snapshot():
                     pass
 
-        stage("full handle(), 64 per snapshot, response cache cleared", lambda: full(True))
-        stage("full handle(), 64 per snapshot, answers cached", lambda: full(False))
-        fast_path_stages(handler, queries, stage)
+        stage(f"full handle(), {batch} per snapshot, response cache cleared",
+              lambda: full(True))
+        stage(f"full handle(), {batch} per snapshot, answers cached", lambda: full(False))
+        fast_path_stages(handler, queries, stage, batch)
         msgs = [Message.from_wire(q) for q in queries]
         with store.snapshot() as snap:
             qnames = [m.question.name for m in msgs]
@@ -544,9 +548,9 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
             bodies = [msgpack.unpackb(r.to_wire(1232)[6:]) for r in responses]
             stage("  of which msgpack.packb of the body", lambda: [msgpack.packb(b)
                                                                   for b in bodies])
-        stage("LMDB snapshot open+close (once per batch of up to 64)", snapshots)
+        stage(f"LMDB snapshot open+close (once per batch of up to {batch})", snapshots)
     return out
-def fast_path_stages(handler, queries: list[bytes], stage) -> None:
+def fast_path_stages(handler, queries: list[bytes], stage, batch: int) -> None:
     """The uncached fast path's parts: `fastpath.answer` with its lookups
     answered from a dict (no LMDB), and the lookups alone (the route and
     `txn.get`, in `handler._fast_lookup`)."""
@@ -572,13 +576,13 @@ def fast_path_stages(handler, queries: list[bytes], stage) -> None:
 
     def lookups() -> None:
         lookup = handler._fast_lookup
-        for i in range(0, len(asked), 64):
+        for i in range(0, len(asked), batch):
             with handler.batch():
-                for domain_key, local in asked[i:i + 64]:
+                for domain_key, local in asked[i:i + batch]:
                     lookup(domain_key, local)
 
     stage("  of which fastpath.answer, lookups from a dict (no LMDB)", from_dict)
-    stage("  of which the lookups alone (route, LMDB txn.get), 64 per snapshot", lookups)
+    stage(f"  of which the lookups alone (route, LMDB txn.get), {batch} per snapshot", lookups)
 
 
 def plot(report: dict, latencies, outdir: Path) -> list[str]:
