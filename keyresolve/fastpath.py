@@ -144,6 +144,7 @@ def answer(data: bytes, lookup: Lookup) -> bytes | None:
         # The most common node, spliced in one join: one entry, of the type
         # asked, whose one KEY rdata ([fixint x 3, bin8]) ends the node; its
         # record [owner, type, TTL, rdata] is the node without its headers.
+        # (A TTL of no known encoding gives rdatas 0: node[1] is no 0x94.)
         out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], b"\x91\x94",
                         data[8:end], node[2:rdatas], node[rdatas + 1:], _TAIL))
     else:
