@@ -83,13 +83,12 @@ SERVE_STAGES = [
      "Name objects (parse/key/text)"),
     (r"^(Snapshot\.find_zone|Snapshot\.get_zone|LmdbZoneView\.__init__|_decode_info)",
      "find zone"),
-    # fastpath.answer and authority.answer share a name: "answer" is either's own code
-    (r"^(answer|_Answerer|_find_cut|negative_soa|RRset\.records)",
-     "answer(): fast path checks, or authority logic"),
-    (r"^(AuthServer\._(fast_lookup|fast_route|negative)|Snapshot\.(find_mailbox|mailbox_route))$",
-     "fast path: store lookup"),
-    (r"^(_answer_records|_walk|_skip|_answer_records_slow)$", "fast path: splice"),
-    (r"^ResponseCache\.", "response cache"),
+    # authority.answer and the fast path's Responder.answer (its LMDB reads are C calls in it)
+    (r"^(answer|Responder\.answer|_Answerer|_find_cut|negative_soa|RRset\.records)",
+     "answer(): fast path checks, splice and cache, or authority logic"),
+    (r"^(Responder\._route|AuthServer\._(fast_route|negative)|Snapshot\.mailbox_route)$",
+     "fast path: route"),
+    (r"^(_answer_records|_walk|_skip|_answer_records_slow|_fits)$", "fast path: splice"),
     (r"^LmdbZoneView\.(get_node|_key|has_descendants|soa)", "store view glue"),
     (r"^(Snapshot\._get|Snapshot\._first_with_prefix|_translate)", "LMDB get"),
     (r"^(decode_node|rdata_from_wire|KEY\.|SOA\.|ADDR\.|_Target|NS\.|_enum|EnumType)",
@@ -502,9 +501,9 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
         handler = AuthServer(store, config)
 
         def full(cold: bool) -> None:
-            responses = getattr(handler, "_responses", None)  # absent in older trees
-            if cold and responses is not None:
-                responses.clear()
+            responder = getattr(handler, "_responder", None)  # absent in older trees
+            if cold and responder is not None:
+                responder.responses.clear()
             for i in range(0, n, batch):  # as serve_udp: one snapshot per batch
                 with handler.batch():
                     for q in queries[i:i + batch]:
@@ -551,38 +550,42 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
         stage(f"LMDB snapshot open+close (once per batch of up to {batch})", snapshots)
     return out
 def fast_path_stages(handler, queries: list[bytes], stage, batch: int) -> None:
-    """The uncached fast path's parts: `fastpath.answer` with its lookups
-    answered from a dict (no LMDB), and the lookups alone (the route and
-    `txn.get`, in `handler._fast_lookup`)."""
+    """The uncached fast path's parts: `Responder.answer` with its node reads
+    answered from a dict (no LMDB), and the node reads alone (`txn.get`)."""
     from keyresolve import fastpath
 
-    seen: dict[tuple[bytes, bytes], object] = {}
-
-    def recording(domain_key: bytes, local: bytes):
-        node = seen[domain_key, local] = handler._fast_lookup(domain_key, local)
-        return node
-
+    if not hasattr(fastpath, "Responder"):
+        return  # an older tree
+    responder = fastpath.Responder(handler._fast_route, limit=0)
+    seen: dict[bytes, bytes | None] = {}
     with handler.batch():
-        for q in queries:
-            fastpath.answer(q, recording)
+        read = handler._snapshot.node_reader()
+
+        def recording(key: bytes) -> bytes | None:
+            node = seen[key] = read(key)
+            return node
+
+        responder.read = recording
+        for q in queries:  # the routes are found and remembered here
+            responder.answer(q)
     if not seen:
-        return  # nothing takes the fast path in this tree
-    asked = list(seen)
+        return  # nothing takes the fast path
+    keys = list(seen)
 
     def from_dict() -> None:
-        get = seen.__getitem__
+        responder.read = seen.get
         for q in queries:
-            fastpath.answer(q, lambda domain_key, local: get((domain_key, local)))
+            responder.answer(q)
 
-    def lookups() -> None:
-        lookup = handler._fast_lookup
-        for i in range(0, len(asked), batch):
+    def reads() -> None:
+        for i in range(0, len(keys), batch):
             with handler.batch():
-                for domain_key, local in asked[i:i + batch]:
-                    lookup(domain_key, local)
+                read = handler._snapshot.node_reader()
+                for key in keys[i:i + batch]:
+                    read(key)
 
-    stage("  of which fastpath.answer, lookups from a dict (no LMDB)", from_dict)
-    stage(f"  of which the lookups alone (route, LMDB txn.get), {batch} per snapshot", lookups)
+    stage("  of which Responder.answer, node reads from a dict (no LMDB)", from_dict)
+    stage(f"  of which the node reads alone (LMDB txn.get), {batch} per snapshot", reads)
 
 
 def plot(report: dict, latencies, outdir: Path) -> list[str]:

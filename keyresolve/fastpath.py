@@ -60,10 +60,10 @@ _QUERY = re.compile(
     + rb"([\xa0-\xbf]|\xd9[\x20-\xff])(" + _LOCAL + rb")@([^" + _TYPE_BYTES
     + rb"]+)([" + _TYPE_BYTES + rb"])\x90\x90\x90([\x00-\x7f]|\xcc.|\xcd..)\Z",
     re.DOTALL).match
-#: Domains whose store key is remembered (a handful in practice). Bounds the
-#: memory hostile queries for made-up domains can take; past it, start over.
+#: Domains whose route a `Responder` remembers (a handful in practice).
+#: Bounds the memory hostile queries for made-up domains can take; past it,
+#: start over.
 MAX_CACHED_DOMAINS = 4096
-_domain_keys: dict[bytes, bytes] = {}
 
 #: Response header bytes 2-7 (flags QR|AA, without and with RD; version 1;
 #: rcode 0) and the body's array of 5.
@@ -81,11 +81,11 @@ _RDATAS_AT = {**{byte: 4 for byte in range(0x80)}, 0xCC: 5, 0xCD: 6, 0xCE: 8}
 _RECORD = b"\x94"  # an answer record: [name, rtype, ttl, rdata]
 _ARRAYS = [bytes((0x90 | count,)) for count in range(16)]  # fixarray headers
 
-#: Responses a `ResponseCache` holds. One costs ~300 bytes (query key,
+#: Responses a `Responder` caches. One costs ~300 bytes (query key,
 #: response, table slots): 65,536 take ~20 MB, which keeps a server answering
 #: from a 1,000,000-key zone within its 150 MB RSS goal.
 MAX_CACHED_RESPONSES = 65536
-#: Seconds a `ResponseCache` is kept before it starts over.
+#: Seconds a `Responder` is kept before its owner starts over.
 MAX_RESPONSE_AGE = 300.0
 
 
@@ -104,61 +104,111 @@ def negative(zone: ZoneView) -> Negative:
     return Negative(msgpack.packb(negative_soa(zone).to_wire()))
 
 
-#: lookup(domain_key, local) -> the stored node bytes of ``local@D`` (with
-#: `domain_key` = D.key() and `local` the local part's ASCII bytes), a
-#: `Negative` if it owns nothing, or None to leave the query to the full
-#: path: D not served (or not this way: a zone cut, a policy).
-Lookup = Callable[[bytes, bytes], bytes | Negative | None]
+#: Where the mailboxes of a domain D are found: (the node key prefix to
+#: which a local part's bytes are appended, the `Negative` of D's zone, or
+#: None to leave NXDOMAIN to the full path).
+Route = tuple[bytes, Negative | None]
+#: find_route(domain_key) -> the `Route` of D (`domain_key` = D.key() of a
+#: valid domain), or None to leave every name of D to the full path: D not
+#: served, or not this way (a zone cut, a policy). None is not remembered.
+FindRoute = Callable[[bytes], Route | None]
 
 
-def answer(data: bytes, lookup: Lookup) -> bytes | None:
-    """The response bytes for `data`, or None to use the full path."""
-    match = _QUERY(data)
-    if match is None:
-        return None
-    head, local, domain, rtype, udp = match.groups()
-    # The name's length as its header states it must be what was matched.
-    if (head[-1] - 0xA0 if len(head) == 1 else head[-1]) != len(local) + len(domain) + 1:
-        return None
-    if len(local) > MAX_LOCAL:
-        return None
-    domain_key = _domain_keys.get(domain)
-    if domain_key is None:
+class Responder:
+    """Answers the common query from stored node bytes, for one data version
+    and policy: its owner makes a new one when either changes (and, so that
+    the cache follows a drifting set of popular names, every
+    `MAX_RESPONSE_AGE` seconds), and sets `read` to each batch's node reader
+    (`store.Snapshot.node_reader`).
+
+    Answers are cached without their id (bytes 2 onwards), by the query's
+    bytes after its id: a hit is the query's id followed by the cached
+    bytes. Only NOERROR answers are kept (names asked for at random cannot
+    crowd them out), and once `limit` are held new ones are not added: under
+    a scan of more names than that, an LRU or FIFO cache would hit nothing,
+    while this one keeps hitting for the share it holds (and popular names
+    are among the first seen).
+    """
+
+    __slots__ = ("read", "responses", "limit", "_find_route", "_routes")
+
+    def __init__(self, find_route: FindRoute, limit: int = MAX_CACHED_RESPONSES) -> None:
+        #: node key -> raw node bytes, or None if absent.
+        self.read: Callable[[bytes], bytes | None] | None = None
+        self.responses: dict[bytes, bytes] = {}
+        self.limit = limit
+        self._find_route = find_route
+        self._routes: dict[bytes, Route] = {}  # by the domain's text
+
+    def answer(self, data: bytes) -> bytes | None:
+        """The response bytes for `data`, or None to use the full path."""
+        question = data[2:]
+        cached = self.responses.get(question)
+        if cached is not None:
+            return data[:2] + cached
+        match = _QUERY(data)
+        if match is None:
+            return None
+        head, local, domain = match.group(1, 2, 3)
+        # The name's length as its header states it must be what was matched.
+        if ((head[-1] - 0xA0 if len(head) == 1 else head[-1]) != len(local) + len(domain) + 1
+                or len(local) > MAX_LOCAL):
+            return None
+        route = self._routes.get(domain)
+        if route is None:
+            route = self._route(domain)
+            if route is None:
+                return None
+        node = self.read(route[0] + local)
+        end = match.end(3)  # the name's end: the type follows
+        if node is None:  # NXDOMAIN: a mailbox is a leaf
+            if route[1] is None:
+                return None
+            out = b"".join((data[:2], _NXDOMAIN_HEAD[data[2]], data[7:end + 1], b"\x90\x91",
+                            route[1], _NEGATIVE_TAIL))
+            return out if _fits(out, match) else None
+        if (node[0] == 0x91 and node[1] == _ENTRY and node[2] == data[end]
+                and node[rdatas := _RDATAS_AT.get(node[3], 0)] == 0x91
+                and node[rdatas + 1] == 0x94 and node[rdatas + 5] == 0xC4
+                and rdatas + 7 + node[rdatas + 6] == len(node)):
+            # The most common node, spliced in one join: one entry, of the
+            # type asked, whose one KEY rdata ([fixint x 3, bin8]) ends the
+            # node; its record [owner, type, TTL, rdata] is the node without
+            # its headers. (A TTL of no known encoding gives rdatas 0:
+            # node[1] is no 0x94.)
+            out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], b"\x91\x94",
+                            data[8:end], node[2:rdatas], node[rdatas + 1:], _TAIL))
+        else:
+            records = _answer_records(node, data[end], data[8:end])
+            if records is None:
+                return None
+            out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], records, _TAIL))
+        if len(out) > MIN_UDP_SIZE and not _fits(out, match):
+            return None
+        if len(self.responses) < self.limit:
+            self.responses[question] = out[2:]
+        return out
+
+    def _route(self, domain: bytes) -> Route | None:
+        """The route of `domain` (canonical text, absolute) from `find_route`,
+        remembered; None for an invalid domain or where find_route says so."""
         if not _DOMAIN.match(domain) or len(domain) + 1 > MAX_NAME:
             return None
-        domain_key = b"\0".join(reversed(domain[:-1].split(b"."))) + b"\0"
-        if len(_domain_keys) >= MAX_CACHED_DOMAINS:
-            _domain_keys.clear()
-        _domain_keys[domain] = domain_key
-    node = lookup(domain_key, local)
-    if node is None:
-        return None
-    end = match.end(3)  # the name's end: the type follows
-    if type(node) is Negative:
-        out = b"".join((data[:2], _NXDOMAIN_HEAD[data[2]], data[7:end + 1], b"\x90\x91", node,
-                        _NEGATIVE_TAIL))
-    elif (node[0] == 0x91 and node[1] == _ENTRY and node[2] == rtype[0]
-          and node[rdatas := _RDATAS_AT.get(node[3], 0)] == 0x91
-          and node[rdatas + 1] == 0x94 and node[rdatas + 5] == 0xC4
-          and rdatas + 7 + node[rdatas + 6] == len(node)):
-        # The most common node, spliced in one join: one entry, of the type
-        # asked, whose one KEY rdata ([fixint x 3, bin8]) ends the node; its
-        # record [owner, type, TTL, rdata] is the node without its headers.
-        # (A TTL of no known encoding gives rdatas 0: node[1] is no 0x94.)
-        out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], b"\x91\x94",
-                        data[8:end], node[2:rdatas], node[rdatas + 1:], _TAIL))
-    else:
-        records = _answer_records(node, rtype[0], data[8:end])
-        if records is None:
-            return None
-        out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], records, _TAIL))
-    # As message.max_response_size: min(advertised, 1232), at least 512. A
-    # longer answer is a TC response: the full path makes it.
-    if len(out) > MIN_UDP_SIZE:
-        udp_size = udp[1] << 8 | udp[2] if len(udp) == 3 else udp[-1]
-        if len(out) > min(max(udp_size, MIN_UDP_SIZE), DEFAULT_UDP_SIZE):
-            return None
-    return out
+        route = self._find_route(b"\0".join(reversed(domain[:-1].split(b"."))) + b"\0")
+        if route is not None:
+            if len(self._routes) >= MAX_CACHED_DOMAINS:
+                self._routes.clear()
+            self._routes[domain] = route
+        return route
+
+
+def _fits(out: bytes, match: re.Match) -> bool:
+    """Whether the response fits UDP as message.max_response_size has it:
+    min(advertised, 1232), at least 512. A longer answer is a TC response:
+    the full path makes it."""
+    udp = match.group(5)
+    udp_size = udp[1] << 8 | udp[2] if len(udp) == 3 else udp[-1]
+    return len(out) <= max(min(udp_size, DEFAULT_UDP_SIZE), MIN_UDP_SIZE)
 
 
 def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
@@ -290,26 +340,3 @@ def _array_header(count: int) -> bytes:
     if count < 0x10000:
         return b"\xdc" + count.to_bytes(2, "big")
     return b"\xdd" + count.to_bytes(4, "big")
-
-
-class ResponseCache(dict):
-    """Fast-path responses without their id (bytes 2 onwards), by the query's
-    bytes after its id: a hit is the query's id followed by the cached bytes.
-
-    An `answer` depends on the query bytes, and on the data and policy its
-    lookup sees: the owner clears the cache when either changes (and, so
-    that it follows a drifting set of popular names, every
-    `MAX_RESPONSE_AGE` seconds). Once `limit` responses are held, new ones
-    are not added: under a scan of more names than that, an LRU or FIFO
-    cache would hit nothing, while this one keeps hitting for the share it
-    holds (and popular names are among the first seen).
-    """
-
-    def __init__(self, limit: int = MAX_CACHED_RESPONSES) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def remember(self, query_tail: bytes, response_tail: bytes) -> None:
-        """Keep `response_tail` (a response from byte 2) for `query_tail`."""
-        if len(self) < self.limit:
-            self[query_tail] = response_tail

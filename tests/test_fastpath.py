@@ -1,7 +1,7 @@
 """The authoritative fast path against the full path, over a real LMDB store.
 
 The full path (`Message.from_wire` -> `authority.answer` -> `to_wire`) is the
-reference: whenever `fastpath.answer` returns bytes they must be exactly the
+reference: whenever `Responder.answer` returns bytes they must be exactly the
 full path's, and whenever the full decoder rejects a message the fast path
 must return None.
 """
@@ -125,32 +125,47 @@ def snap(tmp_path_factory):
             yield snapshot
 
 
-def _enclosing(snapshot) -> fastpath.Lookup:
-    def lookup(domain_key: bytes, local: bytes) -> bytes | None:
-        found = snapshot.find_mailbox(domain_key, local)
-        return None if found is None else found[1]
-    return lookup
+def _responder(snapshot, find_route) -> fastpath.Responder:
+    """A responder over `snapshot` that caches nothing: every answer is made."""
+    responder = fastpath.Responder(find_route, limit=0)
+    responder.read = snapshot.node_reader()
+    return responder
 
 
-def _negative(snapshot) -> fastpath.Lookup:
+def _apex(snapshot) -> fastpath.Responder:
+    """Mailboxes at a zone apex only, without NXDOMAIN."""
+    def find_route(domain_key: bytes) -> fastpath.Route | None:
+        found = snapshot.mailbox_route(domain_key)
+        return None if found is None or found[0] != domain_key else (found[1], None)
+    return _responder(snapshot, find_route)
+
+
+def _enclosing(snapshot) -> fastpath.Responder:
+    """Mailboxes in any enclosing zone, without NXDOMAIN."""
+    def find_route(domain_key: bytes) -> fastpath.Route | None:
+        found = snapshot.mailbox_route(domain_key)
+        return None if found is None else (found[1], None)
+    return _responder(snapshot, find_route)
+
+
+def _negative(snapshot) -> fastpath.Responder:
     """As serve.py's: the enclosing zone, and its Negative for a missing mailbox."""
-    def lookup(domain_key: bytes, local: bytes) -> bytes | None:
-        found = snapshot.find_mailbox(domain_key, local)
-        if found is None or found[1] is not None:
-            return None if found is None else found[1]
-        return fastpath.negative(snapshot.get_zone(Name.from_key(found[0])))
-    return lookup
+    def find_route(domain_key: bytes) -> fastpath.Route | None:
+        found = snapshot.mailbox_route(domain_key)
+        if found is None:
+            return None
+        return found[1], fastpath.negative(snapshot.get_zone(Name.from_key(found[0])))
+    return _responder(snapshot, find_route)
 
 
 #: The store lookups: mailboxes at a zone apex only, or in any enclosing zone
 #: (without NXDOMAIN, or with it).
-LOOKUPS = {"apex": lambda snapshot: snapshot.mailbox_node, "enclosing": _enclosing,
-           "negative": _negative}
+LOOKUPS = {"apex": _apex, "enclosing": _enclosing, "negative": _negative}
 
 
 @pytest.fixture(params=sorted(LOOKUPS))
 def lookup(request, snap):
-    """(kind, lookup function) over the snapshot."""
+    """(kind, a responder for that kind of lookup) over the snapshot."""
     return request.param, LOOKUPS[request.param](snap)
 
 
@@ -171,7 +186,7 @@ def full_path(data: bytes, snapshot) -> bytes:
 
 def check(data: bytes, snapshot, lookup) -> bytes | None:
     """The fast path's answer, checked against the full path."""
-    fast = fastpath.answer(data, lookup[1])
+    fast = lookup[1].answer(data)
     try:
         reference = full_path(data, snapshot)
     except KeyresolveError:
@@ -443,11 +458,13 @@ def test_lookup_refusing_a_zone_sends_it_to_the_full_path(snap):
     data = wire("alice@example.com.")
     refused = {N("example.com.").key()}
 
-    def lookup(zone_key: bytes, local: bytes) -> bytes | None:
-        return None if zone_key in refused else snap.mailbox_node(zone_key, local)
+    def find_route(domain_key: bytes) -> fastpath.Route | None:
+        found = snap.mailbox_route(domain_key)
+        return None if found is None or found[0] in refused else (found[1], None)
 
-    assert fastpath.answer(data, lookup) is None
-    assert fastpath.answer(wire("dave@example.org."), lookup) is not None
+    responder = _responder(snap, find_route)
+    assert responder.answer(data) is None
+    assert responder.answer(wire("dave@example.org.")) is not None
 
 
 # -- fuzzing -----------------------------------------------------------------------
@@ -543,7 +560,9 @@ def test_answers_spliced_from_node_bytes_match_a_decode_and_reencode(node_and_ty
                                                                       udp_size):
     node, rtype = node_and_type
     data = wire("x@example.com.", rtype, flags=flags, udp_size=udp_size)
-    fast = fastpath.answer(data, lambda domain_key, local: node)
+    responder = fastpath.Responder(lambda domain_key: (b"", None), limit=0)
+    responder.read = lambda key: node
+    fast = responder.answer(data)
     # the reference: msgpack decodes the node, the answer records are packed anew
     entries = msgpack.unpackb(node)
     asked = [e for e in entries if e[0] == rtype]
@@ -581,7 +600,7 @@ def test_answers_follow_reloads_while_old_snapshots_keep_their_version(tmp_path)
             lookup = ("enclosing", _enclosing(snapshot))
             for data in queries:
                 check(data, snapshot, lookup)  # fast == full wherever fast answers
-            return ([fastpath.answer(q, lookup[1]) for q in queries[:2]],
+            return ([lookup[1].answer(q) for q in queries[:2]],
                     [full_path(q, snapshot) for q in queries])
 
         with store.snapshot() as old:
@@ -601,13 +620,21 @@ def test_answers_follow_reloads_while_old_snapshots_keep_their_version(tmp_path)
                 assert Message.from_wire(before[1][2]).authority[0].rdata.serial == 2026112201
         store.delete_zone(N("example.com."))
         with store.snapshot() as gone:
-            assert fastpath.answer(queries[0], _enclosing(gone)) is None
+            assert _enclosing(gone).answer(queries[0]) is None
             assert Message.from_wire(full_path(queries[0], gone)).rcode == Rcode.REFUSED
 
 
-def test_the_response_cache_keeps_the_first_responses_up_to_its_limit():
-    cache = fastpath.ResponseCache(limit=2)
-    for i in range(4):
-        cache.remember(bytes([i]), bytes([i, i]))
-    assert cache == {b"\x00": b"\x00\x00", b"\x01": b"\x01\x01"}
-    assert fastpath.ResponseCache().limit == fastpath.MAX_CACHED_RESPONSES
+def test_the_response_cache_keeps_the_first_noerror_answers_up_to_its_limit(snap):
+    responder = _negative(snap)
+    responder.limit = 2
+    queries = [wire("alice@example.com."), wire("zed@example.com."), wire("dave@example.org."),
+               wire("carol@eng.example.com.")]
+    answers = [responder.answer(q) for q in queries]
+    assert all(answers) and Message.from_wire(answers[1]).rcode == Rcode.NXDOMAIN
+    # the first two NOERROR answers, without their ids; NXDOMAIN is not kept
+    assert responder.responses == {queries[0][2:]: answers[0][2:], queries[2][2:]: answers[2][2:]}
+    # a hit is the asking query's id and the cached bytes: the same answer
+    again = wire("alice@example.com.", msg_id=0x4321)
+    responder.read = None  # a hit reads nothing
+    assert responder.answer(again) == again[:2] + answers[0][2:]
+    assert fastpath.Responder(lambda domain_key: None).limit == fastpath.MAX_CACHED_RESPONSES

@@ -65,19 +65,13 @@ class AuthServer:
         #: a worker process: as the store records them).
         self.secondaries: dict[Name, StoredSecondary] = {}
         self._secondary_keys: dict[bytes, StoredSecondary] = {}
-        #: Fast-path answers by the query's bytes after the id, for one data
-        #: version (`Snapshot.version`) and until a secondary zone expires.
-        self._responses = fastpath.ResponseCache()
-        self._responses_version = -1
-        self._responses_until = -math.inf
+        #: The fast path, with its cached answers and routes: one for a data
+        #: version (`Snapshot.version`), until a secondary zone may expire.
+        self._responder = fastpath.Responder(self._fast_route)
+        self._responder_version = -1
+        self._responder_until = -math.inf
         #: `fastpath.Negative` by zone key, for the same data version.
         self._negatives: dict[bytes, fastpath.Negative] = {}
-        #: The fast path's routes by domain key, for as long as the cached
-        #: responses: (node key prefix of D's mailboxes, the zone's Negative
-        #: or None), or False where the full path must answer.
-        self._routes: dict[bytes, tuple[bytes, fastpath.Negative | None] | bool] = {}
-        #: The batch snapshot's `Snapshot.node_reader`.
-        self._read_node: Callable[[bytes], bytes | None] | None = None
         #: Messages handled (UDP and TCP): logged at exit, per process.
         self.messages = 0
         #: One store writer at a time: reloads (in worker threads) and inbound
@@ -96,18 +90,17 @@ class AuthServer:
 
     def __enter__(self) -> None:
         snapshot = self._snapshot = self.store.snapshot()
-        self._read_node = snapshot.node_reader()
-        if snapshot.version != self._responses_version or time.time() >= self._responses_until:
-            self._responses.clear()
+        if snapshot.version != self._responder_version or time.time() >= self._responder_until:
+            self._responder = fastpath.Responder(self._fast_route)
             self._negatives.clear()
-            self._routes.clear()
-            self._responses_version = snapshot.version
-            self._responses_until = min(time.time() + fastpath.MAX_RESPONSE_AGE,
+            self._responder_version = snapshot.version
+            self._responder_until = min(time.time() + fastpath.MAX_RESPONSE_AGE,
                                         self._secondaries_valid_until())
+        self._responder.read = snapshot.node_reader()
 
     def __exit__(self, *exc_info: object) -> None:
         self._snapshot.close()
-        self._snapshot = self._read_node = None
+        self._snapshot = self._responder.read = None
 
     def _secondaries_valid_until(self) -> float:
         """When the next secondary zone served now may expire (cached
@@ -120,40 +113,25 @@ class AuthServer:
         expiries = (at for s in self.secondaries.values() for at in s.expiry_times(self._snapshot))
         return min((at for at in expiries if at > now), default=math.inf)
 
-    def _fast_lookup(self, domain_key: bytes, local: bytes) -> bytes | fastpath.Negative | None:
-        """Node bytes of local@D for the fast path (in a batch), its zone's
-        `Negative` if it owns nothing, or None for the full path."""
-        route = self._routes.get(domain_key)
-        if route is None:
-            route = self._fast_route(domain_key)
-        if not route:
-            return None
-        node = self._read_node(route[0] + local)
-        return route[1] if node is None else node
-
-    def _fast_route(self, domain_key: bytes) -> tuple[bytes, fastpath.Negative | None] | bool:
-        """Where `_fast_lookup` finds the mailboxes of D, remembered until the
-        cached responses go (a new data version, or a secondary zone's expiry).
+    def _fast_route(self, domain_key: bytes) -> fastpath.Route | None:
+        """The fast path's route to the mailboxes of D (`fastpath.FindRoute`),
+        which the responder keeps until it is replaced (a new data version,
+        or a secondary zone's expiry); None for the full path.
 
         Policy is checked on the zone found, never on D itself, so a
         signed-only zone is not answered unsigned for names below its apex.
+        An expired secondary zone gets None, which is not remembered: its
+        timers revive it without a new data version.
         """
         snapshot = self._snapshot
-        route: tuple[bytes, fastpath.Negative | None] | bool = False
         found = snapshot.mailbox_route(domain_key)
-        if found is not None and found[0] not in self.slow_zones:
-            zone_key, prefix = found
-            secondary = self._secondary_keys.get(zone_key)
-            if secondary is not None and secondary.expired(time.time(), snapshot):
-                # Not remembered: the zone comes back to life when its
-                # timers say so, which neither changes the data version
-                # nor ends the cached responses' time.
-                return False
-            route = prefix, self._negative(zone_key)
-        if len(self._routes) >= fastpath.MAX_CACHED_DOMAINS:
-            self._routes.clear()  # made-up domains: bounded memory
-        self._routes[domain_key] = route
-        return route
+        if found is None or found[0] in self.slow_zones:
+            return None
+        zone_key, prefix = found
+        secondary = self._secondary_keys.get(zone_key)
+        if secondary is not None and secondary.expired(time.time(), snapshot):
+            return None
+        return prefix, self._negative(zone_key)
 
     def _negative(self, zone_key: bytes) -> fastpath.Negative | None:
         """The NXDOMAIN authority of the zone (None: leave it to the full path)."""
@@ -171,21 +149,12 @@ class AuthServer:
         NOTIFY: an awaitable). Never raises: every failure becomes an rcode."""
         self.messages += 1
         if not tcp and self._snapshot is not None:
-            question = data[2:]
-            cached = self._responses.get(question)
-            if cached is not None:
-                return data[:2] + cached
             try:
-                fast = fastpath.answer(data, self._fast_lookup)
+                fast = self._responder.answer(data)
             except Exception:
                 log.exception("fast path failed on a message from %s", peer[0])
                 fast = None
             if fast is not None:
-                # NOERROR only: names asked for at random cannot crowd them
-                # out (ResponseCache.remember, inlined: this runs per datagram)
-                responses = self._responses
-                if not fast[3] and len(responses) < responses.limit:
-                    responses[question] = fast[2:]
                 return fast
         if self.forward is not None and len(data) >= 4 and (
                 (data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF == Opcode.NOTIFY:
