@@ -638,3 +638,26 @@ def test_the_response_cache_keeps_the_first_noerror_answers_up_to_its_limit(snap
     responder.read = None  # a hit reads nothing
     assert responder.answer(again) == again[:2] + answers[0][2:]
     assert fastpath.Responder(lambda domain_key: None).limit == fastpath.MAX_CACHED_RESPONSES
+
+
+def test_routes_are_remembered_per_domain_up_to_a_bound_and_none_never(monkeypatch):
+    monkeypatch.setattr(fastpath, "MAX_CACHED_DOMAINS", 3)
+    asked: list[bytes] = []
+
+    def find_route(domain_key: bytes) -> fastpath.Route | None:
+        asked.append(domain_key)
+        return None if domain_key.startswith(b"org\0") else (domain_key, None)
+
+    responder = fastpath.Responder(find_route, limit=0)
+    responder.read = lambda key: None  # every mailbox missing, no Negative: the full path's
+    for _ in range(2):
+        assert responder.answer(wire("a@d1.example.com.")) is None
+    assert asked == [N("d1.example.com.").key()]  # remembered after the first
+    for _ in range(2):
+        responder.answer(wire("a@example.org."))
+    assert asked[1:] == [N("example.org.").key()] * 2  # None: asked every time
+    for i in range(2, 6):  # made-up domains: the memory stays bounded
+        responder.answer(wire(f"a@d{i}.example.com."))
+        assert len(responder._routes) <= 3
+    assert responder.answer(wire("a@Bad_.example.com.")) is None  # not canonical: never asked
+    assert N("bad_.example.com.").key() not in asked
