@@ -218,19 +218,16 @@ def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
     bytes: ``[owner, rtype, ttl, rdata]``."""
     try:
         if node[0] == 0x91 and node[1] == _ENTRY and node[2] == rtype:
-            # The common node: one entry, of the type asked, whose rdatas end
-            # the node. KEY rdatas ([algorithm, usage, flags, bin8 key], each
-            # int a fixint) are measured from their header, others walked.
+            # One entry, of the type asked, whose rdatas end the node (the
+            # one-KEY node never gets here: `Responder.answer` splices it).
+            # KEY rdatas ([algorithm, usage, flags, bin8 key], each int a
+            # fixint) are measured from their header, others walked.
             rdatas = _RDATAS_AT[node[3]]
             count = node[rdatas] - 0x90
             start = rdatas + 1
-            if count == 1 and (  # the most common: one rdata, the rest of the node
-                    (node[start] == 0x94 and node[start + 3] < 0x80 and node[start + 4] == 0xC4
-                     and start + 6 + node[start + 5] == len(node))
-                    or _skip(node, start, 1) == len(node)):
-                return b"".join((b"\x91\x94", owner, node[2:rdatas], node[start:]))
             if count == 2 and node[start] == 0x94 and node[start + 4] == 0xC4:
-                # Next most common: two KEY rdatas (a key to encrypt, one to sign).
+                # The next most common node: two KEY rdatas (a key to encrypt,
+                # one to sign), measured without the loop below.
                 second = start + 6 + node[start + 5]
                 if (node[start + 1] < 0x80 and node[start + 2] < 0x80 and node[start + 3] < 0x80
                         and node[second] == 0x94 and node[second + 1] < 0x80
@@ -238,7 +235,7 @@ def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
                         and node[second + 4] == 0xC4 and second + 6 + node[second + 5] == len(node)):
                     head = b"".join((_RECORD, owner, node[2:rdatas]))  # + type and TTL
                     return b"".join((b"\x92", head, node[start:second], head, node[second:]))
-            if 1 < count < 16:
+            if 0 < count < 16:
                 head = b"".join((_RECORD, owner, node[2:rdatas]))  # + type and TTL
                 parts = [_ARRAYS[count]]
                 for _ in range(count):
