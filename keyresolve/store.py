@@ -1148,22 +1148,6 @@ class Snapshot:
     def __exit__(self, *exc_info: object) -> None:
         self._txn.abort()
 
-    def mailbox_node(self, zone_key: bytes, local: bytes) -> bytes | None:
-        """Raw node bytes of ``local@D`` in the zone at D (`zone_key` = D.key(),
-        `local` the local part's ASCII bytes), or None if D is not a zone apex
-        here or the mailbox owns nothing.
-
-        A fast-path lookup: one get (the zone is looked up once per data
-        version), no decoding. `find_mailbox` also finds mailboxes below the apex.
-        """
-        route = self.mailbox_route(zone_key)
-        if route is None or route[0] != zone_key:
-            return None
-        try:
-            return self._txn.get(route[1] + local, None, self._nodes)
-        except lmdb.Error as exc:
-            raise StoreError(f"LMDB read failed: {exc}") from None
-
     def node_reader(self) -> Callable[[bytes], bytes | None]:
         """A function from a node key (such as a `mailbox_route` prefix and
         a local part) to its raw node bytes in this snapshot, None if absent:
@@ -1171,32 +1155,13 @@ class Snapshot:
         LMDB's errors; its callers fall back to methods that do."""
         return self._txn.get  # the transaction's default db is the nodes db
 
-    def find_mailbox(self, domain_key: bytes, local: bytes
-                     ) -> tuple[bytes, bytes | None] | None:
-        """Where the full path (`keyresolve.authority`) finds ``local@D``
-        (`domain_key` = D.key() of a valid domain D, `local` its ASCII
-        bytes): ``(zone_key, node)``
-        with the origin key of the closest enclosing zone and the mailbox's
-        raw node bytes (None: it owns nothing); None if no zone encloses D
-        or D is at or below a zone cut (the answer is a referral).
-
-        A fast-path lookup: one get per query; the route of each domain is
-        computed once per data version.
-        """
-        route = self.mailbox_route(domain_key)
-        if route is None:
-            return None
-        try:
-            return route[0], self._txn.get(route[1] + local, None, self._nodes)
-        except lmdb.Error as exc:
-            raise StoreError(f"LMDB read failed: {exc}") from None
-
     def mailbox_route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
         """Where the mailboxes of the domain D (`domain_key` = D.key()) are
-        found, as `find_mailbox` finds them: (origin key of the closest
-        enclosing zone, the node key prefix to which a local part's bytes
-        are appended); None if no zone encloses D or D is at or below a cut.
-        Computed once per data version."""
+        found, as the full path (`keyresolve.authority`) finds them: (origin
+        key of the closest enclosing zone, the node key prefix to which a
+        local part's bytes are appended, for `node_reader`); None if no zone
+        encloses D or D is at or below a zone cut (the answer is a
+        referral). Computed once per data version."""
         route = self._cache.get(domain_key, _UNKNOWN)
         if route is _UNKNOWN:
             route = self._compute_route(domain_key)

@@ -430,8 +430,9 @@ def test_leftovers_of_a_cut_transfer_are_never_served_and_then_cleared(store):
                 db=store._env.open_db(NODES_DB, txn=txn))
     assert _records(store) == list(vs[0].records())
     with store.snapshot() as snap:  # also through the fast path's lookup
-        assert snap.find_mailbox(ORIGIN.key(), b"ghost") == (ORIGIN.key(), None)
-        assert snap.find_mailbox(ORIGIN.key(), b"user1")[1] is not None
+        zone_key, prefix = snap.mailbox_route(ORIGIN.key())
+        assert zone_key == ORIGIN.key() and snap.node_reader()(prefix + b"ghost") is None
+        assert snap.node_reader()(prefix + b"user1") is not None
     _writer_feed(store, vs[1])
     assert _records(store) == list(vs[1].records())
     assert _area_keys(store, 1) == []
@@ -467,7 +468,7 @@ def test_unknown_node_area_is_store_error(store, area):
     with pytest.raises(StoreError):
         store.get_zone_info(ORIGIN)
     with store.snapshot() as snap, pytest.raises(StoreError):
-        snap.find_mailbox(ORIGIN.key(), b"user1")
+        snap.mailbox_route(ORIGIN.key())
 
 
 def test_full_transfer_from_the_store_is_byte_identical_to_one_from_memory(store):
