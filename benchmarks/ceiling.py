@@ -65,8 +65,10 @@ class _LmdbBound:
     def __init__(self, data_dir: str) -> None:
         import msgpack
 
+        from keyresolve.names import Name
         from keyresolve.store import Store
 
+        self.name_from_text = Name.from_text
         self.store = Store(data_dir, readonly=True)
         self.unpackb = msgpack.unpackb
         self.snapshot = None
@@ -86,9 +88,8 @@ class _LmdbBound:
         name = self.unpackb(data[6:], raw=True)[0][0]
         local, _, domain = name.partition(b"@")
         prefix = self.prefixes.get(domain, b"")
-        if prefix == b"":
-            domain_key = b"\0".join(reversed(domain[:-1].split(b"."))) + b"\0"
-            route = self.snapshot.mailbox_route(domain_key)
+        if prefix == b"":  # once per domain
+            route = self.snapshot.mailbox_route(self.name_from_text(domain.decode()).key())
             prefix = self.prefixes[domain] = None if route is None else route[1]
         return prefix is not None and self.read(prefix + local) is not None
 
