@@ -348,14 +348,15 @@ def bench_main(size: int, args, workdir: Path) -> dict:
                   for _ in range(args.rounds)]
         server, ceil = median_round(rounds)
         rate = round(args.latency_load * server["qps"])
-        server_lat = measure_load(daemon.pid, daemon.address, queries, qfile, args, rate=rate,
-                                  keep_latencies=True)
-        if args.profile:
-            out["profile"] = profile_server(daemon, daemon.address, queries, qfile, args,
-                                            Path(args.profile))
-        ceil_lat = measure_load(ceiling.pid, ceiling.address, queries, qfile, args, rate=rate,
-                                keep_latencies=True)
-        ceiling_rss = memory(ceiling.pid)
+        if not args.throughput_only:
+            server_lat = measure_load(daemon.pid, daemon.address, queries, qfile, args,
+                                      rate=rate, keep_latencies=True)
+            if args.profile:
+                out["profile"] = profile_server(daemon, daemon.address, queries, qfile, args,
+                                                Path(args.profile))
+            ceil_lat = measure_load(ceiling.pid, ceiling.address, queries, qfile, args,
+                                    rate=rate, keep_latencies=True)
+            ceiling_rss = memory(ceiling.pid)
     finally:
         daemon.stop()
         if ceiling is not None:
@@ -366,8 +367,9 @@ def bench_main(size: int, args, workdir: Path) -> dict:
     try:
         warm(loop_ceiling.pid, loop_ceiling.address, queries, qfile, args)
         loop = measure_load(loop_ceiling.pid, loop_ceiling.address, queries, qfile, args)
-        loop_lat = measure_load(loop_ceiling.pid, loop_ceiling.address, queries, qfile, args,
-                                rate=rate, keep_latencies=True)
+        if not args.throughput_only:
+            loop_lat = measure_load(loop_ceiling.pid, loop_ceiling.address, queries, qfile,
+                                    args, rate=rate, keep_latencies=True)
     finally:
         loop_ceiling.stop()
     # the same loop with a msgpack decode and one LMDB node read per query
@@ -392,6 +394,9 @@ def bench_main(size: int, args, workdir: Path) -> dict:
                          "decode_and_lmdb_read_bound": bound,
                          "bound_vs_ceiling": compare(bound, ceil)["ratio"],
                          "server_vs_bound": compare(server, bound)["ratio"]}
+    out["_latencies"] = None
+    if args.throughput_only:
+        return out
     lat_s = server_lat.pop("latencies")
     lat_c = ceil_lat.pop("latencies")
     lat_l = loop_lat.pop("latencies")
@@ -676,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="distinct names queried (a random sample of the zone's)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="server and ceiling throughput runs, in turn; the median counts")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="for the main zone, only the throughput against the ceiling "
+                             "and the two bounds: no latency, restart, RSS or breakdown")
     parser.add_argument("--latency-load", type=float, default=0.3,
                         help="open-loop rate for latencies, as a share of the server's qps")
     parser.add_argument("--profile", help="py-spy profile of the server: path prefix")

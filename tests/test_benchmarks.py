@@ -122,6 +122,19 @@ def test_bench_auth_reports_every_scenario(tmp_path):
     assert len(two["messages_per_process"]) == 2 and two["server_cpu_us_per_answer"] > 0
 
 
+def test_bench_auth_throughput_only_skips_the_rest(tmp_path):
+    out = tmp_path / "auth.json"
+    done = run_script("bench_auth.py", "--keys", "150", "--query-sample", "150", "--duration",
+                      "0.3", "--rounds", "1", "--throughput-only", "--generator", "python",
+                      "--workdir", str(tmp_path), "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    main = json.loads(out.read_text())["main"]
+    throughput = main["throughput"]
+    assert len(throughput["rounds"]) == 1 and throughput["ratio"] == throughput["rounds"][0]["ratio"]
+    assert throughput["decode_and_lmdb_read_bound"]["answered"] > 0
+    assert not {"latency", "restart", "rss", "breakdown_us_per_query"} & main.keys()
+
+
 def test_profile_summary_gives_each_sample_to_its_deepest_stage(tmp_path):
     raw = tmp_path / "p.txt"
     raw.write_text("main (a.py:1);handle (b.py:2);decode (c.py:3) 6\n"
