@@ -114,6 +114,7 @@ def test_bench_auth_reports_every_scenario(tmp_path):
     for key in ("server", "ceiling", "trio_loop_ceiling"):
         assert main["latency"][key]["latency_ms"]["p99"] > 0
     assert 0 < main["restart"]["first_answer_s"] < 30 and main["restart"]["ready_s"] > 0
+    assert main["restart"]["bytecode_compiled"] is True
     assert main["rss"]["server_mb"]["VmRSS"] > main["rss"]["ceiling_mb"]["VmRSS"] > 0
     breakdown = main["breakdown_us_per_query"]
     assert all(isinstance(v, float) for k, v in breakdown.items() if k != "queries"), breakdown
