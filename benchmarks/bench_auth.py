@@ -19,9 +19,7 @@ random existing names. For the `--keys` zone also:
 - latency percentiles with an open-loop load at `--latency-load` x the
   server's capacity, on the server and on the ceiling at the same rate;
 - restart: a new server on the compiled data directory; seconds from process
-  start to the first answer, against the ceiling process's own start (with
-  the package's bytecode cache written first, as an installed package has
-  it: `common.compile_bytecode`);
+  start to the first answer, against the ceiling process's own start;
 - RSS of the restarted server after a load run, against the ceiling's;
 - with --profile, a py-spy profile of the server under load;
 - with --workers 1,2: `serve --workers N` for each N under the same load
@@ -323,8 +321,8 @@ def median_round(rounds: list[tuple[dict, dict]]) -> tuple[dict, dict]:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def bench_main(size: int, args, workdir: Path, root: Path) -> dict:
-    """Every scenario on the `size`-key zone (of the keyresolve tree at `root`)."""
+def bench_main(size: int, args, workdir: Path) -> dict:
+    """Every scenario on the `size`-key zone."""
     zone, queries, qfile = prepare(size, args, workdir)
     out: dict = {"keys": size}
     # 1. throughput and latency of a server that compiled the zone at start,
@@ -408,9 +406,7 @@ def bench_main(size: int, args, workdir: Path, root: Path) -> dict:
                                          ceil_lat["latency_ms"]["p50"]),
                       "p99_ratio": ratio(server_lat["latency_ms"]["p99"],
                                          ceil_lat["latency_ms"]["p99"])}
-    # 3. restart on the compiled data directory, with a fixed port to probe,
-    # and the package's bytecode cache in place, as a deployed server has it
-    bytecode = common.compile_bytecode(root)
+    # 3. restart on the compiled data directory, with a fixed port to probe
     port = common.free_port()
     config = common.write_serve_config(workdir / f"serve-{size}", zone, port=port)
     first, daemon = time_to_first_answer(common.keyresolve_cmd("serve", "--config", str(config)),
@@ -426,7 +422,6 @@ def bench_main(size: int, args, workdir: Path, root: Path) -> dict:
     out["restart"] = {"first_answer_s": round(first, 3), "ready_s": round(ready, 3),
                       "ceiling_first_answer_s": round(ceiling_start, 3),
                       "ratio": ratio(first, ceiling_start), "goal": f"<= {GOAL_RESTART_S} s",
-                      **bytecode,
                       "log": [line for line in daemon.lines if "zone" in line][-2:]}
     out["rss"] = {"server_mb": rss, "ceiling_mb": ceiling_rss,
                   "ratio": ratio(rss.get("VmRSS"), ceiling_rss.get("VmRSS")),
@@ -722,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     with common.workdir(args.workdir) as workdir:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} - {args.keys})
         results = [bench_size(s, args, workdir) for s in sizes]
-        main_result = bench_main(args.keys, args, workdir, root)
+        main_result = bench_main(args.keys, args, workdir)
         latencies = main_result.pop("_latencies")
         results.append({"keys": args.keys, "compile_s": main_result.get("compile_s"),
                         "load": main_result["throughput"]["server"]})
