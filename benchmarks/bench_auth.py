@@ -11,11 +11,14 @@ fresh data directory (it compiles the zone), and put closed-loop load on it
 from core 1 with `dnsperf -B` (or loadgen.py if dnsperf is missing) using
 random existing names. For the `--keys` zone also:
 
-- the ceiling server (ceiling.py) under the same load, same run: the ratio.
-  Server and ceiling are up together and loaded in turn, `--rounds` times
-  (3); the round whose ratio is the median counts, and every round's figures
-  are reported, so drift of the machine's speed between runs shows instead
-  of deciding the figure;
+- the ceiling server (ceiling.py) under the same load, same run: the ratio;
+  and two bounds: keyresolve's own UDP loop with a no-op handler, and the
+  same loop with a msgpack decode and one LMDB read per query (`ceiling.py
+  --loop trio`, `--loop trio-lmdb`). All four are up together and loaded in
+  turn, `--rounds` times (3): the round whose server-to-ceiling ratio is the
+  median counts, every round's figures are reported, and the bounds' ratios
+  are medians over the rounds, so drift of the machine's speed shows
+  instead of deciding the figures;
 - latency percentiles with an open-loop load at `--latency-load` x the
   server's capacity, on the server and on the ceiling at the same rate;
 - restart: a new server on the compiled data directory; seconds from process
@@ -314,89 +317,90 @@ def bench_size(size: int, args, workdir: Path) -> dict:
     return {"keys": size, **info, "load": load}
 
 
-def median_round(rounds: list[tuple[dict, dict]]) -> tuple[dict, dict]:
-    """The (server, ceiling) loads of the round whose ratio is the median (of
-    an even count, the lower middle one)."""
-    ranked = sorted(rounds, key=lambda pair: compare(*pair)["ratio"] or 0.0)
+#: The processes `bench_main` loads in turn in each round.
+ROUND_TARGETS = ("server", "ceiling", "loop", "bound")
+
+
+def median_round(rounds: list[dict[str, dict]]) -> dict[str, dict]:
+    """The round whose server-to-ceiling ratio is the median (of an even
+    count, the lower middle one)."""
+    ranked = sorted(rounds, key=lambda r: compare(r["server"], r["ceiling"])["ratio"] or 0.0)
     return ranked[(len(ranked) - 1) // 2]
+
+
+def median_ratio(rounds: list[dict[str, dict]], name: str, base: str) -> float | None:
+    """The median over the rounds of each round's `name`-to-`base` ratio."""
+    ratios = [compare(r[name], r[base])["ratio"] for r in rounds]
+    return statistics.median(ratios) if None not in ratios else None
 
 
 def bench_main(size: int, args, workdir: Path) -> dict:
     """Every scenario on the `size`-key zone."""
     zone, queries, qfile = prepare(size, args, workdir)
     out: dict = {"keys": size}
-    # 1. throughput and latency of a server that compiled the zone at start,
-    # against the ceiling: both up at once, loaded in turn, `--rounds` times,
-    # so that the machine's drift between runs hits both alike
+    # 1. throughput of a server that compiled the zone at start, against the
+    # ceiling and the two bounds (keyresolve's trio loop with a no-op
+    # handler; the same loop with a msgpack decode and one LMDB node read per
+    # query, on the server's data directory): all up at once, loaded in turn,
+    # `--rounds` times, so that the machine's drift hits each alike
     daemon, info = start_fresh(zone, workdir, size)
     out.update(info)
     out["rss_after_compile_mb"] = memory(daemon.pid)
-    ceiling = None
+    targets = {"server": daemon}
     try:
         response = pick_response(daemon.address, queries)
+        life = (10 + len(ROUND_TARGETS) * args.rounds) * args.duration + 120
         ceiling_port = common.free_port()
         ceiling_cmd = [sys.executable, str(common.REPO / "benchmarks" / "ceiling.py"),
                        "--response-hex", response.hex(), "--listen", f"{HOST}:{ceiling_port}",
-                       "--duration", str((10 + 2 * args.rounds) * args.duration + 120)]
-        ceiling_start, ceiling = time_to_first_answer(ceiling_cmd, ceiling_port, queries[0],
-                                                      want_rcode=None)
-        ceiling.wait_for(r"\bready\b", 30)
-        warm(daemon.pid, daemon.address, queries, qfile, args)
-        warm(ceiling.pid, ceiling.address, queries, qfile, args)
-        rounds = [(measure_load(daemon.pid, daemon.address, queries, qfile, args),
-                   measure_load(ceiling.pid, ceiling.address, queries, qfile, args))
+                       "--duration", str(life)]
+        ceiling_start, targets["ceiling"] = time_to_first_answer(
+            ceiling_cmd, ceiling_port, queries[0], want_rcode=None)
+        targets["ceiling"].wait_for(r"\bready\b", 30)
+        targets["loop"] = common.start_ceiling(response, duration=life, loop="trio")
+        targets["bound"] = common.start_ceiling(response, duration=life, loop="trio-lmdb",
+                                                data_dir=workdir / f"serve-{size}" / "data")
+        for target in targets.values():
+            warm(target.pid, target.address, queries, qfile, args)
+        rounds = [{name: measure_load(targets[name].pid, targets[name].address, queries, qfile,
+                                      args) for name in ROUND_TARGETS}
                   for _ in range(args.rounds)]
-        server, ceil = median_round(rounds)
+        chosen = median_round(rounds)
+        server, ceil = chosen["server"], chosen["ceiling"]
         rate = round(args.latency_load * server["qps"])
         if not args.throughput_only:
-            server_lat = measure_load(daemon.pid, daemon.address, queries, qfile, args,
-                                      rate=rate, keep_latencies=True)
+            # 2. latency in open loop, the same rate on each
+            latencies = {name: measure_load(targets[name].pid, targets[name].address, queries,
+                                            qfile, args, rate=rate, keep_latencies=True)
+                         for name in ("server", "ceiling", "loop")}
             if args.profile:
                 out["profile"] = profile_server(daemon, daemon.address, queries, qfile, args,
                                                 Path(args.profile))
-            ceil_lat = measure_load(ceiling.pid, ceiling.address, queries, qfile, args,
-                                    rate=rate, keep_latencies=True)
-            ceiling_rss = memory(ceiling.pid)
+            ceiling_rss = memory(targets["ceiling"].pid)
     finally:
-        daemon.stop()
-        if ceiling is not None:
-            ceiling.stop()
-    # keyresolve's own trio UDP loop with a do-nothing handler: the loop's share
-    loop_ceiling = common.start_ceiling(response, duration=10 * args.duration + 120,
-                                        loop="trio")
-    try:
-        warm(loop_ceiling.pid, loop_ceiling.address, queries, qfile, args)
-        loop = measure_load(loop_ceiling.pid, loop_ceiling.address, queries, qfile, args)
-        if not args.throughput_only:
-            loop_lat = measure_load(loop_ceiling.pid, loop_ceiling.address, queries, qfile,
-                                    args, rate=rate, keep_latencies=True)
-    finally:
-        loop_ceiling.stop()
-    # the same loop with a msgpack decode and one LMDB node read per query
-    # (the server is stopped: the data directory is still the one it served)
-    lmdb_bound = common.start_ceiling(response, duration=10 * args.duration + 120,
-                                      loop="trio-lmdb", data_dir=workdir / f"serve-{size}" / "data")
-    try:
-        warm(lmdb_bound.pid, lmdb_bound.address, queries, qfile, args)
-        bound = measure_load(lmdb_bound.pid, lmdb_bound.address, queries, qfile, args)
-    finally:
-        lmdb_bound.stop()
+        for target in targets.values():
+            target.stop()
     out["throughput"] = {"server": server, "ceiling": ceil, **compare(server, ceil),
                          "goal": f">= {GOAL_QPS_RATIO}",
-                         "rounds": [{"server_qps": s["qps"],
-                                     "server_cpu_us_per_answer": s["server_cpu_us_per_answer"],
-                                     "ceiling_qps": c["qps"],
-                                     "ceiling_cpu_us_per_answer": c["server_cpu_us_per_answer"],
-                                     "ratio": compare(s, c)["ratio"]} for s, c in rounds],
-                         "trio_loop_ceiling": loop,
-                         "trio_loop_vs_ceiling": compare(loop, ceil)["ratio"],
-                         "server_vs_trio_loop": compare(server, loop)["ratio"],
-                         "decode_and_lmdb_read_bound": bound,
-                         "bound_vs_ceiling": compare(bound, ceil)["ratio"],
-                         "server_vs_bound": compare(server, bound)["ratio"]}
+                         "rounds": [{f"{name}_{key}": r[name][field]
+                                     for name in ROUND_TARGETS
+                                     for key, field in (("qps", "qps"),
+                                                        ("cpu_us_per_answer",
+                                                         "server_cpu_us_per_answer"))}
+                                    | {"ratio": compare(r["server"], r["ceiling"])["ratio"]}
+                                    for r in rounds],
+                         # of the median round; each ratio below is the
+                         # median over the rounds of that round's ratio
+                         "trio_loop_ceiling": chosen["loop"],
+                         "trio_loop_vs_ceiling": median_ratio(rounds, "loop", "ceiling"),
+                         "server_vs_trio_loop": median_ratio(rounds, "server", "loop"),
+                         "decode_and_lmdb_read_bound": chosen["bound"],
+                         "bound_vs_ceiling": median_ratio(rounds, "bound", "ceiling"),
+                         "server_vs_bound": median_ratio(rounds, "server", "bound")}
     out["_latencies"] = None
     if args.throughput_only:
         return out
+    server_lat, ceil_lat, loop_lat = (latencies[name] for name in ("server", "ceiling", "loop"))
     lat_s = server_lat.pop("latencies")
     lat_c = ceil_lat.pop("latencies")
     lat_l = loop_lat.pop("latencies")

@@ -6,7 +6,7 @@
 #   . .venv/bin/activate && bash benchmarks/run_all.sh
 #
 # Knobs (environment): KEYS (1000000), SIZES (1000,10000,100000: the extra
-# points of the qps-vs-size plot), DURATION (10 s per load run), OUT, WORK
+# points of the qps-vs-size plot), DURATION (7 s per load run), OUT, WORK
 # (zones and stores; default a temp dir removed at the end), PYTHON,
 # RESOLVER_DURATION (5 s per resolver load run), WORKERS (1,2: the
 # `serve --workers N` runs), XFR_KEYS (KEYS: the zone transfer scenarios) and
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 KEYS=${KEYS:-1000000}
 SIZES=${SIZES:-1000,10000,100000}
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-7}
 RESOLVER_DURATION=${RESOLVER_DURATION:-5}
 WORKERS=${WORKERS:-1,2}
 XFR_KEYS=${XFR_KEYS:-$KEYS}

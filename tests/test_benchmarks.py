@@ -108,6 +108,7 @@ def test_bench_auth_reports_every_scenario(tmp_path):
     rounds = throughput["rounds"]
     assert len(rounds) == 2 and throughput["ratio"] == min(r["ratio"] for r in rounds)
     assert throughput["server"]["qps"] in [r["server_qps"] for r in rounds]
+    assert all(r[f"{name}_qps"] > 0 for r in rounds for name in ("ceiling", "loop", "bound"))
     bound = throughput["decode_and_lmdb_read_bound"]  # found every node it read (SERVFAIL if not)
     assert bound["answered"] > 0 and bound["rcodes"] == {"0": bound["answered"]}
     assert throughput["bound_vs_ceiling"] > 0
