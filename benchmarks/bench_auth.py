@@ -684,7 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query-sample", type=int, default=100_000,
                         help="distinct names queried (a random sample of the zone's)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="server and ceiling throughput runs, in turn; the median counts")
+                        help="throughput rounds (server, ceiling and the two bounds loaded in "
+                             "turn); the round with the median ratio counts")
     parser.add_argument("--throughput-only", action="store_true",
                         help="for the main zone, only the throughput against the ceiling "
                              "and the two bounds: no latency, restart, RSS or breakdown")
