@@ -351,11 +351,9 @@ def bench_main(size: int, args, workdir: Path) -> dict:
         response = pick_response(daemon.address, queries)
         life = (10 + len(ROUND_TARGETS) * args.rounds) * args.duration + 120
         ceiling_port = common.free_port()
-        ceiling_cmd = [sys.executable, str(common.REPO / "benchmarks" / "ceiling.py"),
-                       "--response-hex", response.hex(), "--listen", f"{HOST}:{ceiling_port}",
-                       "--duration", str(life)]
         ceiling_start, targets["ceiling"] = time_to_first_answer(
-            ceiling_cmd, ceiling_port, queries[0], want_rcode=None)
+            common.ceiling_cmd(response, duration=life, listen=f"{HOST}:{ceiling_port}"),
+            ceiling_port, queries[0], want_rcode=None)
         targets["ceiling"].wait_for(r"\bready\b", 30)
         targets["loop"] = common.start_ceiling(response, duration=life, loop="trio")
         targets["bound"] = common.start_ceiling(response, duration=life, loop="trio-lmdb",

@@ -251,16 +251,27 @@ def start_serve(config: Path, *, core: int | None = SERVER_CORE,
     return daemon
 
 
-def start_ceiling(response: bytes, *, core: int | None = SERVER_CORE, duration: float = 600,
-                  max_packets: int = 50_000_000, loop: str = "plain",
-                  data_dir: Path | None = None) -> Daemon:
-    """Start benchmarks/ceiling.py answering `response`; wait for "ready"."""
+def ceiling_cmd(response: bytes, *, duration: float = 600, max_packets: int = 50_000_000,
+                loop: str = "plain", data_dir: Path | None = None,
+                listen: str | None = None) -> list[str]:
+    """The command line of benchmarks/ceiling.py answering `response` (on
+    `listen`, host:port, if given; else a port of its choosing)."""
     cmd = [sys.executable, str(REPO / "benchmarks" / "ceiling.py"), "--response-hex",
            response.hex(), "--duration", str(duration), "--max-packets", str(max_packets),
            "--loop", loop]
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
-    daemon = Daemon(cmd, core=core)
+    if listen is not None:
+        cmd += ["--listen", listen]
+    return cmd
+
+
+def start_ceiling(response: bytes, *, core: int | None = SERVER_CORE, duration: float = 600,
+                  max_packets: int = 50_000_000, loop: str = "plain",
+                  data_dir: Path | None = None) -> Daemon:
+    """Start benchmarks/ceiling.py answering `response`; wait for "ready"."""
+    daemon = Daemon(ceiling_cmd(response, duration=duration, max_packets=max_packets,
+                                loop=loop, data_dir=data_dir), core=core)
     try:
         daemon.wait_for(r"\bready\b", 30)
     except BaseException:
