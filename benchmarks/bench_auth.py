@@ -577,7 +577,9 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
     return out
 def fast_path_stages(handler, queries: list[bytes], stage, batch: int) -> None:
     """The uncached fast path's parts: `Responder.answer` with its node reads
-    answered from a dict (no LMDB), and the node reads alone (`txn.get`)."""
+    answered from a dict (no LMDB), and the node reads alone (`txn.get`);
+    and the least any fast path of this design must do (`least`), the bound
+    below which no checking or answer-building code can go."""
     from keyresolve import fastpath
 
     if not hasattr(fastpath, "Responder"):
@@ -610,8 +612,32 @@ def fast_path_stages(handler, queries: list[bytes], stage, batch: int) -> None:
                 for key in keys[i:i + batch]:
                     read(key)
 
+    def least(splice: bool) -> None:
+        # what any fast path of this design does, and nothing else: the query
+        # regex, the remembered route, one node read, and (with `splice`) the
+        # one-KEY splice with no check of the node's shape (a uint16 TTL
+        # assumed, as genzone writes), the name's length or the UDP size
+        match, routes = fastpath._QUERY, responder._routes
+        head, tail = fastpath._RESPONSE_HEAD, fastpath._TAIL
+        for i in range(0, len(queries), batch):
+            with handler.batch():
+                read = handler._snapshot.node_reader()
+                for q in queries[i:i + batch]:
+                    m = match(q)
+                    local, domain = m.group(2, 3)
+                    node = read(routes[domain][0] + local)
+                    if splice and node is not None:
+                        end = m.end(3)
+                        b"".join((q[:2], head[q[2]], q[7:end + 1], b"\x91\x94", q[8:end],
+                                  node[2:6], node[7:], tail))
+
     stage("  of which Responder.answer, node reads from a dict (no LMDB)", from_dict)
     stage(f"  of which the node reads alone (LMDB txn.get), {batch} per snapshot", reads)
+    if all(fastpath._QUERY(q) for q in queries):  # else `least` does not apply
+        stage("least of any fast path: regex, route, node read (no answer)",
+              lambda: least(False))
+        stage("least of any fast path: the same and an unchecked one-KEY splice",
+              lambda: least(True))
 
 
 def plot(report: dict, latencies, outdir: Path) -> list[str]:

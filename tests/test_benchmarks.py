@@ -118,6 +118,7 @@ def test_bench_auth_reports_every_scenario(tmp_path):
     assert main["rss"]["server_mb"]["VmRSS"] > main["rss"]["ceiling_mb"]["VmRSS"] > 0
     breakdown = main["breakdown_us_per_query"]
     assert all(isinstance(v, float) for k, v in breakdown.items() if k != "queries"), breakdown
+    assert sum(key.startswith("least of any fast path") for key in breakdown) == 2
     [two] = report["workers"]["runs"]
     assert two["workers"] == 2 and len(two["rss_mb"]) == 2
     assert len(two["messages_per_process"]) == 2 and two["server_cpu_us_per_answer"] > 0
