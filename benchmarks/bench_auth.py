@@ -9,7 +9,9 @@ For each zone size (the `--sizes` and then `--keys`): generate the zone
 (genzone.py, cached in --workdir), start `keyresolve serve` on core 0 with a
 fresh data directory (it compiles the zone), and put closed-loop load on it
 from core 1 with `dnsperf -B` (or loadgen.py if dnsperf is missing) using
-random existing names. For the `--keys` zone also:
+random existing names, then the same load on the ceiling server (ceiling.py:
+one round for each `--sizes` point, so each point has its ratio). For the
+`--keys` zone also:
 
 - the ceiling server (ceiling.py) under the same load, same run: the ratio;
   and two bounds: keyresolve's own UDP loop with a no-op handler, and the
@@ -306,15 +308,23 @@ def profile_server(daemon: Daemon, address, queries, qfile, args, out: Path) -> 
 
 
 def bench_size(size: int, args, workdir: Path) -> dict:
-    """Throughput of a fresh server on a `size`-key zone."""
+    """Throughput of a fresh server on a `size`-key zone, and of the ceiling
+    loaded right after it (one round: these are the plot's extra points)."""
     zone, queries, qfile = prepare(size, args, workdir)
     daemon, info = start_fresh(zone, workdir, size)
+    ceiling = None
     try:
-        warm(daemon.pid, daemon.address, queries, qfile, args)
-        load = measure_load(daemon.pid, daemon.address, queries, qfile, args)
+        response = pick_response(daemon.address, queries)
+        ceiling = common.start_ceiling(response, duration=4 * args.duration + 120)
+        for target in (daemon, ceiling):
+            warm(target.pid, target.address, queries, qfile, args)
+        load, ceiling_load = (measure_load(target.pid, target.address, queries, qfile, args)
+                              for target in (daemon, ceiling))
     finally:
         daemon.stop()
-    return {"keys": size, **info, "load": load}
+        if ceiling is not None:
+            ceiling.stop()
+    return {"keys": size, **info, "load": load, "ceiling": ceiling_load}
 
 
 #: The processes `bench_main` loads in turn in each round.
@@ -657,10 +667,14 @@ def plot(report: dict, latencies, outdir: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = [s["keys"] for s in sizes]
     ax.plot(xs, [s["qps"] for s in sizes], "o-", label="keyresolve serve")
-    ax.axhline(main["throughput"]["ceiling"]["qps"], color="gray", ls="--",
-               label="ceiling (ceiling.py)")
-    ax.axhline(GOAL_QPS_RATIO * main["throughput"]["ceiling"]["qps"], color="green", ls=":",
-               label=f"goal ({GOAL_QPS_RATIO} x ceiling)")
+    for s in sizes:
+        label = "n/a" if s["ratio"] is None else f"{s['ratio']:.2f}"
+        ax.annotate(label, (s["keys"], s["qps"]), textcoords="offset points",
+                    xytext=(0, -14), ha="center", fontsize=8)
+    ceilings = [s["ceiling_qps"] for s in sizes]  # each measured with its point
+    ax.plot(xs, ceilings, "s--", color="gray", label="ceiling (ceiling.py), same run")
+    ax.plot(xs, [GOAL_QPS_RATIO * c for c in ceilings], ":", color="green",
+            label=f"goal ({GOAL_QPS_RATIO} x ceiling); labels: server / ceiling")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("KEY records in the zone")
@@ -749,10 +763,13 @@ def main(argv: list[str] | None = None) -> int:
         main_result = bench_main(args.keys, args, workdir)
         latencies = main_result.pop("_latencies")
         results.append({"keys": args.keys, "compile_s": main_result.get("compile_s"),
-                        "load": main_result["throughput"]["server"]})
+                        "load": main_result["throughput"]["server"],
+                        "ceiling": main_result["throughput"]["ceiling"]})
         report["sizes"] = [{"keys": r["keys"], "qps": r["load"]["qps"],
                             "cpu_us_per_answer": r["load"]["server_cpu_us_per_answer"],
                             "cpu_share": r["load"]["server_cpu_share"],
+                            "ceiling_qps": r["ceiling"]["qps"],
+                            **compare(r["load"], r["ceiling"]),
                             "compile_s": r.get("compile_s"), "load": r["load"]}
                            for r in results]
         report["main"] = main_result

@@ -100,6 +100,8 @@ def test_bench_auth_reports_every_scenario(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert [s["keys"] for s in report["sizes"]] == [100, 200]
+    # each point with a ceiling loaded right after it, and its ratio
+    assert all(s["ceiling_qps"] > 0 and s["ratio"] > 0 for s in report["sizes"])
     main = report["main"]
     throughput = main["throughput"]
     assert throughput["server"]["rcodes"] == {"0": throughput["server"]["answered"]}
