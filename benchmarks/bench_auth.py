@@ -331,6 +331,14 @@ def bench_size(size: int, args, workdir: Path) -> dict:
 ROUND_TARGETS = ("server", "ceiling", "loop", "bound")
 
 
+def round_order(k: int) -> tuple[str, ...]:
+    """The order round `k` loads the targets in: `ROUND_TARGETS`, reversed
+    every other round, so a drift of the machine's speed that is steady over
+    two rounds favours no target (server first, then ceiling, then ceiling
+    first, then server)."""
+    return ROUND_TARGETS if k % 2 == 0 else ROUND_TARGETS[::-1]
+
+
 def median_round(rounds: list[dict[str, dict]]) -> dict[str, dict]:
     """The round whose server-to-ceiling ratio is the median (of an even
     count, the lower middle one)."""
@@ -371,8 +379,8 @@ def bench_main(size: int, args, workdir: Path) -> dict:
         for target in targets.values():
             warm(target.pid, target.address, queries, qfile, args)
         rounds = [{name: measure_load(targets[name].pid, targets[name].address, queries, qfile,
-                                      args) for name in ROUND_TARGETS}
-                  for _ in range(args.rounds)]
+                                      args) for name in round_order(k)}
+                  for k in range(args.rounds)]
         chosen = median_round(rounds)
         server, ceil = chosen["server"], chosen["ceiling"]
         rate = round(args.latency_load * server["qps"])

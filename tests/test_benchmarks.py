@@ -174,6 +174,15 @@ def test_percentile_is_nearest_rank():
     assert common.percentile([], 50) is None
 
 
+def test_rounds_alternate_their_order():
+    import bench_auth
+
+    orders = [bench_auth.round_order(k) for k in range(4)]
+    assert all(sorted(order) == sorted(bench_auth.ROUND_TARGETS) for order in orders)
+    assert orders[0] == orders[2] == bench_auth.ROUND_TARGETS
+    assert orders[1] == orders[3] == tuple(reversed(bench_auth.ROUND_TARGETS))
+
+
 @pytest.mark.skipif(shutil.which("dnsperf") is None, reason="dnsperf is not installed")
 def test_dnsperf_output_is_parsed(tmp_path):
     import bench_auth
