@@ -61,9 +61,10 @@ _USAGES = b"|".join(sorted({usage.encode() for _, usage in _KEY_HEADS}))
 #: local parts, blank runs and comments bounded so that a line it takes is
 #: never longer than `MAX_LINE`. What it does not check (domain labels, the
 #: TTL's value, the key's length) is checked per line; a failed check is an
-#: error of the file. Possessive quantifiers: no backtracking.
+#: error of the file. A line starting with ``$`` is a directive (RFC 1035
+#: 5.1), never a KEY line. Possessive quantifiers: no backtracking.
 _LINE = re.compile(
-    rb"(?:(" + _ATOM + rb"++(?:\." + _ATOM + rb"++)*+)@([a-z0-9_.-]*+))?[ \t]{1,1024}+"
+    rb"(?:(?!\$)(" + _ATOM + rb"++(?:\." + _ATOM + rb"++)*+)@([a-z0-9_.-]*+))?[ \t]{1,1024}+"
     rb"(?:([0-9][0-9A-Za-z]{0,1023}+)[ \t]{1,1024}+)?(?:IN[ \t]{1,1024}+)?KEY[ \t]{1,1024}+"
     rb"((?:" + _KINDS + rb")[ \t]{1,1024}+(?:" + _USAGES + rb"))[ \t]{1,1024}+"
     rb"([A-Za-z0-9+/]{1,4096}+={0,2})[ \t\r]{0,1024}+(?:;[^\n]{0,1024}+)?\n|([^\n]*)\n")

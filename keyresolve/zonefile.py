@@ -942,7 +942,7 @@ class _CompileReader(ZoneReader):
         the general parser must look at it (not a mailbox, invalid, outside
         the zone)."""
         local, at, domain = token.partition("@")
-        if not at:
+        if not at or token[0] == "$":  # a directive (RFC 1035 5.1), even if a mailbox
             return None
         cur = self._cur
         assert cur is not None

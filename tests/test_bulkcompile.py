@@ -172,6 +172,11 @@ GIVEN_UP = {
     "local part too long": f"{'a' * 65}@ KEY {KEY_A}\n",
     "below a delegation": f"sub NS ns.sub\nns.sub ADDR 10.0.0.3:53\nalice@sub KEY {KEY_A}\n",
     "syntax error": "www ADDR nonsense\n",
+    "a line starting with $ (a directive)": f"$alice@ KEY {KEY_A}\n",
+    # found by fuzzing: the general parser took this KEY line for a record,
+    # the bulk compile for a directive, and gave the continuation to alice
+    "a directive that looks like a mailbox": (
+        f"alice@ KEY {KEY_A}\n$ORIGINbob@ KEY {KEY_A}\n\t KEY {KEY_B}\n"),
     "bad UTF-8": b"; \xff\n",
     "line too long": "; " + "x" * 70_000 + "\n",
 }

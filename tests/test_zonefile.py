@@ -253,6 +253,25 @@ def test_case_insensitive() -> None:
         (ALIAS(n("alice@example.com.")),)
 
 
+@pytest.mark.parametrize("line", [
+    f"$bob@ KEY x25519 encrypt {BOB_X}",  # the KEY line the fast paths take
+    f"$ORIGINbob@ KEY x25519 encrypt {BOB_X}",
+    "$bob@ ALIAS alice@",
+])
+def test_a_line_starting_with_dollar_is_a_directive(tmp_path: Path, line: str) -> None:
+    """RFC 1035 5.1: whatever the record, even a mailbox owner a `$` would
+    otherwise be allowed to begin; every parser says so."""
+    owner = line.split()[0]
+    expected = [(6, f"unknown directive {owner!r} (one of $ORIGIN, $TTL, $INCLUDE)")]
+    assert errors_of(parse_zone_text, HEAD + line + "\n", "z") == expected
+    (tmp_path / "z").write_text(HEAD + line + "\n")
+    assert errors_of(load_zone, str(tmp_path / "z")) == expected
+    assert errors_of(lambda: list(iter_records(str(tmp_path / "z")))) == expected
+    # mid-name, `$` is an atom character like any other
+    assert n("bo$bob@example.com.") in parse_zone_text(
+        HEAD + line.replace("$", "bo$", 1).replace("bo$ORIGIN", "bo$") + "\n").nodes
+
+
 def test_origin_argument_and_relative_names() -> None:
     zone = parse_zone_text("$TTL 60\n@ SOA ns1 h@ 1 1 1 1 1\n@ NS ns1\nns1 ADDR 127.0.0.1:1\n"
                            "bob@eng KEY x25519 encrypt " + BOB_X + "\n"
