@@ -215,6 +215,7 @@ _PIECES = [
     "$TTL 60\n", "$ORIGIN www.example.com.\n", "$ORIGIN example.com.\n", "; comment\n",
     "\n", f"x@ KEY x25519 encrypt {'A' * 43}= ; c\n", "\t ALIAS bob@www\n",
     f"frank@ KEY {KEY_A}", "\r\n", f"gina@ 1h KEY {KEY_B}\r\n",
+    f"$hank@ KEY {KEY_A}\n", f"$ORIGINhank@ KEY {KEY_A}\n",  # directives (errors)
 ]
 
 
