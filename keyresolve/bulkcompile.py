@@ -39,7 +39,7 @@ from .errors import InvalidRecord
 from .names import MAX_LOCAL, Name
 from .zonefile import (_KEY, _KEY_HEADS, MAX_LINE, CompiledZone, _array, _CompileReader,
                        _Include, _MemoryNodes, _Stop, _ZoneBuilder, compile_zone, gc_paused,
-                       parse_ttl)
+                       is_directive, parse_ttl)
 
 #: Largest zone file the bulk compile takes. It holds every mailbox node in
 #: memory with the store's key prefix, about 1.7 bytes per byte of file: a
@@ -61,10 +61,9 @@ _USAGES = b"|".join(sorted({usage.encode() for _, usage in _KEY_HEADS}))
 #: local parts, blank runs and comments bounded so that a line it takes is
 #: never longer than `MAX_LINE`. What it does not check (domain labels, the
 #: TTL's value, the key's length) is checked per line; a failed check is an
-#: error of the file. A line starting with ``$`` is a directive (RFC 1035
-#: 5.1), never a KEY line. Possessive quantifiers: no backtracking.
+#: error of the file. Possessive quantifiers: no backtracking.
 _LINE = re.compile(
-    rb"(?:(?!\$)(" + _ATOM + rb"++(?:\." + _ATOM + rb"++)*+)@([a-z0-9_.-]*+))?[ \t]{1,1024}+"
+    rb"(?:(" + _ATOM + rb"++(?:\." + _ATOM + rb"++)*+)@([a-z0-9_.-]*+))?[ \t]{1,1024}+"
     rb"(?:([0-9][0-9A-Za-z]{0,1023}+)[ \t]{1,1024}+)?(?:IN[ \t]{1,1024}+)?KEY[ \t]{1,1024}+"
     rb"((?:" + _KINDS + rb")[ \t]{1,1024}+(?:" + _USAGES + rb"))[ \t]{1,1024}+"
     rb"([A-Za-z0-9+/]{1,4096}+={0,2})[ \t\r]{0,1024}+(?:;[^\n]{0,1024}+)?\n|([^\n]*)\n")
@@ -193,7 +192,7 @@ class _Reader(_CompileReader):
             raise GiveUp from None
         if type(result) is _Include or self._errors.items:
             raise GiveUp
-        return not cont and tokens[0][0] != "$"
+        return not cont and not is_directive(tokens[0])
 
 
 def compile_bulk(path: str, origin: Name | None = None, prefix: bytes = b"") -> BulkZone | None:

@@ -372,7 +372,7 @@ class ZoneReader:
                lineno: int) -> Record | _Include | None:
         """Interpret one logical line: a directive or a record."""
         first = tokens[0]
-        if first[0] == "$" and not cont:
+        if not cont and is_directive(first):
             return self._directive(tokens, fname, lineno)
         err = self._errors.add
         origin = self._cur
@@ -499,6 +499,13 @@ class ZoneReader:
             err(fname, lineno, f"unknown directive {_short(tokens[0])!r} "
                 "(one of $ORIGIN, $TTL, $INCLUDE)")
         return None
+
+
+def is_directive(token: str) -> bool:
+    """Whether a line whose first field is `token` is a directive: it starts
+    with ``$`` (RFC 1035 5.1) and is not a mailbox owner (no ``@``: a local
+    part may begin with ``$``, as in ``$bob@``)."""
+    return token[0] == "$" and "@" not in token
 
 
 def _unknown_type(token: str) -> str:
@@ -942,7 +949,7 @@ class _CompileReader(ZoneReader):
         the general parser must look at it (not a mailbox, invalid, outside
         the zone)."""
         local, at, domain = token.partition("@")
-        if not at or token[0] == "$":  # a directive (RFC 1035 5.1), even if a mailbox
+        if not at:
             return None
         cur = self._cur
         assert cur is not None

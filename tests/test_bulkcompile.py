@@ -94,6 +94,11 @@ TAKEN = {
     "blank and comment lines": f"\n   \n; c\n  ; c\nalice@ KEY {KEY_A}\n\n\t KEY {KEY_B}\n",
     "CRLF": f"alice@ KEY {KEY_A}\r\n\t KEY {KEY_B}\r\n",
     "no final newline": f"alice@ KEY {KEY_A}\nbob@ KEY {KEY_B}",
+    "a local part starting with $": f"$alice@ KEY {KEY_A}\n\t KEY {KEY_B}\n",
+    # found by fuzzing: a general line (upper case) whose owner starts with
+    # $ was taken for a directive, and bob's continuation line went to alice
+    "after a general owner starting with $": (
+        f"alice@ KEY {KEY_A}\n$ORIGINbob@ KEY {KEY_A}\n\t KEY {KEY_B}\n"),
     "mailboxes near general records": (
         f"www ADDR 10.0.0.1:53\nalice@www KEY {KEY_A}\nwww ADDR 10.0.0.2:53\n"
         f"sub NS ns.sub\nns.sub ADDR 10.0.0.3:53\nbob@ KEY {KEY_A}\n"),
@@ -172,11 +177,6 @@ GIVEN_UP = {
     "local part too long": f"{'a' * 65}@ KEY {KEY_A}\n",
     "below a delegation": f"sub NS ns.sub\nns.sub ADDR 10.0.0.3:53\nalice@sub KEY {KEY_A}\n",
     "syntax error": "www ADDR nonsense\n",
-    "a line starting with $ (a directive)": f"$alice@ KEY {KEY_A}\n",
-    # found by fuzzing: the general parser took this KEY line for a record,
-    # the bulk compile for a directive, and gave the continuation to alice
-    "a directive that looks like a mailbox": (
-        f"alice@ KEY {KEY_A}\n$ORIGINbob@ KEY {KEY_A}\n\t KEY {KEY_B}\n"),
     "bad UTF-8": b"; \xff\n",
     "line too long": "; " + "x" * 70_000 + "\n",
 }
@@ -215,7 +215,7 @@ _PIECES = [
     "$TTL 60\n", "$ORIGIN www.example.com.\n", "$ORIGIN example.com.\n", "; comment\n",
     "\n", f"x@ KEY x25519 encrypt {'A' * 43}= ; c\n", "\t ALIAS bob@www\n",
     f"frank@ KEY {KEY_A}", "\r\n", f"gina@ 1h KEY {KEY_B}\r\n",
-    f"$hank@ KEY {KEY_A}\n", f"$ORIGINhank@ KEY {KEY_A}\n",  # directives (errors)
+    f"$hank@ KEY {KEY_A}\n", f"$ORIGINhank@ KEY {KEY_A}\n", "$ORIGN example.com.\n",
 ]
 
 
