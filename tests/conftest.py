@@ -150,9 +150,11 @@ def tcp_exchange(address: tuple[str, int], data: bytes, timeout: float = 5.0) ->
         return tcp_read(sock)
 
 
-def tcp_read(sock: socket.socket) -> bytes:
-    """Read one framed message from a blocking socket."""
-    reader = FrameReader()
+def tcp_read(sock: socket.socket, reader: FrameReader | None = None) -> bytes:
+    """Read one framed message from a blocking socket. To read several from
+    one socket, pass the same `reader` each time: one read may bring more
+    than a message, and the rest stays in the reader."""
+    reader = FrameReader() if reader is None else reader
     while (message := reader.next_frame()) is None:
         chunk = sock.recv(65536)
         if not chunk:
