@@ -196,6 +196,8 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; tomllib decodes before parsing
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
 
 
 #: Default cache bound, in records (issue: "cache_size = 100000").

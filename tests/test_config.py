@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from keyresolve.config import fingerprint, format_endpoint, load_serve_config, parse_endpoint
+from keyresolve.config import (fingerprint, format_endpoint, load_resolver_config,
+                               load_serve_config, parse_endpoint)
 from keyresolve.errors import ConfigError
 from keyresolve.names import Name
 
@@ -105,6 +106,16 @@ def test_secondary_zone(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_serve_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("load", [load_serve_config, load_resolver_config])
+def test_unreadable_or_not_utf8_is_a_config_error(tmp_path, load):
+    with pytest.raises(ConfigError, match="cannot read: Is a directory"):
+        load(tmp_path)
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'listen = ["127.0.0.1:0"]\n# caf\xe9\n')  # Latin-1, not UTF-8
+    with pytest.raises(ConfigError, match=r"c\.toml: not UTF-8 \(byte 30\)"):
+        load(path)
 
 
 _FINGERPRINTED = ('listen = ["127.0.0.1:0"]\ndata_dir = "d"\n'
