@@ -31,8 +31,9 @@ import msgpack
 
 from .authority import negative_soa
 from .codes import RType
+from .errors import InvalidName
 from .message import DEFAULT_UDP_SIZE, MIN_UDP_SIZE, VERSION
-from .names import MAX_LOCAL, MAX_NAME
+from .names import MAX_LOCAL, MAX_NAME, Name
 from .zone import ZoneView
 
 #: The canonical local part and absolute domain, lower case (names.py's
@@ -194,7 +195,11 @@ class Responder:
         remembered; None for an invalid domain or where find_route says so."""
         if not _DOMAIN.match(domain) or len(domain) + 1 > MAX_NAME:
             return None
-        route = self._find_route(b"\0".join(reversed(domain[:-1].split(b"."))) + b"\0")
+        try:  # once per domain: the store key as names.py defines it
+            domain_key = Name.from_text(domain.decode("ascii")).key()
+        except InvalidName:
+            return None
+        route = self._find_route(domain_key)
         if route is not None:
             if len(self._routes) >= MAX_CACHED_DOMAINS:
                 self._routes.clear()
