@@ -167,7 +167,7 @@ class Responder:
                 return None
             out = b"".join((data[:2], _NXDOMAIN_HEAD[data[2]], data[7:end + 1], b"\x90\x91",
                             route[1], _NEGATIVE_TAIL))
-            return out if _fits(out, match) else None
+            return None if len(out) > MIN_UDP_SIZE and not _fits(out, match) else out
         if (node[0] == 0x91 and node[1] == _ENTRY and node[2] == data[end]
                 and node[rdatas := _RDATAS_AT.get(node[3], 0)] == 0x91
                 and node[rdatas + 1] == 0x94 and node[rdatas + 5] == 0xC4
