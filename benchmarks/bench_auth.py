@@ -593,6 +593,8 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
                                                                   for b in bodies])
         stage(f"LMDB snapshot open+close (once per batch of up to {batch})", snapshots)
     return out
+
+
 def fast_path_stages(handler, queries: list[bytes], stage, batch: int) -> None:
     """The uncached fast path's parts: `Responder.answer` with its node reads
     answered from a dict (no LMDB), and the node reads alone (`txn.get`);
