@@ -81,7 +81,8 @@ BREAKDOWN_REPEAT = 3
 #: Label of the daemon's own per-query code.
 GLUE = "handler glue (serve.py)"
 SERVE_STAGES = [
-    (r"^serve_udp$", "event loop + recvfrom"),
+    (r"^(serve_udp|_serve_udp_batched)$", "event loop + recvfrom"),
+    (r"^DatagramBatch\.", "recvmmsg/sendmmsg batches (batchio.py)"),
     (r"^(trio|unrolled_run|run|EpollIOManager|wait_readable)", "event loop + recvfrom"),
     (r"^AuthServer\.handle$", GLUE),
     (r"^(make_response|max_response_size|Message\.__init__|__create_fn__)", GLUE),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import socket
 
+import pytest
 import trio
 
-from keyresolve.net import server
+from keyresolve.net import batchio, server
 from keyresolve.net.server import bind_udp, serve_udp
 
 
@@ -17,10 +18,12 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[int] = []
         self.handled = 0
+        self.peers: set[tuple] = set()
 
     def handle(self, data: bytes, peer: tuple, tcp: bool) -> bytes | None:
         self.handled += 1
         self.batches[-1] += 1
+        self.peers.add(peer)
         if data == b"raise":
             raise ValueError("a handler bug")
         return None if data == b"silent" else data[::-1]
@@ -31,7 +34,20 @@ class Recorder:
         yield
 
 
-def test_a_flood_is_answered_in_bounded_batches_and_other_tasks_run_between(monkeypatch):
+@pytest.fixture(params=["batched", "one at a time"])
+def udp_mode(request, monkeypatch) -> str:
+    """Each loop test runs with recvmmsg/sendmmsg batching and without it."""
+    if request.param != "batched":
+        monkeypatch.setenv(batchio.DISABLE_ENV, "1")
+    else:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            if batchio.DatagramBatch.open(probe) is None:
+                pytest.skip("no recvmmsg here")
+    return request.param
+
+
+def test_a_flood_is_answered_in_bounded_batches_and_other_tasks_run_between(monkeypatch,
+                                                                            udp_mode):
     monkeypatch.setattr(server, "MAX_BATCH", 4)
     sent = [b"q%02d" % i for i in range(10)] + [b"raise", b"silent", b"last"]
     handler = Recorder()
@@ -57,6 +73,7 @@ def test_a_flood_is_answered_in_bounded_batches_and_other_tasks_run_between(monk
                 while len(replies) < len(sent) - 2:  # "raise" and "silent" get nothing
                     replies.append((await client.recvfrom(100))[0])
             nursery.cancel_scope.cancel()
+        assert handler.peers == {client.getsockname()}
         sock.close()
         client.close()
         return replies

@@ -18,6 +18,7 @@ from typing import ContextManager, NoReturn, Protocol
 import trio
 
 from ..message import MAX_MESSAGE, FrameReader, frame
+from .batchio import BatchUnavailable, DatagramBatch
 
 log = logging.getLogger("keyresolve.net")
 
@@ -113,7 +114,11 @@ async def open_endpoint(host: str, port: int, *, reuse_port: bool = False,
 
 
 async def serve_udp(sock: socket.socket, handler: Handler) -> NoReturn:
-    """Answer datagrams forever: wait until readable, then drain what is ready."""
+    """Answer datagrams forever: wait until readable, then drain what is ready
+    (in batches of system calls where `DatagramBatch` is available)."""
+    batch = DatagramBatch.open(sock)
+    if batch is not None:
+        await _serve_udp_batched(sock, handler, batch)
     recvfrom = sock.recvfrom
     sendto = sock.sendto
     handle = handler.handle
@@ -141,6 +146,41 @@ async def serve_udp(sock: socket.socket, handler: Handler) -> NoReturn:
                     elif inspect.isawaitable(reply):
                         nursery.start_soon(_reply_later, sock, peer, reply)
     raise AssertionError("unreachable")
+
+
+async def _serve_udp_batched(sock: socket.socket, handler: Handler,
+                             batch: DatagramBatch) -> None:
+    """`serve_udp` with recvmmsg and sendmmsg: the same answers. Returns if
+    batching turns out not to fit this socket (`BatchUnavailable`)."""
+    receive, send = batch.receive, batch.send
+    handle = handler.handle
+    async with trio.open_nursery() as nursery:
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            with handler.batch():
+                answered = 0
+                while answered < MAX_BATCH:
+                    try:
+                        received = receive(MAX_BATCH - answered)
+                    except BatchUnavailable as exc:
+                        log.warning("UDP batching stopped (%s); one datagram at a time", exc)
+                        return
+                    if not received:
+                        break
+                    answered += len(received)
+                    replies = []
+                    for data, peer in received:
+                        try:
+                            reply = handle(data, peer, False)
+                        except Exception:  # the handler must not raise; never let it stop us
+                            log.exception("UDP handler failed for %s", peer)
+                            reply = None
+                        if type(reply) is not bytes:  # the common case first
+                            if inspect.isawaitable(reply):
+                                nursery.start_soon(_reply_later, sock, peer, reply)
+                            reply = None
+                        replies.append(reply)
+                    send(replies)
 
 
 def _send_datagram(sock: socket.socket, reply: bytes, peer: tuple) -> None:
