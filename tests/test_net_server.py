@@ -84,3 +84,32 @@ def test_a_flood_is_answered_in_bounded_batches_and_other_tasks_run_between(monk
     assert sum(handler.batches) == len(sent) and len(handler.batches) >= 4
     # the watcher ran while datagrams were still waiting: the loop yields
     assert any(0 < count < len(sent) for count in seen_between)
+
+
+def test_the_loop_goes_on_one_datagram_at_a_time_when_batching_stops(monkeypatch, caplog):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        if batchio.DatagramBatch.open(probe) is None:
+            pytest.skip("no recvmmsg here")
+
+    def unexpected(self, limit=batchio.SLOTS):
+        raise batchio.BatchUnavailable("a peer address of {3} bytes")
+
+    monkeypatch.setattr(batchio.DatagramBatch, "receive", unexpected)
+    handler = Recorder()
+
+    async def main() -> bytes:
+        sock = bind_udp("127.0.0.1", 0)
+        client = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await client.bind(("127.0.0.1", 0))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_udp, sock, handler)
+            await client.sendto(b"still", sock.getsockname())
+            with trio.fail_after(10):
+                reply = (await client.recvfrom(100))[0]
+            nursery.cancel_scope.cancel()
+        sock.close()
+        client.close()
+        return reply
+
+    assert trio.run(main) == b"llits"  # answered by the per-datagram loop
+    assert "UDP batching stopped" in caplog.text
