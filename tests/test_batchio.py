@@ -147,7 +147,6 @@ def test_unavailable_where_turned_off_or_not_udp(monkeypatch):
                                           (socket.AF_INET6, "::1")])
 def test_peer_from_sockaddr_matches_the_socket_module(family, host):
     import ctypes
-    import ctypes.util
 
     try:
         sock = socket.socket(family, socket.SOCK_DGRAM)

@@ -25,14 +25,16 @@ import socket
 import struct
 import sys
 
+from ..message import MAX_MESSAGE
+
 #: Datagrams per system call each way. 64 measured faster than 16 under
 #: load (benchmarks/RESULTS.md); the loop's `MAX_BATCH` still bounds how
 #: many are answered before other tasks run.
 SLOTS = 64
 #: Bytes per receive slot: the largest datagram the loop reads, as
-#: recvfrom(MAX_DATAGRAM) did; a longer one is cut there and fails to decode.
+#: recvfrom(MAX_DATAGRAM) does; a longer one is cut there and fails to decode.
 #: The buffers are anonymous mappings, so pages never written take no memory.
-RECV_SLOT = 65535
+RECV_SLOT = MAX_MESSAGE
 #: Bytes per send slot: the largest UDP payload (65,535 minus the IP and UDP
 #: headers). A longer reply could not be sent anyway; it is dropped.
 SEND_SLOT = 65507
