@@ -18,7 +18,11 @@ its own (ru_maxrss from wait4):
   the store makes them. Their sum, against the floor, bounds what this
   design can reach (per-line Python comes on top);
 - serve: `keyresolve serve` from process start to "ready" with a fresh data
-  directory, and its VmHWM (peak RSS) at that moment.
+  directory, and its VmHWM (peak RSS) at that moment;
+- with --ordered, the compile of the same zone with its mailboxes in the
+  store's key order (`child_order`), alternating with the other two: what
+  the sort and the cache misses of the random order cost, since the floor,
+  keyed by line number, pays for neither.
 
 Floor and compile run `--repeat` times (3), alternating, and each one's
 median run counts. Ratios: compile time / floor time (goal <= 1.5), compile
@@ -234,6 +238,45 @@ def child_memprofile(zone: Path) -> dict:
 
 
 # -- parent ------------------------------------------------------------------------------
+def child_order(zone: Path) -> dict:
+    """The zone with the same lines, its mailboxes (each owner line with the
+    continuation lines after it) in the store's key order after the other
+    lines; written beside it once. A child: a parent that held the lines
+    would pass its peak RSS on to the children it forks (Linux keeps it in
+    their ru_maxrss across exec)."""
+    from keyresolve.names import Name
+
+    out = zone.with_name(zone.stem + "-ordered.zone")
+    if out.is_file():
+        return {"path": str(out)}
+    origin = Name.from_text(ORIGIN)
+    domain_keys: dict[bytes, bytes] = {}
+    head: list[bytes] = []
+    blocks: list[tuple[bytes, list[bytes]]] = []
+    with open(zone, "rb") as f:
+        for line in f:
+            owner = line.split(None, 1)[0] if line[:1] not in b" \t\n;" else b""
+            local, at, domain = owner.partition(b"@")
+            if at and local:
+                key = domain_keys.get(domain)
+                if key is None:
+                    key = domain_keys[domain] = Name.from_text(domain.decode(), origin).key() \
+                        if domain else origin.key()
+                blocks.append((key + b"@" + local, [line]))
+            elif blocks and line[:1] in b" \t" and line.strip():
+                blocks[-1][1].append(line)  # a continuation line of the mailbox above
+            else:
+                head.append(line)
+    blocks.sort()
+    tmp = out.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.writelines(head)
+        for _, lines in blocks:
+            f.writelines(lines)
+    tmp.replace(out)
+    return {"path": str(out), "mailboxes": len(blocks)}
+
+
 def run_child(kind: str, *args: str, wrap: list[str] | None = None) -> dict:
     """Run a child on SERVER_CORE; its JSON report (with its peak RSS) and wall time."""
     cmd = [sys.executable, __file__, "--child", kind, *args]
@@ -311,6 +354,8 @@ def _child_main(kind: str, args: list[str]) -> int:
         report = child_compile(Path(args[0]), Path(args[1]))
     elif kind == "components":
         report = child_components(Path(args[0]), Path(args[1]))
+    elif kind == "order":
+        report = child_order(Path(args[0]))
     elif kind == "memprofile":
         report = child_memprofile(Path(args[0]))
     else:
@@ -328,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="floor and compile runs, alternating; the median of each counts")
     parser.add_argument("--no-serve", action="store_true", help="skip the serve start-up run")
+    parser.add_argument("--ordered", action="store_true",
+                        help="also compile the zone with its mailboxes in key order")
     parser.add_argument("--profile", help="py-spy profile of the compile: path prefix")
     parser.add_argument("--memprofile-keys", type=int, default=100_000,
                         help="zone size of the tracemalloc census (with --profile)")
@@ -348,16 +395,27 @@ def main(argv: list[str] | None = None) -> int:
             stores[kind] = workdir / f"store-{kind}"
             shutil.rmtree(stores[kind], ignore_errors=True)
         runs: dict[str, list[dict]] = {"floor": [], "compile": []}
-        for _ in range(args.repeat):  # alternating, so that drift hits both alike
+        zones = {"floor": zone, "compile": zone}
+        if args.ordered:
+            runs["ordered"] = []
+            zones["ordered"] = Path(run_child("order", str(zone))["path"])
+            stores["ordered"] = workdir / "store-ordered"
+        for _ in range(args.repeat):  # alternating, so that drift hits all alike
             for kind, results in runs.items():
                 shutil.rmtree(stores[kind], ignore_errors=True)
-                results.append(run_child(kind, str(zone), str(stores[kind])))
+                child = "compile" if kind == "ordered" else kind
+                results.append(run_child(child, str(zones[kind]), str(stores[kind])))
         floor, compiled = (_median_run(runs[kind]) for kind in ("floor", "compile"))
         report["repeat"] = args.repeat
         report["floor"] = floor
         report["compile"] = compiled
         report["time_ratio"] = ratio(compiled["seconds"], floor["seconds"])
         report["time_goal"] = f"<= {GOAL_TIME_RATIO}"
+        if args.ordered:
+            ordered = report["ordered"] = _median_run(runs["ordered"])
+            if ordered["records"] != compiled["records"]:
+                raise RuntimeError("the ordered zone compiled to another record count")
+            ordered["time_ratio"] = ratio(ordered["seconds"], floor["seconds"])
         report["peak_rss_mb"] = compiled["peak_rss_mb"]
         report["rss_ratio_to_floor"] = ratio(compiled["peak_rss_mb"], floor["peak_rss_mb"])
         report["rss_goal"] = f"<= {GOAL_RSS_MB} MB"

@@ -49,7 +49,7 @@ start=$(date +%s)
 left() { echo $(( 600 - ($(date +%s) - start) - $1 )); }
 echo "== compile ($KEYS keys)" >&2
 timeout 240 "$PYTHON" benchmarks/bench_compile.py --keys "$KEYS" --workdir "$WORK" \
-    "${profile_compile[@]}" --json "$OUT/compile.json" > /dev/null
+    --ordered "${profile_compile[@]}" --json "$OUT/compile.json" > /dev/null
 echo "== authoritative server ($SIZES,$KEYS keys, ${DURATION}s runs)" >&2
 timeout "$(left 250)" "$PYTHON" benchmarks/bench_auth.py --keys "$KEYS" \
     --sizes "$SIZES" --duration "$DURATION" --workers "$WORKERS" --workdir "$WORK" \

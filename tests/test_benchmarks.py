@@ -75,16 +75,25 @@ def test_loadgen_against_the_ceiling_reports_qps_loss_and_latency():
 def test_bench_compile_reports_ratio_and_peak_rss(tmp_path):
     out = tmp_path / "compile.json"
     done = run_script("bench_compile.py", "--keys", "300", "--workdir", str(tmp_path),
-                      "--no-serve", "--json", str(out))
+                      "--no-serve", "--ordered", "--json", str(out))
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert report["compile"]["records"] == 300 + 15  # + SOA, NS and ADDR records
+    assert report["ordered"]["records"] == 300 + 15
+    assert report["ordered"]["time_ratio"] == pytest.approx(
+        report["ordered"]["seconds"] / report["floor"]["seconds"], rel=0.01)
+    zone = next(tmp_path.glob("zone-300-*[0-9].zone")).read_bytes().splitlines()
+    ordered = next(tmp_path.glob("zone-300-*-ordered.zone")).read_bytes().splitlines()
+    assert ordered != zone and sorted(ordered) == sorted(zone)  # the same lines
+    apex = [line.split(b"@", 1)[0] for line in ordered
+            if len(line.split(b" ", 1)[0]) > 1 and line.split(b" ", 1)[0].endswith(b"@")]
+    assert len(apex) > 100 and apex == sorted(apex)  # apex mailboxes: by local part
     assert report["floor"]["lines"] > 300
     assert report["time_ratio"] == pytest.approx(
         report["compile"]["seconds"] / report["floor"]["seconds"], rel=0.01)
     assert report["peak_rss_mb"] > 0 and report["machine"]["nproc"] >= 1
     parts = report["components"]
-    zone_lines = next(tmp_path.glob("zone-300-*.zone")).read_text().splitlines()
+    zone_lines = [line.decode() for line in zone]
     owners = {line.split()[0] for line in zone_lines if line.split(" ", 1)[0].find("@") > 0}
     assert parts["entries"] == len(owners) > 200  # one node per mailbox
     assert parts["sum_s"] == pytest.approx(
