@@ -237,7 +237,6 @@ def child_memprofile(zone: Path) -> dict:
             "example_node": f"{name}: {sorted(node)}"}
 
 
-# -- parent ------------------------------------------------------------------------------
 def child_order(zone: Path) -> dict:
     """The zone with the same lines, its mailboxes (each owner line with the
     continuation lines after it) in the store's key order after the other
@@ -250,23 +249,27 @@ def child_order(zone: Path) -> dict:
     if out.is_file():
         return {"path": str(out)}
     origin = Name.from_text(ORIGIN)
-    domain_keys: dict[bytes, bytes] = {}
-    head: list[bytes] = []
-    blocks: list[tuple[bytes, list[bytes]]] = []
+    domain_keys = {b"": origin.key()}
+    head: list[bytes] = []  # the other lines, in file order
+    blocks: list[tuple[bytes, list[bytes]]] = []  # (owner key, lines) of each mailbox
+    lines: list[bytes] = head  # where a continuation line goes: its owner's
     with open(zone, "rb") as f:
         for line in f:
-            owner = line.split(None, 1)[0] if line[:1] not in b" \t\n;" else b""
-            local, at, domain = owner.partition(b"@")
-            if at and local:
-                key = domain_keys.get(domain)
-                if key is None:
-                    key = domain_keys[domain] = Name.from_text(domain.decode(), origin).key() \
-                        if domain else origin.key()
-                blocks.append((key + b"@" + local, [line]))
-            elif blocks and line[:1] in b" \t" and line.strip():
-                blocks[-1][1].append(line)  # a continuation line of the mailbox above
-            else:
+            if line[:1] in b" \t;" or not line.strip():  # continuation, blank, comment
+                lines.append(line)
+                continue
+            if line[:1] == b"$" and blocks:
+                raise SystemExit("a directive after the first mailbox: not reordered")
+            local, at, domain = line.split(None, 1)[0].partition(b"@")
+            if not (at and local):
+                lines = head
                 head.append(line)
+                continue
+            key = domain_keys.get(domain)
+            if key is None:
+                key = domain_keys[domain] = Name.from_text(domain.decode(), origin).key()
+            lines = [line]
+            blocks.append((key + b"@" + local, lines))
     blocks.sort()
     tmp = out.with_suffix(".tmp")
     with open(tmp, "wb") as f:
@@ -277,6 +280,7 @@ def child_order(zone: Path) -> dict:
     return {"path": str(out), "mailboxes": len(blocks)}
 
 
+# -- parent ------------------------------------------------------------------------------
 def run_child(kind: str, *args: str, wrap: list[str] | None = None) -> dict:
     """Run a child on SERVER_CORE; its JSON report (with its peak RSS) and wall time."""
     cmd = [sys.executable, __file__, "--child", kind, *args]
