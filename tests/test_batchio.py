@@ -126,6 +126,25 @@ def test_an_error_reported_instead_of_datagrams_is_passed_over():
         assert len(calls) == 2
 
 
+def test_errors_without_end_give_nothing_after_a_bounded_number_of_calls():
+    import ctypes
+    import errno
+
+    server, client = _pair()
+    with server, client:
+        batch = DatagramBatch.open(server)
+        calls = []
+
+        def failing(*args):
+            calls.append(args)
+            ctypes.set_errno(errno.ECONNREFUSED)
+            return -1
+
+        batch._recvmmsg = failing
+        assert batch.receive() == []
+        assert len(calls) == batchio.MAX_RECEIVE_TRIES
+
+
 def test_a_closed_socket_raises_instead_of_reading_another_file():
     server, client = _pair()
     client.close()

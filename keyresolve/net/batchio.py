@@ -43,6 +43,10 @@ NAME_SLOT = 128
 #: Peer address tuples remembered by their raw bytes; past it, start over.
 #: Bounds the memory clients with changing ports can take.
 MAX_PEERS = 4096
+#: recvmmsg calls one `receive` makes while each returns only an error it
+#: consumes (EINTR, an ICMP error queued by an earlier send): bounds the call
+#: as the per-datagram loop is bounded by its batch; then it reports nothing.
+MAX_RECEIVE_TRIES = SLOTS
 #: Set in the environment, turns batching off (the per-datagram loop runs).
 DISABLE_ENV = "KEYRESOLVE_NO_MMSG"
 
@@ -186,7 +190,7 @@ class DatagramBatch:
         fd = self._fileno()
         if fd < 0:
             raise OSError(errno.EBADF, "the socket is closed")
-        for _ in range(SLOTS):
+        for _ in range(MAX_RECEIVE_TRIES):
             ctypes.memmove(self._recv_hdrs_at, self._recv_template, len(self._recv_template))
             count = self._recvmmsg(fd, self._recv_hdrs_at, min(limit, SLOTS),
                                    socket.MSG_DONTWAIT, None)
