@@ -37,14 +37,16 @@ def start_secondary(tmp_path, start_daemon, *, workers: int = 1):
     return start_daemon("serve", "--config", str(config))
 
 
-def signed_notify(now: int | None = None) -> tuple[Message, bytes]:
-    message = make_notify(ORIGIN)
-    return message, tsig.sign(message, XFER, int(time.time()) if now is None else now)
+def signed_notify(msg_id: int) -> tuple[Message, bytes]:
+    """A signed NOTIFY; distinct ids make distinct requests within a second
+    (random ones would collide: 300 of them share one about half the time)."""
+    message = make_notify(ORIGIN, msg_id=msg_id)
+    return message, tsig.sign(message, XFER, int(time.time()))
 
 
 def test_a_replayed_notify_gets_notauth_from_every_process(tmp_path, start_daemon):
     daemon = start_secondary(tmp_path, start_daemon, workers=2)
-    message, wire = signed_notify()
+    message, wire = signed_notify(1)
     first = Message.from_wire(udp_exchange(daemon.address, wire))
     assert first.rcode == Rcode.NOERROR and first.opcode == Opcode.NOTIFY
     tsig.verify_response(first, XFER, message.signature.mac, int(time.time()))
@@ -56,7 +58,7 @@ def test_a_replayed_notify_gets_notauth_from_every_process(tmp_path, start_daemo
         assert copy.rcode == Rcode.NOTAUTH and copy.answer == []
         tsig.verify_response(copy, XFER, message.signature.mac, int(time.time()))  # signed
     # A NOTIFY signed anew (another id) is a new request: accepted.
-    again = Message.from_wire(udp_exchange(daemon.address, signed_notify()[1]))
+    again = Message.from_wire(udp_exchange(daemon.address, signed_notify(2)[1]))
     assert again.rcode == Rcode.NOERROR
     daemon.stop()
     assert daemon.log.count("NOTIFY for example.com. (serial") == 2  # first and again
@@ -68,7 +70,7 @@ def test_a_replayed_notify_gets_notauth_from_every_process(tmp_path, start_daemo
 def test_a_flood_of_distinct_signed_notifies_is_accepted_and_copies_are_not(
         tmp_path, start_daemon):
     daemon = start_secondary(tmp_path, start_daemon)
-    wires = [signed_notify()[1] for _ in range(FLOOD)]
+    wires = [signed_notify(i)[1] for i in range(FLOOD)]
     deadline = time.monotonic() + FLOOD_BOUND
     rcodes = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -88,7 +90,8 @@ def test_a_replayed_control_flush_is_refused_by_the_resolver(tmp_path, start_dae
             f'secret = "{base64.b64encode(OPS_SECRET).decode()}"\n')
     resolver = start_resolver(start_daemon, tmp_path / "r", [("a.root.", ("127.0.0.1", 9))],
                               extra=keys)
-    flush = make_query(Name.from_text("."), ControlCommand.FLUSH_ALL, opcode=Opcode.CONTROL)
+    flush = make_query(Name.from_text("."), ControlCommand.FLUSH_ALL, opcode=Opcode.CONTROL,
+                       msg_id=1)
     wire = tsig.sign(flush, OPS, int(time.time()), fudge=300)
     first = Message.from_wire(tcp_exchange(resolver.address, wire))
     assert first.rcode == Rcode.NOERROR
@@ -100,7 +103,8 @@ def test_a_replayed_control_flush_is_refused_by_the_resolver(tmp_path, start_dae
         assert copy.rcode == Rcode.NOTAUTH
         tsig.verify_response(copy, OPS, flush.signature.mac, int(time.time()))
     # Signed a second time (a new id, a new MAC): a new request, accepted.
-    fresh = make_query(Name.from_text("."), ControlCommand.FLUSH_ALL, opcode=Opcode.CONTROL)
+    fresh = make_query(Name.from_text("."), ControlCommand.FLUSH_ALL, opcode=Opcode.CONTROL,
+                       msg_id=2)
     again = Message.from_wire(tcp_exchange(resolver.address,
                                            tsig.sign(fresh, OPS, int(time.time()))))
     assert again.rcode == Rcode.NOERROR
