@@ -18,7 +18,7 @@ from .errors import ConfigError, InvalidName
 from .keys import keyring_from_config
 from .names import Name
 from .net.server import DEFAULT_MAX_TCP, DEFAULT_TCP_IDLE
-from .tsig import Key
+from .tsig import DEFAULT_MAX_FUDGE, Key
 
 Endpoint = tuple[str, int]
 
@@ -95,6 +95,8 @@ class ServeConfig:
     max_tcp_connections: int = DEFAULT_MAX_TCP
     log_level: str = "info"
     keys: dict[Name, Key] = field(default_factory=dict)
+    #: Widest time window a signed request gets, whatever fudge it states.
+    max_fudge: int = DEFAULT_MAX_FUDGE
     #: Processes answering on the listen addresses (SO_REUSEPORT): this one
     #: and workers - 1 more (`keyresolve serve --workers` overrides it).
     workers: int = 1
@@ -232,6 +234,8 @@ class ResolverConfig:
     max_tcp_connections: int = DEFAULT_MAX_TCP
     log_level: str = "info"
     keys: dict[Name, Key] = field(default_factory=dict)
+    #: Widest time window a signed request gets, whatever fudge it states.
+    max_fudge: int = DEFAULT_MAX_FUDGE
     #: Keys allowed to send control messages (cache flush); loopback always may.
     control_keys: list[Name] = field(default_factory=list)
     servers: list[UpstreamServer] = field(default_factory=list)
@@ -258,6 +262,7 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
     config.log_level = top.get("log_level", str, "info")
     config.keys = load_keys(top, path)
+    config.max_fudge = load_max_fudge(top)
     config.control_keys = top.key_names("control_keys", config.keys)
     for i, raw in enumerate(top.get("servers", list, [], what="an array of [[servers]] tables")):
         if not isinstance(raw, dict):
@@ -283,6 +288,19 @@ def load_keys(top: Table, path: Path) -> dict[Name, Key]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+#: Largest `max_fudge`: a trailer's fudge is 16 bits (RFC 8945 4.2).
+MAX_FUDGE_SETTING = 0xFFFF
+
+
+def load_max_fudge(top: Table) -> int:
+    """The `max_fudge` setting: whole seconds, 1 .. 65535 (0 would fail a
+    request signed in the second before it arrived)."""
+    value = top.get("max_fudge", int, DEFAULT_MAX_FUDGE, what="an integer number of seconds")
+    if not 1 <= value <= MAX_FUDGE_SETTING:
+        raise top._err("max_fudge", f"must be 1 .. {MAX_FUDGE_SETTING} seconds")
+    return value
+
+
 def load_serve_config(path: str | Path) -> ServeConfig:
     """Read and validate a `keyresolve serve` config file."""
     path = Path(path)
@@ -298,6 +316,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     if config.workers > MAX_WORKERS:
         raise ConfigError(f"{path}: workers: at most {MAX_WORKERS}")
     config.keys = load_keys(top, path)
+    config.max_fudge = load_max_fudge(top)
     seen: set[Name] = set()
     for i, raw in enumerate(top.get("zones", list, [], what="an array of [[zones]] tables")):
         if not isinstance(raw, dict):

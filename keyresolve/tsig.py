@@ -26,15 +26,17 @@ Nothing here reads a clock: `now` (seconds since the epoch) is passed in.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import msgpack
 
-from .codes import Rcode, rcode_to_text
-from .errors import (BadKey, BadSignature, BadTime, ConfigError, KeyresolveError, PeerError,
-                     ProtocolError)
+from .codes import Opcode, Rcode, rcode_to_text
+from .errors import (BadKey, BadSignature, BadTime, ConfigError, KeyresolveError, NotAuth,
+                     PeerError, ProtocolError, Refused)
 from .message import (MAX_MESSAGE, MAX_SIG_BYTES, MAX_SIG_NAME, Message, Signature,
                       make_response)
 from .names import Name
@@ -54,6 +56,21 @@ MAC_SIZES: dict[str, int] = {name: ctor().digest_size for name, ctor in ALGORITH
 MIN_SECRET = 16
 #: Seconds of clock difference allowed by default (RFC 8945 10 recommends 300).
 DEFAULT_FUDGE = 300
+#: Largest window a server allows by default, whatever fudge a request states
+#: (RFC 8945 5.2.3 leaves the window to local policy; without a cap a request
+#: stating fudge 65535 could be replayed for 18 hours).
+DEFAULT_MAX_FUDGE = 300
+#: Opcodes that change a server's state: a signed request with one of these
+#: is accepted once (`ReplayGuard`). UPDATE is listed for when it exists.
+STATE_CHANGING = frozenset({Opcode.NOTIFY, Opcode.UPDATE, Opcode.CONTROL})
+#: Most signed state-changing requests a `ReplayGuard` remembers at once.
+#: An entry lives at most 2 * max_fudge (a request may be signed up to the
+#: window ahead of the server's clock), so at the default 300 s this allows a
+#: sustained 160 such requests a second, far above real use (a NOTIFY per
+#: zone change, CONTROL from an operator), in about 33 MB (330 bytes an
+#: entry, measured). TSIG (RFC 8945) does not require detecting replays
+#: inside the window and sets no size; this bound keeps a flood from growing it.
+MAX_REPLAY_ENTRIES = 100_000
 #: time_signed is a 48-bit unsigned integer (RFC 8945 4.2).
 MAX_TIME = 2**48 - 1
 #: Length of the server time carried in a BADTIME error's `other` (RFC 8945 5.2.3).
@@ -175,11 +192,18 @@ def _check(msg: Message, sig: Signature, key: Key, now: int, prior_mac: bytes | 
     expected = key.mac(mac_input(_signed_part(msg), sig, prior_mac, timers_only=timers_only))
     if not hmac.compare_digest(expected, sig.mac):
         raise _fail(BadSignature, sig.key_name, "MAC does not verify")
-    window = sig.fudge if max_fudge is None else min(sig.fudge, max_fudge)
-    if abs(now - sig.time_signed) > window:
+    allowed = window(sig.fudge, max_fudge)
+    if abs(now - sig.time_signed) > allowed:
         raise _fail(BadTime, sig.key_name,
                     f"signed at {sig.time_signed}, now {now}: "
-                    f"{now - sig.time_signed:+d} s is outside the {window} s window")
+                    f"{now - sig.time_signed:+d} s is outside the {allowed} s window")
+
+
+def window(fudge: int, max_fudge: int | None) -> int:
+    """Seconds of clock difference a verifier allows: the signer's `fudge`,
+    capped by the local `max_fudge` (None: uncapped). A server signs its
+    response with this fudge."""
+    return fudge if max_fudge is None else min(fudge, max_fudge)
 
 
 def _match_key(sig: Signature, key: Key | None) -> Key:
@@ -275,6 +299,62 @@ def make_error_response(query: Message, exc: ProtocolError, keyring: Keyring,
     return response.to_wire()
 
 
+# -- replay ----------------------------------------------------------------------
+class ReplayGuard:
+    """Accepts each verified state-changing request once (docs/protocol.md 8.4).
+
+    Remembers (key name, time signed, MAC) of every request it accepts until
+    the request's window ends (time_signed + `window(fudge, max_fudge)`):
+    after that a copy gets BADTIME from `verify`, so it needs no memory. A
+    repeat inside the window raises NotAuth. With `capacity` entries alive, a
+    new request raises Refused until some expire (at most 2 * max_fudge
+    later): forgetting one instead would let its copy through, which is the
+    attack; refusing locks out, for that time, only what a key holder could
+    disrupt anyway.
+
+    Consult it only after `verify`: the MACs it holds and is given are then
+    authentic, so looking them up (not in constant time) reveals nothing a
+    holder of them does not know.
+    """
+
+    def __init__(self, max_fudge: int | None, capacity: int = MAX_REPLAY_ENTRIES) -> None:
+        self.max_fudge = max_fudge
+        self.capacity = capacity
+        self._expiry: dict[tuple[Name, int, bytes], int] = {}
+        #: (expiry, order, entry): the order breaks ties without comparing entries.
+        self._heap: list[tuple[int, int, tuple[Name, int, bytes]]] = []
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def check(self, sig: Signature, now: int) -> None:
+        """Accept and remember the request signed with `sig` at time `now`,
+        or raise NotAuth (a repeat) or Refused (the memory is full)."""
+        now = int(now)
+        self._expire(now)
+        entry = (sig.key_name, sig.time_signed, sig.mac)
+        if entry in self._expiry:
+            raise _fail(NotAuth, sig.key_name,
+                        f"replay of a request signed at {sig.time_signed}")
+        expiry = sig.time_signed + window(sig.fudge, self.max_fudge)
+        if expiry < now:
+            return  # outside its window: `verify` rejects every copy
+        if len(self._expiry) >= self.capacity:
+            raise _fail(Refused, sig.key_name,
+                        f"{self.capacity} signed requests remembered: refused until some "
+                        "expire")
+        self._expiry[entry] = expiry
+        heapq.heappush(self._heap, (expiry, next(self._order), entry))
+
+    def _expire(self, now: int) -> None:
+        heap = self._heap
+        while heap and heap[0][0] < now:
+            expiry, _, entry = heapq.heappop(heap)
+            if self._expiry.get(entry) == expiry:
+                del self._expiry[entry]
+
+
 # -- TCP streams -----------------------------------------------------------------
 class StreamSigner:
     """Signs the messages of one multi-message TCP response (a transfer).
@@ -338,6 +418,7 @@ class StreamVerifier:
 
 
 __all__ = ["ALGORITHMS", "BADTIME_OTHER_SIZE", "DEFAULT_ALGORITHM", "DEFAULT_FUDGE",
-           "Key", "Keyring", "MAC_SIZES", "MAX_TIME", "MIN_SECRET", "StreamSigner",
-           "StreamVerifier", "UNSIGNED_ERRORS", "mac_input", "make_error_response", "sign",
-           "verify", "verify_response"]
+           "DEFAULT_MAX_FUDGE", "Key", "Keyring", "MAC_SIZES", "MAX_REPLAY_ENTRIES", "MAX_TIME",
+           "MIN_SECRET", "ReplayGuard", "STATE_CHANGING", "StreamSigner", "StreamVerifier",
+           "UNSIGNED_ERRORS", "mac_input", "make_error_response", "sign", "verify",
+           "verify_response", "window"]

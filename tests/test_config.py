@@ -118,6 +118,29 @@ def test_unreadable_or_not_utf8_is_a_config_error(tmp_path, load):
         load(path)
 
 
+_MINIMAL = {load_serve_config: 'listen = ["127.0.0.1:0"]\ndata_dir = "d"\n',
+            load_resolver_config: 'listen = ["127.0.0.1:0"]\nroot_hints = "root.hints"\n'}
+
+
+@pytest.mark.parametrize("load", [load_serve_config, load_resolver_config])
+def test_max_fudge_defaults_to_300_and_takes_1_to_65535_seconds(tmp_path, load):
+    path = tmp_path / "c.toml"
+    path.write_text(_MINIMAL[load])
+    assert load(path).max_fudge == 300
+    for value in (1, 60, 65535):
+        path.write_text(_MINIMAL[load] + f"max_fudge = {value}\n")
+        assert load(path).max_fudge == value
+    for value, message in (("0", "must be 1 .. 65535 seconds"),
+                           ("65536", "must be 1 .. 65535 seconds"),
+                           ("-5", "must be 1 .. 65535 seconds"),
+                           ("300.5", "must be an integer number of seconds"),
+                           ("true", "must be an integer number of seconds"),
+                           ('"300"', "must be an integer number of seconds")):
+        path.write_text(_MINIMAL[load] + f"max_fudge = {value}\n")
+        with pytest.raises(ConfigError, match=rf"c\.toml: max_fudge: {message}"):
+            load(path)
+
+
 _FINGERPRINTED = ('listen = ["127.0.0.1:0"]\ndata_dir = "d"\n'
                   '[keys.xfer]\nalgorithm = "hmac-sha256"\nsecret_file = "xfer.secret"\n'
                   '[[zones]]\nname = "example.com"\nfile = "example.com.zone"\n')

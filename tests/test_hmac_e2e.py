@@ -90,6 +90,26 @@ def test_clock_skew_and_replay_outside_the_window_get_badtime(signed_server, ske
         tsig.verify_response(reply, XFER, query.signature.mac, int(time.time()) + skew)
 
 
+
+def test_a_stated_fudge_of_65535_gets_the_servers_300_s_window(signed_server):
+    now = int(time.time())
+    query = make_query(name("alice@example.com"), RType.KEY)
+    old = Message.from_wire(udp_exchange(signed_server.address,
+                                         tsig.sign(query, XFER, now - 1000, fudge=65535)))
+    assert old.rcode == Rcode.NOTAUTH and old.signature.error == Rcode.BADTIME
+    assert old.signature.fudge == 65535  # a BADTIME report echoes the request's time and fudge
+    signed_server.wait_for(r"BADTIME from 127\.0\.0\.1: .*outside the 300 s window")
+    for stated, used in ((65535, 300), (10, 10)):  # a response states the window it used
+        query = make_query(name("alice@example.com"), RType.KEY)
+        wire = tsig.sign(query, XFER, int(time.time()), fudge=stated)
+        reply = Message.from_wire(udp_exchange(signed_server.address, wire))
+        assert reply.rcode == Rcode.NOERROR and reply.signature.fudge == used
+        tsig.verify_response(reply, XFER, query.signature.mac, int(time.time()))
+    transfer = make_query(name("example.com"), RType.AXFR, opcode=Opcode.TRANSFER)
+    wire = tsig.sign(transfer, XFER, int(time.time()), fudge=65535)
+    first = Message.from_wire(tcp_exchange(signed_server.address, wire))
+    assert first.rcode == Rcode.NOERROR and first.signature.fudge == 300
+
 def test_require_signed_zone_refuses_unsigned_queries(signed_server):
     for mailbox in ("alice@private.test", "deep@sub.private.test"):  # apex, and below it
         query = make_query(name(mailbox), RType.KEY)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from keyresolve import tsig
 from keyresolve.codes import Rcode, RType
 from keyresolve.errors import (BadKey, BadSignature, BadTime, BadVersion, ConfigError,
-                               FormError, KeyresolveError, NotImplementedOpcode, PeerError)
+                               FormError, KeyresolveError, NotAuth, NotImplementedOpcode,
+                               PeerError, Refused)
 from keyresolve.message import Message, Signature, make_query, make_response
 from keyresolve.names import Name
 from keyresolve.records import KEY, KeyAlgorithm, KeyUsage, Record
@@ -510,3 +511,113 @@ def test_float_clock_is_accepted_by_verifiers():
     with pytest.raises(BadTime, match=r"\+3600 s"):
         tsig.verify(Message.from_wire(signed_query()), KEYRING, T0 + 3600.7)
     assert tsig.verify(Message.from_wire(signed_query()), KEYRING, T0 + 0.5) is KEY1
+
+
+# -- the window a server allows, and replays inside it -----------------------------
+def test_a_fudge_of_65535_signed_1000_s_ago_is_badtime_under_max_fudge():
+    wire = tsig.sign(example_query(), KEY1, T0, fudge=65535)
+    with pytest.raises(BadTime, match="300 s window"):
+        tsig.verify(Message.from_wire(wire), KEYRING, T0 + 1000,
+                    max_fudge=tsig.DEFAULT_MAX_FUDGE)
+
+
+@pytest.mark.parametrize("fudge,max_fudge,expected", [
+    (65535, 300, 300), (10, 300, 10), (300, 300, 300), (0, 300, 0), (65535, None, 65535)])
+def test_window_is_the_smaller_of_the_stated_fudge_and_max_fudge(fudge, max_fudge, expected):
+    assert tsig.window(fudge, max_fudge) == expected
+
+
+def sig_at(time_signed: int, mac: bytes = b"m" * 32, fudge: int = 300,
+           key_name: Name = KEY_NAME) -> Signature:
+    return Signature(key_name, "hmac-sha256", time_signed, fudge, mac, 0x1234, 0, b"")
+
+
+def test_replay_guard_accepts_a_request_once_within_its_window():
+    guard = tsig.ReplayGuard(300)
+    guard.check(sig_at(T0), T0)
+    for now in (T0, T0 + 1, T0 + 300):  # a copy, until the window ends
+        with pytest.raises(NotAuth, match="replay") as info:
+            guard.check(sig_at(T0), now)
+        assert info.value.rcode == Rcode.NOTAUTH and info.value.key_name == KEY_NAME
+    assert len(guard) == 1
+
+
+def test_replay_guard_tells_apart_key_time_and_mac():
+    guard = tsig.ReplayGuard(300)
+    guard.check(sig_at(T0), T0)
+    guard.check(sig_at(T0, mac=b"n" * 32), T0)
+    guard.check(sig_at(T0 + 1), T0)
+    guard.check(sig_at(T0, key_name=Name.from_text("ops.")), T0)
+    assert len(guard) == 4
+
+
+def test_replay_guard_forgets_a_request_once_verify_would_say_badtime():
+    guard = tsig.ReplayGuard(300)
+    wire = tsig.sign(example_query(), KEY1, T0)
+    guard.check(Message.from_wire(wire).signature, T0)
+    guard.check(sig_at(T0 + 301), T0 + 301)  # any later request expires the first
+    assert len(guard) == 1
+    with pytest.raises(BadTime):  # so the copy is refused all the same
+        tsig.verify(Message.from_wire(wire), KEYRING, T0 + 301, max_fudge=300)
+    guard.check(Message.from_wire(wire).signature, T0 + 301)  # the guard itself forgot it
+
+
+def test_replay_guard_keeps_a_request_signed_ahead_until_its_own_window_ends():
+    guard = tsig.ReplayGuard(300)
+    guard.check(sig_at(T0 + 300), T0)  # signed by a clock 300 s ahead
+    with pytest.raises(NotAuth):
+        guard.check(sig_at(T0 + 300), T0 + 600)  # verify still accepts it then
+    guard.check(sig_at(T0 + 300), T0 + 601)
+
+
+def test_replay_guard_windows_are_capped_by_max_fudge():
+    guard = tsig.ReplayGuard(300)
+    guard.check(sig_at(T0, fudge=65535), T0)
+    guard.check(sig_at(T0 + 1000), T0 + 1000)
+    assert len(guard) == 1  # the first lived 300 s, not 65535
+
+
+def test_replay_guard_does_not_store_a_request_already_outside_its_window():
+    guard = tsig.ReplayGuard(300)
+    guard.check(sig_at(T0), T0 + 301)
+    assert len(guard) == 0
+
+
+def test_a_full_replay_guard_refuses_new_requests_until_entries_expire():
+    guard = tsig.ReplayGuard(300, capacity=3)
+    for i in range(3):
+        guard.check(sig_at(T0 + i), T0 + i)
+    with pytest.raises(Refused, match="3 signed requests remembered") as info:
+        guard.check(sig_at(T0 + 2, mac=b"n" * 32), T0 + 2)
+    assert info.value.rcode == Rcode.REFUSED
+    with pytest.raises(NotAuth):  # a copy is still a replay, not a refusal
+        guard.check(sig_at(T0), T0 + 2)
+    assert len(guard) == 3
+    guard.check(sig_at(T0 + 301), T0 + 301)  # the first expired: room for one
+    with pytest.raises(Refused):
+        guard.check(sig_at(T0 + 301, mac=b"n" * 32), T0 + 301)
+
+
+def test_a_flood_of_distinct_requests_keeps_the_guard_bounded():
+    capacity, per_second = 500, 40
+    guard = tsig.ReplayGuard(10, capacity=capacity)
+    accepted = refused = 0
+    for i in range(5000):  # 125 s of 40 requests a second, a 10 s window
+        now = T0 + i // per_second
+        try:
+            guard.check(sig_at(now, mac=i.to_bytes(32, "big")), now)
+            accepted += 1
+        except Refused:
+            refused += 1
+        assert len(guard) <= capacity and len(guard._heap) <= capacity
+    # 11 s of requests live at once (440) fit: none refused, none kept past its window
+    assert refused == 0 and accepted == 5000 and len(guard) <= 11 * per_second
+    flood = tsig.ReplayGuard(10, capacity=capacity)
+    results = []
+    for i in range(2000):  # 2000 in one second: the bound holds, the rest are refused
+        try:
+            flood.check(sig_at(T0, mac=i.to_bytes(32, "big")), T0)
+            results.append(True)
+        except Refused:
+            results.append(False)
+    assert results.count(True) == capacity == len(flood) == len(flood._heap)

@@ -175,8 +175,8 @@ def test_notify_to_the_shared_port_is_answered_and_leads_to_a_transfer(tmp_path,
     pair.primary.wait_for("reload done")
     soa = parse_zone_text((pair.pdir / "example.com.zone").read_text()).soa
     notifies = []
-    for _ in range(SPREAD):
-        message = make_notify(Name.from_text("example.com."), soa)
+    for i in range(SPREAD):  # distinct ids: a copy of a signed NOTIFY is refused
+        message = make_notify(Name.from_text("example.com."), soa, msg_id=i)
         notifies.append(tsig.sign(message, XFER, int(time.time())))
     acks = spread(("127.0.0.1", pair.sport), notifies)
     assert all(a.qr and a.opcode == Opcode.NOTIFY and a.rcode == Rcode.NOERROR for a in acks)

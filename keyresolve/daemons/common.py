@@ -7,19 +7,22 @@ import time
 
 from .. import tsig
 from ..codes import Rcode
-from ..errors import BadKey, BadSignature, BadTime, ProtocolError
-from ..message import Message, error_response_wire
-from ..tsig import Key, Keyring
+from ..errors import BadKey, BadSignature, BadTime, NotAuth, ProtocolError, Refused
+from ..message import Message, error_response_wire, make_response
+from ..tsig import Key, Keyring, ReplayGuard
 
 
-def accept_request(data: bytes, peer: tuple, keyring: Keyring,
-                   log: logging.Logger) -> tuple[Message, Key | None, int] | bytes | None:
+def accept_request(data: bytes, peer: tuple, keyring: Keyring, log: logging.Logger, *,
+                   max_fudge: int | None = None, replay: ReplayGuard | None = None,
+                   ) -> tuple[Message, Key | None, int] | bytes | None:
     """Decode and authenticate one request.
 
     Returns ``(query, key, now)`` to answer (key is None for an unsigned
-    query), or the error reply to send at once (FORMERR, BADVERS, NOTIMP, or
-    an RFC 8945 HMAC error), or None to drop it (unreadable, or a response:
-    servers never answer responses, so two servers cannot loop).
+    query), or the error reply to send at once (FORMERR, BADVERS, NOTIMP, an
+    RFC 8945 HMAC error, or a signed NOTAUTH/REFUSED from `replay`), or None
+    to drop it (unreadable, or a response: servers never answer responses,
+    so two servers cannot loop). `max_fudge` caps the window a request may
+    state; `replay` accepts each signed state-changing request once.
     """
     try:
         query = Message.from_wire(data)
@@ -34,7 +37,16 @@ def accept_request(data: bytes, peer: tuple, keyring: Keyring,
     if query.signature is None:
         return query, None, now
     try:
-        return query, tsig.verify(query, keyring, now), now
+        key = tsig.verify(query, keyring, now, max_fudge=max_fudge)
     except (BadKey, BadSignature, BadTime) as exc:
         log.warning("%s from %s: %s", exc.rcode.name, peer[0], exc)
         return tsig.make_error_response(query, exc, keyring, now)
+    if replay is not None and query.opcode in tsig.STATE_CHANGING:
+        try:
+            replay.check(query.signature, now)
+        except (NotAuth, Refused) as exc:
+            log.warning("%s from %s: %s", exc.rcode.name, peer[0], exc)
+            return tsig.sign(make_response(query, exc.rcode), key, now,
+                             request_mac=query.signature.mac,
+                             fudge=tsig.window(query.signature.fudge, max_fudge))
+    return query, key, now

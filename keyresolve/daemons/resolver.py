@@ -61,6 +61,8 @@ class ResolverServer:
         self.active = 0
         #: Upstream queries sent, for operators and tests.
         self.upstream_queries = 0
+        #: Signed CONTROL messages accepted, so each is accepted once.
+        self.replay = tsig.ReplayGuard(config.max_fudge)
 
     def batch(self) -> contextlib.nullcontext[None]:
         """No per-batch state: the cache lives in memory."""
@@ -76,7 +78,8 @@ class ResolverServer:
             hit = self.answers.answer(data, self._now())
             if hit is not None:
                 return hit
-        accepted = accept_request(data, peer, self.config.keys, log)
+        accepted = accept_request(data, peer, self.config.keys, log,
+                                  max_fudge=self.config.max_fudge, replay=self.replay)
         if not isinstance(accepted, tuple):
             return accepted
         query, key, _ = accepted
@@ -170,7 +173,8 @@ class ResolverServer:
         if key is None:
             return response.to_wire(size)
         return tsig.sign(response, key, int(time.time()), request_mac=query.signature.mac,
-                         max_size=size)
+                         max_size=size,
+                         fudge=tsig.window(query.signature.fudge, self.config.max_fudge))
 
     def control(self, query: Message, peer: tuple, key: Key | None) -> Message:
         """Cache flush, for a control key or from loopback."""

@@ -56,6 +56,9 @@ class AuthServer:
         self.config = config
         self.forward = forward
         self.keyring = config.keys
+        #: Signed NOTIFYs accepted, so each is accepted once (in the main
+        #: process, where workers forward theirs).
+        self.replay = tsig.ReplayGuard(config.max_fudge)
         self._snapshot: Snapshot | None = None
         #: Zones the fast path must leave to the full path (by Name.key()):
         #: those requiring signed queries.
@@ -159,7 +162,8 @@ class AuthServer:
         if self.forward is not None and len(data) >= 4 and (
                 (data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF == Opcode.NOTIFY:
             return self.forward(data, peer, tcp)
-        accepted = accept_request(data, peer, self.keyring, log)
+        accepted = accept_request(data, peer, self.keyring, log,
+                                  max_fudge=self.config.max_fudge, replay=self.replay)
         if not isinstance(accepted, tuple):
             return accepted
         query, key, now = accepted
@@ -177,7 +181,12 @@ class AuthServer:
         size = max_response_size(query, tcp)
         if key is None:
             return response.to_wire(size)
-        return tsig.sign(response, key, now, request_mac=query.signature.mac, max_size=size)
+        return tsig.sign(response, key, now, request_mac=query.signature.mac, max_size=size,
+                         fudge=self._fudge(query))
+
+    def _fudge(self, query: Message) -> int:
+        """The fudge a response to the signed `query` states: the window it got."""
+        return tsig.window(query.signature.fudge, self.config.max_fudge)
 
     def respond(self, query: Message, key: Key | None = None,
                 peer: tuple = ("", 0)) -> Message:
@@ -233,10 +242,10 @@ class AuthServer:
                                 and self.secondaries[origin].expired(time.time())):
                 response = make_response(query, Rcode.SERVFAIL)
                 yield tsig.sign(response, key, int(time.time()),
-                                request_mac=query.signature.mac)
+                                request_mac=query.signature.mac, fudge=self._fudge(query))
                 return
             outbound = OutboundTransfer(query, view)
-            signer = tsig.StreamSigner(key, query.signature.mac)
+            signer = tsig.StreamSigner(key, query.signature.mac, fudge=self._fudge(query))
             for message in outbound:
                 wire = signer.sign(message, int(time.time()))
                 sent += len(wire)
