@@ -314,7 +314,8 @@ async def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     if await trio.to_thread.run_sync(_sources_unchanged, store, zone):  # hashes the files
         return LoadResult(zone, "unchanged", info.serial, info.records, previous_serial=previous)
     try:
-        serial, records = await compile_in_child(store.path, zone.file, zone.name)
+        serial, records = await compile_in_child(store.path, zone.file, zone.name,
+                                                 zone.include_dirs)
     except KeyresolveError as exc:
         return LoadResult(zone, "failed", error=str(exc), previous_serial=previous)
     return LoadResult(zone, "loaded", serial, records, time.perf_counter() - start,
