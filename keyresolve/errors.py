@@ -101,6 +101,13 @@ def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
+def cut(text: str, limit: int = MAX_EXCERPT) -> str:
+    """As `excerpt`, unquoted: for tokens of a known alphabet (digits, units)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 class ZoneFileError(KeyresolveError):
     """An error in a zone file, located as file:line."""
 

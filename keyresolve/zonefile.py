@@ -35,7 +35,7 @@ import msgpack
 
 from .codes import DATA_TYPES, RType, rtype_from_text
 from .errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileError,
-                     MAX_PATH_EXCERPT, excerpt)
+                     MAX_PATH_EXCERPT, cut, excerpt)
 from .names import ROOT, Name, canonical_local
 from .records import (ADDR, ALIAS, KEY, KEY_ALGORITHMS, MAX_TTL, NS, SOA, Record,
                       rdata_from_wire)
@@ -111,7 +111,7 @@ def parse_ttl(text: str) -> int:
         raise InvalidRecord("empty TTL")
     if text.isdigit() and text.isascii():
         if len(text) > _MAX_TTL_DIGITS or int(text) > MAX_TTL:
-            raise InvalidRecord(f"TTL {_short(text)} is larger than {MAX_TTL}")
+            raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
         return int(text)
     total = 0
     digits = ""
@@ -119,17 +119,17 @@ def parse_ttl(text: str) -> int:
         if "0" <= ch <= "9":
             digits += ch
             if len(digits) > _MAX_TTL_DIGITS:
-                raise InvalidRecord(f"TTL {_short(text)} is larger than {MAX_TTL}")
+                raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
         elif ch in TTL_UNITS and digits:
             total += int(digits) * TTL_UNITS[ch]
             digits = ""
         else:
             raise InvalidRecord(
-                f"bad TTL {_short(text)!r} (seconds, or units like 1h30m, 2d, 1w)")
+                f"bad TTL {excerpt(text)} (seconds, or units like 1h30m, 2d, 1w)")
     if digits:  # as BIND: once units are used, every number needs one
-        raise InvalidRecord(f"bad TTL {_short(text)!r}: {digits} has no unit")
+        raise InvalidRecord(f"bad TTL {excerpt(text)}: {digits} has no unit")
     if total > MAX_TTL:
-        raise InvalidRecord(f"TTL {_short(text)} is larger than {MAX_TTL}")
+        raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
     return total
 
 
@@ -138,10 +138,6 @@ def _seconds(token: str) -> str:
     if token.isdigit() or not token[:1].isdigit():
         return token  # plain numbers and non-numbers go to SOA.from_text as they are
     return str(parse_ttl(token))
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def inside(path: str, roots: Iterable[str]) -> bool:
@@ -458,7 +454,7 @@ class ZoneReader:
                 break
             if "0" <= tok[0] <= "9":
                 if ttl is not None:
-                    err(fname, lineno, f"second TTL {_short(tok)!r} (type missing?)")
+                    err(fname, lineno, f"second TTL {excerpt(tok)} (type missing?)")
                     return None
                 try:
                     ttl = parse_ttl(tok)
@@ -535,7 +531,7 @@ class ZoneReader:
                     return None
             return _Include(args[0], origin)
         else:
-            err(fname, lineno, f"unknown directive {_short(tokens[0])!r} "
+            err(fname, lineno, f"unknown directive {excerpt(tokens[0])} "
                 "(one of $ORIGIN, $TTL, $INCLUDE)")
         return None
 
@@ -554,10 +550,10 @@ def _unknown_type(token: str) -> str:
     try:
         value = rtype_from_text(token)
     except ValueError:
-        return f"unknown record type {_short(token)!r}"
+        return f"unknown record type {excerpt(token)}"
     if value in DATA_TYPES:  # the generic TYPE<n> spelling is not offered
-        return f"write {RType(value).name}, not {token!r}"
-    return f"type {_short(upper)} cannot appear in zone data"
+        return f"write {RType(value).name}, not {excerpt(token)}"
+    return f"type {cut(upper)} cannot appear in zone data"
 
 
 # -- compiling: records to stored nodes, with the zone checks -----------------------

@@ -1,6 +1,7 @@
 """$INCLUDE stays inside the zone file's directory and its include_dirs:
 the zone file parser, `keyresolve zone check --include-dir`, the serve
-config's include_dirs and a real `keyresolve serve`."""
+config's include_dirs and a real `keyresolve serve`; and errors quote at
+most a cut excerpt of a token, never a whole line of data."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyresolve import zonefile
 from keyresolve.codes import RType
 from keyresolve.config import load_serve_config
-from keyresolve.errors import ConfigError, ZoneErrors
+from keyresolve.errors import MAX_EXCERPT, ConfigError, ZoneErrors
 from keyresolve.message import make_query
 from keyresolve.names import Name
-from keyresolve.zonefile import load_zone
+from keyresolve.zonefile import load_zone, parse_zone_text
 
 from .conftest import ask, b64key, keyresolve_cmd
 
@@ -247,3 +250,76 @@ def test_daemon_follows_include_dirs_and_refuses_outside(tree: Path, start_daemo
            "is outside the zone file's directory" in daemon.log
     assert f"{bad}:7: $INCLUDE '../shared/carol.inc' is outside" in daemon.log
     assert SECRET not in daemon.log
+
+
+# -- errors quote a cut excerpt of the token, never a whole line of data -------------------------
+LONG = "root:$6$" + SECRET + "x" * 20 + ":19000:0:99999:7:::"  # 57: under every length limit
+
+
+def messages(text: str) -> list[str]:
+    with pytest.raises(ZoneErrors) as info:
+        parse_zone_text(text)
+    return [e.message for e in info.value.errors]
+
+
+@pytest.mark.parametrize("line", [
+    LONG,                                       # bad owner name (invalid label)
+    f"{LONG}@ KEY x25519 encrypt {b64key(1)}",  # bad local part
+    f"www ADDR {LONG}",                         # bad address
+    f"www ADDR [{LONG}]:53",                    # bad IPv6 address
+    f"www 3600 {LONG} ADDR 127.0.0.1:1",        # unknown type
+    f"www 3600 {'9' * 80} ADDR 127.0.0.1:1",    # second TTL
+    f"www {'9' * 80} ADDR 127.0.0.1:1",         # TTL too large
+    f"www {'1' * 80}x ADDR 127.0.0.1:1",        # bad TTL
+    f"www TYPE{'0' * 80}1 x",                   # TYPE<n> spelling
+    f"${LONG}",                                 # unknown directive
+    f"$TTL 1{LONG}",                            # bad $TTL
+    f"$ORIGIN {LONG}",                          # bad $ORIGIN
+    f"alice@ KEY {LONG} encrypt {b64key(1)}",   # unknown algorithm
+    f"sub SOA ns1 {LONG}@ 1 2 3 4 5",           # bad SOA contact
+    f"sub SOA {LONG}@ hostmaster@ 1 2 3 4 5",   # SOA primary a mailbox
+    f"sub SOA ns1 hostmaster@ {'7' * 80} 2 3 4 5",  # SOA serial too large
+    f"www NS {LONG}",                           # bad NS target
+])
+def test_errors_quote_at_most_an_excerpt_of_a_token(line: str) -> None:
+    found = messages(HEAD + line + "\n")
+    assert found
+    for message in found:
+        longest = max((t for t in line.split() if len(t) > MAX_EXCERPT), key=len)
+        for start in range(len(longest) - MAX_EXCERPT):
+            assert longest[start:start + MAX_EXCERPT + 1] not in message, message
+    assert any("... (" in message and "characters)" in message for message in found), found
+
+
+def test_a_data_line_of_an_included_file_is_not_quoted_whole(tree: Path) -> None:
+    (tree / "zones" / "data.inc").write_text(LONG + "\n")
+    path = zone_with(tree, "$INCLUDE data.inc")
+    message = the_error(path)
+    cut = f"... ({len(LONG)} characters)"
+    assert message == (f"{tree / 'zones' / 'data.inc'}:1: bad owner name: invalid label "
+                       f"{LONG.lower()[:MAX_EXCERPT]!r}{cut} in {LONG[:MAX_EXCERPT]!r}{cut}")
+
+
+_HOSTILE = st.text(alphabet="abcxyz019:.$/=*-_@[]", min_size=MAX_EXCERPT + 1, max_size=160)
+_FIELDS = st.sampled_from(["KEY", "ADDR", "NS", "SOA", "ALIAS", "IN", "3600", "x25519",
+                           "encrypt", "@", "alice@", "$TTL", "$ORIGIN", "$INCLUDE", "TYPE1"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_HOSTILE, _FIELDS), min_size=1, max_size=6), st.booleans())
+def test_no_error_quotes_more_than_an_excerpt_of_any_token(fields, indent) -> None:
+    """Whatever the line, no error holds MAX_EXCERPT + 1 characters in a row
+    of a long token (a $INCLUDE path, which is named up to its own cap, is
+    not drawn: its argument would be a file name)."""
+    tokens = [t for t in fields if t != "$INCLUDE"] or ["x"]
+    line = (" " if indent else "") + " ".join(tokens)
+    try:
+        parse_zone_text(HEAD + line + "\n")
+    except ZoneErrors as exc:
+        found = [e.message for e in exc.errors]
+    else:
+        return
+    for token in tokens:
+        for start in range(len(token) - MAX_EXCERPT):
+            piece = token[start:start + MAX_EXCERPT + 1]
+            assert not any(piece in message for message in found), (piece, found)
