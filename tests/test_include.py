@@ -323,3 +323,23 @@ def test_no_error_quotes_more_than_an_excerpt_of_any_token(fields, indent) -> No
         for start in range(len(token) - MAX_EXCERPT):
             piece = token[start:start + MAX_EXCERPT + 1]
             assert not any(piece in message for message in found), (piece, found)
+
+
+def test_restart_with_narrower_include_dirs_compiles_again(tree: Path, start_daemon) -> None:
+    """A zone whose stored version included a file its config no longer
+    allows is not kept as 'unchanged': it is compiled again, and fails."""
+    zones = tree / "zones"
+    (zones / "good.zone").write_text(HEAD + "$INCLUDE ../shared/carol.inc\n")
+    config = zones / "serve.toml"
+    base = ('listen = ["127.0.0.1:0"]\ndata_dir = "data"\n'
+            '[[zones]]\nname = "example.com"\nfile = "good.zone"\n')
+    config.write_text(base + 'include_dirs = ["../shared"]\n')
+    first = start_daemon("serve", "--config", str(config))
+    assert "zone example.com. loaded" in first.log
+    assert first.stop() == 0
+    config.write_text(base)
+    second = start_daemon("serve", "--config", str(config))
+    assert second.stop() == 0
+    assert "unchanged" not in second.log
+    assert (f"zone example.com. not loaded: {zones / 'good.zone'}:6: "
+            "$INCLUDE '../shared/carol.inc' is outside") in second.log
