@@ -30,7 +30,7 @@ import hashlib
 import operator
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 import msgpack
@@ -375,11 +375,13 @@ def _node(head: bytes, rdatas: list[bytes]) -> bytes:
     return head + _array(len(rdatas)) + b"".join(rdatas)
 
 
-def check_zone(path: str, origin: Name | None = None) -> CompiledZone:
-    """Parse and check a zone file (with its includes) without keeping it:
-    what `keyresolve zone check` runs. The bulk compile where it can, else
-    the streaming compile with the nodes as bytes in memory (no objects per
-    record); raises `ZoneErrors` listing every error, as `zonefile.load_zone`."""
+def check_zone(path: str, origin: Name | None = None, *,
+               include_dirs: Iterable[str] = ()) -> CompiledZone:
+    """Parse and check a zone file (with its includes, which may lie in its
+    directory or in `include_dirs`) without keeping it: what `keyresolve
+    zone check` runs. The bulk compile where it can, else the streaming
+    compile with the nodes as bytes in memory (no objects per record);
+    raises `ZoneErrors` listing every error, as `zonefile.load_zone`."""
     zone = compile_bulk(path, origin)
     if zone is not None:
         try:
@@ -389,4 +391,4 @@ def check_zone(path: str, origin: Name | None = None) -> CompiledZone:
         except Repeated:
             pass
     with gc_paused():
-        return compile_zone(_MemoryNodes(), path, origin)
+        return compile_zone(_MemoryNodes(), path, origin, include_dirs=include_dirs)

@@ -435,7 +435,11 @@ def zone() -> None:
 @zone.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--origin", default=None, help="Zone name (default: the file's $ORIGIN).")
-def zone_check(files: tuple[str, ...], origin: str | None) -> None:
+@click.option("--include-dir", "include_dirs", multiple=True,
+              type=click.Path(file_okay=False, exists=True),
+              help="A directory $INCLUDE may read besides the zone file's own "
+                   "(as include_dirs in the serve config); repeatable.")
+def zone_check(files: tuple[str, ...], origin: str | None, include_dirs: tuple[str, ...]) -> None:
     """Check zone files; print a summary, or every error as file:line."""
     from .bulkcompile import check_zone
     from .zonefile import summarize
@@ -448,7 +452,7 @@ def zone_check(files: tuple[str, ...], origin: str | None) -> None:
     failed = False
     for path in files:
         try:
-            parsed = check_zone(path, origin_name)
+            parsed = check_zone(path, origin_name, include_dirs=include_dirs)
         except ZoneErrors as exc:
             failed = True
             for error in exc.errors:

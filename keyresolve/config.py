@@ -76,6 +76,8 @@ class ZoneConfig:
     key: Name | None = None
     #: Secondaries to NOTIFY when the serial changes.
     notify: list[Endpoint] = field(default_factory=list)
+    #: Directories besides the zone file's own that its $INCLUDEs may read.
+    include_dirs: list[Path] = field(default_factory=list)
 
     @property
     def is_secondary(self) -> bool:
@@ -301,6 +303,20 @@ def load_max_fudge(top: Table) -> int:
     return value
 
 
+def _include_dirs(table: Table, base: Path) -> list[Path]:
+    """A zone's include_dirs: existing directories, relative to `base`."""
+    values = table.get("include_dirs", list, [], what="a list of directory names")
+    dirs = []
+    for value in values:
+        if not isinstance(value, str) or not value:
+            raise table._err("include_dirs", "must be a list of directory names")
+        path = base / value
+        if not path.is_dir():
+            raise table._err("include_dirs", f"{path} is not a directory")
+        dirs.append(path)
+    return dirs
+
+
 def load_serve_config(path: str | Path) -> ServeConfig:
     """Read and validate a `keyresolve serve` config file."""
     path = Path(path)
@@ -338,6 +354,10 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         zone.allow_notify = table.key_names("allow_notify", config.keys)
         zone.allow_update = table.key_names("allow_update", config.keys)
         zone.require_signed = table.get("require_signed", bool, False)
+        zone.include_dirs = _include_dirs(table, base)
+        if zone.include_dirs and zone.is_secondary:
+            raise ConfigError(f"{path}: zones[{i}].include_dirs: only a primary zone "
+                              "(file) has includes")
         table.finish()
         if zone.name in seen:
             raise ConfigError(f"{path}: zones[{i}].name: zone {zone.name} is listed twice")

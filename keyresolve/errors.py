@@ -82,6 +82,32 @@ class InvalidRecord(FormError):
     """Record data that fails validation (bad key length, port, ...)."""
 
 
+#: Most characters of one input token an error message quotes: enough to
+#: recognise it in its file:line, too few to copy a line of someone else's
+#: file out through an error or a log (a zone file may $INCLUDE the wrong
+#: file; /etc/shadow lines are ~100 characters, BIND quotes tokens whole).
+MAX_EXCERPT = 40
+#: Most characters of a file name (a $INCLUDE path) an error message quotes:
+#: absolute paths run long and are named whole up to this; a path is not
+#: data read from a file.
+MAX_PATH_EXCERPT = 200
+
+
+def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
+    """`text` as an error message quotes it: its repr, or the repr of its
+    first `limit` characters followed by ``...`` and its length."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def cut(text: str, limit: int = MAX_EXCERPT) -> str:
+    """As `excerpt`, unquoted: for tokens of a known alphabet (digits, units)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 class ZoneFileError(KeyresolveError):
     """An error in a zone file, located as file:line."""
 

@@ -18,7 +18,7 @@ import functools
 import re
 from collections.abc import Iterator
 
-from .errors import InvalidName
+from .errors import InvalidName, excerpt
 
 #: RFC 1035 2.3.4: a label is at most 63 octets.
 MAX_LABEL = 63
@@ -72,7 +72,7 @@ class Name:
             local = canonical_local(local)
             if domain == "":
                 if origin is None:
-                    raise InvalidName(f"mailbox {text!r} has no domain")
+                    raise InvalidName(f"mailbox {excerpt(text)} has no domain")
                 return _with_local(origin, local)
         labels = _parse_domain(domain, origin)
         return _make(labels, local)
@@ -199,10 +199,10 @@ def canonical_local(local: str) -> str:
         raise InvalidName(f"local part longer than {MAX_LOCAL} octets")
     # isascii before lower(): U+212A KELVIN SIGN lower-cases to ASCII "k".
     if not local.isascii():
-        raise InvalidName(f"invalid local part {local!r}")
+        raise InvalidName(f"invalid local part {excerpt(local)}")
     lowered = local.lower()
     if not _LOCAL_RE.match(lowered):
-        raise InvalidName(f"invalid local part {local!r}")
+        raise InvalidName(f"invalid local part {excerpt(local)}")
     return lowered
 
 
@@ -215,16 +215,16 @@ def _parse_domain(domain: str, origin: Name | None) -> tuple[str, ...]:
     body = domain[:-1] if absolute else domain
     # isascii before lower(): U+212A KELVIN SIGN lower-cases to ASCII "k".
     if not body.isascii():
-        raise InvalidName(f"non-ASCII name {domain!r} (use its xn-- form)")
+        raise InvalidName(f"non-ASCII name {excerpt(domain)} (use its xn-- form)")
     lowered = body.lower()
     labels = tuple(lowered.split("."))
     for label in labels:
         if not label:
-            raise InvalidName(f"empty label in {domain!r}")
+            raise InvalidName(f"empty label in {excerpt(domain)}")
         if len(label) > MAX_LABEL:
-            raise InvalidName(f"label longer than {MAX_LABEL} octets in {domain!r}")
+            raise InvalidName(f"label longer than {MAX_LABEL} octets in {excerpt(domain)}")
         if not _LABEL_RE.match(label):
-            raise InvalidName(f"invalid label {label!r} in {domain!r}")
+            raise InvalidName(f"invalid label {excerpt(label)} in {excerpt(domain)}")
     if not absolute and origin is not None:
         labels = labels + origin.labels
     return labels
@@ -245,7 +245,7 @@ def _from_wire(text: str) -> Name:
     if not isinstance(text, str):
         raise InvalidName("name is not a string")
     if not text.endswith("."):
-        raise InvalidName(f"name {text!r} is not absolute")
+        raise InvalidName(f"name {excerpt(text)} is not absolute")
     local, at, domain = text.partition("@")
     if at and local and "@" not in domain and domain != ".":
         # A mailbox: its domain is one of few, so parsed once (as from_text would).

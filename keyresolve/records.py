@@ -22,7 +22,7 @@ from .codes import RType
 
 #: Types that are only asked about, never held in a record.
 QUERY_ONLY_TYPES = frozenset({RType.IXFR, RType.AXFR, RType.ANY})
-from .errors import InvalidName, InvalidRecord
+from .errors import InvalidName, InvalidRecord, cut, excerpt
 from .names import Name
 
 #: RFC 2181 8: TTLs are 31-bit unsigned.
@@ -73,9 +73,9 @@ MAX_DIGITS = 10
 
 def _text_int(token: str, what: str, maximum: int = MAX_U32) -> int:
     if not token.isascii() or not token.isdigit():
-        raise InvalidRecord(f"{what} must be a number, not {token!r}")
+        raise InvalidRecord(f"{what} must be a number, not {excerpt(token)}")
     if len(token) > MAX_DIGITS:
-        raise InvalidRecord(f"{what} {token[:20]} is larger than {maximum}")
+        raise InvalidRecord(f"{what} {cut(token)} is larger than {maximum}")
     value = int(token)
     if value > maximum:
         raise InvalidRecord(f"{what} {value} is larger than {maximum}")
@@ -128,9 +128,9 @@ class SOA:
         mname = Name.from_text(tokens[0], origin)
         rname = Name.from_text(tokens[1], origin)
         if mname.is_mailbox:
-            raise InvalidRecord(f"SOA primary {tokens[0]!r} must be a server name")
+            raise InvalidRecord(f"SOA primary {excerpt(tokens[0])} must be a server name")
         if not rname.is_mailbox:
-            raise InvalidRecord(f"SOA contact {tokens[1]!r} must be a mailbox")
+            raise InvalidRecord(f"SOA contact {excerpt(tokens[1])} must be a mailbox")
         names = ("serial", "refresh", "retry", "expire", "minimum")
         values = [_text_int(t, n) for t, n in zip(tokens[2:], names)]
         return cls(mname, rname, *values)
@@ -235,17 +235,17 @@ class ADDR:
         if bracketed:
             host, sep, port = text[1:].partition("]:")
             if not sep or ":" not in host:
-                raise InvalidRecord(f"address {text!r} must be [ipv6]:port")
+                raise InvalidRecord(f"address {excerpt(text)} must be [ipv6]:port")
         else:
             host, sep, port = text.rpartition(":")
             if not sep:
-                raise InvalidRecord(f"address {text!r} needs a port (ip:port)")
+                raise InvalidRecord(f"address {excerpt(text)} needs a port (ip:port)")
             if ":" in host:
-                raise InvalidRecord(f"IPv6 address {text!r} must be written [ipv6]:port")
+                raise InvalidRecord(f"IPv6 address {excerpt(text)} must be written [ipv6]:port")
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            raise InvalidRecord(f"invalid IP address {host!r}") from None
+            raise InvalidRecord(f"invalid IP address {excerpt(host)}") from None
         if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
             raise InvalidRecord("scoped IPv6 addresses are not allowed")
         return cls(address, _text_int(port, "port", 65535))
@@ -355,7 +355,7 @@ def _enum_text(kind: type[enum.IntEnum], token: str, what: str):
         return kind[token.upper()]
     except KeyError:
         choices = ", ".join(m.name.lower() for m in kind)
-        raise InvalidRecord(f"unknown {what} {token!r} (one of {choices})") from None
+        raise InvalidRecord(f"unknown {what} {excerpt(token)} (one of {choices})") from None
 
 
 #: Nesting allowed inside opaque rdata (arrays within arrays).

@@ -844,10 +844,12 @@ class Store:
 
     @_translate
     def compile_zone(self, path: str, origin: Name, *, text: str | None = None,
-                     loaded_at: float | None = None, journal: bool = True) -> CompiledZone:
+                     loaded_at: float | None = None, journal: bool = True,
+                     include_dirs: Iterable[str] = ()) -> CompiledZone:
         """Compile a zone file (`zonefile.compile_zone`) straight into the
         store: `replace_zone` without the zone in memory, same result, same
-        journal. With `text`, the zone is `text` (shown as `path`).
+        journal. With `text`, the zone is `text` (shown as `path`). Its
+        includes may lie in its directory or in `include_dirs`.
 
         The zone goes into the node area it is not served from (area 1 for a
         first load); one write transaction then diffs it against the served
@@ -877,7 +879,7 @@ class Store:
                 area = NODE_AREAS[1] if served == NODE_AREAS[0] else NODE_AREAS[0]
                 tail = not txn.cursor(db=self._nodes).set_range(node_prefix(origin, area + 1))
             target = node_prefix(origin, area)
-            compiled = self._compile_unserved(path, origin, text, target, tail)
+            compiled = self._compile_unserved(path, origin, text, target, tail, include_dirs)
             with self._env.begin(write=True) as txn:
                 old = txn.get(prefix, db=self._zones)
                 if (None if old is None else _area_of(old)) != served:
@@ -886,7 +888,8 @@ class Store:
                 if compiled is None:
                     _delete_prefix(cursor, target)  # a cut transfer's leftovers
                     sink = _NodeWriter(txn, self._nodes, target)
-                    compiled = compile_zone(sink, path, origin, text=text)
+                    compiled = compile_zone(sink, path, origin, text=text,
+                                            include_dirs=include_dirs)
                     sink.flush()
                 diff: _DiffCollector | None = None
                 if served is not None:
@@ -899,7 +902,7 @@ class Store:
         return compiled
 
     def _compile_unserved(self, path: str, origin: Name, text: str | None, target: bytes,
-                          tail: bool) -> CompiledZone | None:
+                          tail: bool, include_dirs: Iterable[str] = ()) -> CompiledZone | None:
         """Compile into the node area `target` (not served) in bounded
         transactions: in bulk, or (where `tail`: nothing follows it) into
         sorted runs merged by appends; None where neither applies (the
@@ -922,7 +925,7 @@ class Store:
             txn.drop(self._scratch, delete=False)  # a crashed compile's leftovers
         runs = _SortedRuns(self._env, self._scratch)
         try:
-            compiled = compile_zone(runs, path, origin, text=text)
+            compiled = compile_zone(runs, path, origin, text=text, include_dirs=include_dirs)
             runs.finish()
             self._append_nodes(target, runs.merged())
         except BaseException:

@@ -27,14 +27,15 @@ import io
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 import msgpack
 
 from .codes import DATA_TYPES, RType, rtype_from_text
-from .errors import InvalidName, InvalidRecord, ZoneErrors, ZoneFileError
+from .errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileError,
+                     MAX_PATH_EXCERPT, cut, excerpt)
 from .names import ROOT, Name, canonical_local
 from .records import (ADDR, ALIAS, KEY, KEY_ALGORITHMS, MAX_TTL, NS, SOA, Record,
                       rdata_from_wire)
@@ -110,7 +111,7 @@ def parse_ttl(text: str) -> int:
         raise InvalidRecord("empty TTL")
     if text.isdigit() and text.isascii():
         if len(text) > _MAX_TTL_DIGITS or int(text) > MAX_TTL:
-            raise InvalidRecord(f"TTL {_short(text)} is larger than {MAX_TTL}")
+            raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
         return int(text)
     total = 0
     digits = ""
@@ -118,17 +119,17 @@ def parse_ttl(text: str) -> int:
         if "0" <= ch <= "9":
             digits += ch
             if len(digits) > _MAX_TTL_DIGITS:
-                raise InvalidRecord(f"TTL {_short(text)} is larger than {MAX_TTL}")
+                raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
         elif ch in TTL_UNITS and digits:
             total += int(digits) * TTL_UNITS[ch]
             digits = ""
         else:
             raise InvalidRecord(
-                f"bad TTL {_short(text)!r} (seconds, or units like 1h30m, 2d, 1w)")
+                f"bad TTL {excerpt(text)} (seconds, or units like 1h30m, 2d, 1w)")
     if digits:  # as BIND: once units are used, every number needs one
-        raise InvalidRecord(f"bad TTL {_short(text)!r}: {digits} has no unit")
+        raise InvalidRecord(f"bad TTL {excerpt(text)}: {digits} has no unit")
     if total > MAX_TTL:
-        raise InvalidRecord(f"TTL {_short(text)} is larger than {MAX_TTL}")
+        raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
     return total
 
 
@@ -139,8 +140,13 @@ def _seconds(token: str) -> str:
     return str(parse_ttl(token))
 
 
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
+def inside(path: str, roots: Iterable[str]) -> bool:
+    """Whether `path` is one of `roots` or lies below one. All are absolute
+    real paths (symlinks and ``..`` resolved): this compares text only."""
+    for root in roots:
+        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+            return True
+    return False
 
 
 class _Include:
@@ -161,14 +167,21 @@ class ZoneReader:
     After iteration, `origin` is the zone's origin (the `origin` argument, else
     the file's first ``$ORIGIN``) and `sources` lists ``(path, sha256)`` of
     every file read, the main file first. No semantic checks happen here.
+
+    A ``$INCLUDE`` must name a file inside the main file's directory (for
+    `text`, the current directory) or inside one of `include_dirs`, once
+    symlinks and ``..`` are resolved; any other is refused unread.
     """
 
     def __init__(self, path: str | None, origin: Name | None = None, *,
-                 text: str | None = None, filename: str | None = None) -> None:
+                 text: str | None = None, filename: str | None = None,
+                 include_dirs: Iterable[str] = ()) -> None:
         """Read the file at `path`, or `text` (shown as `filename`) if given."""
         if origin is not None and origin.is_mailbox:
             raise InvalidName(f"zone origin {origin} is a mailbox")
         self.path = path
+        self.include_dirs = tuple(str(d) for d in include_dirs)
+        self._roots: tuple[str, ...] = ()  # real paths includes must lie in; set by __iter__
         self.text = text
         self.filename = filename if filename is not None else (path or "<string>")
         self.origin: Name | None = origin  # the zone's origin
@@ -182,6 +195,8 @@ class ZoneReader:
         self._owner_origin: Name | None = None
 
     def __iter__(self) -> Iterator[tuple[Record, str, int]]:
+        main_dir = "" if self.text is not None or self.path is None else os.path.dirname(self.path)
+        self._roots = tuple(os.path.realpath(d) for d in (main_dir, *self.include_dirs))
         try:
             if self.text is not None:
                 data = self.text.encode("utf-8", "surrogatepass")
@@ -201,11 +216,16 @@ class ZoneReader:
             return
 
     # -- files ---------------------------------------------------------------
-    def _open(self, path: str, where: str, line: int, what: str) -> BinaryIO | None:
-        """Open a regular file; report failure at where:line and return None."""
+    def _open(self, path: str, where: str, line: int, what: str, *,
+              nofollow: bool = False) -> BinaryIO | None:
+        """Open a regular file; report failure at where:line and return None.
+        With `nofollow`, a symlink as the last part of `path` is refused."""
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+        if nofollow:
+            flags |= getattr(os, "O_NOFOLLOW", 0)
         try:
             # O_NONBLOCK: opening a FIFO would wait for a writer (no effect on files)
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            fd = os.open(path, flags)
             try:
                 stream = os.fdopen(fd, "rb")
             except BaseException:
@@ -341,16 +361,22 @@ class ZoneReader:
             err(fname, lineno, f"$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} files")
             return
         if "\0" in path:  # the OS cannot name such a file
-            err(fname, lineno, f"cannot read included file {_short(inc.filename)!r}: "
-                "NUL in file name")
+            err(fname, lineno, "cannot read included file "
+                f"{excerpt(inc.filename, MAX_PATH_EXCERPT)}: NUL in file name")
             return
         real = os.path.realpath(path)
+        if not inside(real, self._roots):
+            err(fname, lineno, f"$INCLUDE {excerpt(inc.filename, MAX_PATH_EXCERPT)} is outside "
+                f"{self._allowed_text()}; not read")
+            return
         if real in stack:
             chain = " -> ".join(os.path.basename(p) for p in (*stack, real))
             err(fname, lineno, f"$INCLUDE loop: {chain}")
             return
-        stream = self._open(path, fname, lineno,
-                            f"cannot read included file {_short(inc.filename)!r}")
+        # the resolved path, as checked (a symlink swapped in since is refused)
+        stream = self._open(real, fname, lineno,
+                            f"cannot read included file {excerpt(inc.filename, MAX_PATH_EXCERPT)}",
+                            nofollow=True)
         if stream is None:
             return
         # RFC 1035 5.1: the included file's $ORIGIN does not leak back; as BIND,
@@ -366,6 +392,15 @@ class ZoneReader:
                                               depth + 1, (*stack, real))
         finally:
             self._cur, self._owner, self._owner_token, self._owner_origin = saved
+
+    def _allowed_text(self) -> str:
+        """Where includes may lie, for the error of one that does not."""
+        main, *others = self._roots
+        where = "the current directory" if self.text is not None else "the zone file's directory"
+        text = f"{where} {main}"
+        if others:
+            text += " and include_dirs " + ", ".join(others)
+        return text
 
     # -- entries -------------------------------------------------------------
     def _entry(self, tokens: list[str], cont: bool, fname: str,
@@ -419,7 +454,7 @@ class ZoneReader:
                 break
             if "0" <= tok[0] <= "9":
                 if ttl is not None:
-                    err(fname, lineno, f"second TTL {_short(tok)!r} (type missing?)")
+                    err(fname, lineno, f"second TTL {excerpt(tok)} (type missing?)")
                     return None
                 try:
                     ttl = parse_ttl(tok)
@@ -496,7 +531,7 @@ class ZoneReader:
                     return None
             return _Include(args[0], origin)
         else:
-            err(fname, lineno, f"unknown directive {_short(tokens[0])!r} "
+            err(fname, lineno, f"unknown directive {excerpt(tokens[0])} "
                 "(one of $ORIGIN, $TTL, $INCLUDE)")
         return None
 
@@ -515,10 +550,10 @@ def _unknown_type(token: str) -> str:
     try:
         value = rtype_from_text(token)
     except ValueError:
-        return f"unknown record type {_short(token)!r}"
+        return f"unknown record type {excerpt(token)}"
     if value in DATA_TYPES:  # the generic TYPE<n> spelling is not offered
-        return f"write {RType(value).name}, not {token!r}"
-    return f"type {_short(upper)} cannot appear in zone data"
+        return f"write {RType(value).name}, not {excerpt(token)}"
+    return f"type {cut(upper)} cannot appear in zone data"
 
 
 # -- compiling: records to stored nodes, with the zone checks -----------------------
@@ -872,8 +907,8 @@ class _CompileReader(ZoneReader):
 
     def __init__(self, path: str | None, origin: Name | None,
                  make_builder: Callable[[ZoneReader], Any], *, text: str | None = None,
-                 filename: str | None = None) -> None:
-        super().__init__(path, origin, text=text, filename=filename)
+                 filename: str | None = None, include_dirs: Iterable[str] = ()) -> None:
+        super().__init__(path, origin, text=text, filename=filename, include_dirs=include_dirs)
         self.make_builder = make_builder
         self.builder: Any = None  # made at the first record: $ORIGIN may name the zone
         self._zone_key = b""
@@ -1018,11 +1053,14 @@ class _CompileReader(ZoneReader):
 
 
 def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *,
-                 text: str | None = None, filename: str | None = None) -> CompiledZone:
+                 text: str | None = None, filename: str | None = None,
+                 include_dirs: Iterable[str] = ()) -> CompiledZone:
     """Parse and check a zone file (with its includes), writing its nodes to
     `sink` as they are read; raises `ZoneErrors` listing every error found
     (then `sink` holds a partial zone: a store discards it). With `text`, the
     zone is `text` (shown as `filename`, else `path`) instead of a file.
+    Includes may lie in the zone file's directory or in `include_dirs`
+    (`ZoneReader`).
 
     Memory stays bounded whatever the zone's size (the node being built, the
     zone cuts and in-zone NS targets); error messages that name where an
@@ -1030,7 +1068,8 @@ def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *
     """
     def open_reader(make_builder: Callable[[ZoneReader], Any]) -> _CompileReader:
         return _CompileReader(path, origin, make_builder, text=text,
-                              filename=filename if filename is not None else path)
+                              filename=filename if filename is not None else path,
+                              include_dirs=include_dirs)
 
     def locate(wanted: set[tuple[bytes, int]]) -> dict:
         locator = _Locator(wanted)
@@ -1102,14 +1141,15 @@ class _MemoryNodes:
 
 
 # -- public API ------------------------------------------------------------------
-def iter_records(path: str, origin: Name | None = None) -> Iterator[tuple[Record, str, int]]:
+def iter_records(path: str, origin: Name | None = None, *,
+                 include_dirs: Iterable[str] = ()) -> Iterator[tuple[Record, str, int]]:
     """Stream ``(record, filename, line)`` from a zone file and its includes.
 
     Only syntax is checked (no zone checks: see `load_zone`). Records of good
     lines are yielded as they are read; if any line was bad, `ZoneErrors` is
     raised at the end (or once `MAX_ERRORS` is reached).
     """
-    reader = ZoneReader(path, origin)
+    reader = ZoneReader(path, origin, include_dirs=include_dirs)
     yield from reader
     if reader.errors:
         raise ZoneErrors(reader.errors)
@@ -1135,31 +1175,37 @@ def gc_paused() -> Iterator[None]:
 
 
 def _load(path: str | None, origin: Name | None, *, text: str | None = None,
-          filename: str | None = None) -> tuple[Zone, list[tuple[str, bytes]]]:
+          filename: str | None = None,
+          include_dirs: Iterable[str] = ()) -> tuple[Zone, list[tuple[str, bytes]]]:
     sink = _MemoryNodes()
     with gc_paused():
-        compiled = compile_zone(sink, path, origin, text=text, filename=filename)
+        compiled = compile_zone(sink, path, origin, text=text, filename=filename,
+                                include_dirs=include_dirs)
         return sink.zone(compiled.origin), compiled.sources
 
 
-def load_zone(path: str, origin: Name | None = None) -> Zone:
-    """Parse a zone file (with its includes) and check it, into memory;
-    raises `ZoneErrors` listing every error found. (`compile_zone` writes a
-    zone into a store without holding it in memory.)"""
-    return _load(path, origin)[0]
+def load_zone(path: str, origin: Name | None = None, *,
+              include_dirs: Iterable[str] = ()) -> Zone:
+    """Parse a zone file (with its includes, which may lie in its directory
+    or in `include_dirs`) and check it, into memory; raises `ZoneErrors`
+    listing every error found. (`compile_zone` writes a zone into a store
+    without holding it in memory.)"""
+    return _load(path, origin, include_dirs=include_dirs)[0]
 
 
-def load_zone_with_sources(path: str,
-                           origin: Name | None = None) -> tuple[Zone, list[tuple[str, bytes]]]:
+def load_zone_with_sources(path: str, origin: Name | None = None, *,
+                           include_dirs: Iterable[str] = ()
+                           ) -> tuple[Zone, list[tuple[str, bytes]]]:
     """As `load_zone`, also returning ``(path, sha256 digest)`` of every file
     read, the main file first, so a caller can skip unchanged zones."""
-    return _load(path, origin)
+    return _load(path, origin, include_dirs=include_dirs)
 
 
-def parse_zone_text(text: str, filename: str = "<string>", origin: Name | None = None) -> Zone:
+def parse_zone_text(text: str, filename: str = "<string>", origin: Name | None = None, *,
+                    include_dirs: Iterable[str] = ()) -> Zone:
     """As `load_zone`, from a string; ``$INCLUDE`` paths are relative to the
-    current directory."""
-    return _load(None, origin, text=text, filename=filename)[0]
+    current directory, and may lie in it or in `include_dirs`."""
+    return _load(None, origin, text=text, filename=filename, include_dirs=include_dirs)[0]
 
 
 def load_hints(path: str) -> list[tuple[Name, ADDR]]:
@@ -1218,5 +1264,6 @@ def summarize(zone: Zone | CompiledZone) -> str:
 
 
 __all__ = ["MAX_DOMAIN_CACHE", "MAX_ERRORS", "MAX_INCLUDE_DEPTH", "MAX_LINE", "MAX_RECORD_TEXT",
-           "TTL_UNITS", "CompiledZone", "NodeSink", "ZoneReader", "compile_zone", "iter_records", "load_hints", "load_zone", "load_zone_with_sources",
+           "TTL_UNITS", "CompiledZone", "NodeSink", "ZoneReader", "compile_zone", "inside",
+           "iter_records", "load_hints", "load_zone", "load_zone_with_sources",
            "parse_ttl", "parse_zone_text", "summarize"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
@@ -36,13 +37,15 @@ STDERR_TAIL = 2000
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 
 
-async def compile_in_child(data_dir: str | Path, path: str, origin: Name) -> tuple[int, int]:
+async def compile_in_child(data_dir: str | Path, path: str, origin: Name,
+                           include_dirs: Sequence[str | Path] = ()) -> tuple[int, int]:
     """Compile the zone file at `path` into the store at `data_dir` in a
-    child process; (serial, records). Raises ZoneErrors (every file:line
+    child process; (serial, records). Its includes may lie in its directory
+    or in `include_dirs`. Raises ZoneErrors (every file:line
     error, as `Store.compile_zone`), or StoreError. Cancelled, it kills the
     child (SIGTERM, as `trio.run_process`) before it returns."""
     cmd = [sys.executable, "-m", "keyresolve.daemons.compiler", str(data_dir), path,
-           origin.to_text()]
+           origin.to_text(), *map(str, include_dirs)]
     # the child imports the package this process runs, wherever that is
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
@@ -69,11 +72,12 @@ async def compile_in_child(data_dir: str | Path, path: str, origin: Name) -> tup
 
 
 def main(argv: list[str]) -> int:
-    """``DATA_DIR PATH ORIGIN``: compile, print the JSON report."""
-    data_dir, path, origin = argv
+    """``DATA_DIR PATH ORIGIN [INCLUDE_DIR...]``: compile, print the JSON report."""
+    data_dir, path, origin, *include_dirs = argv
     try:
         with Store(data_dir) as store:
-            compiled = store.compile_zone(path, Name.from_text(origin))
+            compiled = store.compile_zone(path, Name.from_text(origin),
+                                          include_dirs=include_dirs)
         report: dict = {"serial": compiled.serial, "records": compiled.records}
     except ZoneErrors as exc:
         report = {"zone_errors": [[e.filename, e.line, e.message] for e in exc.errors]}

@@ -34,6 +34,7 @@ from ..tsig import Key
 from .compiler import compile_in_child
 from ..names import Name
 from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
+from ..zonefile import inside
 from .common import accept_request
 from .secondary import SecondaryZone, StoredSecondary, send_notify
 from .workers import Forwarder, WorkerPool, open_worker_channel
@@ -310,6 +311,17 @@ def _sources_unchanged(store: Store, zone: ZoneConfig) -> bool:
     return True
 
 
+def _includes_allowed(store: Store, zone: ZoneConfig) -> bool:
+    """Whether every file the stored version of `zone` included lies where
+    its config allows now (else it is compiled again, and fails, rather than
+    kept as unchanged after include_dirs were narrowed)."""
+    info = store.get_zone_info(zone.name)
+    if info is None or zone.file is None:
+        return True
+    roots = [os.path.realpath(d) for d in (os.path.dirname(zone.file), *zone.include_dirs)]
+    return all(inside(os.path.realpath(path), roots) for path, _ in info.sources[1:])
+
+
 async def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     """Compile one zone file into the store unless its files are unchanged,
     in a child process (`compiler.compile_in_child`: answers do not wait,
@@ -320,10 +332,12 @@ async def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     start = time.perf_counter()
     info = store.get_zone_info(zone.name)
     previous = None if info is None else info.serial
-    if await trio.to_thread.run_sync(_sources_unchanged, store, zone):  # hashes the files
+    allowed = await trio.to_thread.run_sync(_includes_allowed, store, zone)
+    if allowed and await trio.to_thread.run_sync(_sources_unchanged, store, zone):  # hashes
         return LoadResult(zone, "unchanged", info.serial, info.records, previous_serial=previous)
     try:
-        serial, records = await compile_in_child(store.path, zone.file, zone.name)
+        serial, records = await compile_in_child(store.path, zone.file, zone.name,
+                                                 zone.include_dirs)
     except KeyresolveError as exc:
         return LoadResult(zone, "failed", error=str(exc), previous_serial=previous)
     return LoadResult(zone, "loaded", serial, records, time.perf_counter() - start,
