@@ -844,7 +844,8 @@ class Store:
 
     @_translate
     def compile_zone(self, path: str, origin: Name, *, text: str | None = None,
-                     loaded_at: float | None = None, journal: bool = True) -> CompiledZone:
+                     loaded_at: float | None = None, journal: bool = True,
+                     before_commit: Callable[[], None] | None = None) -> CompiledZone:
         """Compile a zone file (`zonefile.compile_zone`) straight into the
         store: `replace_zone` without the zone in memory, same result, same
         journal. With `text`, the zone is `text` (shown as `path`).
@@ -865,6 +866,9 @@ class Store:
         it sorts the nodes first (`_SortedRuns`: sorted runs in the scratch
         DB, in bounded transactions) and appends them; elsewhere it inserts
         them directly, in the switching transaction.
+
+        `before_commit` is called last in the switching transaction: what
+        it raises (or a process exit) aborts the switch.
         """
         self._check_writable()
         if origin.is_mailbox:
@@ -896,6 +900,8 @@ class Store:
                     _delete_prefix(cursor, node_prefix(origin, served))
                 self._write_meta(txn, origin, area, compiled.records, compiled.sources,
                                  loaded_at, diff)
+                if before_commit is not None:
+                    before_commit()
         return compiled
 
     def _compile_unserved(self, path: str, origin: Name, text: str | None, target: bytes,

@@ -18,7 +18,7 @@ from keyresolve.codes import Opcode, Rcode, RType
 from keyresolve.message import FrameReader, Message, make_query
 from keyresolve.names import Name
 from keyresolve.records import KEY, NS
-from keyresolve.store import Store
+from keyresolve.store import NODE_AREAS, Store, node_prefix
 
 from .conftest import (ask, b64key, compiler_pids, keyresolve_cmd, tcp_read, udp_exchange, udp_no_reply,
                        write_serve_config)
@@ -469,3 +469,96 @@ def test_cached_answers_end_at_the_timers_expiry_when_it_is_later(tmp_path, monk
         assert len(handler._responder.responses) == 1
         now = stored + 0.75  # past both
         assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL
+
+
+# -- a killed server's compile child -------------------------------------------
+#: How soon a compile child must end after its server is killed (issue #17).
+ORPHAN_DEADLINE = 1.0
+
+
+def _compile_child_of(server, data) -> list[int]:
+    deadline = time.monotonic() + 30
+    while not (pids := compiler_pids(data)):
+        assert time.monotonic() < deadline, "no compile started:\n" + server.log
+        time.sleep(0.01)
+    return pids
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone_within(pids: list[int], seconds: float) -> float:
+    """Seconds until every pid in `pids` has ended; fails past `seconds`."""
+    start = time.monotonic()
+    while any(_running(pid) for pid in pids):
+        assert time.monotonic() - start < seconds, f"compile child {pids} outlived its server"
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def _assert_zone_whole(store: Store, origin: Name, serials: set[int]) -> int:
+    """The stored zone is one whole version: its serial is one of `serials`
+    and its node area holds exactly the records its metadata counts."""
+    info = store.get_zone_info(origin)
+    assert info.serial in serials
+    with store.snapshot() as snap:
+        records = list(snap.iter_records(origin))
+        assert snap.get_zone(origin).soa.rdata.serial == info.serial
+    assert len(records) == info.records
+    return info.serial
+
+
+def test_kill_9_during_a_reload_ends_its_compile_which_never_commits(tmp_path, server):
+    """The compile child waits for LMDB's write lock, held here, when its
+    server is killed: it must end within a second, and not commit once the
+    lock is free."""
+    data = tmp_path / "data"
+    (tmp_path / "example.com.zone").write_text(
+        EXAMPLE.replace("2026112201", "2026112202") + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    with Store(data) as store:
+        txn = store._env.begin(write=True)
+        try:
+            server.signal(signal.SIGHUP)
+            pids = _compile_child_of(server, data)
+            server.proc.kill()
+            server.proc.wait()
+            _gone_within(pids, ORPHAN_DEADLINE)
+        finally:
+            txn.abort()
+        assert _assert_zone_whole(store, name("example.com."), {2026112201}) == 2026112201
+
+
+def test_kill_9_mid_compile_leaves_the_store_whole(tmp_path, server):
+    """Killed while its child writes a big zone's nodes: the child ends
+    within a second, the store holds the old zone whole, and a new server
+    compiles the new zone."""
+    data = tmp_path / "data"
+    origin = name("example.com.")
+    big = EXAMPLE.replace("2026112201", "2026112202") + "".join(
+        f"user{i}@ KEY x25519 encrypt {b64key(i)}\n" for i in range(150_000))
+    (tmp_path / "example.com.zone").write_text(big)
+    with Store(data, readonly=True) as store:
+        served = store.get_zone_info(origin).area
+        unserved = node_prefix(origin, next(a for a in NODE_AREAS if a != served))
+        server.signal(signal.SIGHUP)
+        pids = _compile_child_of(server, data)
+        deadline = time.monotonic() + 60
+        while True:  # until the child has written some of the new zone's nodes
+            with store._env.begin() as read:
+                cursor = read.cursor(db=store._nodes)
+                if cursor.set_range(unserved) and cursor.key().startswith(unserved):
+                    break
+            assert time.monotonic() < deadline and compiler_pids(data), \
+                "the compile wrote nothing:\n" + server.log
+            time.sleep(0.005)
+        server.proc.kill()
+        server.proc.wait()
+        _gone_within(pids, ORPHAN_DEADLINE)
+    with Store(data) as store:
+        _assert_zone_whole(store, origin, {2026112201, 2026112202})
