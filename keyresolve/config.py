@@ -18,6 +18,7 @@ from .errors import ConfigError, InvalidName
 from .keys import keyring_from_config
 from .names import Name
 from .net.server import DEFAULT_MAX_TCP, DEFAULT_TCP_IDLE
+from .serial import SERIAL_POLICIES
 from .tsig import Key
 
 Endpoint = tuple[str, int]
@@ -76,6 +77,10 @@ class ZoneConfig:
     key: Name | None = None
     #: Secondaries to NOTIFY when the serial changes.
     notify: list[Endpoint] = field(default_factory=list)
+    #: A primary zone's reload that changes it without a higher serial:
+    #: "keep" refuses it, "increment"/"unixtime" pick the serial
+    #: (`serial.next_serial`, as Knot's serial-policy).
+    serial_policy: str = "keep"
 
     @property
     def is_secondary(self) -> bool:
@@ -319,6 +324,10 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         zone.allow_notify = table.key_names("allow_notify", config.keys)
         zone.allow_update = table.key_names("allow_update", config.keys)
         zone.require_signed = table.get("require_signed", bool, False)
+        zone.serial_policy = table.get("serial_policy", str, "keep")
+        if zone.serial_policy not in SERIAL_POLICIES:
+            raise ConfigError(f"{path}: zones[{i}].serial_policy: must be one of "
+                              f"{', '.join(SERIAL_POLICIES)}, not {zone.serial_policy!r}")
         table.finish()
         if zone.name in seen:
             raise ConfigError(f"{path}: zones[{i}].name: zone {zone.name} is listed twice")

@@ -38,6 +38,7 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import operator
@@ -59,7 +60,7 @@ from .errors import FormError, KeyresolveError, StoreError
 from .names import Name
 from .message import array_header
 from .records import SOA, Record, rdata_from_wire
-from .serial import serial_gt
+from .serial import SerialNotIncreased, next_serial, serial_gt
 from .xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
 from .zone import Node, RRset, Zone
 from .zonefile import CompiledZone, compile_zone, gc_paused
@@ -587,6 +588,24 @@ def _journal_update(txn: lmdb.Transaction, db: Any, origin: Name,
     _journal_append(txn, db, origin, old_soa, new_soa, diff.removed, diff.added, zone_records)
 
 
+def _apex_soa(txn: lmdb.Transaction, db: Any, origin: Name, area: int) -> SOA | None:
+    """The SOA at the apex of the zone's nodes in `area`, if any."""
+    apex = txn.get(node_prefix(origin, area), db=db)
+    rrset = None if apex is None else decode_node(apex).get(RType.SOA)
+    soa = None if rrset is None else rrset.rdatas[0]
+    return soa if isinstance(soa, SOA) else None
+
+
+def _set_apex_serial(txn: lmdb.Transaction, db: Any, origin: Name, area: int,
+                     serial: int) -> None:
+    """Rewrite the serial of the apex SOA of the zone's nodes in `area`."""
+    key = node_prefix(origin, area)
+    node = decode_node(txn.get(key, db=db))
+    rrset = node[RType.SOA]
+    node[RType.SOA] = RRset(rrset.ttl, (dataclasses.replace(rrset.rdatas[0], serial=serial),))
+    txn.put(key, encode_node(node), db=db)
+
+
 class _NodeWriter:
     """The `zonefile.NodeSink` of `Store.compile_zone`: nodes under `prefix`
     in a write transaction.
@@ -845,7 +864,9 @@ class Store:
     @_translate
     def compile_zone(self, path: str, origin: Name, *, text: str | None = None,
                      loaded_at: float | None = None, journal: bool = True,
-                     before_commit: Callable[[], None] | None = None) -> CompiledZone:
+                     before_commit: Callable[[], None] | None = None,
+                     serial_policy: str | None = None, now: float | None = None
+                     ) -> CompiledZone:
         """Compile a zone file (`zonefile.compile_zone`) straight into the
         store: `replace_zone` without the zone in memory, same result, same
         journal. With `text`, the zone is `text` (shown as `path`).
@@ -869,6 +890,14 @@ class Store:
 
         `before_commit` is called last in the switching transaction: what
         it raises (or a process exit) aborts the switch.
+
+        With a `serial_policy` (`serial.SERIAL_POLICIES`) and a zone served,
+        a file whose serial is not higher than the served one (RFC 1982) is
+        judged by `serial.next_serial` at `now` (default: the clock): the
+        zone is stored with the serial it gives, or, where it raises
+        SerialNotIncreased, the compile is refused and the old zone stays.
+        So the served contents never change without the serial increasing,
+        and each journal entry holds every difference between two serials.
         """
         self._check_writable()
         if origin.is_mailbox:
@@ -882,27 +911,53 @@ class Store:
                 tail = not txn.cursor(db=self._nodes).set_range(node_prefix(origin, area + 1))
             target = node_prefix(origin, area)
             compiled = self._compile_unserved(path, origin, text, target, tail)
-            with self._env.begin(write=True) as txn:
-                old = txn.get(prefix, db=self._zones)
-                if (None if old is None else _area_of(old)) != served:
-                    raise StoreError(f"zone {origin} changed during the compile")
-                cursor = txn.cursor(db=self._nodes)
-                if compiled is None:
-                    _delete_prefix(cursor, target)  # a cut transfer's leftovers
-                    sink = _NodeWriter(txn, self._nodes, target)
-                    compiled = compile_zone(sink, path, origin, text=text)
-                    sink.flush()
-                diff: _DiffCollector | None = None
-                if served is not None:
-                    if journal:
-                        diff = _diff_areas(txn, self._nodes, origin, served, area,
-                                           compiled.records)
-                    _delete_prefix(cursor, node_prefix(origin, served))
-                self._write_meta(txn, origin, area, compiled.records, compiled.sources,
-                                 loaded_at, diff)
-                if before_commit is not None:
-                    before_commit()
+            try:
+                with self._env.begin(write=True) as txn:
+                    old = txn.get(prefix, db=self._zones)
+                    if (None if old is None else _area_of(old)) != served:
+                        raise StoreError(f"zone {origin} changed during the compile")
+                    cursor = txn.cursor(db=self._nodes)
+                    if compiled is None:
+                        _delete_prefix(cursor, target)  # a cut transfer's leftovers
+                        sink = _NodeWriter(txn, self._nodes, target)
+                        compiled = compile_zone(sink, path, origin, text=text)
+                        sink.flush()
+                    if serial_policy is not None and served is not None:
+                        compiled = self._serial_by_policy(txn, origin, served, area, compiled,
+                                                          serial_policy, now)
+                    diff: _DiffCollector | None = None
+                    if served is not None:
+                        if journal:
+                            diff = _diff_areas(txn, self._nodes, origin, served, area,
+                                               compiled.records)
+                        _delete_prefix(cursor, node_prefix(origin, served))
+                    self._write_meta(txn, origin, area, compiled.records, compiled.sources,
+                                     loaded_at, diff)
+                    if before_commit is not None:
+                        before_commit()
+            except SerialNotIncreased:
+                self._clear_range(target)  # what the bulk compile wrote beside the zone
+                raise
         return compiled
+
+    def _serial_by_policy(self, txn: lmdb.Transaction, origin: Name, served: int, area: int,
+                          compiled: CompiledZone, policy: str, now: float | None
+                          ) -> CompiledZone:
+        """Give the zone compiled into `area` the serial `serial.next_serial`
+        chooses against the zone served from `served`, rewriting its apex
+        SOA (in `txn`); SerialNotIncreased where the policy refuses it."""
+        old = _apex_soa(txn, self._nodes, origin, served)
+        new = _apex_soa(txn, self._nodes, origin, area)
+        if old is None or new is None or serial_gt(new.serial, old.serial):
+            return compiled  # (a zone without SOA is refused by _write_meta)
+        # whether anything but the serial changed: compare with the old serial
+        _set_apex_serial(txn, self._nodes, origin, area, old.serial)
+        diff = _diff_areas(txn, self._nodes, origin, served, area, compiled.records)
+        changed = diff.overflow or bool(diff.removed or diff.added)
+        serial = next_serial(policy, old.serial, new.serial, changed,
+                             time.time() if now is None else now)
+        _set_apex_serial(txn, self._nodes, origin, area, serial)
+        return dataclasses.replace(compiled, serial=serial)
 
     def _compile_unserved(self, path: str, origin: Name, text: str | None, target: bytes,
                           tail: bool) -> CompiledZone | None:

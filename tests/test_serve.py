@@ -562,3 +562,43 @@ def test_kill_9_mid_compile_leaves_the_store_whole(tmp_path, server):
         _gone_within(pids, ORPHAN_DEADLINE)
     with Store(data) as store:
         _assert_zone_whole(store, origin, {2026112201, 2026112202})
+
+
+# -- a zone pointed at another file ----------------------------------------------------
+def test_the_file_path_is_part_of_a_zones_identity(tmp_path, start_daemon):
+    """Issue #17: pointing a zone at another file was "unchanged: serial 1"
+    and the old file stayed served. Now the new file is compiled: with other
+    records and the same serial it is refused (a change without a higher
+    serial); with the same records it loads; with a higher serial it is served."""
+    config = write_serve_config(tmp_path, {"example.com": EXAMPLE})
+    first = start_daemon("serve", "--config", str(config))
+    assert first.stop() == 0
+    other = tmp_path / "other.zone"
+    other.write_text(EXAMPLE + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    config.write_text(config.read_text().replace('"example.com.zone"', '"other.zone"'))
+    second = start_daemon("serve", "--config", str(config))
+    assert "unchanged" not in second.log
+    assert "not loaded: serial 2026112201 of the zone file is not higher than the served " \
+           "serial 2026112201" in second.log
+    assert ask(second.address, make_query(name("zed@example.com"), RType.KEY)).rcode == \
+        Rcode.NXDOMAIN
+    assert second.stop() == 0
+
+    other.write_text(EXAMPLE.replace("2026112201", "2026112202")
+                     + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    third = start_daemon("serve", "--config", str(config))
+    assert "zone example.com. loaded: serial 2026112202" in third.log
+    assert ask(third.address, make_query(name("zed@example.com"), RType.KEY)).answer
+    assert third.stop() == 0
+    fourth = start_daemon("serve", "--config", str(config))
+    assert "zone example.com. unchanged: serial 2026112202" in fourth.log
+
+
+def test_a_same_serial_change_is_refused_on_reload(tmp_path, server):
+    (tmp_path / "example.com.zone").write_text(EXAMPLE + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    server.signal(signal.SIGHUP)
+    server.wait_for("reload done")
+    assert "ERROR keyresolve.serve: zone example.com. not loaded: serial 2026112201 of the " \
+           "zone file is not higher than the served serial 2026112201" in server.log
+    assert ask(server.address, make_query(name("zed@example.com"), RType.KEY)).rcode == \
+        Rcode.NXDOMAIN

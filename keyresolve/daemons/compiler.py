@@ -55,17 +55,21 @@ STDERR_TAIL = 2000
 KILL_GRACE = 5.0
 #: Environment variable telling the child its parent's pid.
 PARENT_ENV = "KEYRESOLVE_COMPILER_PARENT"
+#: Environment variable giving the child the zone's serial policy (none: no policy).
+SERIAL_POLICY_ENV = "KEYRESOLVE_COMPILER_SERIAL_POLICY"
 #: prctl(2) option: the signal this process gets when its parent thread ends.
 PR_SET_PDEATHSIG = 1
 #: The directory holding the keyresolve package this process imported.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 
 
-async def compile_in_child(data_dir: str | Path, path: str, origin: Name) -> tuple[int, int]:
+async def compile_in_child(data_dir: str | Path, path: str, origin: Name, *,
+                           serial_policy: str | None = None) -> tuple[int, int]:
     """Compile the zone file at `path` into the store at `data_dir` in a
     child process; (serial, records). Raises ZoneErrors (every file:line
-    error, as `Store.compile_zone`), or StoreError. Cancelled, it kills the
-    child (SIGTERM, as `trio.run_process`) before it returns."""
+    error, as `Store.compile_zone`), or StoreError (a refusal by
+    `serial_policy` too, see `Store.compile_zone`). Cancelled, it kills the
+    child (SIGTERM, then SIGKILL) before it returns."""
     cmd = [sys.executable, "-m", "keyresolve.daemons.compiler", str(data_dir), path,
            origin.to_text()]
     # the child imports the package this process runs, wherever that is
@@ -76,6 +80,9 @@ async def compile_in_child(data_dir: str | Path, path: str, origin: Name) -> tup
     try:
         with trio.fail_after(COMPILE_TIMEOUT):
             env[PARENT_ENV] = str(os.getpid())
+            env.pop(SERIAL_POLICY_ENV, None)
+            if serial_policy is not None:
+                env[SERIAL_POLICY_ENV] = serial_policy
             proc = await _run_child(cmd, env, lifeline_read)
     except trio.TooSlowError:
         raise StoreError(f"compile of {origin} took longer than {COMPILE_TIMEOUT:g} s") from None
@@ -172,7 +179,8 @@ def _die_with_parent() -> int | None:
 
 
 def main(argv: list[str]) -> int:
-    """``DATA_DIR PATH ORIGIN``: compile, print the JSON report. Started by
+    """``DATA_DIR PATH ORIGIN``: compile (by the serial policy in
+    `SERIAL_POLICY_ENV`, if any), print the JSON report. Started by
     `compile_in_child`, it ends as soon as its parent does, without
     committing."""
     data_dir, path, origin = argv
@@ -184,7 +192,8 @@ def main(argv: list[str]) -> int:
         with Store(data_dir) as store:
             compiled = store.compile_zone(
                 path, Name.from_text(origin),
-                before_commit=None if parent is None else lambda: _exit_if_orphaned(parent))
+                before_commit=None if parent is None else lambda: _exit_if_orphaned(parent),
+                serial_policy=os.environ.get(SERIAL_POLICY_ENV))
         report: dict = {"serial": compiled.serial, "records": compiled.records}
     except ZoneErrors as exc:
         report = {"zone_errors": [[e.filename, e.line, e.message] for e in exc.errors]}
