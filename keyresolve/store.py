@@ -452,6 +452,19 @@ def _journal_clear(txn: lmdb.Transaction, db: Any, origin: Name) -> None:
     _delete_prefix(txn.cursor(db=db), zone_prefix(origin))
 
 
+#: Suffix of the journal key holding a zone's *barrier*: the serial whose
+#: contents changed without the serial increasing. A step from it would
+#: only hold the difference from its last version, and a secondary holding
+#: an earlier version of that serial would miss the rest: none is journaled.
+_BARRIER = b"B"
+
+
+def _journal_barrier(txn: lmdb.Transaction, db: Any, origin: Name, serial: int) -> None:
+    """Clear the zone's journal; no step may start at `serial` (see `_BARRIER`)."""
+    _journal_clear(txn, db, origin)
+    txn.put(zone_prefix(origin) + _BARRIER, serial.to_bytes(_SERIAL, "big"), db=db)
+
+
 def _journal_append(txn: lmdb.Transaction, db: Any, origin: Name, old_soa: Record,
                     new_soa: Record, removed: list[Record], added: list[Record],
                     zone_records: int) -> bool:
@@ -459,6 +472,10 @@ def _journal_append(txn: lmdb.Transaction, db: Any, origin: Name, old_soa: Recor
     beyond the bounds; False (journal cleared) if the change cannot be kept."""
     prefix = zone_prefix(origin)
     serial_from, serial_to = _soa_serial(old_soa), _soa_serial(new_soa)
+    barrier = txn.pop(prefix + _BARRIER, db=db)
+    if barrier is not None and int.from_bytes(barrier, "big") == serial_from:
+        _journal_clear(txn, db, origin)
+        return False
     meta = txn.get(prefix, db=db)
     info = None if meta is None else _decode_journal_info(meta)
     key = prefix + serial_from.to_bytes(_SERIAL, "big")
@@ -572,18 +589,26 @@ def _node_records(name: Name, value: bytes | None) -> list[Record]:
 
 
 def _journal_update(txn: lmdb.Transaction, db: Any, origin: Name,
-                    diff: _DiffCollector | None, zone_records: int) -> None:
+                    diff: _DiffCollector | None, zone_records: int,
+                    serial: int | None = None) -> None:
     """Record a zone's change in its journal, or clear the journal when the
-    change cannot be expressed as a step (see `Store.replace_zone`)."""
+    change cannot be expressed as a step (see `Store.replace_zone`); a
+    change without a higher serial also bars steps from the new serial
+    (`_BARRIER`). `serial`: the zone's new serial, if known."""
     if diff is None or diff.overflow:
         _journal_clear(txn, db, origin)
         return
     if not diff.removed and not diff.added:
         return  # unchanged: the journal still ends at the current serial
     old_soa, new_soa = diff.split_soa()
-    if (old_soa is None or new_soa is None
-            or not serial_gt(_soa_serial(new_soa), _soa_serial(old_soa))):
-        _journal_clear(txn, db, origin)
+    if new_soa is None:  # the contents changed, not the SOA
+        if serial is None:
+            _journal_clear(txn, db, origin)
+        else:
+            _journal_barrier(txn, db, origin, serial)
+        return
+    if old_soa is None or not serial_gt(_soa_serial(new_soa), _soa_serial(old_soa)):
+        _journal_barrier(txn, db, origin, _soa_serial(new_soa))
         return
     _journal_append(txn, db, origin, old_soa, new_soa, diff.removed, diff.added, zone_records)
 
@@ -822,7 +847,9 @@ class Store:
         - nothing changed: the journal is kept;
         - anything else (serial unchanged, decreased or 2**31 away while the
           contents changed; a change larger than the zone): the journal is
-          cleared, since no chain of steps leads to the new contents.
+          cleared, since no chain of steps leads to the new contents; where
+          the serial did not increase, no step is journaled from the new
+          serial either (secondaries may hold another version of it).
         Without `journal`, or for a first load, the journal is cleared.
         """
         self._check_writable()
@@ -1046,7 +1073,7 @@ class Store:
                 "area": area}
         txn.put(zone_prefix(origin), msgpack.packb(meta), db=self._zones)
         if self._journal is not None:
-            _journal_update(txn, self._journal, origin, diff, records)
+            _journal_update(txn, self._journal, origin, diff, records, soa.serial)
 
     @_translate
     def delete_zone(self, origin: Name) -> bool:
