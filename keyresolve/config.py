@@ -18,6 +18,7 @@ from .errors import ConfigError, InvalidName
 from .keys import keyring_from_config
 from .names import Name
 from .net.server import DEFAULT_MAX_TCP, DEFAULT_TCP_IDLE
+from .serial import SERIAL_POLICIES
 from .tsig import DEFAULT_MAX_FUDGE, Key
 
 Endpoint = tuple[str, int]
@@ -78,6 +79,10 @@ class ZoneConfig:
     notify: list[Endpoint] = field(default_factory=list)
     #: Directories besides the zone file's own that its $INCLUDEs may read.
     include_dirs: list[Path] = field(default_factory=list)
+    #: A primary zone's reload that changes it without a higher serial:
+    #: "keep" refuses it, "increment"/"unixtime" pick the serial
+    #: (`serial.next_serial`, as Knot's serial-policy).
+    serial_policy: str = "keep"
 
     @property
     def is_secondary(self) -> bool:
@@ -358,6 +363,10 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         if zone.include_dirs and zone.is_secondary:
             raise ConfigError(f"{path}: zones[{i}].include_dirs: only a primary zone "
                               "(file) has includes")
+        zone.serial_policy = table.get("serial_policy", str, "keep")
+        if zone.serial_policy not in SERIAL_POLICIES:
+            raise ConfigError(f"{path}: zones[{i}].serial_policy: must be one of "
+                              f"{', '.join(SERIAL_POLICIES)}, not {zone.serial_policy!r}")
         table.finish()
         if zone.name in seen:
             raise ConfigError(f"{path}: zones[{i}].name: zone {zone.name} is listed twice")

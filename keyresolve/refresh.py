@@ -3,7 +3,14 @@ and when the zone has expired (RFC 1034 4.3.5, RFC 1996).
 
 Times are wall-clock seconds (``time.time()``) so they survive a restart: the
 last successful check is persisted with the zone, and a restarted secondary
-resumes its timers from it.
+resumes its expiry from it. A (re)started secondary checks its primaries at
+once, as BIND and Knot do on load: a NOTIFY it missed while down (or a
+transfer cut by its death) must not wait for the refresh timer.
+
+Failed checks are retried after `MIN_RETRY` seconds, doubling with each
+failure in a row, up to the SOA's retry (`MAX_BOOTSTRAP_RETRY` for a zone
+holding no data yet); `FailureReport` says a repeated failure once, then
+how often it repeated.
 
 States and inputs (`tests/test_refresh.py` runs every pair):
 
@@ -11,7 +18,7 @@ States and inputs (`tests/test_refresh.py` runs every pair):
 state      notify                  check_succeeded        check_failed
 =========  ======================  =====================  ===================
 IDLE       check now               (not checking: error)  (not checking: error)
-CHECKING   check again afterwards  IDLE, next = +refresh  IDLE, next = +retry
+CHECKING   check again afterwards  IDLE, next = +refresh  IDLE, next = +backoff
 =========  ======================  =====================  ===================
 
 `begin_check` moves IDLE to CHECKING (CHECKING to CHECKING is an error).
@@ -37,6 +44,11 @@ MIN_EXPIRE = 2
 MAX_REFRESH = 24 * 3600
 MAX_RETRY = 24 * 3600
 MAX_EXPIRE = 8 * 7 * 24 * 3600
+#: Longest wait between failed checks of a zone holding no data (no SOA
+#: retry to bound it): Knot also grows a zone's bootstrap retries
+#: exponentially (to a day); an hour keeps a zone that never loaded from
+#: waiting long once its primary is fixed (a NOTIFY or a restart checks at once).
+MAX_BOOTSTRAP_RETRY = 3600
 
 
 @dataclass(frozen=True)
@@ -74,11 +86,9 @@ class RefreshState:
         self.last_success = last_success
         self.state = State.IDLE
         self.recheck = False
-        if soa is None or last_success is None:
-            self.next_check = now
-        else:
-            self.next_check = min(max(last_success + self.timers.refresh, now),
-                                  now + self.timers.refresh)
+        #: Failed checks in a row (the retry interval doubles with each).
+        self.failures = 0
+        self.next_check = now  # a (re)started secondary asks its primaries at once
 
     def expired(self, now: float) -> bool:
         """True when the zone must not be served (RFC 1034 4.3.5: SERVFAIL)."""
@@ -108,20 +118,62 @@ class RefreshState:
         self.state = State.CHECKING
         self.recheck = False
 
+    def retry_delay(self) -> float:
+        """Seconds from a failed check to the next, after `failures` failures
+        in a row: `MIN_RETRY`, doubling, up to the zone's retry (or
+        `MAX_BOOTSTRAP_RETRY` while it holds no data)."""
+        bound = self.timers.retry if self.soa is not None else MAX_BOOTSTRAP_RETRY
+        doublings = min(max(self.failures - 1, 0), 32)  # 2**32 s exceeds every bound
+        return min(MIN_RETRY * 2 ** doublings, bound)
+
     def check_succeeded(self, soa: SOA, now: float) -> None:
         """The primary answered and we are up to date with `soa`."""
         self._end()
+        self.failures = 0
         self.soa = soa
         self.timers = Timers.from_soa(soa)
         self.last_success = now
         self.next_check = now if self.recheck else now + self.timers.refresh
 
     def check_failed(self, now: float) -> None:
-        """No primary answered, or the transfer failed: retry later."""
+        """No primary answered, or the transfer failed: retry later, backing off."""
         self._end()
-        self.next_check = now if self.recheck else now + self.timers.retry
+        self.failures += 1
+        self.next_check = now if self.recheck else now + self.retry_delay()
 
     def _end(self) -> None:
         if self.state is not State.CHECKING:
             raise KeyresolveError("no check is running")
         self.state = State.IDLE
+
+
+class FailureReport:
+    """What to log of one primary's failures: a failure once, then, while the
+    same failure repeats, a line at its 2nd, 3rd, 5th, 9th... occurrence
+    (repeated 1, 2, 4, 8... times), and one line when it recovers."""
+
+    def __init__(self) -> None:
+        self.message: str | None = None
+        #: Occurrences of `message` after its first.
+        self.repeats = 0
+        #: Failures in a row, whatever their messages.
+        self.failures = 0
+
+    def failed(self, message: str) -> str | None:
+        """A check failed with `message`: the line to log, or None."""
+        self.failures += 1
+        if message != self.message:
+            self.message, self.repeats = message, 0
+            return message
+        self.repeats += 1
+        if self.repeats & (self.repeats - 1) == 0:  # a power of two
+            return f"{message} (repeated {self.repeats} time{'s' if self.repeats > 1 else ''})"
+        return None
+
+    def succeeded(self) -> str | None:
+        """A check succeeded: the line to log (after failures), or None."""
+        failures, self.failures = self.failures, 0
+        self.message, self.repeats = None, 0
+        if not failures:
+            return None
+        return f"answers again after {failures} failed attempt{'s' if failures > 1 else ''}"

@@ -11,6 +11,8 @@ serial in two smaller increments instead, as RFC 1982 7 suggests for resets).
 
 from __future__ import annotations
 
+from .errors import KeyresolveError
+
 #: RFC 1982 2: SERIAL_BITS of a zone serial.
 SERIAL_BITS = 32
 #: Number of distinct serials (the size of the circle).
@@ -62,5 +64,55 @@ def serial_add(serial: int, increment: int) -> int:
     return (serial + increment) % SERIAL_MODULUS
 
 
-__all__ = ["HALF", "MAX_SERIAL_INCREMENT", "SERIAL_BITS", "SERIAL_MODULUS", "serial_add",
+#: A zone's `serial_policy` (as Knot's ``serial-policy``): what a primary
+#: does when a reload changes the zone but the file's serial is not higher
+#: than the one served. "keep": refuse the reload (the file's serial is the
+#: served one); "increment": serve the served serial + 1; "unixtime": serve
+#: the current time in seconds, or the served serial + 1 if that is not higher.
+SERIAL_POLICIES = ("keep", "increment", "unixtime")
+
+
+class SerialNotIncreased(KeyresolveError):
+    """A reload changed a zone without increasing its serial (policy "keep")."""
+
+    def __init__(self, served: int, proposed: int) -> None:
+        super().__init__(
+            f"serial {proposed} of the zone file is not higher than the served serial "
+            f"{served} (RFC 1982), and the zone changed: not loaded, serial {served} stays "
+            f"served (raise the serial, or set serial_policy)")
+        self.served = served
+        self.proposed = proposed
+
+
+def next_serial(policy: str, served: int | None, proposed: int, changed: bool,
+                now: float) -> int:
+    """The serial to serve after a reload, by `policy` (`SERIAL_POLICIES`).
+
+    `served`: the serial served now (None: a first load); `proposed`: the
+    zone file's; `changed`: whether anything but the SOA serial differs from
+    the served zone; `now`: seconds since the epoch. A proposed serial higher
+    than the served one (RFC 1982) is always taken. Raises
+    SerialNotIncreased where "keep" refuses the reload: the contents changed,
+    or the file's serial went down or 2**31 away.
+    """
+    if policy not in SERIAL_POLICIES:
+        raise ValueError(f"serial policy {policy!r} is not one of {', '.join(SERIAL_POLICIES)}")
+    _check(proposed)
+    if served is None or serial_gt(proposed, served):
+        return proposed
+    if policy == "keep":
+        if changed or proposed != served:
+            raise SerialNotIncreased(served, proposed)
+        return served
+    if not changed:
+        return served  # the served serial stays: nothing to publish
+    if policy == "unixtime":
+        stamp = int(now) % SERIAL_MODULUS
+        if serial_gt(stamp, served):
+            return stamp
+    return serial_add(served, 1)
+
+
+__all__ = ["HALF", "MAX_SERIAL_INCREMENT", "SERIAL_BITS", "SERIAL_MODULUS", "SERIAL_POLICIES",
+           "SerialNotIncreased", "next_serial", "serial_add",
            "serial_compare", "serial_gt", "serial_le", "serial_lt"]

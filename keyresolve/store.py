@@ -38,6 +38,7 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import operator
@@ -59,7 +60,7 @@ from .errors import FormError, KeyresolveError, StoreError
 from .names import Name
 from .message import array_header
 from .records import SOA, Record, rdata_from_wire
-from .serial import serial_gt
+from .serial import SerialNotIncreased, next_serial, serial_gt
 from .xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
 from .zone import Node, RRset, Zone
 from .zonefile import CompiledZone, compile_zone, gc_paused
@@ -451,6 +452,19 @@ def _journal_clear(txn: lmdb.Transaction, db: Any, origin: Name) -> None:
     _delete_prefix(txn.cursor(db=db), zone_prefix(origin))
 
 
+#: Suffix of the journal key holding a zone's *barrier*: the serial whose
+#: contents changed without the serial increasing. A step from it would
+#: only hold the difference from its last version, and a secondary holding
+#: an earlier version of that serial would miss the rest: none is journaled.
+_BARRIER = b"B"
+
+
+def _journal_barrier(txn: lmdb.Transaction, db: Any, origin: Name, serial: int) -> None:
+    """Clear the zone's journal; no step may start at `serial` (see `_BARRIER`)."""
+    _journal_clear(txn, db, origin)
+    txn.put(zone_prefix(origin) + _BARRIER, serial.to_bytes(_SERIAL, "big"), db=db)
+
+
 def _journal_append(txn: lmdb.Transaction, db: Any, origin: Name, old_soa: Record,
                     new_soa: Record, removed: list[Record], added: list[Record],
                     zone_records: int) -> bool:
@@ -458,6 +472,10 @@ def _journal_append(txn: lmdb.Transaction, db: Any, origin: Name, old_soa: Recor
     beyond the bounds; False (journal cleared) if the change cannot be kept."""
     prefix = zone_prefix(origin)
     serial_from, serial_to = _soa_serial(old_soa), _soa_serial(new_soa)
+    barrier = txn.pop(prefix + _BARRIER, db=db)
+    if barrier is not None and int.from_bytes(barrier, "big") == serial_from:
+        _journal_clear(txn, db, origin)
+        return False
     meta = txn.get(prefix, db=db)
     info = None if meta is None else _decode_journal_info(meta)
     key = prefix + serial_from.to_bytes(_SERIAL, "big")
@@ -571,20 +589,46 @@ def _node_records(name: Name, value: bytes | None) -> list[Record]:
 
 
 def _journal_update(txn: lmdb.Transaction, db: Any, origin: Name,
-                    diff: _DiffCollector | None, zone_records: int) -> None:
+                    diff: _DiffCollector | None, zone_records: int,
+                    serial: int | None = None) -> None:
     """Record a zone's change in its journal, or clear the journal when the
-    change cannot be expressed as a step (see `Store.replace_zone`)."""
+    change cannot be expressed as a step (see `Store.replace_zone`); a
+    change without a higher serial also bars steps from the new serial
+    (`_BARRIER`). `serial`: the zone's new serial, if known."""
     if diff is None or diff.overflow:
         _journal_clear(txn, db, origin)
         return
     if not diff.removed and not diff.added:
         return  # unchanged: the journal still ends at the current serial
     old_soa, new_soa = diff.split_soa()
-    if (old_soa is None or new_soa is None
-            or not serial_gt(_soa_serial(new_soa), _soa_serial(old_soa))):
-        _journal_clear(txn, db, origin)
+    if new_soa is None:  # the contents changed, not the SOA
+        if serial is None:
+            _journal_clear(txn, db, origin)
+        else:
+            _journal_barrier(txn, db, origin, serial)
+        return
+    if old_soa is None or not serial_gt(_soa_serial(new_soa), _soa_serial(old_soa)):
+        _journal_barrier(txn, db, origin, _soa_serial(new_soa))
         return
     _journal_append(txn, db, origin, old_soa, new_soa, diff.removed, diff.added, zone_records)
+
+
+def _apex_soa(txn: lmdb.Transaction, db: Any, origin: Name, area: int) -> SOA | None:
+    """The SOA at the apex of the zone's nodes in `area`, if any."""
+    apex = txn.get(node_prefix(origin, area), db=db)
+    rrset = None if apex is None else decode_node(apex).get(RType.SOA)
+    soa = None if rrset is None else rrset.rdatas[0]
+    return soa if isinstance(soa, SOA) else None
+
+
+def _set_apex_serial(txn: lmdb.Transaction, db: Any, origin: Name, area: int,
+                     serial: int) -> None:
+    """Rewrite the serial of the apex SOA of the zone's nodes in `area`."""
+    key = node_prefix(origin, area)
+    node = decode_node(txn.get(key, db=db))
+    rrset = node[RType.SOA]
+    node[RType.SOA] = RRset(rrset.ttl, (dataclasses.replace(rrset.rdatas[0], serial=serial),))
+    txn.put(key, encode_node(node), db=db)
 
 
 class _NodeWriter:
@@ -803,7 +847,9 @@ class Store:
         - nothing changed: the journal is kept;
         - anything else (serial unchanged, decreased or 2**31 away while the
           contents changed; a change larger than the zone): the journal is
-          cleared, since no chain of steps leads to the new contents.
+          cleared, since no chain of steps leads to the new contents; where
+          the serial did not increase, no step is journaled from the new
+          serial either (secondaries may hold another version of it).
         Without `journal`, or for a first load, the journal is cleared.
         """
         self._check_writable()
@@ -845,7 +891,10 @@ class Store:
     @_translate
     def compile_zone(self, path: str, origin: Name, *, text: str | None = None,
                      loaded_at: float | None = None, journal: bool = True,
-                     include_dirs: Iterable[str] = ()) -> CompiledZone:
+                     include_dirs: Iterable[str] = (),
+                     before_commit: Callable[[], None] | None = None,
+                     serial_policy: str | None = None, now: float | None = None
+                     ) -> CompiledZone:
         """Compile a zone file (`zonefile.compile_zone`) straight into the
         store: `replace_zone` without the zone in memory, same result, same
         journal. With `text`, the zone is `text` (shown as `path`). Its
@@ -867,6 +916,17 @@ class Store:
         it sorts the nodes first (`_SortedRuns`: sorted runs in the scratch
         DB, in bounded transactions) and appends them; elsewhere it inserts
         them directly, in the switching transaction.
+
+        `before_commit` is called last in the switching transaction: what
+        it raises (or a process exit) aborts the switch.
+
+        With a `serial_policy` (`serial.SERIAL_POLICIES`) and a zone served,
+        a file whose serial is not higher than the served one (RFC 1982) is
+        judged by `serial.next_serial` at `now` (default: the clock): the
+        zone is stored with the serial it gives, or, where it raises
+        SerialNotIncreased, the compile is refused and the old zone stays.
+        So the served contents never change without the serial increasing,
+        and each journal entry holds every difference between two serials.
         """
         self._check_writable()
         if origin.is_mailbox:
@@ -880,26 +940,54 @@ class Store:
                 tail = not txn.cursor(db=self._nodes).set_range(node_prefix(origin, area + 1))
             target = node_prefix(origin, area)
             compiled = self._compile_unserved(path, origin, text, target, tail, include_dirs)
-            with self._env.begin(write=True) as txn:
-                old = txn.get(prefix, db=self._zones)
-                if (None if old is None else _area_of(old)) != served:
-                    raise StoreError(f"zone {origin} changed during the compile")
-                cursor = txn.cursor(db=self._nodes)
-                if compiled is None:
-                    _delete_prefix(cursor, target)  # a cut transfer's leftovers
-                    sink = _NodeWriter(txn, self._nodes, target)
-                    compiled = compile_zone(sink, path, origin, text=text,
-                                            include_dirs=include_dirs)
-                    sink.flush()
-                diff: _DiffCollector | None = None
-                if served is not None:
-                    if journal:
-                        diff = _diff_areas(txn, self._nodes, origin, served, area,
-                                           compiled.records)
-                    _delete_prefix(cursor, node_prefix(origin, served))
-                self._write_meta(txn, origin, area, compiled.records, compiled.sources,
-                                 loaded_at, diff)
+            try:
+                with self._env.begin(write=True) as txn:
+                    old = txn.get(prefix, db=self._zones)
+                    if (None if old is None else _area_of(old)) != served:
+                        raise StoreError(f"zone {origin} changed during the compile")
+                    cursor = txn.cursor(db=self._nodes)
+                    if compiled is None:
+                        _delete_prefix(cursor, target)  # a cut transfer's leftovers
+                        sink = _NodeWriter(txn, self._nodes, target)
+                        compiled = compile_zone(sink, path, origin, text=text,
+                                                include_dirs=include_dirs)
+                        sink.flush()
+                    if serial_policy is not None and served is not None:
+                        compiled = self._serial_by_policy(txn, origin, served, area, compiled,
+                                                          serial_policy, now)
+                    diff: _DiffCollector | None = None
+                    if served is not None:
+                        if journal:
+                            diff = _diff_areas(txn, self._nodes, origin, served, area,
+                                               compiled.records)
+                        _delete_prefix(cursor, node_prefix(origin, served))
+                    self._write_meta(txn, origin, area, compiled.records, compiled.sources,
+                                     loaded_at, diff)
+                    if before_commit is not None:
+                        before_commit()
+            except SerialNotIncreased:
+                self._clear_range(target)  # what the bulk compile wrote beside the zone
+                raise
         return compiled
+
+    def _serial_by_policy(self, txn: lmdb.Transaction, origin: Name, served: int, area: int,
+                          compiled: CompiledZone, policy: str, now: float | None
+                          ) -> CompiledZone:
+        """Give the zone compiled into `area` the serial `serial.next_serial`
+        chooses against the zone served from `served`, rewriting its apex
+        SOA (in `txn`); SerialNotIncreased where the policy refuses it."""
+        old = _apex_soa(txn, self._nodes, origin, served)
+        new = _apex_soa(txn, self._nodes, origin, area)
+        if old is None or new is None or serial_gt(new.serial, old.serial):
+            return compiled  # (a zone without SOA is refused by _write_meta)
+        # whether anything but the serial changed: compare with the old serial
+        _set_apex_serial(txn, self._nodes, origin, area, old.serial)
+        diff = _diff_areas(txn, self._nodes, origin, served, area, compiled.records)
+        changed = diff.overflow or bool(diff.removed or diff.added)
+        serial = next_serial(policy, old.serial, new.serial, changed,
+                             time.time() if now is None else now)
+        _set_apex_serial(txn, self._nodes, origin, area, serial)
+        return dataclasses.replace(compiled, serial=serial)
 
     def _compile_unserved(self, path: str, origin: Name, text: str | None, target: bytes,
                           tail: bool, include_dirs: Iterable[str] = ()) -> CompiledZone | None:
@@ -988,7 +1076,7 @@ class Store:
                 "area": area}
         txn.put(zone_prefix(origin), msgpack.packb(meta), db=self._zones)
         if self._journal is not None:
-            _journal_update(txn, self._journal, origin, diff, records)
+            _journal_update(txn, self._journal, origin, diff, records, soa.serial)
 
     @_translate
     def delete_zone(self, origin: Name) -> bool:

@@ -77,6 +77,10 @@ def test_full_config(tmp_path):
      'notify = ["x"]', "zones[0].notify"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"\nfile = "x"\n'
      '[[zones]]\nname = "A."\nfile = "y"', "zones[1].name"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"\nfile = "x"\n'
+     'serial_policy = "date"', "zones[0].serial_policy: must be one of keep, increment"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n[[zones]]\nname = "a"\nfile = "x"\n'
+     'serial_policy = 1', "zones[0].serial_policy"),
     ('listen = ["127.0.0.1:1"', ""),
 ])
 def test_errors_name_file_and_key(tmp_path, body, key):
@@ -101,6 +105,14 @@ def test_secondary_zone(tmp_path):
     assert secondary.key == Name.from_text("xfer.")
     assert not primary.is_secondary and primary.notify == [("127.0.0.1", 5301)]
     assert primary.allow_transfer == [Name.from_text("xfer.")]
+    assert primary.serial_policy == "keep"  # the default: refuse a change without a new serial
+
+
+def test_serial_policy(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('listen = ["127.0.0.1:0"]\ndata_dir = "d"\n[[zones]]\nname = "a"\n'
+                    'file = "a.zone"\nserial_policy = "unixtime"\n')
+    assert load_serve_config(path).zones[0].serial_policy == "unixtime"
 
 
 def test_missing_file(tmp_path):

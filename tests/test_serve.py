@@ -18,7 +18,7 @@ from keyresolve.codes import Opcode, Rcode, RType
 from keyresolve.message import FrameReader, Message, make_query
 from keyresolve.names import Name
 from keyresolve.records import KEY, NS
-from keyresolve.store import Store
+from keyresolve.store import NODE_AREAS, Store, node_prefix
 
 from .conftest import (ask, b64key, compiler_pids, keyresolve_cmd, tcp_read, udp_exchange, udp_no_reply,
                        write_serve_config)
@@ -469,3 +469,136 @@ def test_cached_answers_end_at_the_timers_expiry_when_it_is_later(tmp_path, monk
         assert len(handler._responder.responses) == 1
         now = stored + 0.75  # past both
         assert Message.from_wire(_batch(handler, query)).rcode == Rcode.SERVFAIL
+
+
+# -- a killed server's compile child -------------------------------------------
+#: How soon a compile child must end after its server is killed (issue #17).
+ORPHAN_DEADLINE = 1.0
+
+
+def _compile_child_of(server, data) -> list[int]:
+    deadline = time.monotonic() + 30
+    while not (pids := compiler_pids(data)):
+        assert time.monotonic() < deadline, "no compile started:\n" + server.log
+        time.sleep(0.01)
+    return pids
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone_within(pids: list[int], seconds: float) -> float:
+    """Seconds until every pid in `pids` has ended; fails past `seconds`."""
+    start = time.monotonic()
+    while any(_running(pid) for pid in pids):
+        assert time.monotonic() - start < seconds, f"compile child {pids} outlived its server"
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def _assert_zone_whole(store: Store, origin: Name, serials: set[int]) -> int:
+    """The stored zone is one whole version: its serial is one of `serials`
+    and its node area holds exactly the records its metadata counts."""
+    info = store.get_zone_info(origin)
+    assert info.serial in serials
+    with store.snapshot() as snap:
+        records = list(snap.iter_records(origin))
+        assert snap.get_zone(origin).soa.rdata.serial == info.serial
+    assert len(records) == info.records
+    return info.serial
+
+
+def test_kill_9_during_a_reload_ends_its_compile_which_never_commits(tmp_path, server):
+    """The compile child waits for LMDB's write lock, held here, when its
+    server is killed: it must end within a second, and not commit once the
+    lock is free."""
+    data = tmp_path / "data"
+    (tmp_path / "example.com.zone").write_text(
+        EXAMPLE.replace("2026112201", "2026112202") + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    with Store(data) as store:
+        txn = store._env.begin(write=True)
+        try:
+            server.signal(signal.SIGHUP)
+            pids = _compile_child_of(server, data)
+            server.proc.kill()
+            server.proc.wait()
+            _gone_within(pids, ORPHAN_DEADLINE)
+        finally:
+            txn.abort()
+        assert _assert_zone_whole(store, name("example.com."), {2026112201}) == 2026112201
+
+
+def test_kill_9_mid_compile_leaves_the_store_whole(tmp_path, server):
+    """Killed while its child writes a big zone's nodes: the child ends
+    within a second, the store holds the old zone whole, and a new server
+    compiles the new zone."""
+    data = tmp_path / "data"
+    origin = name("example.com.")
+    big = EXAMPLE.replace("2026112201", "2026112202") + "".join(
+        f"user{i}@ KEY x25519 encrypt {b64key(i)}\n" for i in range(150_000))
+    (tmp_path / "example.com.zone").write_text(big)
+    with Store(data, readonly=True) as store:
+        served = store.get_zone_info(origin).area
+        unserved = node_prefix(origin, next(a for a in NODE_AREAS if a != served))
+        server.signal(signal.SIGHUP)
+        pids = _compile_child_of(server, data)
+        deadline = time.monotonic() + 60
+        while True:  # until the child has written some of the new zone's nodes
+            with store._env.begin() as read:
+                cursor = read.cursor(db=store._nodes)
+                if cursor.set_range(unserved) and cursor.key().startswith(unserved):
+                    break
+            assert time.monotonic() < deadline and compiler_pids(data), \
+                "the compile wrote nothing:\n" + server.log
+            time.sleep(0.005)
+        server.proc.kill()
+        server.proc.wait()
+        _gone_within(pids, ORPHAN_DEADLINE)
+    with Store(data) as store:
+        _assert_zone_whole(store, origin, {2026112201, 2026112202})
+
+
+# -- a zone pointed at another file ----------------------------------------------------
+def test_the_file_path_is_part_of_a_zones_identity(tmp_path, start_daemon):
+    """Issue #17: pointing a zone at another file was "unchanged: serial 1"
+    and the old file stayed served. Now the new file is compiled: with other
+    records and the same serial it is refused (a change without a higher
+    serial); with the same records it loads; with a higher serial it is served."""
+    config = write_serve_config(tmp_path, {"example.com": EXAMPLE})
+    first = start_daemon("serve", "--config", str(config))
+    assert first.stop() == 0
+    other = tmp_path / "other.zone"
+    other.write_text(EXAMPLE + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    config.write_text(config.read_text().replace('"example.com.zone"', '"other.zone"'))
+    second = start_daemon("serve", "--config", str(config))
+    assert "unchanged" not in second.log
+    assert "not loaded: serial 2026112201 of the zone file is not higher than the served " \
+           "serial 2026112201" in second.log
+    assert ask(second.address, make_query(name("zed@example.com"), RType.KEY)).rcode == \
+        Rcode.NXDOMAIN
+    assert second.stop() == 0
+
+    other.write_text(EXAMPLE.replace("2026112201", "2026112202")
+                     + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    third = start_daemon("serve", "--config", str(config))
+    assert "zone example.com. loaded: serial 2026112202" in third.log
+    assert ask(third.address, make_query(name("zed@example.com"), RType.KEY)).answer
+    assert third.stop() == 0
+    fourth = start_daemon("serve", "--config", str(config))
+    assert "zone example.com. unchanged: serial 2026112202" in fourth.log
+
+
+def test_a_same_serial_change_is_refused_on_reload(tmp_path, server):
+    (tmp_path / "example.com.zone").write_text(EXAMPLE + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
+    server.signal(signal.SIGHUP)
+    server.wait_for("reload done")
+    assert "ERROR keyresolve.serve: zone example.com. not loaded: serial 2026112201 of the " \
+           "zone file is not higher than the served serial 2026112201" in server.log
+    assert ask(server.address, make_query(name("zed@example.com"), RType.KEY)).rcode == \
+        Rcode.NXDOMAIN

@@ -20,6 +20,7 @@ from keyresolve import store as store_module
 from keyresolve.codes import RType
 from keyresolve.errors import ZoneErrors
 from keyresolve.names import Name
+from keyresolve.serial import SerialNotIncreased
 from keyresolve.store import Store
 from keyresolve.zone import Zone
 from keyresolve.zonefile import iter_records, load_zone, parse_zone_text
@@ -363,3 +364,82 @@ def test_any_zone_compiles_as_the_reference(tmp_path_factory, lines) -> None:
 
 def iter_records_text(base: Path, text: str):
     return iter_records(write(base, text), ORIGIN)
+
+
+# -- serial policies ----------------------------------------------------------------
+def _serial_zone(serial: int, body: str) -> str:
+    return HEADER.replace(" 1 3600 ", f" {serial} 3600 ") + body
+
+
+def _owners(store: Store) -> set[str]:
+    with store.snapshot() as snap:
+        return {r.name.to_text() for r in snap.iter_records(ORIGIN)}
+
+
+def _contents(store: Store) -> list:
+    """Every key and value of the zones, nodes and journal DBs."""
+    with store._env.begin() as txn:
+        return [list(txn.cursor(db=db)) for db in (store._zones, store._nodes, store._journal)]
+
+
+@pytest.mark.parametrize("serial, body", [(1, f"bob@ KEY {KEY_A}\n"),  # changed, same serial
+                                          (0, f"alice@ KEY {KEY_A}\n"),  # lower, same records
+                                          (0, f"bob@ KEY {KEY_A}\n")])  # lower and changed
+def test_keep_refuses_a_change_without_a_higher_serial(tmp_path: Path, serial, body) -> None:
+    zone = tmp_path / "z.zone"
+    zone.write_text(_serial_zone(1, f"alice@ KEY {KEY_A}\n"))
+    with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
+        store.compile_zone(str(zone), ORIGIN, serial_policy="keep")
+        before = _contents(store)
+        zone.write_text(_serial_zone(serial, body))
+        with pytest.raises(SerialNotIncreased, match=f"serial {serial} .* served serial 1 "):
+            store.compile_zone(str(zone), ORIGIN, serial_policy="keep")
+        assert _contents(store) == before  # nothing left beside the served zone
+        assert store.get_zone_info(ORIGIN).serial == 1
+        assert "alice@example.com." in _owners(store)
+
+
+def test_keep_takes_a_same_serial_reload_that_changes_nothing(tmp_path: Path) -> None:
+    zone = tmp_path / "z.zone"
+    zone.write_text(_serial_zone(1, f"alice@ KEY {KEY_A}\n"))
+    other = tmp_path / "other.zone"
+    other.write_text(_serial_zone(1, f"alice@ KEY {KEY_A}\n; a comment\n"))
+    with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
+        store.compile_zone(str(zone), ORIGIN, serial_policy="keep")
+        assert store.compile_zone(str(other), ORIGIN, serial_policy="keep").serial == 1
+        assert store.get_zone_info(ORIGIN).sources[0][0] == str(other)
+
+
+@pytest.mark.parametrize("policy, expected", [("increment", 8), ("unixtime", 1_800_000_000)])
+def test_increment_and_unixtime_publish_a_change_with_a_higher_serial(tmp_path: Path, policy,
+                                                                       expected) -> None:
+    zone = tmp_path / "z.zone"
+    zone.write_text(_serial_zone(7, f"alice@ KEY {KEY_A}\n"))
+    with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
+        store.compile_zone(str(zone), ORIGIN, serial_policy=policy)
+        zone.write_text(_serial_zone(3, f"alice@ KEY {KEY_A}\nbob@ KEY {KEY_A}\n"))
+        compiled = store.compile_zone(str(zone), ORIGIN, serial_policy=policy,
+                                      now=1_800_000_000.5)
+        assert compiled.serial == store.get_zone_info(ORIGIN).serial == expected
+        with store.snapshot() as snap:
+            assert snap.get_zone(ORIGIN).soa.rdata.serial == expected
+        (step,) = store.journal_steps(ORIGIN, 7)  # every difference, SOA included
+        assert (step.old_soa.rdata.serial, step.new_soa.rdata.serial) == (7, expected)
+        assert [r.name.to_text() for r in step.iter_added()] == ["bob@example.com."]
+        assert list(step.iter_removed()) == []
+        # the same records again, the file's serial still 3: nothing to publish
+        zone.write_text(_serial_zone(3, f"alice@ KEY {KEY_A}\nbob@ KEY {KEY_A}\n; same\n"))
+        assert store.compile_zone(str(zone), ORIGIN, serial_policy=policy,
+                                  now=1_800_000_100.0).serial == expected
+        assert store.journal_info(ORIGIN).entries == 1
+
+
+def test_without_a_policy_a_same_serial_change_is_stored(tmp_path: Path) -> None:
+    """(`keyresolve zone` and the store's other callers: no serial policy.)"""
+    zone = tmp_path / "z.zone"
+    zone.write_text(_serial_zone(1, f"alice@ KEY {KEY_A}\n"))
+    with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
+        store.compile_zone(str(zone), ORIGIN)
+        zone.write_text(_serial_zone(1, f"bob@ KEY {KEY_A}\n"))
+        assert store.compile_zone(str(zone), ORIGIN).serial == 1
+        assert "bob@example.com." in _owners(store)

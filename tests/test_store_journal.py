@@ -126,6 +126,23 @@ def test_reloads_that_cannot_be_steps_clear_the_journal(store, case):
     assert store.journal_steps(ORIGIN, 10) is None
 
 
+@pytest.mark.parametrize("case", ["same serial", "backwards"])
+def test_no_step_starts_at_a_serial_whose_contents_changed_in_place(store, case):
+    """Issue #17: a key added at serial 1 without a bump, then a bump to 2:
+    the step 1 -> 2 held only the SOA, and a secondary holding the first
+    version of serial 1 missed the key. Such a serial starts no step."""
+    store.replace_zone(zone_v(5, users(40)))
+    store.replace_zone(zone_v(6, users(40)))
+    # a second version of serial 6, or a step back to 5 with new contents
+    again = 6 if case == "same serial" else 5
+    store.replace_zone(zone_v(again, users(41)))
+    store.replace_zone(zone_v(7, users(41)))
+    assert store.journal_steps(ORIGIN, again) is None  # a full transfer, not just the SOA
+    store.replace_zone(zone_v(8, users(42)))
+    (step,) = store.journal_steps(ORIGIN, 7)  # journaling resumes after it
+    assert [r.name.to_text() for r in step.iter_added()] == ["user41@example.com."]
+
+
 def test_delete_zone_clears_the_journal(store):
     other = zone_v(1, users(20), origin=N("example.org."))
     _load(store, versions() + [other, zone_v(2, users(20, start=1), origin=N("example.org."))])

@@ -298,3 +298,101 @@ def test_dig_axfr_and_ixfr(pair):
     refused = subprocess.run(keyresolve_cmd("dig", "example.com", "AXFR", at, "--json"),
                              capture_output=True, text=True, timeout=60)
     assert json.loads(refused.stdout)["rcode"] == "REFUSED"
+
+
+# -- serials that do not go up ----------------------------------------------------
+NAMES = ["alice", "bob", "carol", "dave"]
+
+
+def answers(address) -> list:
+    """What a server answers for every name of the tests' zones (and the SOA)."""
+    out = []
+    for mailbox in [f"{n}@example.com" for n in NAMES] + ["example.com"]:
+        rtype = RType.SOA if "@" not in mailbox else RType.KEY
+        reply = ask(address, make_query(Name.from_text(mailbox), rtype))
+        out.append((mailbox, reply.rcode, sorted(map(repr, reply.answer))))
+    return out
+
+
+def test_a_change_without_a_higher_serial_is_refused_and_replicas_agree(pair):
+    """Issue #17: a key added without a serial bump was served by the primary
+    only, and the next serial's IXFR carried only the SOA."""
+    pair.write_zone(1, ["alice", "bob", "carol"])
+    pair.primary.signal(signal.SIGHUP)
+    pair.primary.wait_for("reload done")
+    pair.primary.wait_logged(r"ERROR keyresolve\.serve: zone example\.com\. not loaded: serial 1 "
+                             r"of the zone file is not higher than the served serial 1")
+    primary = ("127.0.0.1", pair.pport)
+    assert ask(primary, make_query(Name.from_text("carol@example.com"), RType.KEY)).rcode == \
+        Rcode.NXDOMAIN  # the old zone is still served
+
+    pair.write_zone(2, ["alice", "bob", "carol"])
+    pair.primary.signal(signal.SIGHUP)
+    pair.secondary.wait_for(r"transfer in example\.com\. .*incremental, serial 1 -> 2")
+    assert answers(primary) == answers(("127.0.0.1", pair.sport))
+    assert pair.ask_secondary("carol@example.com").answer
+
+    pair.write_zone(1, ["alice", "bob", "carol", "dave"])  # a lower serial
+    pair.primary.signal(signal.SIGHUP)
+    pair.primary.wait_for(r"not loaded: serial 1 of the zone file is not higher than the "
+                          r"served serial 2")
+    assert answers(primary) == answers(("127.0.0.1", pair.sport))
+
+
+def test_serial_policy_increment_publishes_the_change_and_the_secondary_follows(
+        tmp_path, start_daemon):
+    p = Pair(tmp_path, start_daemon)
+    config = p.pdir / "serve.toml"
+    config.write_text(config.read_text() + 'serial_policy = "increment"\n')
+    p.start_primary()
+    p.start_secondary()
+    p.secondary.wait_for(r"transfer in example\.com\. .*full")
+    p.write_zone(1, ["alice", "bob", "carol"])
+    p.primary.signal(signal.SIGHUP)
+    p.primary.wait_for(r"zone example\.com\. loaded: serial 2")
+    p.secondary.wait_for(r"transfer in example\.com\. .*incremental, serial 1 -> 2")
+    assert answers(("127.0.0.1", p.pport)) == answers(("127.0.0.1", p.sport))
+    assert p.ask_secondary("carol@example.com").answer
+
+
+# -- a restarted secondary, a failing primary ---------------------------------------
+def test_a_secondary_killed_mid_transfer_asks_its_primary_when_restarted(tmp_path,
+                                                                        start_daemon):
+    """Issue #17: after kill -9 mid-transfer, the restarted secondary served
+    its old copy until `refresh` (an hour here) without asking its primary."""
+    p = Pair(tmp_path, start_daemon)
+    fake = CuttingPrimary(p.pport, zone_text(1, ["alice", "bob"]))
+    try:
+        p.start_secondary()
+        p.secondary.wait_for("transfer in example.com.")
+        fake.zone = parse_zone_text(zone_text(2, ["carol"] + [f"u{i}" for i in range(200)]))
+        fake.cut = 1
+        notify = make_query(Name.from_text("example.com."), RType.SOA, opcode=Opcode.NOTIFY)
+        ask(("127.0.0.1", p.sport), Message.from_wire(tsig.sign(notify, XFER,
+                                                                 int(time.time()))))
+        p.secondary.wait_for(r"primary 127\.0\.0\.1:\d+: .*(broke|closed)")
+        p.secondary.proc.kill()
+        p.secondary.proc.wait()
+        fake.cut = None  # no NOTIFY follows: only the restarted secondary can ask
+        p.start_secondary(ready=r"checking the primaries at start-up \(holding serial 1\)")
+        p.secondary.wait_for(r"transfer in example\.com\. .*serial 1 -> 2")
+        assert p.ask_secondary("carol@example.com").answer
+    finally:
+        fake.close()
+
+
+def test_a_failing_primary_is_retried_with_backoff_and_said_once(tmp_path, start_daemon):
+    """Issue #17: with a wrong key both sides logged a WARNING every second."""
+    wrong = base64.b64encode(bytes(range(1, 33))).decode()
+    p = Pair(tmp_path, start_daemon, secret=wrong)
+    p.start_primary()
+    p.start_secondary()
+    first = p.secondary.wait_logged(r"WARNING .*zone example\.com\.: primary "
+                                    r"127\.0\.0\.1:\d+: (.*BADSIG.*)$").group(1)
+    p.secondary.wait_for(re.escape(f"{first} (repeated 1 time)"))
+    t2 = time.monotonic()
+    p.secondary.wait_for(re.escape(f"{first} (repeated 2 times)"), timeout=10)
+    t3 = time.monotonic()
+    assert t3 - t2 > 1.5  # 1 s, then 2 s: doubling
+    said = [line for line in p.secondary.lines if "WARNING keyresolve.xfr" in line]
+    assert len(said) == 3  # the failure once, then its counts

@@ -19,7 +19,7 @@ from ..errors import (FormError, KeyresolveError, NetworkError, PeerError, Proto
 from ..message import Message, make_query
 from ..net.client import query, transfer
 from ..records import SOA, Record
-from ..refresh import RefreshState
+from ..refresh import FailureReport, RefreshState
 from ..serial import serial_gt
 from ..store import Snapshot, Store
 from ..tsig import Key
@@ -91,6 +91,8 @@ class SecondaryZone(StoredSecondary):
         self.state = RefreshState(None if soa is None else soa.rdata, last_success, time.time())
         self._wakeup = trio.Event()
         self._expired_logged = False
+        #: What to log of each primary's failures (`FailureReport`).
+        self._reports: dict[Endpoint, FailureReport] = {}
 
     def _stored(self) -> tuple[Record | None, float | None]:
         info = self.store.get_zone_info(self.zone.name)
@@ -117,7 +119,11 @@ class SecondaryZone(StoredSecondary):
         self._wakeup.set()
 
     async def run(self) -> None:
-        """Check the primaries whenever the timers or a NOTIFY say so; forever."""
+        """Check the primaries at once (a NOTIFY may have been missed while
+        down), then whenever the timers or a NOTIFY say so; forever."""
+        soa = self.state.soa
+        log.info("zone %s: checking the primaries at start-up (%s)", self.zone.name,
+                 "no copy held" if soa is None else f"holding serial {soa.serial}")
         while True:
             wait = self.state.wait(time.time())
             if wait > 0:
@@ -156,13 +162,24 @@ class SecondaryZone(StoredSecondary):
                         await trio.to_thread.run_sync(self.store.mark_checked, origin,
                                                       time.time())
                     log.debug("zone %s: serial %d is current", origin, current.rdata.serial)
+                    self._succeeded(primary)
                     return current
                 soa = await self.transfer(primary, current)
                 self.on_updated(self.zone, soa)
+                self._succeeded(primary)
                 return soa
             except (KeyresolveError, PeerError) as exc:
-                log.warning("zone %s: primary %s: %s", origin, format_endpoint(primary), exc)
+                line = self._reports.setdefault(primary, FailureReport()).failed(str(exc))
+                if line is not None:
+                    log.warning("zone %s: primary %s: %s", origin, format_endpoint(primary),
+                                line)
         return None
+
+    def _succeeded(self, primary: Endpoint) -> None:
+        report = self._reports.get(primary)
+        line = None if report is None else report.succeeded()
+        if line is not None:
+            log.info("zone %s: primary %s %s", self.zone.name, format_endpoint(primary), line)
 
     async def query_soa(self, primary: Endpoint) -> Record:
         """The primary's SOA for the zone, verified when we hold a key."""

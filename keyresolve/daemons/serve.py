@@ -298,9 +298,13 @@ class LoadResult:
 
 
 def _sources_unchanged(store: Store, zone: ZoneConfig) -> bool:
+    """True if the zone was compiled from the configured file (its path
+    first among the sources) and no source changed since."""
     info = store.get_zone_info(zone.name)
     if info is None or not info.sources:
         return False
+    if info.sources[0][0] != os.fspath(zone.file):
+        return False  # the config points the zone at another file
     for path, digest in info.sources:
         try:
             with open(path, "rb") as f:
@@ -337,7 +341,8 @@ async def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
         return LoadResult(zone, "unchanged", info.serial, info.records, previous_serial=previous)
     try:
         serial, records = await compile_in_child(store.path, zone.file, zone.name,
-                                                 zone.include_dirs)
+                                                 zone.include_dirs,
+                                                 serial_policy=zone.serial_policy)
     except KeyresolveError as exc:
         return LoadResult(zone, "failed", error=str(exc), previous_serial=previous)
     return LoadResult(zone, "loaded", serial, records, time.perf_counter() - start,
