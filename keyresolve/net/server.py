@@ -250,8 +250,8 @@ async def _send_frame(stream: trio.SocketStream, message: bytes, peer: tuple,
     with trio.move_on_after(send_timeout):
         await stream.send_all(frame(message))
         return True
-    log.info("TCP client %s stopped reading for %g s; closing the connection",
-             peer[0], send_timeout)
+    log.info("TCP client %s port %d stopped reading for %g s; closing the connection",
+             peer[0], peer[1], send_timeout)
     return False
 
 
