@@ -73,7 +73,9 @@ class Target:
 
     def check_answering(self) -> None:
         """UDP and a fresh TCP connection get the answer."""
-        assert self.daemon.proc.poll() is None, "daemon exited:\n" + self.daemon.log
+        if self.daemon.proc.poll() is not None:
+            code = self.daemon.stop()  # collects its last log lines
+            raise AssertionError(f"daemon exited with status {code}:\n{self.daemon.log}")
         for tcp in (False, True):
             query = self.query()
             if tcp:
