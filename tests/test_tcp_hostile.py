@@ -147,6 +147,8 @@ def targets(tmp_path_factory):
         for target in found.values():
             target.check_answering()
             assert target.daemon.stop() == 0, target.daemon.log
+            # a peer's behaviour is never taken for a bug of ours
+            assert "Traceback" not in target.daemon.log, target.daemon.log
     finally:
         for daemon in daemons:
             if daemon.proc.poll() is None:

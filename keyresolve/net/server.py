@@ -223,8 +223,8 @@ async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
         active += 1
         try:
             await _serve_stream(stream, handler, idle_timeout, send_timeout)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the peer went away
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away (trio reports its socket errors so)
         except Exception:  # a bug; raised out of here it would stop every listener
             log.exception("TCP connection from %s failed; closing it", _peer_name(stream))
         finally:
