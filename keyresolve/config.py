@@ -17,7 +17,7 @@ from typing import Any
 from .errors import ConfigError, InvalidName
 from .keys import keyring_from_config
 from .names import Name
-from .net.server import DEFAULT_MAX_TCP, DEFAULT_TCP_IDLE
+from .net.server import DEFAULT_MAX_TCP, DEFAULT_TCP_IDLE, DEFAULT_TCP_SEND_TIMEOUT
 from .serial import SERIAL_POLICIES
 from .tsig import DEFAULT_MAX_FUDGE, Key
 
@@ -99,6 +99,7 @@ class ServeConfig:
     data_dir: Path
     zones: list[ZoneConfig] = field(default_factory=list)
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE
+    tcp_send_timeout: float = DEFAULT_TCP_SEND_TIMEOUT
     max_tcp_connections: int = DEFAULT_MAX_TCP
     log_level: str = "info"
     keys: dict[Name, Key] = field(default_factory=dict)
@@ -238,6 +239,7 @@ class ResolverConfig:
     max_ttl: int = DEFAULT_MAX_TTL
     max_clients: int = DEFAULT_MAX_CLIENTS
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE
+    tcp_send_timeout: float = DEFAULT_TCP_SEND_TIMEOUT
     max_tcp_connections: int = DEFAULT_MAX_TCP
     log_level: str = "info"
     keys: dict[Name, Key] = field(default_factory=dict)
@@ -266,6 +268,7 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     config.max_ttl = top.positive("max_ttl", DEFAULT_MAX_TTL, int)
     config.max_clients = top.positive("max_clients", DEFAULT_MAX_CLIENTS, int)
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
+    config.tcp_send_timeout = top.positive("tcp_send_timeout", DEFAULT_TCP_SEND_TIMEOUT)
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
     config.log_level = top.get("log_level", str, "info")
     config.keys = load_keys(top, path)
@@ -331,6 +334,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     data_dir = base / top.get("data_dir", str)
     config = ServeConfig(path=path, listen=listen, data_dir=data_dir)
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
+    config.tcp_send_timeout = top.positive("tcp_send_timeout", DEFAULT_TCP_SEND_TIMEOUT)
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
     config.log_level = top.get("log_level", str, "info")
     config.workers = top.positive("workers", 1, int)

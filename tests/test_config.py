@@ -12,6 +12,7 @@ from keyresolve.config import (fingerprint, format_endpoint, load_resolver_confi
                                load_serve_config, parse_endpoint)
 from keyresolve.errors import ConfigError
 from keyresolve.names import Name
+from keyresolve.net.server import DEFAULT_TCP_SEND_TIMEOUT
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -187,3 +188,19 @@ def test_fingerprint_sees_what_a_worker_shares_with_its_main_process(tmp_path):
     assert fingerprint(load_serve_config(_fingerprinted(
         tmp_path, _FINGERPRINTED.replace('data_dir = "d"', 'data_dir = "e"')))) != first
     assert fingerprint(load_serve_config(_fingerprinted(tmp_path, secret="B" * 44))) != first
+
+
+@pytest.mark.parametrize("load", [load_serve_config, load_resolver_config])
+def test_tcp_send_timeout_is_optional_and_must_be_positive(tmp_path, load):
+    (tmp_path / "root.hints").write_text("")
+    base = 'listen = ["127.0.0.1:0"]\ndata_dir = "d"\n' if load is load_serve_config else \
+        'listen = ["127.0.0.1:0"]\nroot_hints = "root.hints"\n'
+    path = tmp_path / "c.toml"
+    path.write_text(base)
+    assert load(path).tcp_send_timeout == DEFAULT_TCP_SEND_TIMEOUT
+    path.write_text(base + "tcp_send_timeout = 0.5\n")
+    assert load(path).tcp_send_timeout == 0.5
+    for bad in ("0", "-1", '"10"'):
+        path.write_text(base + f"tcp_send_timeout = {bad}\n")
+        with pytest.raises(ConfigError, match=r"c\.toml: tcp_send_timeout: "):
+            load(path)

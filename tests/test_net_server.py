@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import logging
+import re
 import socket
 
 import pytest
 import trio
 
+from keyresolve.errors import KeyresolveError
+from keyresolve.message import FrameReader, frame
 from keyresolve.net import batchio, server
-from keyresolve.net.server import bind_udp, serve_udp
+from keyresolve.net.server import bind_udp, open_tcp_listener, serve_tcp, serve_udp
 
 
 class Recorder:
@@ -113,3 +119,188 @@ def test_the_loop_goes_on_one_datagram_at_a_time_when_batching_stops(monkeypatch
 
     assert trio.run(main) == b"llits"  # answered by the per-datagram loop
     assert "UDP batching stopped" in caplog.text
+
+
+class Hostile:
+    """A TCP handler that misbehaves on request: b"ok" is answered with its
+    bytes reversed; other messages name the failure (see `handle`)."""
+
+    def __init__(self) -> None:
+        self.big = 0
+
+    def handle(self, data: bytes, peer: tuple, tcp: bool):
+        kind, _, arg = data.partition(b":")
+        if kind == b"ok":
+            return data[::-1]
+        if kind == b"raise":  # the handler itself raises
+            raise RAISED[arg.decode()]
+        if kind == b"later":  # the awaitable it returns raises
+            async def later():
+                await trio.sleep(0)
+                raise RAISED[arg.decode()]
+            return later()
+        if kind == b"huge":  # more than a frame can carry
+            return bytes(70000)
+        if kind == b"odd":  # neither bytes nor a stream of them
+            return 42
+        if kind == b"stream":  # a transfer whose producer raises midway
+            def parts():
+                yield b"part"
+                raise RAISED[arg.decode()]
+            return parts()
+        if kind == b"unclosable":  # a transfer whose clean-up raises
+            return Unclosable(RAISED[arg.decode()])
+        if kind == b"big":
+            self.big += 1
+            return bytes(60000)
+        return None
+
+    @contextlib.contextmanager
+    def batch(self):
+        yield
+
+
+class Unclosable:
+    """A stream of one message whose `close` raises `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.parts = iter([b"part"])
+        self.error = error
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self.parts)
+
+    def close(self) -> None:
+        raise self.error
+
+
+#: What the hostile handler raises, by name.
+RAISED = {
+    "ValueError": ValueError("a handler bug"),
+    "KeyError": KeyError("x"),
+    "TooSlowError": trio.TooSlowError(),
+    "BrokenResourceError": trio.BrokenResourceError(),
+    "ClosedResourceError": trio.ClosedResourceError(),
+    "OSError": OSError(errno.EIO, "I/O error"),
+    "KeyresolveError": KeyresolveError("not for this connection"),
+    "ExceptionGroup": ExceptionGroup("several", [ValueError(), trio.TooSlowError()]),
+}
+
+HOSTILE = ([f"{kind}:{name}".encode() for kind in ("raise", "later", "stream", "unclosable")
+            for name in RAISED] + [b"huge", b"odd"])
+
+
+async def _exchange(address, message: bytes) -> bytes:
+    """One framed message over a new connection; the reply."""
+    async with await trio.open_tcp_stream(*address) as stream:
+        await stream.send_all(frame(message))
+        reader = FrameReader()
+        with trio.fail_after(5):
+            while (reply := reader.next_frame()) is None:
+                data = await stream.receive_some(65536)
+                assert data, "closed without a reply"
+                reader.receive_data(data)
+        return reply
+
+
+async def _until_closed(stream: trio.SocketStream) -> bytes:
+    """Everything the server sends before it closes the connection."""
+    received = b""
+    with trio.fail_after(5):
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except trio.BrokenResourceError:  # reset: it closed with our bytes unread
+                return received
+            if not data:
+                return received
+            received += data
+
+
+def test_a_failing_handler_costs_its_connection_and_the_server_keeps_answering(caplog):
+    handler = Hostile()
+
+    async def main() -> list[bytes]:
+        listener = await open_tcp_listener("127.0.0.1", 0)
+        address = listener.socket.getsockname()[:2]
+        seen = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(serve_tcp, listener, handler))
+            for message in HOSTILE:
+                async with await trio.open_tcp_stream(*address) as stream:
+                    await stream.send_all(frame(message) + frame(b"ok:after"))
+                    seen.append(await _until_closed(stream))
+                assert await _exchange(address, b"ok:fresh") == b"hserf:ko"
+            nursery.cancel_scope.cancel()
+        return seen
+
+    seen = trio.run(main)
+    # streams stop after what was produced; nothing is answered after a failure
+    for message, received in zip(HOSTILE, seen):
+        assert b"retfa:ko" not in received, message
+        if message.startswith((b"stream:", b"unclosable:")):
+            assert received == frame(b"part"), message
+    # each failure logged once, with its traceback, but those that say the
+    # peer went away
+    silent = {b"unclosable:BrokenResourceError", b"unclosable:ClosedResourceError"}
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == len(HOSTILE) - len(silent) and all(r.exc_info for r in errors)
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(caplog):
+    """It pipelines queries with large replies and never reads: the server
+    stops reading it (its sends block), answers everyone else meanwhile,
+    and closes it after the send timeout, without stopping."""
+    caplog.set_level(logging.INFO, "keyresolve.net")
+    handler = Hostile()
+    send_timeout = 0.5
+
+    async def main() -> tuple[int, int, int]:
+        listener = await open_tcp_listener("127.0.0.1", 0)
+        address = listener.socket.getsockname()[:2]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(serve_tcp, listener, handler,
+                                                 send_timeout=send_timeout))
+            stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.setblocking(False)
+            stalled.connect_ex(address)
+            await trio.lowlevel.wait_writable(stalled)
+            sent = 0
+            chunk = frame(b"big") * 4096
+            with trio.move_on_after(5):  # bounded in time, and in count below
+                while sent < 1000 * len(chunk):
+                    await trio.sleep(0)  # the server's turn
+                    try:
+                        sent += stalled.send(chunk)  # never blocks (non-blocking socket)
+                    except BlockingIOError:
+                        with trio.move_on_after(0.3) as waiting:
+                            await trio.lowlevel.wait_writable(stalled)
+                        if waiting.cancelled_caught:
+                            break  # the server has stopped reading us
+            sent //= len(frame(b"big"))
+            assert sent < 1000 * 4096, "the server kept reading a client that does not"
+            answered_then = handler.big
+            # meanwhile, and for longer than the send timeout, others are answered
+            end = trio.current_time() + 3 * send_timeout
+            fresh = 0
+            while trio.current_time() < end:
+                assert await _exchange(address, b"ok:fresh") == b"hserf:ko"
+                fresh += 1
+                await trio.sleep(0.05)
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(stalled))
+            await _until_closed(stream)  # the server has closed it
+            await stream.aclose()
+            assert await _exchange(address, b"ok:still") == b"llits:ko"
+            nursery.cancel_scope.cancel()
+        return sent, answered_then, fresh
+
+    sent, answered, fresh = trio.run(main)
+    assert answered < sent  # replies were not piled up: reading stopped
+    assert answered <= 8  # a few 60 kB replies fill the buffers, then nothing more
+    assert fresh >= 5
+    assert re.search(r"TCP client 127\.0\.0\.1 port \d+ stopped reading for 0\.5 s; "
+                     "closing the connection", caplog.text)

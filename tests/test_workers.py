@@ -9,10 +9,13 @@ import signal
 import socket
 import time
 
+import msgpack
 import pytest
+import trio
 
 from keyresolve import tsig
 from keyresolve.codes import Opcode, Rcode, RType
+from keyresolve.daemons.workers import WorkerPool
 from keyresolve.message import MAX_MESSAGE, Message, make_query
 from keyresolve.names import Name
 from keyresolve.xfr import make_notify
@@ -219,3 +222,28 @@ def test_workers_serve_zone_transfers_from_the_shared_store(tmp_path, start_daem
     primary.stop()
     served = re.findall(r"(\[worker 1\])?: transfer out example\.com\.", primary.log)
     assert len(served) == SPREAD // 2 and set(served) == {"", "[worker 1]"}
+
+
+class _Failing:
+    """A handler with a bug."""
+
+    def handle(self, data, peer, tcp):
+        raise ValueError("a handler bug")
+
+
+def test_a_worker_channel_that_fails_or_a_failing_handler_never_stops_the_main_process(caplog):
+    pool = WorkerPool(None, [], _Failing())
+    forward = msgpack.packb(["forward", 7, "127.0.0.1", 5300, False, b"notify"])
+    assert msgpack.unpackb(pool._answer(forward)) == ["reply", 7, None]
+    assert "a handler bug" in caplog.text
+
+    async def main() -> bool:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        theirs.send(forward)
+        theirs.close()  # the worker died before the reply: sending it fails
+        with trio.socket.from_stdlib_socket(ours) as channel:
+            with trio.fail_after(5):
+                return await pool._relay(1, channel)
+
+    assert trio.run(main) is False
+    assert "worker 1: its channel failed" in caplog.text

@@ -228,7 +228,8 @@ async def serve(config: ResolverConfig, *,
             nursery.start_soon(serve_udp, udp, handler)
             nursery.start_soon(lambda t=tcp: serve_tcp(
                 t, handler, idle_timeout=config.tcp_idle_timeout,
-                max_connections=config.max_tcp_connections))
+                max_connections=config.max_tcp_connections,
+                send_timeout=config.tcp_send_timeout))
         task_status.started(bound)
 
 

@@ -425,7 +425,8 @@ def _start_serving(nursery: trio.Nursery, udp: socket.socket, tcp: trio.SocketLi
     nursery.start_soon(serve_udp, udp, handler)
     nursery.start_soon(functools.partial(
         serve_tcp, tcp, handler, idle_timeout=config.tcp_idle_timeout,
-        max_connections=config.max_tcp_connections))
+        max_connections=config.max_tcp_connections,
+        send_timeout=config.tcp_send_timeout))
 
 
 async def serve(config: ServeConfig, store: Store, *,

@@ -119,14 +119,27 @@ class WorkerPool:
                 log.info("worker %d started (pid %d)", index, proc.pid)
                 if task_status is not None:
                     task_status.started()
-                while message := await channel.recv(MAX_CHANNEL_MESSAGE):
-                    await channel.send(self._answer(message))
-                return await proc.wait()
+                if await self._relay(index, channel):
+                    return await proc.wait()
+                return None  # stopped below, then restarted like one that exited
             finally:
                 await _stop(proc)
 
+    async def _relay(self, index: int, channel: trio.socket.SocketType) -> bool:
+        """Answer what worker `index` forwards until it closes the channel
+        (True). False if the channel fails, as when the worker dies between a
+        message and its reply: that ends this life of the worker, never the
+        server."""
+        try:
+            while message := await channel.recv(MAX_CHANNEL_MESSAGE):
+                await channel.send(self._answer(message))
+        except OSError as exc:
+            log.error("worker %d: its channel failed (%s)", index, exc.strerror or exc)
+            return False
+        return True
+
     def _answer(self, message: bytes) -> bytes:
-        """The reply to one forwarded message (the handler never raises)."""
+        """The reply to one forwarded message (no reply if the handler fails)."""
         try:
             kind, token, host, port, tcp, data = msgpack.unpackb(message)
             if kind != "forward":
@@ -134,7 +147,11 @@ class WorkerPool:
         except (ValueError, TypeError, msgpack.UnpackException):
             log.error("unreadable message from a worker; ignored")
             return msgpack.packb(["reply", None, None])
-        reply = self.handler.handle(data, (host, port), tcp)
+        try:
+            reply = self.handler.handle(data, (host, port), tcp)
+        except Exception:  # the handler must not raise; never let it stop the server
+            log.exception("failed to answer a message a worker forwarded from %s", host)
+            reply = None
         return msgpack.packb(["reply", token, reply if isinstance(reply, bytes) else None])
 
 

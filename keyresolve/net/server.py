@@ -37,8 +37,11 @@ TCP_READ_SIZE = 65536
 DEFAULT_TCP_IDLE = 10.0
 #: Default cap on concurrent TCP connections; beyond it new ones are closed.
 DEFAULT_MAX_TCP = 512
-#: Time allowed to write one TCP response before the connection is dropped.
-TCP_SEND_TIMEOUT = 10.0
+#: Default time allowed to write one TCP message (one frame of a reply or of
+#: a transfer) before the connection is closed: a peer that stops reading
+#: costs its own connection only. Knot bounds each TCP read or write the same
+#: way (`tcp-io-timeout`); 10 s matches the idle timeout.
+DEFAULT_TCP_SEND_TIMEOUT = 10.0
 
 
 Reply = bytes | Iterable[bytes] | None
@@ -202,8 +205,13 @@ async def _reply_later(sock: socket.socket, peer: tuple, pending: Awaitable[Repl
 
 async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
                     idle_timeout: float = DEFAULT_TCP_IDLE,
-                    max_connections: int = DEFAULT_MAX_TCP) -> NoReturn:
-    """Serve length-prefixed messages on every accepted connection."""
+                    max_connections: int = DEFAULT_MAX_TCP,
+                    send_timeout: float = DEFAULT_TCP_SEND_TIMEOUT) -> NoReturn:
+    """Serve length-prefixed messages on every accepted connection.
+
+    Whatever goes wrong in one connection (a peer that stops reading, resets,
+    or a handler bug) closes that connection and nothing else.
+    """
     active = 0
 
     async def connection(stream: trio.SocketStream) -> None:
@@ -214,9 +222,11 @@ async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
             return
         active += 1
         try:
-            await _serve_stream(stream, handler, idle_timeout)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the peer went away
+            await _serve_stream(stream, handler, idle_timeout, send_timeout)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away (trio reports its socket errors so)
+        except Exception:  # a bug; raised out of here it would stop every listener
+            log.exception("TCP connection from %s failed; closing it", _peer_name(stream))
         finally:
             active -= 1
             with contextlib.suppress(Exception):
@@ -226,12 +236,32 @@ async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
     raise AssertionError("unreachable")
 
 
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "a gone peer"
+
+
+async def _send_frame(stream: trio.SocketStream, message: bytes, peer: tuple,
+                      send_timeout: float) -> bool:
+    """Write one framed message; False if the peer did not take it within
+    `send_timeout` (it stopped reading: the connection must close)."""
+    with trio.move_on_after(send_timeout):
+        await stream.send_all(frame(message))
+        return True
+    log.info("TCP client %s port %d stopped reading for %g s; closing the connection",
+             peer[0], peer[1], send_timeout)
+    return False
+
+
 async def _send_stream(stream: trio.SocketStream, replies: Iterable[bytes],
-                       peer: tuple) -> bool:
+                       peer: tuple, send_timeout: float) -> bool:
     """Send a multi-message reply (a zone transfer) as it is produced.
 
-    If producing it fails midway the connection must close, so the client
-    sees a broken stream rather than a short one (returns False).
+    If producing it fails midway, or the peer stops reading, the connection
+    must close, so the client sees a broken stream rather than a short one
+    (returns False).
     """
     iterator = iter(replies)
     try:
@@ -243,8 +273,8 @@ async def _send_stream(stream: trio.SocketStream, replies: Iterable[bytes],
             except Exception:
                 log.exception("streamed reply to %s failed; closing the connection", peer)
                 return False
-            with trio.fail_after(TCP_SEND_TIMEOUT):
-                await stream.send_all(frame(part))
+            if not await _send_frame(stream, part, peer, send_timeout):
+                return False
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
@@ -252,7 +282,14 @@ async def _send_stream(stream: trio.SocketStream, replies: Iterable[bytes],
 
 
 async def _serve_stream(stream: trio.SocketStream, handler: Handler,
-                        idle_timeout: float) -> None:
+                        idle_timeout: float, send_timeout: float) -> None:
+    """Answer the messages of one connection in order, until the peer closes
+    it, stays idle, stops reading or a handler fails.
+
+    Replies are written before more is read, so a peer that does not read
+    its replies stops being read (TCP flow control pushes back on it) rather
+    than making the server buffer them.
+    """
     try:
         peer = stream.socket.getpeername()
     except OSError:
@@ -279,8 +316,8 @@ async def _serve_stream(stream: trio.SocketStream, handler: Handler,
             if reply is None:
                 continue
             if isinstance(reply, bytes):
-                with trio.fail_after(TCP_SEND_TIMEOUT):
-                    await stream.send_all(frame(reply))
-            elif not await _send_stream(stream, reply, peer):
+                if not await _send_frame(stream, reply, peer, send_timeout):
+                    return
+            elif not await _send_stream(stream, reply, peer, send_timeout):
                 return
             deadline = trio.current_time() + idle_timeout
