@@ -152,3 +152,18 @@ def test_fingerprint_sees_what_a_worker_shares_with_its_main_process(tmp_path):
     assert fingerprint(load_serve_config(_fingerprinted(
         tmp_path, _FINGERPRINTED.replace('data_dir = "d"', 'data_dir = "e"')))) != first
     assert fingerprint(load_serve_config(_fingerprinted(tmp_path, secret="B" * 44))) != first
+
+
+def test_resolver_infra_cache_size_is_read_and_validated(tmp_path):
+    from keyresolve.config import DEFAULT_INFRA_CACHE_SIZE
+
+    path = tmp_path / "resolver.toml"
+    base = 'listen = ["127.0.0.1:0"]\nroot_hints = "h"\n'
+    path.write_text(base)
+    assert load_resolver_config(path).infra_cache_size == DEFAULT_INFRA_CACHE_SIZE
+    path.write_text(base + "infra_cache_size = 500\n")
+    assert load_resolver_config(path).infra_cache_size == 500
+    for bad in ("0", "-1", '"big"', "1.5"):
+        path.write_text(base + f"infra_cache_size = {bad}\n")
+        with pytest.raises(ConfigError, match="infra_cache_size"):
+            load_resolver_config(path)
