@@ -57,6 +57,8 @@ def test_a_flood_of_unique_names_keeps_every_existing_name_resolvable(tmp_path, 
     resolver = start_resolver(start_daemon, tmp_path / "small", [("a.root-servers.",
                                                                    h.root.address)],
                               cache_size=50)
+    # The root hints are primed from the root itself at start.
+    resolver.wait_logged(r"root hints primed: a\.root-servers\.$")
     assert all(resolve(resolver, text).rcode == Rcode.NOERROR for text in EXISTING)
 
     # Unique random names aimed at the root: each NXDOMAIN is a new entry.
