@@ -217,6 +217,9 @@ async def keep_primed(handler: ResolverServer) -> None:
                 done = await run_resolution(res, key_for=handler._upstream_key)
         except trio.TooSlowError:
             done = _servfail(res.question, "priming took too long")
+        except Exception:  # a failed priming must not end the daemon
+            log.exception("priming failed")
+            done = _servfail(res.question, "priming failed")
         handler.upstream_queries += res.queries
         if resolver.finish_priming(done, trio.current_time()):
             log.info("root hints primed: %s", ", ".join(
