@@ -46,10 +46,10 @@ from .errors import KeyresolveError
 from .names import Name
 from .records import ADDR, NS, SOA, Rdata, Record
 
-#: Default bound on cached answer records: about 500 bytes each in memory
-#: (entry, key, record data and name; docs/resolver.md), so the default
-#: answer cache stays under 50 MB (Unbound's rrset-cache-size default is
-#: 4 MB; key records are small).
+#: Default bound on cached answer records: about 750 bytes of RSS each
+#: (entry, key, record data, name; measured, docs/resolver.md), so the
+#: default answer cache stays under 80 MB (Unbound's rrset-cache-size
+#: default is 4 MB; key records are small).
 DEFAULT_MAX_RECORDS = 100_000
 #: Default bound on infrastructure records (delegation NS RRsets and name
 #: server addresses): room for the cuts of about 10,000 zones, as Unbound's
