@@ -27,6 +27,14 @@ core.
    each name takes the full path (from the record cache); the rest hit the
    wire answer cache (docs/resolver.md), which is what this measures.
 
+3. RSS under a flood (--flood N, 0 skips it): a second resolver with a
+   small answer cache (--flood-cache records) gets N unique nonexistent
+   mailboxes of example.com (each an NXDOMAIN, a new cache entry, one
+   upstream exchange), in --flood-samples chunks; its RSS after each chunk
+   shows the memory level off once the answer cache (and the LRU of parsed
+   query names, 65,536) is full, and every answer stays NXDOMAIN (the
+   delegations survive the flood).
+
 Every figure is a ratio to a baseline of the same run. With --profile P,
 py-spy profiles of the resolver: P-cold.txt during cold resolutions (an
 extra, untimed pass) and P-hits.txt under the cache-hit load.
@@ -57,6 +65,11 @@ RESOLVE_TIMEOUT = 8.0
 WARM_TIMEOUT = 300.0
 #: Queries in flight while warming the cache (each a resolution upstream).
 WARM_WINDOW = 32
+#: Longest the flood may take, all chunks together.
+FLOOD_TIMEOUT = 600.0
+#: Names `Name.from_wire` keeps parsed (keyresolve.names.FROM_WIRE_CACHE_SIZE):
+#: the flood fills that LRU too, so RSS levels off only past it.
+NAMES_LRU = 65_536
 
 #: Stages of the resolver's per-query work, for profile_summary (deepest wins).
 RESOLVER_STAGES = [
@@ -167,22 +180,27 @@ ns1.nic.com. ADDR {HOST}:{ports['com']}
                 self.daemons.append(self.auth[label])
                 if label == "example":
                     self.example_start_s = round(time.perf_counter() - t0, 3)
-            rdir = self.base / "resolver"
-            rdir.mkdir(parents=True, exist_ok=True)
-            (rdir / "root.hints").write_text(
-                f"$ORIGIN .\n$TTL 3600\n. NS a.root-servers.\n"
-                f"a.root-servers. ADDR {HOST}:{ports['root']}\n")
-            (rdir / "resolver.toml").write_text(
-                f'listen = ["{HOST}:0"]\nroot_hints = "root.hints"\n'
-                f"cache_size = {cache_size}\nmax_ttl = 86400\nmax_clients = 1000\n"
-                f'log_level = "info"\n')
-            self.resolver = Daemon(common.keyresolve_cmd(
-                "resolver", "--config", str(rdir / "resolver.toml")), core=SERVER_CORE, cwd=rdir)
-            self.daemons.append(self.resolver)
-            self.resolver.wait_for(r"\bready\b", 60)
+            self.resolver = self.start_resolver("resolver", cache_size)
         except BaseException:
             self.stop()
             raise
+
+    def start_resolver(self, label: str, cache_size: int) -> Daemon:
+        """A resolver daemon with root hints pointing at the root, ready."""
+        rdir = self.base / label
+        rdir.mkdir(parents=True, exist_ok=True)
+        (rdir / "root.hints").write_text(
+            f"$ORIGIN .\n$TTL 3600\n. NS a.root-servers.\n"
+            f"a.root-servers. ADDR {HOST}:{self.ports['root']}\n")
+        (rdir / "resolver.toml").write_text(
+            f'listen = ["{HOST}:0"]\nroot_hints = "root.hints"\n'
+            f"cache_size = {cache_size}\nmax_ttl = 86400\nmax_clients = 1000\n"
+            f'log_level = "info"\n')
+        daemon = Daemon(common.keyresolve_cmd(
+            "resolver", "--config", str(rdir / "resolver.toml")), core=SERVER_CORE, cwd=rdir)
+        self.daemons.append(daemon)
+        daemon.wait_for(r"\bready\b", 60)
+        return daemon
 
     def address(self, label: str) -> tuple[str, int]:
         return (HOST, self.ports[label])
@@ -330,6 +348,61 @@ def warm_cache(h: Hierarchy, queries: list[bytes]) -> dict:
             "resolutions_per_s": report["qps"]}
 
 
+# -- RSS under a flood of unique names ----------------------------------------------------------
+def flood_rss(h: Hierarchy, count: int, cache_size: int, samples: int) -> dict:
+    """RSS of a fresh resolver (answer cache of `cache_size` records) after
+    each of `samples` chunks of `count` unique nonexistent names in all."""
+    import loadgen
+
+    daemon = h.start_resolver("resolver-flood", cache_size)
+    try:
+        # The example.com delegation cached, as before any flood.
+        first = build_queries(["alice@example.com"], rd=True)
+        client = Client(daemon.address)
+        try:
+            client.exchange(first[0])
+        finally:
+            client.close()
+        names = [f"f{secrets.token_hex(8)}@example.com" for _ in range(count)]
+        queries = build_queries(names, rd=True)
+        step = max(1, -(-count // samples))
+        series = [{"names": 0, **memory(daemon.pid)}]
+        rcodes: dict[str, int] = {}
+        answered = 0
+        t0 = time.perf_counter()
+        deadline = t0 + FLOOD_TIMEOUT
+        for start in range(0, count, step):
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            chunk = queries[start:start + step]
+            report = loadgen.run(daemon.address, chunk, procs=1, window=WARM_WINDOW,
+                                 duration=left, max_queries=len(chunk),
+                                 timeout=RESOLVE_TIMEOUT)
+            answered += report["answered"]
+            for rcode, n in report["rcodes"].items():
+                rcodes[rcode] = rcodes.get(rcode, 0) + n
+            series.append({"names": start + len(chunk), **memory(daemon.pid)})
+        seconds = time.perf_counter() - t0
+    finally:
+        daemon.stop()
+        h.daemons.remove(daemon)
+    rss = [point["VmRSS"] for point in series]
+    # The level: the answer cache and the names LRU are full once the flood
+    # has passed both bounds; growth after that is what does not level off.
+    full_at = max(cache_size, NAMES_LRU)
+    after_full = [point["VmRSS"] for point in series if point["names"] >= full_at]
+    held = min(series[-1]["names"], cache_size) + min(series[-1]["names"], NAMES_LRU)
+    return {"names": series[-1]["names"], "cache_size": cache_size,
+            "seconds": round(seconds, 3), "resolutions_per_s": round(answered / seconds, 1),
+            "answered": answered, "rcodes": rcodes, "rss_mb": series,
+            "rss_growth_mb": round(rss[-1] - rss[0], 1),
+            "rss_growth_after_full_mb": (round(after_full[-1] - after_full[0], 1)
+                                         if len(after_full) > 1 else None),
+            "bytes_per_held_entry": round((rss[-1] - rss[0]) * 1024 * 1024 / held)
+            if held else None}
+
+
 def auth_cpu(h: Hierarchy) -> float:
     return sum(cpu_seconds(d.pid) for d in h.auth.values())
 
@@ -365,6 +438,9 @@ def bench(args, workdir: Path) -> dict:
         if args.profile:
             out["profile_hits"] = profile_resolver(h.resolver, address, queries, qfile, args,
                                               Path(args.profile))
+        # 3. RSS under a flood of unique names
+        if args.flood:
+            out["flood"] = flood_rss(h, args.flood, args.flood_cache, args.flood_samples)
     finally:
         h.stop()
     ceiling = common.start_ceiling(response, duration=10 * args.duration + 120)
@@ -449,6 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-names", type=int, default=10_000,
                         help="distinct names in the cache-hit load")
     parser.add_argument("--cold", type=int, default=500, help="cold resolutions timed")
+    parser.add_argument("--flood", type=int, default=100_000,
+                        help="unique names in the RSS-under-flood run (0: none)")
+    parser.add_argument("--flood-cache", type=int, default=10_000,
+                        help="cache_size of the flooded resolver")
+    parser.add_argument("--flood-samples", type=int, default=10,
+                        help="RSS samples during the flood")
     common.add_load_arguments(parser)
     parser.add_argument("--profile", help="py-spy profile of the resolver: path prefix")
     parser.add_argument("--src", help="keyresolve tree to measure (default: this repo)")

@@ -15,7 +15,15 @@ there; NODATA is cached per name and type. Both keep the zone's SOA, and live
 for min(SOA TTL, SOA minimum), capped by `max_negative_ttl` (RFC 2308 5).
 
 Delegations are the NS RRsets at zone cuts plus the ADDR RRsets of their
-targets; `find_delegation` returns the deepest cut enclosing a name.
+targets; `find_delegation` returns the deepest cut enclosing a name (never
+the root: the resolver's pinned, primed root hints stand for it).
+
+Two parts, each with its own bound and LRU order, so that a flood of unique
+leaf names cannot push out what every resolution needs (as Unbound keeps its
+infra and rrset caches apart from the message cache): the infrastructure
+part holds every NS RRset, referral data (`Rank.GLUE`) and what is stored
+with ``infra=True`` (the addresses of name servers); the answer part holds
+the rest, negative answers included. A key lives in one part at a time.
 
 For what is built from the cache (the resolver's wire answer cache,
 keyresolve.answercache): `recording` notes the entries lookups return, a
@@ -38,10 +46,15 @@ from .errors import KeyresolveError
 from .names import Name
 from .records import ADDR, NS, SOA, Rdata, Record
 
-#: Default bound on cached records: about 100 bytes each in memory, so the
-#: default cache stays in the tens of megabytes (Unbound's rrset-cache-size
+#: Default bound on cached answer records: about 750 bytes of RSS each
+#: (entry, key, record data, name; measured, docs/resolver.md), so the
+#: default answer cache stays under 80 MB (Unbound's rrset-cache-size
 #: default is 4 MB; key records are small).
 DEFAULT_MAX_RECORDS = 100_000
+#: Default bound on infrastructure records (delegation NS RRsets and name
+#: server addresses): room for the cuts of about 10,000 zones, as Unbound's
+#: infra-cache-numhosts (10,000) bounds the servers it remembers.
+DEFAULT_MAX_INFRA_RECORDS = 20_000
 #: Longest time any positive entry is kept, whatever its TTL says: one day,
 #: as Unbound's cache-max-ttl (BIND's max-cache-ttl is a week).
 DEFAULT_MAX_TTL = 86_400
@@ -119,41 +132,67 @@ class _Entry:
     rank: Rank
     rdatas: tuple[Rdata, ...]  # positive entries; empty for negative ones
     soa: Record | None  # negative entries: the SOA (its TTL is the stored one)
-    size: int  # records counted against max_records
+    size: int  # records counted against the part's bound
+
+
+class _Part:
+    """One part of the cache: entries in LRU order and their record count."""
+
+    __slots__ = ("entries", "count", "max_records")
+
+    def __init__(self, max_records: int) -> None:
+        self.entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self.count = 0
+        self.max_records = max_records
 
 
 class Cache:
     """A bounded, LRU-evicted cache of RRsets, negative answers and delegations."""
 
     def __init__(self, max_records: int = DEFAULT_MAX_RECORDS, max_ttl: int = DEFAULT_MAX_TTL,
-                 min_ttl: int = 0, max_negative_ttl: int = DEFAULT_MAX_NEGATIVE_TTL) -> None:
-        """`min_ttl` raises short TTLs (0 keeps them, and TTL 0 is then not cached)."""
-        if max_records < 1 or min_ttl < 0 or max_ttl < min_ttl or max_negative_ttl < 0:
+                 min_ttl: int = 0, max_negative_ttl: int = DEFAULT_MAX_NEGATIVE_TTL, *,
+                 max_infra_records: int = DEFAULT_MAX_INFRA_RECORDS) -> None:
+        """`max_records` bounds the answer part, `max_infra_records` the
+        infrastructure part; `min_ttl` raises short TTLs (0 keeps them, and
+        TTL 0 is then not cached)."""
+        if (max_records < 1 or max_infra_records < 1 or min_ttl < 0 or max_ttl < min_ttl
+                or max_negative_ttl < 0):
             raise KeyresolveError("invalid cache limits")
         self.max_records = max_records
+        self.max_infra_records = max_infra_records
         self.max_ttl = max_ttl
         self.min_ttl = min_ttl
         self.max_negative_ttl = max_negative_ttl
-        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
-        self._count = 0
+        self._answers = _Part(max_records)
+        self._infra = _Part(max_infra_records)
         self._lookups: list[Lookup] | None = None
-        #: touch(key): mark the entry of `key` (a `Lookup.key`) as just used,
-        #: as a lookup does; KeyError if it is gone (a `watcher` hears that).
-        #: The dict's own method: a wire answer cache hit calls it.
-        self.touch = self._entries.move_to_end
         #: Told of every change (one at most; None: nobody listens).
         self.watcher: CacheWatcher | None = None
 
     # -- sizes -----------------------------------------------------------------
     def __len__(self) -> int:
-        """Records held (a negative entry counts as one), expired ones included
-        until they are looked at or evicted."""
-        return self._count
+        """Records held in both parts (a negative entry counts as one),
+        expired ones included until they are looked at or evicted."""
+        return self._answers.count + self._infra.count
 
     @property
     def entries(self) -> int:
-        """Number of RRsets and negative entries held."""
-        return len(self._entries)
+        """Number of RRsets and negative entries held in both parts."""
+        return len(self._answers.entries) + len(self._infra.entries)
+
+    @property
+    def infra_records(self) -> int:
+        """Records held in the infrastructure part (at most `max_infra_records`)."""
+        return self._infra.count
+
+    def touch(self, key: tuple) -> None:
+        """Mark the entry of `key` (a `Lookup.key`) as just used, as a lookup
+        does; KeyError if it is gone (a `watcher` hears that). A wire answer
+        cache hit calls it."""
+        try:
+            self._answers.entries.move_to_end(key)
+        except KeyError:
+            self._infra.entries.move_to_end(key)
 
     def effective_ttl(self, ttl: int) -> int:
         """The TTL an RRset with `ttl` is cached for: clamped to [min_ttl, max_ttl]."""
@@ -168,12 +207,16 @@ class Cache:
         return min(soa.ttl, rdata.minimum, self.max_negative_ttl)
 
     # -- positive data ---------------------------------------------------------
-    def put(self, records: Sequence[Record], rank: Rank, now: float) -> bool:
+    def put(self, records: Sequence[Record], rank: Rank, now: float, *,
+            infra: bool = False) -> bool:
         """Cache one RRset (records of one owner and type); True if stored.
 
         The RRset's TTL is the lowest of its records' (RFC 2181 5.2). Not stored
         when that is 0 after clamping, or when an unexpired entry of higher
         rank is there (RFC 2181 5.4.1). Storing replaces the old RRset whole.
+        NS RRsets, glue, what replaces infrastructure data and, with `infra`,
+        any RRset (a name server's addresses) go to the infrastructure part;
+        the rest to the answer part.
         """
         if not records:
             raise KeyresolveError("cannot cache an empty RRset")
@@ -185,14 +228,18 @@ class Cache:
             return False
         key = (_POSITIVE, name, rtype)
         old = self._live(key, now)
-        if old is not None and old.rank > rank:
+        if old is not None and old[1].rank > rank:
             return False
         rdatas = tuple(dict.fromkeys(r.rdata for r in records))
         if rank >= Rank.NONAUTH_ANSWER:
             # Answer data proves the name exists and has this type.
             self._remove((_NXDOMAIN, name, 0))
             self._remove((_NODATA, name, rtype))
-        return self._store(key, _Entry(now + ttl, rank, rdatas, None, len(rdatas)))
+        # A name server's address stays infrastructure when answer data replaces it.
+        infra = (infra or rank == Rank.GLUE or rtype == RType.NS
+                 or old is not None and old[0] is self._infra.entries)
+        part = self._infra if infra else self._answers
+        return self._store(part, key, _Entry(now + ttl, rank, rdatas, None, len(rdatas)))
 
     def get(self, name: Name, rtype: int, now: float,
             min_rank: Rank = Rank.NONAUTH_ANSWER) -> list[Record] | None:
@@ -201,11 +248,12 @@ class Cache:
         By default glue and referral data are left out: they may only be used
         to reach servers (pass ``min_rank=Rank.GLUE`` for that).
         """
-        entry = self._live((_POSITIVE, name, rtype), now)
-        if entry is None or entry.rank < min_rank:
-            return None
         key = (_POSITIVE, name, rtype)
-        self._entries.move_to_end(key)
+        found = self._live(key, now)
+        if found is None or found[1].rank < min_rank:
+            return None
+        entries, entry = found
+        entries.move_to_end(key)
         if self._lookups is not None:
             self._lookups.append(Lookup(key, name, rtype, entry.expires))
         ttl = _remaining(entry, now)
@@ -213,8 +261,8 @@ class Cache:
 
     def rank(self, name: Name, rtype: int, now: float) -> Rank | None:
         """The rank of the live RRset at `name`/`rtype`, or None."""
-        entry = self._live((_POSITIVE, name, rtype), now)
-        return None if entry is None else entry.rank
+        found = self._live((_POSITIVE, name, rtype), now)
+        return None if found is None else found[1].rank
 
     # -- negative data ---------------------------------------------------------
     def put_nxdomain(self, name: Name, soa: Record, now: float) -> bool:
@@ -230,16 +278,18 @@ class Cache:
         if ttl <= 0:
             return False  # RFC 2308 5: a zero TTL means do not cache
         stored = Record(soa.name, RType.SOA, ttl, soa.rdata)
-        return self._store(key, _Entry(now + ttl, Rank.AUTH_AUTHORITY, (), stored, 1))
+        return self._store(self._answers, key,
+                           _Entry(now + ttl, Rank.AUTH_AUTHORITY, (), stored, 1))
 
     def get_negative(self, name: Name, rtype: int, now: float) -> Negative | None:
         """A cached NXDOMAIN for `name` or NODATA for `name`/`rtype`, or None."""
         for key, rcode in (((_NXDOMAIN, name, 0), Rcode.NXDOMAIN),
                            ((_NODATA, name, rtype), Rcode.NOERROR)):
-            entry = self._live(key, now)
-            if entry is not None:
+            found = self._live(key, now)
+            if found is not None:
+                entries, entry = found
                 assert entry.soa is not None
-                self._entries.move_to_end(key)
+                entries.move_to_end(key)
                 if self._lookups is not None:
                     self._lookups.append(Lookup(key, name, None, entry.expires))
                 soa = entry.soa
@@ -249,9 +299,12 @@ class Cache:
 
     # -- delegations -----------------------------------------------------------
     def find_delegation(self, name: Name, now: float) -> Delegation | None:
-        """The deepest cached zone cut at or above `name`'s domain, with the
-        addresses known (of any rank) for its NS targets; None if none."""
+        """The deepest cached zone cut at or above `name`'s domain, below the
+        root, with the addresses known (of any rank) for its NS targets; None
+        if none. The root cut is the resolver's hints, kept apart."""
         for cut in name.ancestors():
+            if not cut.labels:
+                break  # the root
             ns_records = self.get(cut, RType.NS, now, min_rank=Rank.GLUE)
             if not ns_records:
                 continue
@@ -278,8 +331,9 @@ class Cache:
     # -- removal ---------------------------------------------------------------
     def flush(self) -> None:
         """Forget everything."""
-        self._entries.clear()
-        self._count = 0
+        for part in (self._answers, self._infra):
+            part.entries.clear()
+            part.count = 0
         if self.watcher is not None:
             self.watcher.cleared()
 
@@ -289,7 +343,8 @@ class Cache:
         ``rndc flushname``; a subtree flush is ``rndc flushtree``). Returns the
         number of entries removed. Linear in the cache size: an operator action.
         """
-        doomed = [key for key in self._entries if key[1] == name]
+        doomed = [key for part in (self._answers, self._infra)
+                  for key in part.entries if key[1] == name]
         for key in doomed:
             self._remove(key)
         return len(doomed)
@@ -297,41 +352,52 @@ class Cache:
     def purge_expired(self, now: float) -> int:
         """Drop every expired entry; returns how many. Optional housekeeping:
         expired entries are otherwise dropped when looked at or evicted."""
-        doomed = [key for key, entry in self._entries.items() if entry.expires <= now]
+        doomed = [key for part in (self._answers, self._infra)
+                  for key, entry in part.entries.items() if entry.expires <= now]
         for key in doomed:
             self._remove(key)
         return len(doomed)
 
     # -- internals -------------------------------------------------------------
-    def _live(self, key: _Key, now: float) -> _Entry | None:
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires <= now:
+    def _live(self, key: _Key, now: float) -> tuple[OrderedDict[_Key, _Entry], _Entry] | None:
+        """The unexpired entry of `key` and the entries of its part, or None."""
+        entries = self._answers.entries
+        entry = entries.get(key)
+        if entry is None:
+            entries = self._infra.entries
+            entry = entries.get(key)
+            if entry is None:
+                return None
+        if entry.expires <= now:
             self._remove(key)
             return None
-        return entry
+        return entries, entry
 
-    def _store(self, key: _Key, entry: _Entry) -> bool:
-        if entry.size > self.max_records:
+    def _store(self, part: _Part, key: _Key, entry: _Entry) -> bool:
+        if entry.size > part.max_records:
             return False
         self._remove(key)
-        self._entries[key] = entry
-        self._count += entry.size
+        part.entries[key] = entry
+        part.count += entry.size
         watcher = self.watcher
         if watcher is not None:
             watcher.changed(key[1])
-        while self._count > self.max_records:
-            evicted_key, evicted = self._entries.popitem(last=False)
-            self._count -= evicted.size
+        # Eviction stays within the part: answers never push out delegations.
+        while part.count > part.max_records:
+            evicted_key, evicted = part.entries.popitem(last=False)
+            part.count -= evicted.size
             if watcher is not None:
                 watcher.changed(evicted_key[1])
         return True
 
     def _remove(self, key: _Key) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._count -= entry.size
-            if self.watcher is not None:
-                self.watcher.changed(key[1])
+        for part in (self._answers, self._infra):
+            entry = part.entries.pop(key, None)
+            if entry is not None:
+                part.count -= entry.size
+                if self.watcher is not None:
+                    self.watcher.changed(key[1])
+                return
 
 
 def _remaining(entry: _Entry, now: float) -> int:

@@ -212,6 +212,9 @@ def read_toml(path: Path) -> dict:
 
 #: Default cache bound, in records (issue: "cache_size = 100000").
 DEFAULT_CACHE_SIZE = 100_000
+#: Default bound on the resolver's infrastructure cache (delegation NS sets
+#: and name-server addresses), in records: keyresolve.cache.DEFAULT_MAX_INFRA_RECORDS.
+DEFAULT_INFRA_CACHE_SIZE = 20_000
 #: Default TTL cap: one day, as BIND's max-cache-ttl is one week and Unbound's
 #: one day; keys can be replaced, so staleness matters more than hit rate.
 DEFAULT_MAX_TTL = 86_400
@@ -236,6 +239,7 @@ class ResolverConfig:
     listen: list[Endpoint]
     root_hints: Path
     cache_size: int = DEFAULT_CACHE_SIZE
+    infra_cache_size: int = DEFAULT_INFRA_CACHE_SIZE
     max_ttl: int = DEFAULT_MAX_TTL
     max_clients: int = DEFAULT_MAX_CLIENTS
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE
@@ -265,6 +269,7 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     hints = path.parent / top.get("root_hints", str)
     config = ResolverConfig(path=path, listen=listen, root_hints=hints)
     config.cache_size = top.positive("cache_size", DEFAULT_CACHE_SIZE, int)
+    config.infra_cache_size = top.positive("infra_cache_size", DEFAULT_INFRA_CACHE_SIZE, int)
     config.max_ttl = top.positive("max_ttl", DEFAULT_MAX_TTL, int)
     config.max_clients = top.positive("max_clients", DEFAULT_MAX_CLIENTS, int)
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)

@@ -2,6 +2,13 @@
 
 A `Resolver` holds what outlives one question: the record `Cache`, what we
 learned about servers (smoothed RTT, failures), the root hints and limits.
+The root hints are pinned (no cache eviction touches them) and kept fresh by
+priming (RFC 8109), which the shell drives as it drives any resolution:
+
+    if resolver.priming_wait(now) == 0:
+        res = resolver.start_priming(now)   # asks the root for ". NS"
+        ...                                 # driven as below
+        resolver.finish_priming(done, now)  # new hints, or the old kept
 `Resolver.start` returns a `Resolution` for one client question; a shell
 (the trio daemon) drives it:
 
@@ -74,6 +81,14 @@ HOLD_DOWN_PENALTY = 2 * MAX_RTO
 MAX_SERVER_STATS = 10_000
 #: Per-server notes kept in a SERVFAIL reason (keeps log lines short).
 MAX_REASON_NOTES = 6
+#: Shortest time root hints learned by priming are kept before the next
+#: priming, whatever the root NS TTL says, so a zero TTL cannot make the
+#: resolver ask the root without end (Unbound's cache-min-ttl plays that role).
+PRIMING_MIN_TTL = 60.0
+#: Wait after a failed priming before the next try; the old hints are kept
+#: meanwhile (RFC 8109 3: a resolver retries priming; Unbound retries on the
+#: next query, which under load is at once: a minute bounds that).
+PRIMING_RETRY = 60.0
 #: RFC 6298 2.3 smoothing gains.
 RTT_ALPHA = 1 / 8
 RTT_BETA = 1 / 4
@@ -216,7 +231,11 @@ class Resolver:
         are a defence against spoofed answers, RFC 5452)."""
         if not root_hints:
             raise KeyresolveError("the resolver needs at least one root hint")
+        #: The root's NS names and addresses: pinned, never evicted, replaced
+        #: only by a priming that gave at least one address.
         self.root_hints = list(root_hints)
+        #: When the hints are due for priming (None: now, they come from a file).
+        self.hints_expire: float | None = None
         self.cache = cache if cache is not None else Cache()
         self.rng = rng if rng is not None else random.SystemRandom()
         self.max_queries = max_queries
@@ -237,6 +256,45 @@ class Resolver:
                 addrs[name] = []
             addrs[name].append(addr)
         return Delegation(ROOT, names, addrs)
+
+    # -- priming (RFC 8109) ---------------------------------------------------------
+    def priming_wait(self, now: float) -> float:
+        """Seconds until the root hints are due for priming (0: now)."""
+        if self.hints_expire is None:
+            return 0.0
+        return max(0.0, self.hints_expire - now)
+
+    def start_priming(self, now: float) -> Resolution:
+        """A resolution of ". NS" at the root hints' servers, past the cache.
+        Its `Done` carries the root servers' addresses in the additional
+        section; hand it to `finish_priming`."""
+        return Resolution(self, Question(ROOT, RType.NS), now, priming=True)
+
+    def finish_priming(self, done: Done, now: float) -> bool:
+        """Take the root NS set and the addresses of its servers from a
+        priming answer as the new hints, until the lowest of their TTLs ends
+        (at least `PRIMING_MIN_TTL`, at most the cache's `max_ttl`). A server
+        named without an address keeps the one the old hints had. False, the
+        old hints kept and priming due again in `PRIMING_RETRY`, if the
+        answer gives no usable server."""
+        response = done.response
+        ns_records = [r for r in response.answer if r.name == ROOT and isinstance(r.rdata, NS)]
+        targets = list(dict.fromkeys(r.rdata.target for r in ns_records
+                                     if isinstance(r.rdata, NS)))
+        glue = [r for r in response.additional if r.name in targets and isinstance(r.rdata, ADDR)]
+        old = self.root_hints
+        hints: list[tuple[Name, ADDR]] = []
+        for target in targets:
+            found = [r.rdata for r in glue if r.name == target and isinstance(r.rdata, ADDR)]
+            hints += [(target, addr) for addr in found or
+                      [addr for name, addr in old if name == target]]
+        if done.rcode != Rcode.NOERROR or not hints:
+            self.hints_expire = now + PRIMING_RETRY
+            return False
+        ttl = min(r.ttl for r in ns_records + glue)
+        self.root_hints = hints
+        self.hints_expire = now + min(max(ttl, PRIMING_MIN_TTL), self.cache.max_ttl)
+        return True
 
     # -- server statistics --------------------------------------------------------
     def server_stats(self, server: Server, now: float) -> ServerStats | None:
@@ -333,9 +391,11 @@ class Resolution:
 
     def __init__(self, resolver: Resolver, question: Question, now: float, *,
                  budget: _Budget | None = None, depth: int = 0,
-                 stack: tuple[Question, ...] = ()) -> None:
-        """Use `Resolver.start`; the keyword arguments are for sub-resolutions."""
+                 stack: tuple[Question, ...] = (), priming: bool = False) -> None:
+        """Use `Resolver.start` (or `Resolver.start_priming`); the keyword
+        arguments are for sub-resolutions."""
         self.resolver = resolver
+        self._priming = priming
         self.question = question
         self.depth = depth
         if budget is None:
@@ -437,7 +497,7 @@ class Resolution:
     def _step(self, now: float) -> Send | Done | None:
         """One decision; None means state changed, decide again."""
         if self._cut is None:
-            if (done := self._from_cache(now)) is not None:
+            if not self._priming and (done := self._from_cache(now)) is not None:
                 return done
             self._cut = self._cut_for(self._qname, now)
         cut = self._cut
@@ -590,15 +650,20 @@ class Resolution:
             final = owned if qtype == RType.ANY else [r for r in owned if r.rtype == qtype]
             if final:
                 resolver.record_answer(server, rtt, now)
+                if self._priming:
+                    self._note(send, "answer", rtt)
+                    self._finish_priming(final, additional)
+                    return
                 if qtype != RType.ANY:
-                    cache.put(final, rank, now)
+                    # A sub-resolution finds a name server's address: infrastructure.
+                    cache.put(final, rank, now, infra=self.depth > 0)
                 self._note(send, "answer", rtt)
                 self._finish_answer(final)
                 return
             aliases = [r for r in owned if r.rtype == RType.ALIAS]
             if qtype == RType.ALIAS or not aliases:
                 break
-            cache.put(aliases, rank, now)
+            cache.put(aliases, rank, now, infra=self.depth > 0)
             followed = True
             if not self._follow(aliases[0]):
                 resolver.record_answer(server, rtt, now)
@@ -740,6 +805,13 @@ class Resolution:
     def _finish_answer(self, records: list[Record]) -> Done:
         return self._reply(Rcode.NOERROR, answer=self._capped(self._chain + records))
 
+    def _finish_priming(self, ns_records: list[Record], additional: list[Record]) -> Done:
+        """The root NS set, with the addresses of its servers the answer gave
+        (for `Resolver.finish_priming`; never cached, never sent to a stub)."""
+        targets = {r.rdata.target for r in ns_records if isinstance(r.rdata, NS)}
+        glue = [r for r in additional if r.name in targets and isinstance(r.rdata, ADDR)]
+        return self._reply(Rcode.NOERROR, answer=ns_records, additional=glue)
+
     def _finish_negative(self, rcode: Rcode, soa: Record | None) -> Done:
         return self._reply(rcode, answer=self._capped(self._chain),
                            authority=[] if soa is None else [soa])
@@ -749,9 +821,11 @@ class Resolution:
         return self._reply(Rcode.SERVFAIL, reason=f"{question}: {reason}")
 
     def _reply(self, rcode: Rcode, *, answer: list[Record] | None = None,
-               authority: list[Record] | None = None, reason: str | None = None) -> Done:
+               authority: list[Record] | None = None, reason: str | None = None,
+               additional: list[Record] | None = None) -> Done:
         message = Message(qr=True, rd=True, ra=True, rcode=rcode, question=self.question,
-                          answer=answer or [], authority=authority or [])
+                          answer=answer or [], authority=authority or [],
+                          additional=additional or [])
         self._done = Done(message, reason)
         self._pending = None
         return self._done

@@ -212,6 +212,7 @@ def test_bench_resolver_reports_cache_hits_and_cold_latency(tmp_path):
     out = tmp_path / "resolver.json"
     done = run_script("bench_resolver.py", "--keys", "200", "--warm-names", "100", "--cold", "20",
                       "--duration", "0.3", "--generator", "python", "--workdir", str(tmp_path),
+                      "--flood", "300", "--flood-cache", "50", "--flood-samples", "3",
                       "--json", str(out))
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
@@ -225,6 +226,11 @@ def test_bench_resolver_reports_cache_hits_and_cold_latency(tmp_path):
     hits = report["cache_hits"]
     assert hits["resolver"]["rcodes"] == {"0": hits["resolver"]["answered"]} != {"0": 0}
     assert hits["ratio"] > 0 and hits["basis"] and hits["ceiling"]["answered"] > 0
+    flood = report["flood"]  # every unique name NXDOMAIN, RSS sampled before and per chunk
+    assert flood["rcodes"] == {"3": 300} and flood["cache_size"] == 50
+    assert [point["names"] for point in flood["rss_mb"]] == [0, 100, 200, 300]
+    assert all(point["VmRSS"] > 0 for point in flood["rss_mb"])
+    assert flood["bytes_per_held_entry"] is not None
 
 
 def test_bench_xfr_reports_transfer_and_change_propagation(tmp_path):

@@ -305,3 +305,79 @@ def test_size_bound_and_count_hold_under_any_sequence(ops, max_records):
         live += len(cache.get(n(f"{label}.example."), RType.ADDR, now) or [])
         live += cache.get_negative(n(f"{label}.example."), RType.ADDR, now) is not None
     assert len(cache) == live  # after the lookups dropped the expired, counts agree
+
+
+# -- infrastructure apart from answers -----------------------------------------------
+def delegations(cache: Cache) -> None:
+    cache.put([ns("com.", "ns1.com.")], Rank.GLUE, T0)
+    cache.put([addr("ns1.com.", "10.1.0.1:53", 3600)], Rank.GLUE, T0)
+    cache.put([ns("example.com.", "ns1.example.com.")], Rank.GLUE, T0)
+    cache.put([addr("ns1.example.com.", "10.2.0.1:53", 3600)], Rank.GLUE, T0)
+
+
+def test_a_flood_of_leaf_answers_never_evicts_delegations():
+    cache = Cache(max_records=10, max_infra_records=10)
+    delegations(cache)
+    # A name server's address answered to a stub stays infrastructure.
+    assert cache.put([addr("ns1.example.com.", "10.2.0.1:53", 3600)], Rank.AUTH_ANSWER, T0)
+    now = T0
+    for i in range(5000):
+        now += 0.1
+        cache.put_nxdomain(n(f"x{i}.example.com."), soa("example.com."), now)
+        cache.put([addr(f"y{i}.example.com.", "192.0.2.1:53", 3600)], Rank.AUTH_ANSWER, now)
+        assert len(cache) <= 10 + 10
+    cut, names, addrs = cache.find_delegation(n("alice@example.com."), now)
+    assert (cut, names) == (n("example.com."), [n("ns1.example.com.")])
+    assert addrs == {n("ns1.example.com."): [ADDR.parse("10.2.0.1:53")]}
+    assert cache.find_delegation(n("www.com."), now).addrs == {
+        n("ns1.com."): [ADDR.parse("10.1.0.1:53")]}
+    assert cache.infra_records == 4 and len(cache) == 14
+    # The leaf answers themselves are evicted, least recently used first.
+    assert cache.get(n("y4999.example.com."), RType.ADDR, now) is not None
+    assert cache.get(n("y0.example.com."), RType.ADDR, now) is None
+
+
+def test_the_infrastructure_part_has_its_own_lru_bound():
+    cache = Cache(max_records=100, max_infra_records=3)
+    cache.put([addr("www.example.", "192.0.2.1:53")], Rank.AUTH_ANSWER, T0)
+    for label in "abcd":
+        cache.put([ns(f"{label}.example.", f"ns.{label}.example.")], Rank.GLUE, T0)
+        if label == "b":
+            assert cache.find_delegation(n("x.a.example."), T0)  # a is the most recent
+    assert cache.infra_records == 3
+    assert cache.find_delegation(n("x.b.example."), T0) is None  # least recently used
+    assert [cache.find_delegation(n(f"x.{label}.example."), T0).cut for label in "acd"] == [
+        n("a.example."), n("c.example."), n("d.example.")]
+    # A flood of delegations never evicts answers either.
+    assert cache.get(n("www.example."), RType.ADDR, T0) is not None
+    # An NS set larger than the whole part is refused.
+    big = [ns("e.example.", f"ns{i}.e.example.") for i in range(4)]
+    assert not cache.put(big, Rank.GLUE, T0)
+    with pytest.raises(KeyresolveError):
+        Cache(max_infra_records=0)
+
+
+def test_the_root_cut_never_comes_from_the_cache():
+    cache = Cache()
+    cache.put([ns(".", "a.root-servers.")], Rank.AUTH_ANSWER, T0)  # a stub asked ". NS"
+    assert cache.get(n("."), RType.NS, T0) is not None
+    assert cache.find_delegation(n("alice@example.com."), T0) is None
+    assert cache.find_delegation(n("."), T0) is None
+
+
+def test_flushes_and_purges_cover_both_parts():
+    cache = Cache()
+    cache.watcher = watcher = Watcher()
+    delegations(cache)
+    cache.put([addr("www.example.com.", "192.0.2.1:53", 10)], Rank.AUTH_ANSWER, T0)
+    assert cache.flush_name(n("example.com.")) == 1  # the delegation NS
+    assert cache.find_delegation(n("www.example.com."), T0).cut == n("com.")
+    assert "example.com." in watcher.heard
+    with cache.recording() as lookups:
+        cache.get(n("ns1.com."), RType.ADDR, T0, min_rank=Rank.GLUE)
+    cache.touch(lookups[0].key)  # an infrastructure entry
+    assert cache.purge_expired(T0 + 10) == 1 and cache.entries == 3
+    cache.flush()
+    assert len(cache) == 0 and cache.infra_records == 0
+    with pytest.raises(KeyError):
+        cache.touch(lookups[0].key)

@@ -204,3 +204,18 @@ def test_tcp_send_timeout_is_optional_and_must_be_positive(tmp_path, load):
         path.write_text(base + f"tcp_send_timeout = {bad}\n")
         with pytest.raises(ConfigError, match=r"c\.toml: tcp_send_timeout: "):
             load(path)
+
+
+def test_resolver_infra_cache_size_is_read_and_validated(tmp_path):
+    from keyresolve.config import DEFAULT_INFRA_CACHE_SIZE
+
+    path = tmp_path / "resolver.toml"
+    base = 'listen = ["127.0.0.1:0"]\nroot_hints = "h"\n'
+    path.write_text(base)
+    assert load_resolver_config(path).infra_cache_size == DEFAULT_INFRA_CACHE_SIZE
+    path.write_text(base + "infra_cache_size = 500\n")
+    assert load_resolver_config(path).infra_cache_size == 500
+    for bad in ("0", "-1", '"big"', "1.5"):
+        path.write_text(base + f"infra_cache_size = {bad}\n")
+        with pytest.raises(ConfigError, match="infra_cache_size"):
+            load_resolver_config(path)

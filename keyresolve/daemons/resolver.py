@@ -204,7 +204,33 @@ def _servfail(question: Question | None, reason: str) -> Done:
 def make_resolver(config: ResolverConfig) -> Resolver:
     """A Resolver with the configured hints and cache bounds."""
     hints = load_hints(config.root_hints)
-    return Resolver(hints, Cache(max_records=config.cache_size, max_ttl=config.max_ttl))
+    return Resolver(hints, Cache(max_records=config.cache_size, max_ttl=config.max_ttl,
+                                 max_infra_records=config.infra_cache_size))
+
+
+async def keep_primed(handler: ResolverServer) -> None:
+    """Prime the root hints at start and again whenever they expire (RFC 8109);
+    a failed priming keeps the hints there were."""
+    resolver = handler.resolver
+    while True:
+        await trio.sleep(resolver.priming_wait(trio.current_time()))
+        now = trio.current_time()
+        res = resolver.start_priming(now)
+        try:
+            with trio.fail_after(resolver.resolution_timeout + 1):
+                done = await run_resolution(res, key_for=handler._upstream_key)
+        except trio.TooSlowError:
+            done = _servfail(res.question, "priming took too long")
+        except Exception:  # a failed priming must not end the daemon
+            log.exception("priming failed")
+            done = _servfail(res.question, "priming failed")
+        handler.upstream_queries += res.queries
+        if resolver.finish_priming(done, trio.current_time()):
+            log.info("root hints primed: %s", ", ".join(
+                sorted({str(name) for name, _ in resolver.root_hints})))
+        else:
+            log.warning("priming failed, the root hints stay as they were: %s",
+                        done.reason or "no root server address in the answer")
 
 
 async def serve(config: ResolverConfig, *,
@@ -230,6 +256,7 @@ async def serve(config: ResolverConfig, *,
                 t, handler, idle_timeout=config.tcp_idle_timeout,
                 max_connections=config.max_tcp_connections,
                 send_timeout=config.tcp_send_timeout))
+        nursery.start_soon(keep_primed, handler)
         task_status.started(bound)
 
 
