@@ -17,7 +17,8 @@ from typing import Any
 from .errors import ConfigError, InvalidName
 from .keys import keyring_from_config
 from .names import Name
-from .net.server import DEFAULT_MAX_TCP, DEFAULT_TCP_IDLE
+from .net.server import DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE
+from .ratelimit import DEFAULT_SLIP, MAX_SLIP
 from .tsig import Key
 
 Endpoint = tuple[str, int]
@@ -93,6 +94,13 @@ class ServeConfig:
     zones: list[ZoneConfig] = field(default_factory=list)
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE
     max_tcp_connections: int = DEFAULT_MAX_TCP
+    #: Concurrent TCP connections one client address may hold.
+    max_tcp_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS
+    #: UDP answers per second per client prefix and answer class (response
+    #: rate limiting, `keyresolve.ratelimit`); 0: off.
+    rate_limit: int = 0
+    #: Every `slip`-th rate-limited answer is sent truncated; 0: none.
+    slip: int = DEFAULT_SLIP
     log_level: str = "info"
     keys: dict[Name, Key] = field(default_factory=dict)
     #: Processes answering on the listen addresses (SO_REUSEPORT): this one
@@ -230,6 +238,8 @@ class ResolverConfig:
     max_clients: int = DEFAULT_MAX_CLIENTS
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE
     max_tcp_connections: int = DEFAULT_MAX_TCP
+    #: Concurrent TCP connections one client address may hold.
+    max_tcp_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS
     log_level: str = "info"
     keys: dict[Name, Key] = field(default_factory=dict)
     #: Keys allowed to send control messages (cache flush); loopback always may.
@@ -256,6 +266,8 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     config.max_clients = top.positive("max_clients", DEFAULT_MAX_CLIENTS, int)
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
+    config.max_tcp_per_address = top.positive("max_tcp_per_address",
+                                              DEFAULT_MAX_TCP_PER_ADDRESS, int)
     config.log_level = top.get("log_level", str, "info")
     config.keys = load_keys(top, path)
     config.control_keys = top.key_names("control_keys", config.keys)
@@ -293,6 +305,14 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     config = ServeConfig(path=path, listen=listen, data_dir=data_dir)
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
+    config.max_tcp_per_address = top.positive("max_tcp_per_address",
+                                              DEFAULT_MAX_TCP_PER_ADDRESS, int)
+    config.rate_limit = top.get("rate_limit", int, 0, what="a whole number (0: off)")
+    if config.rate_limit < 0:
+        raise ConfigError(f"{path}: rate_limit: must be 0 (off) or positive")
+    config.slip = top.get("slip", int, DEFAULT_SLIP, what="a whole number")
+    if not 0 <= config.slip <= MAX_SLIP:
+        raise ConfigError(f"{path}: slip: must be 0..{MAX_SLIP}")
     config.log_level = top.get("log_level", str, "info")
     config.workers = top.positive("workers", 1, int)
     if config.workers > MAX_WORKERS:

@@ -19,6 +19,7 @@ import trio
 
 from ..message import MAX_MESSAGE, FrameReader, frame
 from .batchio import BatchUnavailable, DatagramBatch
+from .faultlog import FaultLog
 
 log = logging.getLogger("keyresolve.net")
 
@@ -37,6 +38,10 @@ TCP_READ_SIZE = 65536
 DEFAULT_TCP_IDLE = 10.0
 #: Default cap on concurrent TCP connections; beyond it new ones are closed.
 DEFAULT_MAX_TCP = 512
+#: Default cap on concurrent TCP connections from one client address, so
+#: one address cannot take all `DEFAULT_MAX_TCP` (Unbound's
+#: tcp-connection-limit and Knot's tcp-max-clients per address work alike).
+DEFAULT_MAX_TCP_PER_ADDRESS = 32
 #: Time allowed to write one TCP response before the connection is dropped.
 TCP_SEND_TIMEOUT = 10.0
 
@@ -202,14 +207,22 @@ async def _reply_later(sock: socket.socket, peer: tuple, pending: Awaitable[Repl
 
 async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
                     idle_timeout: float = DEFAULT_TCP_IDLE,
-                    max_connections: int = DEFAULT_MAX_TCP) -> NoReturn:
-    """Serve length-prefixed messages on every accepted connection."""
+                    max_connections: int = DEFAULT_MAX_TCP,
+                    max_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS,
+                    faults: FaultLog | None = None) -> NoReturn:
+    """Serve length-prefixed messages on every accepted connection: at most
+    `max_connections` at once, `max_per_address` of them from one client
+    address; a connection over either is closed at once (logged through
+    `faults`, at a bounded rate)."""
     active = 0
+    by_address: dict[str, int] = {}
+    faults = FaultLog(log) if faults is None else faults
 
     async def connection(stream: trio.SocketStream) -> None:
         nonlocal active
         if active >= max_connections:
-            log.warning("too many TCP connections (%d); closing a new one", active)
+            faults.warning("TCP limit", "too many TCP connections (%d); closing a new one",
+                           active)
             await stream.aclose()
             return
         active += 1
@@ -222,8 +235,34 @@ async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
-    await trio.serve_listeners(connection, [listener])
+    async def admitted(stream: trio.SocketStream) -> None:
+        """`connection`, for at most `max_per_address` at once from an address."""
+        address = _peer_address(stream)
+        held = by_address.get(address, 0)
+        if held >= max_per_address:
+            faults.warning("TCP per-address limit", "too many TCP connections from %s (%d); "
+                           "closing a new one", address, held)
+            await stream.aclose()
+            return
+        by_address[address] = held + 1
+        try:
+            await connection(stream)
+        finally:
+            if by_address[address] == 1:
+                del by_address[address]
+            else:
+                by_address[address] -= 1
+
+    await trio.serve_listeners(admitted, [listener])
     raise AssertionError("unreachable")
+
+
+def _peer_address(stream: trio.SocketStream) -> str:
+    """The client's address (without port), or "" if the socket cannot say."""
+    try:
+        return stream.socket.getpeername()[0]
+    except OSError:
+        return ""
 
 
 async def _send_stream(stream: trio.SocketStream, replies: Iterable[bytes],
