@@ -89,7 +89,8 @@ class ResponseRateLimiter:
     new second starts its count over. Memory is bounded by `max_prefixes`.
     """
 
-    __slots__ = ("rate", "slip", "max_prefixes", "limited", "_table", "_prefixes")
+    __slots__ = ("rate", "slip", "max_prefixes", "limited", "_table", "_hosts", "_now",
+                 "_second")
 
     def __init__(self, rate: int, slip: int = DEFAULT_SLIP,
                  max_prefixes: int = MAX_PREFIXES) -> None:
@@ -102,28 +103,27 @@ class ResponseRateLimiter:
         self.max_prefixes = max_prefixes
         #: Answers dropped or slipped since the start, by class.
         self.limited = [0] * len(CLASS_NAMES)
-        #: prefix -> [window, count] for each class, flat.
-        self._table: dict[str, list[int]] = {}
-        #: host -> prefix, bounded as the table.
-        self._prefixes: dict[str, str] = {}
+        #: prefix -> a [window, count] bucket for each class.
+        self._table: dict[str, list[list[int]]] = {}
+        #: host -> its prefix's buckets (one lookup per answer), bounded as
+        #: the table and cleared with it.
+        self._hosts: dict[str, list[list[int]]] = {}
+        self._now = self._second = -1
 
     def decide(self, host: str, answer_class: int, now: float) -> int:
         """SEND, DROP or SLIP for one answer of `answer_class` to `host`."""
-        prefix = self._prefixes.get(host)
-        if prefix is None:
-            if len(self._prefixes) >= self.max_prefixes:
-                self._prefixes.clear()
-            prefix = self._prefixes[host] = client_prefix(host)
-        second = int(now)
-        counts = self._table.get(prefix)
-        if counts is None:
-            counts = self._add(prefix, second)
-        at = answer_class * 2
-        if counts[at] != second:
-            counts[at] = second
-            counts[at + 1] = 1
+        if now != self._now:
+            self._now = now
+            self._second = int(now)
+        buckets = self._hosts.get(host)
+        if buckets is None:
+            buckets = self._buckets(host)
+        bucket = buckets[answer_class]
+        if bucket[0] != self._second:
+            bucket[0] = self._second
+            bucket[1] = 1
             return SEND
-        count = counts[at + 1] = counts[at + 1] + 1
+        count = bucket[1] = bucket[1] + 1
         if count <= self.rate:
             return SEND
         self.limited[answer_class] += 1
@@ -131,16 +131,25 @@ class ResponseRateLimiter:
             return SLIP
         return DROP
 
-    def _add(self, prefix: str, second: int) -> list[int]:
-        table = self._table
-        if len(table) >= self.max_prefixes:
-            # A prefix not counted this second is as good as absent.
-            for old in [p for p, counts in table.items() if second not in counts[::2]]:
-                del table[old]
-            if len(table) > self.max_prefixes // 2:
-                table.clear()  # a flood of this many prefixes in one second
-        counts = table[prefix] = [-1, 0] * len(CLASS_NAMES)
-        return counts
+    def _buckets(self, host: str) -> list[list[int]]:
+        """The buckets of `host`'s prefix, made if new; remembered for `host`."""
+        table, hosts = self._table, self._hosts
+        prefix = client_prefix(host)
+        buckets = table.get(prefix)
+        if buckets is None:
+            if len(table) >= self.max_prefixes:
+                # A prefix not counted this second is as good as absent.
+                second = self._second
+                for old in [p for p, b in table.items() if all(w != second for w, _ in b)]:
+                    del table[old]
+                if len(table) > self.max_prefixes // 2:
+                    table.clear()  # a flood of this many prefixes in one second
+                hosts.clear()
+            buckets = table[prefix] = [[-1, 0] for _ in CLASS_NAMES]
+        if len(hosts) >= self.max_prefixes:
+            hosts.clear()
+        hosts[host] = buckets
+        return buckets
 
     def __len__(self) -> int:
         """Prefixes tracked."""

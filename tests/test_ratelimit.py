@@ -98,7 +98,7 @@ def test_the_table_stays_bounded_under_a_flood_of_prefixes():
         assert limiter.decide(f"10.{i // 256}.{i % 256}.1", POSITIVE, 2.0) == SEND
         sizes.append(len(limiter))
     assert max(sizes) <= 100
-    assert len(limiter._prefixes) <= 100
+    assert len(limiter._hosts) <= 100
 
 
 def test_a_full_table_drops_prefixes_idle_this_second_first():

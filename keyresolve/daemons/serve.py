@@ -41,6 +41,9 @@ from .workers import Forwarder, WorkerPool, open_worker_channel
 
 log = logging.getLogger("keyresolve.serve")
 
+#: Rate limiting's decision and classes, as plain globals for the fast path.
+_SEND, _POSITIVE, _NXDOMAIN = ratelimit.SEND, ratelimit.POSITIVE, ratelimit.NXDOMAIN
+
 #: forward(data, peer, tcp): the main process's reply to a message a worker
 #: received (None: no reply).
 Forward = Callable[[bytes, tuple, bool], Awaitable[bytes | None]]
@@ -167,8 +170,12 @@ class AuthServer:
             if fast is not None:
                 if self.rrl is None:
                     return fast
-                return self._limit(fast, ratelimit.NXDOMAIN if fast[3] else ratelimit.POSITIVE,
-                                   peer)
+                # the fast path's answers are positive (rcode 0) or NXDOMAIN
+                answer_class = _NXDOMAIN if fast[3] else _POSITIVE
+                decision = self.rrl.decide(peer[0], answer_class, self._now)
+                if decision == _SEND:
+                    return fast
+                return self._limited(fast, decision, peer, answer_class)
         if self.forward is not None and len(data) >= 4 and (
                 (data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF == Opcode.NOTIFY:
             return self.forward(data, peer, tcp)
@@ -207,6 +214,12 @@ class AuthServer:
         decision = self.rrl.decide(peer[0], answer_class, now)
         if decision == ratelimit.SEND:
             return reply
+        return self._limited(reply, decision, peer, answer_class)
+
+    def _limited(self, reply: bytes, decision: int, peer: tuple,
+                 answer_class: int) -> bytes | None:
+        """What goes out instead of a rate-limited `reply`: its truncated
+        stand-in (SLIP) or nothing (DROP)."""
         self.faults.info("rate limit", "rate-limiting %s answers to %s's prefix",
                          ratelimit.CLASS_NAMES[answer_class], peer[0])
         return ratelimit.slipped(reply) if decision == ratelimit.SLIP else None
