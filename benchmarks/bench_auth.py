@@ -746,10 +746,11 @@ def bench_rrl(size: int, rounds: int, args, workdir: Path) -> dict:
     servers: dict[str, Daemon] = {}
     logs: dict[str, list[str]] = {}
     try:
+        configs = {}
         for name, extra in (("off", ""), ("on", f"rate_limit = {RRL_UNLIMITED_RATE}\n")):
-            config = common.write_serve_config(workdir / f"serve-{size}-rrl-{name}", zone,
-                                               data_dir=str(data), extra=extra)
-            servers[name] = common.start_serve(config)  # one at a time: one compiles, if any
+            configs[name] = common.write_serve_config(workdir / f"serve-{size}-rrl-{name}", zone,
+                                                      data_dir=str(data), extra=extra)
+            servers[name] = common.start_serve(configs[name])  # one at a time: one compiles
         for daemon in servers.values():
             warm(daemon.pid, daemon.address, queries, qfile, args)
         runs = [{name: measure_load(servers[name].pid, servers[name].address, queries, qfile,
@@ -762,6 +763,14 @@ def bench_rrl(size: int, rounds: int, args, workdir: Path) -> dict:
             logs[name] = daemon.drain()
     ranked = sorted(runs, key=lambda r: compare(r["on"], r["off"])["ratio"] or 0.0)
     chosen = ranked[(len(ranked) - 1) // 2]
+    child = subprocess.run(
+        [sys.executable, __file__, "--rrl-child", str(configs["off"]), str(configs["on"]),
+         str(qfile), str(args.breakdown or len(queries))], capture_output=True, text=True,
+        timeout=600, preexec_fn=common.pin_preexec(SERVER_CORE))
+    try:
+        in_process = json.loads(child.stdout)
+    except ValueError:
+        in_process = {"failed": child.stderr[-1000:]}
     limited = [line for line in logs.get("on", []) if "rate limiting dropped" in line]
     return {"keys": size, "rate_limit": RRL_UNLIMITED_RATE, "off": chosen["off"],
             "on": chosen["on"], **compare(chosen["on"], chosen["off"]),
@@ -771,7 +780,38 @@ def bench_rrl(size: int, rounds: int, args, workdir: Path) -> dict:
                         "on_cpu_us_per_answer": r["on"]["server_cpu_us_per_answer"],
                         "ratio": compare(r["on"], r["off"])["ratio"]} for r in runs],
             # the server logs at exit how many answers it limited: none here
-            "limited": limited}
+            "limited": limited,
+            "in_process_us_per_answer": in_process}
+
+
+def rrl_in_process(config_off: Path, config_on: Path, qfile: Path, count: int) -> dict:
+    """`AuthServer.handle` timed in this process, every answer cached (the
+    cheapest answer, where the limiter's share is largest), `rate_limit`
+    off and on, alternating `BREAKDOWN_REPEAT` times (the fastest of each
+    counts): the limiter's cost without the load generator's noise."""
+    from keyresolve.config import load_serve_config
+    from keyresolve.daemons.serve import AuthServer
+    from keyresolve.net import server as server_mod
+    from keyresolve.store import Store
+
+    batch = server_mod.MAX_BATCH
+    queries = common.read_query_file(qfile, count)
+    peer = (HOST, 5353)
+    best: dict[str, float] = {}
+    configs = {"off": load_serve_config(config_off), "on": load_serve_config(config_on)}
+    with Store(configs["off"].data_dir, readonly=True) as store:
+        handlers = {name: AuthServer(store, config) for name, config in configs.items()}
+        for _ in range(BREAKDOWN_REPEAT + 1):  # the first fills the response caches
+            for name, handler in handlers.items():
+                t0 = time.perf_counter()
+                for i in range(0, len(queries), batch):
+                    with handler.batch():
+                        for q in queries[i:i + batch]:
+                            handler.handle(q, peer, False)
+                took = (time.perf_counter() - t0) / len(queries) * 1e6
+                best[name] = min(best.get(name, took), took)
+    return {"queries": len(queries), "off": round(best["off"], 3), "on": round(best["on"], 3),
+            "ratio": ratio(best["off"], best["on"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -801,12 +841,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rrl", type=int, default=0, metavar="ROUNDS",
                         help="also measure response rate limiting's cost when no client is "
                              "limited, in this many rounds (0: skip)")
+    parser.add_argument("--rrl-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the report here too")
     args = parser.parse_args(argv)
     root = common.use_source(args.src)
     if args.breakdown_child:
         config, qfile, count = args.breakdown_child
         print(json.dumps(breakdown(Path(config), Path(qfile), int(count))))
+        return 0
+    if args.rrl_child:
+        off, on, qfile, count = args.rrl_child
+        print(json.dumps(rrl_in_process(Path(off), Path(on), Path(qfile), int(count))))
         return 0
     if args.generator == "auto":
         args.generator = "dnsperf" if have_dnsperf() else "python"

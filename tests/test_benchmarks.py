@@ -151,6 +151,8 @@ def test_bench_auth_throughput_only_skips_the_rest(tmp_path):
     rrl = report["rrl"]
     assert len(rrl["rounds"]) == 2 and rrl["ratio"] in [r["ratio"] for r in rrl["rounds"]]
     assert rrl["limited"] == [] and rrl["basis"]
+    in_process = rrl["in_process_us_per_answer"]  # handle() alone, off and on
+    assert in_process["off"] > 0 and in_process["on"] > 0 and in_process["ratio"] > 0
     for name in ("on", "off"):
         assert rrl[name]["answered"] > 0 and rrl[name]["rcodes"] == {"0": rrl[name]["answered"]}
 
