@@ -8,6 +8,7 @@ client address, and 127.0.1.1 another /24 (the rate limiter's IPv4 prefix).
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import socket
 import time
@@ -16,7 +17,8 @@ from keyresolve import tsig
 from keyresolve.codes import Rcode, RType
 from keyresolve.message import FrameReader, Message, frame, make_query
 from keyresolve.names import Name
-from keyresolve.ratelimit import DEFAULT_LOG_BURST
+from keyresolve.net.faultlog import FaultLog
+from keyresolve.ratelimit import DEFAULT_LOG_BURST, LogLimiter
 
 from .conftest import tcp_exchange, tcp_read, write_serve_config
 from .test_serve import EXAMPLE
@@ -151,3 +153,16 @@ def test_a_flood_of_bad_packets_logs_a_bounded_number_of_lines_and_counts(
                      daemon.log)
     assert re.search(rf"{flood - DEFAULT_LOG_BURST} more malformed message lines in the last",
                      daemon.log)
+
+
+def test_fault_log_counts_at_the_level_of_the_lines_it_held_back(caplog):
+    faults = FaultLog(logging.getLogger("keyresolve.test"), LogLimiter(burst=2, period=3600))
+    with caplog.at_level(logging.INFO, logger="keyresolve.test"):
+        for i in range(5):
+            faults.info("refused", "refused %d", i)
+        faults.warning("bad signature", "BADSIG %d", 0)
+        faults.flush(final=True)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "refused 0"), (logging.INFO, "refused 1"),
+        (logging.WARNING, "BADSIG 0"),
+        (logging.INFO, "3 more refused lines in the last 0 s were not logged")]

@@ -23,6 +23,8 @@ class FaultLog:
     def __init__(self, log: logging.Logger, limiter: LogLimiter | None = None) -> None:
         self.log = log
         self.limiter = LogLimiter() if limiter is None else limiter
+        #: The level of each kind's lines: its count is logged at the same.
+        self._levels: dict[str, int] = {}
 
     def warning(self, kind: str, message: str, *args: object) -> None:
         """Log a WARNING line of `kind` unless too many were logged lately."""
@@ -39,6 +41,7 @@ class FaultLog:
     def _write(self, level: int, kind: str, message: str, args: tuple,
                exc_info: bool = False) -> None:
         now = time.monotonic()
+        self._levels[kind] = level
         allowed = self.limiter.should_log(kind, now)
         self.flush(now)
         if allowed:
@@ -49,8 +52,9 @@ class FaultLog:
         `final`, all of them)."""
         now = time.monotonic() if now is None else now
         for kind, count, seconds in self.limiter.summaries(now, final=final):
-            self.log.warning("%d more %s lines in the last %.0f s were not logged",
-                             count, kind, seconds)
+            self.log.log(self._levels.get(kind, logging.WARNING),
+                         "%d more %s lines in the last %.0f s were not logged", count, kind,
+                         seconds)
 
     async def run(self) -> None:
         """Report held-back counts every period, even when no more faults
