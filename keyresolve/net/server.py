@@ -39,8 +39,8 @@ DEFAULT_TCP_IDLE = 10.0
 #: Default cap on concurrent TCP connections; beyond it new ones are closed.
 DEFAULT_MAX_TCP = 512
 #: Default cap on concurrent TCP connections from one client address, so
-#: one address cannot take all `DEFAULT_MAX_TCP` (Unbound's
-#: tcp-connection-limit and Knot's tcp-max-clients per address work alike).
+#: one address cannot take all `DEFAULT_MAX_TCP` (Unbound sets such caps
+#: per client netblock: tcp-connection-limit).
 DEFAULT_MAX_TCP_PER_ADDRESS = 32
 #: Time allowed to write one TCP response before the connection is dropped.
 TCP_SEND_TIMEOUT = 10.0
