@@ -4,9 +4,8 @@
 is about to send, whether to send it, drop it, or send a truncated stand-in
 (a "slip": TC set, the question, no records, so a real client retries over
 TCP, which a spoofed source cannot). It counts answers per client prefix
-(/24 for IPv4, /56 for IPv6) and answer class in one-second windows, as
-Knot's RRL does (a bucket of `rate` tokens refilled each second), with the
-classes of BIND's RRL. `LogLimiter` bounds the log lines per-packet faults
+(/24 for IPv4, /56 for IPv6) and answer class in one-second windows (Knot
+refills `rate` tokens each second alike), with the classes of BIND's RRL. `LogLimiter` bounds the log lines per-packet faults
 (bad signatures, malformed messages) write, and counts what it held back.
 
 Clocks are passed in (seconds, any monotonic origin).
@@ -34,12 +33,12 @@ SEND, DROP, SLIP = 0, 1, 2
 DEFAULT_SLIP = 2
 #: Most `slip` may be: BIND allows 0-10.
 MAX_SLIP = 10
-#: Client prefixes tracked at once. Knot's rrl-table-size defaults to
-#: 393,241 buckets and BIND's max-table-size to 20,000 entries; a record
-#: here holds every class of one prefix (~250 bytes), so 100,000 prefixes
-#: take ~25 MB at most. Past it, prefixes idle this second (which count as
+#: Client prefixes tracked at once: BIND's default max-table-size (20,000
+#: entries; Knot's rrl-table-size is 393,241 buckets of 32 bytes). One
+#: prefix here, with every class and a client address, takes ~700 bytes:
+#: 20,000 take ~14 MB. Past it, prefixes idle this second (which count as
 #: fresh) are dropped, and if most are not idle the table starts over.
-MAX_PREFIXES = 100_000
+MAX_PREFIXES = 20_000
 #: Prefix lengths a client is grouped by (BIND's ipv4-prefix-length 24 and
 #: ipv6-prefix-length 56; Knot's are the same).
 IPV4_PREFIX = 24
@@ -47,8 +46,7 @@ IPV6_PREFIX = 56
 
 #: Lines of one kind of per-packet fault logged per period, and the period
 #: (s): a flood writes 10 lines a minute, and a count of the rest, where one
-#: line per packet filled logs (a fuzz run wrote 702 warnings). BIND's
-#: rate-limited logging of RRL drops follows the same idea.
+#: line per packet filled logs (a fuzz run wrote 702 warnings).
 DEFAULT_LOG_BURST = 10
 DEFAULT_LOG_PERIOD = 60.0
 
