@@ -29,6 +29,9 @@ one round for each `--sizes` point, so each point has its ratio). For the
 - with --profile, a py-spy profile of the server under load;
 - with --workers 1,2: `serve --workers N` for each N under the same load
   (unpinned; CPU per answer summed over the server's processes).
+- with --rrl ROUNDS: what response rate limiting costs when no client is
+  limited: a server with `rate_limit` far above the load against one with
+  it off, on the same data, loaded in turn (`bench_rrl`).
 
 Every figure is a ratio to a baseline measured in the same run. Where a
 server's core is not saturated (CPU share < 0.9), qps says more about the
@@ -73,6 +76,12 @@ LOADGEN_MAX_PROCS = 4
 RESTART_TIMEOUT = 60.0
 #: How often the restart probe resends its query (seconds).
 PROBE_INTERVAL = 0.002
+
+#: `rate_limit` of the RRL scenario: far above any rate one generator
+#: reaches here, so no answer is limited and only the bookkeeping costs.
+RRL_UNLIMITED_RATE = 100_000_000
+#: The RRL scenario's goal: its cost when nobody is limited (issue #17).
+GOAL_RRL_RATIO = 0.95
 
 #: Repetitions of each in-process timing loop; the fastest counts.
 BREAKDOWN_REPEAT = 3
@@ -724,6 +733,88 @@ def _save(plt, fig, path: Path) -> str:
     return str(path)
 
 
+def bench_rrl(size: int, rounds: int, args, workdir: Path) -> dict:
+    """What response rate limiting costs when no client is limited: two
+    servers on the compiled `size`-key zone (same data directory), one with
+    `rate_limit` off, one with it set far above the load
+    (`RRL_UNLIMITED_RATE`), both pinned to the server core and loaded in
+    turn `rounds` times (the order reversed every other round). The ratio
+    (on to off) is by qps where both cores were saturated, else by CPU per
+    answer; the round with the median ratio counts."""
+    zone, queries, qfile = prepare(size, args, workdir)
+    data = (workdir / f"serve-{size}" / "data").resolve()
+    servers: dict[str, Daemon] = {}
+    logs: dict[str, list[str]] = {}
+    try:
+        configs = {}
+        for name, extra in (("off", ""), ("on", f"rate_limit = {RRL_UNLIMITED_RATE}\n")):
+            configs[name] = common.write_serve_config(workdir / f"serve-{size}-rrl-{name}", zone,
+                                                      data_dir=str(data), extra=extra)
+            servers[name] = common.start_serve(configs[name])  # one at a time: one compiles
+        for daemon in servers.values():
+            warm(daemon.pid, daemon.address, queries, qfile, args)
+        runs = [{name: measure_load(servers[name].pid, servers[name].address, queries, qfile,
+                                    args)
+                 for name in (("off", "on") if k % 2 == 0 else ("on", "off"))}
+                for k in range(rounds)]
+    finally:
+        for name, daemon in servers.items():
+            daemon.stop()
+            logs[name] = daemon.drain()
+    ranked = sorted(runs, key=lambda r: compare(r["on"], r["off"])["ratio"] or 0.0)
+    chosen = ranked[(len(ranked) - 1) // 2]
+    child = subprocess.run(
+        [sys.executable, __file__, "--rrl-child", str(configs["off"]), str(configs["on"]),
+         str(qfile), str(args.breakdown or len(queries))], capture_output=True, text=True,
+        timeout=600, preexec_fn=common.pin_preexec(SERVER_CORE))
+    try:
+        in_process = json.loads(child.stdout)
+    except ValueError:
+        in_process = {"failed": child.stderr[-1000:]}
+    limited = [line for line in logs.get("on", []) if "rate limiting dropped" in line]
+    return {"keys": size, "rate_limit": RRL_UNLIMITED_RATE, "off": chosen["off"],
+            "on": chosen["on"], **compare(chosen["on"], chosen["off"]),
+            "goal": f">= {GOAL_RRL_RATIO}",
+            "rounds": [{"off_qps": r["off"]["qps"], "on_qps": r["on"]["qps"],
+                        "off_cpu_us_per_answer": r["off"]["server_cpu_us_per_answer"],
+                        "on_cpu_us_per_answer": r["on"]["server_cpu_us_per_answer"],
+                        "ratio": compare(r["on"], r["off"])["ratio"]} for r in runs],
+            # the server logs at exit how many answers it limited: none here
+            "limited": limited,
+            "in_process_us_per_answer": in_process}
+
+
+def rrl_in_process(config_off: Path, config_on: Path, qfile: Path, count: int) -> dict:
+    """`AuthServer.handle` timed in this process, every answer cached (the
+    cheapest answer, where the limiter's share is largest), `rate_limit`
+    off and on, alternating `BREAKDOWN_REPEAT` times (the fastest of each
+    counts), in CPU time of this process (waits for a busy core do not
+    count): the limiter's cost without the load generator's noise."""
+    from keyresolve.config import load_serve_config
+    from keyresolve.daemons.serve import AuthServer
+    from keyresolve.net import server as server_mod
+    from keyresolve.store import Store
+
+    batch = server_mod.MAX_BATCH
+    queries = common.read_query_file(qfile, count)
+    peer = (HOST, 5353)
+    best: dict[str, float] = {}
+    configs = {"off": load_serve_config(config_off), "on": load_serve_config(config_on)}
+    with Store(configs["off"].data_dir, readonly=True) as store:
+        handlers = {name: AuthServer(store, config) for name, config in configs.items()}
+        for _ in range(BREAKDOWN_REPEAT + 1):  # the first fills the response caches
+            for name, handler in handlers.items():
+                t0 = time.process_time()
+                for i in range(0, len(queries), batch):
+                    with handler.batch():
+                        for q in queries[i:i + batch]:
+                            handler.handle(q, peer, False)
+                took = (time.process_time() - t0) / len(queries) * 1e6
+                best[name] = min(best.get(name, took), took)
+    return {"queries": len(queries), "off": round(best["off"], 3), "on": round(best["on"], 3),
+            "ratio": ratio(best["off"], best["on"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=1_000_000, help="zone size of every scenario")
@@ -748,12 +839,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--workers", default="",
                         help="also run `serve --workers N` for each N, e.g. 1,2 (unpinned)")
+    parser.add_argument("--rrl", type=int, default=0, metavar="ROUNDS",
+                        help="also measure response rate limiting's cost when no client is "
+                             "limited, in this many rounds (0: skip)")
+    parser.add_argument("--rrl-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the report here too")
     args = parser.parse_args(argv)
     root = common.use_source(args.src)
     if args.breakdown_child:
         config, qfile, count = args.breakdown_child
         print(json.dumps(breakdown(Path(config), Path(qfile), int(count))))
+        return 0
+    if args.rrl_child:
+        off, on, qfile, count = args.rrl_child
+        print(json.dumps(rrl_in_process(Path(off), Path(on), Path(qfile), int(count))))
         return 0
     if args.generator == "auto":
         args.generator = "dnsperf" if have_dnsperf() else "python"
@@ -787,6 +886,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = [int(n) for n in args.workers.split(",") if n.strip()]
         if counts:
             report["workers"] = bench_workers(args.keys, counts, args, workdir)
+        if args.rrl:
+            report["rrl"] = bench_rrl(args.keys, args.rrl, args, workdir)
         report["elapsed_s"] = round(time.perf_counter() - started, 1)
         if args.plots:
             report["plots"] = plot(report, latencies, Path(args.plots))

@@ -228,12 +228,13 @@ def keyresolve_cmd(*args: str) -> list[str]:
 
 
 def write_serve_config(directory: Path, zone_file: Path, *, origin: str = "example.com",
-                       data_dir: str = "data", port: int = 0) -> Path:
-    """A serve config for one zone on 127.0.0.1:`port`; returns its path."""
+                       data_dir: str = "data", port: int = 0, extra: str = "") -> Path:
+    """A serve config for one zone on 127.0.0.1:`port` (and the top-level
+    settings in `extra`); returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "serve.toml"
     path.write_text(f'listen = ["{HOST}:{port}"]\ndata_dir = "{data_dir}"\n'
-                    f'log_level = "info"\n\n[[zones]]\nname = "{origin}"\n'
+                    f'log_level = "info"\n{extra}\n[[zones]]\nname = "{origin}"\n'
                     f'file = "{Path(zone_file).resolve()}"\n')
     return path
 

@@ -17,7 +17,9 @@ from typing import Any
 from .errors import ConfigError, InvalidName
 from .keys import keyring_from_config
 from .names import Name
-from .net.server import DEFAULT_MAX_TCP, DEFAULT_TCP_IDLE, DEFAULT_TCP_SEND_TIMEOUT
+from .net.server import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
+                          DEFAULT_TCP_SEND_TIMEOUT)
+from .ratelimit import DEFAULT_SLIP, MAX_SLIP
 from .serial import SERIAL_POLICIES
 from .tsig import DEFAULT_MAX_FUDGE, Key
 
@@ -101,6 +103,13 @@ class ServeConfig:
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE
     tcp_send_timeout: float = DEFAULT_TCP_SEND_TIMEOUT
     max_tcp_connections: int = DEFAULT_MAX_TCP
+    #: Concurrent TCP connections one client address may hold.
+    max_tcp_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS
+    #: UDP answers per second per client prefix and answer class (response
+    #: rate limiting, `keyresolve.ratelimit`); 0: off.
+    rate_limit: int = 0
+    #: Every `slip`-th rate-limited answer is sent truncated; 0: none.
+    slip: int = DEFAULT_SLIP
     log_level: str = "info"
     keys: dict[Name, Key] = field(default_factory=dict)
     #: Widest time window a signed request gets, whatever fudge it states.
@@ -245,6 +254,8 @@ class ResolverConfig:
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE
     tcp_send_timeout: float = DEFAULT_TCP_SEND_TIMEOUT
     max_tcp_connections: int = DEFAULT_MAX_TCP
+    #: Concurrent TCP connections one client address may hold.
+    max_tcp_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS
     log_level: str = "info"
     keys: dict[Name, Key] = field(default_factory=dict)
     #: Widest time window a signed request gets, whatever fudge it states.
@@ -275,6 +286,8 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
     config.tcp_send_timeout = top.positive("tcp_send_timeout", DEFAULT_TCP_SEND_TIMEOUT)
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
+    config.max_tcp_per_address = top.positive("max_tcp_per_address",
+                                              DEFAULT_MAX_TCP_PER_ADDRESS, int)
     config.log_level = top.get("log_level", str, "info")
     config.keys = load_keys(top, path)
     config.max_fudge = load_max_fudge(top)
@@ -341,6 +354,14 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
     config.tcp_send_timeout = top.positive("tcp_send_timeout", DEFAULT_TCP_SEND_TIMEOUT)
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
+    config.max_tcp_per_address = top.positive("max_tcp_per_address",
+                                              DEFAULT_MAX_TCP_PER_ADDRESS, int)
+    config.rate_limit = top.get("rate_limit", int, 0, what="a whole number (0: off)")
+    if config.rate_limit < 0:
+        raise ConfigError(f"{path}: rate_limit: must be 0 (off) or positive")
+    config.slip = top.get("slip", int, DEFAULT_SLIP, what="a whole number")
+    if not 0 <= config.slip <= MAX_SLIP:
+        raise ConfigError(f"{path}: slip: must be 0..{MAX_SLIP}")
     config.log_level = top.get("log_level", str, "info")
     config.workers = top.positive("workers", 1, int)
     if config.workers > MAX_WORKERS:

@@ -139,13 +139,22 @@ def test_bench_auth_throughput_only_skips_the_rest(tmp_path):
     out = tmp_path / "auth.json"
     done = run_script("bench_auth.py", "--keys", "150", "--query-sample", "150", "--duration",
                       "0.3", "--rounds", "1", "--throughput-only", "--generator", "python",
-                      "--workdir", str(tmp_path), "--json", str(out))
+                      "--rrl", "2", "--workdir", str(tmp_path), "--json", str(out))
     assert done.returncode == 0, done.stderr
-    main = json.loads(out.read_text())["main"]
+    report = json.loads(out.read_text())
+    main = report["main"]
     throughput = main["throughput"]
     assert len(throughput["rounds"]) == 1 and throughput["ratio"] == throughput["rounds"][0]["ratio"]
     assert throughput["decode_and_lmdb_read_bound"]["answered"] > 0
     assert not {"latency", "restart", "rss", "breakdown_us_per_query"} & main.keys()
+    # rate limiting on (far above the load) against off, same run: nothing limited
+    rrl = report["rrl"]
+    assert len(rrl["rounds"]) == 2 and rrl["ratio"] in [r["ratio"] for r in rrl["rounds"]]
+    assert rrl["limited"] == [] and rrl["basis"]
+    in_process = rrl["in_process_us_per_answer"]  # handle() alone, off and on
+    assert in_process["off"] > 0 and in_process["on"] > 0 and in_process["ratio"] > 0
+    for name in ("on", "off"):
+        assert rrl[name]["answered"] > 0 and rrl[name]["rcodes"] == {"0": rrl[name]["answered"]}
 
 
 def test_use_source_writes_the_trees_bytecode_cache(tmp_path, monkeypatch):

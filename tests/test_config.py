@@ -61,6 +61,12 @@ def test_full_config(tmp_path):
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\ntcp_idle_timeout = 0', "tcp_idle_timeout"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nmax_tcp_connections = true',
      "max_tcp_connections"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nmax_tcp_per_address = 0',
+     "max_tcp_per_address: must be positive"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nrate_limit = -1', "rate_limit: must be 0"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nrate_limit = 2.5', "rate_limit: must be a whole"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nslip = 11', "slip: must be 0..10"),
+    ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nslip = "2"', "slip: must be a whole"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nworkers = 0', "workers"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nworkers = 65', "workers: at most 64"),
     ('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nworkers = 1.5', "workers"),
@@ -90,6 +96,23 @@ def test_errors_name_file_and_key(tmp_path, body, key):
     with pytest.raises(ConfigError) as info:
         load_serve_config(path)
     assert str(info.value).startswith(str(path)) and key in str(info.value)
+
+
+def test_limits_default_and_set(tmp_path):
+    path = tmp_path / "serve.toml"
+    path.write_text('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n')
+    config = load_serve_config(path)
+    assert (config.max_tcp_per_address, config.rate_limit, config.slip) == (32, 0, 2)
+    path.write_text('listen = ["127.0.0.1:1"]\ndata_dir = "d"\nmax_tcp_per_address = 4\n'
+                    'rate_limit = 15\nslip = 0\n')
+    config = load_serve_config(path)
+    assert (config.max_tcp_per_address, config.rate_limit, config.slip) == (4, 15, 0)
+    resolver = tmp_path / "resolver.toml"
+    resolver.write_text('listen = ["127.0.0.1:1"]\nroot_hints = "h"\nmax_tcp_per_address = 3\n')
+    assert load_resolver_config(resolver).max_tcp_per_address == 3
+    resolver.write_text('listen = ["127.0.0.1:1"]\nroot_hints = "h"\nrate_limit = 3\n')
+    with pytest.raises(ConfigError, match="rate_limit: unknown setting"):
+        load_resolver_config(resolver)
 
 
 def test_secondary_zone(tmp_path):

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
 from .. import tsig
 from ..codes import Rcode
 from ..errors import BadKey, BadSignature, BadTime, NotAuth, ProtocolError, Refused
 from ..message import Message, error_response_wire, make_response
+from ..net.faultlog import FaultLog
 from ..tsig import Key, Keyring, ReplayGuard
 
 
-def accept_request(data: bytes, peer: tuple, keyring: Keyring, log: logging.Logger, *,
+def accept_request(data: bytes, peer: tuple, keyring: Keyring, faults: FaultLog, *,
                    max_fudge: int | None = None, replay: ReplayGuard | None = None,
                    ) -> tuple[Message, Key | None, int] | bytes | None:
     """Decode and authenticate one request.
@@ -22,14 +22,16 @@ def accept_request(data: bytes, peer: tuple, keyring: Keyring, log: logging.Logg
     RFC 8945 HMAC error, or a signed NOTAUTH/REFUSED from `replay`), or None
     to drop it (unreadable, or a response: servers never answer responses,
     so two servers cannot loop). `max_fudge` caps the window a request may
-    state; `replay` accepts each signed state-changing request once.
+    state; `replay` accepts each signed state-changing request once. Faults
+    are logged through `faults`, at a bounded rate.
     """
     try:
         query = Message.from_wire(data)
     except ProtocolError as exc:
+        faults.info("malformed message", "%s from %s: %s", exc.rcode.name, peer[0], exc)
         return error_response_wire(data, exc.rcode)
     except Exception:
-        log.exception("decoder failed on a message from %s", peer[0])
+        faults.exception("decoder failure", "decoder failed on a message from %s", peer[0])
         return error_response_wire(data, Rcode.FORMERR)
     if query.qr:
         return None
@@ -39,13 +41,13 @@ def accept_request(data: bytes, peer: tuple, keyring: Keyring, log: logging.Logg
     try:
         key = tsig.verify(query, keyring, now, max_fudge=max_fudge)
     except (BadKey, BadSignature, BadTime) as exc:
-        log.warning("%s from %s: %s", exc.rcode.name, peer[0], exc)
+        faults.warning("bad signature", "%s from %s: %s", exc.rcode.name, peer[0], exc)
         return tsig.make_error_response(query, exc, keyring, now)
     if replay is not None and query.opcode in tsig.STATE_CHANGING:
         try:
             replay.check(query.signature, now)
         except (NotAuth, Refused) as exc:
-            log.warning("%s from %s: %s", exc.rcode.name, peer[0], exc)
+            faults.warning("replay", "%s from %s: %s", exc.rcode.name, peer[0], exc)
             return tsig.sign(make_response(query, exc.rcode), key, now,
                              request_mac=query.signature.mac,
                              fudge=tsig.window(query.signature.fudge, max_fudge))

@@ -24,6 +24,7 @@ from ..codes import ControlCommand, Opcode, Rcode
 from ..config import ResolverConfig, format_endpoint
 from ..errors import FormError, KeyresolveError, NotImplementedOpcode, ProtocolError, Refused
 from ..message import Message, Question, make_response, max_response_size
+from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..net.upstream import run_resolution
 from ..resolution import Done, Resolution, Resolver, Send
@@ -64,6 +65,9 @@ class ResolverServer:
         #: Signed CONTROL messages accepted, so each is accepted once.
         self.replay = tsig.ReplayGuard(config.max_fudge)
 
+        #: Per-packet faults (bad signatures, refusals...), logged at a bounded rate.
+        self.faults = FaultLog(log)
+
     def batch(self) -> contextlib.nullcontext[None]:
         """No per-batch state: the cache lives in memory."""
         return _NO_BATCH
@@ -78,7 +82,7 @@ class ResolverServer:
             hit = self.answers.answer(data, self._now())
             if hit is not None:
                 return hit
-        accepted = accept_request(data, peer, self.config.keys, log,
+        accepted = accept_request(data, peer, self.config.keys, self.faults,
                                   max_fudge=self.config.max_fudge, replay=self.replay)
         if not isinstance(accepted, tuple):
             return accepted
@@ -113,7 +117,8 @@ class ResolverServer:
                     return self._answer_later(query, tcp, key,
                                               self._resolve(res, first, pending))
         except Refused as exc:
-            log.warning("refused %s from %s: %s", query.question, peer[0], exc)
+            self.faults.warning("refused", "refused %s from %s: %s", query.question, peer[0],
+                                exc)
             response = make_response(query, exc.rcode)
         except ProtocolError as exc:
             response = make_response(query, exc.rcode)
@@ -255,7 +260,9 @@ async def serve(config: ResolverConfig, *,
             nursery.start_soon(lambda t=tcp: serve_tcp(
                 t, handler, idle_timeout=config.tcp_idle_timeout,
                 max_connections=config.max_tcp_connections,
-                send_timeout=config.tcp_send_timeout))
+                send_timeout=config.tcp_send_timeout,
+                max_per_address=config.max_tcp_per_address, faults=handler.faults))
+        nursery.start_soon(handler.faults.run)
         nursery.start_soon(keep_primed, handler)
         task_status.started(bound)
 

@@ -23,10 +23,11 @@ import trio
 from ..authority import answer
 from ..codes import Opcode, Rcode
 from ..config import ServeConfig, ZoneConfig, format_endpoint
-from .. import fastpath, tsig
+from .. import fastpath, ratelimit, tsig
 from ..errors import (KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError, Refused,
                       ServerFailure)
 from ..message import OPCODE_SHIFT, Message, make_response, max_response_size
+from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store import Snapshot, Store
 from ..records import Record
@@ -40,6 +41,9 @@ from .secondary import SecondaryZone, StoredSecondary, send_notify
 from .workers import Forwarder, WorkerPool, open_worker_channel
 
 log = logging.getLogger("keyresolve.serve")
+
+#: Rate limiting's decision and classes, as plain globals for the fast path.
+_SEND, _POSITIVE, _NXDOMAIN = ratelimit.SEND, ratelimit.POSITIVE, ratelimit.NXDOMAIN
 
 #: forward(data, peer, tcp): the main process's reply to a message a worker
 #: received (None: no reply).
@@ -78,6 +82,12 @@ class AuthServer:
         self._negatives: dict[bytes, fastpath.Negative] = {}
         #: Messages handled (UDP and TCP): logged at exit, per process.
         self.messages = 0
+        #: Per-packet faults (bad signatures, refusals...), logged at a bounded rate.
+        self.faults = FaultLog(log)
+        #: Response rate limiting of UDP answers (None: off), and the batch's clock.
+        self.rrl = (ratelimit.ResponseRateLimiter(config.rate_limit, config.slip)
+                    if config.rate_limit else None)
+        self._now = 0.0
         #: One store writer at a time: reloads (in worker threads) and inbound
         #: transfers (in this thread) never wait on LMDB's lock in the loop.
         self.write_lock = trio.Lock()
@@ -101,6 +111,8 @@ class AuthServer:
             self._responder_until = min(time.time() + fastpath.MAX_RESPONSE_AGE,
                                         self._secondaries_valid_until())
         self._responder.read = snapshot.node_reader()
+        if self.rrl is not None:
+            self._now = time.monotonic()
 
     def __exit__(self, *exc_info: object) -> None:
         self._snapshot.close()
@@ -156,16 +168,26 @@ class AuthServer:
             try:
                 fast = self._responder.answer(data)
             except Exception:
-                log.exception("fast path failed on a message from %s", peer[0])
+                self.faults.exception("fast path failure", "fast path failed on a message "
+                                      "from %s", peer[0])
                 fast = None
             if fast is not None:
-                return fast
+                if self.rrl is None:
+                    return fast
+                # the fast path's answers are positive (rcode 0) or NXDOMAIN
+                answer_class = _NXDOMAIN if fast[3] else _POSITIVE
+                decision = self.rrl.decide(peer[0], answer_class, self._now)
+                if decision == _SEND:
+                    return fast
+                return self._limited(fast, decision, peer, answer_class)
         if self.forward is not None and len(data) >= 4 and (
                 (data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF == Opcode.NOTIFY:
             return self.forward(data, peer, tcp)
-        accepted = accept_request(data, peer, self.keyring, log,
+        accepted = accept_request(data, peer, self.keyring, self.faults,
                                   max_fudge=self.config.max_fudge, replay=self.replay)
         if not isinstance(accepted, tuple):
+            if accepted is not None and not tcp and self.rrl is not None:
+                return self._limit(accepted, ratelimit.ERROR, peer)
             return accepted
         query, key, now = accepted
         try:
@@ -174,13 +196,19 @@ class AuthServer:
             response = self.respond(query, key, peer)
         except ProtocolError as exc:
             if isinstance(exc, Refused):
-                log.info("refused %s from %s: %s", query.question, peer[0], exc)
+                self.faults.info("refused", "refused %s from %s: %s", query.question, peer[0],
+                                 exc)
             response = make_response(query, exc.rcode)
         except Exception:
-            log.exception("failed to answer %s from %s", query.question, peer[0])
+            self.faults.exception("failure to answer", "failed to answer %s from %s",
+                                  query.question, peer[0])
             response = make_response(query, Rcode.SERVFAIL)
         size = max_response_size(query, tcp)
         if key is None:
+            if not tcp and self.rrl is not None:
+                return self._limit(response.to_wire(size), ratelimit.classify(
+                    response.rcode, response.aa, response.answer_count, len(response.authority)),
+                    peer)
             return response.to_wire(size)
         return tsig.sign(response, key, now, request_mac=query.signature.mac, max_size=size,
                          fudge=self._fudge(query))
@@ -188,6 +216,23 @@ class AuthServer:
     def _fudge(self, query: Message) -> int:
         """The fudge a response to the signed `query` states: the window it got."""
         return tsig.window(query.signature.fudge, self.config.max_fudge)
+
+    def _limit(self, reply: bytes, answer_class: int, peer: tuple) -> bytes | None:
+        """`reply`, its truncated stand-in, or nothing, as the rate limiter
+        decides for an unsigned UDP answer of `answer_class` to `peer`."""
+        now = self._now if self._snapshot is not None else time.monotonic()
+        decision = self.rrl.decide(peer[0], answer_class, now)
+        if decision == ratelimit.SEND:
+            return reply
+        return self._limited(reply, decision, peer, answer_class)
+
+    def _limited(self, reply: bytes, decision: int, peer: tuple,
+                 answer_class: int) -> bytes | None:
+        """What goes out instead of a rate-limited `reply`: its truncated
+        stand-in (SLIP) or nothing (DROP)."""
+        self.faults.info("rate limit", "rate-limiting %s answers to %s's prefix",
+                         ratelimit.CLASS_NAMES[answer_class], peer[0])
+        return ratelimit.slipped(reply) if decision == ratelimit.SLIP else None
 
     def respond(self, query: Message, key: Key | None = None,
                 peer: tuple = ("", 0)) -> Message:
@@ -426,7 +471,8 @@ def _start_serving(nursery: trio.Nursery, udp: socket.socket, tcp: trio.SocketLi
     nursery.start_soon(functools.partial(
         serve_tcp, tcp, handler, idle_timeout=config.tcp_idle_timeout,
         max_connections=config.max_tcp_connections,
-        send_timeout=config.tcp_send_timeout))
+        send_timeout=config.tcp_send_timeout,
+        max_per_address=config.max_tcp_per_address, faults=handler.faults))
 
 
 async def serve(config: ServeConfig, store: Store, *,
@@ -457,6 +503,7 @@ async def serve(config: ServeConfig, store: Store, *,
             log.info("listening on %s (udp, tcp)", format_endpoint(address))
             _start_serving(nursery, udp, tcp, daemon.handler, config)
         daemon.start_secondaries()
+        nursery.start_soon(daemon.handler.faults.run)
         try:
             if config.workers > 1:
                 pool = WorkerPool(config, bound, daemon.handler)
@@ -471,6 +518,15 @@ async def serve(config: ServeConfig, store: Store, *,
                 await trio.sleep_forever()  # serving until cancelled; then the count
         finally:
             log.info("%d messages handled", daemon.handler.messages)
+            _log_rate_limited(daemon.handler)
+
+
+def _log_rate_limited(handler: AuthServer) -> None:
+    """At exit: how many answers rate limiting held back, by class."""
+    if handler.rrl is not None and any(handler.rrl.limited):
+        log.info("rate limiting dropped or slipped %s answers", ", ".join(
+            f"{count} {name}" for name, count in zip(ratelimit.CLASS_NAMES, handler.rrl.limited)
+            if count))
 
 
 async def main(config: ServeConfig) -> None:
@@ -516,6 +572,7 @@ async def worker_main(config: ServeConfig, index: int, channel_fd: int,
                         udp, tcp = await open_endpoint(host, port, reuse_port=True)
                         _start_serving(nursery, udp, tcp, handler, config)
                     await nursery.start(forwarder.run, nursery.cancel_scope)
+                    nursery.start_soon(handler.faults.run)
                     log.info("worker %d (pid %d) answering", index, os.getpid())
                     async for signum in signals:
                         if signum == signal.SIGHUP:
@@ -526,3 +583,4 @@ async def worker_main(config: ServeConfig, index: int, channel_fd: int,
                             break
             finally:
                 log.info("worker %d: %d messages handled", index, handler.messages)
+                _log_rate_limited(handler)

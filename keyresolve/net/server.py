@@ -19,6 +19,7 @@ import trio
 
 from ..message import MAX_MESSAGE, FrameReader, frame
 from .batchio import BatchUnavailable, DatagramBatch
+from .faultlog import FaultLog
 
 log = logging.getLogger("keyresolve.net")
 
@@ -42,6 +43,10 @@ DEFAULT_MAX_TCP = 512
 #: costs its own connection only. Knot bounds each TCP read or write the same
 #: way (`tcp-io-timeout`); 10 s matches the idle timeout.
 DEFAULT_TCP_SEND_TIMEOUT = 10.0
+#: Default cap on concurrent TCP connections from one client address, so
+#: one address cannot take all `DEFAULT_MAX_TCP` (Unbound sets such caps
+#: per client netblock: tcp-connection-limit).
+DEFAULT_MAX_TCP_PER_ADDRESS = 32
 
 
 Reply = bytes | Iterable[bytes] | None
@@ -206,18 +211,26 @@ async def _reply_later(sock: socket.socket, peer: tuple, pending: Awaitable[Repl
 async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
                     idle_timeout: float = DEFAULT_TCP_IDLE,
                     max_connections: int = DEFAULT_MAX_TCP,
-                    send_timeout: float = DEFAULT_TCP_SEND_TIMEOUT) -> NoReturn:
-    """Serve length-prefixed messages on every accepted connection.
+                    send_timeout: float = DEFAULT_TCP_SEND_TIMEOUT,
+                    max_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS,
+                    faults: FaultLog | None = None) -> NoReturn:
+    """Serve length-prefixed messages on every accepted connection: at most
+    `max_connections` at once, `max_per_address` of them from one client
+    address; a connection over either is closed at once (logged through
+    `faults`, at a bounded rate).
 
     Whatever goes wrong in one connection (a peer that stops reading, resets,
     or a handler bug) closes that connection and nothing else.
     """
     active = 0
+    by_address: dict[str, int] = {}
+    faults = FaultLog(log) if faults is None else faults
 
     async def connection(stream: trio.SocketStream) -> None:
         nonlocal active
         if active >= max_connections:
-            log.warning("too many TCP connections (%d); closing a new one", active)
+            faults.warning("TCP limit", "too many TCP connections (%d); closing a new one",
+                           active)
             await stream.aclose()
             return
         active += 1
@@ -226,21 +239,41 @@ async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away (trio reports its socket errors so)
         except Exception:  # a bug; raised out of here it would stop every listener
-            log.exception("TCP connection from %s failed; closing it", _peer_name(stream))
+            log.exception("TCP connection from %s failed; closing it",
+                          _peer_address(stream) or "a gone peer")
         finally:
             active -= 1
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
-    await trio.serve_listeners(connection, [listener])
+    async def admitted(stream: trio.SocketStream) -> None:
+        """`connection`, for at most `max_per_address` at once from an address."""
+        address = _peer_address(stream)
+        held = by_address.get(address, 0)
+        if held >= max_per_address:
+            faults.warning("TCP per-address limit", "too many TCP connections from %s (%d); "
+                           "closing a new one", address, held)
+            await stream.aclose()
+            return
+        by_address[address] = held + 1
+        try:
+            await connection(stream)
+        finally:
+            if by_address[address] == 1:
+                del by_address[address]
+            else:
+                by_address[address] -= 1
+
+    await trio.serve_listeners(admitted, [listener])
     raise AssertionError("unreachable")
 
 
-def _peer_name(stream: trio.SocketStream) -> str:
+def _peer_address(stream: trio.SocketStream) -> str:
+    """The client's address (without port), or "" if the socket cannot say."""
     try:
-        return str(stream.socket.getpeername()[0])
+        return stream.socket.getpeername()[0]
     except OSError:
-        return "a gone peer"
+        return ""
 
 
 async def _send_frame(stream: trio.SocketStream, message: bytes, peer: tuple,
