@@ -51,11 +51,12 @@ def start_auth(start_daemon, directory: Path, zone: str, body: str):
     zone_file.write_text(body.replace("{self}", "127.0.0.1:9"))
     config = directory / "serve.toml"
     config.write_text(f'listen = ["127.0.0.1:0"]\ndata_dir = "data"\n'
-                      f'[[zones]]\nname = "{zone}"\nfile = "zone"\n')
+                      f'[[zones]]\nname = "{zone}"\nfile = "zone"\n'
+                      'serial_policy = "increment"\n')  # the rewrite below keeps serial 1
     daemon = start_daemon("serve", "--config", str(config), cwd=directory)
     zone_file.write_text(body.replace("{self}", endpoint(daemon.address)))
     daemon.signal(signal.SIGHUP)
-    daemon.wait_for("reload done")
+    daemon.wait_for(r"zone \S+ loaded: serial 2")
     return daemon
 
 

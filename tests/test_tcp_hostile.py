@@ -128,8 +128,8 @@ def targets(tmp_path_factory):
         daemons.append(serve)
         serve.wait_for(r"\bready\b")
         at = f"{serve.address[0]}:{serve.address[1]}"
-        for name, text in (("root.zone", ROOT), ("example.zone", EXAMPLE)):
-            (sdir / name).write_text(text.replace("{self}", at))
+        for name, text in (("root.zone", ROOT), ("example.zone", EXAMPLE)):  # serial 2
+            (sdir / name).write_text(text.replace("{self}", at).replace(" 1 3600 ", " 2 3600 "))
         serve.signal(signal.SIGHUP)
         serve.wait_for("reload done")
         (rdir / "root.hints").write_text(
