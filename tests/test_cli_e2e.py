@@ -59,15 +59,24 @@ def test_cache_flush_cli(hierarchy):
 
 
 def test_cache_flush_with_control_key(tmp_path, start_daemon, hierarchy):
+    """Only a key in control_keys flushes; a refused flush leaves the cache as it was."""
     secret = base64.b64encode(bytes(range(32))).decode()
-    keys = f'control_keys = ["ops"]\n[keys.ops]\nalgorithm = "hmac-sha256"\nsecret = "{secret}"\n'
+    other = base64.b64encode(bytes(range(32, 64))).decode()
+    keys = (f'control_keys = ["ops"]\n[keys.ops]\nalgorithm = "hmac-sha256"\nsecret = "{secret}"\n'
+            f'[keys.reader]\nalgorithm = "hmac-sha256"\nsecret = "{other}"\n')
     resolver = start_resolver(start_daemon, tmp_path / "keyed",
                               [("a.root-servers.", hierarchy.root.address)], extra=keys)
     at = f"{resolver.address[0]}:{resolver.address[1]}"
-    assert run("cache", "flush", "--resolver", at, "-y", f"ops:{secret}").returncode == 0
+    assert resolve(resolver, "alice@example.com").answer
+    hierarchy.example.stop()  # from now on alice is answered from the cache or not at all
+    out = run("cache", "flush", "--resolver", at, "-y", f"reader:{other}")
+    assert out.returncode != 0 and "REFUSED" in out.stderr
     wrong = base64.b64encode(bytes(32)).decode()
     out = run("cache", "flush", "--resolver", at, "-y", f"ops:{wrong}")
     assert out.returncode != 0 and "BADSIG" in out.stderr
+    assert resolve(resolver, "alice@example.com").answer
+    assert run("cache", "flush", "--resolver", at, "-y", f"ops:{secret}").returncode == 0
+    assert resolve(resolver, "alice@example.com").rcode == Rcode.SERVFAIL
 
 
 @pytest.mark.parametrize("body,key", [
