@@ -31,10 +31,11 @@ def keyresolve_cmd(*args: str) -> list[str]:
 class Daemon:
     """A daemon subprocess; its stderr log is read line by line in a thread."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(keyresolve_cmd(*args), cwd=cwd, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+    def __init__(self, args: list[str], cwd: Path, stdout: Path | None = None) -> None:
+        with open(stdout or os.devnull, "w") as out:
+            self.proc = subprocess.Popen(keyresolve_cmd(*args), cwd=cwd,
+                                         stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -108,11 +109,13 @@ class Daemon:
 
 @pytest.fixture
 def start_daemon(tmp_path):
-    """Start `keyresolve ARGS...`; wait for its 'ready' line; stop it at teardown."""
+    """Start `keyresolve ARGS...`; wait for its 'ready' line; stop it at teardown.
+    With `stdout=PATH` its standard output goes to that file."""
     daemons: list[Daemon] = []
 
-    def start(*args: str, ready: str = r"\bready\b", cwd: Path | None = None) -> Daemon:
-        daemon = Daemon(list(args), cwd or tmp_path)
+    def start(*args: str, ready: str = r"\bready\b", cwd: Path | None = None,
+              stdout: Path | None = None) -> Daemon:
+        daemon = Daemon(list(args), cwd or tmp_path, stdout)
         daemons.append(daemon)
         daemon.wait_for(ready)
         return daemon
