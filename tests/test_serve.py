@@ -201,6 +201,7 @@ def test_sighup_reloads_and_a_broken_file_keeps_the_old_zone(tmp_path, server):
     assert ask(server.address, make_query(name("zed@example.com"), RType.KEY)).answer
 
     zone_file.write_text(EXAMPLE + "broken@ KEY x25519 encrypt AAAA\n")
+    server.expect_error(r"zone example\.com\. not loaded: .*example\.com\.zone:\d+: bad KEY")
     server.signal(signal.SIGHUP)
     server.wait_for("reload done")
     assert "example.com.zone:" in server.log and "not loaded" in server.log
