@@ -295,6 +295,17 @@ def compiler_pids(data_dir: Path) -> list[int]:
     return found
 
 
+def waiting_for_lmdb_lock(pid: int) -> bool:
+    """Whether process `pid` has an LMDB environment open and sleeps on a
+    futex (LMDB's write mutex): a compile child blocked on a held write lock."""
+    try:
+        fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+    return any(fd.endswith("/lock.mdb") for fd in fds) and "futex" in wchan
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy_env(monkeypatch):
     """Tests never talk to anything but loopback."""
