@@ -102,7 +102,8 @@ PORTS_AUTO = "auto"
 #: Where `--ports auto` writes the rewritten zone files and hints, under the data directory.
 AUTO_ZONES_DIR = "zones-auto-ports"
 #: An endpoint in a zone file, hints file or comment: ip:port or [ipv6]:port.
-_ENDPOINT_RE = re.compile(r"(?<![\w.:\]])(\[[0-9A-Fa-f:.]+\]|\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})(?!\d)")
+_ENDPOINT_RE = re.compile(r"(?<![\w.:\]])(\[[0-9A-Fa-f:.]+\]|\d{1,3}(?:\.\d{1,3}){3})"
+                          r":(\d{1,5})(?!\d)")
 
 
 @dataclass
