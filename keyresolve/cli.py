@@ -219,7 +219,8 @@ def demo(zones_dir: str | None, data_dir: str | None, log_level: str | None,
             sys.exit(0 if ok else 1)
         run_trio(daemon.main, zones, data, click.echo, ports)
     except (KeyresolveError, ZoneErrors) as exc:
-        fail(str(exc))
+        busy = ports == "fixed" and str(exc).startswith("cannot listen")
+        fail(str(exc) + (" (--ports auto picks free ones)" if busy else ""))
 
 
 # -- dig -----------------------------------------------------------------------

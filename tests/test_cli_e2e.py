@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import socket
 import subprocess
 
 import pytest
@@ -134,6 +136,18 @@ def test_demo_serves_until_sigterm_and_its_banner_commands_work(start_daemon, tm
     assert not any("messages handled" in line for line in demo.lines)  # counted at the end
     assert demo.stop() == 0
     assert any("messages handled" in line for line in demo.lines[running:])
+
+
+def test_a_busy_fixed_port_is_a_clear_error_that_points_to_auto():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        try:
+            holder.bind(("127.0.0.1", 5353))
+        except OSError:
+            pass  # already busy (mDNS, a demo): as good
+        out = run("demo", "--check", timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert re.fullmatch(r"keyresolve: cannot listen on 127\.0\.0\.1:53\d\d: .+ "
+                        r"\(--ports auto picks free ones\)", out.stderr.strip().splitlines()[-1])
 
 
 def test_auto_ports_rewrite_only_the_demo_addresses():
