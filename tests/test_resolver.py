@@ -243,6 +243,7 @@ def _send_control(server: ResolverServer, command: int, peer: tuple,
     (ELSEWHERE, None),               # unsigned, not from loopback
     (("2001:db8::1", 5353), None),
     (("fe80::1%lo", 5353), None),
+    (("::ffff:192.0.2.1", 5353), None),
     (PEER, READER),                  # a valid key, but not a control key, even from loopback
     (ELSEWHERE, READER),
 ])
@@ -262,6 +263,7 @@ def test_a_refused_flush_leaves_the_cache_as_it_was(command, peer, signer):
     (PEER, None),                    # unsigned from loopback
     (("127.0.0.2", 5353), None),
     (("::1", 5353), None),
+    (("::ffff:127.0.0.1", 5353), None),  # IPv4 loopback on a dual-stack [::] socket
     (ELSEWHERE, OPS),                # a control key, from anywhere
     (PEER, OPS),
 ])
