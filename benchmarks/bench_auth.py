@@ -144,23 +144,31 @@ def run_dnsperf(address: tuple[str, int], qfile: Path, nqueries: int, duration: 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     text = out.stdout + out.stderr
-    sent = _num(r"Queries sent:\s+(\d+)", text)
-    if out.returncode != 0 or sent is None:
+    if out.returncode != 0 or "Queries sent:" not in text:
         raise RuntimeError(f"dnsperf failed ({out.returncode}):\n{text[-2000:]}")
+    return {"generator": "dnsperf", "mode": f"closed loop, window {window}",
+            **parse_dnsperf(text),
+            # near 1.0: the generator, not the server, was the limit
+            "generator_cpu_share": round(cpu / duration, 3)}
+
+
+def parse_dnsperf(text: str) -> dict:
+    """The counts, rates and response codes of dnsperf's statistics (its
+    stdout and stderr); raises ValueError if there are none."""
+    sent = _num(r"Queries sent:\s+(\d+)", text)
+    if sent is None:
+        raise ValueError("no 'Queries sent:' in the dnsperf output")
     completed = _num(r"Queries completed:\s+(\d+)", text) or 0
     rcodes = dict(re.findall(r"([A-Z]+) (\d+) \(", text.split("Response codes:", 1)[-1]
                              .split("\n", 1)[0]))
-    return {"generator": "dnsperf", "mode": f"closed loop, window {window}",
-            "sent": int(sent), "answered": int(completed),
+    return {"sent": int(sent), "answered": int(completed),
             "lost": int(_num(r"Queries lost:\s+(\d+)", text) or 0),
             "loss": round(1 - completed / sent, 5) if sent else None,
             "qps": _num(r"Queries per second:\s+([\d.]+)", text),
             "duration": _num(r"Run time \(s\):\s+([\d.]+)", text),
             "avg_latency_ms": round((_num(r"Average Latency \(s\):\s+([\d.]+)", text) or 0)
                                     * 1000, 3),
-            "rcodes": {k: int(v) for k, v in rcodes.items()},
-            # near 1.0: the generator, not the server, was the limit
-            "generator_cpu_share": round(cpu / duration, 3)}
+            "rcodes": {k: int(v) for k, v in rcodes.items()}}
 
 
 def measure_load(pid: int, address: tuple[str, int], queries: list[bytes], qfile: Path,

@@ -200,8 +200,12 @@ def default_zones_dir() -> Path:
 @click.option("--log-level", default=None, help="Default: info, or warning with --check.")
 @click.option("--check", is_flag=True,
               help="Resolve every demo key through the resolver, print them, exit 0 if all did.")
+@click.option("--ports", type=click.Choice(["fixed", "auto"]), default="fixed",
+              show_default=True,
+              help="fixed: the ports of demo.toml (5310-5353 for zones/); auto: free ports "
+                   "the system picks, the zones' glue rewritten to match.")
 def demo(zones_dir: str | None, data_dir: str | None, log_level: str | None,
-         check: bool) -> None:
+         check: bool, ports: str) -> None:
     """Serve the demo hierarchy (root, com, org, example.com, ...) and a resolver."""
     from .daemons import demo as daemon
 
@@ -210,12 +214,13 @@ def demo(zones_dir: str | None, data_dir: str | None, log_level: str | None,
     data = Path(data_dir) if data_dir else None
     try:
         if check:
-            ok = run_trio(daemon.check, zones, data, click.echo)
+            ok = run_trio(daemon.check, zones, data, click.echo, ports)
             click.echo("all demo keys resolved" if ok else "some demo keys did not resolve")
             sys.exit(0 if ok else 1)
-        run_trio(daemon.main, zones, data, click.echo)
+        run_trio(daemon.main, zones, data, click.echo, ports)
     except (KeyresolveError, ZoneErrors) as exc:
-        fail(str(exc))
+        busy = ports == "fixed" and str(exc).startswith("cannot listen")
+        fail(str(exc) + (" (--ports auto picks free ones)" if busy else ""))
 
 
 # -- dig -----------------------------------------------------------------------

@@ -1,4 +1,14 @@
-"""Shared fixtures: daemon subprocesses, blocking socket clients, zone builders."""
+"""Shared fixtures: daemon subprocesses, blocking socket clients, zone builders.
+
+Daemons a test starts with `start_daemon` are checked at its teardown, as
+BIND's system tests check theirs: each still running gets SIGTERM, and the
+test fails if one exited with another code than expected (0 unless
+`expect_exit=` says otherwise; None accepts any), or if its log holds a
+traceback or an ERROR/CRITICAL record that the test did not declare. To
+declare one, pass `expect_errors=[regex, ...]` to `start_daemon`, or call
+`daemon.expect_error(regex)`; a regex is searched in the record's first line
+and covers the whole record (a traceback logged with it included).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +31,9 @@ from keyresolve.message import MAX_MESSAGE, FrameReader, Message, frame
 #: How long a daemon may take to become ready or to exit before a test fails.
 DAEMON_TIMEOUT = 30.0
 _LISTEN_RE = re.compile(r"listening on (\S+) \(udp, tcp\)")
+#: The first line of a log record (cli.setup_logging's format): time, then level.
+_RECORD_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ([A-Z]+) ")
+_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 
 
 def keyresolve_cmd(*args: str) -> list[str]:
@@ -31,12 +44,20 @@ def keyresolve_cmd(*args: str) -> list[str]:
 class Daemon:
     """A daemon subprocess; its stderr log is read line by line in a thread."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(keyresolve_cmd(*args), cwd=cwd, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+    def __init__(self, args: list[str], cwd: Path, stdout: Path | None = None, *,
+                 expect_errors: list[str] = (), expect_exit: int | None = 0) -> None:
+        #: Patterns of the ERROR records (and tracebacks) this daemon may log.
+        self.expected_errors = [re.compile(p) for p in expect_errors]
+        #: The exit code teardown accepts (None: any).
+        self.expect_exit = expect_exit
+        with open(stdout or os.devnull, "w") as out:
+            self.proc = subprocess.Popen(keyresolve_cmd(*args), cwd=cwd,
+                                         stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
+        self._closed = False  # the end of stderr was read from the queue
+        self._terminated = False
         threading.Thread(target=self._pump, daemon=True).start()
         self.addresses: list[tuple[str, int]] = []
 
@@ -51,6 +72,8 @@ class Daemon:
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
+            if self._closed:
+                raise AssertionError(f"daemon exited before {pattern!r}:\n" + self.log)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"no log line matching {pattern!r}:\n" + self.log)
@@ -59,6 +82,7 @@ class Daemon:
             except queue.Empty:
                 continue
             if line is None:
+                self._closed = True
                 raise AssertionError(f"daemon exited before {pattern!r}:\n" + self.log)
             self.lines.append(line)
             if m := _LISTEN_RE.search(line):
@@ -87,10 +111,15 @@ class Daemon:
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
+    def terminate(self) -> None:
+        """SIGTERM, once (a second one would kill a daemon shutting down)."""
+        if self.proc.poll() is None and not self._terminated:
+            self._terminated = True
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self) -> int:
         """SIGTERM, then wait; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             code = self.proc.wait(timeout=DAEMON_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -102,26 +131,86 @@ class Daemon:
 
     def _drain(self) -> None:
         """Collect the log lines written before the process exited."""
-        while (line := self._queue.get(timeout=DAEMON_TIMEOUT)) is not None:
-            self.lines.append(line)
+        while not self._closed:
+            line = self._queue.get(timeout=DAEMON_TIMEOUT)
+            if line is None:
+                self._closed = True
+            else:
+                self.lines.append(line)
+
+    def expect_error(self, pattern: str) -> None:
+        """Declare an ERROR record (or traceback) this daemon may log."""
+        self.expected_errors.append(re.compile(pattern))
+
+    def records(self) -> list[list[str]]:
+        """The log lines read so far, grouped into records (a record's first
+        line, then its continuation lines, a traceback's among them)."""
+        records: list[list[str]] = []
+        for line in self.lines:
+            if not records or _RECORD_RE.match(line):
+                records.append([line])
+            else:
+                records[-1].append(line)
+        return records
+
+    def unexpected_errors(self) -> list[str]:
+        """The records with a traceback or at ERROR level that no declared
+        pattern covers."""
+        found = []
+        for record in self.records():
+            level = _RECORD_RE.match(record[0])
+            bad = (level is not None and level.group(1) in _ERROR_LEVELS
+                   or any("Traceback (most recent call last)" in line for line in record))
+            if bad and not any(p.search(record[0]) for p in self.expected_errors):
+                found.append("\n".join(record))
+        return found
+
+    def finish(self) -> list[str]:
+        """Teardown: SIGTERM if still running, collect the whole log; the
+        problems found (see the module docstring)."""
+        problems = []
+        self.terminate()
+        try:
+            code = self.proc.wait(timeout=DAEMON_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+            problems.append("did not exit on SIGTERM")
+        try:
+            self._drain()
+        except queue.Empty:
+            problems.append(f"its stderr stayed open {DAEMON_TIMEOUT:.0f} s after it exited "
+                            "(a child process left running?)")
+        if self.expect_exit is not None and code != self.expect_exit and not problems:
+            problems.append(f"exited with code {code}, not {self.expect_exit}")
+        problems += [f"logged:\n{record}" for record in self.unexpected_errors()]
+        if not problems:
+            return []
+        name = " ".join(self.proc.args[3:]) if isinstance(self.proc.args, list) else ""
+        return [f"daemon `{name}` (pid {self.proc.pid}): {problem}" for problem in problems]
 
 
 @pytest.fixture
 def start_daemon(tmp_path):
-    """Start `keyresolve ARGS...`; wait for its 'ready' line; stop it at teardown."""
+    """Start `keyresolve ARGS...`; wait for its 'ready' line; stop it at teardown.
+    With `stdout=PATH` its standard output goes to that file."""
     daemons: list[Daemon] = []
 
-    def start(*args: str, ready: str = r"\bready\b", cwd: Path | None = None) -> Daemon:
-        daemon = Daemon(list(args), cwd or tmp_path)
+    def start(*args: str, ready: str = r"\bready\b", cwd: Path | None = None,
+              stdout: Path | None = None, expect_errors: list[str] = (),
+              expect_exit: int | None = 0) -> Daemon:
+        daemon = Daemon(list(args), cwd or tmp_path, stdout, expect_errors=expect_errors,
+                        expect_exit=expect_exit)
         daemons.append(daemon)
         daemon.wait_for(ready)
         return daemon
 
     yield start
-    for daemon in daemons:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+    for daemon in daemons:  # all stop at once; then each is waited for
+        daemon.terminate()
+    problems = [problem for daemon in daemons for problem in daemon.finish()]
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 def udp_exchange(address: tuple[str, int], data: bytes, timeout: float = 5.0) -> bytes:
@@ -204,6 +293,17 @@ def compiler_pids(data_dir: Path) -> list[int]:
             if at < len(argv) and (Path(cwd) / argv[at]).resolve() == wanted:
                 found.append(int(entry.name))
     return found
+
+
+def waiting_for_lmdb_lock(pid: int) -> bool:
+    """Whether process `pid` has an LMDB environment open and sleeps on a
+    futex (LMDB's write mutex): a compile child blocked on a held write lock."""
+    try:
+        fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+    return any(fd.endswith("/lock.mdb") for fd in fds) and "futex" in wchan
 
 
 @pytest.fixture(autouse=True)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import subprocess
 
 import pytest
 
 from keyresolve.codes import Rcode, RType
+from keyresolve.config import parse_endpoint
+from keyresolve.daemons.demo import rewrite_endpoints
 from keyresolve.message import make_query
+from keyresolve.names import Name
 
 from .conftest import ask, keyresolve_cmd
 from .test_resolver_e2e import build_hierarchy, resolve, start_resolver, write_hints
-
-DEMO_PORTS = [5310, 5311, 5320, 5330, 5340, 5341, 5342, 5350, 5353]
-
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(keyresolve_cmd(*args), capture_output=True, text=True, timeout=timeout)
@@ -59,15 +60,24 @@ def test_cache_flush_cli(hierarchy):
 
 
 def test_cache_flush_with_control_key(tmp_path, start_daemon, hierarchy):
+    """Only a key in control_keys flushes; a refused flush leaves the cache as it was."""
     secret = base64.b64encode(bytes(range(32))).decode()
-    keys = f'control_keys = ["ops"]\n[keys.ops]\nalgorithm = "hmac-sha256"\nsecret = "{secret}"\n'
+    other = base64.b64encode(bytes(range(32, 64))).decode()
+    keys = (f'control_keys = ["ops"]\n[keys.ops]\nalgorithm = "hmac-sha256"\nsecret = "{secret}"\n'
+            f'[keys.reader]\nalgorithm = "hmac-sha256"\nsecret = "{other}"\n')
     resolver = start_resolver(start_daemon, tmp_path / "keyed",
                               [("a.root-servers.", hierarchy.root.address)], extra=keys)
     at = f"{resolver.address[0]}:{resolver.address[1]}"
-    assert run("cache", "flush", "--resolver", at, "-y", f"ops:{secret}").returncode == 0
+    assert resolve(resolver, "alice@example.com").answer
+    hierarchy.example.stop()  # from now on alice is answered from the cache or not at all
+    out = run("cache", "flush", "--resolver", at, "-y", f"reader:{other}")
+    assert out.returncode != 0 and "REFUSED" in out.stderr
     wrong = base64.b64encode(bytes(32)).decode()
     out = run("cache", "flush", "--resolver", at, "-y", f"ops:{wrong}")
     assert out.returncode != 0 and "BADSIG" in out.stderr
+    assert resolve(resolver, "alice@example.com").answer
+    assert run("cache", "flush", "--resolver", at, "-y", f"ops:{secret}").returncode == 0
+    assert resolve(resolver, "alice@example.com").rcode == Rcode.SERVFAIL
 
 
 @pytest.mark.parametrize("body,key", [
@@ -93,23 +103,8 @@ def test_missing_root_hints_is_a_clear_error(tmp_path):
     assert "Traceback" not in out.stderr
 
 
-def _demo_ports_free() -> bool:
-    for port in DEMO_PORTS:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-demo_ports = pytest.mark.skipif(not _demo_ports_free(),
-                                reason="the demo's fixed ports are in use (a demo running?)")
-
-
-@demo_ports
 def test_demo_check_resolves_every_demo_key():
-    out = run("demo", "--check", timeout=120)
+    out = run("demo", "--check", "--ports", "auto", timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert lines[-1] == "all demo keys resolved"
@@ -120,14 +115,47 @@ def test_demo_check_resolves_every_demo_key():
     assert not any(line.startswith("FAIL") for line in lines)
 
 
-@demo_ports
-def test_demo_serves_until_sigterm(start_daemon):
-    demo = start_daemon("demo")
-    reply = ask(("127.0.0.1", 5353), make_query(
-        __import__("keyresolve.names", fromlist=["Name"]).Name.from_text("bob@example.com"),
-        RType.KEY, rd=True))
+def test_demo_serves_until_sigterm_and_its_banner_commands_work(start_daemon, tmp_path):
+    """On free ports: every command the banner suggests runs as printed."""
+    banner = tmp_path / "banner.txt"
+    demo = start_daemon("demo", "--ports", "auto", stdout=banner)
+    lines = banner.read_text().splitlines()
+    table = {line.split()[0]: line.split()[1] for line in lines[1:lines.index("")]}
+    assert len(table) == 9 and set(table.values()) == {f"{h}:{p}" for h, p in demo.addresses}
+    resolver = parse_endpoint(table["resolver"])
+    reply = ask(resolver, make_query(Name.from_text("bob@example.com"), RType.KEY, rd=True))
     assert reply.rcode == Rcode.NOERROR and reply.answer
+    commands = [line.split("#")[0].split()[1:] for line in lines
+                if line.strip().startswith("keyresolve dig ")]
+    assert len(commands) == 6
+    for args in commands:
+        assert all(a[1:] in table.values() for a in args if a.startswith("@"))
+        out = run(*args, timeout=30)
+        assert out.returncode == 0 and "NOERROR" in out.stdout, (args, out.stdout, out.stderr)
     running = len(demo.lines)
     assert not any("messages handled" in line for line in demo.lines)  # counted at the end
     assert demo.stop() == 0
     assert any("messages handled" in line for line in demo.lines[running:])
+
+
+def test_a_busy_fixed_port_is_a_clear_error_that_points_to_auto():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        try:
+            holder.bind(("127.0.0.1", 5353))
+        except OSError:
+            pass  # already busy (mDNS, a demo): as good
+        out = run("demo", "--check", timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert re.fullmatch(r"keyresolve: cannot listen on 127\.0\.0\.1:53\d\d: .+ "
+                        r"\(--ports auto picks free ones\)", out.stderr.strip().splitlines()[-1])
+
+
+def test_auto_ports_rewrite_only_the_demo_addresses():
+    moved = {("127.0.0.1", 5310): ("127.0.0.1", 40001), ("::1", 5311): ("::1", 40002)}
+    text = ("a ADDR 127.0.0.1:5310 ; (127.0.0.1:5310)\nb ADDR [::1]:5311\n"
+            "c ADDR 127.0.0.1:53100\nd ADDR 127.0.0.2:5310\ne ADDR 10.127.0.0.1:5310\n"
+            "serial 2026112201 127.0.0.1:5311\n")
+    assert rewrite_endpoints(text, moved) == (
+        "a ADDR 127.0.0.1:40001 ; (127.0.0.1:40001)\nb ADDR [::1]:40002\n"
+        "c ADDR 127.0.0.1:53100\nd ADDR 127.0.0.2:5310\ne ADDR 10.127.0.0.1:5310\n"
+        "serial 2026112201 127.0.0.1:5311\n")

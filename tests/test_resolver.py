@@ -209,6 +209,76 @@ def test_a_flush_clears_the_wire_answers(command):
         assert len(pair.wired.answers) == 0
 
 
+#: A peer that is not loopback. The handler is called directly: nothing is sent there.
+ELSEWHERE = ("192.0.2.1", 5353)
+#: A valid key that is not a control key.
+READER = tsig.Key(Name.from_text("reader."), "hmac-sha256", b"r" * 32)
+
+
+def _flush_server() -> ResolverServer:
+    """A handler with a full cache; OPS may flush, READER may only query."""
+    config = ResolverConfig(path=Path("resolver.toml"), listen=[],
+                            root_hints=Path("root.hints"), max_clients=0,
+                            keys={OPS.name: OPS, READER.name: READER}, control_keys=[OPS.name])
+    resolver = Resolver([(n("a.root."), ADDR.parse("192.0.2.1:53"))], Cache(),
+                        rng=random.Random(1))
+    server = ResolverServer(config, resolver, clock=Clock())
+    for owner in ("alice@example.com", "bob@example.com"):
+        assert resolver.cache.put([key(owner)], Rank.AUTH_ANSWER, T0)
+    return server
+
+
+def _send_control(server: ResolverServer, command: int, peer: tuple,
+                  signer: tsig.Key | None) -> Message:
+    message = make_query(n("alice@example.com"), command, msg_id=9, opcode=Opcode.CONTROL)
+    data = (message.to_wire() if signer is None
+            else tsig.sign(message, signer, int(time.time())))
+    reply = server.handle(data, peer, False)
+    assert isinstance(reply, bytes)
+    return Message.from_wire(reply)
+
+
+@pytest.mark.parametrize("command", [ControlCommand.FLUSH_NAME, ControlCommand.FLUSH_ALL])
+@pytest.mark.parametrize("peer,signer", [
+    (ELSEWHERE, None),               # unsigned, not from loopback
+    (("2001:db8::1", 5353), None),
+    (("fe80::1%lo", 5353), None),
+    (("::ffff:192.0.2.1", 5353), None),
+    (PEER, READER),                  # a valid key, but not a control key, even from loopback
+    (ELSEWHERE, READER),
+])
+def test_a_refused_flush_leaves_the_cache_as_it_was(command, peer, signer):
+    server = _flush_server()
+    cache = server.resolver.cache
+    before = len(cache)
+    reply = _send_control(server, command, peer, signer)
+    assert reply.rcode == Rcode.REFUSED
+    assert (reply.signature is not None) == (signer is not None)
+    assert len(cache) == before
+    assert cache.get(n("alice@example.com"), RType.KEY, T0) is not None
+
+
+@pytest.mark.parametrize("command", [ControlCommand.FLUSH_NAME, ControlCommand.FLUSH_ALL])
+@pytest.mark.parametrize("peer,signer", [
+    (PEER, None),                    # unsigned from loopback
+    (("127.0.0.2", 5353), None),
+    (("::1", 5353), None),
+    (("::ffff:127.0.0.1", 5353), None),  # IPv4 loopback on a dual-stack [::] socket
+    (ELSEWHERE, OPS),                # a control key, from anywhere
+    (PEER, OPS),
+])
+def test_an_allowed_flush_empties_the_cache(command, peer, signer):
+    server = _flush_server()
+    cache = server.resolver.cache
+    reply = _send_control(server, command, peer, signer)
+    assert reply.rcode == Rcode.NOERROR
+    assert cache.get(n("alice@example.com"), RType.KEY, T0) is None
+    if command == ControlCommand.FLUSH_ALL:
+        assert len(cache) == 0
+    else:
+        assert cache.get(n("bob@example.com"), RType.KEY, T0) is not None
+
+
 def test_new_data_in_the_cache_replaces_the_wire_answer():
     pair = Pair()
     pair.put([key("alice@example.com", seed=1)], Rank.NONAUTH_ANSWER)

@@ -302,32 +302,46 @@ def test_wrong_id_then_the_right_answer_is_accepted(tmp_path, start_daemon):
 
 
 def test_out_of_bailiwick_records_do_not_poison_the_cache(tmp_path, start_daemon):
+    """com's server, asked about alice@example.com, aliases it to a name in
+    org and supplies that name's KEY (a lie: it does not speak for org); the
+    resolver must get the KEY from org's server, and cache only that."""
     poison = _key("victim@example.org.", seed=66)
-    com_holder: list = []
+    genuine = _key("victim@example.org.", seed=1)
+    holder: dict = {}
 
     def com_behaviour(q):
         if q.question.name == name("alice@example.com"):
-            reply = answer(q, [_key("alice@example.com.", 1), poison])
+            alias = Record(name("alice@example.com"), RType.ALIAS, 300,
+                           ALIAS(name("victim@example.org")))
+            reply = answer(q, [alias, poison])
             reply.additional = [poison]
             return [reply.to_wire()]
         return [answer(q, []).to_wire()]
 
+    def org_behaviour(q):
+        return [answer(q, [genuine] if q.question.name == genuine.name else []).to_wire()]
+
     def root_behaviour(q):
-        if q.question.name.labels[-1:] == ("com",):
-            return [referral(q, "com", "ns1.nic.com", com_holder[0].address,
+        tld = q.question.name.labels[-1]
+        if tld in ("com", "org"):
+            return [referral(q, tld, f"ns1.nic.{tld}", holder[tld].address,
                              extra=[poison]).to_wire()]
         reply = answer(q, [])
         reply.rcode = Rcode.REFUSED
         reply.aa = False
         return [reply.to_wire()]
 
-    with ScriptedServer(com_behaviour) as com, ScriptedServer(root_behaviour) as root:
-        com_holder.append(com)
+    with (ScriptedServer(com_behaviour) as com, ScriptedServer(org_behaviour) as org,
+          ScriptedServer(root_behaviour) as root):
+        holder.update(com=com, org=org)
         resolver = start_resolver(start_daemon, tmp_path / "r", [("a.root.", root.address)])
-        good = resolve(resolver, "alice@example.com")
-        assert [r.name for r in good.answer] == [name("alice@example.com")]
+        chain = resolve(resolver, "alice@example.com")
+        assert [(r.name, r.rtype) for r in chain.answer] == [
+            (name("alice@example.com"), RType.ALIAS), (genuine.name, RType.KEY)]
+        assert chain.answer[1].rdata == genuine.rdata
         victim = resolve(resolver, "victim@example.org")
-        assert victim.rcode == Rcode.SERVFAIL and victim.answer == []
+        assert [r.rdata for r in victim.answer] == [genuine.rdata]
+        assert any(q.question.name == genuine.name for q in org.queries)
 
 
 @pytest.mark.parametrize("target", ["."])

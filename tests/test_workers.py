@@ -116,6 +116,7 @@ def test_reload_by_sighup_to_the_main_process_reaches_the_workers(tmp_path, work
 
 def test_a_killed_worker_is_logged_and_restarted(workers):
     pid = worker_pid(workers)
+    workers.expect_error(r"worker 1 exited \(status -9\); restarting it")
     os.kill(pid, signal.SIGKILL)
     workers.wait_for(r"worker 1 exited \(status -9\); restarting it")
     new_pid = worker_pid(workers, new=True)
@@ -133,6 +134,8 @@ def test_a_worker_restarted_after_a_config_edit_refuses_to_start(tmp_path, worke
     config = tmp_path / "serve.toml"
     original = config.read_text()
     config.write_text("tcp_idle_timeout = 9\n" + original)  # a worker could run with it
+    workers.expect_error(r"worker 1 exited \(status .*\); restarting it")
+    workers.expect_error(r"worker 1: worker 1 did not start \(pid \d+, status 1\)")
     os.kill(pid, signal.SIGKILL)
     workers.wait_for("changed since the server started")
     replies = spread(workers.address, [key_query() for _ in range(SPREAD)])
@@ -146,6 +149,7 @@ def test_a_worker_restarted_after_a_config_edit_refuses_to_start(tmp_path, worke
 
 def test_workers_exit_when_the_main_process_dies(workers):
     pid = worker_pid(workers)
+    workers.expect_exit = -signal.SIGKILL
     workers.signal(signal.SIGKILL)
     workers.wait_for("the main process closed the channel: worker exiting")
     wait_until(lambda: gone(pid))
@@ -198,6 +202,7 @@ def test_workers_answer_servfail_once_a_secondary_zone_expires(tmp_path, start_d
     replies = spread(("127.0.0.1", pair.sport), [key_query() for _ in range(SPREAD)])
     assert all(r.rcode == Rcode.NOERROR for r in replies)
     pair.primary.stop()
+    secondary.expect_error(r"zone example\.com\. expired")
     secondary.wait_for(r"zone example\.com\. expired")
     replies = spread(("127.0.0.1", pair.sport), [key_query() for _ in range(SPREAD)])
     assert all(r.rcode == Rcode.SERVFAIL for r in replies)

@@ -144,6 +144,7 @@ def test_secondary_serves_until_expire_then_servfail(tmp_path, start_daemon):
     p.start_primary()
     p.start_secondary()
     p.secondary.wait_for("transfer in example.com.")
+    p.secondary.expect_error(r"zone example\.com\. expired")
     assert p.primary.stop() == 0
     stopped = time.monotonic()
     assert p.ask_secondary("alice@example.com").rcode == Rcode.NOERROR
@@ -177,6 +178,7 @@ def test_wrong_key_is_refused_and_nothing_is_applied(tmp_path, start_daemon):
     p = Pair(tmp_path, start_daemon, secret=wrong)
     p.start_primary()
     p.start_secondary()
+    p.secondary.expect_error(r"zone example\.com\. expired")  # it never had a copy
     p.primary.wait_for("BADSIG")
     p.secondary.wait_for(r"zone example\.com\.: primary 127\.0\.0\.1:\d+: .*BADSIG")
     assert p.ask_secondary("alice@example.com").rcode == Rcode.SERVFAIL

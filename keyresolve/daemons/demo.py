@@ -1,12 +1,17 @@
 """`keyresolve demo`: the whole demo hierarchy from zones/ in one process.
 
 Each server of zones/demo.toml gets its own LMDB environment under the data
-directory, as separate machines would; they all listen on loopback.
+directory, as separate machines would; they all listen on loopback, on the
+ports demo.toml gives or (`--ports auto`) on free ports the system picks, with
+the glue of a copy of the zones rewritten to match.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
+import re
 import signal
 import tempfile
 from contextlib import ExitStack
@@ -22,6 +27,7 @@ from ..errors import ConfigError, KeyresolveError
 from ..message import make_query
 from ..names import Name
 from ..net.client import query
+from ..net.server import open_endpoint
 from ..store import Store
 from ..zonefile import load_zone
 from . import resolver
@@ -89,20 +95,108 @@ def _zone_name(text: str, path: Path) -> Name:
         raise ConfigError(f"{path}: zone {text!r}: {exc}") from None
 
 
-async def run(zones_dir: Path, data_dir: Path | None, *,
-              task_status: trio.TaskStatus[dict[str, list]] = trio.TASK_STATUS_IGNORED) -> None:
-    """Start every demo server; report {label: bound addresses}; run until cancelled."""
+#: `--ports` values: the ports of demo.toml (they match the glue in the zone
+#: files), or free ports the system picks, the glue rewritten to match.
+PORTS_FIXED = "fixed"
+PORTS_AUTO = "auto"
+#: Where `--ports auto` writes the rewritten zone files and hints, under the data directory.
+AUTO_ZONES_DIR = "zones-auto-ports"
+#: An endpoint in a zone file, hints file or comment: ip:port or [ipv6]:port.
+_ENDPOINT_RE = re.compile(r"(?<![\w.:\]])(\[[0-9A-Fa-f:.]+\]|\d{1,3}(?:\.\d{1,3}){3})"
+                          r":(\d{1,5})(?!\d)")
+
+
+@dataclass
+class Running:
+    """What `run` reports once every demo server answers."""
+
+    #: {server label (and "resolver"): its bound addresses}
+    bound: dict[str, list]
+    #: The root hints the resolver uses (with the real ports).
+    root_hints: Path
+
+
+async def run(zones_dir: Path, data_dir: Path | None, *, ports: str = PORTS_FIXED,
+              task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
+    """Start every demo server; report a `Running`; run until cancelled."""
     with ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="keyresolve-")))
         servers, resolver_config = load_demo(zones_dir, data_dir)
+        if ports == PORTS_AUTO:
+            servers, resolver_config = await move_to_free_ports(servers, resolver_config,
+                                                                data_dir / AUTO_ZONES_DIR)
+        elif ports != PORTS_FIXED:
+            raise ConfigError(f"--ports must be {PORTS_FIXED} or {PORTS_AUTO}, not {ports!r}")
         async with trio.open_nursery() as nursery:
             bound: dict[str, list] = {}
             for server in servers:
                 store = stack.enter_context(Store(server.config.data_dir))
                 bound[server.label] = await nursery.start(auth.serve, server.config, store)
             bound["resolver"] = await nursery.start(resolver.serve, resolver_config)
-            task_status.started(bound)
+            task_status.started(Running(bound, resolver_config.root_hints))
+
+
+async def move_to_free_ports(servers: list[DemoServer], resolver_config: ResolverConfig,
+                             zones_copy: Path) -> tuple[list[DemoServer], ResolverConfig]:
+    """The same demo on free ports: every listen address of demo.toml gets a
+    port free for both UDP and TCP, and every mention of the old address (in
+    listen, notify and primary settings, in the zone files' glue and in the
+    root hints) becomes the new one; the rewritten files go to `zones_copy`.
+
+    The ports are held until all are picked, then released for the servers
+    to bind a moment later.
+    """
+    wanted = [e for server in servers for e in server.config.listen] + resolver_config.listen
+    moved: dict[tuple[str, int], tuple[str, int]] = {}
+    held = []
+    try:
+        for host, port in dict.fromkeys(wanted):
+            udp, tcp = await open_endpoint(host, 0)
+            held.append((udp, tcp))
+            moved[(host, port)] = (host, udp.getsockname()[1])
+    finally:
+        for udp, tcp in held:
+            udp.close()
+            await tcp.aclose()
+
+    def remap(endpoints: list) -> list:
+        return [moved.get(tuple(e), e) for e in endpoints]
+
+    zones_copy.mkdir(parents=True, exist_ok=True)
+    copies: dict[Path, Path] = {}
+
+    def copy(path: Path) -> Path:
+        if path not in copies:
+            target = zones_copy / path.name
+            target.write_text(rewrite_endpoints(path.read_text(), moved))
+            copies[path] = target
+        return copies[path]
+
+    out = []
+    for server in servers:
+        zones = [dataclasses.replace(z, file=copy(z.file) if z.file else None,
+                                     notify=remap(z.notify), primaries=remap(z.primaries))
+                 for z in server.config.zones]
+        config = dataclasses.replace(server.config, listen=remap(server.config.listen),
+                                     zones=zones)
+        out.append(DemoServer(server.label, config))
+    resolver_config = dataclasses.replace(resolver_config, listen=remap(resolver_config.listen),
+                                          root_hints=copy(resolver_config.root_hints))
+    return out, resolver_config
+
+
+def rewrite_endpoints(text: str, moved: dict[tuple[str, int], tuple[str, int]]) -> str:
+    """`text` with every ip:port of `moved` replaced by its new address."""
+    def replace(match: re.Match) -> str:
+        try:
+            endpoint = parse_endpoint(match.group(0))
+        except ValueError:
+            return match.group(0)
+        new = moved.get(endpoint)
+        return match.group(0) if new is None else format_endpoint(new)
+
+    return _ENDPOINT_RE.sub(replace, text)
 
 
 async def _check_secondaries(zones_dir: Path, data_dir: Path | None, bound, echo) -> bool:
@@ -142,8 +236,12 @@ def zone_file_for(zones_dir: Path, zone: Name) -> Path:
 SECONDARY_CHECK_TIMEOUT = 10.0
 
 
-def print_banner(bound: dict[str, list], echo) -> None:
-    """What is running where, and commands to try."""
+def print_banner(running: Running, echo) -> None:
+    """What is running where, and commands to try (with the real ports)."""
+    bound = running.bound
+    hints = running.root_hints
+    if hints.is_absolute() and hints.is_relative_to(Path.cwd()):
+        hints = hints.relative_to(Path.cwd())
     echo("keyresolve demo: serving the hierarchy from zones/ on loopback")
     for label, addresses in bound.items():
         echo(f"  {label:<16} {', '.join(format_endpoint(a) for a in addresses)}")
@@ -154,7 +252,7 @@ def print_banner(bound: dict[str, list], echo) -> None:
     echo(f"  keyresolve dig carol@eng.example.com @{first['resolver']} --json")
     echo(f"  keyresolve dig alice-at-com@example.org @{first['resolver']}   # an alias across zones")
     echo(f"  keyresolve dig carol@eng.example.com @{first['example.com']}   # a referral")
-    echo("  keyresolve dig alice@example.com --trace --root-hints zones/root.hints")
+    echo(f"  keyresolve dig alice@example.com --trace --root-hints {hints}")
     if "example.com" in first:
         echo(f"  keyresolve dig example.com AXFR @{first['example.com']} "
              "-y demo-xfer:ZGVtby1vbmx5LWtleS1mb3ItdGhlLWxvb3BiYWNrLWRlbW8=")
@@ -172,11 +270,12 @@ def demo_mailboxes(zones_dir: Path) -> list[Name]:
     return sorted(names, key=Name.to_text)
 
 
-async def check(zones_dir: Path, data_dir: Path | None, echo) -> bool:
+async def check(zones_dir: Path, data_dir: Path | None, echo, ports: str = PORTS_FIXED) -> bool:
     """Start the demo, resolve every demo key through the resolver, report."""
     ok = True
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(run, zones_dir, data_dir)
+        bound = (await nursery.start(functools.partial(run, ports=ports), zones_dir,
+                                     data_dir)).bound
         resolver_address = bound["resolver"][0]
         ok = await _check_secondaries(zones_dir, data_dir, bound, echo) and ok
         for mailbox in demo_mailboxes(zones_dir):
@@ -199,12 +298,13 @@ async def check(zones_dir: Path, data_dir: Path | None, echo) -> bool:
     return ok
 
 
-async def main(zones_dir: Path, data_dir: Path | None, echo) -> None:
+async def main(zones_dir: Path, data_dir: Path | None, echo, ports: str = PORTS_FIXED) -> None:
     """The `keyresolve demo` daemon: run until SIGINT or SIGTERM."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            bound = await nursery.start(run, zones_dir, data_dir)
-            print_banner(bound, echo)
+            running = await nursery.start(functools.partial(run, ports=ports), zones_dir,
+                                          data_dir)
+            print_banner(running, echo)
             log.info("ready")
             async for signum in signals:
                 log.info("%s: shutting down", signal.Signals(signum).name)

@@ -183,7 +183,9 @@ class ResolverServer:
 
     def control(self, query: Message, peer: tuple, key: Key | None) -> Message:
         """Cache flush, for a control key or from loopback."""
-        loopback = ipaddress.ip_address(peer[0].split("%")[0]).is_loopback
+        address = ipaddress.ip_address(peer[0].split("%")[0])
+        # an IPv4 client of a dual-stack [::] socket shows as ::ffff:a.b.c.d
+        loopback = (getattr(address, "ipv4_mapped", None) or address).is_loopback
         if not (key is not None and key.name in self.config.control_keys
                 or key is None and loopback):
             raise Refused(f"control message from {peer[0]} without an allowed key")
