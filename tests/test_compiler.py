@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -84,28 +85,24 @@ SLOW_KILL = 40.0
 
 
 def _record_cancel_delivery(monkeypatch) -> list:
-    """Make trio.run_process, when cancelled, record its process and wait
-    SLOW_KILL seconds after the SIGTERM (not 5) before it SIGKILLs."""
+    """Make the compile child's start record its process, and a cancelled
+    compile wait SLOW_KILL seconds after the SIGTERM (not KILL_GRACE) before
+    it SIGKILLs."""
     procs: list = []
-    run_process = trio.run_process
 
-    async def slow_kill(proc) -> None:
-        proc.terminate()
-        with trio.move_on_after(SLOW_KILL):
-            await proc.wait()
-            return
-        proc.kill()
+    class Recording(subprocess.Popen):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            procs.append(self)
 
-    async def recording(*args, **kwargs):
-        inner = kwargs.get("deliver_cancel") or slow_kill
+    class Subprocess:  # the compiler's view of the subprocess module
+        Popen = Recording
 
-        async def deliver_cancel(proc) -> None:
-            procs.append(proc)
-            await inner(proc)
+        def __getattr__(self, name: str):
+            return getattr(subprocess, name)
 
-        return await run_process(*args, **{**kwargs, "deliver_cancel": deliver_cancel})
-
-    monkeypatch.setattr(trio, "run_process", recording)
+    monkeypatch.setattr(compiler, "subprocess", Subprocess())
+    monkeypatch.setattr(compiler, "KILL_GRACE", SLOW_KILL)
     return procs
 
 

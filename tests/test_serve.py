@@ -536,6 +536,7 @@ def test_kill_9_during_a_reload_ends_its_compile_which_never_commits(tmp_path, s
         try:
             server.signal(signal.SIGHUP)
             pids = _compile_child_of(server, data)
+            server.expect_exit = -signal.SIGKILL
             server.proc.kill()
             server.proc.wait()
             _gone_within(pids, ORPHAN_DEADLINE)
@@ -567,6 +568,7 @@ def test_kill_9_mid_compile_leaves_the_store_whole(tmp_path, server):
             assert time.monotonic() < deadline and compiler_pids(data), \
                 "the compile wrote nothing:\n" + server.log
             time.sleep(0.005)
+        server.expect_exit = -signal.SIGKILL
         server.proc.kill()
         server.proc.wait()
         _gone_within(pids, ORPHAN_DEADLINE)
@@ -586,7 +588,8 @@ def test_the_file_path_is_part_of_a_zones_identity(tmp_path, start_daemon):
     other = tmp_path / "other.zone"
     other.write_text(EXAMPLE + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
     config.write_text(config.read_text().replace('"example.com.zone"', '"other.zone"'))
-    second = start_daemon("serve", "--config", str(config))
+    second = start_daemon("serve", "--config", str(config),
+                          expect_errors=[r"not loaded: serial 2026112201 .* not higher"])
     assert "unchanged" not in second.log
     assert "not loaded: serial 2026112201 of the zone file is not higher than the served " \
            "serial 2026112201" in second.log
@@ -605,6 +608,7 @@ def test_the_file_path_is_part_of_a_zones_identity(tmp_path, start_daemon):
 
 
 def test_a_same_serial_change_is_refused_on_reload(tmp_path, server):
+    server.expect_error(r"not loaded: serial 2026112201 .* not higher")
     (tmp_path / "example.com.zone").write_text(EXAMPLE + f"zed@ KEY x25519 encrypt {b64key(9)}\n")
     server.signal(signal.SIGHUP)
     server.wait_for("reload done")
