@@ -14,8 +14,7 @@ from pathlib import Path
 from .core import DEFAULT_COUNT, DEFAULT_OUT, DEFAULT_SECONDS, Options, Run
 
 #: Driver name -> module of this package.
-DRIVERS = {"udp": "udp",
-}
+DRIVERS = {"udp": "udp", "tcp": "tcp"}
 
 
 def driver_module(name: str):

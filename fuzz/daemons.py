@@ -172,8 +172,12 @@ class Daemon:
 
 
 def _last_line(daemon: Daemon) -> str:
-    lines = [x for x in daemon.lines[-5:] if x.strip()]
-    return f"; last log line: {lines[-1][:160]}" if lines else ""
+    """The last log line that says something (an exception's own line, not
+    the frames or the borders of an exception group)."""
+    lines = [x.strip(" |") for x in daemon.lines[-60:]]
+    lines = [x for x in lines if x and not x.startswith(("+", "File ", "^", "~"))
+             and not x.startswith("Traceback")]
+    return f"; last log line: {lines[-1][:200]}" if lines else ""
 
 
 class DaemonError(Exception):
@@ -274,6 +278,10 @@ class Servers:
         for daemon in self.daemons:
             daemon.stop()
 
+    def log_tails(self, lines: int = 80) -> dict[str, list[str]]:
+        """The last lines of each daemon's log, for a reproducer."""
+        return {d.label: d.lines[-lines:] for d in self.daemons}
+
     def problems(self) -> list[str]:
         """What is wrong with any daemon now (dead, traceback)."""
         return [p for d in self.daemons if (p := d.problem()) is not None]
@@ -289,6 +297,13 @@ class Servers:
             for over_tcp in ((False, True) if tcp else (False,)):
                 error = check_answer(daemon.address, rd=rd, tcp=over_tcp)
                 if error:
+                    try:  # a daemon dying as it was asked: say so
+                        daemon.proc.wait(timeout=1.0)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if (problem := daemon.problem()) is not None:
+                        failed.append(problem)
+                        break
                     failed.append(f"{daemon.label} no longer answers the known-good query "
                                   f"over {'TCP' if over_tcp else 'UDP'}: {error}")
         return failed

@@ -95,7 +95,8 @@ def healthy(state: Run, servers: Servers, case: str, index: int, target: Daemon,
     query; a finding (with the batch) otherwise."""
     problems = servers.problems() or servers.check(tcp=tcp)
     for problem in problems:
-        state.finding(case, index, problem, {"target": target.label, "packets": packets})
+        state.finding(case, index, problem, {"target": target.label, "packets": packets,
+                                             "logs": servers.log_tails()})
     return not problems
 
 
