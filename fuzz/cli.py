@@ -14,7 +14,8 @@ from pathlib import Path
 from .core import DEFAULT_COUNT, DEFAULT_OUT, DEFAULT_SECONDS, Options, Run
 
 #: Driver name -> module of this package.
-DRIVERS = {"udp": "udp", "tcp": "tcp", "hmac": "signatures", "zonefile": "zonefile"}
+DRIVERS = {"udp": "udp", "tcp": "tcp", "hmac": "signatures", "zonefile": "zonefile",
+           "crash": "crash"}
 
 
 def driver_module(name: str):
