@@ -70,8 +70,13 @@ def run(options: Options) -> Run:
     """Run one driver in a fresh temporary directory; the finished Run."""
     module = driver_module(options.driver)
     state = Run(options, module.CASES)
-    print(f"fuzz {options.driver}: seed {options.seed} (replay the run with --seed "
-          f"{options.seed} --cases {','.join(state.cases)})", flush=True)
+    if "replay" in options.extra:
+        doc = options.extra["replay"]
+        print(f"fuzz {options.driver}: replaying case {doc['case']} #{doc['index']} of seed "
+              f"{options.seed}", flush=True)
+    else:
+        print(f"fuzz {options.driver}: seed {options.seed} (the same run: --seed "
+              f"{options.seed} --cases {','.join(state.cases)})", flush=True)
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{options.driver}-") as workdir:
         if "replay" in options.extra:
             module.replay(state, Path(workdir), options.extra["replay"])

@@ -70,6 +70,12 @@ class Run:
         self._seen: set[tuple[str, str]] = set()
 
     # -- bounds ------------------------------------------------------------
+    def begin(self) -> None:
+        """Start the clock: the drivers call this once their daemons are up
+        (their start is bounded by daemons.DAEMON_TIMEOUT on its own)."""
+        self.started = time.monotonic()
+        self.deadline = self.started + self.options.seconds
+
     @property
     def total(self) -> int:
         return sum(self.counts.values())

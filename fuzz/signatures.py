@@ -275,6 +275,7 @@ PROBES: dict[str, Callable[[Probe], str | None]] = {
 
 def run(state: Run, workdir: Path) -> None:
     with Servers(workdir, resolver=False) as servers:
+        state.begin()
         while state.more():
             case, index, rng = state.next_case()
             if not probe(state, servers, case, index, rng):

@@ -295,6 +295,7 @@ ATTACKS: dict[str, Callable[[Attack], list[str]]] = {
 
 def run(state: Run, workdir: Path) -> None:
     with Servers(workdir) as servers:
+        state.begin()
         while state.more():
             case, index, rng = state.next_case()
             if not attack(state, servers, case, index, rng):

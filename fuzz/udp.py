@@ -35,6 +35,7 @@ def run(state: Run, workdir: Path) -> None:
     with Servers(workdir) as servers:
         targets = [servers.serve, servers.resolver]
         sockets = [udp_socket(source) for source in HOSTILE_SOURCES]
+        state.begin()
         try:
             while state.more():
                 case, index, rng = state.next_case()

@@ -297,6 +297,7 @@ def run(state: Run, workdir: Path) -> None:
     previous = signal.signal(signal.SIGALRM, _alarm)
     try:
         with Store(workdir / "store") as store:
+            state.begin()
             while state.more():
                 case, index, rng = state.next_case()
                 run_case(state, workdir, store, seeds, good, case, index, rng)
