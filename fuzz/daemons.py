@@ -31,6 +31,8 @@ CHECK_TIMEOUT = 2.0
 #: Tries of a known-good query over UDP before the daemon counts as not
 #: answering (a datagram may be dropped under load, or rate-limited).
 CHECK_TRIES = 3
+#: Seconds a daemon that failed a known-good check is watched for recovery.
+RECOVERY_WAIT = 5.0
 #: The address known-good checks come from; hostile traffic comes from
 #: HOSTILE_SOURCES, other loopback addresses, so that a per-address limit
 #: on the attacker does not hit the checks (all of 127/8 is loopback).
@@ -304,9 +306,21 @@ class Servers:
                     if (problem := daemon.problem()) is not None:
                         failed.append(problem)
                         break
+                    error += recovery(daemon.address, rd=rd, tcp=over_tcp)
                     failed.append(f"{daemon.label} no longer answers the known-good query "
                                   f"over {'TCP' if over_tcp else 'UDP'}: {error}")
         return failed
+
+
+def recovery(address: tuple[str, int], *, rd: bool, tcp: bool) -> str:
+    """Whether a daemon that failed the known-good check answers it again
+    within RECOVERY_WAIT seconds (for the finding's line)."""
+    began = time.monotonic()
+    while time.monotonic() - began < RECOVERY_WAIT:
+        time.sleep(0.5)
+        if check_answer(address, rd=rd, tcp=tcp) is None:
+            return f" (answers again after {time.monotonic() - began:.1f} s)"
+    return f" (still failing after {RECOVERY_WAIT:g} s)"
 
 
 def good_query(rd: bool = False) -> Message:
