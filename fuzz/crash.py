@@ -26,6 +26,7 @@ seconds.
 from __future__ import annotations
 
 import base64
+import os
 import random
 import signal
 import time
@@ -186,7 +187,6 @@ class Cluster:
 
     def kill_compilers(self) -> None:
         """Kill compile children the primary left (processes this run started)."""
-        import os
         for pid in self.compilers():
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -304,7 +304,7 @@ def orphan(c: Cluster, rng: random.Random) -> list[str]:
     c.kill_compilers()
     c.start_primary()
     if left:
-        return [f"compile child (pid {left[0]}) outlived its killed server by more than "
+        return [f"a compile child outlived its killed server by more than "
                 f"{ORPHAN_GRACE:g} s"]
     return []
 

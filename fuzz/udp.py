@@ -21,7 +21,7 @@ from keyresolve.message import MAX_MESSAGE, Message
 
 from .core import Run
 from .daemons import HOSTILE_SOURCES, Daemon, Servers, udp_socket
-from .mutate import MUTATORS
+from .mutate import MUTATORS, valid_query
 
 CASES = {name: text for name, (_, text) in MUTATORS.items()}
 SETTINGS = [("batch", int, 50, "datagrams per case (default 50)")]
@@ -57,7 +57,6 @@ def run(state: Run, workdir: Path) -> None:
 
 
 def _base(rng: random.Random) -> bytes:
-    from .mutate import valid_query
     return valid_query(rng)
 
 
