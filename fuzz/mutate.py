@@ -206,7 +206,13 @@ def forged(rng: random.Random, data: bytes) -> bytes:
     return query.to_wire()
 
 
+def unchanged(rng: random.Random, data: bytes) -> bytes:
+    return data
+
+
 MUTATORS: dict[str, tuple[Callable[[random.Random, bytes], bytes], str]] = {
+    "valid": (unchanged, "valid queries, unchanged: names and types of the zones, every "
+                         "opcode (CONTROL cache flushes too: they come from loopback)"),
     "bitflip": (bitflip, "flip 1-8 bits of a valid query"),
     "truncate": (truncate, "cut a valid query short"),
     "extend": (extend, "append junk (bytes, nils, msgpack values) to a valid query"),

@@ -242,7 +242,7 @@ def junk(a: Attack) -> list[str]:
     sock = a.connect()
     if sock is None:
         return []
-    kinds = list(MUTATORS)
+    kinds = [kind for kind in MUTATORS if kind != "valid"]
     messages = [MUTATORS[a.rng.choice(kinds)][0](a.rng, valid_query(a.rng))
                 for _ in range(a.rng.randint(1, 30))]
     a.trace.extend(m.hex() for m in messages)

@@ -14,7 +14,7 @@ from fuzz.daemons import Servers
 
 #: The cases each short run selects: every case of the driver except those
 #: that find a defect still open on this branch (fuzz/README.md, "Open
-#: cases"): tcp stopread and flood, hmac replay-strict, zonefile
+#: cases"): udp valid, tcp stopread and flood, hmac replay-strict, zonefile
 #: include-escape, crash resync, orphan and converge.
 SHORT_RUNS = {
     "udp": (["bitflip", "truncate", "extend", "lengths", "types", "nesting", "header",
