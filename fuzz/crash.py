@@ -47,7 +47,7 @@ CASES = {
     "reload": "kill -9 the primary mid-reload; its store holds one version whole and, "
               "restarted, it serves the new one",
     "transfer": "kill -9 the secondary mid-transfer; its store holds one version whole and, "
-                "restarted, it converges with the primary",
+                "restarted, it serves it (or a newer one)",
     "resync": "kill -9 the secondary mid-transfer, restart it: it must converge with the "
               "primary",
     "orphan": "kill -9 the primary while its compile child runs: the child must not "
