@@ -12,19 +12,17 @@ from fuzz import cli, daemons, mutate, zonefile
 from fuzz.core import Options
 from fuzz.daemons import Servers
 
-#: The cases each short run selects: every case of the driver except those
-#: that find a defect still open on this branch (fuzz/README.md, "Open
-#: cases"): udp valid, tcp stopread and flood, hmac replay-strict, zonefile
-#: include-escape, crash resync, orphan and converge.
+#: The cases each short run selects: every case of every driver.
 SHORT_RUNS = {
     "udp": (["bitflip", "truncate", "extend", "lengths", "types", "nesting", "header",
-             "noise", "forged"], 18, {"batch": 40}),
+             "noise", "forged", "valid"], 20, {"batch": 40}),
     "tcp": (["idle", "slowloris", "midframe", "reset", "oversized", "zerolen", "pipeline",
-             "junk"], 8, {"conns": 50, "flood": 700, "hold": 12.0}),
+             "junk", "stopread", "flood"], 10, {"conns": 50, "flood": 700, "hold": 12.0}),
     "hmac": (["wrongmac", "truncmac", "longmac", "wrongkey", "wrongalg", "badtime",
-              "tampered", "idswap", "replay", "transfer", "private"], 33, {}),
-    "zonefile": (["lines", "tokens", "bytes", "directives", "huge", "cli"], 24, {}),
-    "crash": (["reload", "transfer"], 4, {"keys": 2000}),
+              "tampered", "idswap", "replay", "replay-strict", "transfer", "private"], 36, {}),
+    "zonefile": (["lines", "tokens", "bytes", "directives", "huge", "cli",
+                  "include-escape"], 28, {}),
+    "crash": (["reload", "transfer", "orphan", "converge", "resync"], 5, {"keys": 2000}),
 }
 
 
