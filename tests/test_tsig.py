@@ -621,3 +621,22 @@ def test_a_flood_of_distinct_requests_keeps_the_guard_bounded():
         except Refused:
             results.append(False)
     assert results.count(True) == capacity == len(flood) == len(flood._heap)
+
+
+def test_an_upper_case_key_name_finds_the_key_and_is_maced_in_lower_case():
+    # protocol.md 8.1: key names compare case-insensitively (RFC 8945 4.2) and
+    # the MAC covers the canonical lower-case form (RFC 8945 4.3.3).
+    query = example_query()
+    message = query.encode_unsigned(True)
+
+    def signed(maced_name: str) -> Message:
+        variables = msgpack.packb([maced_name, "hmac-sha256", T0, 300, 0, b""])
+        mac = hmac.new(SECRET, message + variables, hashlib.sha256).digest()
+        trailer = msgpack.packb(["XFER.", "hmac-sha256", T0, 300, mac, 0x1234, 0, b""])
+        return Message.from_wire(message + trailer)
+
+    canonical = signed("xfer.")
+    assert canonical.signature.key_name == KEY_NAME
+    assert tsig.verify(canonical, KEYRING, T0) is KEY1
+    with pytest.raises(BadSignature):
+        tsig.verify(signed("XFER."), KEYRING, T0)
