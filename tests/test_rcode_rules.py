@@ -198,3 +198,31 @@ def test_rd_clear_is_answered_from_the_cache_only(tcp):
     message = Message.from_wire(reply)
     assert (message.rcode, message.rd, message.ra) == (REFUSED, False, True)
     assert server.active == 0 and server.upstream_queries == 0
+
+
+# -- records in the sections of a QUERY (docs/protocol.md 4.3) -------------------------
+def _with_sections(message: Message) -> Message:
+    stray = Record(n("mallory@example.com."), RType.KEY, 60,
+                   KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes([7]) * 32))
+    message.answer.append(stray)
+    message.authority.append(stray)
+    message.additional.append(stray)
+    return message
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_records_in_a_query_change_nothing(auth, tcp):
+    plain = make_query(n("alice@example.com."), RType.KEY, msg_id=5)
+    stuffed = _with_sections(make_query(n("alice@example.com."), RType.KEY, msg_id=5))
+    with auth.batch():
+        expected = auth.handle(plain.to_wire(), ELSEWHERE, tcp)
+        assert auth.handle(stuffed.to_wire(), ELSEWHERE, tcp) == expected
+    assert Message.from_wire(expected).answer
+
+
+def test_records_in_a_query_change_nothing_at_the_resolver(resolver):
+    plain = make_query(n("alice@example.com."), RType.KEY, msg_id=5, rd=True)
+    stuffed = _with_sections(make_query(n("alice@example.com."), RType.KEY, msg_id=5, rd=True))
+    expected = resolver.handle(plain.to_wire(), ELSEWHERE, True)
+    assert resolver.handle(stuffed.to_wire(), ELSEWHERE, True) == expected
+    assert Message.from_wire(expected).answer
