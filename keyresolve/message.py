@@ -237,7 +237,8 @@ class Message:
             raise FormError("reserved header bits are set")
         opcode = (flags >> OPCODE_SHIFT) & 0xF
         # Checked before the body: a future opcode may define another body.
-        if opcode not in _KNOWN_OPCODES:
+        # Only for requests: a response to one (NOTIMP) has the body of 4.1.
+        if opcode not in _KNOWN_OPCODES and not flags & FLAG_QR:
             raise NotImplementedOpcode(f"unknown opcode {opcode}")
         try:
             body = msgpack.unpackb(data[HEADER_SIZE:], **_UNPACK_LIMITS)

@@ -414,7 +414,7 @@ class Resolution:
         self._child_ns: Name | None = None
         self._done: Done | None = None
         if question.rtype in _TRANSFER_TYPES:
-            self._done = self._reply(Rcode.REFUSED, reason="transfers are not resolved")
+            self._done = self._reply(Rcode.NOTIMP, reason="transfers are not resolved")
 
     # -- public ------------------------------------------------------------------
     @property

@@ -795,7 +795,14 @@ class Inbound:
             self._state = _State.SECOND
         elif state == _State.SECOND:
             if self.kind == TransferKind.UP_TO_DATE:
-                raise FormError("records after an up-to-date SOA")
+                assert self._first is not None
+                if _serial(self._first) == self.serial_from:
+                    raise FormError("records after an up-to-date SOA")
+                # Not newer than ours (older, or 2**31 away) yet more follows:
+                # only the whole zone in AXFR format can (RFC 1995 4).
+                if is_soa and record.rdata != self._first.rdata:
+                    raise FormError("IXFR format from a serial not newer than ours")
+                self.kind = None
             self._second(record, is_soa)
         elif state == _State.FULL:
             if is_soa:

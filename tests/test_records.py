@@ -213,10 +213,12 @@ BAD_RDATA = [
     (3, [1.5]),  # unknown types are carried opaquely, but only plain msgpack values
     (3, [{}]),
     (3, [[[[["too deep"]]]]]),
+    (3, [1, [2, [3, [4, []]]]]),  # protocol.md 8B: the rdata array is level 1 of 4
 ]
 
 
-@pytest.mark.parametrize("fields", [[], ["x."], [1, b"\x00", None, ["nested", [2]]]])
+@pytest.mark.parametrize("fields", [[], ["x."], [1, b"\x00", None, ["nested", [2]]],
+                                    [1, [2, [3, [4]]]]])
 def test_unknown_types_are_carried_opaquely(fields: list) -> None:
     from keyresolve.message import Message
     from keyresolve.records import Opaque

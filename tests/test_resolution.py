@@ -723,10 +723,11 @@ def test_server_stats_backoff_hold_down_and_decay():
     assert resolver.query_timeout(server, T0) == UNKNOWN_SERVER_TIMEOUT
 
 
-def test_transfer_questions_are_refused_without_queries():
+def test_transfer_questions_are_notimp_without_queries():
+    # As at an authoritative server: transfers use opcode TRANSFER (protocol.md 7).
     res = make_resolver().start(Question(n("example.com."), RType.AXFR), T0)
     done = res.next_action(T0)
-    assert isinstance(done, Done) and done.rcode == Rcode.REFUSED and res.queries == 0
+    assert isinstance(done, Done) and done.rcode == Rcode.NOTIMP and res.queries == 0
 
 
 def test_resolver_needs_root_hints():

@@ -22,6 +22,7 @@ from keyresolve.message import Message, Signature, make_query, make_response
 from keyresolve.names import Name
 from keyresolve.records import KEY, KeyAlgorithm, KeyUsage, Record
 from keyresolve.tsig import Key, StreamSigner, StreamVerifier
+from keyresolve.xfr import make_transfer_query
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -31,41 +32,51 @@ T0 = 1795000000
 KEY1 = Key(KEY_NAME, "hmac-sha256", SECRET)
 KEYRING = {KEY_NAME: KEY1}
 
-# -- the worked example, spelled out field by field (docs/protocol.md section 8) ------
-Q_HEADER = "1234" "0010" "01" "00"  # id, flags (SG), version 1, rcode high 0
-R_HEADER = "1234" "8413" "01" "00"  # QR|AA|SG|NXDOMAIN
-R2_HEADER = "1234" "8410" "01" "00"  # QR|AA|SG|NOERROR
-BODY = ("95" "92" "b2" + b"alice@example.com.".hex() + "19"  # [[name, KEY],
-        "90" "90" "90" "cd04d0")  # [], [], [], 1232]
-KEY_NAME_HEX = "a5" + b"xfer.".hex()
-ALG_HEX = "ab" + b"hmac-sha256".hex()
+# -- the worked example, spelled out field by field (docs/protocol.md 8.6) -----------
+# A signed AXFR of example.com. (its SOA and one KEY), answered by a stream of
+# two messages. Built here with msgpack and hmac only, not with the codec.
+ZONE_NAME = "example.com."
+QUESTION = [ZONE_NAME, 252]  # AXFR
+SOA_FIELDS = [ZONE_NAME, 6, 3600, ["ns1.example.com.", "hostmaster@example.com.", 2024010101,
+                                   7200, 3600, 1209600, 300]]
+KEY_FIELDS = ["alice@example.com.", 25, 3600, [1, 1, 0, SECRET]]  # X25519 key 00..1f
+
+
+def pack(value) -> str:
+    return msgpack.packb(value, use_bin_type=True).hex()
+
+
+def header(flags: int) -> str:
+    return f"1234{flags:04x}0100"  # id, flags, version 1, rcode high 0
+
+
+Q_MESSAGE = header(0x3010) + pack([QUESTION, [], [], [], 1232])  # TRANSFER | SG
+R_MESSAGE = header(0xB410) + pack([QUESTION, [SOA_FIELDS, KEY_FIELDS], [], [], 1232])
+R2_MESSAGE = header(0xB410) + pack([QUESTION, [SOA_FIELDS], [], [], 1232])  # QR|TRANSFER|AA|SG
 
 
 def variables_hex(time_signed: int) -> str:
-    """msgpack [key_name, algorithm, time, fudge 300, error 0, other b""]."""
-    return "96" + KEY_NAME_HEX + ALG_HEX + "ce" + f"{time_signed:08x}" + "cd012c" + "00" + "c400"
+    return pack(["xfer.", "hmac-sha256", time_signed, 300, 0, b""])
 
 
 def trailer_hex(time_signed: int, mac: str) -> str:
-    """msgpack [key_name, algorithm, time, fudge, mac, original id, error, other]."""
-    return ("98" + KEY_NAME_HEX + ALG_HEX + "ce" + f"{time_signed:08x}" + "cd012c"
-            + "c420" + mac + "cd1234" + "00" + "c400")
+    return pack(["xfer.", "hmac-sha256", time_signed, 300, bytes.fromhex(mac), 0x1234, 0, b""])
 
 
 def hmac256(data_hex: str) -> str:
     return hmac.new(SECRET, bytes.fromhex(data_hex), hashlib.sha256).hexdigest()
 
 
-#: The golden values printed in docs/protocol.md section 8.
-Q_MAC = "1a15665ae1e4490537228fb22d444d36b48bfc831ffd301cb50fa945ecf7bd0b"
-R_MAC = "6911015d62126853cfd7f715fce3bd5ea69ed3c2d9f1b4520ca0ee095e3e1d09"
-R2_MAC = "964bda72c940dc74106d380f175aa6ab12d7e7ad0638bffe91aabcf0b67f338a"
-Q_INPUT = Q_HEADER + BODY + variables_hex(T0)
-R_INPUT = "c420" + Q_MAC + R_HEADER + BODY + variables_hex(T0 + 1)
-R2_INPUT = "c420" + R_MAC + R2_HEADER + BODY + "92" + "ce" + f"{T0 + 2:08x}" + "cd012c"
-Q_WIRE = Q_HEADER + BODY + trailer_hex(T0, Q_MAC)
-R_WIRE = R_HEADER + BODY + trailer_hex(T0 + 1, R_MAC)
-R2_WIRE = R2_HEADER + BODY + trailer_hex(T0 + 2, R2_MAC)
+#: The golden values printed in docs/protocol.md 8.6.
+Q_MAC = "4dbadcb473c2b3141c46fa1e27dc473abcc27d461a4af4d07e347d7947a22085"
+R_MAC = "70f892c3dd1e8c9bc6cf60d130ad78beb21a66d4d78e2e1e7461692d585b39c0"
+R2_MAC = "67970dc1f67e2ed2ee0c295870b1aa0d8410db3f94b5bb3dce77a765e1d050cf"
+Q_INPUT = Q_MESSAGE + variables_hex(T0)
+R_INPUT = "c420" + Q_MAC + R_MESSAGE + variables_hex(T0 + 1)
+R2_INPUT = "c420" + R_MAC + R2_MESSAGE + pack([T0 + 2, 300])
+Q_WIRE = Q_MESSAGE + trailer_hex(T0, Q_MAC)
+R_WIRE = R_MESSAGE + trailer_hex(T0 + 1, R_MAC)
+R2_WIRE = R2_MESSAGE + trailer_hex(T0 + 2, R2_MAC)
 
 
 def example_query() -> Message:
@@ -76,6 +87,22 @@ def example_response(query: Message, rcode: int = Rcode.NXDOMAIN) -> Message:
     response = make_response(query, rcode)
     response.aa = True
     return response
+
+
+def worked_query() -> Message:
+    return make_transfer_query(Name.from_text(ZONE_NAME), RType.AXFR, msg_id=0x1234)
+
+
+def worked_stream(query: Message) -> list[Message]:
+    soa = Record.from_wire(SOA_FIELDS, Name.from_wire)
+    key = Record.from_wire(KEY_FIELDS, Name.from_wire)
+    messages = []
+    for records in ([soa, key], [soa]):
+        message = make_response(query)
+        message.aa = True
+        message.answer = records
+        messages.append(message)
+    return messages
 
 
 def doc_hex() -> str:
@@ -91,17 +118,16 @@ def test_golden_macs_follow_from_the_spelled_out_inputs():
 
 
 def test_worked_example_signing():
-    query = example_query()
+    query = worked_query()
     assert tsig.sign(query, KEY1, T0).hex() == Q_WIRE
     assert query.signature.mac.hex() == Q_MAC
     assert tsig.mac_input(query.encode_unsigned(True), query.signature).hex() == Q_INPUT
     signer = StreamSigner(KEY1, bytes.fromhex(Q_MAC))
-    response = example_response(query)
-    assert signer.sign(response, T0 + 1).hex() == R_WIRE
-    second = example_response(query, Rcode.NOERROR)
+    first, second = worked_stream(query)
+    assert signer.sign(first, T0 + 1).hex() == R_WIRE
     assert signer.sign(second, T0 + 2).hex() == R2_WIRE
     # A lone response is signed exactly as the first message of a stream.
-    assert tsig.sign(example_response(query), KEY1, T0 + 1,
+    assert tsig.sign(worked_stream(query)[0], KEY1, T0 + 1,
                      request_mac=bytes.fromhex(Q_MAC)).hex() == R_WIRE
 
 
@@ -115,6 +141,18 @@ def test_worked_example_verifying():
     verifier.verify(Message.from_wire(bytes.fromhex(R2_WIRE)), T0 + 2)
     tsig.verify_response(Message.from_wire(bytes.fromhex(R_WIRE)), KEY1, bytes.fromhex(Q_MAC),
                          T0 + 1)
+
+
+def test_worked_example_is_a_valid_transfer():
+    # protocol.md 8C: the stream applies as a full transfer of the zone.
+    from keyresolve.xfr import Inbound, MemoryWriter, TransferKind
+
+    writer = MemoryWriter()
+    inbound = Inbound(Name.from_text(ZONE_NAME), RType.AXFR, None, writer, query_id=0x1234)
+    assert not inbound.process_message(Message.from_wire(bytes.fromhex(R_WIRE)))
+    assert inbound.process_message(Message.from_wire(bytes.fromhex(R2_WIRE)))
+    assert inbound.kind == TransferKind.FULL and inbound.serial == 2024010101
+    assert sorted(r.rtype for r in writer.zone.records()) == [RType.SOA, RType.KEY]
 
 
 def test_worked_example_is_in_the_doc():
@@ -480,7 +518,7 @@ def verify_everything(msg: Message) -> None:
 @given(sig=signatures, tail=st.binary(max_size=8))
 def test_mangled_signature_fields_never_pass(sig, tail):
     data = bytes.fromhex(R_WIRE)
-    msg_part = data[:len(bytes.fromhex(R_HEADER + BODY))]
+    msg_part = data[:len(bytes.fromhex(R_MESSAGE))]
     wire = msg_part + msgpack.packb(sig.to_wire()) + tail
     try:
         msg = Message.from_wire(wire)
@@ -492,7 +530,7 @@ def test_mangled_signature_fields_never_pass(sig, tail):
 @settings(max_examples=300, deadline=None)
 @given(trailer=raw_trailers, tail=st.binary(max_size=8))
 def test_mangled_raw_trailers_never_pass(trailer, tail):
-    wire = bytes.fromhex(Q_HEADER + BODY) + msgpack.packb(trailer) + tail
+    wire = bytes.fromhex(Q_MESSAGE) + msgpack.packb(trailer) + tail
     try:
         msg = Message.from_wire(wire)
     except KeyresolveError:
@@ -621,3 +659,22 @@ def test_a_flood_of_distinct_requests_keeps_the_guard_bounded():
         except Refused:
             results.append(False)
     assert results.count(True) == capacity == len(flood) == len(flood._heap)
+
+
+def test_an_upper_case_key_name_finds_the_key_and_is_maced_in_lower_case():
+    # protocol.md 8.1: key names compare case-insensitively (RFC 8945 4.2) and
+    # the MAC covers the canonical lower-case form (RFC 8945 4.3.3).
+    query = example_query()
+    message = query.encode_unsigned(True)
+
+    def signed(maced_name: str) -> Message:
+        variables = msgpack.packb([maced_name, "hmac-sha256", T0, 300, 0, b""])
+        mac = hmac.new(SECRET, message + variables, hashlib.sha256).digest()
+        trailer = msgpack.packb(["XFER.", "hmac-sha256", T0, 300, mac, 0x1234, 0, b""])
+        return Message.from_wire(message + trailer)
+
+    canonical = signed("xfer.")
+    assert canonical.signature.key_name == KEY_NAME
+    assert tsig.verify(canonical, KEYRING, T0) is KEY1
+    with pytest.raises(BadSignature):
+        tsig.verify(signed("XFER."), KEYRING, T0)

@@ -703,3 +703,37 @@ def test_bad_notify_is_formerr(changes):
 def test_make_notify_checks_the_hint():
     with pytest.raises(ValueError):
         make_notify(ORIGIN, soa(1, N("example.org.")))
+
+
+# -- IXFR when the serials are exactly 2**31 apart (docs/protocol.md 8C.3) ------------
+@pytest.mark.parametrize("soa_only", [False, True])
+def test_inbound_accepts_the_full_zone_when_serials_are_2_31_apart(soa_only):
+    # RFC 1982 leaves the comparison undefined: the sender answers with the
+    # whole zone in AXFR form, and the receiver must take it.
+    ours = (13 + HALF) % 2**32
+    source = MemorySource(zone_v(13, {})) if soa_only else _source()
+    transfer = OutboundTransfer(ixfr_query(ours), source)
+    assert transfer.kind == TransferKind.FULL
+    writer = MemoryWriter(zone_v(ours, users(3)))
+    inbound = Inbound(ORIGIN, RType.IXFR, ours, writer)
+    assert _apply(transfer, inbound)
+    assert inbound.kind == TransferKind.FULL and inbound.serial == 13
+    assert contents(writer.zone) == contents(source.zone) and writer.commits == 1
+
+
+def test_inbound_accepts_a_full_zone_from_an_older_serial():
+    # A first SOA not newer than ours followed by the zone in AXFR form is a
+    # full transfer (the primary's serial went back); alone, it is "up to date".
+    vs = versions()
+    writer = MemoryWriter(zone_v(20, {}))
+    inbound = Inbound(ORIGIN, RType.IXFR, 20, writer)
+    records = answers(round_trip(OutboundTransfer(axfr_query(), MemorySource(vs[3]))))
+    assert _apply([_response(records, rtype=RType.IXFR)], inbound)
+    assert inbound.kind == TransferKind.FULL and contents(writer.zone) == contents(vs[3])
+
+
+def test_inbound_rejects_ixfr_format_from_a_serial_not_newer():
+    ours = (13 + HALF) % 2**32
+    inbound = Inbound(ORIGIN, RType.IXFR, ours, MemoryWriter(zone_v(ours, {})))
+    with pytest.raises(FormError):
+        _apply([_response([soa(13), soa(ours), soa(13), soa(13)], rtype=RType.IXFR)], inbound)

@@ -107,6 +107,9 @@ class ResolverServer:
                 if isinstance(first, Done):  # from the cache: no resolution in progress
                     response = self._finish(query, first)
                     remember = not tcp and key is None
+                elif not query.rd:
+                    # RD clear: the cache only, no recursion (RFC 1034 4.3.1, as Unbound)
+                    response = make_response(query, Rcode.REFUSED)
                 else:
                     if self.active >= self.config.max_clients:
                         raise Refused("too many resolutions in progress")  # logged below
@@ -175,6 +178,8 @@ class ResolverServer:
 
     def _encode(self, query: Message, response: Message, tcp: bool, key: Key | None) -> bytes:
         size = max_response_size(query, tcp)
+        if query.opcode == Opcode.QUERY:
+            response.ra = True  # recursion is available here, whatever the answer
         if key is None:
             return response.to_wire(size)
         return tsig.sign(response, key, int(time.time()), request_mac=query.signature.mac,
