@@ -407,6 +407,16 @@ def test_missing_file(tmp_path: Path) -> None:
         (0, f"cannot read zone file {path!r}: No such file or directory")]
 
 
+def test_missing_file_given_as_a_path_is_named_as_text(tmp_path: Path) -> None:
+    """A pathlib.Path (as the resolver passes its hints) reads as the plain
+    path in messages, never as PosixPath('...')."""
+    path = tmp_path / "nope.hints"
+    with pytest.raises(ZoneErrors) as info:
+        load_hints(path)
+    assert str(info.value) == (f"{path}:0: cannot read zone file {str(path)!r}: "
+                               "No such file or directory")
+
+
 def test_not_a_regular_file(tmp_path: Path) -> None:
     assert errors_of(load_zone, str(tmp_path)) == [
         (0, f"cannot read zone file {str(tmp_path)!r}: Is a directory")]
