@@ -35,7 +35,7 @@ from keyresolve.zonefile import (
 HERE = Path(__file__).parent
 GOOD = HERE / "zonefiles" / "good"
 BAD = HERE / "zonefiles" / "bad"
-ZONES = HERE.parent / "zones"
+ZONES = HERE.parent / "keyresolve" / "demo_zones"
 
 # public keys used by the golden files
 ALICE_X = "oX85u095Pdmoz7V5B7g7PC2SGFpuKZOnYRTNxWZNOi0="
