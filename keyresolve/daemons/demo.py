@@ -165,6 +165,8 @@ async def run(zones_dir: Path, data_dir: Path | None, *, ports: str = PORTS_FIXE
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="keyresolve-")))
         servers, resolver_config = load_demo(zones_dir, data_dir)
+        for server in servers:
+            make_dir(server.config.data_dir)
         if ports == PORTS_AUTO:
             servers, resolver_config = await move_to_free_ports(servers, resolver_config,
                                                                 data_dir / AUTO_ZONES_DIR)
@@ -177,6 +179,14 @@ async def run(zones_dir: Path, data_dir: Path | None, *, ports: str = PORTS_FIXE
                 bound[server.label] = await nursery.start(auth.serve, server.config, store)
             bound["resolver"] = await nursery.start(resolver.serve, resolver_config)
             task_status.started(Running(bound, resolver_config.root_hints, zones_dir))
+
+
+def make_dir(path: Path) -> None:
+    """Create `path` and its parents if missing; a ConfigError naming it if that fails."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror or exc}") from None
 
 
 async def move_to_free_ports(servers: list[DemoServer], resolver_config: ResolverConfig,
@@ -205,13 +215,17 @@ async def move_to_free_ports(servers: list[DemoServer], resolver_config: Resolve
     def remap(endpoints: list) -> list:
         return [moved.get(tuple(e), e) for e in endpoints]
 
-    zones_copy.mkdir(parents=True, exist_ok=True)
+    make_dir(zones_copy)
     copies: dict[Path, Path] = {}
 
     def copy(path: Path) -> Path:
         if path not in copies:
             target = zones_copy / path.name
-            target.write_text(rewrite_endpoints(path.read_text(), moved))
+            try:  # bytes that are not UTF-8 pass through, for the zone compiler to report
+                text = path.read_text(errors="surrogateescape")
+                target.write_text(rewrite_endpoints(text, moved), errors="surrogateescape")
+            except OSError as exc:
+                raise ConfigError(f"{exc.filename or path}: {exc.strerror or exc}") from None
             copies[path] = target
         return copies[path]
 
