@@ -183,3 +183,13 @@ def test_demo_zones_dir_and_root_hints_are_the_package_files():
     assert resolver.root_hints == hints
     assert {a for _, a in load_hints(hints)} and len(servers) == 8
 
+
+def test_the_readme_quick_start_makes_a_virtualenv_and_ci_runs_its_second_command():
+    """Two commands: the first creates and uses a virtualenv (stock Debian and
+    Ubuntu refuse pip outside one) and runs the demo; .ci/run runs the second."""
+    section = (REPO / "README.md").read_text().split("## Quick start", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    first, second = block.strip().splitlines()
+    assert first.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install ")
+    assert first.endswith("&& keyresolve demo")
+    assert second in (REPO / ".ci" / "run").read_text().splitlines()
