@@ -1,6 +1,6 @@
 """zonefile: mutated zone files through `keyresolve zone check` and the store compile.
 
-The seeds are the demo zones (zones/*.zone) and the test zone files
+The seeds are the demo zones (keyresolve/demo_zones/*.zone) and the test zone files
 (tests/zonefiles/good and bad, with their $INCLUDEd files), copied to a
 temporary directory. Each case mutates one seed (lines, tokens, bytes,
 directives, sizes) and runs both the checker (`bulkcompile.check_zone`,
@@ -96,10 +96,11 @@ class Seed:
 def copy_seeds(workdir: Path) -> list[Seed]:
     """Copy the seed directories into `workdir`; the seeds found."""
     seeds = []
-    for source, name in ((ROOT / "zones", "zones"), (ROOT / "tests" / "zonefiles" / "good", "good"),
+    for source, name in ((ROOT / "keyresolve" / "demo_zones", "zones"),
+                         (ROOT / "tests" / "zonefiles" / "good", "good"),
                          (ROOT / "tests" / "zonefiles" / "bad", "bad")):
-        if not source.is_dir():
-            continue
+        if not source.is_dir():  # a seed set silently lost would weaken every run
+            raise SystemExit(f"fuzz zonefile: no seed directory {source}")
         target = workdir / "seeds" / name
         shutil.copytree(source, target)
         for path in sorted(target.glob("*.zone")):

@@ -186,15 +186,10 @@ def _load_key(key_text: str | None, key_file: str | None):
 
 
 # -- demo ----------------------------------------------------------------------
-def default_zones_dir() -> Path:
-    """zones/ of this checkout, else of the current directory."""
-    here = Path(__file__).resolve().parent.parent / "zones"
-    return here if (here / "demo.toml").exists() else Path("zones")
-
-
 @main.command()
 @click.option("--zones", "zones_dir", type=click.Path(file_okay=False), default=None,
-              help="Directory with demo.toml and the zone files (default: zones/).")
+              help="Directory with demo.toml and the zone files (default: the demo "
+                   "hierarchy installed with keyresolve).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Keep the LMDB data here (default: a temporary directory).")
 @click.option("--log-level", default=None, help="Default: info, or warning with --check.")
@@ -202,15 +197,15 @@ def default_zones_dir() -> Path:
               help="Resolve every demo key through the resolver, print them, exit 0 if all did.")
 @click.option("--ports", type=click.Choice(["fixed", "auto"]), default="fixed",
               show_default=True,
-              help="fixed: the ports of demo.toml (5310-5353 for zones/); auto: free ports "
-                   "the system picks, the zones' glue rewritten to match.")
+              help="fixed: the ports of demo.toml (5310-5353 for the installed demo); "
+                   "auto: free ports the system picks, the zones' glue rewritten to match.")
 def demo(zones_dir: str | None, data_dir: str | None, log_level: str | None,
          check: bool, ports: str) -> None:
     """Serve the demo hierarchy (root, com, org, example.com, ...) and a resolver."""
     from .daemons import demo as daemon
 
     setup_logging(log_level or ("warning" if check else "info"))
-    zones = Path(zones_dir) if zones_dir else default_zones_dir()
+    zones = Path(zones_dir) if zones_dir else daemon.demo_zones_dir()
     data = Path(data_dir) if data_dir else None
     try:
         if check:

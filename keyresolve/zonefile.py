@@ -179,11 +179,11 @@ class ZoneReader:
         """Read the file at `path`, or `text` (shown as `filename`) if given."""
         if origin is not None and origin.is_mailbox:
             raise InvalidName(f"zone origin {origin} is a mailbox")
-        self.path = path
+        self.path = os.fspath(path) if path is not None else None  # a str, also in messages
         self.include_dirs = tuple(str(d) for d in include_dirs)
         self._roots: tuple[str, ...] = ()  # real paths includes must lie in; set by __iter__
         self.text = text
-        self.filename = filename if filename is not None else (path or "<string>")
+        self.filename = filename if filename is not None else (self.path or "<string>")
         self.origin: Name | None = origin  # the zone's origin
         self.sources: list[tuple[str, bytes]] = []
         self._errors = _Errors()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import socket
 import subprocess
 
@@ -12,7 +13,7 @@ import pytest
 
 from keyresolve.codes import Rcode, RType
 from keyresolve.config import parse_endpoint
-from keyresolve.daemons.demo import rewrite_endpoints
+from keyresolve.daemons.demo import demo_zones_dir, rewrite_endpoints
 from keyresolve.message import make_query
 from keyresolve.names import Name
 
@@ -148,6 +149,30 @@ def test_a_busy_fixed_port_is_a_clear_error_that_points_to_auto():
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert re.fullmatch(r"keyresolve: cannot listen on 127\.0\.0\.1:53\d\d: .+ "
                         r"\(--ports auto picks free ones\)", out.stderr.strip().splitlines()[-1])
+
+
+def test_demo_zones_option_and_a_missing_file_is_one_clear_line(tmp_path):
+    """--zones DIR serves DIR; a file demo.toml names but DIR lacks is named,
+    as a plain path, on one line (with --ports auto: before the rewritten copy)."""
+    zones = tmp_path / "my zones"
+    shutil.copytree(demo_zones_dir(), zones)
+    (zones / "root.hints").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = keyresolve_cmd("demo", "--check", "--ports", "auto", "--zones", str(zones))
+    out = subprocess.run(command, cwd=elsewhere, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        f"keyresolve: {zones / 'root.hints'}: No such file or directory"]
+
+
+@pytest.mark.parametrize("ports", ["auto", "fixed"])
+def test_a_data_dir_that_cannot_be_made_is_one_clear_line(tmp_path, ports):
+    (tmp_path / "file").write_text("")
+    data = tmp_path / "file" / "data"
+    out = run("demo", "--check", "--ports", ports, "--data-dir", str(data))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [f"keyresolve: cannot create {data}/root-a: Not a directory"]
 
 
 def test_auto_ports_rewrite_only_the_demo_addresses():

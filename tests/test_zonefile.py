@@ -35,7 +35,7 @@ from keyresolve.zonefile import (
 HERE = Path(__file__).parent
 GOOD = HERE / "zonefiles" / "good"
 BAD = HERE / "zonefiles" / "bad"
-ZONES = HERE.parent / "zones"
+ZONES = HERE.parent / "keyresolve" / "demo_zones"
 
 # public keys used by the golden files
 ALICE_X = "oX85u095Pdmoz7V5B7g7PC2SGFpuKZOnYRTNxWZNOi0="
@@ -405,6 +405,16 @@ def test_missing_file(tmp_path: Path) -> None:
     path = str(tmp_path / "nope.zone")
     assert errors_of(load_zone, path) == [
         (0, f"cannot read zone file {path!r}: No such file or directory")]
+
+
+def test_missing_file_given_as_a_path_is_named_as_text(tmp_path: Path) -> None:
+    """A pathlib.Path (as the resolver passes its hints) reads as the plain
+    path in messages, never as PosixPath('...')."""
+    path = tmp_path / "nope.hints"
+    with pytest.raises(ZoneErrors) as info:
+        load_hints(path)
+    assert str(info.value) == (f"{path}:0: cannot read zone file {str(path)!r}: "
+                               "No such file or directory")
 
 
 def test_not_a_regular_file(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
-"""`keyresolve demo`: the whole demo hierarchy from zones/ in one process.
+"""`keyresolve demo`: the whole demo hierarchy in one process.
 
-Each server of zones/demo.toml gets its own LMDB environment under the data
+The hierarchy ships inside the package (keyresolve/demo_zones, package data),
+so the demo runs from any directory; `--zones DIR` serves another one. Each
+server of demo.toml gets its own LMDB environment under the data
 directory, as separate machines would; they all listen on loopback, on the
 ports demo.toml gives or (`--ports auto`) on free ports the system picks, with
 the glue of a copy of the zones rewritten to match.
@@ -8,10 +10,14 @@ the glue of a copy of the zones rewritten to match.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
+import importlib.resources
 import logging
 import re
+import shlex
+import shutil
 import signal
 import tempfile
 from contextlib import ExitStack
@@ -36,6 +42,40 @@ from . import serve as auth
 log = logging.getLogger("keyresolve.demo")
 
 
+#: The package directory of the demo hierarchy: demo.toml, the zone files, root.hints.
+DEMO_ZONES = "demo_zones"
+
+
+@functools.cache
+def demo_zones_dir() -> Path:
+    """The installed demo hierarchy as a real directory (servers open its
+    files by path): the package's own directory, or, when the package is not
+    on the filesystem (run from a zip), a copy extracted once to a temporary
+    directory removed at exit."""
+    source = importlib.resources.files(__name__.split(".")[0]) / DEMO_ZONES
+    if isinstance(source, Path):
+        return source
+    copy = Path(tempfile.mkdtemp(prefix="keyresolve-demo-zones-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    for entry in source.iterdir():
+        if entry.is_file():
+            (copy / entry.name).write_bytes(entry.read_bytes())
+    return copy
+
+
+def demo_root_hints() -> Path:
+    """The root hints of the installed demo (its fixed ports)."""
+    return demo_zones_dir() / "root.hints"
+
+
+def shown_path(path: Path) -> str:
+    """`path` as the user can type it from the current directory: relative
+    below it, absolute elsewhere; quoted for a shell if it needs it."""
+    path = Path(path).absolute()
+    cwd = Path.cwd()
+    return shlex.quote(str(path.relative_to(cwd) if path.is_relative_to(cwd) else path))
+
+
 @dataclass
 class DemoServer:
     """One authoritative server of the demo."""
@@ -45,13 +85,13 @@ class DemoServer:
 
 
 def zone_file_name(zone: str) -> str:
-    """zones/ naming: ``example.com.zone``, and ``root.zone`` for the root."""
+    """Demo zone file naming: ``example.com.zone``, and ``root.zone`` for the root."""
     zone = zone.rstrip(".")
     return f"{zone or 'root'}.zone"
 
 
 def load_demo(zones_dir: Path, data_dir: Path) -> tuple[list[DemoServer], ResolverConfig]:
-    """Read zones/demo.toml: one ServeConfig per server, and the resolver's config."""
+    """Read `zones_dir`/demo.toml: one ServeConfig per server, and the resolver's config."""
     path = zones_dir / "demo.toml"
     top = Table(read_toml(path), f"{path}: ")
     keys = load_keys(top, path)
@@ -114,6 +154,8 @@ class Running:
     bound: dict[str, list]
     #: The root hints the resolver uses (with the real ports).
     root_hints: Path
+    #: The directory of demo.toml and the zone files served.
+    zones_dir: Path
 
 
 async def run(zones_dir: Path, data_dir: Path | None, *, ports: str = PORTS_FIXED,
@@ -123,6 +165,8 @@ async def run(zones_dir: Path, data_dir: Path | None, *, ports: str = PORTS_FIXE
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="keyresolve-")))
         servers, resolver_config = load_demo(zones_dir, data_dir)
+        for server in servers:
+            make_dir(server.config.data_dir)
         if ports == PORTS_AUTO:
             servers, resolver_config = await move_to_free_ports(servers, resolver_config,
                                                                 data_dir / AUTO_ZONES_DIR)
@@ -134,7 +178,15 @@ async def run(zones_dir: Path, data_dir: Path | None, *, ports: str = PORTS_FIXE
                 store = stack.enter_context(Store(server.config.data_dir))
                 bound[server.label] = await nursery.start(auth.serve, server.config, store)
             bound["resolver"] = await nursery.start(resolver.serve, resolver_config)
-            task_status.started(Running(bound, resolver_config.root_hints))
+            task_status.started(Running(bound, resolver_config.root_hints, zones_dir))
+
+
+def make_dir(path: Path) -> None:
+    """Create `path` and its parents if missing; a ConfigError naming it if that fails."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror or exc}") from None
 
 
 async def move_to_free_ports(servers: list[DemoServer], resolver_config: ResolverConfig,
@@ -163,13 +215,17 @@ async def move_to_free_ports(servers: list[DemoServer], resolver_config: Resolve
     def remap(endpoints: list) -> list:
         return [moved.get(tuple(e), e) for e in endpoints]
 
-    zones_copy.mkdir(parents=True, exist_ok=True)
+    make_dir(zones_copy)
     copies: dict[Path, Path] = {}
 
     def copy(path: Path) -> Path:
         if path not in copies:
             target = zones_copy / path.name
-            target.write_text(rewrite_endpoints(path.read_text(), moved))
+            try:  # bytes that are not UTF-8 pass through, for the zone compiler to report
+                text = path.read_text(errors="surrogateescape")
+                target.write_text(rewrite_endpoints(text, moved), errors="surrogateescape")
+            except OSError as exc:
+                raise ConfigError(f"{exc.filename or path}: {exc.strerror or exc}") from None
             copies[path] = target
         return copies[path]
 
@@ -239,10 +295,9 @@ SECONDARY_CHECK_TIMEOUT = 10.0
 def print_banner(running: Running, echo) -> None:
     """What is running where, and commands to try (with the real ports)."""
     bound = running.bound
-    hints = running.root_hints
-    if hints.is_absolute() and hints.is_relative_to(Path.cwd()):
-        hints = hints.relative_to(Path.cwd())
-    echo("keyresolve demo: serving the hierarchy from zones/ on loopback")
+    hints = shown_path(running.root_hints)
+    echo(f"keyresolve demo: serving the hierarchy from {shown_path(running.zones_dir)} "
+         "on loopback")
     for label, addresses in bound.items():
         echo(f"  {label:<16} {', '.join(format_endpoint(a) for a in addresses)}")
     first = {label: format_endpoint(a[0]) for label, a in bound.items()}
