@@ -310,3 +310,8 @@ async def main(zones_dir: Path, data_dir: Path | None, echo, ports: str = PORTS_
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+
+
+def demo_root_hints() -> Path:
+    """The root hints of the installed demo hierarchy (its fixed ports)."""
+    return Path(__file__).resolve().parents[2] / "zones" / "root.hints"
