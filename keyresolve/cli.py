@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import trio
 
-from .codes import RType, rtype_from_text
+from .codes import RType
 from .config import MAX_WORKERS, fingerprint, format_endpoint, load_serve_config, parse_endpoint
 from .errors import (ConfigError, KeyresolveError, NetworkError, PeerError, ProtocolError,
                      ZoneErrors)
@@ -219,84 +219,185 @@ def demo(zones_dir: str | None, data_dir: str | None, log_level: str | None,
 
 
 # -- dig -----------------------------------------------------------------------
-def _parse_dig_args(args: tuple[str, ...]) -> tuple[Name, int, tuple[str, int], int | None]:
-    name = rtype = server = serial = None
+#: dig's exit status for a usage error (BIND 9's dig(1); click's own is 2).
+EXIT_USAGE = 1
+#: dig's exit status for an internal error.
+EXIT_INTERNAL = 10
+
+
+class DigFailure(KeyresolveError):
+    """Ends `keyresolve dig` with exit status `code`: a one-line message on
+    stderr (or dig's `text` on stdout), or with --json the object `doc` on stdout."""
+
+    def __init__(self, message: str, code: int, *, text: str | None = None,
+                 doc: dict | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.text = text
+        self.doc = doc if doc is not None else {"error": message}
+
+
+def _dig_help() -> str:
+    from .clientconfig import client_config_path
+    from .dig import DEFAULT_PORT, DEFAULT_SERVER, MAX_TIMEOUT, MAX_TRIES
+
+    types = ", ".join(t.name for t in RType if t not in (RType.AXFR, RType.IXFR))
+    return f"""Query a server as dig does: NAME [TYPE] [@HOST[:PORT]] [-p PORT] [+OPTION...].
+
+    \b
+    TYPE: {types}, or TYPEn; AXFR or IXFR=SERIAL for a zone
+    transfer (over TCP). Default: KEY.
+
+    \b
+    Server: @HOST or @HOST:PORT (IPv6: @::1 or @[::1]:PORT); -p PORT sets the
+    port. A HOST without a port uses port {DEFAULT_PORT}. The default server is
+    {DEFAULT_SERVER[0]}:{DEFAULT_SERVER[1]} (the resolver of `keyresolve demo`), unless
+    server = "HOST:PORT" is set in {client_config_path()}.
+
+    \b
+    Options, as dig's (the +form wins over the --form):
+      +short           only the rdata of the answer, one record a line
+      +tcp (+vc)       query over TCP (--tcp)
+      +norecurse       clear the RD flag (--no-rd); +recurse sets it (default)
+      +json            one JSON object on stdout, errors too (--json)
+      +trace           iterate from the root hints by ourselves (--trace); the
+                       hints: --root-hints FILE, else root_hints = "FILE" in
+                       client.toml, else those of the installed demo hierarchy
+      +timeout=S       seconds to wait for each reply, default 2, at most {MAX_TIMEOUT:g}
+      +tries=N         tries in all (UDP or TCP), default 3, at most {MAX_TRIES}
+      +retry=N         retries after the first try (--retries), default 2
+    Every +option may be shortened while unambiguous (+norec) and turned
+    off with +no (+notcp).
+
+    \b
+    Exit status, as dig's:
+      0   a reply arrived (whatever its rcode)
+      1   usage error (bad argument, option or client.toml)
+      8   cannot open a batch file (no -f here: never)
+      9   no reply from the server (timed out, refused, unreadable)
+      10  internal error
+    """
+
+
+class _DigCommand(click.Command):
+    """dig's exit status for a usage error, and a JSON error with --json."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click's parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if _dig_json_wanted(given, "--json" in given):
+                click.echo(json.dumps({"error": exc.format_message()}))
+                sys.exit(EXIT_USAGE)
+            exc.exit_code = EXIT_USAGE
+            raise
+
+
+def _dig_json_wanted(args, as_json: bool) -> bool:
+    """Whether errors go out as JSON: --json, or the last +json/+nojson."""
+    wanted = as_json
     for arg in args:
-        if arg.startswith("@"):
-            server = parse_endpoint(arg[1:])
-        elif name is None:
-            name = Name.from_text(arg)
-        elif rtype is None:
-            if arg.upper().startswith("IXFR="):
-                digits = arg[5:]
-                if not digits.isdigit() or int(digits) > 0xFFFFFFFF:
-                    raise ValueError(f"IXFR=SERIAL needs a serial 0..4294967295, not {digits!r}")
-                rtype, serial = RType.IXFR, int(digits)
-            else:
-                rtype = rtype_from_text(arg)
-        else:
-            raise ValueError(f"unexpected argument {arg!r}")
-    if name is None:
-        raise ValueError("missing NAME")
-    if rtype == RType.IXFR and serial is None:
-        raise ValueError("write IXFR=SERIAL (the serial you hold)")
-    return (name, RType.KEY if rtype is None else rtype, server or parse_endpoint(DEFAULT_SERVER),
-            serial)
+        word = arg.lower()
+        if word.startswith("+j"):
+            wanted = True
+        elif word.startswith("+noj"):
+            wanted = False
+    return wanted
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command(cls=_DigCommand, context_settings={"ignore_unknown_options": True},
+              help=_dig_help(), short_help="Query a server as dig does.")
 @click.argument("args", nargs=-1, required=True)
-@click.option("--tcp", is_flag=True, help="Query over TCP.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--timeout", default=2.0, show_default=True, type=click.FloatRange(min=0.01),
-              help="Seconds to wait for each reply.")
-@click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
-              help="UDP retries after the first try.")
-@click.option("--rd/--no-rd", default=True, show_default=True,
-              help="Ask for recursion (resolvers need it).")
+@click.option("--tcp", is_flag=True, help="Query over TCP (+tcp).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (+json).")
+@click.option("--timeout", default=None, type=click.FloatRange(min=0.01),
+              help="Seconds to wait for each reply (+timeout=S); default 2.")
+@click.option("--retries", default=None, type=click.IntRange(min=0),
+              help="Retries after the first try (+retry=N); default 2.")
+@click.option("--rd/--no-rd", default=None,
+              help="Ask for recursion, the default (+recurse/+norecurse).")
 @click.option("-y", "key_text", metavar="[ALG:]NAME:SECRET", default=None,
               help="Sign the query with this HMAC key and verify the reply.")
 @click.option("-k", "key_file", type=click.Path(dir_okay=False), default=None,
               help="Read the HMAC key from a file (tsig-keygen output, mode 0600).")
-@click.option("--trace", is_flag=True, help="Iterate from the root hints by ourselves.")
+@click.option("--trace", is_flag=True, help="Iterate from the root hints by ourselves (+trace).")
 @click.option("--root-hints", type=click.Path(dir_okay=False), default=None,
               help="Root hints for --trace (zone-file syntax).")
-def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries: int,
-        rd: bool, key_text: str | None, key_file: str | None, trace: bool,
-        root_hints: str | None) -> None:
-    """Query a server: NAME [TYPE] [@HOST:PORT] (TYPE defaults to KEY)."""
+def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float | None,
+        retries: int | None, rd: bool | None, key_text: str | None, key_file: str | None,
+        trace: bool, root_hints: str | None) -> None:
+    """Query a server as dig does (the help text is _dig_help's)."""
+    json_out = _dig_json_wanted(args, as_json)
+    try:
+        _dig(args, tcp, as_json, timeout, retries, rd, key_text, key_file, trace, root_hints)
+    except DigFailure as exc:
+        _dig_exit(exc, json_out)
+    except Exception as exc:  # dig's contract: status 10, one line, never a traceback
+        _dig_exit(DigFailure(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL),
+                  json_out)
+
+
+def _dig_exit(failure: DigFailure, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(failure.doc))
+    elif failure.text is not None:
+        click.echo(failure.text)
+    else:
+        click.echo(f"keyresolve: {failure}", err=True)
+    sys.exit(failure.code)
+
+
+def _dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float | None,
+         retries: int | None, rd: bool | None, key_text: str | None, key_file: str | None,
+         trace: bool, root_hints: str | None) -> None:
     from . import dig as report
+    from .clientconfig import client_config_path, load_client_config
     from .message import make_query
-    from .net.client import query
+    from .net.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, NoReply, query
 
     try:
-        name, rtype, server, serial = _parse_dig_args(args)
-    except (ValueError, ProtocolError) as exc:
-        raise click.UsageError(str(exc)) from None
+        user = load_client_config(client_config_path())
+        parsed = report.parse_dig_args(args, user.server or report.DEFAULT_SERVER)
+    except (ConfigError, report.DigUsageError) as exc:
+        raise DigFailure(str(exc), EXIT_USAGE) from None
+    pick = lambda plus, flag: flag if plus is None else plus  # noqa: E731
+    as_json = pick(parsed.json, as_json)
+    short = bool(parsed.short)
+    timeout = pick(parsed.timeout, timeout) or DEFAULT_TIMEOUT
+    tries = pick(parsed.tries, None if retries is None else retries + 1) or DEFAULT_RETRIES + 1
+    server, name, rtype = parsed.server, parsed.name, parsed.rtype
+    key = _dig_key(key_text, key_file)
     if rtype in (RType.AXFR, RType.IXFR):
-        _dig_transfer(name, rtype, serial, server, _load_key(key_text, key_file), as_json,
-                      timeout)
+        _dig_transfer(name, rtype, parsed.serial, server, key, as_json, timeout, short)
         return
-    if trace:
-        if root_hints is None:
-            raise click.UsageError("--trace needs --root-hints FILE")
-        _dig_trace(name, rtype, Path(root_hints), as_json)
+    if pick(parsed.trace, trace):
+        hints, source = _dig_trace_hints(root_hints, user)
+        _dig_trace(name, rtype, hints, source, as_json, short)
         return
-    key = _load_key(key_text, key_file)
-    message = make_query(name, rtype, rd=rd)
+    message = make_query(name, rtype, rd=pick(parsed.recurse, pick(rd, True)))
     try:
-        exchange = trio.run(lambda: query(server, message, timeout=timeout, retries=retries,
-                                          tcp=tcp, key=key))
+        exchange = trio.run(lambda: query(server, message, timeout=timeout, retries=tries - 1,
+                                          tcp=pick(parsed.tcp, tcp), key=key))
+    except NoReply as exc:
+        raise DigFailure(report.NO_SERVERS, EXIT_NO_REPLY,
+                         text=report.timeout_text(exc.server, exc.tries, exc.elapsed, exc.tcp),
+                         doc=report.timeout_json(exc.server, exc.tries, exc.elapsed,
+                                                 exc.tcp)) from None
     except NetworkError as exc:
-        fail(str(exc), EXIT_NO_REPLY)
+        raise DigFailure(str(exc), EXIT_NO_REPLY) from None
     except ProtocolError as exc:
-        fail(f"bad reply from {format_endpoint(server)}: {exc}", EXIT_NO_REPLY)
+        raise DigFailure(f"bad reply from {format_endpoint(server)}: {exc}",
+                         EXIT_NO_REPLY) from None
     if as_json:
         doc = report.to_json(exchange.response)
         if key is not None:
             doc["signed"] = exchange.signed
             doc["verified"] = exchange.verified
         click.echo(json.dumps(doc, indent=None))
+    elif short:
+        for line in report.short_lines(exchange.response.answer):
+            click.echo(line)
     else:
         click.echo(report.to_text(exchange.response, server=format_endpoint(server),
                                   tcp=exchange.tcp, elapsed=exchange.elapsed,
@@ -304,8 +405,31 @@ def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float, retries
                                   verified=exchange.verified))
 
 
+def _dig_key(key_text: str | None, key_file: str | None):
+    from .keys import load_key_file, parse_y_option
+
+    if key_text and key_file:
+        raise DigFailure("use -y or -k, not both", EXIT_USAGE)
+    try:
+        return (parse_y_option(key_text) if key_text
+                else load_key_file(Path(key_file)) if key_file else None)
+    except ConfigError as exc:
+        raise DigFailure(str(exc), EXIT_USAGE) from None
+
+
+def _dig_trace_hints(root_hints: str | None, user) -> tuple[Path, str]:
+    """The hints +trace starts from, and where they come from (said in its first line)."""
+    if root_hints is not None:
+        return Path(root_hints), "given by --root-hints"
+    if user.root_hints is not None:
+        return user.root_hints, f"named by root_hints in {user.path}"
+    from .daemons.demo import demo_root_hints
+
+    return demo_root_hints(), "of the installed demo hierarchy"
+
+
 def _dig_transfer(zone: Name, rtype: int, serial: int | None, server, key, as_json: bool,
-                  timeout: float) -> None:
+                  timeout: float, short: bool = False) -> None:
     from . import dig as report
     from .codes import rcode_to_text
     from .net.client import transfer
@@ -333,9 +457,10 @@ def _dig_transfer(zone: Name, rtype: int, serial: int | None, server, key, as_js
     try:
         trio.run(lambda: transfer(server, request, on_message, timeout=timeout, key=key))
     except NetworkError as exc:
-        fail(str(exc), EXIT_NO_REPLY)
+        raise DigFailure(str(exc), EXIT_NO_REPLY) from None
     except (ProtocolError, PeerError) as exc:
-        fail(f"transfer from {format_endpoint(server)} failed: {exc}", EXIT_NO_REPLY)
+        raise DigFailure(f"transfer from {format_endpoint(server)} failed: {exc}",
+                         EXIT_NO_REPLY) from None
     elapsed = time.perf_counter() - start
     kind = None if inbound.kind is None else inbound.kind.name.lower()
     if as_json:
@@ -347,6 +472,10 @@ def _dig_transfer(zone: Name, rtype: int, serial: int | None, server, key, as_js
             doc["verified"] = "ok"
         click.echo(json.dumps(doc))
         return
+    if short:
+        for line in report.short_lines(records):
+            click.echo(line)
+        return
     for record in records:
         click.echo(record.to_text())
     click.echo(f";; {rcode_to_text(stats['rcode'])}: {kind or 'no'} transfer of {zone} from "
@@ -355,7 +484,8 @@ def _dig_transfer(zone: Name, rtype: int, serial: int | None, server, key, as_js
                + ("; signatures verified" if key is not None else ""))
 
 
-def _dig_trace(name: Name, rtype: int, hints_path: Path, as_json: bool) -> None:
+def _dig_trace(name: Name, rtype: int, hints_path: Path, source: str, as_json: bool,
+               short: bool = False) -> None:
     from . import dig as report
     from .cache import Cache
     from .message import Question
@@ -366,7 +496,7 @@ def _dig_trace(name: Name, rtype: int, hints_path: Path, as_json: bool) -> None:
     try:
         hints = load_hints(hints_path)
     except (ZoneErrors, KeyresolveError) as exc:
-        fail(str(exc))
+        raise DigFailure(f"the root hints {source}: {exc}", EXIT_USAGE) from None
 
     async def iterate():
         resolver = Resolver(hints, Cache())
@@ -378,11 +508,17 @@ def _dig_trace(name: Name, rtype: int, hints_path: Path, as_json: bool) -> None:
     elapsed = time.perf_counter() - start
     if as_json:
         doc = report.to_json(done.response)
+        doc["root_hints"] = str(hints_path)
         doc["trace"] = [report.trace_entry_json(step) for step in res.trace]
         if done.reason:
             doc["reason"] = done.reason
         click.echo(json.dumps(doc))
         return
+    if short:
+        for line in report.short_lines(done.response.answer):
+            click.echo(line)
+        return
+    click.echo(f";; using the root hints {source}: {hints_path}")
     for step in res.trace:
         click.echo(report.trace_entry_text(step))
     if done.reason:

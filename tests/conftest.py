@@ -315,3 +315,9 @@ def _no_proxy_env(monkeypatch):
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_user_client_config(monkeypatch, tmp_path_factory):
+    """`keyresolve dig` in tests never reads the developer's ~/.config/keyresolve/client.toml."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))

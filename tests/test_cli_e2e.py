@@ -45,11 +45,6 @@ def test_dig_trace_walks_from_the_root(hierarchy, tmp_path):
     assert " ms" in text.stdout and "ANSWER: 1" in text.stdout
 
 
-def test_dig_trace_needs_hints():
-    out = run("dig", "alice@example.com", "--trace")
-    assert out.returncode == 2 and "--root-hints" in out.stderr
-
-
 def test_cache_flush_cli(hierarchy):
     at = f"{hierarchy.resolver.address[0]}:{hierarchy.resolver.address[1]}"
     assert resolve(hierarchy.resolver, "alice@example.com").answer

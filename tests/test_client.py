@@ -89,3 +89,28 @@ def test_tcp_errors_are_ours():
                                    timeout=5)):
         with pytest.raises(NetworkError, match=f"127.0.0.1:{port}"):
             trio.run(call)
+
+
+def test_no_reply_counts_the_tries_and_the_time():
+    """Every try timed out: NoReply says how many went, over what, in how long."""
+    from keyresolve.message import make_query
+    from keyresolve.net.client import NoReply, query
+
+    ask = make_query(Name.from_text("a@example.com"), RType.KEY)
+    connections = []
+
+    async def silent_counting_peer(stream: trio.SocketStream) -> None:
+        connections.append(stream)
+        await trio.sleep_forever()
+
+    error = _against(silent_counting_peer, lambda port: query(
+        ("127.0.0.1", port), ask, timeout=0.2, retries=1, tcp=True))
+    assert isinstance(error, NoReply) and error.tries == 2 and error.tcp
+    assert len(connections) == 2 and 0.4 <= error.elapsed < 3
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never read
+        silent.bind(("127.0.0.1", 0))
+        address = silent.getsockname()
+        with pytest.raises(NoReply) as info:
+            trio.run(lambda: query(address, ask, timeout=0.2, retries=2))
+    assert info.value.tries == 3 and not info.value.tcp and 0.6 <= info.value.elapsed < 3
+    assert info.value.server == address

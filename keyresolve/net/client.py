@@ -43,6 +43,19 @@ class Exchange:
         return self.response.signature is not None
 
 
+class NoReply(QueryTimeout):
+    """Every try timed out: how many tries went to `server`, over which
+    transport the last one went, and the time from the first to the end."""
+
+    def __init__(self, message: str, *, server: tuple[str, int], tries: int, elapsed: float,
+                 tcp: bool) -> None:
+        super().__init__(message)
+        self.server = server
+        self.tries = tries
+        self.elapsed = elapsed
+        self.tcp = tcp
+
+
 def _family(host: str) -> int:
     return trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
 
@@ -114,8 +127,10 @@ async def query(server: tuple[str, int], message: Message, *, timeout: float = D
     """Ask `server`; retry UDP on timeout; fall back to TCP when TC is set.
 
     With `key` the query is signed and the reply verified; the outcome is in
-    `Exchange.verified`. Raises QueryTimeout, NetworkError, or FormError for
-    an undecodable or mismatched reply.
+    `Exchange.verified`. Raises NoReply (a QueryTimeout) when every try timed
+    out, NetworkError, or FormError for an undecodable or mismatched reply.
+    `retries` counts the tries after the first, over UDP, or over TCP when
+    `tcp` is set.
     """
     exchange = await _query(server, message, timeout, retries, tcp, key)
     if key is not None:
@@ -132,13 +147,20 @@ async def _query(server: tuple[str, int], message: Message, timeout: float, retr
                  tcp: bool, key: Key | None) -> Exchange:
     wire = message.to_wire() if key is None else tsig.sign(message, key, int(time.time()))
     start = time.perf_counter()
+    tries = 0
+
+    def no_reply(exc: QueryTimeout, over_tcp: bool) -> NoReply:
+        return NoReply(str(exc), server=server, tries=tries, elapsed=time.perf_counter() - start,
+                       tcp=over_tcp)
+
     if not tcp:
         for attempt in range(retries + 1):
+            tries += 1
             try:
                 data = await exchange_udp(server, wire, timeout)
-            except QueryTimeout:
+            except QueryTimeout as exc:
                 if attempt == retries:
-                    raise
+                    raise no_reply(exc, False) from None
                 continue
             response = Message.from_wire(data)
             if not _matches(message, response):
@@ -146,7 +168,16 @@ async def _query(server: tuple[str, int], message: Message, timeout: float, retr
             if not response.tc:
                 return Exchange(response, data, server, False, time.perf_counter() - start)
             break
-    data = await exchange_tcp(server, wire, timeout)
+    # Asked for, TCP is retried as UDP is (dig's +tries counts both); after a
+    # truncated UDP reply, one TCP try.
+    for attempt in range(retries + 1 if tcp else 1):
+        tries += 1
+        try:
+            data = await exchange_tcp(server, wire, timeout)
+            break
+        except QueryTimeout as exc:
+            if attempt == (retries if tcp else 0):
+                raise no_reply(exc, True) from None
     response = Message.from_wire(data)
     if not _matches(message, response):
         raise FormError("reply does not match the query (id or question)")
