@@ -98,9 +98,9 @@ class TimedDaemon(Daemon):
 
 
 def log_time(line: str) -> float | None:
-    """The daemon's own timestamp of a log line (asctime, ms), as epoch seconds."""
+    """The daemon's own timestamp of a log line (ISO 8601, ms, offset), as epoch seconds."""
     try:
-        return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        return datetime.datetime.fromisoformat(line.split(" ", 1)[0]).timestamp()
     except ValueError:
         return None
 

@@ -17,7 +17,8 @@ It is optimistic: it gives up, returning None or raising `Repeated` from
 then compiles the file with `zonefile.compile_zone`, which reports every
 error with its file:line. It gives up on: any error, ``$INCLUDE``,
 parentheses, a line it cannot decode, a text zone, a file bigger than
-`MAX_BULK_FILE` (it holds the zone's nodes in memory), and an owner whose
+`MAX_BULK_FILE` (it holds the zone's nodes in memory), a mailbox with more
+than `MAX_BULK_KEYS` keys, and an owner whose
 lines are not all adjacent (`Repeated`, found when the sorted nodes are
 read). Sans-IO apart from reading the file, as `zonefile`.
 """
@@ -46,6 +47,10 @@ from .zonefile import (_KEY, _KEY_HEADS, MAX_LINE, CompiledZone, _array, _Compil
 #: 1,000,000-key zone (73 MiB) peaks near 155 MB. Bigger files are compiled
 #: by `zonefile.compile_zone`, whose memory does not grow with the zone.
 MAX_BULK_FILE = 96 << 20
+#: Most KEY records of one mailbox the bulk compile takes: 64 keys of any
+#: algorithm always fit in one message, and `zonefile.compile_zone` measures
+#: the answer of a mailbox with more (docs/zone-format.md, Limits).
+MAX_BULK_KEYS = 64
 #: Bytes read at a time: large enough that per-chunk costs vanish, small
 #: next to the nodes held.
 CHUNK = 4 << 20
@@ -308,6 +313,8 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
                     if more is None:
                         more = [first[len(node_heads[node_ttl]) + 1:]]  # after a 1-item array
                     if rdata not in more:  # identical duplicates are dropped
+                        if len(more) == MAX_BULK_KEYS:
+                            raise GiveUp  # its answer's size is checked there
                         more.append(rdata)
                         records += 1
                     continue

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sys
@@ -15,7 +16,8 @@ import click
 import trio
 
 from .codes import RType
-from .config import MAX_WORKERS, fingerprint, format_endpoint, load_serve_config, parse_endpoint
+from .config import (LOG_LEVELS, MAX_WORKERS, fingerprint, format_endpoint, load_serve_config,
+                     parse_endpoint)
 from .errors import (ConfigError, KeyresolveError, NetworkError, PeerError, ProtocolError,
                      ZoneErrors)
 from .names import Name
@@ -27,10 +29,55 @@ EXIT_NO_REPLY = 9
 DEFAULT_SERVER = "127.0.0.1:5353"
 
 
-def setup_logging(level: str, log_format: str | None = None) -> None:
-    """Log lines to stderr: time, level, component, message (or `log_format`)."""
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format=log_format or "%(asctime)s %(levelname)s %(name)s: %(message)s")
+#: The levels --log-level and log_level accept (config.LOG_LEVELS).
+LOG_LEVEL_CHOICE = click.Choice(LOG_LEVELS, case_sensitive=False)
+
+
+class IsoFormatter(logging.Formatter):
+    """Log lines with the time in ISO 8601, with milliseconds and the UTC
+    offset: ``2026-12-06T20:41:34.123+00:00 INFO keyresolve.serve: ready``."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return iso_time(record.created)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (as `IsoFormatter`), level, logger,
+    message, and exception (the traceback) when the record has one."""
+
+    def __init__(self, tag: str = "") -> None:
+        super().__init__()
+        self.tag = tag
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"time": iso_time(record.created), "level": record.levelname,
+               "logger": record.name + self.tag, "message": record.getMessage()}
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            doc["exception"] = record.exc_text
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def iso_time(created: float) -> str:
+    """`created` (epoch seconds) as local ISO 8601 time with milliseconds and offset."""
+    return datetime.datetime.fromtimestamp(created).astimezone().isoformat(
+        timespec="milliseconds")
+
+
+def setup_logging(level: str, log_format: str | None = None, *, style: str = "text",
+                  tag: str = "") -> None:
+    """Log lines to stderr: ISO 8601 time, level, component + `tag`, message
+    (or the format string `log_format`); with `style` "json", one JSON object
+    per line (`JsonFormatter`)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if style == "json":
+        handler.setFormatter(JsonFormatter(tag))
+    else:
+        handler.setFormatter(IsoFormatter(
+            log_format or f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        handlers=[handler])
 
 
 def _leaves(exc: BaseException):
@@ -69,7 +116,8 @@ def main() -> None:
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="TOML configuration file.")
-@click.option("--log-level", default=None, help="debug, info, warning or error.")
+@click.option("--log-level", type=LOG_LEVEL_CHOICE, default=None,
+              help="debug, info, warning or error (default: the config's log_level).")
 @click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=None,
               help="Processes answering queries on the same addresses (SO_REUSEPORT); "
                    "default: the config's workers, 1.")
@@ -100,17 +148,16 @@ def serve(config_path: str, log_level: str | None, workers: int | None, worker: 
     index, _, fd = worker.partition(":")
     run = lambda config: daemon.worker_main(  # noqa: E731
         config, int(index), int(fd), [parse_endpoint(text) for text in bound])
-    _run_daemon(configure, run, config_path, log_level,
-                log_format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s")
+    _run_daemon(configure, run, config_path, log_level, tag=f"[worker {index}]")
 
 
 def _run_daemon(load_config, daemon_main, config_path: str, log_level: str | None, *,
-                log_format: str | None = None) -> None:
+                tag: str = "") -> None:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         fail(str(exc))
-    setup_logging(log_level or config.log_level, log_format)
+    setup_logging(log_level or config.log_level, style=config.log_format, tag=tag)
     try:
         run_trio(daemon_main, config)
     except KeyresolveError as exc:
@@ -121,7 +168,8 @@ def _run_daemon(load_config, daemon_main, config_path: str, log_level: str | Non
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="TOML configuration file.")
-@click.option("--log-level", default=None, help="debug, info, warning or error.")
+@click.option("--log-level", type=LOG_LEVEL_CHOICE, default=None,
+              help="debug, info, warning or error (default: the config's log_level).")
 def resolver(config_path: str, log_level: str | None) -> None:
     """Run the iterative caching resolver."""
     from .config import load_resolver_config
@@ -192,7 +240,8 @@ def _load_key(key_text: str | None, key_file: str | None):
                    "hierarchy installed with keyresolve).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Keep the LMDB data here (default: a temporary directory).")
-@click.option("--log-level", default=None, help="Default: info, or warning with --check.")
+@click.option("--log-level", type=LOG_LEVEL_CHOICE, default=None,
+              help="debug, info, warning or error; default: info, or warning with --check.")
 @click.option("--check", is_flag=True,
               help="Resolve every demo key through the resolver, print them, exit 0 if all did.")
 @click.option("--ports", type=click.Choice(["fixed", "auto"]), default="fixed",
@@ -575,10 +624,18 @@ def zone() -> None:
               type=click.Path(file_okay=False, exists=True),
               help="A directory $INCLUDE may read besides the zone file's own "
                    "(as include_dirs in the serve config); repeatable.")
-def zone_check(files: tuple[str, ...], origin: str | None, include_dirs: tuple[str, ...]) -> None:
-    """Check zone files; print a summary, or every error as file:line."""
+@click.option("--hints", is_flag=True,
+              help="The files are root hints files (the resolver's root_hints), not zones.")
+def zone_check(files: tuple[str, ...], origin: str | None, include_dirs: tuple[str, ...],
+               hints: bool) -> None:
+    """Check zone files (or hints files); print a summary, or every error as file:line."""
     from .bulkcompile import check_zone
     from .zonefile import summarize
+
+    if hints:
+        if origin is not None or include_dirs:
+            raise click.UsageError("--hints takes no --origin or --include-dir")
+        sys.exit(_check_hints(files))
 
     try:
         origin_name = None if origin is None else Name.from_text(
@@ -600,6 +657,29 @@ def zone_check(files: tuple[str, ...], origin: str | None, include_dirs: tuple[s
             continue
         click.echo(f"{path}: {summarize(parsed)}")
     sys.exit(1 if failed else 0)
+
+
+def _check_hints(files: tuple[str, ...]) -> int:
+    """`zone check --hints`: each file's summary or errors; the exit status."""
+    from .zonefile import load_hints
+
+    failed = False
+    for path in files:
+        try:
+            pairs = load_hints(path)
+        except ZoneErrors as exc:
+            failed = True
+            for error in exc.errors:
+                click.echo(str(error), err=True)
+            continue
+        except KeyresolveError as exc:
+            failed = True
+            click.echo(f"{path}: {exc}", err=True)
+            continue
+        servers = len({server for server, _ in pairs})
+        click.echo(f"{path}: root hints, {servers} server{'s' if servers != 1 else ''}, "
+                   f"{len(pairs)} address{'es' if len(pairs) != 1 else ''}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -25,6 +25,11 @@ from .tsig import DEFAULT_MAX_FUDGE, Key
 
 Endpoint = tuple[str, int]
 
+#: The log levels a daemon takes (log_level, --log-level), least severe first.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Log line formats (log_format): "text", or "json", one JSON object a line.
+LOG_FORMATS = ("text", "json")
+
 #: Most `workers` a server may run: far beyond any machine's cores here, and
 #: each holds LMDB readers (store.MAX_READERS is shared by all of them).
 MAX_WORKERS = 64
@@ -111,6 +116,8 @@ class ServeConfig:
     #: Every `slip`-th rate-limited answer is sent truncated; 0: none.
     slip: int = DEFAULT_SLIP
     log_level: str = "info"
+    #: "text" or "json" (`LOG_FORMATS`).
+    log_format: str = "text"
     keys: dict[Name, Key] = field(default_factory=dict)
     #: Widest time window a signed request gets, whatever fudge it states.
     max_fudge: int = DEFAULT_MAX_FUDGE
@@ -257,6 +264,8 @@ class ResolverConfig:
     #: Concurrent TCP connections one client address may hold.
     max_tcp_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS
     log_level: str = "info"
+    #: "text" or "json" (`LOG_FORMATS`).
+    log_format: str = "text"
     keys: dict[Name, Key] = field(default_factory=dict)
     #: Widest time window a signed request gets, whatever fudge it states.
     max_fudge: int = DEFAULT_MAX_FUDGE
@@ -288,7 +297,7 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
     config.max_tcp_per_address = top.positive("max_tcp_per_address",
                                               DEFAULT_MAX_TCP_PER_ADDRESS, int)
-    config.log_level = top.get("log_level", str, "info")
+    config.log_level, config.log_format = load_logging(top)
     config.keys = load_keys(top, path)
     config.max_fudge = load_max_fudge(top)
     config.control_keys = top.key_names("control_keys", config.keys)
@@ -314,6 +323,19 @@ def load_keys(top: Table, path: Path) -> dict[Name, Key]:
         return keyring_from_config(raw, path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_logging(top: Table) -> tuple[str, str]:
+    """The `log_level` (one of `LOG_LEVELS`) and `log_format` (one of
+    `LOG_FORMATS`) settings; anything else is an error naming the setting."""
+    level = top.data.pop("log_level", "info")
+    if not isinstance(level, str) or level.lower() not in LOG_LEVELS:
+        raise top._err("log_level", f"must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    log_format = top.data.pop("log_format", "text")
+    if log_format not in LOG_FORMATS:
+        raise top._err("log_format",
+                       f"must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    return level.lower(), log_format
 
 
 #: Largest `max_fudge`: a trailer's fudge is 16 bits (RFC 8945 4.2).
@@ -343,6 +365,27 @@ def _include_dirs(table: Table, base: Path) -> list[Path]:
     return dirs
 
 
+def _default_notify_key(zone: ZoneConfig, where: str) -> None:
+    """A primary zone with `notify` and no `key` signs its NOTIFYs with its
+    one `allow_transfer` key (its secondaries transfer with it, so they take
+    a NOTIFY signed with it); with several, which one is for the config to
+    say. With none they go unsigned (`unsigned_notify_zones`)."""
+    if zone.is_secondary or not zone.notify or zone.key is not None:
+        return
+    if len(zone.allow_transfer) == 1:
+        zone.key = zone.allow_transfer[0]
+    elif zone.allow_transfer:
+        names = ", ".join(str(name).rstrip(".") for name in zone.allow_transfer)
+        raise ConfigError(f"{where}.key: notify needs the key to sign NOTIFY with; "
+                          f"allow_transfer lists several ({names}): set key to one of them")
+
+
+def unsigned_notify_zones(config: ServeConfig) -> list[ZoneConfig]:
+    """The primary zones whose NOTIFYs go unsigned: `notify` and no key."""
+    return [zone for zone in config.zones
+            if not zone.is_secondary and zone.notify and zone.key is None]
+
+
 def load_serve_config(path: str | Path) -> ServeConfig:
     """Read and validate a `keyresolve serve` config file."""
     path = Path(path)
@@ -362,7 +405,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     config.slip = top.get("slip", int, DEFAULT_SLIP, what="a whole number")
     if not 0 <= config.slip <= MAX_SLIP:
         raise ConfigError(f"{path}: slip: must be 0..{MAX_SLIP}")
-    config.log_level = top.get("log_level", str, "info")
+    config.log_level, config.log_format = load_logging(top)
     config.workers = top.positive("workers", 1, int)
     if config.workers > MAX_WORKERS:
         raise ConfigError(f"{path}: workers: at most {MAX_WORKERS}")
@@ -388,6 +431,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         zone.allow_transfer = table.key_names("allow_transfer", config.keys)
         zone.allow_notify = table.key_names("allow_notify", config.keys)
         zone.allow_update = table.key_names("allow_update", config.keys)
+        _default_notify_key(zone, f"{path}: zones[{i}]")
         zone.require_signed = table.get("require_signed", bool, False)
         zone.include_dirs = _include_dirs(table, base)
         if zone.include_dirs and zone.is_secondary:

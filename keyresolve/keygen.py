@@ -22,6 +22,8 @@ _GENERATORS = {
 
 #: Private key files are readable by their owner only.
 PRIVATE_KEY_MODE = 0o600
+#: A directory keygen creates for private keys: its owner's only.
+KEY_DIR_MODE = 0o700
 #: TTL of the KEY line keygen prints.
 DEFAULT_KEY_TTL = 3600
 
@@ -47,11 +49,28 @@ def write_private_key(path: Path, pem: bytes) -> None:
         f.write(pem)
 
 
+def make_key_dir(path: Path) -> None:
+    """Create the directory `path` with mode 0700 (its missing parents too,
+    with the default mode) unless it exists; an existing one is left as is."""
+    if path.is_dir():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, KEY_DIR_MODE)
+        os.chmod(path, KEY_DIR_MODE)  # whatever the umask
+    except FileExistsError:
+        if not path.is_dir():
+            raise KeyresolveError(f"{path} exists and is not a directory") from None
+    except OSError as exc:
+        raise KeyresolveError(f"cannot create directory {path}: {exc.strerror}") from None
+
+
 def keygen(email: Name, algorithm: KeyAlgorithm, out_dir: Path) -> tuple[Path, Record]:
     """Write a new private key for `email` into `out_dir`; return it and the KEY record."""
     if not email.is_mailbox:
         raise KeyresolveError(f"{email} is not a mailbox (expected user@domain)")
     pem, rdata = generate(algorithm)
+    make_key_dir(out_dir)
     address = email.to_text().rstrip(".")
     path = out_dir / f"{address}.{algorithm.name.lower()}.pem"
     write_private_key(path, pem)

@@ -363,6 +363,21 @@ def make_response(query: Message, rcode: int = Rcode.NOERROR) -> Message:
                    question=query.question)
 
 
+#: The longest signature trailer a response can carry: both names
+#: `MAX_SIG_NAME` long, the longest MAC and other data, every number at its widest.
+MAX_TRAILER = len(msgpack.packb(["x" * MAX_SIG_NAME, "x" * MAX_SIG_NAME, 2**48 - 1, 0xFFFF,
+                                 bytes(MAX_SIG_BYTES), 0xFFFF, 0xFFF, bytes(MAX_SIG_BYTES)]))
+
+
+def answer_size(question: Question, answer: list[Record]) -> int:
+    """Bytes of the largest response to `question` with `answer` as its
+    answer section: signed with the longest trailer (`MAX_TRAILER`). An
+    answer for which this exceeds `MAX_MESSAGE` cannot be sent, even over TCP."""
+    message = Message(qr=True, aa=True, question=question, answer=list(answer),
+                      udp_size=MAX_MESSAGE)
+    return len(message.encode_unsigned(signed=True)) + MAX_TRAILER
+
+
 def max_response_size(query: Message, tcp: bool) -> int:
     """The largest response a client can take: min(advertised, our 1232) on UDP."""
     if tcp:

@@ -36,6 +36,7 @@ import msgpack
 from .codes import DATA_TYPES, RType, rtype_from_text
 from .errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileError,
                      MAX_PATH_EXCERPT, cut, excerpt)
+from .message import MAX_MESSAGE as MAX_WIRE_MESSAGE, Question, answer_size
 from .names import ROOT, Name, canonical_local
 from .records import (ADDR, ALIAS, KEY, KEY_ALGORITHMS, MAX_TTL, NS, SOA, Record,
                       rdata_from_wire)
@@ -50,8 +51,9 @@ MAX_RECORD_TEXT = 64 * 1024
 MAX_INCLUDE_DEPTH = 8
 #: Errors collected before giving up on a file: enough to fix a batch, bounded output.
 MAX_ERRORS = 100
-#: Longest error message kept; hostile tokens can be 64 KiB long.
-MAX_MESSAGE = 300
+#: Longest error message kept; hostile tokens can be 64 KiB long. Room for
+#: the three paths (`MAX_PATH_EXCERPT` each) an $INCLUDE refusal names.
+MAX_MESSAGE = 1000
 #: Seconds per BIND TTL unit (w d h m s), case-insensitive.
 TTL_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -186,6 +188,8 @@ class ZoneReader:
         self.filename = filename if filename is not None else (self.path or "<string>")
         self.origin: Name | None = origin  # the zone's origin
         self.sources: list[tuple[str, bytes]] = []
+        #: The main file could not be opened (its one error says why).
+        self.unreadable = False
         self._errors = _Errors()
         self.errors: list[ZoneFileError] = self._errors.items
         self._cur: Name | None = origin  # the current $ORIGIN
@@ -207,6 +211,7 @@ class ZoneReader:
                 stream = self._open(self.path, self.filename, 0,
                                     f"cannot read zone file {self.path!r}")
                 if stream is None:
+                    self.unreadable = True
                     return
                 with stream:
                     yield from self._parse_stream(
@@ -217,9 +222,10 @@ class ZoneReader:
 
     # -- files ---------------------------------------------------------------
     def _open(self, path: str, where: str, line: int, what: str, *,
-              nofollow: bool = False) -> BinaryIO | None:
-        """Open a regular file; report failure at where:line and return None.
-        With `nofollow`, a symlink as the last part of `path` is refused."""
+              nofollow: bool = False, detail: str = "") -> BinaryIO | None:
+        """Open a regular file; report failure at where:line (`what`, the
+        reason, then `detail`) and return None. With `nofollow`, a symlink
+        as the last part of `path` is refused."""
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
         if nofollow:
             flags |= getattr(os, "O_NOFOLLOW", 0)
@@ -232,7 +238,7 @@ class ZoneReader:
                 os.close(fd)
                 raise
         except OSError as exc:
-            self._errors.add(where, line, f"{what}: {exc.strerror or exc}")
+            self._errors.add(where, line, f"{what}: {exc.strerror or exc}{detail}")
             return None
         except ValueError:  # NUL in the path
             self._errors.add(where, line, f"{what}: NUL in file name")
@@ -241,11 +247,11 @@ class ZoneReader:
             if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
                 # devices and FIFOs could be endless (/dev/zero)
                 stream.close()
-                self._errors.add(where, line, f"{what}: not a regular file")
+                self._errors.add(where, line, f"{what}: not a regular file{detail}")
                 return None
         except OSError as exc:
             stream.close()
-            self._errors.add(where, line, f"{what}: {exc.strerror or exc}")
+            self._errors.add(where, line, f"{what}: {exc.strerror or exc}{detail}")
             return None
         return stream
 
@@ -367,7 +373,8 @@ class ZoneReader:
         real = os.path.realpath(path)
         if not inside(real, self._roots):
             err(fname, lineno, f"$INCLUDE {excerpt(inc.filename, MAX_PATH_EXCERPT)} is outside "
-                f"{self._allowed_text()}; not read")
+                f"{self._allowed_text()}; not read "
+                f"(resolved: {excerpt(real, MAX_PATH_EXCERPT)})")
             return
         if real in stack:
             chain = " -> ".join(os.path.basename(p) for p in (*stack, real))
@@ -376,7 +383,8 @@ class ZoneReader:
         # the resolved path, as checked (a symlink swapped in since is refused)
         stream = self._open(real, fname, lineno,
                             f"cannot read included file {excerpt(inc.filename, MAX_PATH_EXCERPT)}",
-                            nofollow=True)
+                            nofollow=True,
+                            detail=f" (resolved: {excerpt(real, MAX_PATH_EXCERPT)})")
         if stream is None:
             return
         # RFC 1035 5.1: the included file's $ORIGIN does not leak back; as BIND,
@@ -607,6 +615,14 @@ def _array(count: int) -> bytes:
 
 #: One-type node headers a builder remembers (zones use a few TTLs).
 _MAX_HEADS = 1024
+#: Stored mailbox nodes up to this many bytes always fit in one message
+#: (`message.answer_size`): a record in a response adds its owner (a
+#: mailbox: 64 + 1 + 255 characters at most, `names.MAX_LOCAL` and
+#: `names.MAX_NAME`) and ~10 bytes to its rdata, which is at least 38 bytes
+#: (an x25519 KEY), so it is at most ~10 times its part of the node; 10 * 2 KiB
+#: plus a question and `message.MAX_TRAILER` is a third of `message.MAX_MESSAGE`.
+#: Bigger nodes are measured with the message codec.
+_SIZE_CHECK_FLOOR = 2048
 
 
 def _types(value: bytes | None) -> list[int]:
@@ -645,6 +661,9 @@ class _ZoneBuilder:
         self.capped = False  # the error cap was reached while adding
         self.pack = msgpack.Packer().pack
         self._heads: dict[tuple[int, int], bytes] = {}  # packed start of one-type nodes
+        #: Mailboxes whose records cannot fit in one message: key -> (response
+        #: size, records, location of their first RRset or None, its type).
+        self.oversized: dict[bytes, tuple[int, int, int | None, int]] = {}
 
     # -- locations -------------------------------------------------------------
     def loc(self, fname: str, line: int) -> int:
@@ -770,7 +789,24 @@ class _ZoneBuilder:
             value = b"".join(parts)
             if _ALIAS in node:
                 self.exclusive.add(self.key)  # type: ignore[arg-type]
+        if len(value) > _SIZE_CHECK_FLOOR:
+            self._check_size(self.key, value)  # type: ignore[arg-type]
         self.sink.put(self.key, value)  # type: ignore[arg-type]
+
+    def _check_size(self, key: bytes, value: bytes) -> None:
+        """Note a mailbox whose stored node `value` makes an answer longer
+        than one message (`message.answer_size`): it could never be served."""
+        name = self.name(key)
+        if not name.is_mailbox:
+            return
+        records = [Record(name, rtype, ttl, rdata_from_wire(rtype, fields))
+                   for rtype, ttl, rdatas in msgpack.unpackb(value) for fields in rdatas]
+        size = answer_size(Question(name, RType.ANY), records)
+        if size > MAX_WIRE_MESSAGE:
+            rtype = _KEY if _KEY in self.node else next(iter(self.node))
+            self.oversized[key] = (size, len(records), self.node[rtype][1], rtype)
+        else:
+            self.oversized.pop(key, None)
 
     # -- whole-zone checks ---------------------------------------------------------
     def _cut_above(self, key: bytes) -> bytes | None:
@@ -819,6 +855,8 @@ class _ZoneBuilder:
                 bad += [(key, rtype, "alias", key) for rtype in _types(self.sink.get(key))
                         if rtype != _ALIAS]
         wanted = {(key, rtype) for key, rtype, _, _ in bad}
+        wanted |= {(key, rtype) for key, (_, _, loc, rtype) in self.oversized.items()
+                   if loc is None}
         wanted |= {(key, _ALIAS) for key, _, what, _ in bad if what == "alias"}
         wanted |= {rrset for _, _, rrset in self.errors.later}
         located = locate(wanted) if wanted else {}
@@ -840,6 +878,11 @@ class _ZoneBuilder:
                 message = (f"{kind} at {self.name(key)}, which has an ALIAS (at "
                            f"{self.at(loc_of((key, _ALIAS)))}): ALIAS is exclusive")
             found.append((loc_of((key, rtype)), message))
+        for key, (size, count, loc, rtype) in self.oversized.items():
+            found.append((loc_of((key, rtype)) if loc is None else loc,
+                          f"mailbox {self.name(key)}: its {count} records make a {size}-byte "
+                          f"answer, longer than one message ({MAX_WIRE_MESSAGE} bytes); it "
+                          "could never be served"))
         glue: dict[bytes, bool] = {}
         for target, key, loc in self.ns:  # glue: in-zone NS targets need addresses
             has = glue.get(key)
@@ -1087,6 +1130,8 @@ def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *
         if reader.origin is None:
             if not errors.items:  # else already reported at the first record
                 errors.add(reader.filename, 0, "no $ORIGIN and no zone name given")
+        elif reader.unreadable:
+            pass  # its one error says why; no zone checks of a file not read
         elif builder is None or not builder.capped:
             if builder is None:
                 builder = reader._new_builder()

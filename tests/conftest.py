@@ -31,8 +31,10 @@ from keyresolve.message import MAX_MESSAGE, FrameReader, Message, frame
 #: How long a daemon may take to become ready or to exit before a test fails.
 DAEMON_TIMEOUT = 30.0
 _LISTEN_RE = re.compile(r"listening on (\S+) \(udp, tcp\)")
-#: The first line of a log record (cli.setup_logging's format): time, then level.
-_RECORD_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ([A-Z]+) ")
+#: The first line of a log record (cli.setup_logging's format): ISO 8601 time
+#: with milliseconds and offset, then level; or a JSON record (log_format = "json").
+_RECORD_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d ([A-Z]+) "
+                        r'|^\{"time": "[^"]*", "level": "([A-Z]+)"')
 _ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 
 
@@ -159,7 +161,7 @@ class Daemon:
         found = []
         for record in self.records():
             level = _RECORD_RE.match(record[0])
-            bad = (level is not None and level.group(1) in _ERROR_LEVELS
+            bad = (level is not None and (level.group(1) or level.group(2)) in _ERROR_LEVELS
                    or any("Traceback (most recent call last)" in line for line in record))
             if bad and not any(p.search(record[0]) for p in self.expected_errors):
                 found.append("\n".join(record))

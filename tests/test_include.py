@@ -78,8 +78,9 @@ def the_error(path: str, **kwargs) -> str:
 
 def outside_message(tree: Path, path: str, line: str, dirs: str = "") -> str:
     where = os.path.realpath(tree / "zones")
+    resolved = os.path.realpath(os.path.join(os.path.dirname(path), line))
     return (f"{path}:6: $INCLUDE {line!r} is outside the zone file's directory {where}"
-            f"{dirs}; not read")
+            f"{dirs}; not read (resolved: {resolved!r})")
 
 
 # -- refused ------------------------------------------------------------------------------

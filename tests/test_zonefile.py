@@ -423,14 +423,15 @@ def test_not_a_regular_file(tmp_path: Path) -> None:
     if os.path.exists("/dev/zero"):  # endless: must be refused, not read
         (tmp_path / "z.zone").write_text(HEAD + "$INCLUDE /dev/zero\n")
         assert errors_of(load_zone, str(tmp_path / "z.zone"), include_dirs=["/dev"]) == [
-            (6, "cannot read included file '/dev/zero': not a regular file")]
+            (6, "cannot read included file '/dev/zero': not a regular file "
+                "(resolved: '/dev/zero')")]
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # opening it for reading must not wait for a writer
     assert errors_of(load_zone, str(fifo)) == [
         (0, f"cannot read zone file {str(fifo)!r}: not a regular file")]
     (tmp_path / "f.zone").write_text(HEAD + "$INCLUDE fifo\n")
     assert errors_of(load_zone, str(tmp_path / "f.zone")) == [
-        (6, "cannot read included file 'fifo': not a regular file")]
+        (6, f"cannot read included file 'fifo': not a regular file (resolved: {str(fifo)!r})")]
 
 
 # -- $INCLUDE -------------------------------------------------------------------------

@@ -169,7 +169,8 @@ class ResolverServer:
 
     def _finish(self, query: Message, done: Done) -> Message:
         if done.rcode == Rcode.SERVFAIL and done.reason:
-            log.info("SERVFAIL for %s: %s", query.question, done.reason)
+            self.faults.info("servfail", "SERVFAIL for %s: %s", query.question,
+                             _without_question(done.reason, query.question))
         return dataclasses.replace(done.response, id=query.id, rd=query.rd, ra=True, qr=True,
                                    aa=False, opcode=query.opcode, signature=None,
                                    signed_bytes=None, answer=list(done.response.answer),
@@ -207,6 +208,14 @@ class ResolverServer:
         else:
             raise NotImplementedOpcode(f"unknown control command {command}")
         return make_response(query)
+
+
+def _without_question(reason: str, question: Question | None) -> str:
+    """A SERVFAIL reason without the question it starts with (the log line
+    names it first); a reason about another question (a name server's
+    address) is kept whole."""
+    prefix = f"{question}: "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason
 
 
 def _servfail(question: Question | None, reason: str) -> Done:

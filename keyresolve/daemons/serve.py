@@ -22,7 +22,7 @@ import trio
 
 from ..authority import answer
 from ..codes import Opcode, Rcode
-from ..config import ServeConfig, ZoneConfig, format_endpoint
+from ..config import ServeConfig, ZoneConfig, format_endpoint, unsigned_notify_zones
 from .. import fastpath, ratelimit, tsig
 from ..errors import (KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError, Refused,
                       ServerFailure)
@@ -495,6 +495,7 @@ async def serve(config: ServeConfig, store: Store, *,
             await tcp.aclose()
         raise KeyresolveError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = []
+    _warn_unsigned_notify(config)
     async with trio.open_nursery() as nursery:
         daemon = AuthDaemon(config, store, nursery)
         for udp, tcp in endpoints:
@@ -512,13 +513,33 @@ async def serve(config: ServeConfig, store: Store, *,
             task_status.started(bound)
             if reloads is not None:
                 async for _ in reloads:
-                    await daemon.reload()
-                    log.info("reload done")
+                    _log_reload_done(await daemon.reload())
             else:
                 await trio.sleep_forever()  # serving until cancelled; then the count
         finally:
             log.info("%d messages handled", daemon.handler.messages)
             _log_rate_limited(daemon.handler)
+
+
+def _log_reload_done(results: list[LoadResult]) -> None:
+    """The line that ends a reload: INFO when every zone loaded (or was
+    unchanged), WARNING with the count when some failed (their errors are
+    the ERROR lines before it)."""
+    failed = sum(r.status == "failed" for r in results)
+    if failed:
+        log.warning("reload done: %d of %d zones failed (they keep serving their previous "
+                    "data, if any)", failed, len(results))
+    else:
+        log.info("reload done: %d zones, none failed", len(results))
+
+
+def _warn_unsigned_notify(config: ServeConfig) -> None:
+    """At start-up: a primary zone whose NOTIFYs go unsigned (no key to sign
+    them with) reaches only secondaries that hold no key for it."""
+    for zone in unsigned_notify_zones(config):
+        log.warning("zone %s: NOTIFY to %s goes unsigned (no key, no allow_transfer key); "
+                    "a secondary holding a key for the zone refuses it and waits for its "
+                    "refresh timer", zone.name, ", ".join(map(format_endpoint, zone.notify)))
 
 
 def _log_rate_limited(handler: AuthServer) -> None:
