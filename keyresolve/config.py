@@ -117,6 +117,10 @@ class ServeConfig:
     #: Processes answering on the listen addresses (SO_REUSEPORT): this one
     #: and workers - 1 more (`keyresolve serve --workers` overrides it).
     workers: int = 1
+    #: Keys allowed to send control messages (`keyresolve ctl`); loopback always may.
+    control_keys: list[Name] = field(default_factory=list)
+    #: File the daemon writes its process id to while it runs (None: none).
+    pidfile: Path | None = None
 
     def get_zone(self, origin: Name) -> ZoneConfig | None:
         """The configuration of the zone `origin`, if we serve it."""
@@ -263,6 +267,8 @@ class ResolverConfig:
     #: Keys allowed to send control messages (cache flush); loopback always may.
     control_keys: list[Name] = field(default_factory=list)
     servers: list[UpstreamServer] = field(default_factory=list)
+    #: File the daemon writes its process id to while it runs (None: none).
+    pidfile: Path | None = None
 
     def get_upstream_key(self, address: Endpoint) -> Key | None:
         """The key the config pairs with an upstream server, if any."""
@@ -292,6 +298,7 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     config.keys = load_keys(top, path)
     config.max_fudge = load_max_fudge(top)
     config.control_keys = top.key_names("control_keys", config.keys)
+    config.pidfile = load_pidfile(top, path)
     for i, raw in enumerate(top.get("servers", list, [], what="an array of [[servers]] tables")):
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: servers[{i}]: must be a table")
@@ -314,6 +321,20 @@ def load_keys(top: Table, path: Path) -> dict[Name, Key]:
         return keyring_from_config(raw, path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_pidfile(top: Table, path: Path) -> Path | None:
+    """The `pidfile` setting: a file name, relative to the config file, whose
+    directory exists."""
+    value = top.get("pidfile", str, None, what="a file name")
+    if value is None:
+        return None
+    if not value:
+        raise top._err("pidfile", "must be a file name")
+    pidfile = path.parent / value
+    if not pidfile.parent.is_dir():
+        raise top._err("pidfile", f"directory {pidfile.parent} does not exist")
+    return pidfile
 
 
 #: Largest `max_fudge`: a trailer's fudge is 16 bits (RFC 8945 4.2).
@@ -368,6 +389,8 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         raise ConfigError(f"{path}: workers: at most {MAX_WORKERS}")
     config.keys = load_keys(top, path)
     config.max_fudge = load_max_fudge(top)
+    config.control_keys = top.key_names("control_keys", config.keys)
+    config.pidfile = load_pidfile(top, path)
     seen: set[Name] = set()
     for i, raw in enumerate(top.get("zones", list, [], what="an array of [[zones]] tables")):
         if not isinstance(raw, dict):

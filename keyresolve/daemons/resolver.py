@@ -30,7 +30,7 @@ from ..net.upstream import run_resolution
 from ..resolution import Done, Resolution, Resolver, Send
 from ..tsig import Key
 from ..zonefile import load_hints
-from .common import accept_request
+from .common import accept_request, pidfile
 
 log = logging.getLogger("keyresolve.resolver")
 
@@ -271,7 +271,8 @@ async def serve(config: ResolverConfig, *,
 
 async def main(config: ResolverConfig) -> None:
     """The daemon: serve until SIGTERM/SIGINT."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals, \
+            pidfile(config.pidfile):
         async with trio.open_nursery() as nursery:
             await nursery.start(serve, config)
             log.info("ready")
