@@ -608,16 +608,23 @@ class AuthDaemon:
         log.info("configuration re-read from %s: %s", old.path, change.summary())
         return change
 
-    async def reload_all(self) -> tuple[ConfigChange, list[LoadResult]]:
+    async def reload_all(self, *, restart_workers: bool = True
+                         ) -> tuple[ConfigChange, list[LoadResult]]:
         """What SIGHUP and `ctl reload` do: re-read the config file, reload
-        the zone files, then restart the workers if the config changed.
+        the zone files, then restart the workers if the config changed
+        (unless not `restart_workers`: the caller does, `restart_workers`).
         ConfigError (the config file is invalid) changes nothing."""
         async with self.reload_lock:
             change = await self.reconfigure()
             results = await self.reload()
-            if change.changed and self.pool is not None:
-                await self.pool.restart(self.config)
+            if change.changed and restart_workers:
+                await self.restart_workers()
             return change, results
+
+    async def restart_workers(self) -> None:
+        """Restart the workers, if any, so they answer by the current config."""
+        if self.pool is not None:
+            await self.pool.restart(self.config)
 
 
 def _start_serving(nursery: trio.Nursery, udp: socket.socket, tcp: trio.SocketListener,

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("keyresolve.serve")
 
-#: Time between the reply to `stop` and the shutdown, so the reply leaves first.
-STOP_GRACE = 0.2
+#: Time between the reply to `stop` (or `reload`) and the shutdown (or the
+#: workers' restart), so the reply leaves first, through a worker if it came so.
+REPLY_GRACE = 0.5
 
 
 class ServerControl:
@@ -77,11 +78,14 @@ class ServerControl:
     async def reload(self, zone: None, peer: tuple) -> dict[str, Value]:
         log.info("reload requested by %s", peer[0])
         try:
-            change, results = await self.daemon.reload_all()
+            # the workers restart after the reply, which one of them may carry
+            change, results = await self.daemon.reload_all(restart_workers=False)
         except ConfigError as exc:
             log.error("reload: %s; the running configuration is kept", exc)
             raise ServerFailure(f"{exc}; the running configuration is kept") from None
         log.info("reload done")
+        if change.changed and self.daemon.pool is not None:
+            self.daemon.nursery.start_soon(self._restart_workers_soon)
         return {"config": "changed" if change.changed else "unchanged",
                 "zones_added": [str(n) for n in change.added],
                 "zones_removed": [str(n) for n in change.removed],
@@ -166,8 +170,13 @@ class ServerControl:
         return {"result": "stopping"}
 
     # -- helpers -----------------------------------------------------------------
+    async def _restart_workers_soon(self) -> None:
+        await trio.sleep(REPLY_GRACE)
+        async with self.daemon.reload_lock:
+            await self.daemon.restart_workers()
+
     async def _stop_soon(self) -> None:
-        await trio.sleep(STOP_GRACE)
+        await trio.sleep(REPLY_GRACE)
         self.stop()
 
     def _zone(self, origin: Name) -> ZoneConfig:
