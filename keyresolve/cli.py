@@ -219,8 +219,8 @@ def ctl(command: str, zone: str | None, server_text: str | None, config_path: st
         fail(str(exc))
     key = _load_key(key_text, key_file)
     try:
-        click.echo(client.run(server, command, zone_name, key, timeout=timeout,
-                              as_json=as_json))
+        click.echo(trio.run(lambda: client.run(server, command, zone_name, key,
+                                               timeout=timeout, as_json=as_json)))
     except client.CtlError as exc:
         if as_json and exc.status == client.EXIT_ERROR:
             click.echo(str(exc))

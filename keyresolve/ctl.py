@@ -10,8 +10,6 @@ import ipaddress
 import json
 import time
 
-import trio
-
 from .codes import Rcode, rcode_to_text
 from .config import Endpoint, format_endpoint, load_serve_config
 from .control import decode_result, make_request, request_for, to_text
@@ -58,15 +56,14 @@ def parse_zone(text: str | None) -> Name | None:
         raise ValueError(f"ZONE: {exc}") from None
 
 
-def run(server: Endpoint, word: str, zone: Name | None, key: Key | None, *,
-        timeout: float, as_json: bool) -> str:
+async def run(server: Endpoint, word: str, zone: Name | None, key: Key | None, *,
+              timeout: float, as_json: bool) -> str:
     """Send `word` (on `zone`) to `server`, signed with `key` if given; the
     text to print. CtlError when no reply came or the server refused."""
     command = request_for(word, zone)
     message = make_request(command, zone)
     try:
-        exchange = trio.run(lambda: query(server, message, timeout=timeout, retries=0,
-                                          tcp=True, key=key))
+        exchange = await query(server, message, timeout=timeout, retries=0, tcp=True, key=key)
     except NetworkError as exc:
         raise CtlError(str(exc), EXIT_NO_REPLY) from None
     except ProtocolError as exc:

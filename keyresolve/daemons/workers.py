@@ -172,17 +172,18 @@ class WorkerPool:
         (True). False if the channel fails, as when the worker dies between a
         message and its reply: that ends this life of the worker, never the
         server."""
-        try:
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
+            try:
                 while message := await channel.recv(MAX_CHANNEL_MESSAGE):
                     reply = self._answer(message)
                     if isinstance(reply, bytes):
                         await channel.send(reply)
                     else:  # a CONTROL command: the others go on meanwhile
                         nursery.start_soon(self._reply_later, index, channel, reply)
-        except OSError as exc:
-            log.error("worker %d: its channel failed (%s)", index, exc.strerror or exc)
-            return False
+            except OSError as exc:
+                log.error("worker %d: its channel failed (%s)", index, exc.strerror or exc)
+                nursery.cancel_scope.cancel()
+                return False
         return True
 
     @staticmethod
