@@ -241,3 +241,28 @@ def test_workers_follow_a_config_change(server_dir, start_daemon):
     replies = spread(server.address, [key_query("alice@example.net") for _ in range(SPREAD)])
     assert {r.rcode for r in replies} == {Rcode.NOERROR}
     assert server.log.count("restarting for the new configuration") == 2
+
+
+def test_the_resolver_writes_and_removes_its_pidfile(tmp_path, start_daemon):
+    (tmp_path / "root.hints").write_text("$ORIGIN .\n$TTL 3600\n. NS a.root.\n"
+                                         "a.root. ADDR 127.0.0.1:9\n")
+    config = tmp_path / "resolver.toml"
+    config.write_text('listen = ["127.0.0.1:0"]\nroot_hints = "root.hints"\n'
+                      'pidfile = "resolver.pid"\n')
+    resolver = start_daemon("resolver", "--config", str(config))
+    assert (tmp_path / "resolver.pid").read_text() == f"{resolver.proc.pid}\n"
+    assert resolver.stop() == 0
+    assert not (tmp_path / "resolver.pid").exists()
+
+
+def test_pidfile_and_control_keys_settings_are_checked(tmp_path):
+    from keyresolve.config import load_serve_config
+    from keyresolve.errors import ConfigError
+
+    config = tmp_path / "serve.toml"
+    config.write_text('listen = ["127.0.0.1:0"]\ndata_dir = "data"\npidfile = "no/such.pid"\n')
+    with pytest.raises(ConfigError, match=r"serve\.toml: pidfile: directory .*no does not exist"):
+        load_serve_config(config)
+    config.write_text('listen = ["127.0.0.1:0"]\ndata_dir = "data"\ncontrol_keys = ["ops"]\n')
+    with pytest.raises(ConfigError, match=r"control_keys: key 'ops' is not defined"):
+        load_serve_config(config)
