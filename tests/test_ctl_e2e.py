@@ -243,7 +243,7 @@ def test_workers_follow_a_config_change(server_dir, start_daemon):
     assert server.log.count("restarting for the new configuration") == 2
 
 
-def test_the_resolver_writes_and_removes_its_pidfile(tmp_path, start_daemon):
+def test_the_resolver_answers_status_and_stop_and_keeps_a_pidfile(tmp_path, start_daemon):
     (tmp_path / "root.hints").write_text("$ORIGIN .\n$TTL 3600\n. NS a.root.\n"
                                          "a.root. ADDR 127.0.0.1:9\n")
     config = tmp_path / "resolver.toml"
@@ -251,7 +251,13 @@ def test_the_resolver_writes_and_removes_its_pidfile(tmp_path, start_daemon):
                       'pidfile = "resolver.pid"\n')
     resolver = start_daemon("resolver", "--config", str(config))
     assert (tmp_path / "resolver.pid").read_text() == f"{resolver.proc.pid}\n"
-    assert resolver.stop() == 0
+    status = ctl_json(resolver.address, "status")
+    assert status["pid"] == resolver.proc.pid and status["cached_records"] >= 0
+    assert "uptime" in status and "upstream_queries" in status
+    reload = ctl(resolver.address, "reload")  # a server's command
+    assert reload.returncode == 1 and "NOTIMP" in reload.stderr
+    assert "stopping" in ctl(resolver.address, "stop").stdout
+    assert resolver.proc.wait(timeout=10) == 0
     assert not (tmp_path / "resolver.pid").exists()
 
 

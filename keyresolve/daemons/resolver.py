@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import os
 import ipaddress
 import logging
 import signal
@@ -17,7 +19,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .. import tsig
+from .. import __version__, tsig
+from ..control import make_result
 from ..answercache import AnswerCache
 from ..cache import Cache
 from ..codes import ControlCommand, Opcode, Rcode
@@ -67,6 +70,9 @@ class ResolverServer:
 
         #: Per-packet faults (bad signatures, refusals...), logged at a bounded rate.
         self.faults = FaultLog(log)
+        #: When the resolver started, and what `ctl stop` calls (None: not offered).
+        self.started = time.time()
+        self.stop: Callable[[], None] | None = None
 
     def batch(self) -> contextlib.nullcontext[None]:
         """No per-batch state: the cache lives in memory."""
@@ -199,9 +205,32 @@ class ResolverServer:
             count = self.resolver.cache.flush_name(query.question.name)
             log.info("cache flushed for %s (%d entries) by %s", query.question.name, count,
                      peer[0])
+        elif command == ControlCommand.STATUS:
+            return self._status(query)
+        elif command == ControlCommand.STOP and self.stop is not None:
+            log.info("stop requested by %s: shutting down", peer[0])
+            self.stop()
+            return make_result(query, {"result": "stopping"})
         else:
             raise NotImplementedOpcode(f"unknown control command {command}")
         return make_response(query)
+
+    def _status(self, query: Message) -> Message:
+        """`keyresolve ctl status` of a resolver (docs/protocol.md 8A)."""
+        now = time.time()
+        return make_result(query, {
+            "version": __version__, "pid": os.getpid(), "started": int(self.started),
+            "uptime": int(now - self.started), "cached_records": len(self.resolver.cache),
+            "resolutions_in_progress": self.active, "upstream_queries": self.upstream_queries})
+
+
+#: Time between the reply to `ctl stop` and the shutdown, so the reply leaves first.
+STOP_GRACE = 0.5
+
+
+async def _stop_soon(scope: trio.CancelScope) -> None:
+    await trio.sleep(STOP_GRACE)
+    scope.cancel()
 
 
 def _servfail(question: Question | None, reason: str) -> Done:
@@ -240,12 +269,14 @@ async def keep_primed(handler: ResolverServer) -> None:
                         done.reason or "no root server address in the answer")
 
 
-async def serve(config: ResolverConfig, *,
+async def serve(config: ResolverConfig, *, stop: Callable[[], None] | None = None,
                 task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
                 ) -> None:
     """Answer stub queries on every configured address until cancelled."""
     handler = ResolverServer(config, make_resolver(config),
                              clock=trio.lowlevel.current_clock().current_time)
+    if stop is not None:
+        handler.stop = stop
     bound = []
     async with trio.open_nursery() as nursery:
         for host, port in config.listen:
@@ -274,7 +305,8 @@ async def main(config: ResolverConfig) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals, \
             pidfile(config.pidfile):
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve, config)
+            await nursery.start(functools.partial(serve, config, stop=functools.partial(
+                nursery.start_soon, _stop_soon, nursery.cancel_scope)))
             log.info("ready")
             async for signum in signals:
                 log.info("%s: shutting down", signal.Signals(signum).name)
