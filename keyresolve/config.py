@@ -117,8 +117,10 @@ class ServeConfig:
     #: Processes answering on the listen addresses (SO_REUSEPORT): this one
     #: and workers - 1 more (`keyresolve serve --workers` overrides it).
     workers: int = 1
-    #: Keys allowed to send control messages (`keyresolve ctl`); loopback always may.
+    #: Keys allowed to send control messages (`keyresolve ctl`).
     control_keys: list[Name] = field(default_factory=list)
+    #: Obey unsigned control messages from loopback addresses.
+    control_loopback: bool = True
     #: File the daemon writes its process id to while it runs (None: none).
     pidfile: Path | None = None
 
@@ -267,6 +269,8 @@ class ResolverConfig:
     #: Keys allowed to send control messages (cache flush); loopback always may.
     control_keys: list[Name] = field(default_factory=list)
     servers: list[UpstreamServer] = field(default_factory=list)
+    #: Obey unsigned control messages from loopback addresses.
+    control_loopback: bool = True
     #: File the daemon writes its process id to while it runs (None: none).
     pidfile: Path | None = None
 
@@ -298,6 +302,7 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     config.keys = load_keys(top, path)
     config.max_fudge = load_max_fudge(top)
     config.control_keys = top.key_names("control_keys", config.keys)
+    config.control_loopback = top.get("control_loopback", bool, True)
     config.pidfile = load_pidfile(top, path)
     for i, raw in enumerate(top.get("servers", list, [], what="an array of [[servers]] tables")):
         if not isinstance(raw, dict):
@@ -390,6 +395,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     config.keys = load_keys(top, path)
     config.max_fudge = load_max_fudge(top)
     config.control_keys = top.key_names("control_keys", config.keys)
+    config.control_loopback = top.get("control_loopback", bool, True)
     config.pidfile = load_pidfile(top, path)
     seen: set[Name] = set()
     for i, raw in enumerate(top.get("zones", list, [], what="an array of [[zones]] tables")):

@@ -184,6 +184,16 @@ def test_signed_with_a_control_key_accepted_with_another_refused(server_dir, sta
                     r"control_keys")
 
 
+def test_control_loopback_false_wants_every_command_signed(server_dir, start_daemon):
+    write_config(server_dir, ["example.com"], extra="control_loopback = false")
+    server = start(start_daemon, server_dir)
+    unsigned = ctl(server.address, "stop")
+    assert unsigned.returncode == 1 and "REFUSED" in unsigned.stderr
+    server.wait_for(r"refused a control message from 127\.0\.0\.1: unsigned")
+    signed = ctl(server.address, "-y", f"hmac-sha256:ctl:{CTL_SECRET}", "status")
+    assert signed.returncode == 0 and "zones:" in signed.stdout
+
+
 def test_sighup_re_reads_the_config_adds_and_removes_zones(server_dir, start_daemon):
     write_config(server_dir, ["example.com"])
     server = start(start_daemon, server_dir)

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import ipaddress
 import logging
 import signal
 import time
@@ -33,7 +32,7 @@ from ..net.upstream import run_resolution
 from ..resolution import Done, Resolution, Resolver, Send
 from ..tsig import Key
 from ..zonefile import load_hints
-from .common import accept_request, pidfile
+from .common import accept_request, control_allowed, pidfile
 
 log = logging.getLogger("keyresolve.resolver")
 
@@ -189,11 +188,8 @@ class ResolverServer:
 
     def control(self, query: Message, peer: tuple, key: Key | None) -> Message:
         """Cache flush, for a control key or from loopback."""
-        address = ipaddress.ip_address(peer[0].split("%")[0])
-        # an IPv4 client of a dual-stack [::] socket shows as ::ffff:a.b.c.d
-        loopback = (getattr(address, "ipv4_mapped", None) or address).is_loopback
-        if not (key is not None and key.name in self.config.control_keys
-                or key is None and loopback):
+        if not control_allowed(peer, key, self.config.control_keys,
+                               self.config.control_loopback):
             raise Refused(f"control message from {peer[0]} without an allowed key")
         if query.question is None:
             raise FormError("control message without a question")

@@ -244,9 +244,10 @@ class AuthServer:
         """A CONTROL message (`keyresolve ctl`): REFUSED unless signed with a
         control key or unsigned from loopback; run by `self.control` (the
         main process's `ServerControl`); the response signed as the request."""
-        if not control_allowed(peer, key, self.config.control_keys):
+        if not control_allowed(peer, key, self.config.control_keys,
+                               self.config.control_loopback):
             self.faults.warning("refused", "refused a control message from %s: %s", peer[0],
-                                "unsigned, not from loopback" if key is None
+                                "unsigned" if key is None
                                 else f"key {key.name} is not in control_keys")
             return self._encode_control(query, make_response(query, Rcode.REFUSED), key, tcp)
         if self.control is None:

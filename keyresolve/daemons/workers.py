@@ -165,6 +165,7 @@ class WorkerPool:
                     return None  # stopped below, then restarted like one that exited
                 return _RESTARTED  # `restart` cancelled this life
             finally:
+                self._lives.pop(index, None)
                 await _stop(proc)
 
     async def _relay(self, index: int, channel: trio.socket.SocketType) -> bool:
