@@ -135,9 +135,11 @@ class ServeConfig:
 def fingerprint(config: ServeConfig) -> str:
     """A digest of what a worker must share with its main process: the whole
     config with the keys' secrets, but not `workers` and `log_level`, which
-    the main process sets itself. A worker restarted after the config file
-    or a key file changed on disk computes another one."""
-    digest = hashlib.sha256(repr(dataclasses.replace(config, workers=1, log_level="")).encode())
+    the main process sets itself, nor `listen` and `pidfile`, which only the
+    main process uses. A worker restarted after the config file or a key
+    file changed on disk computes another one."""
+    digest = hashlib.sha256(repr(dataclasses.replace(config, workers=1, log_level="", listen=[],
+                                                     pidfile=None)).encode())
     for key in config.keys.values():  # the file's order, as both processes read it
         digest.update(len(key.secret).to_bytes(4, "big") + key.secret)
     return digest.hexdigest()

@@ -234,9 +234,12 @@ def test_an_invalid_config_is_refused_whole(server_dir, start_daemon):
 def test_workers_follow_a_config_change(server_dir, start_daemon):
     write_config(server_dir, ["example.com"])
     server = start(start_daemon, server_dir, "--workers", "2")
+    # a listen change waits for a restart, and does not keep the new workers out
+    PORTS[server_dir] = free_port()
     write_config(server_dir, ["example.com", "example.net"], zone_extra="require_signed = true")
     result = ctl_json(server.address, "reload")
     assert result["config"] == "changed" and result["zones_added"] == ["example.net."]
+    server.wait_for(r"WARNING .*serve\.toml: listen changed: a restart applies it")
     server.wait_for(r"worker 1 started")
     # every process refuses the unsigned queries the new policy forbids...
     replies = spread(server.address, [key_query("alice@example.net") for _ in range(SPREAD)])

@@ -108,15 +108,16 @@ class WorkerPool:
     async def _supervise(self, index: int,
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         attempt = 0
+        first = task_status  # None once the first life has started
         while True:
             try:
-                code = await self._run_once(index, task_status if attempt == 0 else None)
+                code = await self._run_once(index, first)
+                first = None
                 if code is _RESTARTED:
                     log.info("worker %d restarting for the new configuration", index)
-                    task_status = None
                     continue
             except KeyresolveError as exc:
-                if attempt == 0:
+                if first is not None:
                     raise  # a worker that cannot start at all: the server cannot either
                 code = None
                 log.error("worker %d: %s", index, exc)
