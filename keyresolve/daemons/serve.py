@@ -24,8 +24,8 @@ from ..authority import answer
 from ..codes import Opcode, Rcode
 from ..config import ServeConfig, ZoneConfig, fingerprint, format_endpoint, load_serve_config
 from .. import fastpath, ratelimit, tsig
-from ..errors import (ConfigError, KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError, Refused,
-                      ServerFailure)
+from ..errors import (ConfigError, KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError,
+                      Refused, ServerFailure)
 from ..message import OPCODE_SHIFT, Message, make_response, max_response_size
 from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
@@ -196,7 +196,7 @@ class AuthServer:
             return accepted
         query, key, now = accepted
         if query.opcode == Opcode.CONTROL:
-            return self._control(query, key, peer, now, tcp)
+            return self._control(query, key, peer, tcp)
         try:
             if query.opcode == Opcode.TRANSFER:
                 return self._transfer(query, key, peer, tcp)
@@ -239,7 +239,7 @@ class AuthServer:
         if secondary is not None:
             self._secondary_keys.pop(origin.key(), None)
 
-    def _control(self, query: Message, key: Key | None, peer: tuple, now: int,
+    def _control(self, query: Message, key: Key | None, peer: tuple,
                  tcp: bool) -> bytes | Awaitable[bytes]:
         """A CONTROL message (`keyresolve ctl`): REFUSED unless signed with a
         control key or unsigned from loopback; run by `self.control` (the
