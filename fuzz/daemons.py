@@ -50,6 +50,12 @@ KEYS_TOML = "".join(
     f'secret = "{base64.b64encode(k.secret).decode()}"\n' for k in (XFER, OPS))
 
 
+#: The hostile sources are loopback addresses too: a message bit-flipped into an
+#: unsigned `ctl stop` must not be obeyed, so control messages must be signed
+#: (with `ops`: the valid ones among the signed queries are obeyed).
+CONTROL_TOML = 'control_loopback = false\ncontrol_keys = ["ops"]\n'
+
+
 def b64key(seed: int, length: int = 32) -> str:
     """Deterministic public-key bytes for the zones, base64."""
     return base64.b64encode(key_bytes(seed, length)).decode()
@@ -250,7 +256,8 @@ class Servers:
         (auth_dir / "example.zone").write_text(example_zone(port))
         (auth_dir / "private.zone").write_text(example_zone(port, "private."))
         (auth_dir / "serve.toml").write_text(
-            f'listen = ["{LOOPBACK}:{port}"]\ndata_dir = "data"\n{extra}\n{KEYS_TOML}'
+            f'listen = ["{LOOPBACK}:{port}"]\ndata_dir = "data"\n{CONTROL_TOML}{extra}\n'
+            f'{KEYS_TOML}'
             f'[[zones]]\nname = "."\nfile = "root.zone"\n'
             f'[[zones]]\nname = "example"\nfile = "example.zone"\n'
             f'allow_transfer = ["xfer"]\n'
@@ -263,7 +270,8 @@ class Servers:
             (res_dir / "root.hints").write_text(
                 f"$ORIGIN .\n$TTL 3600\n. NS a.root.\na.root. ADDR {LOOPBACK}:{port}\n")
             (res_dir / "resolver.toml").write_text(
-                f'listen = ["{LOOPBACK}:0"]\nroot_hints = "root.hints"\n')
+                f'listen = ["{LOOPBACK}:0"]\nroot_hints = "root.hints"\n{CONTROL_TOML}'
+                f'{KEYS_TOML}')
             self.resolver = self._start("resolver", ["resolver", "--config", "resolver.toml"],
                                         res_dir)
 

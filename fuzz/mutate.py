@@ -212,7 +212,7 @@ def unchanged(rng: random.Random, data: bytes) -> bytes:
 
 MUTATORS: dict[str, tuple[Callable[[random.Random, bytes], bytes], str]] = {
     "valid": (unchanged, "valid queries, unchanged: names and types of the zones, every "
-                         "opcode (CONTROL cache flushes too: they come from loopback)"),
+                         "opcode (CONTROL commands too, obeyed when signed with the ops key)"),
     "bitflip": (bitflip, "flip 1-8 bits of a valid query"),
     "truncate": (truncate, "cut a valid query short"),
     "extend": (extend, "append junk (bytes, nils, msgpack values) to a valid query"),

@@ -233,6 +233,49 @@ def _load_key(key_text: str | None, key_file: str | None):
         fail(str(exc))
 
 
+# -- ctl -----------------------------------------------------------------------
+@main.command()
+@click.argument("command")
+@click.argument("zone", required=False)
+@click.option("--server", "server_text", default=None, metavar="HOST:PORT",
+              help="The server's address (default: the first listen address of --config).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="The server's serve config, to find its address.")
+@click.option("-y", "key_text", metavar="[ALG:]NAME:SECRET", default=None,
+              help="Sign with this control key.")
+@click.option("-k", "key_file", type=click.Path(dir_okay=False), default=None,
+              help="Read the control key from a file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds to wait for the reply (a reload compiles zones first).")
+def ctl(command: str, zone: str | None, server_text: str | None, config_path: str | None,
+        key_text: str | None, key_file: str | None, as_json: bool, timeout: float) -> None:
+    """Control a running server, as knotc and rndc do: status, reload [ZONE],
+    zone-status ZONE, refresh ZONE, retransfer ZONE, notify ZONE, stop."""
+    from . import ctl as client
+
+    try:
+        if server_text is None and config_path is None:
+            raise ValueError("give --server HOST:PORT or --config FILE")
+        zone_name = client.parse_zone(zone)
+        client.request_for(command, zone_name)
+        server = (parse_endpoint(server_text) if server_text
+                  else client.server_from_config(config_path))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except client.CtlError as exc:
+        fail(str(exc))
+    key = _load_key(key_text, key_file)
+    try:
+        click.echo(trio.run(lambda: client.run(server, command, zone_name, key,
+                                               timeout=timeout, as_json=as_json)))
+    except client.CtlError as exc:
+        if as_json and exc.status == client.EXIT_ERROR:
+            click.echo(str(exc))
+            sys.exit(exc.status)
+        fail(f"ctl {exc}", exc.status)
+
+
 # -- demo ----------------------------------------------------------------------
 @main.command()
 @click.option("--zones", "zones_dir", type=click.Path(file_okay=False), default=None,

@@ -23,6 +23,20 @@ class ControlCommand(enum.IntEnum):
 
     FLUSH_ALL = 1  # forget the whole cache (the question name is ignored)
     FLUSH_NAME = 2  # forget every entry owned by the question name
+    # Authoritative server commands (`keyresolve ctl`, docs/protocol.md 8A):
+    STATUS = 3  # version, uptime, zones, messages, workers (name ignored)
+    RELOAD = 4  # re-read the config file and every zone file (name ignored)
+    RELOAD_ZONE = 5  # recompile the zone named by the question name
+    ZONE_STATUS = 6  # the named zone's serial, source, timers
+    REFRESH = 7  # a secondary zone: check the primaries now
+    RETRANSFER = 8  # a secondary zone: full transfer from a primary now
+    NOTIFY = 9  # a zone: NOTIFY its notify targets now
+    STOP = 10  # exit, as SIGTERM does (name ignored)
+
+
+#: The record type of a CONTROL response's result (`keyresolve.control`): in
+#: DNS's private-use range (RFC 6895 3.1), so no data type will ever take it.
+CONTROL_RESULT = 65280
 
 
 class Rcode(enum.IntEnum):

@@ -124,6 +124,12 @@ class ServeConfig:
     #: Processes answering on the listen addresses (SO_REUSEPORT): this one
     #: and workers - 1 more (`keyresolve serve --workers` overrides it).
     workers: int = 1
+    #: Keys allowed to send control messages (`keyresolve ctl`).
+    control_keys: list[Name] = field(default_factory=list)
+    #: Obey unsigned control messages from loopback addresses.
+    control_loopback: bool = True
+    #: File the daemon writes its process id to while it runs (None: none).
+    pidfile: Path | None = None
 
     def get_zone(self, origin: Name) -> ZoneConfig | None:
         """The configuration of the zone `origin`, if we serve it."""
@@ -136,9 +142,11 @@ class ServeConfig:
 def fingerprint(config: ServeConfig) -> str:
     """A digest of what a worker must share with its main process: the whole
     config with the keys' secrets, but not `workers` and `log_level`, which
-    the main process sets itself. A worker restarted after the config file
-    or a key file changed on disk computes another one."""
-    digest = hashlib.sha256(repr(dataclasses.replace(config, workers=1, log_level="")).encode())
+    the main process sets itself, nor `listen` and `pidfile`, which only the
+    main process uses. A worker restarted after the config file or a key
+    file changed on disk computes another one."""
+    digest = hashlib.sha256(repr(dataclasses.replace(config, workers=1, log_level="", listen=[],
+                                                     pidfile=None)).encode())
     for key in config.keys.values():  # the file's order, as both processes read it
         digest.update(len(key.secret).to_bytes(4, "big") + key.secret)
     return digest.hexdigest()
@@ -272,6 +280,10 @@ class ResolverConfig:
     #: Keys allowed to send control messages (cache flush); loopback always may.
     control_keys: list[Name] = field(default_factory=list)
     servers: list[UpstreamServer] = field(default_factory=list)
+    #: Obey unsigned control messages from loopback addresses.
+    control_loopback: bool = True
+    #: File the daemon writes its process id to while it runs (None: none).
+    pidfile: Path | None = None
 
     def get_upstream_key(self, address: Endpoint) -> Key | None:
         """The key the config pairs with an upstream server, if any."""
@@ -301,6 +313,8 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     config.keys = load_keys(top, path)
     config.max_fudge = load_max_fudge(top)
     config.control_keys = top.key_names("control_keys", config.keys)
+    config.control_loopback = top.get("control_loopback", bool, True)
+    config.pidfile = load_pidfile(top, path)
     for i, raw in enumerate(top.get("servers", list, [], what="an array of [[servers]] tables")):
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: servers[{i}]: must be a table")
@@ -336,6 +350,20 @@ def load_logging(top: Table) -> tuple[str, str]:
         raise top._err("log_format",
                        f"must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     return level.lower(), log_format
+
+
+def load_pidfile(top: Table, path: Path) -> Path | None:
+    """The `pidfile` setting: a file name, relative to the config file, whose
+    directory exists."""
+    value = top.get("pidfile", str, None, what="a file name")
+    if value is None:
+        return None
+    if not value:
+        raise top._err("pidfile", "must be a file name")
+    pidfile = path.parent / value
+    if not pidfile.parent.is_dir():
+        raise top._err("pidfile", f"directory {pidfile.parent} does not exist")
+    return pidfile
 
 
 #: Largest `max_fudge`: a trailer's fudge is 16 bits (RFC 8945 4.2).
@@ -411,6 +439,9 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         raise ConfigError(f"{path}: workers: at most {MAX_WORKERS}")
     config.keys = load_keys(top, path)
     config.max_fudge = load_max_fudge(top)
+    config.control_keys = top.key_names("control_keys", config.keys)
+    config.control_loopback = top.get("control_loopback", bool, True)
+    config.pidfile = load_pidfile(top, path)
     seen: set[Name] = set()
     for i, raw in enumerate(top.get("zones", list, [], what="an array of [[zones]] tables")):
         if not isinstance(raw, dict):

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from keyresolve.codes import Opcode, Rcode, RType, rcode_to_text, rtype_to_text
+from keyresolve import control
+from keyresolve.codes import (CONTROL_RESULT, ControlCommand, Opcode, Rcode, RType, rcode_to_text,
+                              rtype_to_text)
 from keyresolve.errors import BadVersion, FormError, ProtocolError
 from keyresolve.message import Message, error_response_wire, make_query, make_response
 from keyresolve.names import Name
@@ -85,6 +87,17 @@ def badvers_response() -> Message:
     return Message(id=0x1234, qr=True, rd=True, rcode=Rcode.BADVERS)
 
 
+def control_request() -> Message:
+    """`keyresolve ctl zone-status example.com`: CONTROL, id 0x4321."""
+    return control.make_request(ControlCommand.ZONE_STATUS, ZONE, msg_id=0x4321)
+
+
+def control_response() -> Message:
+    """Its answer: one CONTROL_RESULT record of three fields."""
+    return control.make_result(control_request(), {"zone": "example.com.", "role": "primary",
+                                                   "serial": 2024010101})
+
+
 @dataclass
 class Example:
     """One documented example: the bytes and how they must decode."""
@@ -106,6 +119,8 @@ EXAMPLES: dict[str, Example] = {
     "formerr-response": Example(formerr_response, answer_to="formerr-request"),
     "badvers-request": Example(badvers_request, error=BadVersion),
     "badvers-response": Example(badvers_response, answer_to="badvers-request"),
+    "control-request": Example(control_request),
+    "control-response": Example(control_response),
 }
 
 
@@ -265,13 +280,25 @@ def annotate(data: bytes) -> str:
         add(question, "question = [name, type]")
         qname, qtype = question.children
         add(qname, f"question name = {_value_text(qname)}")
-        add(qtype, f"question type = {qtype.value} ({rtype_to_text(qtype.value)})")
+        add(qtype, f"question type = {qtype.value} ("
+            + (f"command {ControlCommand(qtype.value).name}" if opcode == Opcode.CONTROL
+               else rtype_to_text(qtype.value)) + ")")
     for section, node in zip(("answer", "authority", "additional"), body.children[1:4]):
         add(node, f"{section} section: {node.value} record(s)")
         for i, rec in enumerate(node.children):
             add(rec, f"{section}[{i}] = [owner, type, ttl, rdata]")
             owner, rtype, ttl, rdata = rec.children
             add(owner, f"owner = {_value_text(owner)}")
+            if rtype.value == CONTROL_RESULT:
+                add(rtype, f"type = {rtype.value} (CONTROL_RESULT)")
+                add(ttl, f"ttl = {ttl.value} s")
+                add(rdata, f"rdata: {rdata.value} result field(s)")
+                for pair in rdata.children:
+                    field, value = pair.children
+                    add(pair, "result field = [name, value]")
+                    add(field, f"field name = {_value_text(field)}")
+                    add(value, f"{field.value} = {_value_text(value)}")
+                continue
             add(rtype, f"type = {rtype.value} ({rtype_to_text(rtype.value)})")
             add(ttl, f"ttl = {ttl.value} s")
             add(rdata, f"rdata: {rtype_to_text(rtype.value)} fields")
@@ -376,6 +403,16 @@ def test_hexdump_round_trip_checks_offsets() -> None:
     assert parse_hexdump(hexdump(data)) == data
     with pytest.raises(AssertionError):
         parse_hexdump("0000  00 01\n0003  02")
+
+
+def test_control_example_decodes_to_its_command_and_result() -> None:
+    # both ways through keyresolve.control, as a third party's client and server see it
+    examples = doc_examples()
+    assert control.decode_request(examples["control-request"]) == control.ControlRequest(
+        ControlCommand.ZONE_STATUS, ZONE)
+    response, fields = control.decode_result(examples["control-response"])
+    assert response.id == 0x4321 and response.rcode == Rcode.NOERROR
+    assert fields == {"zone": "example.com.", "role": "primary", "serial": 2024010101}
 
 
 if __name__ == "__main__":

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from .. import tsig
 from ..codes import Rcode
-from ..errors import BadKey, BadSignature, BadTime, NotAuth, ProtocolError, Refused
+from ..errors import (BadKey, BadSignature, BadTime, KeyresolveError, NotAuth, ProtocolError,
+                      Refused)
 from ..message import Message, error_response_wire, make_response
 from ..net.faultlog import FaultLog
 from ..tsig import Key, Keyring, ReplayGuard
@@ -52,3 +58,40 @@ def accept_request(data: bytes, peer: tuple, keyring: Keyring, faults: FaultLog,
                              request_mac=query.signature.mac,
                              fudge=tsig.window(query.signature.fudge, max_fudge))
     return query, key, now
+
+
+def control_allowed(peer: tuple, key: Key | None, control_keys, loopback_ok: bool = True
+                    ) -> bool:
+    """Whether a CONTROL message from `peer` signed with `key` may be obeyed:
+    signed with a key in `control_keys`, or unsigned from a loopback
+    address (if `loopback_ok`)."""
+    address = ipaddress.ip_address(peer[0].split("%")[0])
+    # an IPv4 client of a dual-stack [::] socket shows as ::ffff:a.b.c.d
+    loopback = (getattr(address, "ipv4_mapped", None) or address).is_loopback
+    return (key is not None and key.name in control_keys) or (key is None and loopback
+                                                                 and loopback_ok)
+
+
+@contextlib.contextmanager
+def pidfile(path: Path | None) -> Iterator[None]:
+    """Write the process id to `path` (if set) for the duration; remove it
+    after, unless another process has written its own there meanwhile."""
+    if path is None:
+        yield
+        return
+    pid = f"{os.getpid()}\n"
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        temporary.write_text(pid)
+        os.replace(temporary, path)  # readers never see a half-written file
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise KeyresolveError(f"cannot write pidfile {path}: {exc.strerror or exc}") from None
+    try:
+        yield
+    finally:
+        try:
+            if path.read_text() == pid:
+                path.unlink()
+        except OSError:
+            pass

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
+import functools
+import os
 import logging
 import signal
 import time
@@ -17,7 +18,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .. import tsig
+from .. import __version__, tsig
+from ..control import make_result
 from ..answercache import AnswerCache
 from ..cache import Cache
 from ..codes import ControlCommand, Opcode, Rcode
@@ -30,7 +32,7 @@ from ..net.upstream import run_resolution
 from ..resolution import Done, Resolution, Resolver, Send
 from ..tsig import Key
 from ..zonefile import load_hints
-from .common import accept_request
+from .common import accept_request, control_allowed, pidfile
 
 log = logging.getLogger("keyresolve.resolver")
 
@@ -67,6 +69,9 @@ class ResolverServer:
 
         #: Per-packet faults (bad signatures, refusals...), logged at a bounded rate.
         self.faults = FaultLog(log)
+        #: When the resolver started, and what `ctl stop` calls (None: not offered).
+        self.started = time.time()
+        self.stop: Callable[[], None] | None = None
 
     def batch(self) -> contextlib.nullcontext[None]:
         """No per-batch state: the cache lives in memory."""
@@ -189,11 +194,8 @@ class ResolverServer:
 
     def control(self, query: Message, peer: tuple, key: Key | None) -> Message:
         """Cache flush, for a control key or from loopback."""
-        address = ipaddress.ip_address(peer[0].split("%")[0])
-        # an IPv4 client of a dual-stack [::] socket shows as ::ffff:a.b.c.d
-        loopback = (getattr(address, "ipv4_mapped", None) or address).is_loopback
-        if not (key is not None and key.name in self.config.control_keys
-                or key is None and loopback):
+        if not control_allowed(peer, key, self.config.control_keys,
+                               self.config.control_loopback):
             raise Refused(f"control message from {peer[0]} without an allowed key")
         if query.question is None:
             raise FormError("control message without a question")
@@ -205,9 +207,32 @@ class ResolverServer:
             count = self.resolver.cache.flush_name(query.question.name)
             log.info("cache flushed for %s (%d entries) by %s", query.question.name, count,
                      peer[0])
+        elif command == ControlCommand.STATUS:
+            return self._status(query)
+        elif command == ControlCommand.STOP and self.stop is not None:
+            log.info("stop requested by %s: shutting down", peer[0])
+            self.stop()
+            return make_result(query, {"result": "stopping"})
         else:
             raise NotImplementedOpcode(f"unknown control command {command}")
         return make_response(query)
+
+    def _status(self, query: Message) -> Message:
+        """`keyresolve ctl status` of a resolver (docs/protocol.md 8A)."""
+        now = time.time()
+        return make_result(query, {
+            "version": __version__, "pid": os.getpid(), "started": int(self.started),
+            "uptime": int(now - self.started), "cached_records": len(self.resolver.cache),
+            "resolutions_in_progress": self.active, "upstream_queries": self.upstream_queries})
+
+
+#: Time between the reply to `ctl stop` and the shutdown, so the reply leaves first.
+STOP_GRACE = 0.5
+
+
+async def _stop_soon(scope: trio.CancelScope) -> None:
+    await trio.sleep(STOP_GRACE)
+    scope.cancel()
 
 
 def _without_question(reason: str, question: Question | None) -> str:
@@ -254,12 +279,14 @@ async def keep_primed(handler: ResolverServer) -> None:
                         done.reason or "no root server address in the answer")
 
 
-async def serve(config: ResolverConfig, *,
+async def serve(config: ResolverConfig, *, stop: Callable[[], None] | None = None,
                 task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
                 ) -> None:
     """Answer stub queries on every configured address until cancelled."""
     handler = ResolverServer(config, make_resolver(config),
                              clock=trio.lowlevel.current_clock().current_time)
+    if stop is not None:
+        handler.stop = stop
     bound = []
     async with trio.open_nursery() as nursery:
         for host, port in config.listen:
@@ -285,9 +312,11 @@ async def serve(config: ResolverConfig, *,
 
 async def main(config: ResolverConfig) -> None:
     """The daemon: serve until SIGTERM/SIGINT."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals, \
+            pidfile(config.pidfile):
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve, config)
+            await nursery.start(functools.partial(serve, config, stop=functools.partial(
+                nursery.start_soon, _stop_soon, nursery.cancel_scope)))
             log.info("ready")
             async for signum in signals:
                 log.info("%s: shutting down", signal.Signals(signum).name)

@@ -93,6 +93,15 @@ class SecondaryZone(StoredSecondary):
         self._expired_logged = False
         #: What to log of each primary's failures (`FailureReport`).
         self._reports: dict[Endpoint, FailureReport] = {}
+        #: The outcome of the last check, for `keyresolve ctl zone-status`.
+        self.last_result: str | None = None
+        #: The next check transfers the whole zone whatever the serials say.
+        self._full = False
+
+    def retransfer(self) -> None:
+        """Transfer the whole zone from a primary now (`keyresolve ctl retransfer`)."""
+        self._full = True
+        self.notify()
 
     def _stored(self) -> tuple[Record | None, float | None]:
         info = self.store.get_zone_info(self.zone.name)
@@ -152,8 +161,14 @@ class SecondaryZone(StoredSecondary):
         """Ask each primary in turn; transfer if it is newer. The SOA we then
         hold, or None if no primary could be used."""
         origin = self.zone.name
+        full, self._full = self._full, False
         for primary in self.zone.primaries:
             try:
+                if full:
+                    soa = await self.transfer(primary, None)
+                    self.on_updated(self.zone, soa)
+                    self._succeeded(primary, f"transferred serial {soa.rdata.serial} in full")
+                    return soa
                 remote = await self.query_soa(primary)
                 current = self._stored()[0]
                 if current is not None and not serial_gt(remote.rdata.serial,
@@ -162,20 +177,22 @@ class SecondaryZone(StoredSecondary):
                         await trio.to_thread.run_sync(self.store.mark_checked, origin,
                                                       time.time())
                     log.debug("zone %s: serial %d is current", origin, current.rdata.serial)
-                    self._succeeded(primary)
+                    self._succeeded(primary, f"serial {current.rdata.serial} is current")
                     return current
                 soa = await self.transfer(primary, current)
                 self.on_updated(self.zone, soa)
-                self._succeeded(primary)
+                self._succeeded(primary, f"transferred serial {soa.rdata.serial}")
                 return soa
             except (KeyresolveError, PeerError) as exc:
+                self.last_result = f"failed: {format_endpoint(primary)}: {exc}"
                 line = self._reports.setdefault(primary, FailureReport()).failed(str(exc))
                 if line is not None:
                     log.warning("zone %s: primary %s: %s", origin, format_endpoint(primary),
                                 line)
         return None
 
-    def _succeeded(self, primary: Endpoint) -> None:
+    def _succeeded(self, primary: Endpoint, outcome: str) -> None:
+        self.last_result = f"ok: {format_endpoint(primary)}: {outcome}"
         report = self._reports.get(primary)
         line = None if report is None else report.succeeded()
         if line is not None:

@@ -16,16 +16,17 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from ..authority import answer
 from ..codes import Opcode, Rcode
-from ..config import ServeConfig, ZoneConfig, format_endpoint, unsigned_notify_zones
+from ..config import (ServeConfig, ZoneConfig, fingerprint, format_endpoint, load_serve_config,
+                      unsigned_notify_zones)
 from .. import fastpath, ratelimit, tsig
-from ..errors import (KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError, Refused,
-                      ServerFailure)
+from ..errors import (ConfigError, KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError,
+                      Refused, ServerFailure)
 from ..message import OPCODE_SHIFT, Message, make_response, max_response_size
 from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
@@ -36,9 +37,10 @@ from .compiler import compile_in_child
 from ..names import Name
 from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
 from ..zonefile import inside
-from .common import accept_request
+from .common import accept_request, control_allowed, pidfile
 from .secondary import SecondaryZone, StoredSecondary, send_notify
-from .workers import Forwarder, WorkerPool, open_worker_channel
+from .servecontrol import ServerControl
+from .workers import FORWARDED_OPCODES, Forwarder, WorkerPool, open_worker_channel
 
 log = logging.getLogger("keyresolve.serve")
 
@@ -60,6 +62,9 @@ class AuthServer:
         self.store = store
         self.config = config
         self.forward = forward
+        #: control(query, peer): runs a CONTROL command (`ServerControl.run`,
+        #: in the main process; None in a worker, which forwards them).
+        self.control: Callable[[Message, tuple], Awaitable[Message]] | None = None
         self.keyring = config.keys
         #: Signed NOTIFYs accepted, so each is accepted once (in the main
         #: process, where workers forward theirs).
@@ -180,9 +185,10 @@ class AuthServer:
                 if decision == _SEND:
                     return fast
                 return self._limited(fast, decision, peer, answer_class)
-        if self.forward is not None and len(data) >= 4 and (
-                (data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF == Opcode.NOTIFY:
-            return self.forward(data, peer, tcp)
+        if self.forward is not None and len(data) >= 4:
+            timeout = FORWARDED_OPCODES.get(((data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF)
+            if timeout is not None:
+                return self.forward(data, peer, tcp, timeout)
         accepted = accept_request(data, peer, self.keyring, self.faults,
                                   max_fudge=self.config.max_fudge, replay=self.replay)
         if not isinstance(accepted, tuple):
@@ -190,6 +196,8 @@ class AuthServer:
                 return self._limit(accepted, ratelimit.ERROR, peer)
             return accepted
         query, key, now = accepted
+        if query.opcode == Opcode.CONTROL:
+            return self._control(query, key, peer, tcp)
         try:
             if query.opcode == Opcode.TRANSFER:
                 return self._transfer(query, key, peer, tcp)
@@ -212,6 +220,53 @@ class AuthServer:
             return response.to_wire(size)
         return tsig.sign(response, key, now, request_mac=query.signature.mac, max_size=size,
                          fudge=self._fudge(query))
+
+    def reconfigure(self, config: ServeConfig) -> None:
+        """Answer by `config` from the next batch on (zones' policies, keys,
+        rate limiting); the fast path's cached answers start over."""
+        self.config = config
+        self.keyring = config.keys
+        self.slow_zones = {z.name.key() for z in config.zones if z.require_signed}
+        self.zones = {z.name: z for z in config.zones}
+        if self.rrl is None or (config.rate_limit, config.slip) != (self.rrl.rate,
+                                                                     self.rrl.slip):
+            self.rrl = (ratelimit.ResponseRateLimiter(config.rate_limit, config.slip)
+                        if config.rate_limit else None)
+        self._responder_version = -1
+
+    def remove_secondary(self, origin: Name) -> None:
+        """Stop serving `origin` as a secondary zone."""
+        secondary = self.secondaries.pop(origin, None)
+        if secondary is not None:
+            self._secondary_keys.pop(origin.key(), None)
+
+    def _control(self, query: Message, key: Key | None, peer: tuple,
+                 tcp: bool) -> bytes | Awaitable[bytes]:
+        """A CONTROL message (`keyresolve ctl`): REFUSED unless signed with a
+        control key or unsigned from loopback; run by `self.control` (the
+        main process's `ServerControl`); the response signed as the request."""
+        if not control_allowed(peer, key, self.config.control_keys,
+                               self.config.control_loopback):
+            self.faults.warning("refused", "refused a control message from %s: %s", peer[0],
+                                "unsigned" if key is None
+                                else f"key {key.name} is not in control_keys")
+            return self._encode_control(query, make_response(query, Rcode.REFUSED), key, tcp)
+        if self.control is None:
+            return self._encode_control(query, make_response(query, Rcode.NOTIMP), key, tcp)
+        return self._control_later(query, key, peer, tcp)
+
+    async def _control_later(self, query: Message, key: Key | None, peer: tuple,
+                             tcp: bool) -> bytes:
+        response = await self.control(query, peer)
+        return self._encode_control(query, response, key, tcp)
+
+    def _encode_control(self, query: Message, response: Message, key: Key | None,
+                        tcp: bool) -> bytes:
+        size = max_response_size(query, tcp)
+        if key is None:
+            return response.to_wire(size)
+        return tsig.sign(response, key, int(time.time()), request_mac=query.signature.mac,
+                         max_size=size, fudge=self._fudge(query))
 
     def _fudge(self, query: Message) -> int:
         """The fudge a response to the signed `query` states: the window it got."""
@@ -423,6 +478,57 @@ def log_results(results: list[LoadResult]) -> None:
                 log.error("zone %s not loaded: %s", r.zone.name, line)
 
 
+@dataclass
+class ConfigChange:
+    """What a re-read config file changes for a running server."""
+
+    changed: bool = False
+    added: list[Name] = field(default_factory=list)
+    removed: list[Name] = field(default_factory=list)
+    modified: list[Name] = field(default_factory=list)
+    secondaries_stopped: list[Name] = field(default_factory=list)
+    secondaries_started: list[Name] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the log."""
+        parts = [f"{len(names)} zone(s) {what}" + (f" ({', '.join(map(str, names))})"
+                                                   if names else "")
+                 for what, names in (("added", self.added), ("removed", self.removed),
+                                     ("changed", self.modified))]
+        return ", ".join(parts)
+
+
+def diff_configs(old: ServeConfig, new: ServeConfig) -> ConfigChange:
+    """What applying `new` in place of the running `old` changes. Settings
+    a running server cannot change (listen, data_dir, workers, pidfile) keep
+    their old values in `new`, with a warning."""
+    for setting in ("listen", "data_dir", "workers", "pidfile"):
+        if setting == "workers" and getattr(new, setting) != getattr(old, setting):
+            new.workers = old.workers  # as --workers or the file set it at start
+        elif getattr(new, setting) != getattr(old, setting):
+            log.warning("%s: %s changed: a restart applies it", new.path, setting)
+            setattr(new, setting, getattr(old, setting))
+    change = ConfigChange(changed=fingerprint(new) != fingerprint(old))
+    if not change.changed:
+        return change
+    before = {z.name: z for z in old.zones}
+    after = {z.name: z for z in new.zones}
+    change.added = [name for name in after if name not in before]
+    change.removed = [name for name in before if name not in after]
+    for name, zone in after.items():
+        previous = before.get(name)
+        key_changed = zone.key is not None and old.keys.get(zone.key) != new.keys.get(zone.key)
+        if previous is not None and (previous != zone or key_changed):
+            change.modified.append(name)
+    for name, zone in before.items():
+        if zone.is_secondary and (name in change.removed or name in change.modified):
+            change.secondaries_stopped.append(name)
+    for name, zone in after.items():
+        if zone.is_secondary and (name in change.added or name in change.modified):
+            change.secondaries_started.append(name)
+    return change
+
+
 class AuthDaemon:
     """One authoritative server: handler, zone loading, replication tasks."""
 
@@ -431,6 +537,12 @@ class AuthDaemon:
         self.store = store
         self.nursery = nursery
         self.handler = AuthServer(store, config)
+        #: The workers (`keyresolve serve --workers`), restarted on a config change.
+        self.pool: WorkerPool | None = None
+        #: The cancel scope of each secondary zone's refresh task.
+        self._secondary_scopes: dict[Name, trio.CancelScope] = {}
+        #: One reload (config and zones) at a time, from SIGHUP or `ctl reload`.
+        self.reload_lock = trio.Lock()
 
     async def reload(self) -> list[LoadResult]:
         """Recompile changed zone files in child processes (queries are
@@ -458,10 +570,63 @@ class AuthDaemon:
         """Start the refresh loop of every secondary zone."""
         for zone in self.config.zones:
             if zone.is_secondary:
-                secondary = SecondaryZone(zone, self.store, self.config.keys,
-                                          self.handler.write_lock, self.zone_changed)
-                self.handler.add_secondary(secondary)
-                self.nursery.start_soon(secondary.run)
+                self.start_secondary(zone)
+
+    def start_secondary(self, zone: ZoneConfig) -> None:
+        """Serve the secondary `zone` and start its refresh loop."""
+        secondary = SecondaryZone(zone, self.store, self.config.keys,
+                                  self.handler.write_lock, self.zone_changed)
+        self.handler.add_secondary(secondary)
+        scope = self._secondary_scopes[zone.name] = trio.CancelScope()
+
+        async def run() -> None:
+            with scope:
+                await secondary.run()
+        self.nursery.start_soon(run)
+
+    def stop_secondary(self, origin: Name) -> None:
+        """Stop the refresh loop of the secondary zone `origin` (a transfer in
+        progress is abandoned, leaving the stored copy as it was)."""
+        scope = self._secondary_scopes.pop(origin, None)
+        if scope is not None:
+            scope.cancel()
+        self.handler.remove_secondary(origin)
+
+    async def reconfigure(self) -> ConfigChange:
+        """Read the config file again and apply it: the handler's policies
+        and keys, secondaries started and stopped (the zone files are the
+        next `reload`'s). ConfigError leaves everything as it was."""
+        old = self.config
+        new = await trio.to_thread.run_sync(load_serve_config, old.path)
+        change = diff_configs(old, new)
+        if not change.changed:
+            return change
+        for origin in change.secondaries_stopped:
+            self.stop_secondary(origin)
+        self.config = new
+        self.handler.reconfigure(new)
+        for origin in change.secondaries_started:
+            self.start_secondary(new.get_zone(origin))
+        log.info("configuration re-read from %s: %s", old.path, change.summary())
+        return change
+
+    async def reload_all(self, *, restart_workers: bool = True
+                         ) -> tuple[ConfigChange, list[LoadResult]]:
+        """What SIGHUP and `ctl reload` do: re-read the config file, reload
+        the zone files, then restart the workers if the config changed
+        (unless not `restart_workers`: the caller does, `restart_workers`).
+        ConfigError (the config file is invalid) changes nothing."""
+        async with self.reload_lock:
+            change = await self.reconfigure()
+            results = await self.reload()
+            if change.changed and restart_workers:
+                await self.restart_workers()
+            return change, results
+
+    async def restart_workers(self) -> None:
+        """Restart the workers, if any, so they answer by the current config."""
+        if self.pool is not None:
+            await self.pool.restart(self.config)
 
 
 def _start_serving(nursery: trio.Nursery, udp: socket.socket, tcp: trio.SocketListener,
@@ -477,13 +642,16 @@ def _start_serving(nursery: trio.Nursery, udp: socket.socket, tcp: trio.SocketLi
 
 async def serve(config: ServeConfig, store: Store, *,
                 reloads: trio.MemoryReceiveChannel | None = None,
+                stop: Callable[[], None] | None = None,
                 task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
                 ) -> None:
     """Listen on every configured address and answer from `store` until cancelled.
 
     Starts answering from what the store already holds, then loads the zone
     files and starts the secondaries; `task_status.started` reports the bound
-    addresses once loaded. Each item received on `reloads` triggers a reload.
+    addresses once loaded. Each item received on `reloads` triggers a reload
+    of the config file and the zone files; `stop` is what `ctl stop` calls
+    (None: the control command is not offered).
     """
     endpoints = []
     try:
@@ -498,6 +666,8 @@ async def serve(config: ServeConfig, store: Store, *,
     _warn_unsigned_notify(config)
     async with trio.open_nursery() as nursery:
         daemon = AuthDaemon(config, store, nursery)
+        if stop is not None:
+            daemon.handler.control = ServerControl(daemon, stop).run
         for udp, tcp in endpoints:
             address = udp.getsockname()[:2]
             bound.append(address)
@@ -507,13 +677,18 @@ async def serve(config: ServeConfig, store: Store, *,
         nursery.start_soon(daemon.handler.faults.run)
         try:
             if config.workers > 1:
-                pool = WorkerPool(config, bound, daemon.handler)
+                pool = daemon.pool = WorkerPool(config, bound, daemon.handler)
                 await nursery.start(pool.run)
             await daemon.reload()
             task_status.started(bound)
             if reloads is not None:
                 async for _ in reloads:
-                    _log_reload_done(await daemon.reload())
+                    try:
+                        _, results = await daemon.reload_all()
+                    except ConfigError as exc:
+                        log.error("reload: %s; the running configuration is kept", exc)
+                        continue
+                    log_reload_done(results)
             else:
                 await trio.sleep_forever()  # serving until cancelled; then the count
         finally:
@@ -521,7 +696,7 @@ async def serve(config: ServeConfig, store: Store, *,
             _log_rate_limited(daemon.handler)
 
 
-def _log_reload_done(results: list[LoadResult]) -> None:
+def log_reload_done(results: list[LoadResult]) -> None:
     """The line that ends a reload: INFO when every zone loaded (or was
     unchanged), WARNING with the count when some failed (their errors are
     the ERROR lines before it)."""
@@ -553,14 +728,16 @@ def _log_rate_limited(handler: AuthServer) -> None:
 async def main(config: ServeConfig) -> None:
     """The daemon: serve, reload on SIGHUP, exit cleanly on SIGTERM/SIGINT."""
     send, receive = trio.open_memory_channel(1)
-    with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+    with (trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals,
+          pidfile(config.pidfile)):
         with Store(config.data_dir) as store:
             async with trio.open_nursery() as nursery:
-                await nursery.start(functools.partial(serve, config, store, reloads=receive))
+                await nursery.start(functools.partial(serve, config, store, reloads=receive,
+                                                      stop=nursery.cancel_scope.cancel))
                 log.info("ready")
                 async for signum in signals:
                     if signum == signal.SIGHUP:
-                        log.info("SIGHUP: reloading zone files")
+                        log.info("SIGHUP: reloading the configuration and zone files")
                         try:
                             send.send_nowait(None)
                         except trio.WouldBlock:

@@ -13,15 +13,19 @@ socket pair per worker) and its reply comes back the same way. Messages on
 the channel are msgpack arrays:
 
 - worker -> main: ``["ready"]`` once its sockets are bound;
-  ``["forward", token, host, port, tcp, data]`` for a NOTIFY;
+  ``["forward", token, host, port, tcp, data]`` for a NOTIFY or CONTROL
+  message (FORWARDED_OPCODES);
 - main -> worker: ``["reply", token, data or nil]``.
 
-A worker that exits is logged and restarted (at most MAX_WORKER_RESTARTS
+A configuration change re-read by the main process restarts the workers, one
+at a time (`WorkerPool.restart`), so they answer by the new one. A worker that
+exits is logged and restarted (at most MAX_WORKER_RESTARTS
 times); a worker whose channel closes (the main process is gone) exits.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import socket
@@ -31,11 +35,14 @@ import sys
 import msgpack
 import trio
 
+from ..codes import Opcode
 from ..config import ServeConfig, fingerprint, format_endpoint
 from ..errors import KeyresolveError
 
 log = logging.getLogger("keyresolve.serve")
 
+#: What `_run_once` returns when `WorkerPool.restart` ended the worker's life.
+_RESTARTED = object()
 #: Longest a worker may take from its start to "ready" (imports, store, bind).
 WORKER_START_TIMEOUT = 30.0
 #: Time a worker has to exit after SIGTERM before it is killed.
@@ -47,6 +54,14 @@ MAX_WORKER_RESTARTS = 5
 WORKER_RESTART_DELAY = 1.0
 #: Time a worker waits for the main process's reply to a forwarded message.
 FORWARD_TIMEOUT = 5.0
+#: Time a worker waits for the main process's reply to a forwarded CONTROL
+#: message: a reload it asks for compiles every changed zone first.
+CONTROL_FORWARD_TIMEOUT = 300.0
+#: The opcodes a worker forwards to the main process (which alone runs the
+#: secondaries' refreshes, reloads and control commands), and how long it
+#: waits for each one's reply.
+FORWARDED_OPCODES: dict[int, float] = {Opcode.NOTIFY: FORWARD_TIMEOUT,
+                                       Opcode.CONTROL: CONTROL_FORWARD_TIMEOUT}
 #: Largest channel message: a forwarded message (at most 65535 bytes) plus
 #: its envelope.
 MAX_CHANNEL_MESSAGE = 65536 + 512
@@ -65,6 +80,21 @@ class WorkerPool:
         self.config = config
         self.bound = bound
         self.handler = handler
+        #: The cancel scope of each worker's current life, and the workers
+        #: being restarted (`restart`) with the event their new life sets.
+        self._lives: dict[int, trio.CancelScope] = {}
+        self._restarting: dict[int, trio.Event] = {}
+
+    async def restart(self, config: ServeConfig) -> None:
+        """Restart the workers one at a time with `config` (the main
+        process's new one), each new worker ready before the next stops."""
+        self.config = config
+        for index in sorted(self._lives):
+            ready = self._restarting[index] = trio.Event()
+            self._lives[index].cancel()
+            with trio.move_on_after(WORKER_STOP_TIMEOUT + WORKER_START_TIMEOUT):
+                await ready.wait()
+            self._restarting.pop(index, None)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start workers 1 .. N-1; report started once each is ready; supervise them
@@ -77,11 +107,17 @@ class WorkerPool:
 
     async def _supervise(self, index: int,
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        for attempt in itertools.count():
+        attempt = 0
+        first = task_status  # None once the first life has started
+        while True:
             try:
-                code = await self._run_once(index, task_status if attempt == 0 else None)
+                code = await self._run_once(index, first)
+                first = None
+                if code is _RESTARTED:
+                    log.info("worker %d restarting for the new configuration", index)
+                    continue
             except KeyresolveError as exc:
-                if attempt == 0:
+                if first is not None:
                     raise  # a worker that cannot start at all: the server cannot either
                 code = None
                 log.error("worker %d: %s", index, exc)
@@ -91,6 +127,7 @@ class WorkerPool:
                 return
             log.error("worker %d exited (status %s); restarting it", index, code)
             await trio.sleep(WORKER_RESTART_DELAY)
+            attempt += 1
 
     async def _run_once(self, index: int, task_status) -> int | None:
         """One life of worker `index`: its exit status (it never ends normally)."""
@@ -119,10 +156,17 @@ class WorkerPool:
                 log.info("worker %d started (pid %d)", index, proc.pid)
                 if task_status is not None:
                     task_status.started()
-                if await self._relay(index, channel):
-                    return await proc.wait()
-                return None  # stopped below, then restarted like one that exited
+                restarted = self._restarting.get(index)
+                if restarted is not None:
+                    restarted.set()
+                with trio.CancelScope() as life:
+                    self._lives[index] = life
+                    if await self._relay(index, channel):
+                        return await proc.wait()
+                    return None  # stopped below, then restarted like one that exited
+                return _RESTARTED  # `restart` cancelled this life
             finally:
+                self._lives.pop(index, None)
                 await _stop(proc)
 
     async def _relay(self, index: int, channel: trio.socket.SocketType) -> bool:
@@ -130,16 +174,30 @@ class WorkerPool:
         (True). False if the channel fails, as when the worker dies between a
         message and its reply: that ends this life of the worker, never the
         server."""
-        try:
-            while message := await channel.recv(MAX_CHANNEL_MESSAGE):
-                await channel.send(self._answer(message))
-        except OSError as exc:
-            log.error("worker %d: its channel failed (%s)", index, exc.strerror or exc)
-            return False
+        async with trio.open_nursery() as nursery:
+            try:
+                while message := await channel.recv(MAX_CHANNEL_MESSAGE):
+                    reply = self._answer(message)
+                    if isinstance(reply, bytes):
+                        await channel.send(reply)
+                    else:  # a CONTROL command: the others go on meanwhile
+                        nursery.start_soon(self._reply_later, index, channel, reply)
+            except OSError as exc:
+                log.error("worker %d: its channel failed (%s)", index, exc.strerror or exc)
+                nursery.cancel_scope.cancel()
+                return False
         return True
 
-    def _answer(self, message: bytes) -> bytes:
-        """The reply to one forwarded message (no reply if the handler fails)."""
+    @staticmethod
+    async def _reply_later(index: int, channel: trio.socket.SocketType, reply) -> None:
+        try:
+            await channel.send(await reply)
+        except OSError as exc:  # the worker is gone: its supervisor sees that
+            log.warning("worker %d: reply not sent (%s)", index, exc.strerror or exc)
+
+    def _answer(self, message: bytes):
+        """The reply to one forwarded message (no reply if the handler
+        fails), or an awaitable of it."""
         try:
             kind, token, host, port, tcp, data = msgpack.unpackb(message)
             if kind != "forward":
@@ -152,7 +210,19 @@ class WorkerPool:
         except Exception:  # the handler must not raise; never let it stop the server
             log.exception("failed to answer a message a worker forwarded from %s", host)
             reply = None
+        if inspect.isawaitable(reply):
+            return _packed_later(token, reply)
         return msgpack.packb(["reply", token, reply if isinstance(reply, bytes) else None])
+
+
+async def _packed_later(token: int, pending) -> bytes:
+    """The channel reply to a forwarded message answered by an awaitable."""
+    try:
+        reply = await pending
+    except Exception:
+        log.exception("failed to answer a message a worker forwarded")
+        reply = None
+    return msgpack.packb(["reply", token, reply if isinstance(reply, bytes) else None])
 
 
 async def _stop(proc: trio.Process) -> None:
@@ -193,15 +263,17 @@ class Forwarder:
         log.info("the main process closed the channel: worker exiting")
         cancel_scope.cancel()
 
-    async def forward(self, data: bytes, peer: tuple, tcp: bool) -> bytes | None:
-        """The main process's reply to `data` from `peer` (None: none, or too late)."""
+    async def forward(self, data: bytes, peer: tuple, tcp: bool,
+                      timeout: float = FORWARD_TIMEOUT) -> bytes | None:
+        """The main process's reply to `data` from `peer` (None: none, or
+        none within `timeout`)."""
         token = next(self._tokens)
         send, receive = trio.open_memory_channel(1)
         self._waiting[token] = send
         try:
             await self.channel.send(msgpack.packb(["forward", token, peer[0], peer[1], tcp,
                                                    data]))
-            with trio.move_on_after(FORWARD_TIMEOUT):
+            with trio.move_on_after(timeout):
                 return await receive.receive()
             log.warning("no reply from the main process to a message from %s", peer[0])
             return None

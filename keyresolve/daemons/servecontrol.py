@@ -1,0 +1,219 @@
+"""The authoritative server's side of `keyresolve ctl`: the CONTROL commands.
+
+Runs in the main process (workers forward CONTROL messages to it). The wire
+format is `keyresolve.control`'s; this module only does what each command
+says and reports it as result fields (docs/protocol.md 8A).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from .. import __version__
+from ..codes import ControlCommand, Rcode
+from ..config import ZoneConfig, format_endpoint
+from ..control import Value, error_fields, make_result, parse_request
+from ..errors import ConfigError, NotAuth, ProtocolError, Refused, ServerFailure
+from ..message import Message, make_response
+from ..names import Name
+from .secondary import SecondaryZone
+
+if TYPE_CHECKING:
+    from .serve import AuthDaemon
+
+log = logging.getLogger("keyresolve.serve")
+
+#: Time between the reply to `stop` (or `reload`) and the shutdown (or the
+#: workers' restart), so the reply leaves first, through a worker if it came so.
+REPLY_GRACE = 0.5
+
+
+class ServerControl:
+    """Run CONTROL commands on an `AuthDaemon`; `stop()` shuts the server down."""
+
+    def __init__(self, daemon: AuthDaemon, stop: Callable[[], None]) -> None:
+        self.daemon = daemon
+        self.stop = stop
+        self.started = time.time()
+
+    async def run(self, query: Message, peer: tuple) -> Message:
+        """The response to an accepted CONTROL message: NOERROR with the
+        command's result, or the error's rcode with its reason."""
+        try:
+            request = parse_request(query)
+        except ProtocolError as exc:
+            return make_response(query, exc.rcode)
+        what = request.command.name.lower() + ("" if request.zone is None
+                                               else f" {request.zone}")
+        try:
+            handler = _COMMANDS.get(request.command)
+            if handler is None:
+                raise Refused(f"{request.command.name} is a resolver command")
+            fields = await handler(self, request.zone, peer)
+        except ProtocolError as exc:
+            log.info("control %s from %s: %s %s", what, peer[0], exc.rcode.name, exc)
+            return make_result(query, error_fields(exc), exc.rcode)
+        except Exception:
+            log.exception("control %s from %s failed", what, peer[0])
+            return make_response(query, Rcode.SERVFAIL)
+        return make_result(query, fields)
+
+    # -- the commands ------------------------------------------------------------
+    async def status(self, zone: None, peer: tuple) -> dict[str, Value]:
+        config = self.daemon.config
+        secondaries = sum(1 for z in config.zones if z.is_secondary)
+        now = time.time()
+        return {"version": __version__, "pid": os.getpid(), "started": int(self.started),
+                "uptime": int(now - self.started), "zones": len(config.zones),
+                "primary_zones": len(config.zones) - secondaries,
+                "secondary_zones": secondaries, "workers": config.workers,
+                "messages": self.daemon.handler.messages}
+
+    async def reload(self, zone: None, peer: tuple) -> dict[str, Value]:
+        log.info("reload requested by %s", peer[0])
+        try:
+            # the workers restart after the reply, which one of them may carry
+            change, results = await self.daemon.reload_all(restart_workers=False)
+        except ConfigError as exc:
+            log.error("reload: %s; the running configuration is kept", exc)
+            raise ServerFailure(f"{exc}; the running configuration is kept") from None
+        from .serve import log_reload_done  # serve imports this module
+        log_reload_done(results)
+        if change.changed and self.daemon.pool is not None:
+            self.daemon.nursery.start_soon(self._restart_workers_soon)
+        return {"config": "changed" if change.changed else "unchanged",
+                "zones_added": [str(n) for n in change.added],
+                "zones_removed": [str(n) for n in change.removed],
+                "zones_changed": [str(n) for n in change.modified],
+                "loaded": [str(r.zone.name) for r in results if r.status == "loaded"],
+                "unchanged": [str(r.zone.name) for r in results if r.status == "unchanged"],
+                "failed": [f"{r.zone.name} {r.error.splitlines()[0] if r.error else ''}"
+                           for r in results if r.status == "failed"]}
+
+    async def reload_zone(self, origin: Name, peer: tuple) -> dict[str, Value]:
+        from .serve import compile_zone, log_results
+
+        zone = self._zone(origin)
+        if zone.is_secondary:
+            raise Refused(f"{origin} is a secondary zone: refresh or retransfer it")
+        log.info("reload of %s requested by %s", origin, peer[0])
+        async with self.daemon.handler.write_lock:
+            result = await compile_zone(self.daemon.store, zone)
+        log_results([result])
+        if result.status == "failed":
+            raise ServerFailure(f"zone {origin} not loaded: {result.error.splitlines()[0]}")
+        if result.serial_changed:
+            self._notify(zone)
+        return {"zone": str(origin), "result": result.status, "serial": result.serial,
+                "records": result.records}
+
+    async def zone_status(self, origin: Name, peer: tuple) -> dict[str, Value]:
+        zone = self._zone(origin)
+        store = self.daemon.store
+        info = await trio.to_thread.run_sync(store.get_zone_info, origin)
+        fields: dict[str, Value] = {"zone": str(origin),
+                                    "role": "secondary" if zone.is_secondary else "primary",
+                                    "serial": None if info is None else info.serial,
+                                    "records": None if info is None else info.records}
+        if not zone.is_secondary:
+            journal = await trio.to_thread.run_sync(store.journal_info, origin)
+            fields.update({"file": os.path.abspath(zone.file),
+                           "loaded": None if info is None else int(info.loaded_at),
+                           "journal": 0 if journal is None else journal.entries,
+                           "notify": [format_endpoint(t) for t in zone.notify]})
+            return fields
+        secondary = self.daemon.handler.secondaries.get(origin)
+        state = secondary.state if isinstance(secondary, SecondaryZone) else None
+        fields.update({
+            "primaries": [format_endpoint(p) for p in zone.primaries],
+            "transferred_from": None if info is None else info.primary,
+            "last_transfer": _seconds(None if info is None else info.transferred_at),
+            "last_check": _seconds(None if info is None else info.last_success),
+            "last_result": getattr(secondary, "last_result", None),
+            "next_refresh": None if state is None else int(state.next_check),
+            "expires": None if state is None or state.soa is None
+            else _seconds(state.expires_at()),
+            "state": "expired" if secondary is not None and secondary.expired(time.time())
+            else "serving"})
+        return fields
+
+    async def refresh(self, origin: Name, peer: tuple) -> dict[str, Value]:
+        secondary = self._secondary(origin)
+        log.info("refresh of %s requested by %s", origin, peer[0])
+        secondary.notify()
+        return {"zone": str(origin), "result": "checking the primaries now"}
+
+    async def retransfer(self, origin: Name, peer: tuple) -> dict[str, Value]:
+        secondary = self._secondary(origin)
+        log.info("retransfer of %s requested by %s", origin, peer[0])
+        secondary.retransfer()
+        return {"zone": str(origin), "result": "full transfer started"}
+
+    async def notify(self, origin: Name, peer: tuple) -> dict[str, Value]:
+        zone = self._zone(origin)
+        if not zone.notify:
+            raise Refused(f"zone {origin} has no notify targets")
+        sent = self._notify(zone)
+        if not sent:
+            raise ServerFailure(f"zone {origin} is not loaded")
+        log.info("NOTIFY of %s requested by %s", origin, peer[0])
+        return {"zone": str(origin), "notified": [format_endpoint(t) for t in zone.notify]}
+
+    async def stop_server(self, zone: None, peer: tuple) -> dict[str, Value]:
+        log.info("stop requested by %s: shutting down", peer[0])
+        self.daemon.nursery.start_soon(self._stop_soon)
+        return {"result": "stopping"}
+
+    # -- helpers -----------------------------------------------------------------
+    async def _restart_workers_soon(self) -> None:
+        await trio.sleep(REPLY_GRACE)
+        async with self.daemon.reload_lock:
+            await self.daemon.restart_workers()
+
+    async def _stop_soon(self) -> None:
+        await trio.sleep(REPLY_GRACE)
+        self.stop()
+
+    def _zone(self, origin: Name) -> ZoneConfig:
+        zone = self.daemon.config.get_zone(origin)
+        if zone is None:
+            raise NotAuth(f"{origin} is not a zone of this server")
+        return zone
+
+    def _secondary(self, origin: Name) -> SecondaryZone:
+        self._zone(origin)
+        secondary = self.daemon.handler.secondaries.get(origin)
+        if not isinstance(secondary, SecondaryZone):
+            raise Refused(f"{origin} is a primary zone here: reload it instead")
+        return secondary
+
+    def _notify(self, zone: ZoneConfig) -> bool:
+        with self.daemon.store.snapshot() as snap:
+            view = snap.get_zone(zone.name)
+            soa = None if view is None else view.soa
+        if soa is None:
+            return False
+        self.daemon.zone_changed(zone, soa)
+        return True
+
+
+def _seconds(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+_COMMANDS = {
+    ControlCommand.STATUS: ServerControl.status,
+    ControlCommand.RELOAD: ServerControl.reload,
+    ControlCommand.RELOAD_ZONE: ServerControl.reload_zone,
+    ControlCommand.ZONE_STATUS: ServerControl.zone_status,
+    ControlCommand.REFRESH: ServerControl.refresh,
+    ControlCommand.RETRANSFER: ServerControl.retransfer,
+    ControlCommand.NOTIFY: ServerControl.notify,
+    ControlCommand.STOP: ServerControl.stop_server,
+}
