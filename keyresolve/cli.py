@@ -685,31 +685,30 @@ def zone_check(files: tuple[str, ...], origin: str | None, include_dirs: tuple[s
             origin if origin.endswith(".") else origin + ".")
     except ProtocolError as exc:
         raise click.UsageError(f"--origin: {exc}") from None
-    failed = False
-    for path in files:
-        try:
-            parsed = check_zone(path, origin_name, include_dirs=include_dirs)
-        except ZoneErrors as exc:
-            failed = True
-            for error in exc.errors:
-                click.echo(str(error), err=True)
-            continue
-        except KeyresolveError as exc:
-            failed = True
-            click.echo(f"{path}: {exc}", err=True)
-            continue
-        click.echo(f"{path}: {summarize(parsed)}")
-    sys.exit(1 if failed else 0)
+    sys.exit(_check_each(files, lambda path: check_zone(path, origin_name,
+                                                        include_dirs=include_dirs),
+                         summarize))
 
 
 def _check_hints(files: tuple[str, ...]) -> int:
     """`zone check --hints`: each file's summary or errors; the exit status."""
     from .zonefile import load_hints
 
+    def summary(pairs) -> str:
+        servers = len({server for server, _ in pairs})
+        return (f"root hints, {servers} server{'s' if servers != 1 else ''}, "
+                f"{len(pairs)} address{'es' if len(pairs) != 1 else ''}")
+
+    return _check_each(files, load_hints, summary)
+
+
+def _check_each(files: tuple[str, ...], check, summary) -> int:
+    """`check(path)` each file and print `summary` of what it returns, or
+    every error as file:line; the exit status (1 if any file failed)."""
     failed = False
     for path in files:
         try:
-            pairs = load_hints(path)
+            result = check(path)
         except ZoneErrors as exc:
             failed = True
             for error in exc.errors:
@@ -719,9 +718,7 @@ def _check_hints(files: tuple[str, ...]) -> int:
             failed = True
             click.echo(f"{path}: {exc}", err=True)
             continue
-        servers = len({server for server, _ in pairs})
-        click.echo(f"{path}: root hints, {servers} server{'s' if servers != 1 else ''}, "
-                   f"{len(pairs)} address{'es' if len(pairs) != 1 else ''}")
+        click.echo(f"{path}: {summary(result)}")
     return 1 if failed else 0
 
 
