@@ -425,6 +425,8 @@ def dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float | None,
         _dig(args, tcp, as_json, timeout, retries, rd, key_text, key_file, trace, root_hints)
     except DigFailure as exc:
         _dig_exit(exc, json_out)
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): click ends quietly, status 1
     except Exception as exc:  # dig's contract: status 10, one line, never a traceback
         _dig_exit(DigFailure(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL),
                   json_out)

@@ -210,3 +210,21 @@ def test_help_lists_types_default_server_and_exit_codes(dig):
         assert f" {code} {meaning}" in text
     for option in ("+short", "+tcp", "+norecurse", "+json", "+trace", "+timeout=S", "+tries=N"):
         assert option in text
+
+
+def test_a_reader_that_goes_away_ends_dig_quietly(config_home, server):
+    """`keyresolve dig ... | head -1`: the pipe closes before dig is done
+    writing; dig ends as a shell tool does, with no internal error."""
+    host, port = server.address
+    env = dict(os.environ, XDG_CONFIG_HOME=str(config_home))
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first write
+    try:
+        out = subprocess.run(keyresolve_cmd("dig", "alice@example.com", f"@{host}", "-p",
+                                            str(port)),
+                             stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
+                             env=env)
+    finally:
+        os.close(write)
+    assert out.returncode == 1
+    assert "internal error" not in out.stderr and "Traceback" not in out.stderr
