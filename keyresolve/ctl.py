@@ -88,6 +88,8 @@ async def run(server: Endpoint, word: str, zone: Name | None, key: Key | None, *
         return text
     if rcode != Rcode.NOERROR:
         reason = fields.get("error")
+        if reason is None and rcode == Rcode.NOTIMP:
+            reason = "not a command this server takes"
         raise CtlError(f"{word}: {format_endpoint(server)} answered {rcode_to_text(rcode)}"
                        + (f": {reason}" if reason else ""))
     return to_text(fields, time.time()) if fields else "ok"
