@@ -15,10 +15,10 @@ Canonical form (docs/protocol.md, "Names"):
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterator
 
 from .errors import InvalidName, excerpt
+from .grammar import LABEL_RE, LOCAL_RE
 
 #: RFC 1035 2.3.4: a label is at most 63 octets.
 MAX_LABEL = 63
@@ -28,9 +28,6 @@ MAX_NAME = 255
 #: RFC 5321 4.5.3.1.1: a local part is at most 64 octets.
 MAX_LOCAL = 64
 
-_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
-_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LOCAL_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*\Z")
 
 
 class Name:
@@ -201,7 +198,7 @@ def canonical_local(local: str) -> str:
     if not local.isascii():
         raise InvalidName(f"invalid local part {excerpt(local)}")
     lowered = local.lower()
-    if not _LOCAL_RE.match(lowered):
+    if not LOCAL_RE.match(lowered):
         raise InvalidName(f"invalid local part {excerpt(local)}")
     return lowered
 
@@ -223,7 +220,7 @@ def _parse_domain(domain: str, origin: Name | None) -> tuple[str, ...]:
             raise InvalidName(f"empty label in {excerpt(domain)}")
         if len(label) > MAX_LABEL:
             raise InvalidName(f"label longer than {MAX_LABEL} octets in {excerpt(domain)}")
-        if not _LABEL_RE.match(label):
+        if not LABEL_RE.match(label):
             raise InvalidName(f"invalid label {excerpt(label)} in {excerpt(domain)}")
     if not absolute and origin is not None:
         labels = labels + origin.labels
