@@ -36,8 +36,8 @@ from typing import BinaryIO
 
 from .codes import RType
 from .errors import InvalidRecord
-from .grammar import (ATOM_CHAR, BASE64_CHAR, BASE64_PAD, BLANK, CLASS_IN, TTL_CHAR, TTL_START,
-                      TYPE_KEY)
+from .grammar import (ATOM_CHAR, BASE64_CHAR, BASE64_PAD, BLANK, CLASS_IN, DOMAIN_CHAR, TTL_CHAR,
+                      TTL_START, TYPE_KEY)
 from .names import MAX_LOCAL, Name
 from .nodes import array_header, node_head
 from .zonefile import (KEY_HEADS_BY_TEXT, MAX_LINE, CompiledZone, CompileReader, Include,
@@ -72,7 +72,8 @@ _USAGES = b"|".join(sorted({usage.encode() for _, usage in KEY_HEADS_BY_TEXT}))
 #: TTL's value, the key's length) is checked per line; a failed check is an
 #: error of the file. Possessive quantifiers: no backtracking.
 _LINE = re.compile(
-    rb"(?:(" + _ATOM + rb"++(?:\." + _ATOM + rb"++)*+)@([a-z0-9_.-]*+))?" + _BLANKS
+    rb"(?:(" + _ATOM + rb"++(?:\." + _ATOM + rb"++)*+)@(" + DOMAIN_CHAR.encode() + rb"*+))?"
+    + _BLANKS
     + rb"(?:(" + TTL_START.encode() + TTL_CHAR.encode() + rb"{0,1023}+)" + _BLANKS + rb")?"
     + rb"(?:" + CLASS_IN.encode() + _BLANKS + rb")?" + TYPE_KEY.encode() + _BLANKS
     + rb"((?:" + _KINDS + rb")" + _BLANKS + rb"(?:" + _USAGES + rb"))" + _BLANKS

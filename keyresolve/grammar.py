@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from .codes import RType
+
 #: One character of an atom of a mailbox's local part: RFC 5322 3.2.3 atext,
 #: lower case.
 ATOM_CHAR = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
@@ -23,6 +25,8 @@ LOCAL = rf"{ATOM}(?:\.{ATOM})*"
 #: A domain label, lower case: letters, digits, "_" and inner "-", at most
 #: 63 characters (RFC 1035 2.3.4, with "_" as in service labels).
 LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+#: A character of a canonical domain in text (a label's, or the dot between).
+DOMAIN_CHAR = r"[a-z0-9_.-]"
 #: A whole canonical local part / label.
 LOCAL_RE = re.compile(LOCAL + r"\Z")
 LABEL_RE = re.compile(LABEL + r"\Z")
@@ -42,7 +46,8 @@ TTL_CHAR = "[0-9A-Za-z]"
 #: The class and type tokens of a KEY line (``[ttl] [IN] KEY algorithm usage
 #: base64``; the algorithm and usage tokens are `zonefile.KEY_HEADS_BY_TEXT`'s).
 CLASS_IN = "IN"
-TYPE_KEY = "KEY"
+TYPE_KEY = RType.KEY.name
 
 __all__ = ["ATOM", "ATOM_CHAR", "BASE64", "BASE64_CHAR", "BASE64_PAD", "BLANK", "CLASS_IN",
-           "LABEL", "LABEL_RE", "LOCAL", "LOCAL_RE", "TTL_CHAR", "TTL_START", "TYPE_KEY"]
+           "DOMAIN_CHAR", "LABEL", "LABEL_RE", "LOCAL", "LOCAL_RE", "TTL_CHAR", "TTL_START",
+           "TYPE_KEY"]
