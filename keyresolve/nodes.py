@@ -120,10 +120,17 @@ def decode_node(value: bytes) -> Node:
         raise StoreError(f"corrupt node in store: {exc}") from exc
 
 
+def node_entries(value: bytes) -> list[list]:
+    """A stored node's entries as msgpack decodes them, ``[rtype, ttl,
+    [rdata fields, ...]]`` each, no objects made: for a compiler that packs
+    them again. Unchecked: `decode_node` checks."""
+    return msgpack.unpackb(value)
+
+
 def node_types(value: bytes | None) -> list[int]:
     """The record types of a stored node (none for None)."""
-    return [] if value is None else [item[0] for item in msgpack.unpackb(value)]
+    return [] if value is None else [entry[0] for entry in node_entries(value)]
 
 
 __all__ = ["ENTRY", "FIXARRAY", "KEY_NODE_HEAD", "KEY_RDATA_HEADS", "RDATAS_AT", "array_header",
-           "decode_node", "encode_node", "node_head", "node_types", "skip"]
+           "decode_node", "encode_node", "node_entries", "node_head", "node_types", "skip"]

@@ -39,10 +39,10 @@ from .errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileError,
 from .grammar import BASE64, CLASS_IN, TYPE_KEY
 from .message import MAX_MESSAGE as MAX_WIRE_MESSAGE, Question, answer_size
 from .names import ROOT, Name, canonical_local
-from .nodes import ENTRY, KEY_RDATA_HEADS, array_header, decode_node, node_head, node_types
-from .records import (ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage,
-                      Record, rdata_from_wire)
-from .zone import RRset, Zone
+from .nodes import (ENTRY, KEY_RDATA_HEADS, array_header, decode_node, node_entries, node_head,
+                    node_types)
+from .records import ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage, Record
+from .zone import Zone
 
 #: Longest physical line in bytes (newline excluded); bounds memory on hostile input.
 MAX_LINE = 64 * 1024
@@ -757,7 +757,7 @@ class ZoneBuilder:
         pack = self.pack
         self.node = {} if old is None else {
             rtype: [ttl, None, [pack(rdata) for rdata in rdatas]]
-            for rtype, ttl, rdatas in msgpack.unpackb(old)}
+            for rtype, ttl, rdatas in node_entries(old)}
 
     def _flush(self) -> None:
         """Encode the current node (as `nodes.encode_node`) and put it."""
@@ -791,8 +791,8 @@ class ZoneBuilder:
         name = self.name(key)
         if not name.is_mailbox:
             return
-        records = [Record(name, rtype, ttl, rdata_from_wire(rtype, fields))
-                   for rtype, ttl, rdatas in msgpack.unpackb(value) for fields in rdatas]
+        records = [record for rtype, rrset in decode_node(value).items()
+                   for record in rrset.records(name, rtype)]
         size = answer_size(Question(name, RType.ANY), records)
         if size > MAX_WIRE_MESSAGE:
             rtype = _KEY if _KEY in self.node else next(iter(self.node))
@@ -1168,9 +1168,7 @@ class MemoryNodes:
         """The nodes as a `Zone` (owners in the order first written)."""
         origin_key = origin.key()
         return Zone(origin, {
-            Name.from_key(origin_key + key): {
-                rtype: RRset(ttl, tuple(rdata_from_wire(rtype, fields) for fields in rdatas))
-                for rtype, ttl, rdatas in msgpack.unpackb(value)}
+            Name.from_key(origin_key + key): decode_node(value)
             for key, value in self.nodes.items()})
 
 
