@@ -191,6 +191,12 @@ class Name:
 ROOT = Name(())
 
 
+def key_ancestors(key: bytes) -> list[bytes]:
+    """The store keys (`Name.key`) of the domain whose key is `key` and of
+    its ancestors, the root's (b"") first: every label of a key ends in \\0."""
+    return [b""] + [key[:i + 1] for i, byte in enumerate(key) if byte == 0]
+
+
 def canonical_local(local: str) -> str:
     """A mailbox local part in canonical (lower-case) form, checked as
     `Name.from_text` checks it; raises `InvalidName`. For bulk parsers that

@@ -57,7 +57,7 @@ import msgpack
 from .bulkcompile import Repeated, compile_bulk
 from .codes import RType
 from .errors import FormError, KeyresolveError, StoreError
-from .names import Name
+from .names import Name, key_ancestors
 from .nodes import KEY_NODE_HEAD, array_header, decode_node, encode_node
 from .records import SOA, Record, rdata_from_wire, soa_serial
 from .serial import SerialNotIncreased, next_serial, serial_gt
@@ -1229,8 +1229,7 @@ class Snapshot:
 
     @_translate
     def _compute_route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
-        # D and its ancestors as keys, root (b"") first: every label ends in \0.
-        domains = [b""] + [domain_key[:i + 1] for i, byte in enumerate(domain_key) if byte == 0]
+        domains = key_ancestors(domain_key)  # D and its ancestors, root first
         txn = self._txn
         for depth in range(len(domains) - 1, -1, -1):  # closest enclosing zone first
             zone_key = domains[depth]
@@ -1423,7 +1422,7 @@ class LmdbZoneView:
                 domain, at, local = (self._origin_key + key[skip:]).decode("ascii").partition("@")
                 text = domains.get(domain)
                 if text is None:
-                    text = domains[domain] = ".".join(reversed(domain.split("\0")[:-1])) + "."
+                    text = domains[domain] = Name.from_key(domain.encode("ascii")).to_text()
                 items = msgpack.unpackb(value, use_list=False)
             except (UnicodeDecodeError, ValueError, msgpack.UnpackException) as exc:
                 raise StoreError(f"corrupt node {key!r}: {exc}") from exc

@@ -38,7 +38,7 @@ from .errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileError,
                      MAX_PATH_EXCERPT, cut, excerpt)
 from .grammar import BASE64, CLASS_IN, TYPE_KEY
 from .message import MAX_MESSAGE as MAX_WIRE_MESSAGE, Question, answer_size
-from .names import ROOT, Name, canonical_local
+from .names import ROOT, Name, canonical_local, key_ancestors
 from .nodes import (ENTRY, KEY_RDATA_HEADS, array_header, decode_node, node_entries, node_head,
                     node_types)
 from .records import ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage, Record
@@ -806,13 +806,12 @@ class ZoneBuilder:
         its domain), or None."""
         cuts = self.cuts
         domain, at, _ = key.partition(b"@")
-        if at and domain in cuts:
-            return domain
-        while domain:
-            cut = domain.rfind(b"\0", 0, len(domain) - 1)
-            domain = domain[:cut + 1]  # one label up (b"" is the apex)
-            if domain in cuts:
-                return domain
+        above = key_ancestors(domain)  # zone-relative: b"" is the apex
+        if not at:
+            above.pop()  # strictly above
+        for cut in reversed(above):
+            if cut in cuts:
+                return cut
         return None
 
     def finish(self, locate: Callable[[set[tuple[bytes, int]]], dict]) -> None:
