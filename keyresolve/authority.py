@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .codes import Opcode, Rcode, RType
+from .codes import TRANSFER_TYPES, Opcode, Rcode, RType
 from .message import DEFAULT_UDP_SIZE, Message, make_response
 from .names import Name
 from .records import ALIAS, NS, SOA, Record
@@ -31,9 +31,6 @@ from .zone import RRset, ZoneView
 #: as BIND stop CNAME chains around this depth). Past it, the answer ends with
 #: the next ALIAS so the resolver can continue with its own limit.
 MAX_ALIAS_CHAIN = 8
-
-#: Query types answered NOTIMP in a QUERY: transfers use opcode TRANSFER.
-TRANSFER_TYPES = frozenset({RType.AXFR, RType.IXFR})
 
 #: Returns the closest enclosing zone we serve for a name, or None.
 FindZone = Callable[[Name], ZoneView | None]

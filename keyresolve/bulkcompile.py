@@ -8,8 +8,8 @@ continuation line of it), yields its fields straight from the match, and
 its node is built as bytes, after its key with the caller's prefix (the
 store's key, so that the writer only splits them), and kept in a list
 sorted once at the end. Any
-other line goes, as tokens, through the `zonefile._CompileReader` that
-`zonefile.compile_zone` uses, into a `zonefile._ZoneBuilder`; the zone
+other line goes, as tokens, through the `zonefile.CompileReader` that
+`zonefile.compile_zone` uses, into a `zonefile.ZoneBuilder`; the zone
 checks run there over both, as in a streaming compile.
 
 It is optimistic: it gives up, returning None or raising `Repeated` from
@@ -34,12 +34,14 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-import msgpack
-
+from .codes import RType
 from .errors import InvalidRecord
+from .grammar import (ATOM_CHAR, BASE64_CHAR, BASE64_PAD, BLANK, CLASS_IN, DOMAIN_CHAR, TTL_CHAR,
+                      TTL_START, TYPE_KEY)
 from .names import MAX_LOCAL, Name
-from .zonefile import (_KEY, _KEY_HEADS, MAX_LINE, CompiledZone, _array, _CompileReader,
-                       _Include, _MemoryNodes, _Stop, _ZoneBuilder, compile_zone, gc_paused,
+from .nodes import array_header, node_head
+from .zonefile import (KEY_HEADS_BY_TEXT, MAX_LINE, CompiledZone, CompileReader, Include,
+                       MemoryNodes, StopReading, ZoneBuilder, compile_zone, gc_paused,
                        is_directive, parse_ttl)
 
 #: Largest zone file the bulk compile takes. It holds every mailbox node in
@@ -55,27 +57,32 @@ MAX_BULK_KEYS = 64
 #: next to the nodes held.
 CHUNK = 4 << 20
 
-_ATOM = rb"[a-z0-9!#$%&'*+/=?^_`{|}~-]"  # a character of names._ATOM, lower case only
-_KINDS = b"|".join(sorted({alg.encode() for alg, _ in _KEY_HEADS}))
-_USAGES = b"|".join(sorted({usage.encode() for _, usage in _KEY_HEADS}))
+_ATOM = ATOM_CHAR.encode("ascii")
+_BLANKS = BLANK.encode("ascii") + rb"{1,1024}+"  # a run of blanks, bounded
+_KEY = int(RType.KEY)
+_KINDS = b"|".join(sorted({alg.encode() for alg, _ in KEY_HEADS_BY_TEXT}))
+_USAGES = b"|".join(sorted({usage.encode() for _, usage in KEY_HEADS_BY_TEXT}))
 #: One line: either a mailbox KEY line (groups: local part, domain, TTL,
 #: "algorithm usage", base64; no owner on a continuation line), or any
 #: other line (group 6). Each match is exactly one line, so a chunk's
 #: matches count its lines. The KEY branch takes a subset of the lines that
-#: `zonefile._CompileReader._entry` takes its fast path for: lower-case
+#: `zonefile.CompileReader._entry` takes its fast path for: lower-case
 #: local parts, blank runs and comments bounded so that a line it takes is
 #: never longer than `MAX_LINE`. What it does not check (domain labels, the
 #: TTL's value, the key's length) is checked per line; a failed check is an
 #: error of the file. Possessive quantifiers: no backtracking.
 _LINE = re.compile(
-    rb"(?:(" + _ATOM + rb"++(?:\." + _ATOM + rb"++)*+)@([a-z0-9_.-]*+))?[ \t]{1,1024}+"
-    rb"(?:([0-9][0-9A-Za-z]{0,1023}+)[ \t]{1,1024}+)?(?:IN[ \t]{1,1024}+)?KEY[ \t]{1,1024}+"
-    rb"((?:" + _KINDS + rb")[ \t]{1,1024}+(?:" + _USAGES + rb"))[ \t]{1,1024}+"
-    rb"([A-Za-z0-9+/]{1,4096}+={0,2})[ \t\r]{0,1024}+(?:;[^\n]{0,1024}+)?\n|([^\n]*)\n")
+    rb"(?:(" + _ATOM + rb"++(?:\." + _ATOM + rb"++)*+)@(" + DOMAIN_CHAR.encode() + rb"*+))?"
+    + _BLANKS
+    + rb"(?:(" + TTL_START.encode() + TTL_CHAR.encode() + rb"{0,1023}+)" + _BLANKS + rb")?"
+    + rb"(?:" + CLASS_IN.encode() + _BLANKS + rb")?" + TYPE_KEY.encode() + _BLANKS
+    + rb"((?:" + _KINDS + rb")" + _BLANKS + rb"(?:" + _USAGES + rb"))" + _BLANKS
+    + rb"(" + BASE64_CHAR.encode() + rb"{1,4096}+" + BASE64_PAD.encode() + rb")"
+    + rb"[ \t\r]{0,1024}+(?:;[^\n]{0,1024}+)?\n|([^\n]*)\n")
 #: Packed KEY rdata up to the key bytes, and the key length, by the
 #: "algorithm usage" of a match with its blanks as one space.
 _HEADS = {b"%s %s" % (alg.encode(), usage.encode()): head
-          for (alg, usage), head in _KEY_HEADS.items()}
+          for (alg, usage), head in KEY_HEADS_BY_TEXT.items()}
 #: Separates an owner key from its node in `BulkZone` entries: sorts below
 #: every byte that can follow a mailbox key's prefix (local parts are
 #: printable ASCII), and no key holds it (keys are ASCII).
@@ -164,7 +171,7 @@ def _unique(batch: list[tuple[bytes, bytes]], last: bytes | None) -> list[tuple[
     return batch
 
 
-class _Reader(_CompileReader):
+class _Reader(CompileReader):
     """The general parser of the lines `_LINE` does not take as KEY lines."""
 
     def line(self, raw: bytes, lineno: int, bulk_owner: bool) -> bool:
@@ -193,9 +200,9 @@ class _Reader(_CompileReader):
             raise GiveUp
         try:
             result = self._entry(tokens, cont, self.filename, lineno)
-        except _Stop:
+        except StopReading:
             raise GiveUp from None
-        if type(result) is _Include or self._errors.items:
+        if type(result) is Include or self._errors.items:
             raise GiveUp
         return not cont and not is_directive(tokens[0])
 
@@ -206,7 +213,7 @@ def compile_bulk(path: str, origin: Name | None = None, prefix: bytes = b"") -> 
     (see the module docstring): then compile it with
     `zonefile.compile_zone`, which reports the errors."""
     sink = _Sink(prefix)
-    reader = _Reader(path, origin, lambda r: _ZoneBuilder(r.origin, r._errors, r.filename, sink))
+    reader = _Reader(path, origin, lambda r: ZoneBuilder(r.origin, r._errors, r.filename, sink))
     stream = reader._open(path, path, 0, "cannot read zone file")  # regular files only
     if stream is None:
         return None
@@ -347,7 +354,7 @@ def _finish(reader: _Reader, sink: _Sink, records: int, digest: bytes) -> BulkZo
 
     try:
         builder.finish(locate)
-    except _Stop:
+    except StopReading:
         raise GiveUp from None
     if reader._errors.items:
         raise GiveUp
@@ -369,9 +376,9 @@ def _kinds(ttl: int, tables: dict[int, dict[bytes, tuple[bytes, bytes, int]]],
            node_heads: dict[int, bytes]) -> dict[bytes, tuple[bytes, bytes, int]]:
     """By "algorithm usage" of a KEY line of `ttl`: (`_SEP` and the one-record
     node up to the key bytes, the rdata up to them, the key length), as
-    `zonefile._ZoneBuilder` encodes them; cached in `tables`, and the node
+    `zonefile.ZoneBuilder` encodes them; cached in `tables`, and the node
     head (`_SEP` and the node up to its rdatas' array) in `node_heads`."""
-    head = node_heads[ttl] = _SEP + b"\x91\x93" + msgpack.packb(_KEY) + msgpack.packb(ttl)
+    head = node_heads[ttl] = _SEP + node_head(_KEY, ttl)
     table = tables[ttl] = {kind: (head + b"\x91" + rhead, rhead, length)
                            for kind, (rhead, length) in _HEADS.items()}
     return table
@@ -379,7 +386,7 @@ def _kinds(ttl: int, tables: dict[int, dict[bytes, tuple[bytes, bytes, int]]],
 
 def _node(head: bytes, rdatas: list[bytes]) -> bytes:
     """An entry after its key: `head` (from `node_heads`), then `rdatas`."""
-    return head + _array(len(rdatas)) + b"".join(rdatas)
+    return head + array_header(len(rdatas)) + b"".join(rdatas)
 
 
 def check_zone(path: str, origin: Name | None = None, *,
@@ -398,4 +405,4 @@ def check_zone(path: str, origin: Name | None = None, *,
         except Repeated:
             pass
     with gc_paused():
-        return compile_zone(_MemoryNodes(), path, origin, include_dirs=include_dirs)
+        return compile_zone(MemoryNodes(), path, origin, include_dirs=include_dirs)

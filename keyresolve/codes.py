@@ -70,6 +70,8 @@ class RType(enum.IntEnum):
 
 #: Types that may appear in zone data.
 DATA_TYPES = frozenset({RType.ADDR, RType.NS, RType.ALIAS, RType.SOA, RType.KEY})
+#: The zone transfer types: asked with opcode TRANSFER, never in a QUERY.
+TRANSFER_TYPES = frozenset({RType.AXFR, RType.IXFR})
 
 
 def opcode_to_text(value: int) -> str:

@@ -17,7 +17,7 @@ msgpack encodings (what every encoder writes) of the one layout
 
 (udp_size, which is not echoed, may be a fixint, uint8 or uint16), so the
 question can be echoed byte for byte, and splices the stored rdata
-into the answer. That relies on stored nodes being `store.encode_node`'s
+into the answer. That relies on stored nodes being `nodes.encode_node`'s
 output (msgpack.packb of canonical values): re-encoding the decoded values,
 as the full path does, gives the same bytes.
 """
@@ -32,18 +32,18 @@ import msgpack
 from .authority import negative_soa
 from .codes import RType
 from .errors import InvalidName
+from .grammar import LABEL, LOCAL
 from .message import DEFAULT_UDP_SIZE, MIN_UDP_SIZE, VERSION
 from .names import MAX_LOCAL, MAX_NAME, Name
+from .nodes import ENTRY, FIXARRAY, RDATAS_AT, array_header, skip
 from .zone import ZoneView
 
-#: The canonical local part and absolute domain, lower case (names.py's
-#: grammar, restricted to what is already canonical; anything else, such as
-#: upper case, takes the full path, which lower-cases it).
-_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-#: Matched against the name's bytes: other than ASCII never matches.
-_LOCAL = rf"{_ATOM}(?:\.{_ATOM})*".encode("ascii")
-_DOMAIN = re.compile(rf"(?:{_LABEL}\.)+\Z".encode("ascii"))
+#: The canonical local part and absolute domain, lower case (`grammar`'s
+#: pieces, which names.py parses with; anything else, such as upper case,
+#: takes the full path, which lower-cases it). Matched against the name's
+#: bytes: other than ASCII never matches.
+_LOCAL = LOCAL.encode("ascii")
+_DOMAIN = re.compile(rf"(?:{LABEL}\.)+\Z".encode("ascii"))
 #: Types a node may be asked for here (each a msgpack positive fixint, so its
 #: byte is its value); ANY, ALIAS and transfers need the full path.
 _FAST_TYPES = frozenset(int(t) for t in (RType.KEY, RType.ADDR, RType.NS, RType.SOA))
@@ -73,14 +73,15 @@ _TAIL = b"\x90\x90" + msgpack.packb(DEFAULT_UDP_SIZE)  # empty authority, additi
 #: The same for NXDOMAIN (rcode 3): an empty answer, then the SOA in authority.
 _NXDOMAIN_HEAD = (bytes((0x84, 3, VERSION, 0, 0x95)), bytes((0x85, 3, VERSION, 0, 0x95)))
 _NEGATIVE_TAIL = b"\x90" + msgpack.packb(DEFAULT_UDP_SIZE)  # empty additional
-_ENTRY = 0x93  # a stored node entry: [rtype, ttl, rdatas]
 _ALIAS = int(RType.ALIAS)  # a plain int: faster to compare than the enum member
-#: Where a stored entry's rdatas begin, by its TTL's first byte (a fixint,
-#: uint8/16/32 TTL takes 1, 2, 3 or 5 bytes after the node and entry headers
-#: and the type).
-_RDATAS_AT = {**{byte: 4 for byte in range(0x80)}, 0xCC: 5, 0xCD: 6, 0xCE: 8}
+#: `nodes`' pieces under this module's own names, as the hot code below
+#: reads them (measured ~4 % faster per answer than reading the imported
+#: names directly: benchmarks/RESULTS.md, "One owner for the node format").
+_ENTRY = ENTRY  # a stored node entry: [rtype, ttl, rdatas]
+_RDATAS_AT = RDATAS_AT  # where a one-entry node's rdatas begin, by its TTL's first byte
+_ARRAYS = FIXARRAY  # fixarray headers
+_skip = skip
 _RECORD = b"\x94"  # an answer record: [name, rtype, ttl, rdata]
-_ARRAYS = [bytes((0x90 | count,)) for count in range(16)]  # fixarray headers
 
 #: Responses a `Responder` caches. One costs ~300 bytes (query key,
 #: response, table slots): 65,536 take ~20 MB, which keeps a server answering
@@ -259,7 +260,7 @@ def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
 
 
 def _walk(node: bytes, rtype: int, owner: bytes) -> bytes | None:
-    """`_answer_records` for any node of the encodings `_skip` knows."""
+    """`_answer_records` for any node of the encodings `nodes.skip` knows."""
     entries = node[0] - 0x90  # the node is a fixarray of [rtype, ttl, rdatas]
     if not 0 <= entries < 16:
         raise KeyError(entries)
@@ -290,36 +291,6 @@ def _walk(node: bytes, rtype: int, owner: bytes) -> bytes | None:
     return None  # NODATA
 
 
-#: Bytes of the msgpack scalars `_skip` passes over, by first byte (nil,
-#: booleans, unsigned and signed ints).
-_SCALAR_SIZE = {0xC0: 1, 0xC2: 1, 0xC3: 1, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9,
-                0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9}
-
-
-def _skip(buf: bytes, pos: int, count: int) -> int:
-    """The offset after `count` msgpack objects at `pos`. Knows the encodings
-    stored rdata uses (ints, fixstr, str8, bin8, fixarray); raises KeyError
-    on others, IndexError past the end."""
-    while count:
-        count -= 1
-        byte = buf[pos]
-        if byte < 0x80 or byte >= 0xE0:  # fixint
-            pos += 1
-        elif byte >= 0xA0:
-            if byte < 0xC0:  # fixstr
-                pos += byte - 0x9F
-            elif byte == 0xC4 or byte == 0xD9:  # bin8, str8
-                pos += 2 + buf[pos + 1]
-            else:
-                pos += _SCALAR_SIZE[byte]
-        elif byte >= 0x90:  # fixarray: its items follow
-            pos += 1
-            count += byte - 0x90
-        else:
-            raise KeyError(byte)  # fixmap: never stored
-    return pos
-
-
 def _answer_records_slow(node: bytes, rtype: int, owner: bytes) -> bytes | None:
     """`_answer_records` for any stored encoding: decode, then re-encode."""
     found = None
@@ -332,13 +303,4 @@ def _answer_records_slow(node: bytes, rtype: int, owner: bytes) -> bytes | None:
         return None  # NODATA
     _, ttl, rdatas = found
     head = b"".join((_RECORD, owner, bytes((rtype,)), msgpack.packb(ttl)))
-    return _array_header(len(rdatas)) + b"".join(head + msgpack.packb(rd) for rd in rdatas)
-
-
-def _array_header(count: int) -> bytes:
-    """The msgpack header of an array of `count` items."""
-    if count < 16:
-        return bytes((0x90 | count,))
-    if count < 0x10000:
-        return b"\xdc" + count.to_bytes(2, "big")
-    return b"\xdd" + count.to_bytes(4, "big")
+    return array_header(len(rdatas)) + b"".join(head + msgpack.packb(rd) for rd in rdatas)

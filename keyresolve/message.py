@@ -24,6 +24,7 @@ import msgpack
 from .codes import Opcode, Rcode, opcode_to_text, rcode_to_text, rtype_to_text
 from .errors import BadVersion, FormError, KeyresolveError, NotImplementedOpcode
 from .names import Name
+from .nodes import array_header
 from .records import Record
 
 #: The protocol version this implementation speaks.
@@ -276,16 +277,6 @@ class Message:
 
 
 _ARRAY_OF_5 = b"\x95"  # msgpack fixarray header of the 5-element body
-
-
-def array_header(count: int) -> bytes:
-    """The msgpack header of an array of `count` elements (its shortest form,
-    as msgpack.packb writes it)."""
-    if count < 16:
-        return bytes((0x90 | count,))
-    if count < 1 << 16:
-        return b"\xdc" + count.to_bytes(2, "big")
-    return b"\xdd" + count.to_bytes(4, "big")
 
 
 def _unpack(data: bytes) -> Any:

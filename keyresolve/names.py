@@ -15,10 +15,15 @@ Canonical form (docs/protocol.md, "Names"):
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterator
 
 from .errors import InvalidName, excerpt
+from .grammar import LABEL_RE, LOCAL_RE
+
+#: `grammar`'s patterns under this module's names, as the per-name checks
+#: read them (measured faster in the compile than the imported names).
+_LABEL_RE = LABEL_RE
+_LOCAL_RE = LOCAL_RE
 
 #: RFC 1035 2.3.4: a label is at most 63 octets.
 MAX_LABEL = 63
@@ -28,9 +33,6 @@ MAX_NAME = 255
 #: RFC 5321 4.5.3.1.1: a local part is at most 64 octets.
 MAX_LOCAL = 64
 
-_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
-_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LOCAL_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*\Z")
 
 
 class Name:
@@ -187,6 +189,12 @@ class Name:
 
 
 ROOT = Name(())
+
+
+def key_ancestors(key: bytes) -> list[bytes]:
+    """The store keys (`Name.key`) of the domain whose key is `key` and of
+    its ancestors, the root's (b"") first: every label of a key ends in \\0."""
+    return [b""] + [key[:i + 1] for i, byte in enumerate(key) if byte == 0]
 
 
 def canonical_local(local: str) -> str:

@@ -474,6 +474,13 @@ class Record:
                 "data": self.rdata.to_json()}
 
 
+def soa_serial(record: Record) -> int:
+    """The serial of an SOA record."""
+    rdata = record.rdata
+    assert isinstance(rdata, SOA)
+    return rdata.serial
+
+
 __all__ = ["ADDR", "ALIAS", "KEY", "KEY_ALGORITHMS", "KeyAlgorithm", "KeyUsage", "MAX_TTL",
            "NS", "Opaque", "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
-           "rdata_from_text", "rdata_from_wire"]
+           "rdata_from_text", "rdata_from_wire", "soa_serial"]

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .cache import Cache, Delegation, Rank
-from .codes import Opcode, Rcode, RType, rcode_to_text, rtype_to_text
+from .codes import TRANSFER_TYPES, Opcode, Rcode, RType, rcode_to_text, rtype_to_text
 from .errors import KeyresolveError
 from .message import Message, Question
 from .names import ROOT, Name
@@ -93,8 +93,6 @@ PRIMING_RETRY = 60.0
 RTT_ALPHA = 1 / 8
 RTT_BETA = 1 / 4
 
-#: Question types a resolver does not iterate for (transfers go to a primary).
-_TRANSFER_TYPES = frozenset({RType.AXFR, RType.IXFR})
 
 Server = tuple[str, int]
 
@@ -413,7 +411,7 @@ class Resolution:
         self._child: Resolution | None = None
         self._child_ns: Name | None = None
         self._done: Done | None = None
-        if question.rtype in _TRANSFER_TYPES:
+        if question.rtype in TRANSFER_TYPES:
             self._done = self._reply(Rcode.NOTIMP, reason="transfers are not resolved")
 
     # -- public ------------------------------------------------------------------

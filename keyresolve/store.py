@@ -57,9 +57,9 @@ import msgpack
 from .bulkcompile import Repeated, compile_bulk
 from .codes import RType
 from .errors import FormError, KeyresolveError, StoreError
-from .names import Name
-from .message import array_header
-from .records import SOA, Record, rdata_from_wire
+from .names import Name, key_ancestors
+from .nodes import KEY_NODE_HEAD, array_header, decode_node, encode_node
+from .records import SOA, Record, rdata_from_wire, soa_serial
 from .serial import SerialNotIncreased, next_serial, serial_gt
 from .xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
 from .zone import Node, RRset, Zone
@@ -150,37 +150,6 @@ def node_key(origin: Name, name: Name, area: int = NODE_AREAS[0]) -> bytes:
     """The `nodes` key of owner `name` in the zone at `origin`, in `area`."""
     origin_key = origin.key()
     return origin_key + bytes((area,)) + name.key()[len(origin_key):]
-
-
-def encode_node(node: Node, pack: Callable[[Any], bytes] = msgpack.packb) -> bytes:
-    """The stored form of a node: ``[[rtype, ttl, [rdata wire, ...]], ...]``.
-
-    `pack` may be a bulk loader's own ``msgpack.Packer().pack`` (a Packer is
-    faster but not thread-safe, so none is shared at module level).
-    """
-    return pack([[int(rtype), node[rtype].ttl, [rd.to_wire() for rd in node[rtype].rdatas]]
-                 for rtype in sorted(node)])
-
-
-def decode_node(value: bytes) -> Node:
-    """Inverse of `encode_node`; raises StoreError on anything malformed."""
-    try:
-        items = msgpack.unpackb(value, raw=False, use_list=False)
-        if type(items) is not tuple or not items:
-            raise StoreError("node is not a non-empty array")
-        node: Node = {}
-        for item in items:
-            if type(item) is not tuple or len(item) != 3:
-                raise StoreError("node entry is not [rtype, ttl, rdatas]")
-            rtype, ttl, rdatas = item
-            if type(rtype) is not int or type(ttl) is not int or type(rdatas) is not tuple:
-                raise StoreError("node entry has wrong field types")
-            node[rtype] = RRset(ttl, tuple(rdata_from_wire(rtype, fields) for fields in rdatas))
-        return node
-    except StoreError:
-        raise
-    except (KeyresolveError, ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise StoreError(f"corrupt node in store: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,11 +307,6 @@ def _decode_journal_info(value: bytes) -> JournalInfo:
         raise StoreError(f"corrupt journal metadata: {exc}") from exc
 
 
-def _soa_serial(record: Record) -> int:
-    assert isinstance(record.rdata, SOA)
-    return record.rdata.serial
-
-
 def _entry_unpacker(value: bytes) -> msgpack.Unpacker:
     """A streaming reader positioned inside a journal entry's outer array."""
     unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=max(len(value), 1))
@@ -378,8 +342,8 @@ class JournalEntry:
         except (KeyresolveError, ValueError, TypeError, msgpack.UnpackException) as exc:
             raise StoreError(f"corrupt journal entry: {exc}") from exc
         if (type(serial_to) is not int or self.old_soa.rtype != RType.SOA
-                or self.new_soa.rtype != RType.SOA or _soa_serial(self.old_soa) != serial_from
-                or _soa_serial(self.new_soa) != serial_to):
+                or self.new_soa.rtype != RType.SOA or soa_serial(self.old_soa) != serial_from
+                or soa_serial(self.new_soa) != serial_to):
             raise StoreError("corrupt journal entry: serials do not match its SOAs")
         self.serial_to: int = serial_to
 
@@ -471,7 +435,7 @@ def _journal_append(txn: lmdb.Transaction, db: Any, origin: Name, old_soa: Recor
     """Append one change to the zone's journal and evict the oldest entries
     beyond the bounds; False (journal cleared) if the change cannot be kept."""
     prefix = zone_prefix(origin)
-    serial_from, serial_to = _soa_serial(old_soa), _soa_serial(new_soa)
+    serial_from, serial_to = soa_serial(old_soa), soa_serial(new_soa)
     barrier = txn.pop(prefix + _BARRIER, db=db)
     if barrier is not None and int.from_bytes(barrier, "big") == serial_from:
         _journal_clear(txn, db, origin)
@@ -607,8 +571,8 @@ def _journal_update(txn: lmdb.Transaction, db: Any, origin: Name,
         else:
             _journal_barrier(txn, db, origin, serial)
         return
-    if old_soa is None or not serial_gt(_soa_serial(new_soa), _soa_serial(old_soa)):
-        _journal_barrier(txn, db, origin, _soa_serial(new_soa))
+    if old_soa is None or not serial_gt(soa_serial(new_soa), soa_serial(old_soa)):
+        _journal_barrier(txn, db, origin, soa_serial(new_soa))
         return
     _journal_append(txn, db, origin, old_soa, new_soa, diff.removed, diff.added, zone_records)
 
@@ -692,8 +656,6 @@ class _NodeWriter:
 
 
 _SEEN_MASK = SEEN_FILTER_BITS - 1
-#: The stored form of a node holding only KEY records, up to their TTL.
-_KEY_NODE_HEAD = b"\x91\x93" + msgpack.packb(int(RType.KEY))
 
 
 class _SortedRuns(_NodeWriter):
@@ -1267,8 +1229,7 @@ class Snapshot:
 
     @_translate
     def _compute_route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
-        # D and its ancestors as keys, root (b"") first: every label ends in \0.
-        domains = [b""] + [domain_key[:i + 1] for i, byte in enumerate(domain_key) if byte == 0]
+        domains = key_ancestors(domain_key)  # D and its ancestors, root first
         txn = self._txn
         for depth in range(len(domains) - 1, -1, -1):  # closest enclosing zone first
             zone_key = domains[depth]
@@ -1461,7 +1422,7 @@ class LmdbZoneView:
                 domain, at, local = (self._origin_key + key[skip:]).decode("ascii").partition("@")
                 text = domains.get(domain)
                 if text is None:
-                    text = domains[domain] = ".".join(reversed(domain.split("\0")[:-1])) + "."
+                    text = domains[domain] = Name.from_key(domain.encode("ascii")).to_text()
                 items = msgpack.unpackb(value, use_list=False)
             except (UnicodeDecodeError, ValueError, msgpack.UnpackException) as exc:
                 raise StoreError(f"corrupt node {key!r}: {exc}") from exc
@@ -1595,8 +1556,8 @@ class ZoneWriter:
                 if value is None:
                     raise StoreError(f"no zone {self.origin} to apply a delta to")
                 info = _decode_info(self.origin, value)
-                if info.serial != _soa_serial(old_soa):
-                    raise FormError(f"delta starts at serial {_soa_serial(old_soa)}, "
+                if info.serial != soa_serial(old_soa):
+                    raise FormError(f"delta starts at serial {soa_serial(old_soa)}, "
                                     f"zone {self.origin} is at {info.serial}")
             except BaseException:
                 self._end()  # nothing begun: release the write lock
@@ -1722,7 +1683,7 @@ class ZoneWriter:
         head = self._packed_heads.get(self._packed_ttl)
         if head is None:
             head = self._packed_heads[self._packed_ttl] = (
-                _KEY_NODE_HEAD + msgpack.packb(self._packed_ttl))
+                KEY_NODE_HEAD + msgpack.packb(self._packed_ttl))
         if len(packed) == 1:
             return head + b"\x91" + packed[0]
         return b"".join((head, array_header(len(packed)), *packed))
@@ -1746,7 +1707,7 @@ class ZoneWriter:
         node[RType.SOA] = RRset(soa.ttl, (soa.rdata,))
         txn.put(self._nodes, encode_node(node, self._pack), db=store._nodes)
         now = time.time()
-        meta = {"serial": _soa_serial(soa), "records": self._records, "loaded_at": now,
+        meta = {"serial": soa_serial(soa), "records": self._records, "loaded_at": now,
                 "sources": [], "primary": self.primary, "transferred_at": now,
                 "area": self._area}
         txn.put(self._prefix, msgpack.packb(meta), db=store._zones)

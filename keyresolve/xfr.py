@@ -25,11 +25,13 @@ from typing import Protocol
 
 import msgpack
 
-from .codes import Opcode, Rcode, RType
+from .codes import TRANSFER_TYPES, Opcode, Rcode, RType
 from .errors import FormError, PeerError, ServerFailure
 from .message import MAX_RECORDS, Message, Question
-from .names import _LOCAL_RE, MAX_LOCAL, Name
-from .records import KEY_ALGORITHMS, MAX_TTL, SOA, Record
+from .grammar import LOCAL_RE
+from .names import MAX_LOCAL, Name
+from .nodes import KEY_RDATA_HEADS
+from .records import MAX_TTL, Record, soa_serial
 from .serial import serial_compare, serial_gt
 from .zone import Node, RRset, Zone
 
@@ -43,8 +45,6 @@ MAX_XFR_MESSAGE = 16384
 #: 4.2 for AXFR; this protocol drops RFC 1995's UDP IXFR). REFUSED, not
 #: FORMERR: the message is well formed, the transport is not allowed.
 UDP_TRANSFER_RCODE = Rcode.REFUSED
-#: Question types of opcode TRANSFER.
-TRANSFER_TYPES = frozenset({RType.AXFR, RType.IXFR})
 #: Records in one IXFR journal step besides its changes: the old and new SOA.
 STEP_SOA_RECORDS = 2
 
@@ -111,13 +111,7 @@ def parse_request(query: Message) -> TransferRequest:
     soa = query.authority[0]
     if soa.rtype != RType.SOA or soa.name != question.name:
         raise FormError("IXFR authority record must be the zone's SOA")
-    return TransferRequest(question.name, RType.IXFR, _serial(soa))
-
-
-def _serial(record: Record) -> int:
-    rdata = record.rdata
-    assert isinstance(rdata, SOA)
-    return rdata.serial
+    return TransferRequest(question.name, RType.IXFR, soa_serial(soa))
 
 
 # -- diffs ---------------------------------------------------------------------
@@ -245,10 +239,10 @@ def step_chain(steps: Sequence[JournalStep], from_serial: int) -> Sequence[Journ
     the last step's serial, or None if no step starts there or the chain has
     a gap."""
     for index, step in enumerate(steps):
-        if _serial(step.old_soa) == from_serial:
+        if soa_serial(step.old_soa) == from_serial:
             chain_ = steps[index:]
             for before, after in zip(chain_, chain_[1:]):
-                if _serial(before.new_soa) != _serial(after.old_soa):
+                if soa_serial(before.new_soa) != soa_serial(after.old_soa):
                     return None
             return chain_
     return None
@@ -282,7 +276,7 @@ class MemorySource:
 
     def journal_steps(self, from_serial: int) -> Sequence[JournalStep] | None:
         found = step_chain(self.steps, from_serial)
-        if found and _serial(found[-1].new_soa) != self.zone.serial:
+        if found and soa_serial(found[-1].new_soa) != self.zone.serial:
             return None
         return found
 
@@ -414,7 +408,7 @@ class OutboundTransfer:
         self.source = source
         self.max_size = max_size
         self.soa = source.soa
-        self.serial = _serial(self.soa)
+        self.serial = soa_serial(self.soa)
         self.steps: Sequence[JournalStep] = ()
         self.kind = TransferKind.FULL
         if self.request.rtype == RType.IXFR:
@@ -424,8 +418,8 @@ class OutboundTransfer:
                 self.kind = TransferKind.UP_TO_DATE
             elif order == -1:
                 steps = source.journal_steps(self.request.serial)
-                if (steps and _serial(steps[0].old_soa) == self.request.serial
-                        and _serial(steps[-1].new_soa) == self.serial
+                if (steps and soa_serial(steps[0].old_soa) == self.request.serial
+                        and soa_serial(steps[-1].new_soa) == self.serial
                         and chain_size(steps) <= source.record_count):
                     self.kind = TransferKind.INCREMENTAL
                     self.steps = steps
@@ -478,10 +472,6 @@ class TransferWriter(Protocol):
         """Drop everything since the begin; the old zone stays. Idempotent."""
 
 
-#: Packed KEY rdata (flags 0) up to the key bytes, and the key length, by
-#: (algorithm, usage) numbers: what msgpack packs `KEY.to_wire()` to.
-_KEY_HEADS = {(int(alg), int(usage)): (msgpack.packb([int(alg), int(usage), 0, bytes(n)])[:-n], n)
-              for alg, (n, usage) in KEY_ALGORITHMS.items()}
 _KEY = int(RType.KEY)
 #: Mailbox domains a `KeyPacker` remembers (a zone's mailboxes use few).
 MAX_PACKER_DOMAINS = 4096
@@ -510,11 +500,11 @@ class KeyPacker:
                 or type(key) is not bytes or type(name) is not str
                 or type(fields) is not tuple):
             return None
-        head = _KEY_HEADS.get((algorithm, usage))
+        head = KEY_RDATA_HEADS.get((algorithm, usage))
         if head is None or len(key) != head[1]:
             return None
         local, at, domain = name.partition("@")
-        if not at or len(local) > MAX_LOCAL or not _LOCAL_RE.match(local):
+        if not at or len(local) > MAX_LOCAL or not LOCAL_RE.match(local):
             return None  # not a mailbox, or a local part not in canonical form
         prefix = self._domains.get(domain, b"")
         if prefix == b"":
@@ -593,8 +583,8 @@ class MemoryWriter:
         if self._nodes is None:
             if self.zone is None:
                 raise FormError("delta for a zone we do not have")
-            if self.zone.serial != _serial(old_soa):
-                raise FormError(f"delta starts at serial {_serial(old_soa)}, "
+            if self.zone.serial != soa_serial(old_soa):
+                raise FormError(f"delta starts at serial {soa_serial(old_soa)}, "
                                 f"we have {self.zone.serial}")
             self._nodes = {name: dict(node) for name, node in self.zone.nodes.items()}
             self._strict, self._pending = True, []
@@ -730,7 +720,7 @@ class Inbound:
             elif self._state == _State.END:
                 assert self._first is not None
                 self.writer.commit(self._first)
-                self.serial = _serial(self._first)
+                self.serial = soa_serial(self._first)
                 self._state = _State.DONE
             return self.done
         except BaseException:
@@ -788,7 +778,7 @@ class Inbound:
             if not is_soa:
                 raise FormError("a transfer must start with the zone's SOA")
             self._first = record
-            serial = _serial(record)
+            serial = soa_serial(record)
             if self.rtype == RType.IXFR and not serial_gt(serial, self.serial_from):
                 self.kind = TransferKind.UP_TO_DATE  # ours is current or newer
                 self.serial = self.serial_from
@@ -796,7 +786,7 @@ class Inbound:
         elif state == _State.SECOND:
             if self.kind == TransferKind.UP_TO_DATE:
                 assert self._first is not None
-                if _serial(self._first) == self.serial_from:
+                if soa_serial(self._first) == self.serial_from:
                     raise FormError("records after an up-to-date SOA")
                 # Not newer than ours (older, or 2**31 away) yet more follows:
                 # only the whole zone in AXFR format can (RFC 1995 4).
@@ -812,9 +802,9 @@ class Inbound:
         elif state == _State.DELETE:
             if is_soa:
                 assert self._step_old is not None
-                if not serial_gt(_serial(record), _serial(self._step_old)):
-                    raise FormError(f"IXFR step from serial {_serial(self._step_old)} to "
-                                    f"{_serial(record)} does not increase it (RFC 1982)")
+                if not serial_gt(soa_serial(record), soa_serial(self._step_old)):
+                    raise FormError(f"IXFR step from serial {soa_serial(self._step_old)} to "
+                                    f"{soa_serial(record)} does not increase it (RFC 1982)")
                 self._step_new = record
                 self.writer.begin_additions(record)
                 self._state = _State.ADD
@@ -840,8 +830,8 @@ class Inbound:
             if self.rtype != RType.IXFR:
                 raise FormError("second SOA of an AXFR differs from the first")
             # RFC 1995 4: IXFR format; the first step starts at our serial.
-            if _serial(record) != self.serial_from:
-                raise FormError(f"IXFR starts at serial {_serial(record)}, "
+            if soa_serial(record) != self.serial_from:
+                raise FormError(f"IXFR starts at serial {soa_serial(record)}, "
                                 f"ours is {self.serial_from}")
             self.kind = TransferKind.INCREMENTAL
             self._step_old = record
@@ -861,15 +851,15 @@ class Inbound:
     def _next_step(self, record: Record) -> None:
         first, new = self._first, self._step_new
         assert first is not None and new is not None
-        if _serial(new) == _serial(first):
+        if soa_serial(new) == soa_serial(first):
             if new.rdata != first.rdata:
                 raise FormError("last IXFR step's SOA differs from the first SOA")
             self._finish(record)
             return
         # The next step starts where this one ended.
         if record.rdata != new.rdata:
-            raise FormError(f"IXFR step starts at serial {_serial(record)}, "
-                            f"the previous one ended at {_serial(new)}")
+            raise FormError(f"IXFR step starts at serial {soa_serial(record)}, "
+                            f"the previous one ended at {soa_serial(new)}")
         self._step_old = record
         self.writer.begin_delta(record)
         self._state = _State.DELETE
@@ -917,7 +907,7 @@ def validate_notify(msg: Message) -> Notify:
         record = msg.answer[0]
         if record.rtype != RType.SOA or record.name != question.name:
             raise FormError("NOTIFY answer must be the zone's SOA")
-        serial = _serial(record)
+        serial = soa_serial(record)
     return Notify(question.name, serial)
 
 

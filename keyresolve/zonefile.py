@@ -36,11 +36,13 @@ import msgpack
 from .codes import DATA_TYPES, RType, rtype_from_text
 from .errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileError,
                      MAX_PATH_EXCERPT, cut, excerpt)
+from .grammar import BASE64, CLASS_IN, TYPE_KEY
 from .message import MAX_MESSAGE as MAX_WIRE_MESSAGE, Question, answer_size
-from .names import ROOT, Name, canonical_local
-from .records import (ADDR, ALIAS, KEY, KEY_ALGORITHMS, MAX_TTL, NS, SOA, Record,
-                      rdata_from_wire)
-from .zone import RRset, Zone
+from .names import ROOT, Name, canonical_local, key_ancestors
+from .nodes import (ENTRY, KEY_RDATA_HEADS, array_header, decode_node, node_entries, node_head,
+                    node_types)
+from .records import ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage, Record
+from .zone import Zone
 
 #: Longest physical line in bytes (newline excluded); bounds memory on hostile input.
 MAX_LINE = 64 * 1024
@@ -65,8 +67,9 @@ _BAD = object()  # owner that failed to parse: continuation lines after it are s
 _LINE_SPAN = 1 << 32  # packs (file index, line) into one int: index * span + line
 
 
-class _Stop(Exception):
-    """Internal: the error cap was reached or parsing cannot go on."""
+class StopReading(Exception):
+    """The error cap was reached or parsing cannot go on: reading stops (the
+    compilers' own signal, never raised to their callers)."""
 
 
 class _Errors:
@@ -82,7 +85,7 @@ class _Errors:
         if len(self.items) >= MAX_ERRORS:
             self.items.append(ZoneFileError(
                 filename, line, f"too many errors ({MAX_ERRORS}); stopped here"))
-            raise _Stop
+            raise StopReading
 
     def add_later(self, filename: str, line: int, make: Callable[[str], str],
                   rrset: tuple[bytes, int]) -> None:
@@ -151,8 +154,9 @@ def inside(path: str, roots: Iterable[str]) -> bool:
     return False
 
 
-class _Include:
-    """Internal: a $INCLUDE request the file loop carries out."""
+class Include:
+    """A $INCLUDE request the file loop carries out (what `ZoneReader`'s
+    entry parser returns for the directive)."""
 
     __slots__ = ("filename", "origin")
 
@@ -217,7 +221,7 @@ class ZoneReader:
                     yield from self._parse_stream(
                         stream, self.filename, os.path.dirname(self.path), 0,
                         (os.path.realpath(self.path),))
-        except _Stop:
+        except StopReading:
             return
 
     # -- files ---------------------------------------------------------------
@@ -358,7 +362,7 @@ class ZoneReader:
             err(fname, paren, "'(' is never closed (no ')' before the end of the file)")
         self.sources[slot] = (fname, hasher.digest())
 
-    def _include(self, inc: _Include, fname: str, fdir: str, lineno: int, depth: int,
+    def _include(self, inc: Include, fname: str, fdir: str, lineno: int, depth: int,
                  stack: tuple[str, ...]) -> Iterator[tuple[Record, str, int]]:
         """Parse an included file with its own origin; restore state after."""
         err = self._errors.add
@@ -412,7 +416,7 @@ class ZoneReader:
 
     # -- entries -------------------------------------------------------------
     def _entry(self, tokens: list[str], cont: bool, fname: str,
-               lineno: int) -> Record | _Include | None:
+               lineno: int) -> Record | Include | None:
         """Interpret one logical line: a directive or a record."""
         first = tokens[0]
         if not cont and is_directive(first):
@@ -421,7 +425,7 @@ class ZoneReader:
         origin = self._cur
         if origin is None:
             err(fname, lineno, "no $ORIGIN and no zone name given")
-            raise _Stop  # relative names cannot be completed from here on
+            raise StopReading  # relative names cannot be completed from here on
         if cont:
             owner = self._owner
             if owner is None:
@@ -469,7 +473,7 @@ class ZoneReader:
                 except InvalidRecord as exc:
                     err(fname, lineno, str(exc))
                     return None
-            elif upper == "IN" and not klass:
+            elif upper == CLASS_IN and not klass:
                 klass = True  # the only class; accepted and ignored
             else:
                 err(fname, lineno, _unknown_type(tok))
@@ -503,7 +507,7 @@ class ZoneReader:
             return None
         return name
 
-    def _directive(self, tokens: list[str], fname: str, lineno: int) -> _Include | None:
+    def _directive(self, tokens: list[str], fname: str, lineno: int) -> Include | None:
         err = self._errors.add
         word = tokens[0].upper()
         args = tokens[1:]
@@ -531,13 +535,13 @@ class ZoneReader:
                 return None
             if self._cur is None:
                 err(fname, lineno, "no $ORIGIN and no zone name given")
-                raise _Stop
+                raise StopReading
             origin = None
             if len(args) == 2:
                 origin = self._domain_arg(args[1], "$INCLUDE origin", fname, lineno)
                 if origin is None:
                     return None
-            return _Include(args[0], origin)
+            return Include(args[0], origin)
         else:
             err(fname, lineno, f"unknown directive {excerpt(tokens[0])} "
                 "(one of $ORIGIN, $TTL, $INCLUDE)")
@@ -602,15 +606,8 @@ _ALIAS = int(RType.ALIAS)
 _NS = int(RType.NS)
 _ADDR = int(RType.ADDR)
 _SOA = int(RType.SOA)
-#: msgpack array headers of 0..15 items, as msgpack writes them.
-_FIXARRAY = [bytes((0x90 | n,)) for n in range(16)]
-
-
-def _array(count: int) -> bytes:
-    """The msgpack header of an array of `count` items."""
-    if count < 16:
-        return _FIXARRAY[count]
-    return b"\xdc" + count.to_bytes(2, "big") if count < 0x10000 else b"\xdd" + count.to_bytes(4, "big")
+_ENTRY_HEAD = bytes((ENTRY,))
+_array = array_header  # read per node by `ZoneBuilder._flush` (measured faster)
 
 
 #: One-type node headers a builder remembers (zones use a few TTLs).
@@ -625,12 +622,7 @@ _MAX_HEADS = 1024
 _SIZE_CHECK_FLOOR = 2048
 
 
-def _types(value: bytes | None) -> list[int]:
-    """The record types of a stored node (none for None)."""
-    return [] if value is None else [item[0] for item in msgpack.unpackb(value)]
-
-
-class _ZoneBuilder:
+class ZoneBuilder:
     """Groups records into nodes written to a `NodeSink` and runs the zone
     checks of docs/zone-format.md.
 
@@ -692,7 +684,7 @@ class _ZoneBuilder:
     def error(self, loc: int, message: str) -> None:
         try:
             self.errors.add(*self.where(loc), message)
-        except _Stop:
+        except StopReading:
             self.capped = True
             raise
 
@@ -704,7 +696,7 @@ class _ZoneBuilder:
             return
         try:
             self.errors.add_later(*self.where(loc), make, rrset)
-        except _Stop:
+        except StopReading:
             self.capped = True
             raise
 
@@ -765,10 +757,10 @@ class _ZoneBuilder:
         pack = self.pack
         self.node = {} if old is None else {
             rtype: [ttl, None, [pack(rdata) for rdata in rdatas]]
-            for rtype, ttl, rdatas in msgpack.unpackb(old)}
+            for rtype, ttl, rdatas in node_entries(old)}
 
     def _flush(self) -> None:
-        """Encode the current node (as `keyresolve.store.encode_node`) and put it."""
+        """Encode the current node (as `nodes.encode_node`) and put it."""
         node = self.node
         if not node:
             return  # every record of a new owner was rejected
@@ -777,7 +769,7 @@ class _ZoneBuilder:
             for rtype, (ttl, _, rdatas) in node.items():
                 head = self._heads.get((rtype, ttl))
                 if head is None:
-                    head = b"\x91\x93" + pack(rtype) + pack(ttl)
+                    head = node_head(rtype, ttl)
                     if len(self._heads) < _MAX_HEADS:
                         self._heads[rtype, ttl] = head
                 value = head + _array(len(rdatas)) + b"".join(rdatas)
@@ -785,7 +777,7 @@ class _ZoneBuilder:
             parts = [_array(len(node))]
             for rtype in sorted(node):
                 ttl, _, rdatas = node[rtype]
-                parts += (b"\x93", pack(rtype), pack(ttl), _array(len(rdatas)), *rdatas)
+                parts += (_ENTRY_HEAD, pack(rtype), pack(ttl), _array(len(rdatas)), *rdatas)
             value = b"".join(parts)
             if _ALIAS in node:
                 self.exclusive.add(self.key)  # type: ignore[arg-type]
@@ -799,8 +791,8 @@ class _ZoneBuilder:
         name = self.name(key)
         if not name.is_mailbox:
             return
-        records = [Record(name, rtype, ttl, rdata_from_wire(rtype, fields))
-                   for rtype, ttl, rdatas in msgpack.unpackb(value) for fields in rdatas]
+        records = [record for rtype, rrset in decode_node(value).items()
+                   for record in rrset.records(name, rtype)]
         size = answer_size(Question(name, RType.ANY), records)
         if size > MAX_WIRE_MESSAGE:
             rtype = _KEY if _KEY in self.node else next(iter(self.node))
@@ -814,13 +806,12 @@ class _ZoneBuilder:
         its domain), or None."""
         cuts = self.cuts
         domain, at, _ = key.partition(b"@")
-        if at and domain in cuts:
-            return domain
-        while domain:
-            cut = domain.rfind(b"\0", 0, len(domain) - 1)
-            domain = domain[:cut + 1]  # one label up (b"" is the apex)
-            if domain in cuts:
-                return domain
+        above = key_ancestors(domain)  # zone-relative: b"" is the apex
+        if not at:
+            above.pop()  # strictly above
+        for cut in reversed(above):
+            if cut in cuts:
+                return cut
         return None
 
     def finish(self, locate: Callable[[set[tuple[bytes, int]]], dict]) -> None:
@@ -834,7 +825,7 @@ class _ZoneBuilder:
         found: list[tuple[int, str]] = []  # sorted by location before reporting
         if self.soa_loc is None:
             found.append((0, f"no SOA record at the zone apex {origin}"))
-        if _NS not in _types(self.sink.get(b"")):
+        if _NS not in node_types(self.sink.get(b"")):
             found.append((self.soa_loc or 0, f"no NS record at the zone apex {origin}"))
         # RRsets in error: (key, type, what, key of the cut or the ALIAS)
         bad: list[tuple[bytes, int, str, bytes]] = []
@@ -843,16 +834,16 @@ class _ZoneBuilder:
                 continue  # occluded: scanned below the cut above it
             for key, value in self.sink.scan(cut):
                 if key == cut:
-                    bad += [(key, rtype, "cut", b"") for rtype in _types(value)
+                    bad += [(key, rtype, "cut", b"") for rtype in node_types(value)
                             if rtype != _NS and rtype != _ADDR]
                     continue
                 above = self._cut_above(key)
                 assert above is not None
-                bad += [(key, rtype, "below", above) for rtype in _types(value)
+                bad += [(key, rtype, "below", above) for rtype in node_types(value)
                         if rtype != _ADDR]  # occluded data: only glue
         for key in self.exclusive:
             if key not in self.cuts and self._cut_above(key) is None:
-                bad += [(key, rtype, "alias", key) for rtype in _types(self.sink.get(key))
+                bad += [(key, rtype, "alias", key) for rtype in node_types(self.sink.get(key))
                         if rtype != _ALIAS]
         wanted = {(key, rtype) for key, rtype, _, _ in bad}
         wanted |= {(key, rtype) for key, (_, _, loc, rtype) in self.oversized.items()
@@ -887,7 +878,7 @@ class _ZoneBuilder:
         for target, key, loc in self.ns:  # glue: in-zone NS targets need addresses
             has = glue.get(key)
             if has is None:
-                has = glue[key] = _ADDR in _types(self.sink.get(key))
+                has = glue[key] = _ADDR in node_types(self.sink.get(key))
             if not has:
                 found.append((loc, f"NS target {target} is inside the zone but has no "
                               "ADDR record (glue)"))
@@ -897,14 +888,11 @@ class _ZoneBuilder:
 
     def serial(self) -> int:
         """The serial of the apex SOA written."""
-        for rtype, _, rdatas in msgpack.unpackb(self.sink.get(b"")):
-            if rtype == _SOA:
-                return rdatas[0][2]
-        raise AssertionError("no SOA written")  # finish reported it
+        return decode_node(self.sink.get(b""))[_SOA].rdatas[0].serial  # finish checked it
 
 
 class _Locator:
-    """Stands in for the `_ZoneBuilder` of a second reading of the zone: notes
+    """Stands in for the `ZoneBuilder` of a second reading of the zone: notes
     the (file, line) where each wanted (owner key, type) RRset starts."""
 
     def __init__(self, wanted: set[tuple[bytes, int]]) -> None:
@@ -923,22 +911,22 @@ class _Locator:
             self.wanted.discard(rrset)
             self.found[rrset] = loc
             if not self.wanted:
-                raise _Stop  # ends the reading
+                raise StopReading  # ends the reading
 
 
-#: Packed KEY rdata up to the key bytes, by (algorithm, usage) as zone files
-#: usually spell them, and the key length: what KEY.to_wire packs.
-_KEY_HEADS = {(alg.name.lower(), usage.name.lower()):
-              (msgpack.packb([int(alg), int(usage), 0, bytes(length)])[:-length], length)
-              for alg, (length, usage) in KEY_ALGORITHMS.items()}
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")  # what b64decode(validate=True) accepts
+#: Packed KEY rdata up to the key bytes, and the key length
+#: (`nodes.KEY_RDATA_HEADS`), by (algorithm, usage) as zone files usually
+#: spell them.
+KEY_HEADS_BY_TEXT = {(KeyAlgorithm(alg).name.lower(), KeyUsage(usage).name.lower()): head
+                     for (alg, usage), head in KEY_RDATA_HEADS.items()}
+_BASE64 = re.compile(BASE64)  # what b64decode(validate=True) accepts
 #: Domain parts of mailbox owners, and TTL texts, the fast path remembers
 #: (zones use a few of each).
 MAX_DOMAIN_CACHE = 4096
 _MISSING = object()
 
 
-class _CompileReader(ZoneReader):
+class CompileReader(ZoneReader):
     """A `ZoneReader` that hands records to a builder as it reads them.
 
     The common line, a mailbox's KEY record (``alice@ [ttl] [IN] KEY x25519
@@ -967,9 +955,9 @@ class _CompileReader(ZoneReader):
         return self.builder
 
     def _entry(self, tokens: list[str], cont: bool, fname: str,
-               lineno: int) -> Record | _Include | None:
+               lineno: int) -> Record | Include | None:
         count = len(tokens)
-        if count < 4 or tokens[-4] != "KEY" or self._cur is None:
+        if count < 4 or tokens[-4] != TYPE_KEY or self._cur is None:
             return self._general(tokens, cont, fname, lineno)
         if cont:
             owner = self._owner
@@ -991,7 +979,7 @@ class _CompileReader(ZoneReader):
         ttl = None
         klass = False
         for tok in tokens[first:count - 4]:  # [ttl] [IN], either order
-            if tok == "IN" and not klass:
+            if tok == CLASS_IN and not klass:
                 klass = True
             elif ttl is None and "0" <= tok[0] <= "9":
                 ttl = self._ttls.get(tok)
@@ -1006,7 +994,7 @@ class _CompileReader(ZoneReader):
                 return self._general(tokens, cont, fname, lineno)
         if ttl is None:
             ttl = self._ttl
-        head = _KEY_HEADS.get((tokens[-3], tokens[-2]))
+        head = KEY_HEADS_BY_TEXT.get((tokens[-3], tokens[-2]))
         if ttl is None or head is None:
             return self._general(tokens, cont, fname, lineno)
         text = tokens[-1]
@@ -1062,7 +1050,7 @@ class _CompileReader(ZoneReader):
         return key[len(zone_key):] if key.startswith(zone_key) else False
 
     def _general(self, tokens: list[str], cont: bool, fname: str,
-                 lineno: int) -> _Include | None:
+                 lineno: int) -> Include | None:
         owner = self._owner
         if type(owner) is tuple:  # the general parser needs the fast path's owner as a Name
             self._owner = Name.from_text(owner[1], owner[2])
@@ -1109,8 +1097,8 @@ def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *
     zone cuts and in-zone NS targets); error messages that name where an
     RRset written earlier starts re-read the zone to find it.
     """
-    def open_reader(make_builder: Callable[[ZoneReader], Any]) -> _CompileReader:
-        return _CompileReader(path, origin, make_builder, text=text,
+    def open_reader(make_builder: Callable[[ZoneReader], Any]) -> CompileReader:
+        return CompileReader(path, origin, make_builder, text=text,
                               filename=filename if filename is not None else path,
                               include_dirs=include_dirs)
 
@@ -1120,9 +1108,9 @@ def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *
             pass
         return locator.found
 
-    reader = open_reader(lambda r: _ZoneBuilder(r.origin, r._errors, r.filename, sink))
+    reader = open_reader(lambda r: ZoneBuilder(r.origin, r._errors, r.filename, sink))
     errors = reader._errors
-    builder: _ZoneBuilder | None = None
+    builder: ZoneBuilder | None = None
     try:
         for _ in reader:
             pass
@@ -1137,7 +1125,7 @@ def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *
                 builder = reader._new_builder()
             # checks run even after syntax errors, so one pass reports everything
             builder.finish(locate)
-    except _Stop:
+    except StopReading:
         pass
     if errors.items or builder is None:
         raise ZoneErrors(errors.items)
@@ -1151,7 +1139,7 @@ def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *
                         dict(builder.types))
 
 
-class _MemoryNodes:
+class MemoryNodes:
     """A `NodeSink` in a dict, for building a `Zone` in memory."""
 
     def __init__(self) -> None:
@@ -1179,9 +1167,7 @@ class _MemoryNodes:
         """The nodes as a `Zone` (owners in the order first written)."""
         origin_key = origin.key()
         return Zone(origin, {
-            Name.from_key(origin_key + key): {
-                rtype: RRset(ttl, tuple(rdata_from_wire(rtype, fields) for fields in rdatas))
-                for rtype, ttl, rdatas in msgpack.unpackb(value)}
+            Name.from_key(origin_key + key): decode_node(value)
             for key, value in self.nodes.items()})
 
 
@@ -1222,7 +1208,7 @@ def gc_paused() -> Iterator[None]:
 def _load(path: str | None, origin: Name | None, *, text: str | None = None,
           filename: str | None = None,
           include_dirs: Iterable[str] = ()) -> tuple[Zone, list[tuple[str, bytes]]]:
-    sink = _MemoryNodes()
+    sink = MemoryNodes()
     with gc_paused():
         compiled = compile_zone(sink, path, origin, text=text, filename=filename,
                                 include_dirs=include_dirs)
@@ -1277,7 +1263,7 @@ def load_hints(path: str) -> list[tuple[Name, ADDR]]:
             for target, line in servers.items():
                 if target not in addrs:
                     errors.add(reader.filename, line, f"root server {target} has no ADDR record")
-    except _Stop:
+    except StopReading:
         pass
     if errors.items:
         raise ZoneErrors(errors.items)
@@ -1308,7 +1294,9 @@ def summarize(zone: Zone | CompiledZone) -> str:
     return f"{zone.origin}: serial {serial}, {total} {noun} ({', '.join(parts)})"
 
 
-__all__ = ["MAX_DOMAIN_CACHE", "MAX_ERRORS", "MAX_INCLUDE_DEPTH", "MAX_LINE", "MAX_RECORD_TEXT",
-           "TTL_UNITS", "CompiledZone", "NodeSink", "ZoneReader", "compile_zone", "inside",
+__all__ = ["KEY_HEADS_BY_TEXT", "MAX_DOMAIN_CACHE", "MAX_ERRORS", "MAX_INCLUDE_DEPTH", "MAX_LINE",
+           "MAX_RECORD_TEXT", "TTL_UNITS", "CompileReader", "CompiledZone", "Include",
+           "MemoryNodes", "NodeSink", "StopReading", "ZoneBuilder", "ZoneReader", "compile_zone",
+           "inside",
            "iter_records", "load_hints", "load_zone", "load_zone_with_sources",
            "parse_ttl", "parse_zone_text", "summarize"]

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "keyresolve"
 #: Modules that must stay pure: bytes and messages in, messages and decisions out.
 SANS_IO = ["codes", "errors", "names", "records", "message", "zone", "zonefile", "bulkcompile",
-           "authority",
+           "authority", "nodes", "grammar",
            "xfr", "serial", "refresh", "fastpath",
            "tsig", "resolution", "cache", "answercache", "dig", "ratelimit", "control"]
 FORBIDDEN = {"trio", "socket", "lmdb", "asyncio", "selectors"}
@@ -55,3 +55,16 @@ def test_trio_run_only_in_entry_points():
 def test_lmdb_only_in_store():
     users = sorted(p.name for p in PACKAGE.rglob("*.py") if "lmdb" in _imports(p))
     assert users in ([], ["store.py"])
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Each format and helper has one owner that exports it: a module never
+    reaches into another's private names (``from .x import _name``)."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "")
+                                                     .startswith("keyresolve")):
+                offenders += [f"{path.relative_to(PACKAGE)}: {node.module}.{alias.name}"
+                              for alias in node.names if alias.name.startswith("_")]
+    assert offenders == []

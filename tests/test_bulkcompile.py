@@ -24,7 +24,7 @@ from keyresolve.bulkcompile import Repeated, check_zone, compile_bulk
 from keyresolve.errors import ZoneErrors
 from keyresolve.names import Name
 from keyresolve.store import Store
-from keyresolve.zonefile import CompiledZone, _MemoryNodes, compile_zone, load_zone, summarize
+from keyresolve.zonefile import CompiledZone, MemoryNodes, compile_zone, load_zone, summarize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import genzone  # noqa: E402
@@ -44,7 +44,7 @@ Result = tuple[CompiledZone, dict[bytes, bytes]]
 
 
 def reference(path: str, origin: Name | None = ORIGIN) -> Result:
-    sink = _MemoryNodes()
+    sink = MemoryNodes()
     compiled = compile_zone(sink, path, origin)
     return compiled, sink.nodes
 

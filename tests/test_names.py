@@ -397,3 +397,12 @@ def test_uncached_wire_parse_agrees_with_the_cached_one(text):
                                   "A@Example.COM.", "@example.com.", "a@.", "a@", "a@@b.", "a@b"])
 def test_uncached_wire_parse_edge_cases(text):
     assert _outcome(Name.from_wire_uncached, text) == _outcome(Name.from_wire, text)
+
+
+def test_key_ancestors_are_the_keys_of_the_domain_and_every_ancestor():
+    from keyresolve.names import key_ancestors
+
+    name = Name.from_text("a.b.example.com.")
+    assert key_ancestors(name.key()) == [Name.from_text(text).key() for text in (
+        ".", "com.", "example.com.", "b.example.com.", "a.b.example.com.")]
+    assert key_ancestors(b"") == [b""]

@@ -1,0 +1,53 @@
+"""The zone-file and name grammar as named regular-expression pieces (sans-IO).
+
+The reference parsers (`names`, `zonefile.ZoneReader`, `records`) and the
+fast ones (`zonefile.CompileReader`, `bulkcompile`'s line regex, `fastpath`'s
+query regex, the transfer `xfr.KeyPacker`) build their patterns from these
+pieces, so a fast parser cannot accept a spelling the reference rejects.
+Each piece is a `str` pattern without anchors; a bytes pattern is built with
+``piece.encode("ascii")``. Names are in canonical (lower-case) form here:
+upper case goes through the reference parser, which lower-cases it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .codes import RType
+
+#: One character of an atom of a mailbox's local part: RFC 5322 3.2.3 atext,
+#: lower case.
+ATOM_CHAR = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
+#: An atom of a local part.
+ATOM = ATOM_CHAR + "+"
+#: A mailbox's local part, dot-atom form (RFC 5322 3.4.1), lower case.
+LOCAL = rf"{ATOM}(?:\.{ATOM})*"
+#: A domain label, lower case: letters, digits, "_" and inner "-", at most
+#: 63 characters (RFC 1035 2.3.4, with "_" as in service labels).
+LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+#: A character of a canonical domain in text (a label's, or the dot between).
+DOMAIN_CHAR = r"[a-z0-9_.-]"
+#: A whole canonical local part / label.
+LOCAL_RE = re.compile(LOCAL + r"\Z")
+LABEL_RE = re.compile(LABEL + r"\Z")
+
+#: A blank between the fields of a zone-file line.
+BLANK = r"[ \t]"
+#: A character of base64 text, and its padding: what
+#: ``base64.b64decode(validate=True)`` (`records.KEY.from_text`) accepts.
+BASE64_CHAR = r"[A-Za-z0-9+/]"
+BASE64_PAD = r"={0,2}"
+#: Base64 text, whole.
+BASE64 = BASE64_CHAR + "*" + BASE64_PAD
+#: A TTL token: a digit first, then digits and unit letters (`zonefile.parse_ttl`
+#: decides what they mean).
+TTL_START = "[0-9]"
+TTL_CHAR = "[0-9A-Za-z]"
+#: The class and type tokens of a KEY line (``[ttl] [IN] KEY algorithm usage
+#: base64``; the algorithm and usage tokens are `zonefile.KEY_HEADS_BY_TEXT`'s).
+CLASS_IN = "IN"
+TYPE_KEY = RType.KEY.name
+
+__all__ = ["ATOM", "ATOM_CHAR", "BASE64", "BASE64_CHAR", "BASE64_PAD", "BLANK", "CLASS_IN",
+           "DOMAIN_CHAR", "LABEL", "LABEL_RE", "LOCAL", "LOCAL_RE", "TTL_CHAR", "TTL_START",
+           "TYPE_KEY"]
