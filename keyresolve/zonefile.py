@@ -67,6 +67,13 @@ _BAD = object()  # owner that failed to parse: continuation lines after it are s
 _LINE_SPAN = 1 << 32  # packs (file index, line) into one int: index * span + line
 
 
+def _quoted_name(name: Name) -> str:
+    """A name as an error message names it: cut to an excerpt (`errors.cut`),
+    as every other token a zone file supplies."""
+    return cut(str(name))
+
+
+
 class StopReading(Exception):
     """The error cap was reached or parsing cannot go on: reading stops (the
     compilers' own signal, never raised to their callers)."""
@@ -860,19 +867,20 @@ class ZoneBuilder:
         for key, rtype, what, other in bad:
             kind = RType(rtype).name
             if what == "cut":
-                message = (f"{kind} at the delegation point {self.name(key)}: "
-                           "only NS and ADDR (glue) belong there")
+                message = (f"{kind} at the delegation point "
+                           f"{_quoted_name(self.name(key))}: only NS and ADDR (glue) belong there")
             elif what == "below":
-                message = (f"{kind} at {self.name(key)} below the delegation point "
-                           f"{self.name(other)}: only ADDR (glue) allowed")
+                message = (f"{kind} at {_quoted_name(self.name(key))} below the delegation "
+                           f"point {_quoted_name(self.name(other))}: only ADDR (glue) allowed")
             else:
-                message = (f"{kind} at {self.name(key)}, which has an ALIAS (at "
-                           f"{self.at(loc_of((key, _ALIAS)))}): ALIAS is exclusive")
+                message = (f"{kind} at {_quoted_name(self.name(key))}, which has an ALIAS "
+                           f"(at {self.at(loc_of((key, _ALIAS)))}): ALIAS is exclusive")
             found.append((loc_of((key, rtype)), message))
         for key, (size, count, loc, rtype) in self.oversized.items():
             found.append((loc_of((key, rtype)) if loc is None else loc,
-                          f"mailbox {self.name(key)}: its {count} records make a {size}-byte "
-                          f"answer, longer than one message ({MAX_WIRE_MESSAGE} bytes); it "
+                          f"mailbox {_quoted_name(self.name(key))}: its {count} records make a "
+                          f"{size}-byte answer, longer than one message "
+                          f"({MAX_WIRE_MESSAGE} bytes); it "
                           "could never be served"))
         glue: dict[bytes, bool] = {}
         for target, key, loc in self.ns:  # glue: in-zone NS targets need addresses
@@ -880,8 +888,8 @@ class ZoneBuilder:
             if has is None:
                 has = glue[key] = _ADDR in node_types(self.sink.get(key))
             if not has:
-                found.append((loc, f"NS target {target} is inside the zone but has no "
-                              "ADDR record (glue)"))
+                found.append((loc, f"NS target {_quoted_name(target)} is inside the zone "
+                              "but has no ADDR record (glue)"))
         found.sort(key=lambda item: item[0])
         for loc, message in found:
             self.error(loc, message)

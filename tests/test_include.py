@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from keyresolve import zonefile
@@ -309,6 +309,7 @@ _FIELDS = st.sampled_from(["KEY", "ADDR", "NS", "SOA", "ALIAS", "IN", "3600", "x
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(_HOSTILE, _FIELDS), min_size=1, max_size=6), st.booleans())
+@example(["0" * 41, "NS", "0" * 41], False)  # the glue error named its NS target whole
 def test_no_error_quotes_more_than_an_excerpt_of_any_token(fields, indent) -> None:
     """Whatever the line, no error holds MAX_EXCERPT + 1 characters in a row
     of a long token (a $INCLUDE path, which is named up to its own cap, is
