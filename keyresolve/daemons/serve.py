@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import trio
 
@@ -379,12 +380,20 @@ class AuthServer:
         return notify_response(query)
 
 
+class LoadStatus(StrEnum):
+    """What a (re)load did with one zone (its value is what `ctl reload` reports)."""
+
+    LOADED = "loaded"  # compiled and now served
+    UNCHANGED = "unchanged"  # its files are as when last compiled: not compiled again
+    FAILED = "failed"  # errors: the zone it served before (if any) is still served
+
+
 @dataclass
 class LoadResult:
     """What happened to one zone on a (re)load."""
 
     zone: ZoneConfig
-    status: str  # "loaded", "unchanged" or "failed"
+    status: LoadStatus
     serial: int | None = None
     records: int = 0
     seconds: float = 0.0
@@ -394,7 +403,7 @@ class LoadResult:
     @property
     def serial_changed(self) -> bool:
         """True when secondaries should hear of it (NOTIFY)."""
-        return self.status == "loaded" and self.serial != self.previous_serial
+        return self.status is LoadStatus.LOADED and self.serial != self.previous_serial
 
 
 def _sources_unchanged(store: Store, zone: ZoneConfig) -> bool:
@@ -438,14 +447,15 @@ async def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     previous = None if info is None else info.serial
     allowed = await trio.to_thread.run_sync(_includes_allowed, store, zone)
     if allowed and await trio.to_thread.run_sync(_sources_unchanged, store, zone):  # hashes
-        return LoadResult(zone, "unchanged", info.serial, info.records, previous_serial=previous)
+        return LoadResult(zone, LoadStatus.UNCHANGED, info.serial, info.records,
+                          previous_serial=previous)
     try:
         serial, records = await compile_in_child(store.path, zone.file, zone.name,
                                                  zone.include_dirs,
                                                  serial_policy=zone.serial_policy)
     except KeyresolveError as exc:
-        return LoadResult(zone, "failed", error=str(exc), previous_serial=previous)
-    return LoadResult(zone, "loaded", serial, records, time.perf_counter() - start,
+        return LoadResult(zone, LoadStatus.FAILED, error=str(exc), previous_serial=previous)
+    return LoadResult(zone, LoadStatus.LOADED, serial, records, time.perf_counter() - start,
                       previous_serial=previous)
 
 
@@ -467,10 +477,10 @@ def _drop_unconfigured(store: Store, config: ServeConfig) -> None:
 def log_results(results: list[LoadResult]) -> None:
     """One log line per zone, with its serial."""
     for r in results:
-        if r.status == "loaded":
+        if r.status is LoadStatus.LOADED:
             log.info("zone %s loaded: serial %d, %d records in %.3f s",
                      r.zone.name, r.serial, r.records, r.seconds)
-        elif r.status == "unchanged":
+        elif r.status is LoadStatus.UNCHANGED:
             log.info("zone %s unchanged: serial %d, %d records", r.zone.name, r.serial,
                      r.records)
         else:
@@ -700,7 +710,7 @@ def log_reload_done(results: list[LoadResult]) -> None:
     """The line that ends a reload: INFO when every zone loaded (or was
     unchanged), WARNING with the count when some failed (their errors are
     the ERROR lines before it)."""
-    failed = sum(r.status == "failed" for r in results)
+    failed = sum(r.status is LoadStatus.FAILED for r in results)
     if failed:
         log.warning("reload done: %d of %d zones failed (they keep serving their previous "
                     "data, if any)", failed, len(results))

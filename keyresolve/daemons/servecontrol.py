@@ -83,7 +83,7 @@ class ServerControl:
         except ConfigError as exc:
             log.error("reload: %s; the running configuration is kept", exc)
             raise ServerFailure(f"{exc}; the running configuration is kept") from None
-        from .serve import log_reload_done  # serve imports this module
+        from .serve import LoadStatus, log_reload_done  # serve imports this module
         log_reload_done(results)
         if change.changed and self.daemon.pool is not None:
             self.daemon.nursery.start_soon(self._restart_workers_soon)
@@ -91,13 +91,14 @@ class ServerControl:
                 "zones_added": [str(n) for n in change.added],
                 "zones_removed": [str(n) for n in change.removed],
                 "zones_changed": [str(n) for n in change.modified],
-                "loaded": [str(r.zone.name) for r in results if r.status == "loaded"],
-                "unchanged": [str(r.zone.name) for r in results if r.status == "unchanged"],
+                "loaded": [str(r.zone.name) for r in results if r.status is LoadStatus.LOADED],
+                "unchanged": [str(r.zone.name) for r in results
+                              if r.status is LoadStatus.UNCHANGED],
                 "failed": [f"{r.zone.name} {r.error.splitlines()[0] if r.error else ''}"
-                           for r in results if r.status == "failed"]}
+                           for r in results if r.status is LoadStatus.FAILED]}
 
     async def reload_zone(self, origin: Name, peer: tuple) -> dict[str, Value]:
-        from .serve import compile_zone, log_results
+        from .serve import LoadStatus, compile_zone, log_results
 
         zone = self._zone(origin)
         if zone.is_secondary:
@@ -106,11 +107,11 @@ class ServerControl:
         async with self.daemon.handler.write_lock:
             result = await compile_zone(self.daemon.store, zone)
         log_results([result])
-        if result.status == "failed":
+        if result.status is LoadStatus.FAILED:
             raise ServerFailure(f"zone {origin} not loaded: {result.error.splitlines()[0]}")
         if result.serial_changed:
             self._notify(zone)
-        return {"zone": str(origin), "result": result.status, "serial": result.serial,
+        return {"zone": str(origin), "result": str(result.status), "serial": result.serial,
                 "records": result.records}
 
     async def zone_status(self, origin: Name, peer: tuple) -> dict[str, Value]:
