@@ -1,0 +1,195 @@
+"""Who may do what (sans-IO): the opcode dispatch table and the one policy check.
+
+Every server decides the fate of a request that decoded and whose signature
+verified in the same order (docs/protocol.md 8D): opcode, transport, zone,
+policy. This module holds the opcode step (`OPCODE_ACTIONS`, and the
+actions each kind of server performs: `AUTHORITATIVE_OPCODES`,
+`RESOLVER_OPCODES`) and the zone and policy steps (`allowed`), so the
+daemons hold no access rule of their own:
+
+- QUERY: anyone, except unsigned in a zone with ``require_signed``;
+- TRANSFER: a key the zone lists in ``allow_transfer``;
+- NOTIFY (a secondary zone): the zone's ``key`` or a key in ``allow_notify``;
+  unsigned only for a zone with neither, from one of its primaries'
+  addresses (8C.4);
+- CONTROL: a key in the server's ``control_keys``, or unsigned from a
+  loopback address when ``control_loopback`` is on (8A);
+- UPDATE: a key the zone lists in ``allow_update``.
+
+As Knot's ``NS_NEED_AUTH(qdata, action)``: the daemons call `allowed` with
+the zone's settings, the action, the verified key's name and the peer, and
+raise `Decision.error()` when it says no. The zone is anything with the
+fields of `ZonePolicy` (a `config.ZoneConfig`; config is not imported, as
+it pulls in the network layer's defaults).
+
+The daemons' shells (`daemons.serve.AuthServer`, `daemons.resolver`) map
+each action to a handler method once, at start, from these tables; a
+worker process forwards the opcodes `daemons.workers.FORWARDED_OPCODES`
+lists to the main process before any of this.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .codes import Opcode, Rcode
+from .errors import NotAuth, NotImplementedOpcode, ProtocolError, Refused
+from .names import Name
+
+
+class Action(enum.Enum):
+    """What a request asks a server to do (Knot's ``ACL_ACTION_*``)."""
+
+    QUERY = "query"
+    TRANSFER = "transfer"
+    NOTIFY = "notify"
+    CONTROL = "control"
+    UPDATE = "update"
+
+
+#: The action each opcode asks for: every `Opcode` member has one.
+OPCODE_ACTIONS: dict[Opcode, Action] = {
+    Opcode.QUERY: Action.QUERY,
+    Opcode.NOTIFY: Action.NOTIFY,
+    Opcode.UPDATE: Action.UPDATE,
+    Opcode.TRANSFER: Action.TRANSFER,
+    Opcode.CONTROL: Action.CONTROL,
+}
+#: The dispatch table of an authoritative server: opcode -> the action it
+#: performs, None for NOTIMP (8D step 3; UPDATE until key registration).
+AUTHORITATIVE_OPCODES: dict[Opcode, Action | None] = {
+    Opcode.QUERY: Action.QUERY,
+    Opcode.NOTIFY: Action.NOTIFY,
+    Opcode.UPDATE: None,
+    Opcode.TRANSFER: Action.TRANSFER,
+    Opcode.CONTROL: Action.CONTROL,
+}
+#: The dispatch table of a resolver: it holds no zone, so it neither
+#: transfers nor is notified.
+RESOLVER_OPCODES: dict[Opcode, Action | None] = {
+    Opcode.QUERY: Action.QUERY,
+    Opcode.NOTIFY: None,
+    Opcode.UPDATE: None,
+    Opcode.TRANSFER: None,
+    Opcode.CONTROL: Action.CONTROL,
+}
+
+
+def dispatch_table(opcodes: dict[Opcode, Action | None], handlers: dict[Action, object]
+                   ) -> dict[int, object]:
+    """opcode -> handler, for the opcodes `opcodes` maps to an action (the
+    others are NOTIMP: absent). ValueError when `handlers` lacks one of those
+    actions or `opcodes` lacks an `Opcode` member: a server's table is whole."""
+    missing = set(Opcode) - set(opcodes)
+    if missing:
+        raise ValueError(f"no entry for opcode(s) {', '.join(sorted(o.name for o in missing))}")
+    unhandled = {a for a in opcodes.values() if a is not None} - set(handlers)
+    if unhandled:
+        raise ValueError(f"no handler for {', '.join(sorted(a.name for a in unhandled))}")
+    return {int(opcode): handlers[action] for opcode, action in opcodes.items()
+            if action is not None}
+
+
+def not_implemented(opcode: int) -> NotImplementedOpcode:
+    """The error for an opcode a server's table maps to no action (NOTIMP)."""
+    return NotImplementedOpcode(f"opcode {Opcode(opcode)} is not implemented")
+
+
+class ZonePolicy(Protocol):
+    """The settings of a zone that `allowed` reads (`config.ZoneConfig`'s)."""
+
+    name: Name
+    allow_transfer: Sequence[Name]
+    allow_notify: Sequence[Name]
+    allow_update: Sequence[Name]
+    require_signed: bool
+    primaries: Sequence[tuple[str, int]]
+    key: Name | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`allowed`'s answer: `ok`, or the refusal's rcode and the reason to log."""
+
+    rcode: Rcode = Rcode.NOERROR
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the request may be served."""
+        return self.rcode == Rcode.NOERROR
+
+    def error(self) -> ProtocolError:
+        """The refusal as the error the daemons raise (REFUSED or NOTAUTH)."""
+        return (NotAuth if self.rcode == Rcode.NOTAUTH else Refused)(self.reason)
+
+
+#: The one `Decision` that lets a request through.
+ALLOW = Decision()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a peer's address text) is a loopback address:
+    127.0.0.0/8, ::1, or ::ffff:127.x.y.z (an IPv4 client of a dual-stack
+    ``[::]`` socket); a scope (``%eth0``) is ignored, a name is not loopback."""
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def _who(what: str, key: Name | None) -> str:
+    return f"an unsigned {what}" if key is None else f"key {key}"
+
+
+def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: tuple, *,
+            control_keys: Collection[Name] = (), control_loopback: bool = True) -> Decision:
+    """May `peer` (``(host, port)``), signed with the key named `key` (None:
+    unsigned; the signature verified), do `action` in `zone`? `zone` is the
+    zone the request is about (None: no zone of this server; a NOTIFY's: the
+    secondary zone), unused for CONTROL, which `control_keys` and
+    `control_loopback` decide. A QUERY outside every zone is let through:
+    the answer says REFUSED (section 7)."""
+    if action is Action.QUERY:
+        if zone is not None and key is None and zone.require_signed:
+            return Decision(Rcode.REFUSED, f"zone {zone.name} requires signed queries")
+        return ALLOW
+    if action is Action.CONTROL:
+        if key is not None:
+            return ALLOW if key in control_keys else Decision(
+                Rcode.REFUSED, f"key {key} is not in control_keys")
+        if control_loopback and is_loopback(peer[0]):
+            return ALLOW
+        return Decision(Rcode.REFUSED, "unsigned")
+    if action is Action.TRANSFER:
+        if zone is None:
+            return Decision(Rcode.NOTAUTH, "not a zone of ours")
+        if key is None or key not in zone.allow_transfer:
+            return Decision(Rcode.REFUSED, f"transfer of {zone.name} refused to "
+                                           f"{_who('request', key)} from {peer[0]}")
+        return ALLOW
+    if action is Action.NOTIFY:
+        if zone is None or not zone.primaries:
+            return Decision(Rcode.NOTAUTH, "not a secondary zone here")
+        if key is not None:
+            ok = key == zone.key or key in zone.allow_notify
+        else:  # unsigned: only when no key is configured, and only from a primary
+            ok = (zone.key is None and not zone.allow_notify
+                  and peer[0] in {host for host, _ in zone.primaries})
+        if not ok:
+            return Decision(Rcode.REFUSED, f"NOTIFY for {zone.name} refused to "
+                                           f"{_who('NOTIFY', key)} from {peer[0]}")
+        return ALLOW
+    if action is Action.UPDATE:
+        if zone is None:
+            return Decision(Rcode.NOTAUTH, "not a zone of ours")
+        if key is None or key not in zone.allow_update:
+            return Decision(Rcode.REFUSED, f"update of {zone.name} refused to "
+                                           f"{_who('UPDATE', key)} from {peer[0]}")
+        return ALLOW
+    raise ValueError(f"unknown action {action!r}")
