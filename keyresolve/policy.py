@@ -33,7 +33,6 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from .codes import Opcode, Rcode
@@ -50,6 +49,11 @@ class Action(enum.Enum):
     CONTROL = "control"
     UPDATE = "update"
 
+
+#: The actions as plain globals: an Enum member read through its class costs
+#: a lookup in the metaclass, on the full path of every query.
+_QUERY, _TRANSFER, _NOTIFY, _CONTROL, _UPDATE = (Action.QUERY, Action.TRANSFER, Action.NOTIFY,
+                                                 Action.CONTROL, Action.UPDATE)
 
 #: The action each opcode asks for: every `Opcode` member has one.
 OPCODE_ACTIONS: dict[Opcode, Action] = {
@@ -111,17 +115,27 @@ class ZonePolicy(Protocol):
     key: Name | None
 
 
-@dataclass(frozen=True)
 class Decision:
     """`allowed`'s answer: `ok`, or the refusal's rcode and the reason to log."""
 
-    rcode: Rcode = Rcode.NOERROR
-    reason: str = ""
+    __slots__ = ("rcode", "reason", "ok")
 
-    @property
-    def ok(self) -> bool:
-        """True when the request may be served."""
-        return self.rcode == Rcode.NOERROR
+    def __init__(self, rcode: Rcode = Rcode.NOERROR, reason: str = "") -> None:
+        self.rcode = rcode
+        self.reason = reason
+        #: True when the request may be served (a plain attribute: it is
+        #: read for every query the full path answers).
+        self.ok = rcode == Rcode.NOERROR
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Decision)
+                and (self.rcode, self.reason) == (other.rcode, other.reason))
+
+    def __hash__(self) -> int:
+        return hash((self.rcode, self.reason))
+
+    def __repr__(self) -> str:
+        return f"Decision({self.rcode.name}, {self.reason!r})"
 
     def error(self) -> ProtocolError:
         """The refusal as the error the daemons raise (REFUSED or NOTAUTH)."""
@@ -155,25 +169,25 @@ def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: tup
     secondary zone), unused for CONTROL, which `control_keys` and
     `control_loopback` decide. A QUERY outside every zone is let through:
     the answer says REFUSED (section 7)."""
-    if action is Action.QUERY:
+    if action is _QUERY:
         if zone is not None and key is None and zone.require_signed:
             return Decision(Rcode.REFUSED, f"zone {zone.name} requires signed queries")
         return ALLOW
-    if action is Action.CONTROL:
+    if action is _CONTROL:
         if key is not None:
             return ALLOW if key in control_keys else Decision(
                 Rcode.REFUSED, f"key {key} is not in control_keys")
         if control_loopback and is_loopback(peer[0]):
             return ALLOW
         return Decision(Rcode.REFUSED, "unsigned")
-    if action is Action.TRANSFER:
+    if action is _TRANSFER:
         if zone is None:
             return Decision(Rcode.NOTAUTH, "not a zone of ours")
         if key is None or key not in zone.allow_transfer:
             return Decision(Rcode.REFUSED, f"transfer of {zone.name} refused to "
                                            f"{_who('request', key)} from {peer[0]}")
         return ALLOW
-    if action is Action.NOTIFY:
+    if action is _NOTIFY:
         if zone is None or not zone.primaries:
             return Decision(Rcode.NOTAUTH, "not a secondary zone here")
         if key is not None:
@@ -185,7 +199,7 @@ def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: tup
             return Decision(Rcode.REFUSED, f"NOTIFY for {zone.name} refused to "
                                            f"{_who('NOTIFY', key)} from {peer[0]}")
         return ALLOW
-    if action is Action.UPDATE:
+    if action is _UPDATE:
         if zone is None:
             return Decision(Rcode.NOTAUTH, "not a zone of ours")
         if key is None or key not in zone.allow_update:

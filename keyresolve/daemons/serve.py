@@ -46,6 +46,8 @@ log = logging.getLogger("keyresolve.serve")
 
 #: Rate limiting's decision and classes, as plain globals for the fast path.
 _SEND, _POSITIVE, _NXDOMAIN = ratelimit.SEND, ratelimit.POSITIVE, ratelimit.NXDOMAIN
+#: The action of a query, as a plain global for the full path (`policy.allowed`).
+_QUERY = Action.QUERY
 
 #: forward(data, peer, tcp): the main process's reply to a message a worker
 #: received (None: no reply).
@@ -314,7 +316,7 @@ class AuthServer:
         if query.question is not None:
             policy = self._configured_zone(query.question.name)
             if policy is not None:
-                decision = allowed(policy, Action.QUERY, None if key is None else key.name, peer)
+                decision = allowed(policy, _QUERY, None if key is None else key.name, peer)
                 if not decision.ok:
                     raise decision.error()
                 secondary = self.secondaries.get(policy.name)
