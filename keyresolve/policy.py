@@ -4,8 +4,8 @@ Every server decides the fate of a request that decoded and whose signature
 verified in the same order (docs/protocol.md 8D): opcode, transport, zone,
 policy. This module holds the opcode step (`OPCODE_ACTIONS`, and the
 actions each kind of server performs: `AUTHORITATIVE_OPCODES`,
-`RESOLVER_OPCODES`) and the zone and policy steps (`allowed`), so the
-daemons hold no access rule of their own:
+`RESOLVER_OPCODES`), the transport step (`transport`) and the zone and
+policy steps (`allowed`), so the daemons hold no access rule of their own:
 
 - QUERY: anyone, except unsigned in a zone with ``require_signed``;
 - TRANSFER: a key the zone lists in ``allow_transfer``;
@@ -81,6 +81,18 @@ RESOLVER_OPCODES: dict[Opcode, Action | None] = {
     Opcode.TRANSFER: None,
     Opcode.CONTROL: Action.CONTROL,
 }
+
+
+#: Actions served over TCP only, and the reason a datagram gets (8C.1: a
+#: transfer's response is a stream of messages; RFC 1995's UDP IXFR is dropped).
+TCP_ONLY: dict[Action, str] = {Action.TRANSFER: "zone transfers need TCP"}
+
+
+def transport(action: Action, tcp: bool) -> Decision:
+    """Step 4 of 8D: REFUSED for an action over a transport it may not use."""
+    if not tcp and action in TCP_ONLY:
+        return Decision(Rcode.REFUSED, TCP_ONLY[action])
+    return ALLOW
 
 
 def dispatch_table(opcodes: dict[Opcode, Action | None], handlers: dict[Action, object]

@@ -5,6 +5,7 @@ so the daemon decides by it and by nothing else."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 
@@ -18,7 +19,8 @@ from keyresolve.errors import NotAuth, Refused
 from keyresolve.message import Message, make_query
 from keyresolve.names import Name
 from keyresolve.policy import (ALLOW, AUTHORITATIVE_OPCODES, OPCODE_ACTIONS, RESOLVER_OPCODES,
-                               Action, Decision, allowed, dispatch_table, is_loopback)
+                               Action, Decision, allowed, dispatch_table, is_loopback,
+                               transport)
 from keyresolve.xfr import make_notify, make_transfer_query
 
 
@@ -212,13 +214,26 @@ def test_the_authoritative_server_decides_by_the_table(tmp_path, zone, require_s
     store, handler = _server(tmp_path, zone, require_signed, control_loopback)
     ids = itertools.count(1)
     with store:
-        for action, key, peer in itertools.product(_REQUESTS, KEYS, PEERS):
+        for action, key, peer, tcp in itertools.product(_REQUESTS, KEYS, PEERS, [True, False]):
             message = _REQUESTS[action](next(ids))
             signer = KEYRING.get(KEYS[key])
             data = (message.to_wire() if signer is None
                     else tsig.sign(message, signer, int(time.time())))
-            got = _rcode(handler.handle(data, (PEERS[peer], 5353), True))
+            with contextlib.nullcontext() if tcp else handler.batch():  # as net.server does
+                got = _rcode(handler.handle(data, (PEERS[peer], 5353), tcp))
             want = expected(action, zone, require_signed, key, peer, control_loopback)
-            if want == Rcode.NOERROR and action is Action.CONTROL:
+            if action is Action.TRANSFER and not tcp:
+                want = Rcode.REFUSED  # 8D step 4, before the zone and the sender
+            elif want == Rcode.NOERROR and action is Action.CONTROL:
                 want = Rcode.NOTIMP  # allowed; this handler runs no commands
-            assert got == want, (action, key, peer)
+            assert got == want, (action, key, peer, tcp)
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_only_transfers_need_tcp(action):
+    assert transport(action, True) is ALLOW
+    over_udp = transport(action, False)
+    if action is Action.TRANSFER:
+        assert (over_udp.rcode, over_udp.reason) == (Rcode.REFUSED, "zone transfers need TCP")
+    else:
+        assert over_udp is ALLOW

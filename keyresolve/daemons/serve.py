@@ -25,7 +25,8 @@ from ..codes import Rcode
 from ..config import (ServeConfig, ZoneConfig, fingerprint, format_endpoint, load_serve_config,
                       unsigned_notify_zones)
 from .. import fastpath, ratelimit, tsig
-from ..policy import AUTHORITATIVE_OPCODES, Action, allowed, dispatch_table, not_implemented
+from ..policy import (AUTHORITATIVE_OPCODES, Action, allowed, dispatch_table, not_implemented,
+                      transport)
 from ..errors import ConfigError, KeyresolveError, ProtocolError, Refused, ServerFailure
 from ..message import Message, make_response, max_response_size, peek_opcode
 from ..net.faultlog import FaultLog
@@ -327,8 +328,9 @@ class AuthServer:
     def _transfer(self, query: Message, key: Key | None, peer: tuple,
                   tcp: bool) -> bytes | Iterator[bytes]:
         """A zone transfer: TCP only, for a key the zone lists (REFUSED otherwise)."""
-        if not tcp:
-            raise Refused("zone transfers need TCP")
+        decision = transport(Action.TRANSFER, tcp)
+        if not decision.ok:
+            raise decision.error()
         request = parse_request(query)
         decision = allowed(self.zones.get(request.origin), Action.TRANSFER,
                            None if key is None else key.name, peer)
