@@ -83,18 +83,6 @@ RESOLVER_OPCODES: dict[Opcode, Action | None] = {
 }
 
 
-#: Actions served over TCP only, and the reason a datagram gets (8C.1: a
-#: transfer's response is a stream of messages; RFC 1995's UDP IXFR is dropped).
-TCP_ONLY: dict[Action, str] = {Action.TRANSFER: "zone transfers need TCP"}
-
-
-def transport(action: Action, tcp: bool) -> Decision:
-    """Step 4 of 8D: REFUSED for an action over a transport it may not use."""
-    if not tcp and action in TCP_ONLY:
-        return Decision(Rcode.REFUSED, TCP_ONLY[action])
-    return ALLOW
-
-
 def dispatch_table(opcodes: dict[Opcode, Action | None], handlers: dict[Action, object]
                    ) -> dict[int, object]:
     """opcode -> handler, for the opcodes `opcodes` maps to an action (the
@@ -112,7 +100,7 @@ def dispatch_table(opcodes: dict[Opcode, Action | None], handlers: dict[Action, 
 
 def not_implemented(opcode: int) -> NotImplementedOpcode:
     """The error for an opcode a server's table maps to no action (NOTIMP)."""
-    return NotImplementedOpcode(f"opcode {Opcode(opcode)} is not implemented")
+    return NotImplementedOpcode(f"opcode {int(opcode)} is not implemented")
 
 
 class ZonePolicy(Protocol):
@@ -156,6 +144,18 @@ class Decision:
 
 #: The one `Decision` that lets a request through.
 ALLOW = Decision()
+
+
+#: Actions served over TCP only, and the reason a datagram gets (8C.1: a
+#: transfer's response is a stream of messages; RFC 1995's UDP IXFR is dropped).
+TCP_ONLY: dict[Action, str] = {Action.TRANSFER: "zone transfers need TCP"}
+
+
+def transport(action: Action, tcp: bool) -> Decision:
+    """Step 4 of 8D: REFUSED for an action over a transport it may not use."""
+    if not tcp and action in TCP_ONLY:
+        return Decision(Rcode.REFUSED, TCP_ONLY[action])
+    return ALLOW
 
 
 def is_loopback(host: str) -> bool:
