@@ -16,6 +16,9 @@ policy steps (`allowed`), so the daemons hold no access rule of their own:
   loopback address when ``control_loopback`` is on (8A);
 - UPDATE: a key the zone lists in ``allow_update``.
 
+`serving` adds the one rule that is not about the sender: an expired
+secondary zone answers SERVFAIL to queries and transfers, not to NOTIFY.
+
 As Knot's ``NS_NEED_AUTH(qdata, action)``: the daemons call `allowed` with
 the zone's settings, the action, the verified key's name and the peer, and
 raise `Decision.error()` when it says no. The zone is anything with the
@@ -36,7 +39,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from .codes import Opcode, Rcode
-from .errors import NotAuth, NotImplementedOpcode, ProtocolError, Refused
+from .errors import NotAuth, NotImplementedOpcode, ProtocolError, Refused, ServerFailure
 from .names import Name
 
 
@@ -138,12 +141,27 @@ class Decision:
         return f"Decision({self.rcode.name}, {self.reason!r})"
 
     def error(self) -> ProtocolError:
-        """The refusal as the error the daemons raise (REFUSED or NOTAUTH)."""
-        return (NotAuth if self.rcode == Rcode.NOTAUTH else Refused)(self.reason)
+        """The refusal as the error the daemons raise (REFUSED, NOTAUTH or SERVFAIL)."""
+        return _ERRORS.get(self.rcode, Refused)(self.reason)
 
 
 #: The one `Decision` that lets a request through.
 ALLOW = Decision()
+_ERRORS = {Rcode.NOTAUTH: NotAuth, Rcode.SERVFAIL: ServerFailure}
+
+#: What an expired secondary zone no longer serves: its data (RFC 1034
+#: 4.3.5: SERVFAIL until a primary answers). A NOTIFY still reaches it, so
+#: it can come back at once.
+EXPIRED_ZONE_REFUSES = frozenset({Action.QUERY, Action.TRANSFER})
+
+
+def serving(zone: Name, action: Action, expired: bool) -> Decision:
+    """SERVFAIL for `action` in the secondary zone `zone` while it is
+    `expired` (`refresh.RefreshState.expired`: its expire timer ran out
+    since the last success), if the action needs the zone's data."""
+    if expired and action in EXPIRED_ZONE_REFUSES:
+        return Decision(Rcode.SERVFAIL, f"zone {zone} has expired")
+    return ALLOW
 
 
 #: Actions served over TCP only, and the reason a datagram gets (8C.1: a

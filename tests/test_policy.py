@@ -15,12 +15,12 @@ import trio
 from keyresolve import tsig
 from keyresolve.codes import ControlCommand, Opcode, Rcode, RType
 from keyresolve.config import ServeConfig, ZoneConfig
-from keyresolve.errors import NotAuth, Refused
+from keyresolve.errors import NotAuth, Refused, ServerFailure
 from keyresolve.message import Message, make_query
 from keyresolve.names import Name
 from keyresolve.policy import (ALLOW, AUTHORITATIVE_OPCODES, OPCODE_ACTIONS, RESOLVER_OPCODES,
                                Action, Decision, allowed, dispatch_table, is_loopback,
-                               transport)
+                               serving, transport)
 from keyresolve.xfr import make_notify, make_transfer_query
 
 
@@ -237,3 +237,31 @@ def test_only_transfers_need_tcp(action):
         assert (over_udp.rcode, over_udp.reason) == (Rcode.REFUSED, "zone transfers need TCP")
     else:
         assert over_udp is ALLOW
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_an_expired_secondary_zone_serves_no_data_but_hears_notify(action):
+    zone = n("example.com.")
+    assert serving(zone, action, False) is ALLOW
+    decision = serving(zone, action, True)
+    if action in (Action.QUERY, Action.TRANSFER):
+        assert (decision.rcode, decision.reason) == (Rcode.SERVFAIL,
+                                                     "zone example.com. has expired")
+        assert isinstance(decision.error(), ServerFailure)
+    else:
+        assert decision is ALLOW  # a NOTIFY brings it back at once
+
+
+def test_the_authoritative_server_serves_no_data_of_an_expired_zone(tmp_path):
+    store, handler = _server(tmp_path, "secondary", False, True)
+    handler.secondaries[n("example.com.")].state.expired = lambda now: True
+    zone_key = KEYRING[ZONE_KEY]
+    with store:
+        for i, (action, signer, want) in enumerate([
+                (Action.QUERY, None, Rcode.SERVFAIL),
+                (Action.TRANSFER, KEYRING[TRANSFER_KEY], Rcode.SERVFAIL),
+                (Action.NOTIFY, zone_key, Rcode.NOERROR)]):
+            message = _REQUESTS[action](100 + i)
+            data = (message.to_wire() if signer is None
+                    else tsig.sign(message, signer, int(time.time())))
+            assert _rcode(handler.handle(data, ("192.0.2.7", 5353), True)) == want, action

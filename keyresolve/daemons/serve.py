@@ -26,8 +26,8 @@ from ..config import (ServeConfig, ZoneConfig, fingerprint, format_endpoint, loa
                       unsigned_notify_zones)
 from .. import fastpath, ratelimit, tsig
 from ..policy import (AUTHORITATIVE_OPCODES, Action, allowed, dispatch_table, not_implemented,
-                      transport)
-from ..errors import ConfigError, KeyresolveError, ProtocolError, Refused, ServerFailure
+                      serving, transport)
+from ..errors import ConfigError, KeyresolveError, ProtocolError, Refused
 from ..message import Message, make_response, max_response_size, peek_opcode
 from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
@@ -321,8 +321,10 @@ class AuthServer:
                 if not decision.ok:
                     raise decision.error()
                 secondary = self.secondaries.get(policy.name)
-                if secondary is not None and secondary.expired(time.time()):
-                    raise ServerFailure(f"zone {policy.name} has expired")
+                if secondary is not None:
+                    decision = serving(policy.name, _QUERY, secondary.expired(time.time()))
+                    if not decision.ok:
+                        raise decision.error()
         return answer(query, snap.find_zone)
 
     def _transfer(self, query: Message, key: Key | None, peer: tuple,
@@ -344,8 +346,9 @@ class AuthServer:
         sent = records = messages = 0
         with self.store.snapshot() as snap:
             view = snap.get_zone(origin)
-            if view is None or (origin in self.secondaries
-                                and self.secondaries[origin].expired(time.time())):
+            secondary = self.secondaries.get(origin)
+            if view is None or (secondary is not None and not serving(
+                    origin, Action.TRANSFER, secondary.expired(time.time())).ok):
                 response = make_response(query, Rcode.SERVFAIL)
                 yield tsig.sign(response, key, int(time.time()),
                                 request_mac=query.signature.mac, fudge=self._fudge(query))
