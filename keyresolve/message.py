@@ -320,6 +320,13 @@ def peek_id(data: bytes) -> int | None:
     return int.from_bytes(data[:2], "big")
 
 
+def peek_opcode(data: bytes) -> int | None:
+    """The header opcode of a message not yet decoded (None: too short for a header)."""
+    if len(data) < 4:
+        return None
+    return (data[2] >> (OPCODE_SHIFT - 8)) & 0xF
+
+
 def is_response(data: bytes) -> bool:
     """True if the raw bytes carry the QR flag (never answer those)."""
     return len(data) >= 3 and bool(data[2] & 0x80)

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "keyresolve"
 SANS_IO = ["codes", "errors", "names", "records", "message", "zone", "zonefile", "bulkcompile",
            "authority", "nodes", "grammar",
            "xfr", "serial", "refresh", "fastpath",
-           "tsig", "resolution", "cache", "answercache", "dig", "ratelimit", "control"]
+           "tsig", "resolution", "cache", "answercache", "dig", "ratelimit", "control",
+           "policy"]
 FORBIDDEN = {"trio", "socket", "lmdb", "asyncio", "selectors"}
 
 

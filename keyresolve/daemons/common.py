@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import time
 from collections.abc import Iterator
@@ -58,18 +57,6 @@ def accept_request(data: bytes, peer: tuple, keyring: Keyring, faults: FaultLog,
                              request_mac=query.signature.mac,
                              fudge=tsig.window(query.signature.fudge, max_fudge))
     return query, key, now
-
-
-def control_allowed(peer: tuple, key: Key | None, control_keys, loopback_ok: bool = True
-                    ) -> bool:
-    """Whether a CONTROL message from `peer` signed with `key` may be obeyed:
-    signed with a key in `control_keys`, or unsigned from a loopback
-    address (if `loopback_ok`)."""
-    address = ipaddress.ip_address(peer[0].split("%")[0])
-    # an IPv4 client of a dual-stack [::] socket shows as ::ffff:a.b.c.d
-    loopback = (getattr(address, "ipv4_mapped", None) or address).is_loopback
-    return (key is not None and key.name in control_keys) or (key is None and loopback
-                                                                 and loopback_ok)
 
 
 @contextlib.contextmanager

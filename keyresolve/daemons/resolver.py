@@ -32,7 +32,8 @@ from ..net.upstream import run_resolution
 from ..resolution import Done, Resolution, Resolver, Send
 from ..tsig import Key
 from ..zonefile import load_hints
-from .common import accept_request, control_allowed, pidfile
+from ..policy import RESOLVER_OPCODES, Action, allowed, not_implemented
+from .common import accept_request, pidfile
 
 log = logging.getLogger("keyresolve.resolver")
 
@@ -94,10 +95,11 @@ class ResolverServer:
         query, key, _ = accepted
         remember = False
         try:
-            if query.opcode == Opcode.CONTROL:
+            action = RESOLVER_OPCODES[query.opcode]
+            if action is Action.CONTROL:
                 response = self.control(query, peer, key)
-            elif query.opcode != Opcode.QUERY:
-                raise NotImplementedOpcode(f"opcode {query.opcode} is not implemented")
+            elif action is not Action.QUERY:
+                raise not_implemented(query.opcode)
             elif query.question is None:
                 raise FormError("query without a question")
             else:
@@ -194,8 +196,9 @@ class ResolverServer:
 
     def control(self, query: Message, peer: tuple, key: Key | None) -> Message:
         """Cache flush, for a control key or from loopback."""
-        if not control_allowed(peer, key, self.config.control_keys,
-                               self.config.control_loopback):
+        if not allowed(None, Action.CONTROL, None if key is None else key.name, peer,
+                       control_keys=self.config.control_keys,
+                       control_loopback=self.config.control_loopback).ok:
             raise Refused(f"control message from {peer[0]} without an allowed key")
         if query.question is None:
             raise FormError("control message without a question")

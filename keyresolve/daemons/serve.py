@@ -22,13 +22,14 @@ from enum import StrEnum
 import trio
 
 from ..authority import answer
-from ..codes import Opcode, Rcode
+from ..codes import Rcode
 from ..config import (ServeConfig, ZoneConfig, fingerprint, format_endpoint, load_serve_config,
                       unsigned_notify_zones)
 from .. import fastpath, ratelimit, tsig
-from ..errors import (ConfigError, KeyresolveError, NotAuth, NotImplementedOpcode, ProtocolError,
-                      Refused, ServerFailure)
-from ..message import OPCODE_SHIFT, Message, make_response, max_response_size
+from ..policy import (AUTHORITATIVE_OPCODES, Action, allowed, dispatch_table, not_implemented,
+                      serving, transport)
+from ..errors import ConfigError, KeyresolveError, ProtocolError, Refused
+from ..message import Message, make_response, max_response_size, peek_opcode
 from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store import Snapshot, Store
@@ -38,7 +39,7 @@ from .compiler import compile_in_child
 from ..names import Name
 from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
 from ..zonefile import inside
-from .common import accept_request, control_allowed, pidfile
+from .common import accept_request, pidfile
 from .secondary import SecondaryZone, StoredSecondary, send_notify
 from .servecontrol import ServerControl
 from .workers import FORWARDED_OPCODES, Forwarder, WorkerPool, open_worker_channel
@@ -47,6 +48,8 @@ log = logging.getLogger("keyresolve.serve")
 
 #: Rate limiting's decision and classes, as plain globals for the fast path.
 _SEND, _POSITIVE, _NXDOMAIN = ratelimit.SEND, ratelimit.POSITIVE, ratelimit.NXDOMAIN
+#: The action of a query, as a plain global for the full path (`policy.allowed`).
+_QUERY = Action.QUERY
 
 #: forward(data, peer, tcp): the main process's reply to a message a worker
 #: received (None: no reply).
@@ -97,6 +100,11 @@ class AuthServer:
         #: One store writer at a time: reloads (in worker threads) and inbound
         #: transfers (in this thread) never wait on LMDB's lock in the loop.
         self.write_lock = trio.Lock()
+        #: The handler of each opcode served (`policy.AUTHORITATIVE_OPCODES`;
+        #: the others are NOTIMP): the response to encode, or the reply itself.
+        self._dispatch = dispatch_table(AUTHORITATIVE_OPCODES, {
+            Action.QUERY: self._op_query, Action.NOTIFY: self._notify,
+            Action.TRANSFER: self._transfer, Action.CONTROL: self._control})
 
     def add_secondary(self, secondary: StoredSecondary) -> None:
         """Serve a secondary zone, answering SERVFAIL while it is expired."""
@@ -186,8 +194,8 @@ class AuthServer:
                 if decision == _SEND:
                     return fast
                 return self._limited(fast, decision, peer, answer_class)
-        if self.forward is not None and len(data) >= 4:
-            timeout = FORWARDED_OPCODES.get(((data[2] << 8 | data[3]) >> OPCODE_SHIFT) & 0xF)
+        if self.forward is not None:
+            timeout = FORWARDED_OPCODES.get(peek_opcode(data))
             if timeout is not None:
                 return self.forward(data, peer, tcp, timeout)
         accepted = accept_request(data, peer, self.keyring, self.faults,
@@ -197,12 +205,13 @@ class AuthServer:
                 return self._limit(accepted, ratelimit.ERROR, peer)
             return accepted
         query, key, now = accepted
-        if query.opcode == Opcode.CONTROL:
-            return self._control(query, key, peer, tcp)
         try:
-            if query.opcode == Opcode.TRANSFER:
-                return self._transfer(query, key, peer, tcp)
-            response = self.respond(query, key, peer)
+            handler = self._dispatch.get(query.opcode)
+            if handler is None:
+                raise not_implemented(query.opcode)
+            response = handler(query, key, peer, tcp)
+            if response.__class__ is not Message:
+                return response  # the reply itself: bytes, a transfer's stream, an awaitable
         except ProtocolError as exc:
             if isinstance(exc, Refused):
                 self.faults.info("refused", "refused %s from %s: %s", query.question, peer[0],
@@ -243,14 +252,15 @@ class AuthServer:
 
     def _control(self, query: Message, key: Key | None, peer: tuple,
                  tcp: bool) -> bytes | Awaitable[bytes]:
-        """A CONTROL message (`keyresolve ctl`): REFUSED unless signed with a
-        control key or unsigned from loopback; run by `self.control` (the
+        """A CONTROL message (`keyresolve ctl`): REFUSED unless `policy.allowed`
+        (a control key, or unsigned from loopback); run by `self.control` (the
         main process's `ServerControl`); the response signed as the request."""
-        if not control_allowed(peer, key, self.config.control_keys,
-                               self.config.control_loopback):
+        decision = allowed(None, Action.CONTROL, None if key is None else key.name, peer,
+                           control_keys=self.config.control_keys,
+                           control_loopback=self.config.control_loopback)
+        if not decision.ok:
             self.faults.warning("refused", "refused a control message from %s: %s", peer[0],
-                                "unsigned" if key is None
-                                else f"key {key.name} is not in control_keys")
+                                decision.reason)
             return self._encode_control(query, make_response(query, Rcode.REFUSED), key, tcp)
         if self.control is None:
             return self._encode_control(query, make_response(query, Rcode.NOTIMP), key, tcp)
@@ -290,17 +300,12 @@ class AuthServer:
                          ratelimit.CLASS_NAMES[answer_class], peer[0])
         return ratelimit.slipped(reply) if decision == ratelimit.SLIP else None
 
-    def respond(self, query: Message, key: Key | None = None,
-                peer: tuple = ("", 0)) -> Message:
-        """The response to a decoded query from a client holding `key`."""
-        if query.opcode == Opcode.QUERY:
-            if self._snapshot is not None:
-                return self._query(query, key, self._snapshot)
-            with self.store.snapshot() as snap:
-                return self._query(query, key, snap)
-        if query.opcode == Opcode.NOTIFY:
-            return self._notify(query, key, peer)
-        raise NotImplementedOpcode(f"opcode {query.opcode} is not implemented")
+    def _op_query(self, query: Message, key: Key | None, peer: tuple, tcp: bool) -> Message:
+        """The response to a QUERY from a client holding `key`."""
+        if self._snapshot is not None:
+            return self._query(query, key, peer, self._snapshot)
+        with self.store.snapshot() as snap:
+            return self._query(query, key, peer, snap)
 
     def _configured_zone(self, name: Name) -> ZoneConfig | None:
         for ancestor in name.ancestors():
@@ -309,29 +314,31 @@ class AuthServer:
                 return zone
         return None
 
-    def _query(self, query: Message, key: Key | None, snap: Snapshot) -> Message:
+    def _query(self, query: Message, key: Key | None, peer: tuple, snap: Snapshot) -> Message:
         if query.question is not None:
             policy = self._configured_zone(query.question.name)
             if policy is not None:
-                if key is None and policy.require_signed:
-                    raise Refused(f"zone {policy.name} requires signed queries")
+                decision = allowed(policy, _QUERY, None if key is None else key.name, peer)
+                if not decision.ok:
+                    raise decision.error()
                 secondary = self.secondaries.get(policy.name)
-                if secondary is not None and secondary.expired(time.time()):
-                    raise ServerFailure(f"zone {policy.name} has expired")
+                if secondary is not None:
+                    decision = serving(policy.name, _QUERY, secondary.expired(time.time()))
+                    if not decision.ok:
+                        raise decision.error()
         return answer(query, snap.find_zone)
 
     def _transfer(self, query: Message, key: Key | None, peer: tuple,
                   tcp: bool) -> bytes | Iterator[bytes]:
         """A zone transfer: TCP only, for a key the zone lists (REFUSED otherwise)."""
-        if not tcp:
-            raise Refused("zone transfers need TCP")
+        decision = transport(Action.TRANSFER, tcp)
+        if not decision.ok:
+            raise decision.error()
         request = parse_request(query)
-        policy = self.zones.get(request.origin)
-        if policy is None:
-            raise NotAuth(f"not a zone of ours: {request.origin}")
-        if key is None or key.name not in policy.allow_transfer:
-            who = "an unsigned request" if key is None else f"key {key.name}"
-            raise Refused(f"transfer of {policy.name} refused to {who} from {peer[0]}")
+        decision = allowed(self.zones.get(request.origin), Action.TRANSFER,
+                           None if key is None else key.name, peer)
+        if not decision.ok:
+            raise decision.error()
         return self._transfer_stream(query, key, peer)
 
     def _transfer_stream(self, query: Message, key: Key, peer: tuple) -> Iterator[bytes]:
@@ -340,8 +347,9 @@ class AuthServer:
         sent = records = messages = 0
         with self.store.snapshot() as snap:
             view = snap.get_zone(origin)
-            if view is None or (origin in self.secondaries
-                                and self.secondaries[origin].expired(time.time())):
+            secondary = self.secondaries.get(origin)
+            if view is None or (secondary is not None and not serving(
+                    origin, Action.TRANSFER, secondary.expired(time.time())).ok):
                 response = make_response(query, Rcode.SERVFAIL)
                 yield tsig.sign(response, key, int(time.time()),
                                 request_mac=query.signature.mac, fudge=self._fudge(query))
@@ -359,21 +367,15 @@ class AuthServer:
                  "none" if outbound.request.serial is None else outbound.request.serial,
                  outbound.serial, records, messages, sent, time.perf_counter() - start)
 
-    def _notify(self, query: Message, key: Key | None, peer: tuple) -> Message:
+    def _notify(self, query: Message, key: Key | None, peer: tuple, tcp: bool) -> Message:
         """NOTIFY for a secondary zone: acknowledge, then check the primaries."""
         notify = validate_notify(query)
         secondary = self.secondaries.get(notify.origin)
-        if secondary is None:
-            raise NotAuth(f"NOTIFY for {notify.origin}, which is not a secondary zone here")
+        decision = allowed(None if secondary is None else secondary.zone, Action.NOTIFY,
+                           None if key is None else key.name, peer)
+        if not decision.ok:
+            raise decision.error()
         zone = secondary.zone
-        if key is not None:
-            allowed = key.name == zone.key or key.name in zone.allow_notify
-        else:  # unsigned: only when no key is configured, and only from a primary
-            allowed = (zone.key is None and not zone.allow_notify
-                       and peer[0] in {host for host, _ in zone.primaries})
-        if not allowed:
-            who = "an unsigned NOTIFY" if key is None else f"key {key.name}"
-            raise Refused(f"NOTIFY for {zone.name} refused to {who} from {peer[0]}")
         log.info("NOTIFY for %s (serial %s) from %s", zone.name,
                  "?" if notify.serial is None else notify.serial, peer[0])
         secondary.notify()
