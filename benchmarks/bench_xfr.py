@@ -239,7 +239,9 @@ class ReloadProbe:
 
     def report(self) -> dict:
         values = sorted(self.latencies)
-        ms = (lambda v: None if v is None else round(v * 1000, 2))
+        def ms(v):
+            return None if v is None else round(v * 1000, 2)
+
         return {"probes": len(values), "lost": self.lost,
                 "p50_ms": ms(common.percentile(values, 50)),
                 "p99_ms": ms(common.percentile(values, 99)),

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .codes import RType
+from .errors import InvalidName, InvalidRecord, cut, excerpt
+from .names import Name
 
 #: Types that are only asked about, never held in a record.
 QUERY_ONLY_TYPES = frozenset({RType.IXFR, RType.AXFR, RType.ANY})
-from .errors import InvalidName, InvalidRecord, cut, excerpt
-from .names import Name
 
 #: RFC 2181 8: TTLs are 31-bit unsigned.
 MAX_TTL = 2**31 - 1

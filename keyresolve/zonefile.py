@@ -816,9 +816,9 @@ class ZoneBuilder:
         above = key_ancestors(domain)  # zone-relative: b"" is the apex
         if not at:
             above.pop()  # strictly above
-        for cut in reversed(above):
-            if cut in cuts:
-                return cut
+        for zone_cut in reversed(above):
+            if zone_cut in cuts:
+                return zone_cut
         return None
 
     def finish(self, locate: Callable[[set[tuple[bytes, int]]], dict]) -> None:
@@ -836,11 +836,11 @@ class ZoneBuilder:
             found.append((self.soa_loc or 0, f"no NS record at the zone apex {origin}"))
         # RRsets in error: (key, type, what, key of the cut or the ALIAS)
         bad: list[tuple[bytes, int, str, bytes]] = []
-        for cut in sorted(self.cuts):  # zone cuts: NS below the apex (RFC 1034 4.2.1)
-            if self._cut_above(cut) is not None:
+        for zone_cut in sorted(self.cuts):  # zone cuts: NS below the apex (RFC 1034 4.2.1)
+            if self._cut_above(zone_cut) is not None:
                 continue  # occluded: scanned below the cut above it
-            for key, value in self.sink.scan(cut):
-                if key == cut:
+            for key, value in self.sink.scan(zone_cut):
+                if key == zone_cut:
                     bad += [(key, rtype, "cut", b"") for rtype in node_types(value)
                             if rtype != _NS and rtype != _ADDR]
                     continue

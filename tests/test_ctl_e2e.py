@@ -16,7 +16,7 @@ from keyresolve.names import Name
 
 from .conftest import ask, b64key, keyresolve_cmd
 from .test_workers import SPREAD, key_query, spread
-from .test_xfr_e2e import KEYS, Pair, free_port, zone_text
+from .test_xfr_e2e import Pair, free_port
 
 CTL_SECRET = base64.b64encode(bytes(range(100, 132))).decode()
 OTHER_SECRET = base64.b64encode(bytes(range(50, 82))).decode()

@@ -10,7 +10,7 @@ from keyresolve.codes import Rcode, RType
 from keyresolve.records import ADDR
 from keyresolve.resolution import PRIMING_MIN_TTL, PRIMING_RETRY, Done, Resolver, Send
 
-from .test_resolution import (ANSWERERS, EXAMPLE_COM, ROOT_A, ROOT_B, ROOT_HINTS, T0, Net,
+from .test_resolution import (ANSWERERS, EXAMPLE_COM, ROOT_A, ROOT_B, ROOT_HINTS, Net,
                               drive, make_zone, n, world)
 
 #: The real authoritative answerer: it adds the root servers' addresses to
