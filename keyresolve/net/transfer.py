@@ -55,8 +55,10 @@ async def run_transfer(server: tuple[str, int], zone: Name, rtype: int,
     QueryTimeout, FormError (a malformed or broken-off stream), PeerError.
     """
     if current is not None:
+        request = make_transfer_query(zone, rtype, current)
         serial = current.rdata.serial
-    request = make_transfer_query(zone, rtype, current, serial=None if current else serial)
+    else:
+        request = make_transfer_query(zone, rtype, serial=serial)
     inbound = Inbound(zone, rtype, serial, writer, query_id=request.id)
     counts = {"messages": 0, "size": 0, "rcode": 0}
 
