@@ -526,36 +526,27 @@ def _dig_transfer(zone: Name, rtype: int, serial: int | None, server, key, as_js
                   timeout: float, short: bool = False) -> None:
     from . import dig as report
     from .codes import rcode_to_text
-    from .net.client import transfer
-    from .records import SOA, Record
-    from .xfr import Inbound, make_transfer_query
+    from .net.transfer import run_transfer
 
-    current = None
-    if serial is not None:  # RFC 1995: only the serial of the client's SOA matters
-        current = Record(zone, RType.SOA, 0, SOA(zone, Name(zone.labels, "hostmaster"),
-                                                 serial, 0, 0, 0, 0))
-    request = make_transfer_query(zone, rtype, current)
-    inbound = Inbound(zone, rtype, serial, report.NullWriter(), query_id=request.id)
-    records, stats = [], {"messages": 0, "bytes": 0, "rcode": 0}
+    records = []
 
-    def on_message(message, size):
-        stats["messages"] += 1
-        stats["bytes"] += size
-        stats["rcode"] = message.rcode
+    def on_message(message) -> bool:
         if message.rcode:
             return True
         records.extend(message.answer)
-        return inbound.process_message(message)
+        return False
 
-    start = time.perf_counter()
     try:
-        trio.run(lambda: transfer(server, request, on_message, timeout=timeout, key=key))
+        result = trio.run(lambda: run_transfer(server, zone, rtype, report.NullWriter(),
+                                               serial=serial, key=key, idle_timeout=timeout,
+                                               on_message=on_message))
     except NetworkError as exc:
         raise DigFailure(str(exc), EXIT_NO_REPLY) from None
     except (ProtocolError, PeerError) as exc:
         raise DigFailure(f"transfer from {format_endpoint(server)} failed: {exc}",
                          EXIT_NO_REPLY) from None
-    elapsed = time.perf_counter() - start
+    inbound, elapsed = result.inbound, result.elapsed
+    stats = {"messages": result.messages, "bytes": result.size, "rcode": result.rcode}
     kind = None if inbound.kind is None else inbound.kind.name.lower()
     if as_json:
         doc = {"rcode": rcode_to_text(stats["rcode"]), "kind": kind,

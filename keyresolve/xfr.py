@@ -31,7 +31,7 @@ from .message import MAX_RECORDS, Message, Question
 from .grammar import LOCAL_RE
 from .names import MAX_LOCAL, Name
 from .nodes import KEY_RDATA_HEADS
-from .records import MAX_TTL, Record, soa_serial
+from .records import MAX_TTL, SOA, Record, soa_serial
 from .serial import serial_compare, serial_gt
 from .zone import Node, RRset, Zone
 
@@ -68,11 +68,18 @@ class TransferRequest:
 
 
 def make_transfer_query(origin: Name, rtype: int, soa: Record | None = None, *,
-                        msg_id: int | None = None) -> Message:
+                        serial: int | None = None, msg_id: int | None = None) -> Message:
     """A TRANSFER query; IXFR carries the client's current `soa` in authority
-    (RFC 1995 3), AXFR carries nothing."""
+    (RFC 1995 3), AXFR carries nothing. An IXFR client that knows only its
+    `serial` gives that instead: the SOA sent carries it and zeros, since
+    only the serial matters to the server (RFC 1995 3)."""
     if rtype not in TRANSFER_TYPES:
         raise ValueError(f"transfer type must be AXFR or IXFR, not {rtype}")
+    if serial is not None:
+        if soa is not None:
+            raise ValueError("give the current SOA or its serial, not both")
+        soa = Record(origin, RType.SOA, 0, SOA(origin, Name(origin.labels, "hostmaster"),
+                                               serial, 0, 0, 0, 0))
     query = Message(id=secrets.randbits(16) if msg_id is None else msg_id,
                     opcode=Opcode.TRANSFER, question=Question(origin, rtype))
     if rtype == RType.IXFR:

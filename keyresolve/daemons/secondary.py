@@ -16,14 +16,15 @@ from ..codes import Rcode, RType
 from ..config import Endpoint, ZoneConfig, format_endpoint
 from ..errors import (FormError, KeyresolveError, NetworkError, PeerError, ProtocolError,
                       QueryTimeout)
-from ..message import Message, make_query
-from ..net.client import query, transfer
+from ..message import make_query
+from ..net.client import query
+from ..net.transfer import run_transfer
 from ..records import SOA, Record
 from ..refresh import FailureReport, RefreshState
 from ..serial import serial_gt
 from ..store import Snapshot, Store
 from ..tsig import Key
-from ..xfr import Inbound, check_notify_response, make_notify, make_transfer_query
+from ..xfr import check_notify_response, make_notify
 
 log = logging.getLogger("keyresolve.xfr")
 
@@ -227,37 +228,19 @@ class SecondaryZone(StoredSecondary):
 
     async def _transfer(self, primary: Endpoint, rtype: int, current: Record | None) -> Record:
         origin = self.zone.name
-        request = make_transfer_query(origin, rtype, current)
-        start = time.perf_counter()
-        size = 0
-
-        def on_message(message: Message, length: int) -> bool:
-            nonlocal size
-            size += length
-            return inbound.process_message(message)
-
         async with self.write_lock:
             writer = self.store.zone_writer(origin, primary=format_endpoint(primary))
-            inbound = Inbound(origin, rtype, None if current is None else current.rdata.serial,
-                              writer, query_id=request.id)
-            try:
-                with trio.fail_after(XFR_TIMEOUT):
-                    await transfer(primary, request, on_message, timeout=XFR_IDLE_TIMEOUT,
-                                   key=self.key, raw_answer=True)
-            except trio.TooSlowError:
-                inbound.abort()
-                raise QueryTimeout(f"transfer from {format_endpoint(primary)} took longer "
-                                   f"than {XFR_TIMEOUT:g} s") from None
-            except BaseException:
-                inbound.abort()  # nothing is committed without the final SOA
-                raise
+            result = await run_transfer(primary, origin, rtype, writer, current=current,
+                                        key=self.key, idle_timeout=XFR_IDLE_TIMEOUT,
+                                        timeout=XFR_TIMEOUT, raw_answer=True)
+        inbound = result.inbound
         soa = self._stored()[0]
         assert soa is not None
         log.info("transfer in %s from %s: %s, serial %s -> %d, %d records, %d messages, "
                  "%d bytes, %.3f s", origin, format_endpoint(primary),
                  inbound.kind.name.lower() if inbound.kind else "?",
                  "none" if current is None else current.rdata.serial, inbound.serial,
-                 inbound.records, inbound.messages, size, time.perf_counter() - start)
+                 inbound.records, inbound.messages, result.size, result.elapsed)
         return soa
 
 
