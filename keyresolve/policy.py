@@ -211,12 +211,7 @@ def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: tup
             return ALLOW
         return Decision(Rcode.REFUSED, "unsigned")
     if action is _TRANSFER:
-        if zone is None:
-            return Decision(Rcode.NOTAUTH, "not a zone of ours")
-        if key is None or key not in zone.allow_transfer:
-            return Decision(Rcode.REFUSED, f"transfer of {zone.name} refused to "
-                                           f"{_who('request', key)} from {peer[0]}")
-        return ALLOW
+        return _listed(zone, key, peer, "allow_transfer", "transfer", "request")
     if action is _NOTIFY:
         if zone is None or not zone.primaries:
             return Decision(Rcode.NOTAUTH, "not a secondary zone here")
@@ -230,10 +225,18 @@ def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: tup
                                            f"{_who('NOTIFY', key)} from {peer[0]}")
         return ALLOW
     if action is _UPDATE:
-        if zone is None:
-            return Decision(Rcode.NOTAUTH, "not a zone of ours")
-        if key is None or key not in zone.allow_update:
-            return Decision(Rcode.REFUSED, f"update of {zone.name} refused to "
-                                           f"{_who('UPDATE', key)} from {peer[0]}")
-        return ALLOW
+        return _listed(zone, key, peer, "allow_update", "update", "UPDATE")
     raise ValueError(f"unknown action {action!r}")
+
+
+def _listed(zone: ZonePolicy | None, key: Name | None, peer: tuple, keys: str, what: str,
+            sender: str) -> Decision:
+    """TRANSFER and UPDATE: NOTAUTH for a zone not served here, REFUSED
+    unless signed with a key in the zone's `keys` list (allow_transfer,
+    allow_update)."""
+    if zone is None:
+        return Decision(Rcode.NOTAUTH, "not a zone of ours")
+    if key is None or key not in getattr(zone, keys):
+        return Decision(Rcode.REFUSED, f"{what} of {zone.name} refused to "
+                                       f"{_who(sender, key)} from {peer[0]}")
+    return ALLOW
