@@ -168,6 +168,14 @@ class Cluster:
                 daemon.stop()
         self.kill_compilers()
 
+    def start_calibrated(self) -> None:
+        """Start the primary and the secondary, wait for the first transfer,
+        then time a reload and a transfer (`calibrate`)."""
+        self.start_primary()
+        self.start_secondary()
+        self.secondary.wait_for(r"transfer in example\.")
+        self.calibrate()
+
     def calibrate(self) -> None:
         """Time one reload (SIGHUP to "reload done") and the transfer after
         it (to the secondary's "transfer in"): the kills aim within them."""
@@ -339,10 +347,7 @@ CONVERGES = {"reload": (True, False), "transfer": (False, False), "resync": (Tru
 def run(state: Run, workdir: Path) -> None:
     cluster = Cluster(state, workdir)
     try:
-        cluster.start_primary()
-        cluster.start_secondary()
-        cluster.secondary.wait_for(r"transfer in example\.")
-        cluster.calibrate()
+        cluster.start_calibrated()
         if (problem := cluster.converge(cluster.version)) is not None:
             raise SystemExit(f"fuzz crash: the cluster does not start right: {problem}")
         state.say(f"fuzz crash: {cluster.keys} keys; a reload takes {cluster.reload_time:.2f} s,"
@@ -381,10 +386,7 @@ def replay(state: Run, workdir: Path, doc: dict) -> None:
     state.options.extra["keys"] = doc.get("keys", 20000)
     cluster = Cluster(state, workdir)
     try:
-        cluster.start_primary()
-        cluster.start_secondary()
-        cluster.secondary.wait_for(r"transfer in example\.")
-        cluster.calibrate()
+        cluster.start_calibrated()
         kill_case(state, cluster, doc["case"], doc["index"], state.rng(doc["case"], doc["index"]))
     finally:
         cluster.stop()
