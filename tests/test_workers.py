@@ -135,7 +135,8 @@ def test_a_worker_restarted_after_a_config_edit_refuses_to_start(tmp_path, worke
     original = config.read_text()
     config.write_text("tcp_idle_timeout = 9\n" + original)  # a worker could run with it
     workers.expect_error(r"worker 1 exited \(status .*\); restarting it")
-    workers.expect_error(r"worker 1: worker 1 did not start \(pid \d+, status (?:1|None)\)")
+    workers.expect_error(r"ERROR keyresolve\.serve: worker 1 did not start "
+                         r"\(pid \d+, status (?:1|None)\)")
     os.kill(pid, signal.SIGKILL)
     workers.wait_for("changed since the server started")
     replies = spread(workers.address, [key_query() for _ in range(SPREAD)])

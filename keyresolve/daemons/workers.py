@@ -120,7 +120,7 @@ class WorkerPool:
                 if first is not None:
                     raise  # a worker that cannot start at all: the server cannot either
                 code = None
-                log.error("worker %d: %s", index, exc)
+                log.error("%s", exc)  # it names the worker
             if attempt >= MAX_WORKER_RESTARTS:
                 log.error("worker %d exited (status %s) after %d restarts; not restarting it",
                           index, code, attempt)
