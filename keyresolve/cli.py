@@ -65,17 +65,14 @@ def iso_time(created: float) -> str:
         timespec="milliseconds")
 
 
-def setup_logging(level: str, log_format: str | None = None, *, style: str = "text",
-                  tag: str = "") -> None:
-    """Log lines to stderr: ISO 8601 time, level, component + `tag`, message
-    (or the format string `log_format`); with `style` "json", one JSON object
-    per line (`JsonFormatter`)."""
+def setup_logging(level: str, *, style: str = "text", tag: str = "") -> None:
+    """Log lines to stderr: ISO 8601 time, level, component + `tag`, message;
+    with `style` "json", one JSON object per line (`JsonFormatter`)."""
     handler = logging.StreamHandler(sys.stderr)
     if style == "json":
         handler.setFormatter(JsonFormatter(tag))
     else:
-        handler.setFormatter(IsoFormatter(
-            log_format or f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s"))
+        handler.setFormatter(IsoFormatter(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         handlers=[handler])
 
