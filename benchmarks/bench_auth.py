@@ -524,13 +524,13 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
     from a large zone almost every lookup misses it, as here."""
     import msgpack
 
-    from keyresolve import names as names_mod
-    from keyresolve.authority import answer
-    from keyresolve.config import load_serve_config
+    from keyresolve.protocol import names as names_mod
+    from keyresolve.authority.answer import answer
+    from keyresolve.cli.config import load_serve_config
     from keyresolve.daemons.serve import AuthServer
-    from keyresolve.message import Message
+    from keyresolve.protocol.message import Message
     from keyresolve.net import server as server_mod
-    from keyresolve.store import Store, decode_node
+    from keyresolve.store.zones import Store, decode_node
 
     batch = server_mod.MAX_BATCH  # datagrams per snapshot in serve_udp
 
@@ -618,7 +618,7 @@ def fast_path_stages(handler, queries: list[bytes], stage, batch: int) -> None:
     answered from a dict (no LMDB), and the node reads alone (`txn.get`);
     and the least any fast path of this design must do (`least`), the bound
     below which no checking or answer-building code can go."""
-    from keyresolve import fastpath
+    from keyresolve.authority import fastpath
 
     if not hasattr(fastpath, "Responder"):
         return  # an older tree
@@ -798,10 +798,10 @@ def rrl_in_process(config_off: Path, config_on: Path, qfile: Path, count: int) -
     off and on, alternating `BREAKDOWN_REPEAT` times (the fastest of each
     counts), in CPU time of this process (waits for a busy core do not
     count): the limiter's cost without the load generator's noise."""
-    from keyresolve.config import load_serve_config
+    from keyresolve.cli.config import load_serve_config
     from keyresolve.daemons.serve import AuthServer
     from keyresolve.net import server as server_mod
-    from keyresolve.store import Store
+    from keyresolve.store.zones import Store
 
     batch = server_mod.MAX_BATCH
     queries = common.read_query_file(qfile, count)

@@ -115,8 +115,8 @@ def child_floor(zone: Path, directory: Path) -> dict:
 
 def child_compile(zone: Path, directory: Path) -> dict:
     """The library compile: Store.compile_zone, as `keyresolve serve` runs it."""
-    from keyresolve.names import Name
-    from keyresolve.store import Store
+    from keyresolve.protocol.names import Name
+    from keyresolve.store.zones import Store
 
     t0 = time.perf_counter()
     with Store(directory) as store:
@@ -137,9 +137,9 @@ def child_components(zone: Path, directory: Path) -> dict:
 
     import lmdb
 
-    from keyresolve import bulkcompile
-    from keyresolve.names import Name
-    from keyresolve.store import TRANSFER_TXN_NODES, node_prefix
+    from keyresolve.zonedata import bulkcompile
+    from keyresolve.protocol.names import Name
+    from keyresolve.store.zones import TRANSFER_TXN_NODES, node_prefix
 
     gc.disable()
     directory.mkdir(parents=True, exist_ok=True)
@@ -208,8 +208,8 @@ def child_memprofile(zone: Path) -> dict:
     import linecache
     import tracemalloc
 
-    from keyresolve.names import Name
-    from keyresolve.zonefile import load_zone_with_sources
+    from keyresolve.protocol.names import Name
+    from keyresolve.zonedata.zonefile import load_zone_with_sources
 
     tracemalloc.start(1)
     parsed, _ = load_zone_with_sources(str(zone), Name.from_text(ORIGIN))
@@ -243,7 +243,7 @@ def child_order(zone: Path) -> dict:
     lines; written beside it once. A child: a parent that held the lines
     would pass its peak RSS on to the children it forks (Linux keeps it in
     their ru_maxrss across exec)."""
-    from keyresolve.names import Name
+    from keyresolve.protocol.names import Name
 
     out = zone.with_name(zone.stem + "-ordered.zone")
     if out.is_file():

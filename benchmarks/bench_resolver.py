@@ -67,7 +67,7 @@ WARM_TIMEOUT = 300.0
 WARM_WINDOW = 32
 #: Longest the flood may take, all chunks together.
 FLOOD_TIMEOUT = 600.0
-#: Names `Name.from_wire` keeps parsed (keyresolve.names.FROM_WIRE_CACHE_SIZE):
+#: Names `Name.from_wire` keeps parsed (keyresolve.protocol.names.FROM_WIRE_CACHE_SIZE):
 #: the flood fills that LRU too, so RSS levels off only past it.
 NAMES_LRU = 65_536
 
@@ -213,18 +213,18 @@ ns1.nic.com. ADDR {HOST}:{ports['com']}
 # -- queries -------------------------------------------------------------------------------
 def build_queries(names: list[str], *, rd: bool) -> list[bytes]:
     """Wire KEY queries (id 0) with RD set or clear."""
-    from keyresolve.codes import RType
-    from keyresolve.message import make_query
-    from keyresolve.names import Name
+    from keyresolve.protocol.codes import RType
+    from keyresolve.protocol.message import make_query
+    from keyresolve.protocol.names import Name
 
     return [make_query(Name.from_text(n), RType.KEY, msg_id=0, rd=rd).to_wire() for n in names]
 
 
 def flush_query() -> bytes:
     """A CONTROL FLUSH_ALL message (id 0): empties the resolver's cache."""
-    from keyresolve.codes import ControlCommand, Opcode
-    from keyresolve.message import make_query
-    from keyresolve.names import ROOT
+    from keyresolve.protocol.codes import ControlCommand, Opcode
+    from keyresolve.protocol.message import make_query
+    from keyresolve.protocol.names import ROOT
 
     return make_query(ROOT, ControlCommand.FLUSH_ALL, msg_id=0, opcode=Opcode.CONTROL).to_wire()
 

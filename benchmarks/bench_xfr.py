@@ -180,9 +180,9 @@ class Pair:
 
 
 def _query(name: str) -> bytes:
-    from keyresolve.codes import RType
-    from keyresolve.message import make_query
-    from keyresolve.names import Name
+    from keyresolve.protocol.codes import RType
+    from keyresolve.protocol.message import make_query
+    from keyresolve.protocol.names import Name
 
     return make_query(Name.from_text(name), RType.KEY, msg_id=0).to_wire()
 
@@ -284,7 +284,7 @@ def wait_answer(address, query: bytes, deadline: float) -> tuple[float, int]:
 
 
 def _has_answer(reply: bytes) -> bool:
-    from keyresolve.message import Message
+    from keyresolve.protocol.message import Message
 
     return bool(Message.from_wire(reply).answer)
 

@@ -65,8 +65,8 @@ class _LmdbBound:
     def __init__(self, data_dir: str) -> None:
         import msgpack
 
-        from keyresolve.names import Name
-        from keyresolve.store import Store
+        from keyresolve.protocol.names import Name
+        from keyresolve.store.zones import Store
 
         self.name_from_text = Name.from_text
         self.store = Store(data_dir, readonly=True)

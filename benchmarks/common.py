@@ -311,9 +311,9 @@ def read_names(path: Path, limit: int | None = None) -> list[str]:
 
 def build_queries(names: list[str], rtype: str = "KEY") -> list[bytes]:
     """Wire queries (id 0) for `names`, built with the project's own codec."""
-    from keyresolve.codes import RType
-    from keyresolve.message import make_query
-    from keyresolve.names import Name
+    from keyresolve.protocol.codes import RType
+    from keyresolve.protocol.message import make_query
+    from keyresolve.protocol.names import Name
 
     qtype = RType[rtype]
     return [make_query(Name.from_text(n), qtype, msg_id=0).to_wire() for n in names]

@@ -33,11 +33,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from keyresolve.codes import RType
-from keyresolve.message import Message, make_query
-from keyresolve.names import Name
-from keyresolve.store import Store
-from keyresolve.zonefile import parse_zone_text
+from keyresolve.protocol.codes import RType
+from keyresolve.protocol.message import Message, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.store.zones import Store
+from keyresolve.zonedata.zonefile import parse_zone_text
 
 from .core import Run
 from .daemons import (KEYS_TOML, LOOPBACK, Daemon, DaemonError, free_port, process_pids, start,

@@ -18,10 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-from keyresolve import tsig
-from keyresolve.codes import Rcode, RType, rcode_to_text
-from keyresolve.message import MAX_MESSAGE, FrameReader, Message, frame, make_query
-from keyresolve.names import Name
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Rcode, RType, rcode_to_text
+from keyresolve.protocol.message import MAX_MESSAGE, FrameReader, Message, frame, make_query
+from keyresolve.protocol.names import Name
 
 #: Longest a daemon may take to start, or to exit after SIGTERM.
 DAEMON_TIMEOUT = 30.0

@@ -1,4 +1,4 @@
-"""Hostile messages: valid queries (from keyresolve.message.make_query) and
+"""Hostile messages: valid queries (from keyresolve.protocol.message.make_query) and
 ways to break them. Every function takes a `random.Random`, so a seed gives
 the same bytes (signed queries aside: their MAC covers the clock)."""
 
@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import msgpack
 
-from keyresolve import tsig
-from keyresolve.codes import Opcode, RType
-from keyresolve.message import HEADER_SIZE, MAX_MESSAGE, Message, Signature, make_query
-from keyresolve.names import Name
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Opcode, RType
+from keyresolve.protocol.message import HEADER_SIZE, MAX_MESSAGE, Message, Signature, make_query
+from keyresolve.protocol.names import Name
 
 from .daemons import OPS, XFER
 

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from keyresolve import tsig
-from keyresolve.codes import Opcode, Rcode, RType, rcode_to_text
-from keyresolve.errors import PeerError
-from keyresolve.message import Message, Signature, make_query
-from keyresolve.names import Name
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Opcode, Rcode, RType, rcode_to_text
+from keyresolve.protocol.errors import PeerError
+from keyresolve.protocol.message import Message, Signature, make_query
+from keyresolve.protocol.names import Name
 
 from .core import Run
 from .daemons import (HOSTILE_SOURCES, OPS, PRIVATE_NAME, XFER, Servers, tcp_exchange,

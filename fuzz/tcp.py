@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from keyresolve.message import FrameReader, Message, frame
+from keyresolve.protocol.message import FrameReader, Message, frame
 
 from .core import Run
 from .daemons import HOSTILE_SOURCES, Daemon, Servers, good_query, tcp_connect

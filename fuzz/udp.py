@@ -1,7 +1,7 @@
 """udp: mutated datagrams against a live `keyresolve serve` and `keyresolve resolver`.
 
 Each case is a batch of datagrams of one mutation kind, built from real
-query bytes (keyresolve.message.make_query, some signed with a real key),
+query bytes (keyresolve.protocol.message.make_query, some signed with a real key),
 sent from another loopback address to one of the two daemons. Every reply
 must decode and be a response. After each batch the known-good query
 (alice@example. KEY) must still get the right answer from both daemons
@@ -16,8 +16,8 @@ import select
 import socket
 from pathlib import Path
 
-from keyresolve.errors import NotImplementedOpcode
-from keyresolve.message import MAX_MESSAGE, Message
+from keyresolve.protocol.errors import NotImplementedOpcode
+from keyresolve.protocol.message import MAX_MESSAGE, Message
 
 from .core import Run
 from .daemons import HOSTILE_SOURCES, Daemon, Servers, udp_socket

@@ -28,10 +28,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from keyresolve.bulkcompile import check_zone
-from keyresolve.errors import KeyresolveError, ZoneErrors
-from keyresolve.names import Name
-from keyresolve.store import Store
+from keyresolve.zonedata.bulkcompile import check_zone
+from keyresolve.protocol.errors import KeyresolveError, ZoneErrors
+from keyresolve.protocol.names import Name
+from keyresolve.store.zones import Store
 
 from .core import Run
 

@@ -1,5 +1,5 @@
 """`python -m keyresolve` is the `keyresolve` command."""
 
-from .cli import main
+from .cli.commands import main
 
 main()

@@ -10,10 +10,10 @@ import socket
 import threading
 from collections.abc import Callable
 
-from keyresolve.codes import RType
-from keyresolve.message import MAX_MESSAGE, Message, make_response
-from keyresolve.names import Name
-from keyresolve.records import ADDR, NS, SOA, Record
+from keyresolve.protocol.codes import RType
+from keyresolve.protocol.message import MAX_MESSAGE, Message, make_response
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ADDR, NS, SOA, Record
 
 #: A behaviour gets the decoded query and returns raw datagrams to send back.
 Behaviour = Callable[[Message], list[bytes]]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from keyresolve.message import MAX_MESSAGE, FrameReader, Message, frame
+from keyresolve.protocol.message import MAX_MESSAGE, FrameReader, Message, frame
 
 #: How long a daemon may take to become ready or to exit before a test fails.
 DAEMON_TIMEOUT = 30.0

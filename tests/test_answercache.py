@@ -8,12 +8,12 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keyresolve.answercache import AnswerCache, _last_second
-from keyresolve.cache import Cache, Rank
-from keyresolve.codes import Rcode, RType
-from keyresolve.message import Message, Question
-from keyresolve.names import Name
-from keyresolve.records import KEY, KeyAlgorithm, KeyUsage, Record
+from keyresolve.resolver.answercache import AnswerCache, _last_second
+from keyresolve.resolver.cache import Cache, Rank
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.message import Message, Question
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyUsage, Record
 
 T0 = 1_000_000.0
 NAME = Name.from_text("alice@example.com")

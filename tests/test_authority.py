@@ -9,12 +9,12 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from keyresolve.authority import MAX_ALIAS_CHAIN, answer
-from keyresolve.codes import Opcode, Rcode, RType, rtype_to_text
-from keyresolve.message import DEFAULT_UDP_SIZE, HEADER, VERSION, Message, Question, make_query
-from keyresolve.names import Name
-from keyresolve.records import ADDR, ALIAS, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
-from keyresolve.zone import Zone
+from keyresolve.authority.answer import MAX_ALIAS_CHAIN, answer
+from keyresolve.protocol.codes import Opcode, Rcode, RType, rtype_to_text
+from keyresolve.protocol.message import DEFAULT_UDP_SIZE, HEADER, VERSION, Message, Question, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ADDR, ALIAS, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
+from keyresolve.zonedata.model import Zone
 
 N = Name.from_text
 SOA_TTL = 3600
@@ -174,7 +174,7 @@ def _id(case) -> str:
 
 
 def _ask(find_zone, qname: str, qtype: str, **kwargs) -> Message:
-    from keyresolve.codes import rtype_from_text
+    from keyresolve.protocol.codes import rtype_from_text
 
     query = make_query(N(qname), rtype_from_text(qtype), msg_id=4242, **kwargs)
     return answer(query, find_zone)

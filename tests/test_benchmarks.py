@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from keyresolve.zonefile import load_zone
+from keyresolve.zonedata.zonefile import load_zone
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))

@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve import bulkcompile
-from keyresolve import store as store_module
-from keyresolve.bulkcompile import Repeated, check_zone, compile_bulk
-from keyresolve.errors import ZoneErrors
-from keyresolve.names import Name
-from keyresolve.store import Store
-from keyresolve.zonefile import CompiledZone, MemoryNodes, compile_zone, load_zone, summarize
+from keyresolve.zonedata import bulkcompile
+from keyresolve.store import zones as store_module
+from keyresolve.zonedata.bulkcompile import Repeated, check_zone, compile_bulk
+from keyresolve.protocol.errors import ZoneErrors
+from keyresolve.protocol.names import Name
+from keyresolve.store.zones import Store
+from keyresolve.zonedata.zonefile import CompiledZone, MemoryNodes, compile_zone, load_zone, summarize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import genzone  # noqa: E402

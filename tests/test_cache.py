@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyresolve.cache import DEFAULT_MAX_NEGATIVE_TTL, Cache, Negative, Rank
-from keyresolve.codes import Rcode, RType
-from keyresolve.errors import KeyresolveError
-from keyresolve.names import Name
-from keyresolve.records import ADDR, NS, SOA, Record
+from keyresolve.resolver.cache import DEFAULT_MAX_NEGATIVE_TTL, Cache, Negative, Rank
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.errors import KeyresolveError
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ADDR, NS, SOA, Record
 
 T0 = 1_000_000.0
 

@@ -11,11 +11,11 @@ import subprocess
 
 import pytest
 
-from keyresolve.codes import Rcode, RType
-from keyresolve.config import parse_endpoint
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.transport import parse_endpoint
 from keyresolve.daemons.demo import demo_zones_dir, rewrite_endpoints
-from keyresolve.message import make_query
-from keyresolve.names import Name
+from keyresolve.protocol.message import make_query
+from keyresolve.protocol.names import Name
 
 from .conftest import ask, keyresolve_cmd
 from .test_resolver_e2e import build_hierarchy, resolve, start_resolver, write_hints

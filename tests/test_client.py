@@ -8,13 +8,13 @@ import socket
 import pytest
 import trio
 
-from keyresolve import tsig
-from keyresolve.codes import Rcode, RType
-from keyresolve.errors import KeyresolveError, NetworkError, PeerError, QueryTimeout
-from keyresolve.message import FrameReader, Message, frame, make_response
-from keyresolve.names import Name
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.errors import KeyresolveError, NetworkError, PeerError, QueryTimeout
+from keyresolve.protocol.message import FrameReader, Message, frame, make_response
+from keyresolve.protocol.names import Name
 from keyresolve.net.client import exchange_tcp, read_frame, transfer
-from keyresolve.xfr import make_transfer_query
+from keyresolve.authority.xfr import make_transfer_query
 
 KEY = tsig.Key(Name.from_text("xfer."), "hmac-sha256", bytes(range(32)))
 
@@ -93,7 +93,7 @@ def test_tcp_errors_are_ours():
 
 def test_no_reply_counts_the_tries_and_the_time():
     """Every try timed out: NoReply says how many went, over what, in how long."""
-    from keyresolve.message import make_query
+    from keyresolve.protocol.message import make_query
     from keyresolve.net.client import NoReply, query
 
     ask = make_query(Name.from_text("a@example.com"), RType.KEY)

@@ -11,10 +11,10 @@ import pytest
 import trio
 
 from keyresolve.daemons import compiler
-from keyresolve.errors import StoreError, ZoneErrors
-from keyresolve.names import Name
-from keyresolve.store import Store
-from keyresolve.zonefile import load_zone
+from keyresolve.protocol.errors import StoreError, ZoneErrors
+from keyresolve.protocol.names import Name
+from keyresolve.store.zones import Store
+from keyresolve.zonedata.zonefile import load_zone
 
 from .conftest import compiler_pids, waiting_for_lmdb_lock
 from .test_store_compile import HEADER, KEY_A, MAP_SIZE

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from keyresolve.config import (fingerprint, format_endpoint, load_resolver_config,
-                               load_serve_config, parse_endpoint)
-from keyresolve.errors import ConfigError
-from keyresolve.names import Name
-from keyresolve.net.server import DEFAULT_TCP_SEND_TIMEOUT
+from keyresolve.cli.config import fingerprint, load_resolver_config, load_serve_config
+from keyresolve.protocol.transport import format_endpoint, parse_endpoint
+from keyresolve.protocol.errors import ConfigError
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.transport import DEFAULT_TCP_SEND_TIMEOUT
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -197,7 +197,7 @@ def test_fingerprint_sees_what_a_worker_shares_with_its_main_process(tmp_path):
     assert fingerprint(load_serve_config(path)) == first
     # another process (another hash seed) reading the same files agrees
     other = subprocess.run(
-        [sys.executable, "-c", "import sys; from keyresolve.config import fingerprint, "
+        [sys.executable, "-c", "import sys; from keyresolve.cli.config import fingerprint, "
          "load_serve_config; print(fingerprint(load_serve_config(sys.argv[1])))", str(path)],
         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONHASHSEED": "7"})
     assert other.stdout.strip() == first
@@ -230,7 +230,7 @@ def test_tcp_send_timeout_is_optional_and_must_be_positive(tmp_path, load):
 
 
 def test_resolver_infra_cache_size_is_read_and_validated(tmp_path):
-    from keyresolve.config import DEFAULT_INFRA_CACHE_SIZE
+    from keyresolve.cli.config import DEFAULT_INFRA_CACHE_SIZE
 
     path = tmp_path / "resolver.toml"
     base = 'listen = ["127.0.0.1:0"]\nroot_hints = "h"\n'

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from keyresolve import control
-from keyresolve.codes import CONTROL_RESULT, ControlCommand, Opcode, Rcode, RType
-from keyresolve.errors import FormError, NotImplementedOpcode
-from keyresolve.message import Message, make_query, make_response
-from keyresolve.names import ROOT, Name
-from keyresolve.records import Opaque, Record
+from keyresolve.protocol import control
+from keyresolve.protocol.codes import CONTROL_RESULT, ControlCommand, Opcode, Rcode, RType
+from keyresolve.protocol.errors import FormError, NotImplementedOpcode
+from keyresolve.protocol.message import Message, make_query, make_response
+from keyresolve.protocol.names import ROOT, Name
+from keyresolve.protocol.records import Opaque, Record
 
 ZONE = Name.from_text("example.com.")
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from keyresolve.codes import Rcode, RType
-from keyresolve.message import make_query
-from keyresolve.names import Name
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.message import make_query
+from keyresolve.protocol.names import Name
 
 from .conftest import ask, b64key, keyresolve_cmd
 from .test_workers import SPREAD, key_query, spread
@@ -275,8 +275,8 @@ def test_the_resolver_answers_status_and_stop_and_keeps_a_pidfile(tmp_path, star
 
 
 def test_pidfile_and_control_keys_settings_are_checked(tmp_path):
-    from keyresolve.config import load_serve_config
-    from keyresolve.errors import ConfigError
+    from keyresolve.cli.config import load_serve_config
+    from keyresolve.protocol.errors import ConfigError
 
     config = tmp_path / "serve.toml"
     config.write_text('listen = ["127.0.0.1:0"]\ndata_dir = "data"\npidfile = "no/such.pid"\n')

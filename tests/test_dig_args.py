@@ -1,14 +1,14 @@
-"""dig's argument language, parsed without sockets (keyresolve.dig.parse_dig_args)."""
+"""dig's argument language, parsed without sockets (keyresolve.cli.dig.parse_dig_args)."""
 
 from __future__ import annotations
 
 import pytest
 
-from keyresolve.codes import RType
-from keyresolve.dig import (DEFAULT_PORT, DEFAULT_SERVER, MAX_TRIES, DigArgs, DigUsageError,
+from keyresolve.protocol.codes import RType
+from keyresolve.cli.dig import (DEFAULT_PORT, DEFAULT_SERVER, MAX_TRIES, DigArgs, DigUsageError,
                             parse_dig_args, short_lines, timeout_json, timeout_text)
-from keyresolve.names import Name
-from keyresolve.records import KEY, Record
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import KEY, Record
 
 from .conftest import b64key
 

@@ -15,18 +15,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve import fastpath
-from keyresolve.authority import answer
-from keyresolve.codes import Rcode, RType
-from keyresolve.errors import KeyresolveError
-from keyresolve.message import (DEFAULT_UDP_SIZE, FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_SG,
+from keyresolve.authority import fastpath
+from keyresolve.authority.answer import answer
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.errors import KeyresolveError
+from keyresolve.protocol.message import (DEFAULT_UDP_SIZE, FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_SG,
                                 FLAG_TC, OPCODE_SHIFT, VERSION, Message, Signature,
                                 max_response_size)
-from keyresolve.names import Name
-from keyresolve.records import ADDR, ALIAS, KEY, NS, KeyAlgorithm, KeyUsage, Record
-from keyresolve.store import Store
-from keyresolve.zone import Zone
-from keyresolve.zonefile import parse_zone_text
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ADDR, ALIAS, KEY, NS, KeyAlgorithm, KeyUsage, Record
+from keyresolve.store.zones import Store
+from keyresolve.zonedata.model import Zone
+from keyresolve.zonedata.zonefile import parse_zone_text
 
 N = Name.from_text
 MAP_SIZE = 1 << 26  # small: these zones take kilobytes

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve import tsig
-from keyresolve.codes import Opcode, Rcode, RType
-from keyresolve.errors import PeerError
-from keyresolve.message import Message, Signature, make_query
-from keyresolve.names import Name
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Opcode, Rcode, RType
+from keyresolve.protocol.errors import PeerError
+from keyresolve.protocol.message import Message, Signature, make_query
+from keyresolve.protocol.names import Name
 
 from .conftest import b64key, keyresolve_cmd, tcp_exchange, udp_exchange, write_serve_config
 from .test_resolver_e2e import start_resolver

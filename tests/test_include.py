@@ -13,13 +13,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from keyresolve import zonefile
-from keyresolve.codes import RType
-from keyresolve.config import load_serve_config
-from keyresolve.errors import MAX_EXCERPT, ConfigError, ZoneErrors
-from keyresolve.message import make_query
-from keyresolve.names import Name
-from keyresolve.zonefile import load_zone, parse_zone_text
+from keyresolve.zonedata import zonefile
+from keyresolve.protocol.codes import RType
+from keyresolve.cli.config import load_serve_config
+from keyresolve.protocol.errors import MAX_EXCERPT, ConfigError, ZoneErrors
+from keyresolve.protocol.message import make_query
+from keyresolve.protocol.names import Name
+from keyresolve.zonedata.zonefile import load_zone, parse_zone_text
 
 from .conftest import ask, b64key, keyresolve_cmd
 

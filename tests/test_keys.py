@@ -1,4 +1,4 @@
-"""Tests of keyresolve.keys: keygen, config tables, secret files, -y and -k."""
+"""Tests of keyresolve.cli.sharedkeys: keygen, config tables, secret files, -y and -k."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import tomllib
 
 import pytest
 
-from keyresolve import tsig
-from keyresolve.errors import ConfigError
-from keyresolve.keys import (keyring_from_config, load_key_file, parse_y_option,
+from keyresolve.protocol import tsig
+from keyresolve.protocol.errors import ConfigError
+from keyresolve.cli.sharedkeys import (keyring_from_config, load_key_file, parse_y_option,
                              tsig_keygen)
-from keyresolve.message import Message, make_query
-from keyresolve.names import Name
+from keyresolve.protocol.message import Message, make_query
+from keyresolve.protocol.names import Name
 
 SECRET = bytes(range(32))
 B64 = base64.b64encode(SECRET).decode()

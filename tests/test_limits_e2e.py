@@ -13,12 +13,12 @@ import re
 import socket
 import time
 
-from keyresolve import tsig
-from keyresolve.codes import Rcode, RType
-from keyresolve.message import FrameReader, Message, frame, make_query
-from keyresolve.names import Name
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.message import FrameReader, Message, frame, make_query
+from keyresolve.protocol.names import Name
 from keyresolve.net.faultlog import FaultLog
-from keyresolve.ratelimit import DEFAULT_LOG_BURST, LogLimiter
+from keyresolve.authority.ratelimit import DEFAULT_LOG_BURST, LogLimiter
 
 from .conftest import tcp_exchange, tcp_read, write_serve_config
 from .test_serve import EXAMPLE

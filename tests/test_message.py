@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve import names as names_module
-from keyresolve.codes import Opcode, Rcode, RType
-from keyresolve.errors import (BadVersion, FormError, KeyresolveError, NotImplementedOpcode,
+from keyresolve.protocol import names as names_module
+from keyresolve.protocol.codes import Opcode, Rcode, RType
+from keyresolve.protocol.errors import (BadVersion, FormError, KeyresolveError, NotImplementedOpcode,
                                ProtocolError)
-from keyresolve.message import (DEFAULT_UDP_SIZE, MAX_MESSAGE, FrameReader, Message, Question,
+from keyresolve.protocol.message import (DEFAULT_UDP_SIZE, MAX_MESSAGE, FrameReader, Message, Question,
                                 Signature, array_header, error_response_wire, frame, is_response, make_query,
                                 make_response, max_response_size, peek_id)
-from keyresolve.names import Name
-from keyresolve.records import ADDR, KEY, NS, KeyAlgorithm, KeyUsage, Opaque, Record
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ADDR, KEY, NS, KeyAlgorithm, KeyUsage, Opaque, Record
 
 try:  # tests/ is a package
     from tests.test_names import domains, names

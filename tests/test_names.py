@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyresolve.errors import FormError, InvalidName
-from keyresolve.names import ROOT, Name
+from keyresolve.protocol.errors import FormError, InvalidName
+from keyresolve.protocol.names import ROOT, Name
 
 FAST = settings(max_examples=100, deadline=None)
 
@@ -400,7 +400,7 @@ def test_uncached_wire_parse_edge_cases(text):
 
 
 def test_key_ancestors_are_the_keys_of_the_domain_and_every_ancestor():
-    from keyresolve.names import key_ancestors
+    from keyresolve.protocol.names import key_ancestors
 
     name = Name.from_text("a.b.example.com.")
     assert key_ancestors(name.key()) == [Name.from_text(text).key() for text in (

@@ -12,8 +12,8 @@ import socket
 import pytest
 import trio
 
-from keyresolve.errors import KeyresolveError
-from keyresolve.message import FrameReader, frame
+from keyresolve.protocol.errors import KeyresolveError
+from keyresolve.protocol.message import FrameReader, frame
 from keyresolve.net import batchio, server
 from keyresolve.net.server import bind_udp, open_tcp_listener, serve_tcp, serve_udp
 

@@ -1,4 +1,4 @@
-"""The stored-node format (`keyresolve.nodes`): its encoding is canonical, and
+"""The stored-node format (`keyresolve.zonedata.nodes`): its encoding is canonical, and
 every piece the compilers and the fast path build or read by hand agrees
 with `encode_node`."""
 
@@ -12,16 +12,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve.bulkcompile import compile_bulk
-from keyresolve.codes import RType
-from keyresolve.errors import StoreError
-from keyresolve.names import Name
-from keyresolve.nodes import (ENTRY, KEY_NODE_HEAD, KEY_RDATA_HEADS, RDATAS_AT, array_header,
+from keyresolve.zonedata.bulkcompile import compile_bulk
+from keyresolve.protocol.codes import RType
+from keyresolve.protocol.errors import StoreError
+from keyresolve.protocol.message import array_header
+from keyresolve.protocol.names import Name
+from keyresolve.zonedata.nodes import (ENTRY, KEY_NODE_HEAD, KEY_RDATA_HEADS, RDATAS_AT,
                               decode_node, encode_node, node_head, node_types, skip)
-from keyresolve.records import (ADDR, ALIAS, KEY, KEY_ALGORITHMS, NS, SOA, KeyAlgorithm,
+from keyresolve.protocol.records import (ADDR, ALIAS, KEY, KEY_ALGORITHMS, NS, SOA, KeyAlgorithm,
                                 Record, soa_serial)
-from keyresolve.zone import RRset
-from keyresolve.zonefile import MemoryNodes, compile_zone
+from keyresolve.zonedata.model import RRset
+from keyresolve.zonedata.zonefile import MemoryNodes, compile_zone
 
 N = Name.from_text
 #: TTLs across msgpack's int encodings: fixint, uint8, uint16, uint32.

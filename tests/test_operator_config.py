@@ -18,14 +18,14 @@ import time
 
 import pytest
 
-from keyresolve import cli
-from keyresolve.codes import Rcode, RType
-from keyresolve.config import load_serve_config, unsigned_notify_zones
-from keyresolve.errors import ConfigError, ZoneErrors
-from keyresolve.message import MAX_MESSAGE, make_query, make_response
-from keyresolve.names import Name
-from keyresolve.store import Store
-from keyresolve.zonefile import load_zone
+from keyresolve.cli import commands as cli
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.cli.config import load_serve_config, unsigned_notify_zones
+from keyresolve.protocol.errors import ConfigError, ZoneErrors
+from keyresolve.protocol.message import MAX_MESSAGE, make_query, make_response
+from keyresolve.protocol.names import Name
+from keyresolve.store.zones import Store
+from keyresolve.zonedata.zonefile import load_zone
 
 from .ans import ScriptedServer, name
 from .conftest import ask, keyresolve_cmd, write_serve_config

@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from keyresolve.daemons.demo import demo_root_hints, demo_zones_dir, load_demo
-from keyresolve.zonefile import load_hints
+from keyresolve.zonedata.zonefile import load_hints
 
 REPO = Path(__file__).resolve().parent.parent
 #: What the wheel is built from (a copy: the build writes build/ and egg-info).

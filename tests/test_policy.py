@@ -1,4 +1,4 @@
-"""keyresolve.policy: the opcode dispatch tables and `allowed`, the one
+"""keyresolve.authority.policy: the opcode dispatch tables and `allowed`, the one
 check of who may do what (docs/protocol.md 8C.4, 8A, 8D), for every action
 x key x peer x zone setting; then the same table through `AuthServer.handle`,
 so the daemon decides by it and by nothing else."""
@@ -12,16 +12,16 @@ import time
 import pytest
 import trio
 
-from keyresolve import tsig
-from keyresolve.codes import ControlCommand, Opcode, Rcode, RType
-from keyresolve.config import ServeConfig, ZoneConfig
-from keyresolve.errors import NotAuth, Refused, ServerFailure
-from keyresolve.message import Message, make_query
-from keyresolve.names import Name
-from keyresolve.policy import (ALLOW, AUTHORITATIVE_OPCODES, OPCODE_ACTIONS, RESOLVER_OPCODES,
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import ControlCommand, Opcode, Rcode, RType
+from keyresolve.cli.config import ServeConfig, ZoneConfig
+from keyresolve.protocol.errors import NotAuth, Refused, ServerFailure
+from keyresolve.protocol.message import Message, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.authority.policy import (ALLOW, AUTHORITATIVE_OPCODES, OPCODE_ACTIONS, RESOLVER_OPCODES,
                                Action, Decision, allowed, dispatch_table, is_loopback,
                                serving, transport)
-from keyresolve.xfr import make_notify, make_transfer_query
+from keyresolve.authority.xfr import make_notify, make_transfer_query
 
 
 def n(text: str) -> Name:
@@ -172,8 +172,8 @@ KEYRING = {name: tsig.Key(name, "hmac-sha256", name.to_text().encode().ljust(32,
 def _server(tmp_path, zone: str, require_signed: bool, control_loopback: bool):
     from keyresolve.daemons.secondary import SecondaryZone
     from keyresolve.daemons.serve import AuthServer
-    from keyresolve.store import Store
-    from keyresolve.zonefile import parse_zone_text
+    from keyresolve.store.zones import Store
+    from keyresolve.zonedata.zonefile import parse_zone_text
 
     from .test_fastpath import EXAMPLE_COM
 

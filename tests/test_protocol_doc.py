@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from keyresolve import control
-from keyresolve.codes import (CONTROL_RESULT, ControlCommand, Opcode, Rcode, RType, rcode_to_text,
+from keyresolve.protocol import control
+from keyresolve.protocol.codes import (CONTROL_RESULT, ControlCommand, Opcode, Rcode, RType, rcode_to_text,
                               rtype_to_text)
-from keyresolve.errors import BadVersion, FormError, ProtocolError
-from keyresolve.message import Message, error_response_wire, make_query, make_response
-from keyresolve.names import Name
-from keyresolve.records import KEY, SOA, KeyAlgorithm, KeyUsage, Record
+from keyresolve.protocol.errors import BadVersion, FormError, ProtocolError
+from keyresolve.protocol.message import Message, error_response_wire, make_query, make_response
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import KEY, SOA, KeyAlgorithm, KeyUsage, Record
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -406,7 +406,7 @@ def test_hexdump_round_trip_checks_offsets() -> None:
 
 
 def test_control_example_decodes_to_its_command_and_result() -> None:
-    # both ways through keyresolve.control, as a third party's client and server see it
+    # both ways through keyresolve.protocol.control, as a third party's client and server see it
     examples = doc_examples()
     assert control.decode_request(examples["control-request"]) == control.ControlRequest(
         ControlCommand.ZONE_STATUS, ZONE)

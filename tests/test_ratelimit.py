@@ -7,13 +7,13 @@ import ipaddress
 
 import pytest
 
-from keyresolve import ratelimit
-from keyresolve.codes import Rcode, RType
-from keyresolve.message import Message, Question, make_query, make_response
-from keyresolve.names import Name
-from keyresolve.ratelimit import (DROP, ERROR, NODATA, NXDOMAIN, POSITIVE, REFERRAL, SEND, SLIP,
+from keyresolve.authority import ratelimit
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.message import Message, Question, make_query, make_response
+from keyresolve.protocol.names import Name
+from keyresolve.authority.ratelimit import (DROP, ERROR, NODATA, NXDOMAIN, POSITIVE, REFERRAL, SEND, SLIP,
                                   LogLimiter, ResponseRateLimiter)
-from keyresolve.records import ADDR, NS, Record
+from keyresolve.protocol.records import ADDR, NS, Record
 
 
 def decisions(limiter, host, count, now, answer_class=POSITIVE):

@@ -15,20 +15,20 @@ from pathlib import Path
 import pytest
 import trio
 
-from keyresolve import tsig
-from keyresolve.cache import Cache, Rank
-from keyresolve.codes import ControlCommand, Opcode, Rcode, RType
-from keyresolve.config import ResolverConfig, ServeConfig, ZoneConfig
+from keyresolve.protocol import tsig
+from keyresolve.resolver.cache import Cache, Rank
+from keyresolve.protocol.codes import ControlCommand, Opcode, Rcode, RType
+from keyresolve.cli.config import ResolverConfig, ServeConfig, ZoneConfig
 from keyresolve.daemons.resolver import ResolverServer
 from keyresolve.daemons.secondary import SecondaryZone
 from keyresolve.daemons.serve import AuthServer
-from keyresolve.message import Message, make_query
-from keyresolve.names import Name
-from keyresolve.records import ADDR, KEY, KeyAlgorithm, KeyUsage, Record
-from keyresolve.resolution import Resolver
-from keyresolve.store import Store
-from keyresolve.xfr import make_notify, make_transfer_query
-from keyresolve.zonefile import parse_zone_text
+from keyresolve.protocol.message import Message, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ADDR, KEY, KeyAlgorithm, KeyUsage, Record
+from keyresolve.resolver.resolution import Resolver
+from keyresolve.store.zones import Store
+from keyresolve.authority.xfr import make_notify, make_transfer_query
+from keyresolve.zonedata.zonefile import parse_zone_text
 
 from .test_fastpath import EXAMPLE_COM
 

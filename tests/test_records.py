@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x255
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyresolve.codes import RType
-from keyresolve.errors import FormError, InvalidName, InvalidRecord
-from keyresolve.message import Message
-from keyresolve.names import Name
-from keyresolve.records import (ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage,
+from keyresolve.protocol.codes import RType
+from keyresolve.protocol.errors import FormError, InvalidName, InvalidRecord
+from keyresolve.protocol.message import Message
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import (ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage,
                                 Record, rdata_from_text, rdata_from_wire)
 
 try:  # tests/ is a package
@@ -220,8 +220,8 @@ BAD_RDATA = [
 @pytest.mark.parametrize("fields", [[], ["x."], [1, b"\x00", None, ["nested", [2]]],
                                     [1, [2, [3, [4]]]]])
 def test_unknown_types_are_carried_opaquely(fields: list) -> None:
-    from keyresolve.message import Message
-    from keyresolve.records import Opaque
+    from keyresolve.protocol.message import Message
+    from keyresolve.protocol.records import Opaque
 
     rdata = rdata_from_wire(3, fields)
     assert isinstance(rdata, Opaque) and rdata.to_wire() == fields

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from keyresolve.errors import KeyresolveError
-from keyresolve.names import Name
-from keyresolve.refresh import (MAX_BOOTSTRAP_RETRY, MAX_EXPIRE, MIN_EXPIRE, MIN_REFRESH,
+from keyresolve.protocol.errors import KeyresolveError
+from keyresolve.protocol.names import Name
+from keyresolve.authority.refresh import (MAX_BOOTSTRAP_RETRY, MAX_EXPIRE, MIN_EXPIRE, MIN_REFRESH,
                                 MIN_RETRY, FailureReport, RefreshState, State, Timers)
-from keyresolve.records import SOA
+from keyresolve.protocol.records import SOA
 
 
 def soa(serial=1, refresh=60, retry=10, expire=300) -> SOA:

@@ -8,12 +8,12 @@ import re
 import socket
 import time
 
-from keyresolve import tsig
-from keyresolve.codes import ControlCommand, Opcode, Rcode
-from keyresolve.message import MAX_MESSAGE, Message, make_query
-from keyresolve.names import Name
-from keyresolve.ratelimit import DEFAULT_LOG_BURST
-from keyresolve.xfr import make_notify
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import ControlCommand, Opcode, Rcode
+from keyresolve.protocol.message import MAX_MESSAGE, Message, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.authority.ratelimit import DEFAULT_LOG_BURST
+from keyresolve.authority.xfr import make_notify
 
 from .conftest import tcp_exchange, udp_exchange
 from .test_resolver_e2e import start_resolver

@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from keyresolve.cache import Cache, Rank
-from keyresolve.codes import Opcode, Rcode, RType, rtype_from_text
-from keyresolve.errors import KeyresolveError
-from keyresolve.message import Message, Question
-from keyresolve.names import Name
-from keyresolve.records import ADDR, ALIAS, NS, SOA, Record, rdata_from_text
-from keyresolve.resolution import (HOLD_DOWN_PENALTY, INFRA_TTL, MAX_ALIAS_CHAIN,
+from keyresolve.resolver.cache import Cache, Rank
+from keyresolve.protocol.codes import Opcode, Rcode, RType, rtype_from_text
+from keyresolve.protocol.errors import KeyresolveError
+from keyresolve.protocol.message import Message, Question
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ADDR, ALIAS, NS, SOA, Record, rdata_from_text
+from keyresolve.resolver.resolution import (HOLD_DOWN_PENALTY, INFRA_TTL, MAX_ALIAS_CHAIN,
                                    MAX_QUERY_TIMEOUT, MIN_QUERY_TIMEOUT, UNKNOWN_SERVER_TIMEOUT,
                                    Done, Resolver, Send, response_matches)
-from keyresolve.zone import Zone
+from keyresolve.zonedata.model import Zone
 
 T0 = 1_000_000.0
 LATENCY = 0.01
@@ -107,7 +107,7 @@ def mini_answer(query: Message, find_zone: Callable[[Name], Zone | None]) -> Mes
 
 def _real_answer():
     try:
-        from keyresolve.authority import answer
+        from keyresolve.authority.answer import answer
     except ImportError:  # pragma: no cover - the module is written concurrently
         return None
     return answer
@@ -217,7 +217,7 @@ def world(net: Net) -> None:
 def net(request) -> Net:
     answer = ANSWERERS[request.param]
     if answer is None:
-        pytest.skip("keyresolve.authority is not available")
+        pytest.skip("keyresolve.authority.answer is not available")
     net = Net(answer=answer)
     world(net)
     return net

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 
-from keyresolve.cache import Cache
-from keyresolve.codes import Rcode, RType
-from keyresolve.records import ADDR
-from keyresolve.resolution import PRIMING_MIN_TTL, PRIMING_RETRY, Done, Resolver, Send
+from keyresolve.resolver.cache import Cache
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.records import ADDR
+from keyresolve.resolver.resolution import PRIMING_MIN_TTL, PRIMING_RETRY, Done, Resolver, Send
 
 from .test_resolution import (ANSWERERS, EXAMPLE_COM, ROOT_A, ROOT_B, ROOT_HINTS, Net,
                               drive, make_zone, n, world)

@@ -18,15 +18,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve import tsig
-from keyresolve.cache import Cache, Rank
-from keyresolve.codes import ControlCommand, Opcode, Rcode, RType
-from keyresolve.config import ResolverConfig
+from keyresolve.protocol import tsig
+from keyresolve.resolver.cache import Cache, Rank
+from keyresolve.protocol.codes import ControlCommand, Opcode, Rcode, RType
+from keyresolve.cli.config import ResolverConfig
 from keyresolve.daemons.resolver import ResolverServer
-from keyresolve.message import Message, make_query
-from keyresolve.names import Name
-from keyresolve.records import ADDR, ALIAS, KEY, SOA, KeyAlgorithm, KeyUsage, Record
-from keyresolve.resolution import Resolver
+from keyresolve.protocol.message import Message, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ADDR, ALIAS, KEY, SOA, KeyAlgorithm, KeyUsage, Record
+from keyresolve.resolver.resolution import Resolver
 
 T0 = 1_000_000.0
 PEER = ("127.0.0.1", 40000)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from keyresolve.codes import ControlCommand, Opcode, Rcode, RType
-from keyresolve.message import Message, make_query
-from keyresolve.records import ALIAS, KEY, KeyAlgorithm, KeyUsage, Record
+from keyresolve.protocol.codes import ControlCommand, Opcode, Rcode, RType
+from keyresolve.protocol.message import Message, make_query
+from keyresolve.protocol.records import ALIAS, KEY, KeyAlgorithm, KeyUsage, Record
 
 from .ans import ScriptedServer, answer, name, referral
 from .conftest import ask, b64key, udp_exchange

@@ -7,8 +7,8 @@ import secrets
 import socket
 import time
 
-from keyresolve.codes import Rcode, RType
-from keyresolve.message import Message, make_query
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.message import Message, make_query
 
 from .ans import name
 from .test_resolver_e2e import build_hierarchy, resolve, start_resolver

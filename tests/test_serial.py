@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyresolve.serial import (HALF, MAX_SERIAL_INCREMENT, SERIAL_MODULUS, SerialNotIncreased,
+from keyresolve.protocol.serial import (HALF, MAX_SERIAL_INCREMENT, SERIAL_MODULUS, SerialNotIncreased,
                                next_serial, serial_add, serial_compare, serial_gt, serial_le,
                                serial_lt)
 

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve import fastpath
-from keyresolve.codes import Opcode, Rcode, RType
-from keyresolve.message import FrameReader, Message, make_query
-from keyresolve.names import Name
-from keyresolve.records import KEY, NS
-from keyresolve.store import NODE_AREAS, Store, node_prefix
+from keyresolve.authority import fastpath
+from keyresolve.protocol.codes import Opcode, Rcode, RType
+from keyresolve.protocol.message import FrameReader, Message, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import KEY, NS
+from keyresolve.store.zones import NODE_AREAS, Store, node_prefix
 
 from .conftest import (ask, b64key, compiler_pids, keyresolve_cmd, tcp_read, udp_exchange, udp_no_reply,
                        waiting_for_lmdb_lock, write_serve_config)
@@ -358,9 +358,9 @@ def test_zone_check_lists_every_error_with_file_and_line(tmp_path):
 
 # -- in process: the response cache of AuthServer -----------------------------------------
 def _handler(tmp_path, zones, config_zones=None):
-    from keyresolve.config import ServeConfig, ZoneConfig
+    from keyresolve.cli.config import ServeConfig, ZoneConfig
     from keyresolve.daemons.serve import AuthServer
-    from keyresolve.store import Store
+    from keyresolve.store.zones import Store
 
     store = Store(tmp_path / "db", map_size=1 << 26)
     for zone in zones:
@@ -398,7 +398,7 @@ def test_cached_answers_are_the_full_paths_with_the_id_patched(tmp_path):
 
 
 def test_cached_answers_follow_the_data_version(tmp_path):
-    from keyresolve.zonefile import parse_zone_text
+    from keyresolve.zonedata.zonefile import parse_zone_text
 
     from .test_fastpath import EXAMPLE_COM, _b64
 
@@ -420,9 +420,9 @@ def _transferred_secondary(tmp_path):
     (store, handler, zone config, parsed zone, its SecondaryZone)."""
     import trio
 
-    from keyresolve.config import ZoneConfig
+    from keyresolve.cli.config import ZoneConfig
     from keyresolve.daemons.secondary import SecondaryZone
-    from keyresolve.zonefile import parse_zone_text
+    from keyresolve.zonedata.zonefile import parse_zone_text
 
     from .test_fastpath import EXAMPLE_COM
 

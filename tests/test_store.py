@@ -12,14 +12,14 @@ import msgpack
 import pytest
 from .test_authority import CASES, ZONES, _id, find_zone_in, summary
 
-from keyresolve.authority import answer
-from keyresolve.codes import RType, rtype_from_text
-from keyresolve.errors import StoreError
-from keyresolve.message import make_query
-from keyresolve.names import ROOT, Name
-from keyresolve.records import ADDR, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
-from keyresolve.store import NODES_DB, Store, node_key
-from keyresolve.zone import Zone
+from keyresolve.authority.answer import answer
+from keyresolve.protocol.codes import RType, rtype_from_text
+from keyresolve.protocol.errors import StoreError
+from keyresolve.protocol.message import make_query
+from keyresolve.protocol.names import ROOT, Name
+from keyresolve.protocol.records import ADDR, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
+from keyresolve.store.zones import NODES_DB, Store, node_key
+from keyresolve.zonedata.model import Zone
 
 N = Name.from_text
 MAP_SIZE = 1 << 26  # small: tests write kilobytes
@@ -335,7 +335,7 @@ def test_structurally_corrupt_node_is_store_error_when_packed(tmp_path, value):
 
 _WRITER = """
 import sys
-from keyresolve.store import Store
+from keyresolve.store.zones import Store
 from tests.test_store import _zone
 with Store(sys.argv[1], map_size=int(sys.argv[2])) as s:
     s.replace_zone(_zone("example.com.", 4, "b@"))

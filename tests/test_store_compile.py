@@ -16,14 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve import store as store_module
-from keyresolve.codes import RType
-from keyresolve.errors import ZoneErrors
-from keyresolve.names import Name
-from keyresolve.serial import SerialNotIncreased
-from keyresolve.store import Store
-from keyresolve.zone import Zone
-from keyresolve.zonefile import iter_records, load_zone, parse_zone_text
+from keyresolve.store import zones as store_module
+from keyresolve.protocol.codes import RType
+from keyresolve.protocol.errors import ZoneErrors
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.serial import SerialNotIncreased
+from keyresolve.store.zones import Store
+from keyresolve.zonedata.model import Zone
+from keyresolve.zonedata.zonefile import iter_records, load_zone, parse_zone_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import genzone  # noqa: E402

@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import keyresolve.store as store_module
-from keyresolve.codes import RType
-from keyresolve.errors import FormError, StoreError
-from keyresolve.names import Name
-from keyresolve.records import Record
-from keyresolve.serial import HALF
-from keyresolve.store import JOURNAL_DB, NODES_DB, ZONES_DB, Store, journal_key
-from keyresolve.xfr import (Inbound, MemorySource, MemoryWriter, OutboundTransfer, TransferKind,
+import keyresolve.store.zones as store_module
+from keyresolve.protocol.codes import RType
+from keyresolve.protocol.errors import FormError, StoreError
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import Record
+from keyresolve.protocol.serial import HALF
+from keyresolve.store.zones import JOURNAL_DB, NODES_DB, ZONES_DB, Store, journal_key
+from keyresolve.authority.xfr import (Inbound, MemorySource, MemoryWriter, OutboundTransfer, TransferKind,
                             diff_records)
-from keyresolve.zone import RRset, Zone
+from keyresolve.zonedata.model import RRset, Zone
 
 from .test_xfr import (MAP_SIZE, ORIGIN, _apply, axfr_query, contents, ixfr_query, key_rdata,
                        round_trip, soa, users, versions, zone_v)

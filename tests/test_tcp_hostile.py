@@ -20,10 +20,10 @@ import time
 
 import pytest
 
-from keyresolve import tsig
-from keyresolve.codes import Opcode, Rcode, RType
-from keyresolve.message import HEADER, VERSION, FrameReader, Message, frame, make_query
-from keyresolve.names import Name
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Opcode, Rcode, RType
+from keyresolve.protocol.message import HEADER, VERSION, FrameReader, Message, frame, make_query
+from keyresolve.protocol.names import Name
 
 from .conftest import Daemon, b64key, tcp_read, udp_exchange
 

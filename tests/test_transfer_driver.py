@@ -14,15 +14,16 @@ from click.testing import CliRunner
 
 import keyresolve.daemons.secondary
 import keyresolve.net.transfer
-from keyresolve import cli, tsig
-from keyresolve.codes import Rcode, RType
-from keyresolve.errors import NetworkError, PeerError
-from keyresolve.message import FrameReader, Message, frame, make_response
-from keyresolve.names import Name
+from keyresolve.cli import commands as cli
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.errors import NetworkError, PeerError
+from keyresolve.protocol.message import FrameReader, Message, frame, make_response
+from keyresolve.protocol.names import Name
 from keyresolve.net.client import read_frame
 from keyresolve.net.transfer import run_transfer
-from keyresolve.xfr import TransferKind, make_transfer_query
-from keyresolve.zonefile import parse_zone_text
+from keyresolve.authority.xfr import TransferKind, make_transfer_query
+from keyresolve.zonedata.zonefile import parse_zone_text
 
 from .conftest import b64key, write_serve_config
 

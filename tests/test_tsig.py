@@ -1,4 +1,4 @@
-"""Tests of keyresolve.tsig: MAC input, signing, verification, errors, streams."""
+"""Tests of keyresolve.protocol.tsig: MAC input, signing, verification, errors, streams."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve import tsig
-from keyresolve.codes import Rcode, RType
-from keyresolve.errors import (BadKey, BadSignature, BadTime, BadVersion, ConfigError,
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.errors import (BadKey, BadSignature, BadTime, BadVersion, ConfigError,
                                FormError, KeyresolveError, NotAuth, NotImplementedOpcode,
                                PeerError, Refused)
-from keyresolve.message import Message, Signature, make_query, make_response
-from keyresolve.names import Name
-from keyresolve.records import KEY, KeyAlgorithm, KeyUsage, Record
-from keyresolve.tsig import Key, StreamSigner, StreamVerifier
-from keyresolve.xfr import make_transfer_query
+from keyresolve.protocol.message import Message, Signature, make_query, make_response
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyUsage, Record
+from keyresolve.protocol.tsig import Key, StreamSigner, StreamVerifier
+from keyresolve.authority.xfr import make_transfer_query
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
@@ -145,7 +145,7 @@ def test_worked_example_verifying():
 
 def test_worked_example_is_a_valid_transfer():
     # protocol.md 8C: the stream applies as a full transfer of the zone.
-    from keyresolve.xfr import Inbound, MemoryWriter, TransferKind
+    from keyresolve.authority.xfr import Inbound, MemoryWriter, TransferKind
 
     writer = MemoryWriter()
     inbound = Inbound(Name.from_text(ZONE_NAME), RType.AXFR, None, writer, query_id=0x1234)

@@ -13,13 +13,13 @@ import msgpack
 import pytest
 import trio
 
-from keyresolve import tsig
-from keyresolve.codes import Opcode, Rcode, RType
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Opcode, Rcode, RType
 from keyresolve.daemons.workers import WorkerPool
-from keyresolve.message import MAX_MESSAGE, Message, make_query
-from keyresolve.names import Name
-from keyresolve.xfr import make_notify
-from keyresolve.zonefile import parse_zone_text
+from keyresolve.protocol.message import MAX_MESSAGE, Message, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.authority.xfr import make_notify
+from keyresolve.zonedata.zonefile import parse_zone_text
 
 from .conftest import b64key, write_serve_config
 from .test_xfr_e2e import XFER, Pair, wait_until
@@ -212,7 +212,7 @@ def test_workers_answer_servfail_once_a_secondary_zone_expires(tmp_path, start_d
 
 
 def test_workers_serve_zone_transfers_from_the_shared_store(tmp_path, start_daemon):
-    from keyresolve.xfr import make_transfer_query
+    from keyresolve.authority.xfr import make_transfer_query
 
     from .conftest import tcp_exchange
 

@@ -1,4 +1,4 @@
-"""Zone transfers and NOTIFY (keyresolve.xfr), sans-IO and through the LMDB writer.
+"""Zone transfers and NOTIFY (keyresolve.authority.xfr), sans-IO and through the LMDB writer.
 
 `soa`, `zone_v`, `delta`, `round_trip`, `contents` are reused by
 tests/test_store_journal.py.
@@ -13,18 +13,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyresolve.codes import Opcode, Rcode, RType
-from keyresolve.errors import FormError, KeyresolveError, PeerError, ServerFailure
-from keyresolve.message import Message, Question, make_query
-from keyresolve.names import Name
-from keyresolve.records import ADDR, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
-from keyresolve.serial import HALF
-from keyresolve.store import Store
-from keyresolve.xfr import (MAX_XFR_MESSAGE, Delta, Inbound, MemorySource, MemoryWriter,
+from keyresolve.protocol.codes import Opcode, Rcode, RType
+from keyresolve.protocol.errors import FormError, KeyresolveError, PeerError, ServerFailure
+from keyresolve.protocol.message import Message, Question, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ADDR, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
+from keyresolve.protocol.serial import HALF
+from keyresolve.store.zones import Store
+from keyresolve.authority.xfr import (MAX_XFR_MESSAGE, Delta, Inbound, MemorySource, MemoryWriter,
                             OutboundTransfer, TransferKind, check_notify_response, diff_records,
                             make_notify, make_transfer_query, notify_response, outbound_axfr,
                             outbound_ixfr, parse_request, validate_notify)
-from keyresolve.zone import Zone
+from keyresolve.zonedata.model import Zone
 
 N = Name.from_text
 ORIGIN = N("example.com.")

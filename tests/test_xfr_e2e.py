@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from keyresolve import tsig
-from keyresolve.codes import Opcode, Rcode, RType
-from keyresolve.message import FrameReader, Message, frame, make_query, make_response
-from keyresolve.names import Name
-from keyresolve.xfr import MemorySource, OutboundTransfer
-from keyresolve.zonefile import parse_zone_text
+from keyresolve.protocol import tsig
+from keyresolve.protocol.codes import Opcode, Rcode, RType
+from keyresolve.protocol.message import FrameReader, Message, frame, make_query, make_response
+from keyresolve.protocol.names import Name
+from keyresolve.authority.xfr import MemorySource, OutboundTransfer
+from keyresolve.zonedata.zonefile import parse_zone_text
 
 from .conftest import ask, b64key
 
@@ -403,5 +403,5 @@ def test_a_failing_primary_is_retried_with_backoff_and_said_once(tmp_path, start
     p.secondary.wait_for(re.escape(f"{first} (repeated 2 times)"), timeout=10)
     t3 = time.monotonic()
     assert t3 - t2 > 1.5  # 1 s, then 2 s: doubling
-    said = [line for line in p.secondary.lines if "WARNING keyresolve.xfr" in line]
+    said = [line for line in p.secondary.lines if "WARNING keyresolve.authority.xfr" in line]
     assert len(said) == 3  # the failure once, then its counts

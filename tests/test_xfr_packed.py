@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyresolve.codes import RType
-from keyresolve.errors import FormError
-from keyresolve.message import Message
-from keyresolve.names import Name
-from keyresolve.records import ALIAS, KEY, MAX_TTL, KeyAlgorithm, KeyUsage, Record
-from keyresolve.store import Store
-from keyresolve.xfr import Inbound, KeyPacker, MemorySource, MemoryWriter, OutboundTransfer
+from keyresolve.protocol.codes import RType
+from keyresolve.protocol.errors import FormError
+from keyresolve.protocol.message import Message
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import ALIAS, KEY, MAX_TTL, KeyAlgorithm, KeyUsage, Record
+from keyresolve.store.zones import Store
+from keyresolve.authority.xfr import Inbound, KeyPacker, MemorySource, MemoryWriter, OutboundTransfer
 
 from .test_xfr import MAP_SIZE, ORIGIN, axfr_query, soa, zone_v
 

@@ -1,4 +1,4 @@
-"""Tests of keyresolve.zonefile: golden files both ways, every error path with
+"""Tests of keyresolve.zonedata.zonefile: golden files both ways, every error path with
 its line, includes, limits, the demo zones, and fuzzing."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyresolve.codes import RType
-from keyresolve.errors import InvalidRecord, ZoneErrors
-from keyresolve.names import ROOT, Name
-from keyresolve.records import ADDR, ALIAS, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
-from keyresolve.zone import Zone
-from keyresolve.zonefile import (
+from keyresolve.protocol.codes import RType
+from keyresolve.protocol.errors import InvalidRecord, ZoneErrors
+from keyresolve.protocol.names import ROOT, Name
+from keyresolve.protocol.records import ADDR, ALIAS, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
+from keyresolve.zonedata.model import Zone
+from keyresolve.zonedata.zonefile import (
     MAX_ERRORS,
     MAX_INCLUDE_DEPTH,
     MAX_LINE,

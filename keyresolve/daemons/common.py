@@ -8,13 +8,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .. import tsig
-from ..codes import Rcode
-from ..errors import (BadKey, BadSignature, BadTime, KeyresolveError, NotAuth, ProtocolError,
+from ..protocol import tsig
+from ..protocol.codes import Rcode
+from ..protocol.errors import (BadKey, BadSignature, BadTime, KeyresolveError, NotAuth, ProtocolError,
                       Refused)
-from ..message import Message, error_response_wire, make_response
+from ..protocol.message import Message, error_response_wire, make_response
 from ..net.faultlog import FaultLog
-from ..tsig import Key, Keyring, ReplayGuard
+from ..protocol.tsig import Key, Keyring, ReplayGuard
 
 
 def accept_request(data: bytes, peer: tuple, keyring: Keyring, faults: FaultLog, *,

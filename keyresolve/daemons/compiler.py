@@ -42,9 +42,9 @@ from pathlib import Path
 
 import trio
 
-from ..errors import KeyresolveError, StoreError, ZoneErrors, ZoneFileError
-from ..names import Name
-from ..store import Store
+from ..protocol.errors import KeyresolveError, StoreError, ZoneErrors, ZoneFileError
+from ..protocol.names import Name
+from ..store.zones import Store
 
 #: Longest a compile may take: far beyond any zone this store can hold
 #: (1,000,000 keys take ~3-9 s), but a hung child must not block reloads.

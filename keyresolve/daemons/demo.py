@@ -26,16 +26,16 @@ from pathlib import Path
 
 import trio
 
-from ..codes import Rcode, RType, rcode_to_text
-from ..config import (ResolverConfig, ServeConfig, Table, ZoneConfig, format_endpoint, load_keys,
-                      parse_endpoint, read_toml)
-from ..errors import ConfigError, KeyresolveError
-from ..message import make_query
-from ..names import Name
+from ..protocol.codes import Rcode, RType, rcode_to_text
+from ..cli.config import ResolverConfig, ServeConfig, Table, ZoneConfig, load_keys, read_toml
+from ..protocol.transport import format_endpoint, parse_endpoint
+from ..protocol.errors import ConfigError, KeyresolveError
+from ..protocol.message import make_query
+from ..protocol.names import Name
 from ..net.client import query
 from ..net.server import open_endpoint
-from ..store import Store
-from ..zonefile import load_zone
+from ..store.zones import Store
+from ..zonedata.zonefile import load_zone
 from . import resolver
 from . import serve as auth
 

@@ -18,21 +18,23 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .. import __version__, tsig
-from ..control import make_result
-from ..answercache import AnswerCache
-from ..cache import Cache
-from ..codes import ControlCommand, Opcode, Rcode
-from ..config import ResolverConfig, format_endpoint
-from ..errors import FormError, KeyresolveError, NotImplementedOpcode, ProtocolError, Refused
-from ..message import Message, Question, make_response, max_response_size
+from ..protocol import tsig
+from .. import __version__
+from ..protocol.control import make_result
+from ..resolver.answercache import AnswerCache
+from ..resolver.cache import Cache
+from ..protocol.codes import ControlCommand, Opcode, Rcode
+from ..cli.config import ResolverConfig
+from ..protocol.transport import format_endpoint
+from ..protocol.errors import FormError, KeyresolveError, NotImplementedOpcode, ProtocolError, Refused
+from ..protocol.message import Message, Question, make_response, max_response_size
 from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..net.upstream import run_resolution
-from ..resolution import Done, Resolution, Resolver, Send
-from ..tsig import Key
-from ..zonefile import load_hints
-from ..policy import RESOLVER_OPCODES, Action, allowed, not_implemented
+from ..resolver.resolution import Done, Resolution, Resolver, Send
+from ..protocol.tsig import Key
+from ..zonedata.zonefile import load_hints
+from ..authority.policy import RESOLVER_OPCODES, Action, allowed, not_implemented
 from .common import accept_request, pidfile
 
 log = logging.getLogger("keyresolve.resolver")

@@ -12,21 +12,22 @@ from collections.abc import Callable
 
 import trio
 
-from ..codes import Rcode, RType
-from ..config import Endpoint, ZoneConfig, format_endpoint
-from ..errors import (FormError, KeyresolveError, NetworkError, PeerError, ProtocolError,
+from ..protocol.codes import Rcode, RType
+from ..cli.config import ZoneConfig
+from ..protocol.transport import Endpoint, format_endpoint
+from ..protocol.errors import (FormError, KeyresolveError, NetworkError, PeerError, ProtocolError,
                       QueryTimeout)
-from ..message import make_query
+from ..protocol.message import make_query
 from ..net.client import query
 from ..net.transfer import run_transfer
-from ..records import SOA, Record
-from ..refresh import FailureReport, RefreshState
-from ..serial import serial_gt
-from ..store import Snapshot, Store
-from ..tsig import Key
-from ..xfr import check_notify_response, make_notify
+from ..protocol.records import SOA, Record
+from ..authority.refresh import FailureReport, RefreshState
+from ..protocol.serial import serial_gt
+from ..store.zones import Snapshot, Store
+from ..protocol.tsig import Key
+from ..authority.xfr import check_notify_response, make_notify
 
-log = logging.getLogger("keyresolve.xfr")
+log = logging.getLogger("keyresolve.authority.xfr")
 
 #: Time allowed for the SOA query to one primary (it is retried once).
 SOA_TIMEOUT = 2.0

@@ -21,24 +21,26 @@ from enum import StrEnum
 
 import trio
 
-from ..authority import answer
-from ..codes import Rcode
-from ..config import (ServeConfig, ZoneConfig, fingerprint, format_endpoint, load_serve_config,
-                      unsigned_notify_zones)
-from .. import fastpath, ratelimit, tsig
-from ..policy import (AUTHORITATIVE_OPCODES, Action, allowed, dispatch_table, not_implemented,
+from ..authority.answer import answer
+from ..protocol.codes import Rcode
+from ..cli.config import (ServeConfig, ZoneConfig, fingerprint, load_serve_config, unsigned_notify_zones)
+from ..protocol.transport import format_endpoint
+from ..authority import fastpath
+from ..authority import ratelimit
+from ..protocol import tsig
+from ..authority.policy import (AUTHORITATIVE_OPCODES, Action, allowed, dispatch_table, not_implemented,
                       serving, transport)
-from ..errors import ConfigError, KeyresolveError, ProtocolError, Refused
-from ..message import Message, make_response, max_response_size, peek_opcode
+from ..protocol.errors import ConfigError, KeyresolveError, ProtocolError, Refused
+from ..protocol.message import Message, make_response, max_response_size, peek_opcode
 from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
-from ..store import Snapshot, Store
-from ..records import Record
-from ..tsig import Key
+from ..store.zones import Snapshot, Store
+from ..protocol.records import Record
+from ..protocol.tsig import Key
 from .compiler import compile_in_child
-from ..names import Name
-from ..xfr import OutboundTransfer, notify_response, parse_request, validate_notify
-from ..zonefile import inside
+from ..protocol.names import Name
+from ..authority.xfr import OutboundTransfer, notify_response, parse_request, validate_notify
+from ..zonedata.zonefile import inside
 from .common import accept_request, pidfile
 from .secondary import SecondaryZone, StoredSecondary, send_notify
 from .servecontrol import ServerControl

@@ -1,7 +1,7 @@
 """The authoritative server's side of `keyresolve ctl`: the CONTROL commands.
 
 Runs in the main process (workers forward CONTROL messages to it). The wire
-format is `keyresolve.control`'s; this module only does what each command
+format is `keyresolve.protocol.control`'s; this module only does what each command
 says and reports it as result fields (docs/protocol.md 8A).
 """
 
@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import __version__
-from ..codes import ControlCommand, Rcode
-from ..config import ZoneConfig, format_endpoint
-from ..control import Value, error_fields, make_result, parse_request
-from ..errors import ConfigError, NotAuth, ProtocolError, Refused, ServerFailure
-from ..message import Message, make_response
-from ..names import Name
+from ..protocol.codes import ControlCommand, Rcode
+from ..cli.config import ZoneConfig
+from ..protocol.transport import format_endpoint
+from ..protocol.control import Value, error_fields, make_result, parse_request
+from ..protocol.errors import ConfigError, NotAuth, ProtocolError, Refused, ServerFailure
+from ..protocol.message import Message, make_response
+from ..protocol.names import Name
 from .secondary import SecondaryZone
 
 if TYPE_CHECKING:

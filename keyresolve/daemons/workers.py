@@ -35,9 +35,10 @@ import sys
 import msgpack
 import trio
 
-from ..codes import Opcode
-from ..config import ServeConfig, fingerprint, format_endpoint
-from ..errors import KeyresolveError
+from ..protocol.codes import Opcode
+from ..cli.config import ServeConfig, fingerprint
+from ..protocol.transport import format_endpoint
+from ..protocol.errors import KeyresolveError
 
 log = logging.getLogger("keyresolve.serve")
 

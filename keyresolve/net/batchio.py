@@ -25,7 +25,7 @@ import socket
 import struct
 import sys
 
-from ..message import MAX_MESSAGE
+from ..protocol.message import MAX_MESSAGE
 
 #: Datagrams per system call each way. 64 measured faster than 16 under
 #: load (benchmarks/RESULTS.md); the loop's `MAX_BATCH` still bounds how

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import trio
 
-from .. import tsig
-from ..codes import Rcode
-from ..errors import FormError, NetworkError, PeerError, ProtocolError, QueryTimeout
-from ..message import MAX_MESSAGE, FrameReader, Message, frame, peek_id
-from ..tsig import Key
+from ..protocol import tsig
+from ..protocol.codes import Rcode
+from ..protocol.errors import FormError, NetworkError, PeerError, ProtocolError, QueryTimeout
+from ..protocol.message import MAX_MESSAGE, FrameReader, Message, frame, peek_id
+from ..protocol.tsig import Key
 
 #: Default time to wait for one reply (dig's default is 5 s; loopback
 #: servers answer in well under a millisecond).

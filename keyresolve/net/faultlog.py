@@ -14,7 +14,7 @@ import time
 
 import trio
 
-from ..ratelimit import LogLimiter
+from ..authority.ratelimit import LogLimiter
 
 
 class FaultLog:

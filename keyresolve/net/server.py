@@ -17,7 +17,9 @@ from typing import ContextManager, NoReturn, Protocol
 
 import trio
 
-from ..message import MAX_MESSAGE, FrameReader, frame
+from ..protocol.message import MAX_MESSAGE, FrameReader, frame
+from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
+                                  DEFAULT_TCP_SEND_TIMEOUT)
 from .batchio import BatchUnavailable, DatagramBatch
 from .faultlog import FaultLog
 
@@ -33,20 +35,6 @@ MAX_BATCH = 256
 MAX_DATAGRAM = MAX_MESSAGE
 #: Bytes read from a TCP stream per receive call.
 TCP_READ_SIZE = 65536
-#: Default idle time before a TCP connection is closed (RFC 7766 6.2.3
-#: suggests seconds, not minutes, for servers under load).
-DEFAULT_TCP_IDLE = 10.0
-#: Default cap on concurrent TCP connections; beyond it new ones are closed.
-DEFAULT_MAX_TCP = 512
-#: Default time allowed to write one TCP message (one frame of a reply or of
-#: a transfer) before the connection is closed: a peer that stops reading
-#: costs its own connection only. Knot bounds each TCP read or write the same
-#: way (`tcp-io-timeout`); 10 s matches the idle timeout.
-DEFAULT_TCP_SEND_TIMEOUT = 10.0
-#: Default cap on concurrent TCP connections from one client address, so
-#: one address cannot take all `DEFAULT_MAX_TCP` (Unbound sets such caps
-#: per client netblock: tcp-connection-limit).
-DEFAULT_MAX_TCP_PER_ADDRESS = 32
 
 
 Reply = bytes | Iterable[bytes] | None

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import trio
 
-from ..config import format_endpoint
-from ..errors import QueryTimeout
-from ..message import Message
-from ..names import Name
-from ..records import Record
-from ..tsig import Key
-from ..xfr import Inbound, TransferWriter, make_transfer_query
+from ..protocol.transport import format_endpoint
+from ..protocol.errors import QueryTimeout
+from ..protocol.message import Message
+from ..protocol.names import Name
+from ..protocol.records import Record
+from ..protocol.tsig import Key
+from ..authority.xfr import Inbound, TransferWriter, make_transfer_query
 from .client import DEFAULT_TIMEOUT, transfer
 
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import trio
 
-from .. import tsig
-from ..errors import NetworkError, PeerError, ProtocolError
-from ..message import MAX_MESSAGE, FrameReader, Message, frame
-from ..resolution import Done, Resolution, Send, response_matches
-from ..tsig import Key
+from ..protocol import tsig
+from ..protocol.errors import NetworkError, PeerError, ProtocolError
+from ..protocol.message import MAX_MESSAGE, FrameReader, Message, frame
+from ..resolver.resolution import Done, Resolution, Send, response_matches
+from ..protocol.tsig import Key
 from .client import read_frame
 
 Server = tuple[str, int]

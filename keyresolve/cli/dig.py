@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .codes import RType, opcode_to_text, rcode_to_text, rtype_from_text, rtype_to_text
-from .errors import KeyresolveError, ProtocolError
-from .message import Message
-from .names import Name
-from .records import KEY, Record
+from ..protocol.codes import RType, opcode_to_text, rcode_to_text, rtype_from_text, rtype_to_text
+from ..protocol.errors import KeyresolveError, ProtocolError
+from ..protocol.message import Message
+from ..protocol.names import Name
+from ..protocol.records import KEY, Record
 
 
 def to_json(response: Message) -> dict:

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, InvalidName
-from .keys import keyring_from_config
-from .names import Name
-from .net.server import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
-                          DEFAULT_TCP_SEND_TIMEOUT)
-from .ratelimit import DEFAULT_SLIP, MAX_SLIP
-from .serial import SERIAL_POLICIES
-from .tsig import DEFAULT_MAX_FUDGE, Key
-
-Endpoint = tuple[str, int]
+from ..protocol.errors import ConfigError, InvalidName
+from .sharedkeys import keyring_from_config
+from ..protocol.names import Name
+from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
+                                  DEFAULT_TCP_SEND_TIMEOUT, Endpoint, parse_endpoint)
+from ..authority.ratelimit import DEFAULT_SLIP, MAX_SLIP
+from ..protocol.serial import SERIAL_POLICIES
+from ..protocol.tsig import DEFAULT_MAX_FUDGE, Key
 
 #: The log levels a daemon takes (log_level, --log-level), least severe first.
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -33,36 +30,6 @@ LOG_FORMATS = ("text", "json")
 #: Most `workers` a server may run: far beyond any machine's cores here, and
 #: each holds LMDB readers (store.MAX_READERS is shared by all of them).
 MAX_WORKERS = 64
-
-
-def parse_endpoint(text: str, *, allow_zero: bool = False) -> Endpoint:
-    """Parse ``ip:port`` or ``[ipv6]:port`` into (host, port)."""
-    if not isinstance(text, str):
-        raise ValueError(f"address must be a string like 127.0.0.1:5300, not {text!r}")
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-    else:
-        host, sep, port = text.rpartition(":")
-        if ":" in host:
-            raise ValueError(f"IPv6 address {text!r} must be written [ipv6]:port")
-    if not sep or not port.isdigit():
-        raise ValueError(f"address {text!r} must be ip:port or [ipv6]:port")
-    if host == "localhost":
-        host = "127.0.0.1"
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} in {text!r} is not an IP address") from None
-    value = int(port)
-    if not (0 if allow_zero else 1) <= value <= 65535:
-        raise ValueError(f"port {value} in {text!r} is out of range")
-    return host, value
-
-
-def format_endpoint(endpoint: Endpoint) -> str:
-    """The ``ip:port`` text of an endpoint."""
-    host, port = endpoint[0], endpoint[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass
@@ -111,7 +78,7 @@ class ServeConfig:
     #: Concurrent TCP connections one client address may hold.
     max_tcp_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS
     #: UDP answers per second per client prefix and answer class (response
-    #: rate limiting, `keyresolve.ratelimit`); 0: off.
+    #: rate limiting, `keyresolve.authority.ratelimit`); 0: off.
     rate_limit: int = 0
     #: Every `slip`-th rate-limited answer is sent truncated; 0: none.
     slip: int = DEFAULT_SLIP
@@ -237,7 +204,7 @@ def read_toml(path: Path) -> dict:
 #: Default cache bound, in records (issue: "cache_size = 100000").
 DEFAULT_CACHE_SIZE = 100_000
 #: Default bound on the resolver's infrastructure cache (delegation NS sets
-#: and name-server addresses), in records: keyresolve.cache.DEFAULT_MAX_INFRA_RECORDS.
+#: and name-server addresses), in records: keyresolve.resolver.cache.DEFAULT_MAX_INFRA_RECORDS.
 DEFAULT_INFRA_CACHE_SIZE = 20_000
 #: Default TTL cap: one day, as BIND's max-cache-ttl is one week and Unbound's
 #: one day; keys can be replaced, so staleness matters more than hit rate.

@@ -34,12 +34,13 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from .codes import RType
-from .errors import InvalidRecord
-from .grammar import (ATOM_CHAR, BASE64_CHAR, BASE64_PAD, BLANK, CLASS_IN, DOMAIN_CHAR, TTL_CHAR,
+from ..protocol.codes import RType
+from ..protocol.errors import InvalidRecord
+from ..protocol.grammar import (ATOM_CHAR, BASE64_CHAR, BASE64_PAD, BLANK, CLASS_IN, DOMAIN_CHAR, TTL_CHAR,
                       TTL_START, TYPE_KEY)
-from .names import MAX_LOCAL, Name
-from .nodes import array_header, node_head
+from ..protocol.names import MAX_LOCAL, Name
+from .nodes import node_head
+from ..protocol.message import array_header
 from .zonefile import (KEY_HEADS_BY_TEXT, MAX_LINE, CompiledZone, CompileReader, Include,
                        MemoryNodes, StopReading, ZoneBuilder, compile_zone, gc_paused,
                        is_directive, parse_ttl)

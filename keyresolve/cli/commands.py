@@ -15,13 +15,13 @@ from pathlib import Path
 import click
 import trio
 
-from .codes import RType
-from .config import (LOG_LEVELS, MAX_WORKERS, fingerprint, format_endpoint, load_serve_config,
-                     parse_endpoint)
-from .errors import (ConfigError, KeyresolveError, NetworkError, PeerError, ProtocolError,
+from ..protocol.codes import RType
+from .config import LOG_LEVELS, MAX_WORKERS, fingerprint, load_serve_config
+from ..protocol.transport import format_endpoint, parse_endpoint
+from ..protocol.errors import (ConfigError, KeyresolveError, NetworkError, PeerError, ProtocolError,
                      ZoneErrors)
-from .names import Name
-from .records import KeyAlgorithm
+from ..protocol.names import Name
+from ..protocol.records import KeyAlgorithm
 
 #: dig's exit status when no reply arrived (timeout or refused), as BIND's dig.
 EXIT_NO_REPLY = 9
@@ -127,7 +127,7 @@ def main() -> None:
 def serve(config_path: str, log_level: str | None, workers: int | None, worker: str | None,
           bound: tuple[str, ...], config_digest: str | None) -> None:
     """Run an authoritative server."""
-    from .daemons import serve as daemon
+    from ..daemons import serve as daemon
 
     def configure(path: str):
         config = load_serve_config(path)
@@ -170,7 +170,7 @@ def _run_daemon(load_config, daemon_main, config_path: str, log_level: str | Non
 def resolver(config_path: str, log_level: str | None) -> None:
     """Run the iterative caching resolver."""
     from .config import load_resolver_config
-    from .daemons import resolver as daemon
+    from ..daemons import resolver as daemon
 
     _run_daemon(load_resolver_config, daemon.main, config_path, log_level)
 
@@ -192,10 +192,10 @@ def cache() -> None:
 def cache_flush(name: str | None, server_text: str, key_text: str | None,
                 key_file: str | None, timeout: float) -> None:
     """Flush the whole cache, or only NAME."""
-    from .codes import ControlCommand, Opcode, Rcode, rcode_to_text
-    from .message import make_query
-    from .names import ROOT
-    from .net.client import query
+    from ..protocol.codes import ControlCommand, Opcode, Rcode, rcode_to_text
+    from ..protocol.message import make_query
+    from ..protocol.names import ROOT
+    from ..net.client import query
 
     try:
         server = parse_endpoint(server_text)
@@ -219,7 +219,7 @@ def cache_flush(name: str | None, server_text: str, key_text: str | None,
 
 
 def _load_key(key_text: str | None, key_file: str | None):
-    from .keys import load_key_file, parse_y_option
+    from .sharedkeys import load_key_file, parse_y_option
 
     if key_text and key_file:
         raise click.UsageError("use -y or -k, not both")
@@ -291,7 +291,7 @@ def ctl(command: str, zone: str | None, server_text: str | None, config_path: st
 def demo(zones_dir: str | None, data_dir: str | None, log_level: str | None,
          check: bool, ports: str) -> None:
     """Serve the demo hierarchy (root, com, org, example.com, ...) and a resolver."""
-    from .daemons import demo as daemon
+    from ..daemons import demo as daemon
 
     setup_logging(log_level or ("warning" if check else "info"))
     zones = Path(zones_dir) if zones_dir else daemon.demo_zones_dir()
@@ -444,8 +444,8 @@ def _dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float | None,
          trace: bool, root_hints: str | None) -> None:
     from . import dig as report
     from .clientconfig import client_config_path, load_client_config
-    from .message import make_query
-    from .net.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, NoReply, query
+    from ..protocol.message import make_query
+    from ..net.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, NoReply, query
 
     try:
         user = load_client_config(client_config_path())
@@ -497,7 +497,7 @@ def _dig(args: tuple[str, ...], tcp: bool, as_json: bool, timeout: float | None,
 
 
 def _dig_key(key_text: str | None, key_file: str | None):
-    from .keys import load_key_file, parse_y_option
+    from .sharedkeys import load_key_file, parse_y_option
 
     if key_text and key_file:
         raise DigFailure("use -y or -k, not both", EXIT_USAGE)
@@ -514,7 +514,7 @@ def _dig_trace_hints(root_hints: str | None, user) -> tuple[Path, str]:
         return Path(root_hints), "given by --root-hints"
     if user.root_hints is not None:
         return user.root_hints, f"named by root_hints in {user.path}"
-    from .daemons.demo import demo_root_hints
+    from ..daemons.demo import demo_root_hints
 
     return demo_root_hints(), "of the installed demo hierarchy"
 
@@ -522,8 +522,8 @@ def _dig_trace_hints(root_hints: str | None, user) -> tuple[Path, str]:
 def _dig_transfer(zone: Name, rtype: int, serial: int | None, server, key, as_json: bool,
                   timeout: float, short: bool = False) -> None:
     from . import dig as report
-    from .codes import rcode_to_text
-    from .net.transfer import run_transfer
+    from ..protocol.codes import rcode_to_text
+    from ..net.transfer import run_transfer
 
     records = []
 
@@ -569,11 +569,11 @@ def _dig_transfer(zone: Name, rtype: int, serial: int | None, server, key, as_js
 def _dig_trace(name: Name, rtype: int, hints_path: Path, source: str, as_json: bool,
                short: bool = False) -> None:
     from . import dig as report
-    from .cache import Cache
-    from .message import Question
-    from .net.upstream import run_resolution
-    from .resolution import Resolver
-    from .zonefile import load_hints
+    from ..resolver.cache import Cache
+    from ..protocol.message import Question
+    from ..net.upstream import run_resolution
+    from ..resolver.resolution import Resolver
+    from ..zonedata.zonefile import load_hints
 
     try:
         hints = load_hints(hints_path)
@@ -616,7 +616,7 @@ def _dig_trace(name: Name, rtype: int, hints_path: Path, source: str, as_json: b
               default="hmac-sha256", show_default=True)
 def tsig_keygen(name: str, algorithm: str) -> None:
     """Print a [keys.NAME] config snippet with a new random secret."""
-    from .keys import tsig_keygen as make_snippet
+    from .sharedkeys import tsig_keygen as make_snippet
 
     try:
         click.echo(make_snippet(name, algorithm), nl=False)
@@ -662,8 +662,8 @@ def zone() -> None:
 def zone_check(files: tuple[str, ...], origin: str | None, include_dirs: tuple[str, ...],
                hints: bool) -> None:
     """Check zone files (or hints files); print a summary, or every error as file:line."""
-    from .bulkcompile import check_zone
-    from .zonefile import summarize
+    from ..zonedata.bulkcompile import check_zone
+    from ..zonedata.zonefile import summarize
 
     if hints:
         if origin is not None or include_dirs:
@@ -682,7 +682,7 @@ def zone_check(files: tuple[str, ...], origin: str | None, include_dirs: tuple[s
 
 def _check_hints(files: tuple[str, ...]) -> int:
     """`zone check --hints`: each file's summary or errors; the exit status."""
-    from .zonefile import load_hints
+    from ..zonedata.zonefile import load_hints
 
     def summary(pairs) -> str:
         servers = len({server for server, _ in pairs})

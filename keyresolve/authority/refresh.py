@@ -30,8 +30,8 @@ import enum
 import math
 from dataclasses import dataclass
 
-from .errors import KeyresolveError
-from .records import SOA
+from ..protocol.errors import KeyresolveError
+from ..protocol.records import SOA
 
 #: Floors on the SOA timers, so a hostile or careless primary cannot make its
 #: secondaries poll it in a tight loop. One second keeps loopback tests fast;

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 import msgpack
 
 from .cache import Cache, Lookup
-from .codes import Rcode, RType
-from .message import HEADER_SIZE, Message
-from .names import Name
-from .records import Record
+from ..protocol.codes import Rcode, RType
+from ..protocol.message import HEADER_SIZE, Message
+from ..protocol.names import Name
+from ..protocol.records import Record
 
 #: Answers held at most, least recently used dropped first: the hot set of
 #: query variants. About 1.3 KB each (key, response, its parts, the entry and

@@ -38,9 +38,9 @@ import ipaddress
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from .codes import Opcode, Rcode
-from .errors import NotAuth, NotImplementedOpcode, ProtocolError, Refused, ServerFailure
-from .names import Name
+from ..protocol.codes import Opcode, Rcode
+from ..protocol.errors import NotAuth, NotImplementedOpcode, ProtocolError, Refused, ServerFailure
+from ..protocol.names import Name
 
 
 class Action(enum.Enum):

@@ -26,7 +26,7 @@ with ``infra=True`` (the addresses of name servers); the answer part holds
 the rest, negative answers included. A key lives in one part at a time.
 
 For what is built from the cache (the resolver's wire answer cache,
-keyresolve.answercache): `recording` notes the entries lookups return, a
+keyresolve.resolver.answercache): `recording` notes the entries lookups return, a
 `CacheWatcher` hears of every change by owner name, and `touch` refreshes
 recency as a lookup would.
 """
@@ -41,10 +41,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from .codes import Rcode, RType
-from .errors import KeyresolveError
-from .names import Name
-from .records import ADDR, NS, SOA, Rdata, Record
+from ..protocol.codes import Rcode, RType
+from ..protocol.errors import KeyresolveError
+from ..protocol.names import Name
+from ..protocol.records import ADDR, NS, SOA, Rdata, Record
 
 #: Default bound on cached answer records: about 750 bytes of RSS each
 #: (entry, key, record data, name; measured, docs/resolver.md), so the

@@ -8,10 +8,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x25519
 
-from .codes import RType
-from .errors import KeyresolveError
-from .names import Name
-from .records import KEY, KEY_ALGORITHMS, KeyAlgorithm, Record
+from ..protocol.codes import RType
+from ..protocol.errors import KeyresolveError
+from ..protocol.names import Name
+from ..protocol.records import KEY, KEY_ALGORITHMS, KeyAlgorithm, Record
 
 _GENERATORS = {
     KeyAlgorithm.X25519: x25519.X25519PrivateKey.generate,

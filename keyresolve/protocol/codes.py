@@ -34,7 +34,7 @@ class ControlCommand(enum.IntEnum):
     STOP = 10  # exit, as SIGTERM does (name ignored)
 
 
-#: The record type of a CONTROL response's result (`keyresolve.control`): in
+#: The record type of a CONTROL response's result (`keyresolve.protocol.control`): in
 #: DNS's private-use range (RFC 6895 3.1), so no data type will ever take it.
 CONTROL_RESULT = 65280
 

@@ -1,7 +1,7 @@
 """Zone contents in memory and the read interface authoritative answering uses.
 
-`ZoneView` is what `keyresolve.authority` reads: the in-memory `Zone` here and
-the LMDB view in `keyresolve.store` both provide it.
+`ZoneView` is what `keyresolve.authority.answer` reads: the in-memory `Zone` here and
+the LMDB view in `keyresolve.store.zones` both provide it.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .codes import RType
-from .names import Name
-from .records import SOA, Rdata, Record
+from ..protocol.codes import RType
+from ..protocol.names import Name
+from ..protocol.records import SOA, Rdata, Record
 
 
 @dataclass(frozen=True, slots=True)

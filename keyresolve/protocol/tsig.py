@@ -1,7 +1,7 @@
 """Shared-secret message authentication in the manner of TSIG (RFC 8945), sans-IO.
 
 A signed message is the header and body with the SG flag set, followed by a
-msgpack signature trailer (`keyresolve.message.Signature`)::
+msgpack signature trailer (`keyresolve.protocol.message.Signature`)::
 
     [key_name, algorithm, time_signed, fudge, mac, original_id, error, other]
 

@@ -17,8 +17,8 @@ import ipaddress
 
 import msgpack
 
-from .codes import Rcode
-from .message import DEFAULT_UDP_SIZE, FLAG_SG, FLAG_TC, HEADER_SIZE
+from ..protocol.codes import Rcode
+from ..protocol.message import DEFAULT_UDP_SIZE, FLAG_SG, FLAG_TC, HEADER_SIZE
 
 #: Answer classes (BIND's rate-limit categories: responses, nodata,
 #: nxdomains, referrals, errors), each counted apart, so a flood of made-up

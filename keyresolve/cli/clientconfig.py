@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Endpoint, Table, parse_endpoint, read_toml
+from .config import Table, read_toml
+from ..protocol.transport import Endpoint, parse_endpoint
 
 
 @dataclass(frozen=True)

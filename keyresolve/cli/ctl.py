@@ -1,6 +1,6 @@
 """`keyresolve ctl`: send one CONTROL command to a running server, print the result.
 
-The wire format is `keyresolve.control`'s (docs/protocol.md 8A); this module
+The wire format is `keyresolve.protocol.control`'s (docs/protocol.md 8A); this module
 is the client's shell: resolve the server, send over TCP, print text or JSON.
 """
 
@@ -10,13 +10,14 @@ import ipaddress
 import json
 import time
 
-from .codes import Rcode, rcode_to_text
-from .config import Endpoint, format_endpoint, load_serve_config
-from .control import decode_result, make_request, request_for, to_text
-from .errors import ConfigError, FormError, KeyresolveError, NetworkError, ProtocolError
-from .names import Name
-from .net.client import query
-from .tsig import Key
+from ..protocol.codes import Rcode, rcode_to_text
+from .config import load_serve_config
+from ..protocol.transport import Endpoint, format_endpoint
+from ..protocol.control import decode_result, make_request, request_for, to_text
+from ..protocol.errors import ConfigError, FormError, KeyresolveError, NetworkError, ProtocolError
+from ..protocol.names import Name
+from ..net.client import query
+from ..protocol.tsig import Key
 
 #: Exit status when no reply arrived, as `keyresolve dig` (BIND's dig).
 EXIT_NO_REPLY = 9

@@ -54,16 +54,17 @@ from typing import Any
 import lmdb
 import msgpack
 
-from .bulkcompile import Repeated, compile_bulk
-from .codes import RType
-from .errors import FormError, KeyresolveError, StoreError
-from .names import Name, key_ancestors
-from .nodes import KEY_NODE_HEAD, array_header, decode_node, encode_node
-from .records import SOA, Record, rdata_from_wire, soa_serial
-from .serial import SerialNotIncreased, next_serial, serial_gt
-from .xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
-from .zone import Node, RRset, Zone
-from .zonefile import CompiledZone, compile_zone, gc_paused
+from ..zonedata.bulkcompile import Repeated, compile_bulk
+from ..protocol.codes import RType
+from ..protocol.errors import FormError, KeyresolveError, StoreError
+from ..protocol.names import Name, key_ancestors
+from ..zonedata.nodes import KEY_NODE_HEAD, decode_node, encode_node
+from ..protocol.message import array_header
+from ..protocol.records import SOA, Record, rdata_from_wire, soa_serial
+from ..protocol.serial import SerialNotIncreased, next_serial, serial_gt
+from ..authority.xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
+from ..zonedata.model import Node, RRset, Zone
+from ..zonedata.zonefile import CompiledZone, compile_zone, gc_paused
 
 #: Sub-DB of zone metadata.
 ZONES_DB = b"zones"
@@ -317,7 +318,7 @@ def _entry_unpacker(value: bytes) -> msgpack.Unpacker:
 
 
 class JournalEntry:
-    """One stored change (implements `keyresolve.xfr.JournalStep`).
+    """One stored change (implements `keyresolve.authority.xfr.JournalStep`).
 
     The header is decoded at once; the record lists only when iterated,
     from `fetch` (which re-reads the entry from its snapshot), so a chain of
@@ -1210,7 +1211,7 @@ class Snapshot:
 
     def mailbox_route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
         """Where the mailboxes of the domain D (`domain_key` = D.key()) are
-        found, as the full path (`keyresolve.authority`) finds them: (origin
+        found, as the full path (`keyresolve.authority.answer`) finds them: (origin
         key of the closest enclosing zone, the node key prefix to which a
         local part's bytes are appended, for `node_reader`); None if no zone
         encloses D or D is at or below a zone cut (the answer is a
@@ -1263,7 +1264,7 @@ class Snapshot:
     def find_zone(self, name: Name) -> LmdbZoneView | None:
         """The closest enclosing stored zone of `name`, or None.
 
-        (Named as the `find_zone` callback of keyresolve.authority, which
+        (Named as the `find_zone` callback of keyresolve.authority.answer, which
         expects None for "not ours".)
         """
         key = ("zone", name.labels)
@@ -1352,7 +1353,7 @@ class LmdbZoneView:
 
     def journal_steps(self, from_serial: int) -> list[JournalEntry] | None:
         """See `Snapshot.journal_steps` (with `records()` and `soa`, this makes
-        the view a `keyresolve.xfr.TransferSource`)."""
+        the view a `keyresolve.authority.xfr.TransferSource`)."""
         return self._snapshot.journal_steps(self.origin, from_serial)
 
     def _key(self, name: Name) -> bytes | None:
@@ -1442,7 +1443,7 @@ class LmdbZoneView:
 
 
 class ZoneWriter:
-    """Applies one transfer to the store (a `keyresolve.xfr.TransferWriter`).
+    """Applies one transfer to the store (a `keyresolve.authority.xfr.TransferWriter`).
 
     Readers keep seeing the old zone until commit; abort (or an error) leaves
     it intact.

@@ -5,7 +5,7 @@ the stored node bytes, without building Message, Name or Record objects; a
 mailbox that owns nothing gets NXDOMAIN with the zone's SOA bytes (`negative`,
 packed once by the caller). Anything else -- signed, truncated, ALIAS,
 NODATA, names that are not mailboxes, other opcodes, non-canonical spelling
-or encoding, a too-small UDP size -- returns None and goes through the full path (`keyresolve.authority`), which stays the
+or encoding, a too-small UDP size -- returns None and goes through the full path (`keyresolve.authority.answer`), which stays the
 reference: tests check both give byte-identical answers.
 
 The fast path accepts a strict subset of what the full decoder accepts, so it
@@ -29,14 +29,15 @@ from collections.abc import Callable
 
 import msgpack
 
-from .authority import negative_soa
-from .codes import RType
-from .errors import InvalidName
-from .grammar import LABEL, LOCAL
-from .message import DEFAULT_UDP_SIZE, MIN_UDP_SIZE, VERSION
-from .names import MAX_LOCAL, MAX_NAME, Name
-from .nodes import ENTRY, FIXARRAY, RDATAS_AT, array_header, skip
-from .zone import ZoneView
+from .answer import negative_soa
+from ..protocol.codes import RType
+from ..protocol.errors import InvalidName
+from ..protocol.grammar import LABEL, LOCAL
+from ..protocol.message import DEFAULT_UDP_SIZE, MIN_UDP_SIZE, VERSION
+from ..protocol.names import MAX_LOCAL, MAX_NAME, Name
+from ..zonedata.nodes import ENTRY, RDATAS_AT, skip
+from ..protocol.message import FIXARRAY, array_header
+from ..zonedata.model import ZoneView
 
 #: The canonical local part and absolute domain, lower case (`grammar`'s
 #: pieces, which names.py parses with; anything else, such as upper case,

@@ -35,11 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .cache import Cache, Delegation, Rank
-from .codes import TRANSFER_TYPES, Opcode, Rcode, RType, rcode_to_text, rtype_to_text
-from .errors import KeyresolveError
-from .message import Message, Question
-from .names import ROOT, Name
-from .records import ADDR, ALIAS, NS, SOA, Record
+from ..protocol.codes import TRANSFER_TYPES, Opcode, Rcode, RType, rcode_to_text, rtype_to_text
+from ..protocol.errors import KeyresolveError
+from ..protocol.message import Message, Question
+from ..protocol.names import ROOT, Name
+from ..protocol.records import ADDR, ALIAS, NS, SOA, Record
 
 # -- limits --------------------------------------------------------------------
 #: ALIAS records followed for one question; as Unbound's MAX_RESTART_COUNT and

@@ -24,9 +24,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, InvalidName
-from .names import Name
-from .tsig import ALGORITHMS, DEFAULT_ALGORITHM, MAC_SIZES, MIN_SECRET, Key
+from ..protocol.errors import ConfigError, InvalidName
+from ..protocol.names import Name
+from ..protocol.tsig import ALGORITHMS, DEFAULT_ALGORITHM, MAC_SIZES, MIN_SECRET, Key
 
 #: Largest secret file read: a base64 secret is a few dozen bytes, so a big
 #: file is a wrong path, not a key.

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .codes import TRANSFER_TYPES, Opcode, Rcode, RType
-from .message import DEFAULT_UDP_SIZE, Message, make_response
-from .names import Name
-from .records import ALIAS, NS, SOA, Record
-from .zone import RRset, ZoneView
+from ..protocol.codes import TRANSFER_TYPES, Opcode, Rcode, RType
+from ..protocol.message import DEFAULT_UDP_SIZE, Message, make_response
+from ..protocol.names import Name
+from ..protocol.records import ALIAS, NS, SOA, Record
+from ..zonedata.model import RRset, ZoneView
 
 #: ALIAS records followed in one answer. Bounds the work one query costs us
 #: (RFC 1034 3.6.2 asks servers to follow chains, not how far; resolvers such

@@ -3,9 +3,9 @@
 docs/protocol.md section 8C is the specification. This module turns a TRANSFER
 query and a zone (behind the small `TransferSource` protocol) into the
 response messages, and turns the response messages a secondary receives into
-calls on a `TransferWriter` (the LMDB one is `keyresolve.store.ZoneWriter`).
+calls on a `TransferWriter` (the LMDB one is `keyresolve.store.zones.ZoneWriter`).
 Nothing here does I/O: the shell reads and writes the TCP frames, signs and
-verifies them (`keyresolve.tsig.StreamSigner` / `StreamVerifier`), and owns
+verifies them (`keyresolve.protocol.tsig.StreamSigner` / `StreamVerifier`), and owns
 the timers.
 
 Order of records ("store order"): owners by `Name.key()` ascending, then
@@ -25,15 +25,15 @@ from typing import Protocol
 
 import msgpack
 
-from .codes import TRANSFER_TYPES, Opcode, Rcode, RType
-from .errors import FormError, PeerError, ServerFailure
-from .message import MAX_RECORDS, Message, Question
-from .grammar import LOCAL_RE
-from .names import MAX_LOCAL, Name
-from .nodes import KEY_RDATA_HEADS
-from .records import MAX_TTL, SOA, Record, soa_serial
-from .serial import serial_compare, serial_gt
-from .zone import Node, RRset, Zone
+from ..protocol.codes import TRANSFER_TYPES, Opcode, Rcode, RType
+from ..protocol.errors import FormError, PeerError, ServerFailure
+from ..protocol.message import MAX_RECORDS, Message, Question
+from ..protocol.grammar import LOCAL_RE
+from ..protocol.names import MAX_LOCAL, Name
+from ..zonedata.nodes import KEY_RDATA_HEADS
+from ..protocol.records import MAX_TTL, SOA, Record, soa_serial
+from ..protocol.serial import serial_compare, serial_gt
+from ..zonedata.model import Node, RRset, Zone
 
 #: Largest encoded transfer message (before a signature trailer). Like BIND's
 #: transfer-message-size (20480), well below the 65535 a TCP frame allows:

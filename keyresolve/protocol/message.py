@@ -24,8 +24,21 @@ import msgpack
 from .codes import Opcode, Rcode, opcode_to_text, rcode_to_text, rtype_to_text
 from .errors import BadVersion, FormError, KeyresolveError, NotImplementedOpcode
 from .names import Name
-from .nodes import array_header
 from .records import Record
+
+#: msgpack array headers of 0..15 items (fixarrays), by count.
+FIXARRAY = [bytes((0x90 | count,)) for count in range(16)]
+
+
+def array_header(count: int) -> bytes:
+    """The msgpack header of an array of `count` items (its shortest form,
+    as msgpack.packb writes it)."""
+    if count < 16:
+        return FIXARRAY[count]
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
+
 
 #: The protocol version this implementation speaks.
 VERSION = 1
@@ -80,7 +93,7 @@ class Question:
 
 @dataclass(frozen=True, slots=True)
 class Signature:
-    """The HMAC trailer (see keyresolve.tsig for its meaning)."""
+    """The HMAC trailer (see keyresolve.protocol.tsig for its meaning)."""
 
     key_name: Name
     algorithm: str
@@ -147,7 +160,7 @@ class Message:
     packed_answer: list[bytes] | None = field(default=None, repr=False)
     #: With ``from_wire(raw_answer=True)``: the answer section's records as
     #: msgpack decoded them, unchecked, and `answer` empty. For zone
-    #: transfers, whose receiver (`keyresolve.xfr.Inbound`) checks each
+    #: transfers, whose receiver (`keyresolve.authority.xfr.Inbound`) checks each
     #: record itself and packs most of them without making objects.
     raw_answer: tuple | None = field(default=None, repr=False, compare=False)
 
@@ -181,7 +194,7 @@ class Message:
 
         The truncated form keeps the header and question and empties every
         section, so the client retries over TCP (as RFC 2181 9 advises).
-        A signature trailer is appended as is (keyresolve.tsig makes it).
+        A signature trailer is appended as is (keyresolve.protocol.tsig makes it).
         """
         data = self.encode_unsigned(signed=self.signature is not None)
         trailer = b"" if self.signature is None else msgpack.packb(self.signature.to_wire())

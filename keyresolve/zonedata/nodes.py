@@ -9,9 +9,9 @@ values), so that encoding is canonical: ``encode_node(decode_node(b)) == b``
 for every stored `b`. The compilers (`zonefile`, `bulkcompile`, the store's
 transfer writer) build these bytes without objects, and the fast path
 (`fastpath`) splices answers out of them; they take the pieces they build or
-read from here (`node_head`, `array_header`, `KEY_RDATA_HEADS`, `RDATAS_AT`,
+read from here (`node_head`, `KEY_RDATA_HEADS`, `RDATAS_AT`,
 `skip`), and tests/test_nodes.py checks that each gives `encode_node`'s bytes.
-The store key of an owner is `Name.key()` (`keyresolve.names`).
+The store key of an owner is `Name.key()` (`keyresolve.protocol.names`).
 """
 
 from __future__ import annotations
@@ -21,25 +21,13 @@ from typing import Any
 
 import msgpack
 
-from .codes import RType
-from .errors import KeyresolveError, StoreError
-from .records import KEY_ALGORITHMS, rdata_from_wire
-from .zone import Node, RRset
+from ..protocol.codes import RType
+from ..protocol.errors import KeyresolveError, StoreError
+from ..protocol.records import KEY_ALGORITHMS, rdata_from_wire
+from .model import Node, RRset
 
 #: The msgpack header of a node entry ``[rtype, ttl, rdatas]`` (a fixarray of 3).
 ENTRY = 0x93
-#: msgpack array headers of 0..15 items (fixarrays), by count.
-FIXARRAY = [bytes((0x90 | count,)) for count in range(16)]
-
-
-def array_header(count: int) -> bytes:
-    """The msgpack header of an array of `count` items (its shortest form,
-    as msgpack.packb writes it)."""
-    if count < 16:
-        return FIXARRAY[count]
-    if count < 1 << 16:
-        return b"\xdc" + count.to_bytes(2, "big")
-    return b"\xdd" + count.to_bytes(4, "big")
 
 
 def node_head(rtype: int, ttl: int) -> bytes:
@@ -132,5 +120,5 @@ def node_types(value: bytes | None) -> list[int]:
     return [] if value is None else [entry[0] for entry in node_entries(value)]
 
 
-__all__ = ["ENTRY", "FIXARRAY", "KEY_NODE_HEAD", "KEY_RDATA_HEADS", "RDATAS_AT", "array_header",
-           "decode_node", "encode_node", "node_entries", "node_head", "node_types", "skip"]
+__all__ = ["ENTRY", "KEY_NODE_HEAD", "KEY_RDATA_HEADS", "RDATAS_AT", "decode_node",
+           "encode_node", "node_entries", "node_head", "node_types", "skip"]

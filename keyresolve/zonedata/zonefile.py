@@ -33,16 +33,16 @@ from typing import Any, BinaryIO, Protocol
 
 import msgpack
 
-from .codes import DATA_TYPES, RType, rtype_from_text
-from .errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileError,
+from ..protocol.codes import DATA_TYPES, RType, rtype_from_text
+from ..protocol.errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileError,
                      MAX_PATH_EXCERPT, cut, excerpt)
-from .grammar import BASE64, CLASS_IN, TYPE_KEY
-from .message import MAX_MESSAGE as MAX_WIRE_MESSAGE, Question, answer_size
-from .names import ROOT, Name, canonical_local, key_ancestors
-from .nodes import (ENTRY, KEY_RDATA_HEADS, array_header, decode_node, node_entries, node_head,
-                    node_types)
-from .records import ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage, Record
-from .zone import Zone
+from ..protocol.grammar import BASE64, CLASS_IN, TYPE_KEY
+from ..protocol.message import MAX_MESSAGE as MAX_WIRE_MESSAGE, Question, answer_size
+from ..protocol.names import ROOT, Name, canonical_local, key_ancestors
+from .nodes import ENTRY, KEY_RDATA_HEADS, decode_node, node_entries, node_head, node_types
+from ..protocol.message import array_header
+from ..protocol.records import ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage, Record
+from .model import Zone
 
 #: Longest physical line in bytes (newline excluded); bounds memory on hostile input.
 MAX_LINE = 64 * 1024
@@ -581,7 +581,7 @@ class NodeSink(Protocol):
 
     Keys are owner keys relative to the origin (`Name.key` without the
     origin's key; b"" is the apex); values are the stored form of
-    `keyresolve.store.encode_node`. The zone checks read back what was
+    `keyresolve.store.zones.encode_node`. The zone checks read back what was
     written, so a compile holds only the node being built in memory.
     """
 

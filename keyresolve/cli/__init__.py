@@ -1,0 +1,1 @@
+"""The `keyresolve` command line and the configuration files it reads."""

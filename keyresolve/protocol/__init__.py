@@ -1,0 +1,1 @@
+"""The wire protocol (sans-IO): codes, errors, names, records, messages, signatures, serials."""

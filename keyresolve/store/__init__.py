@@ -1,0 +1,1 @@
+"""The LMDB store: the only package that imports lmdb."""
