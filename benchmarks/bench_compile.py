@@ -9,7 +9,7 @@ its own (ru_maxrss from wait4):
 - floor: read the file, split it into lines and fields, msgpack-encode each
   line and append it into LMDB in one write transaction; no parsing, no
   checks: the least any compiler must do;
-- compile: Store.compile_zone (what `keyresolve serve` runs): the file is
+- compile: Store.load_zone_file (what `keyresolve serve` runs): the file is
   parsed, checked and written into one LMDB write transaction as it is read,
   so there are no separate parse and store phases;
 - components: the steps the bulk compile cannot do without, each timed
@@ -59,7 +59,7 @@ FLOOR_MAP_SIZE = 1 << 34
 
 #: Stages of a compile, for profile_summary (deepest matching frame wins).
 COMPILE_STAGES = [
-    (r"^(child_compile|compile_zone|Store\.compile_zone|_translate)", "driver, commit"),
+    (r"^(child_compile|compile_nodes|load_primary_zone|Store\.load_zone_file|_translate)", "driver, commit"),
     (r"^(compile_bulk|_compile)$", "bulk: regex, per-line Python"),
     (r"^_finish$", "bulk: sort the entries"),
     (r"^(_?ZoneBuilder\.finish|_Sink\.scan)$", "zone checks at the end"),
@@ -114,13 +114,13 @@ def child_floor(zone: Path, directory: Path) -> dict:
 
 
 def child_compile(zone: Path, directory: Path) -> dict:
-    """The library compile: Store.compile_zone, as `keyresolve serve` runs it."""
+    """The library compile: Store.load_zone_file, as `keyresolve serve` runs it."""
     from keyresolve.protocol.names import Name
     from keyresolve.store.zones import Store
 
     t0 = time.perf_counter()
     with Store(directory) as store:
-        compiled = store.compile_zone(str(zone), Name.from_text(ORIGIN))
+        compiled = store.load_zone_file(str(zone), Name.from_text(ORIGIN))
         env_mb = round(store.env_size() / 2**20, 1)
     t1 = time.perf_counter()
     return {"seconds": round(t1 - t0, 3), "records": compiled.records, "env_mb": env_mb}
@@ -249,7 +249,7 @@ def child_order(zone: Path) -> dict:
     if out.is_file():
         return {"path": str(out)}
     origin = Name.from_text(ORIGIN)
-    domain_keys = {b"": origin.key()}
+    domain_keys = {b"": origin.store_key()}
     head: list[bytes] = []  # the other lines, in file order
     blocks: list[tuple[bytes, list[bytes]]] = []  # (owner key, lines) of each mailbox
     lines: list[bytes] = head  # where a continuation line goes: its owner's
@@ -267,7 +267,7 @@ def child_order(zone: Path) -> dict:
                 continue
             key = domain_keys.get(domain)
             if key is None:
-                key = domain_keys[domain] = Name.from_text(domain.decode(), origin).key()
+                key = domain_keys[domain] = Name.from_text(domain.decode(), origin).store_key()
             lines = [line]
             blocks.append((key + b"@" + local, lines))
     blocks.sort()

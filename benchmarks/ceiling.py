@@ -89,7 +89,7 @@ class _LmdbBound:
         local, _, domain = name.partition(b"@")
         prefix = self.prefixes.get(domain, b"")
         if prefix == b"":  # once per domain
-            route = self.snapshot.mailbox_route(self.name_from_text(domain.decode()).key())
+            route = self.snapshot.mailbox_route(self.name_from_text(domain.decode()).store_key())
             prefix = self.prefixes[domain] = None if route is None else route[1]
         return prefix is not None and self.read(prefix + local) is not None
 

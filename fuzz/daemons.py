@@ -43,8 +43,8 @@ _LISTEN_RE = re.compile(r"listening on (\S+) \(udp, tcp\)")
 
 SECRET = bytes(range(32))
 #: The HMAC keys every driver's server is configured with.
-XFER = tsig.Key(Name.from_text("xfer."), "hmac-sha256", SECRET)
-OPS = tsig.Key(Name.from_text("ops."), "hmac-sha512", bytes(range(1, 65)))
+XFER = tsig.SharedKey(Name.from_text("xfer."), "hmac-sha256", SECRET)
+OPS = tsig.SharedKey(Name.from_text("ops."), "hmac-sha512", bytes(range(1, 65)))
 KEYS_TOML = "".join(
     f'[keys.{k.name.to_text().rstrip(".")}]\nalgorithm = "{k.algorithm}"\n'
     f'secret = "{base64.b64encode(k.secret).decode()}"\n' for k in (XFER, OPS))

@@ -73,14 +73,14 @@ class Probe:
             name = Name.from_text("example.")
         return make_query(name, rtype, msg_id=self.rng.randrange(1 << 16), opcode=opcode)
 
-    def key(self) -> tsig.Key:
+    def key(self) -> tsig.SharedKey:
         return self.rng.choice([XFER, OPS])
 
     def now(self) -> int:
         return int(time.time())
 
 
-def _sign_with_mac(query: Message, key: tsig.Key, mac: bytes, *, now: int,
+def _sign_with_mac(query: Message, key: tsig.SharedKey, mac: bytes, *, now: int,
                    name: Name | None = None, algorithm: str | None = None) -> bytes:
     """A query whose trailer carries `mac` instead of its own."""
     tsig.sign(query, key, now)
@@ -110,7 +110,7 @@ def expect_error(reply: Message, query_id: int, error: int) -> str | None:
     return None
 
 
-def expect_answer(reply: Message, query: Message, key: tsig.Key) -> str | None:
+def expect_answer(reply: Message, query: Message, key: tsig.SharedKey) -> str | None:
     """None if `reply` answers `query` and is signed by `key` over its MAC."""
     if reply.rcode != Rcode.NOERROR or not reply.answer:
         return f"rcode {rcode_to_text(reply.rcode)} with {len(reply.answer)} answers"
@@ -147,7 +147,7 @@ def longmac(p: Probe) -> str | None:
 def wrongkey(p: Probe) -> str | None:
     query = p.query()
     name = Name.from_text(p.rng.choice(["nobody.", "xfer.example.", "xfer2.", "x" * 60 + "."]))
-    forged = tsig.Key(name, p.rng.choice(list(tsig.ALGORITHMS)), XFER.secret)
+    forged = tsig.SharedKey(name, p.rng.choice(list(tsig.ALGORITHMS)), XFER.secret)
     return expect_error(p.exchange(tsig.sign(query, forged, p.now())), query.id, Rcode.BADKEY)
 
 

@@ -4,7 +4,7 @@ The seeds are the demo zones (keyresolve/demo_zones/*.zone) and the test zone fi
 (tests/zonefiles/good and bad, with their $INCLUDEd files), copied to a
 temporary directory. Each case mutates one seed (lines, tokens, bytes,
 directives, sizes) and runs both the checker (`bulkcompile.check_zone`,
-what `keyresolve zone check` runs) and `Store.compile_zone` (what the
+what `keyresolve zone check` runs) and `Store.load_zone_file` (what the
 server's compile child runs) on it. Each must either succeed or raise
 ZoneErrors whose every line is `FILE:LINE: message`; any other exception is
 a finding, and so is a disagreement between the two (success against
@@ -233,7 +233,7 @@ def bad_lines(lines: list[str]) -> list[str]:
 def check_case(path: Path, origin: Name, store: Store) -> list[str]:
     """Check and compile `path`; what is wrong with the results."""
     checked = outcome(lambda: check_zone(str(path), origin))
-    compiled = outcome(lambda: store.compile_zone(str(path), origin))
+    compiled = outcome(lambda: store.load_zone_file(str(path), origin))
     problems = []
     for who, (kind, value) in (("zone check", checked), ("store compile", compiled)):
         if kind == "exception":

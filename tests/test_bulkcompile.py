@@ -1,6 +1,6 @@
 """bulkcompile: the bulk compile against the streaming compile it stands in for.
 
-The reference is `zonefile.compile_zone` into an in-memory sink. Wherever the
+The reference is `zonefile.compile_nodes` into an in-memory sink. Wherever the
 bulk compile does not give up, it must produce the same nodes (byte for
 byte), the same record count, serial and sources; wherever the reference
 reports errors, the bulk compile must give up (so the caller runs the
@@ -24,7 +24,7 @@ from keyresolve.zonedata.bulkcompile import Repeated, check_zone, compile_bulk
 from keyresolve.protocol.errors import ZoneErrors
 from keyresolve.protocol.names import Name
 from keyresolve.store.zones import Store
-from keyresolve.zonedata.zonefile import CompiledZone, MemoryNodes, compile_zone, load_zone, summarize
+from keyresolve.zonedata.zonefile import CompiledZone, MemoryNodes, compile_nodes, load_zone, summarize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import genzone  # noqa: E402
@@ -45,7 +45,7 @@ Result = tuple[CompiledZone, dict[bytes, bytes]]
 
 def reference(path: str, origin: Name | None = ORIGIN) -> Result:
     sink = MemoryNodes()
-    compiled = compile_zone(sink, path, origin)
+    compiled = compile_nodes(sink, path, origin)
     return compiled, sink.nodes
 
 
@@ -261,9 +261,9 @@ def test_store_contents_as_the_streaming_compile(tmp_path: Path, monkeypatch,
         stores[name] = tmp_path / name
         with Store(stores[name], map_size=MAP_SIZE) as store:
             if not tail:
-                store.compile_zone(later, N("example.net."), loaded_at=1.0)
+                store.load_zone_file(later, N("example.net."), loaded_at=1.0)
             for i, text in enumerate(texts):
-                compiled = store.compile_zone(write(tmp_path, text, f"v{i}.zone"), ORIGIN,
+                compiled = store.load_zone_file(write(tmp_path, text, f"v{i}.zone"), ORIGIN,
                                               loaded_at=1.0)
                 assert compiled.serial == 2026010101 + i
     assert calls[-2:] == [True, True]  # both taken; the second raised Repeated while writing

@@ -16,7 +16,7 @@ from keyresolve.protocol.names import Name
 from keyresolve.net.client import exchange_tcp, read_frame, transfer
 from keyresolve.authority.xfr import make_transfer_query
 
-KEY = tsig.Key(Name.from_text("xfer."), "hmac-sha256", bytes(range(32)))
+KEY = tsig.SharedKey(Name.from_text("xfer."), "hmac-sha256", bytes(range(32)))
 
 
 async def _refusing_peer(stream: trio.SocketStream) -> None:

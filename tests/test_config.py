@@ -126,7 +126,7 @@ def test_secondary_zone(tmp_path):
     secondary, primary = load_serve_config(path).zones
     assert secondary.is_secondary and secondary.file is None
     assert secondary.primaries == [("127.0.0.1", 5300), ("::1", 53)]
-    assert secondary.key == Name.from_text("xfer.")
+    assert secondary.tsig_key == Name.from_text("xfer.")
     assert not primary.is_secondary and primary.notify == [("127.0.0.1", 5301)]
     assert primary.allow_transfer == [Name.from_text("xfer.")]
     assert primary.serial_policy == "keep"  # the default: refuse a change without a new serial

@@ -154,7 +154,7 @@ def _negative(snapshot) -> fastpath.Responder:
         found = snapshot.mailbox_route(domain_key)
         if found is None:
             return None
-        return found[1], fastpath.negative(snapshot.get_zone(Name.from_key(found[0])))
+        return found[1], fastpath.negative(snapshot.get_zone(Name.from_store_key(found[0])))
     return _responder(snapshot, find_route)
 
 
@@ -233,7 +233,7 @@ def fast_expected(name: Name, rtype: int, size: int, kind: str = "apex") -> bool
 
 # -- every name and type of the zones ------------------------------------------------
 ALL_TYPES = (RType.ADDR, RType.NS, RType.ALIAS, RType.SOA, RType.KEY, RType.ANY, RType.AXFR, 99)
-OWNERS = sorted({name for zone in ZONES for name in zone.nodes}, key=Name.key)
+OWNERS = sorted({name for zone in ZONES for name in zone.nodes}, key=Name.store_key)
 #: Mailboxes the fast path never answers: ALIAS, too big, or occluded by a cut.
 NEVER_FAST = {"www-team", "elsewhere", "both", "huge", "hidden", "deeper"}
 
@@ -281,13 +281,13 @@ def test_mailbox_route_reports_the_zone_and_stops_at_cuts(snap):
 
     def find(name: str):
         n = N(name)
-        route = snap.mailbox_route(n.domain.key())
+        route = snap.mailbox_route(n.domain.store_key())
         return None if route is None else (route[0], read(route[1] + n.local.encode("ascii")))
 
     zone, node = find("bob@team.example.com.")
-    assert zone == N("example.com.").key() and node is not None
-    assert find("zed@team.example.com.") == (N("example.com.").key(), None)
-    assert find("carol@eng.example.com.")[0] == N("eng.example.com.").key()
+    assert zone == N("example.com.").store_key() and node is not None
+    assert find("zed@team.example.com.") == (N("example.com.").store_key(), None)
+    assert find("carol@eng.example.com.")[0] == N("eng.example.com.").store_key()
     assert find("x@sub.example.com.") is None  # the cut itself
     assert find("hidden@sub.odd.test.") is None and find("deeper@x.sub.odd.test.") is None
     assert find("x@example.net.") is None and find("x@com.") is None
@@ -458,7 +458,7 @@ def test_medium_needs_more_than_512_and_fits_1232():
 def test_lookup_refusing_a_zone_sends_it_to_the_full_path(snap):
     # how serve.py keeps zones that require signed queries off the fast path
     data = wire("alice@example.com.")
-    refused = {N("example.com.").key()}
+    refused = {N("example.com.").store_key()}
 
     def find_route(domain_key: bytes) -> fastpath.Route | None:
         found = snap.mailbox_route(domain_key)
@@ -654,12 +654,12 @@ def test_routes_are_remembered_per_domain_up_to_a_bound_and_none_never(monkeypat
     responder.read = lambda key: None  # every mailbox missing, no Negative: the full path's
     for _ in range(2):
         assert responder.answer(wire("a@d1.example.com.")) is None
-    assert asked == [N("d1.example.com.").key()]  # remembered after the first
+    assert asked == [N("d1.example.com.").store_key()]  # remembered after the first
     for _ in range(2):
         responder.answer(wire("a@example.org."))
-    assert asked[1:] == [N("example.org.").key()] * 2  # None: asked every time
+    assert asked[1:] == [N("example.org.").store_key()] * 2  # None: asked every time
     for i in range(2, 6):  # made-up domains: the memory stays bounded
         responder.answer(wire(f"a@d{i}.example.com."))
         assert len(responder._routes) <= 3
     assert responder.answer(wire("a@Bad_.example.com.")) is None  # not canonical: never asked
-    assert N("bad_.example.com.").key() not in asked
+    assert N("bad_.example.com.").store_key() not in asked

@@ -33,7 +33,7 @@ secret = "{base64.b64encode(SECRET).decode()}"
 algorithm = "hmac-sha512"
 secret = "{base64.b64encode(OTHER * 2).decode()}"
 """
-XFER = tsig.Key(Name.from_text("xfer."), "hmac-sha256", SECRET)
+XFER = tsig.SharedKey(Name.from_text("xfer."), "hmac-sha256", SECRET)
 
 
 def name(text):
@@ -65,9 +65,9 @@ def test_signed_query_gets_a_verified_signed_answer(signed_server):
 
 
 @pytest.mark.parametrize("key,error", [
-    (tsig.Key(Name.from_text("xfer."), "hmac-sha256", OTHER), Rcode.BADSIG),
-    (tsig.Key(Name.from_text("nobody."), "hmac-sha256", SECRET), Rcode.BADKEY),
-    (tsig.Key(Name.from_text("xfer."), "hmac-sha512", SECRET), Rcode.BADKEY),
+    (tsig.SharedKey(Name.from_text("xfer."), "hmac-sha256", OTHER), Rcode.BADSIG),
+    (tsig.SharedKey(Name.from_text("nobody."), "hmac-sha256", SECRET), Rcode.BADKEY),
+    (tsig.SharedKey(Name.from_text("xfer."), "hmac-sha512", SECRET), Rcode.BADKEY),
 ])
 def test_wrong_or_unknown_key_is_reported_as_rfc_8945_says(signed_server, key, error):
     reply = signed_exchange(signed_server.address, make_query(name("alice@example.com"),
@@ -128,7 +128,7 @@ def test_transfer_needs_tcp_and_a_listed_key(signed_server):
         return Message.from_wire(exchange(signed_server.address, wire))
 
     assert transfer().rcode == Rcode.REFUSED  # unsigned
-    ops = tsig.Key(Name.from_text("ops."), "hmac-sha512", OTHER * 2)
+    ops = tsig.SharedKey(Name.from_text("ops."), "hmac-sha512", OTHER * 2)
     assert transfer(ops).rcode == Rcode.REFUSED  # a known key the zone does not list
     assert transfer(XFER, tcp=False).rcode == Rcode.REFUSED  # UDP
     ok = transfer(XFER)

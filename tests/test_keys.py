@@ -10,7 +10,7 @@ import pytest
 
 from keyresolve.protocol import tsig
 from keyresolve.protocol.errors import ConfigError
-from keyresolve.cli.sharedkeys import (keyring_from_config, load_key_file, parse_y_option,
+from keyresolve.cli.sharedkeys import (shared_keys_from_config, load_key_file, parse_y_option,
                              tsig_keygen)
 from keyresolve.protocol.message import Message, make_query
 from keyresolve.protocol.names import Name
@@ -32,7 +32,7 @@ def test_keygen_parses_back_into_a_working_key(tmp_path, algorithm, size):
     table = tomllib.loads(text)["keys"]
     assert set(table) == {"xfer"} and table["xfer"]["algorithm"] == algorithm
     assert len(base64.b64decode(table["xfer"]["secret"])) == size
-    keyring = keyring_from_config(table, tmp_path)
+    keyring = shared_keys_from_config(table, tmp_path)
     key = keyring[XFER]
     wire = tsig.sign(make_query(XFER, 25), key, 1000)
     assert tsig.verify(Message.from_wire(wire), keyring, 1000) is key
@@ -45,7 +45,7 @@ def test_keygen_is_random_and_quotes_dotted_names(tmp_path):
     text = tsig_keygen("Xfer.Example.NET.")
     assert text.startswith('[keys."xfer.example.net"]\n')
     (name, table), = tomllib.loads(text)["keys"].items()
-    assert keyring_from_config({name: table}, tmp_path).keys() == {
+    assert shared_keys_from_config({name: table}, tmp_path).keys() == {
         Name.from_text("xfer.example.net.")}
 
 
@@ -57,14 +57,14 @@ def test_keygen_rejects_bad_input():
 
 
 def test_inline_secret(tmp_path):
-    keyring = keyring_from_config({"xfer": {"algorithm": "hmac-sha256", "secret": B64}},
+    keyring = shared_keys_from_config({"xfer": {"algorithm": "hmac-sha256", "secret": B64}},
                                   tmp_path)
-    assert keyring == {XFER: tsig.Key(XFER, "hmac-sha256", SECRET)}
+    assert keyring == {XFER: tsig.SharedKey(XFER, "hmac-sha256", SECRET)}
 
 
 def test_secret_file_0600_accepted(tmp_path):
     write(tmp_path / "xfer.secret", B64 + "\n")
-    keyring = keyring_from_config(
+    keyring = shared_keys_from_config(
         {"xfer": {"algorithm": "hmac-sha512", "secret_file": "xfer.secret"}}, tmp_path)
     assert keyring[XFER].secret == SECRET and keyring[XFER].algorithm == "hmac-sha512"
 
@@ -73,7 +73,7 @@ def test_secret_file_0600_accepted(tmp_path):
 def test_secret_file_readable_by_others_refused(tmp_path, mode):
     write(tmp_path / "xfer.secret", B64, mode)
     with pytest.raises(ConfigError) as info:
-        keyring_from_config({"xfer": {"algorithm": "hmac-sha256",
+        shared_keys_from_config({"xfer": {"algorithm": "hmac-sha256",
                                       "secret_file": "xfer.secret"}}, tmp_path)
     text = str(info.value)
     assert text.startswith("keys.xfer: secret_file") and "chmod 600" in text
@@ -83,23 +83,23 @@ def test_secret_file_readable_by_others_refused(tmp_path, mode):
 def test_secret_file_missing_or_not_a_file(tmp_path):
     entry = {"algorithm": "hmac-sha256", "secret_file": "nope"}
     with pytest.raises(ConfigError, match="keys.xfer: secret_file .* does not exist"):
-        keyring_from_config({"xfer": entry}, tmp_path)
+        shared_keys_from_config({"xfer": entry}, tmp_path)
     (tmp_path / "dir").mkdir(mode=0o700)
     with pytest.raises(ConfigError, match="not a regular file"):
-        keyring_from_config({"xfer": dict(entry, secret_file="dir")}, tmp_path)
+        shared_keys_from_config({"xfer": dict(entry, secret_file="dir")}, tmp_path)
 
 
 def test_secret_file_absolute_path_and_bad_contents(tmp_path):
     path = write(tmp_path / "s", "not base64!")
     entry = {"algorithm": "hmac-sha256", "secret_file": str(path)}
     with pytest.raises(ConfigError, match="not valid base64"):
-        keyring_from_config({"xfer": entry}, tmp_path / "elsewhere")
+        shared_keys_from_config({"xfer": entry}, tmp_path / "elsewhere")
     write(path, "x" * 5000)
     with pytest.raises(ConfigError, match="larger than"):
-        keyring_from_config({"xfer": entry}, tmp_path)
+        shared_keys_from_config({"xfer": entry}, tmp_path)
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match="not base64 text"):
-        keyring_from_config({"xfer": entry}, tmp_path)
+        shared_keys_from_config({"xfer": entry}, tmp_path)
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -117,29 +117,29 @@ def test_secret_file_absolute_path_and_bad_contents(tmp_path):
 ])
 def test_bad_entries_name_the_key(tmp_path, entry, message):
     with pytest.raises(ConfigError, match=message) as info:
-        keyring_from_config({"xfer": entry}, tmp_path)
+        shared_keys_from_config({"xfer": entry}, tmp_path)
     assert str(info.value).startswith("keys.xfer: ")
 
 
 def test_unquoted_dotted_name_gets_a_hint(tmp_path):
     table = tomllib.loads(f'[keys.xfer.example]\nalgorithm = "hmac-sha256"\nsecret = "{B64}"\n')
     with pytest.raises(ConfigError, match=r'quote names that contain dots: \[keys."xfer.example"\]'):
-        keyring_from_config(table["keys"], tmp_path)
+        shared_keys_from_config(table["keys"], tmp_path)
 
 
 def test_bad_name_and_duplicates(tmp_path):
     good = {"algorithm": "hmac-sha256", "secret": B64}
     with pytest.raises(ConfigError, match="keys.bad name: invalid key name"):
-        keyring_from_config({"bad name": good}, tmp_path)
+        shared_keys_from_config({"bad name": good}, tmp_path)
     with pytest.raises(ConfigError, match="defined twice"):
-        keyring_from_config({"xfer": good, "XFER.": good}, tmp_path)
+        shared_keys_from_config({"xfer": good, "XFER.": good}, tmp_path)
     with pytest.raises(ConfigError):
-        keyring_from_config(["xfer"], tmp_path)
+        shared_keys_from_config(["xfer"], tmp_path)
 
 
 def test_y_option_with_and_without_algorithm():
-    assert parse_y_option(f"xfer:{B64}") == tsig.Key(XFER, "hmac-sha256", SECRET)
-    assert parse_y_option(f"hmac-sha512:xfer.:{B64}") == tsig.Key(XFER, "hmac-sha512", SECRET)
+    assert parse_y_option(f"xfer:{B64}") == tsig.SharedKey(XFER, "hmac-sha256", SECRET)
+    assert parse_y_option(f"hmac-sha512:xfer.:{B64}") == tsig.SharedKey(XFER, "hmac-sha512", SECRET)
     assert parse_y_option(f"HMAC-SHA256:xfer:{B64}").algorithm == "hmac-sha256"
 
 
@@ -183,5 +183,5 @@ def test_key_file_secret_file_is_relative_to_the_key_file(tmp_path):
 def test_fifo_secret_file_refused_without_hanging(tmp_path):
     os.mkfifo(tmp_path / "fifo", 0o600)
     with pytest.raises(ConfigError, match="not a regular file"):
-        keyring_from_config({"xfer": {"algorithm": "hmac-sha256", "secret_file": "fifo"}},
+        shared_keys_from_config({"xfer": {"algorithm": "hmac-sha256", "secret_file": "fifo"}},
                             tmp_path)

@@ -121,7 +121,7 @@ def test_without_rate_limit_every_answer_goes_out(tmp_path, start_daemon):
     assert len(replies) == 50 and all(r.answer and not r.tc for r in replies)
 
 
-WRONG = tsig.Key(Name.from_text("xfer."), "hmac-sha256", bytes(range(1, 33)))
+WRONG = tsig.SharedKey(Name.from_text("xfer."), "hmac-sha256", bytes(range(1, 33)))
 KEYS = f"""
 [keys.xfer]
 algorithm = "hmac-sha256"

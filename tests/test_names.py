@@ -320,28 +320,28 @@ KEYS = [
 
 @pytest.mark.parametrize("text,key", KEYS)
 def test_key_vectors_both_ways(text: str, key: bytes) -> None:
-    assert n(text).key() == key
-    assert Name.from_key(key) == n(text)
+    assert n(text).store_key() == key
+    assert Name.from_store_key(key) == n(text)
 
 
 @FAST
 @given(names())
 def test_key_round_trip(name: Name) -> None:
-    assert Name.from_key(name.key()) == name
+    assert Name.from_store_key(name.store_key()) == name
 
 
 @FAST
 @given(names(), st.data())
 def test_every_name_below_a_domain_has_its_key_as_prefix(name: Name, data) -> None:
     domain = data.draw(st.sampled_from(list(name.ancestors())))
-    assert name.key().startswith(domain.key())
+    assert name.store_key().startswith(domain.store_key())
     assert domain == name or domain < name
 
 
 @FAST
 @given(names(), domains())
 def test_key_prefix_iff_subdomain(name: Name, domain: Name) -> None:
-    assert name.key().startswith(domain.key()) == name.is_subdomain(domain)
+    assert name.store_key().startswith(domain.store_key()) == name.is_subdomain(domain)
 
 
 @pytest.mark.parametrize("sibling,domain", [
@@ -352,7 +352,7 @@ def test_key_prefix_iff_subdomain(name: Name, domain: Name) -> None:
     ("example.com.", "example.com.com."),
 ])
 def test_siblings_do_not_share_the_key_prefix(sibling: str, domain: str) -> None:
-    assert not n(sibling).key().startswith(n(domain).key())
+    assert not n(sibling).store_key().startswith(n(domain).store_key())
     assert not n(sibling).is_subdomain(n(domain))
 
 
@@ -368,7 +368,7 @@ def test_order_is_key_order_with_parents_first() -> None:
 @settings(max_examples=50, deadline=None)
 @given(st.lists(names(), max_size=6))
 def test_sorting_names_sorts_their_keys(items: list[Name]) -> None:
-    assert [x.key() for x in sorted(items)] == sorted(x.key() for x in items)
+    assert [x.store_key() for x in sorted(items)] == sorted(x.store_key() for x in items)
 
 
 def _outcome(parse, text):
@@ -400,9 +400,9 @@ def test_uncached_wire_parse_edge_cases(text):
 
 
 def test_key_ancestors_are_the_keys_of_the_domain_and_every_ancestor():
-    from keyresolve.protocol.names import key_ancestors
+    from keyresolve.protocol.names import store_key_ancestors
 
     name = Name.from_text("a.b.example.com.")
-    assert key_ancestors(name.key()) == [Name.from_text(text).key() for text in (
+    assert store_key_ancestors(name.store_key()) == [Name.from_text(text).store_key() for text in (
         ".", "com.", "example.com.", "b.example.com.", "a.b.example.com.")]
-    assert key_ancestors(b"") == [b""]
+    assert store_key_ancestors(b"") == [b""]

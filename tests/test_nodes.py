@@ -22,7 +22,7 @@ from keyresolve.zonedata.nodes import (ENTRY, KEY_NODE_HEAD, KEY_RDATA_HEADS, RD
 from keyresolve.protocol.records import (ADDR, ALIAS, KEY, KEY_ALGORITHMS, NS, SOA, KeyAlgorithm,
                                 Record, soa_serial)
 from keyresolve.zonedata.model import RRset
-from keyresolve.zonedata.zonefile import MemoryNodes, compile_zone
+from keyresolve.zonedata.zonefile import MemoryNodes, compile_nodes
 
 N = Name.from_text
 #: TTLs across msgpack's int encodings: fixint, uint8, uint16, uint32.
@@ -143,7 +143,7 @@ def test_both_compilers_store_the_canonical_encoding(tmp_path_factory, mailboxes
     path.write_text("\n".join(lines) + "\n")
     origin = N("example.com.")
     sink = MemoryNodes()
-    compile_zone(sink, str(path), origin)
+    compile_nodes(sink, str(path), origin)
     zone = compile_bulk(str(path), origin)
     assert zone is not None
     bulk = {key: value for batch in zone.batches() for key, value in batch}
@@ -151,5 +151,5 @@ def test_both_compilers_store_the_canonical_encoding(tmp_path_factory, mailboxes
     for value in sink.nodes.values():
         assert encode_node(decode_node(value)) == value
     for local, keyset, ttl in mailboxes:
-        stored = decode_node(sink.nodes[(N(f"{local}@example.com.").key())[len(origin.key()):]])
+        stored = decode_node(sink.nodes[(N(f"{local}@example.com.").store_key())[len(origin.store_key()):]])
         assert stored == {int(RType.KEY): RRset(ttl, tuple(keyset))}

@@ -135,7 +135,7 @@ def test_notify_is_signed_with_the_zones_one_allow_transfer_key(tmp_path):
     path.write_text(primary_config(tmp_path, 'allow_transfer = ["xfer"]\n'
                                              'notify = ["127.0.0.1:5301"]'))
     [zone] = load_serve_config(path).zones
-    assert zone.key == Name.from_text("xfer.")
+    assert zone.tsig_key == Name.from_text("xfer.")
     assert unsigned_notify_zones(load_serve_config(path)) == []
 
 
@@ -151,14 +151,14 @@ def test_several_allow_transfer_keys_and_no_key_is_an_error_naming_them(tmp_path
     assert "xfer, other" in message
     path.write_text(primary_config(tmp_path, 'allow_transfer = ["xfer", "other"]\n'
                                              'notify = ["127.0.0.1:5301"]\nkey = "other"', keys))
-    assert load_serve_config(path).zones[0].key == Name.from_text("other.")
+    assert load_serve_config(path).zones[0].tsig_key == Name.from_text("other.")
 
 
 def test_a_primary_with_notify_and_no_key_warns_at_start(tmp_path, start_daemon):
     (tmp_path / "example.com.zone").write_text(ZONE)
     path = tmp_path / "serve.toml"
     path.write_text(primary_config(tmp_path, 'notify = ["127.0.0.1:9"]', keys=""))
-    assert load_serve_config(path).zones[0].key is None
+    assert load_serve_config(path).zones[0].tsig_key is None
     daemon = start_daemon("serve", "--config", str(path))
     line = daemon.wait_logged(r"NOTIFY to 127\.0\.0\.1:9 goes unsigned").string
     assert re.match(ISO_TIME + r" WARNING keyresolve\.serve: zone example\.com\.: ", line)
@@ -300,7 +300,7 @@ def test_zone_check_refuses_a_mailbox_too_big_for_one_message(tmp_path, keys, fi
                          r"\(65535 bytes\); it could never be served\n", done.stderr)
     assert match and int(match.group(1)) > MAX_MESSAGE
     with Store(tmp_path / "data") as store, pytest.raises(ZoneErrors) as info:
-        store.compile_zone(str(path), Name.from_text("example.com."))
+        store.load_zone_file(str(path), Name.from_text("example.com."))
     assert [e.line for e in info.value.errors] == [BIG_LINE]
 
 

@@ -51,7 +51,7 @@ def _zone(kind: str, require_signed: bool) -> ZoneConfig | None:
     if kind == "primary":
         return ZoneConfig(name=n("example.com."), allow_notify=[NOTIFY_KEY], **lists)
     if kind == "secondary":
-        return ZoneConfig(name=n("example.com."), allow_notify=[NOTIFY_KEY], key=ZONE_KEY,
+        return ZoneConfig(name=n("example.com."), allow_notify=[NOTIFY_KEY], tsig_key=ZONE_KEY,
                           primaries=[(PRIMARY, 53)], **lists)
     return ZoneConfig(name=n("example.com."), primaries=[(PRIMARY, 53)], **lists)
 
@@ -165,7 +165,7 @@ def test_a_table_missing_an_opcode_or_a_handler_is_an_error():
 
 
 # -- the same table through the authoritative server's handler --------------------------
-KEYRING = {name: tsig.Key(name, "hmac-sha256", name.to_text().encode().ljust(32, b"k"))
+KEYRING = {name: tsig.SharedKey(name, "hmac-sha256", name.to_text().encode().ljust(32, b"k"))
            for name in (TRANSFER_KEY, NOTIFY_KEY, UPDATE_KEY, ZONE_KEY, CONTROL_KEY, STRANGER)}
 
 

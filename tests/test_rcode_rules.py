@@ -33,9 +33,9 @@ from keyresolve.zonedata.zonefile import parse_zone_text
 from .test_fastpath import EXAMPLE_COM
 
 ELSEWHERE = ("192.0.2.7", 5353)
-XFER = tsig.Key(Name.from_text("xfer."), "hmac-sha256", b"x" * 32)  # allowed
-READER = tsig.Key(Name.from_text("reader."), "hmac-sha256", b"r" * 32)  # known, not allowed
-GHOST = tsig.Key(Name.from_text("ghost."), "hmac-sha256", b"g" * 32)  # unknown
+XFER = tsig.SharedKey(Name.from_text("xfer."), "hmac-sha256", b"x" * 32)  # allowed
+READER = tsig.SharedKey(Name.from_text("reader."), "hmac-sha256", b"r" * 32)  # known, not allowed
+GHOST = tsig.SharedKey(Name.from_text("ghost."), "hmac-sha256", b"g" * 32)  # unknown
 SENDERS = {"unsigned": None, "unknown key": GHOST, "key not allowed": READER}
 NOERROR, FORMERR, NOTIMP, REFUSED, NOTAUTH = (Rcode.NOERROR, Rcode.FORMERR, Rcode.NOTIMP,
                                               Rcode.REFUSED, Rcode.NOTAUTH)
@@ -131,7 +131,7 @@ def auth(tmp_path_factory):
     store.replace_zone(parse_zone_text(EXAMPLE_COM))
     primary = ZoneConfig(name=n("example.com."), file=tmp_path / "x",
                          allow_transfer=[XFER.name])
-    secondary = ZoneConfig(name=n("sec.example."), primaries=[("127.0.0.1", 9)], key=XFER.name)
+    secondary = ZoneConfig(name=n("sec.example."), primaries=[("127.0.0.1", 9)], tsig_key=XFER.name)
     config = ServeConfig(path=tmp_path / "serve.toml", listen=[("127.0.0.1", 0)],
                          data_dir=tmp_path / "db", zones=[primary, secondary],
                          keys={XFER.name: XFER, READER.name: READER})

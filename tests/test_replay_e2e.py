@@ -26,7 +26,7 @@ FLOOD = 300
 #: Longest the flood may take (it takes well under a second unloaded).
 FLOOD_BOUND = 30.0
 OPS_SECRET = bytes(range(100, 132))
-OPS = tsig.Key(Name.from_text("ops."), "hmac-sha256", OPS_SECRET)
+OPS = tsig.SharedKey(Name.from_text("ops."), "hmac-sha256", OPS_SECRET)
 
 
 def start_secondary(tmp_path, start_daemon, *, workers: int = 1):

@@ -30,7 +30,7 @@ from keyresolve.resolver.resolution import Resolver
 
 T0 = 1_000_000.0
 PEER = ("127.0.0.1", 40000)
-OPS = tsig.Key(Name.from_text("ops."), "hmac-sha256", b"s" * 32)
+OPS = tsig.SharedKey(Name.from_text("ops."), "hmac-sha256", b"s" * 32)
 
 
 def n(text: str) -> Name:
@@ -212,7 +212,7 @@ def test_a_flush_clears_the_wire_answers(command):
 #: A peer that is not loopback. The handler is called directly: nothing is sent there.
 ELSEWHERE = ("192.0.2.1", 5353)
 #: A valid key that is not a control key.
-READER = tsig.Key(Name.from_text("reader."), "hmac-sha256", b"r" * 32)
+READER = tsig.SharedKey(Name.from_text("reader."), "hmac-sha256", b"r" * 32)
 
 
 def _flush_server() -> ResolverServer:
@@ -229,7 +229,7 @@ def _flush_server() -> ResolverServer:
 
 
 def _send_control(server: ResolverServer, command: int, peer: tuple,
-                  signer: tsig.Key | None) -> Message:
+                  signer: tsig.SharedKey | None) -> Message:
     message = make_query(n("alice@example.com"), command, msg_id=9, opcode=Opcode.CONTROL)
     data = (message.to_wire() if signer is None
             else tsig.sign(message, signer, int(time.time())))

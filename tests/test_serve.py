@@ -393,7 +393,7 @@ def test_cached_answers_are_the_full_paths_with_the_id_patched(tmp_path):
         # NXDOMAIN answers (fast too) are not kept: made-up names must not crowd out real ones
         assert len(handler._responder.responses) == len({d[2:] for _, d in ANSWER})
         with handler.batch():
-            assert handler._fast_route(name("example.com.").key())[1] == fastpath.negative(
+            assert handler._fast_route(name("example.com.").store_key())[1] == fastpath.negative(
                 handler._snapshot.get_zone(name("example.com.")))
 
 

@@ -1,4 +1,4 @@
-"""Store.compile_zone: zone files streamed into LMDB, on real environments in tmp_path.
+"""Store.load_zone_file: zone files streamed into LMDB, on real environments in tmp_path.
 
 The reference is the in-memory path: `Zone.from_records` over the reader's
 records (no zone checks of ours involved), encoded by `Store.replace_zone`.
@@ -89,7 +89,7 @@ def test_good_files_store_the_same_bytes(tmp_path: Path, fname: str) -> None:
     path = str(ZONEFILES / "good" / fname)
     origin = load_zone(path).origin
     with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
-        compiled = store.compile_zone(path, origin, loaded_at=1.0)
+        compiled = store.load_zone_file(path, origin, loaded_at=1.0)
     with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
         store.replace_zone(reference(path, origin), compiled.sources, loaded_at=1.0)
     assert dump(tmp_path / "new") == dump(tmp_path / "old")
@@ -98,7 +98,7 @@ def test_good_files_store_the_same_bytes(tmp_path: Path, fname: str) -> None:
 def test_generated_zone_stores_the_same_bytes(tmp_path: Path) -> None:
     path = genzone_file(tmp_path, 3000)
     with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
-        compiled = store.compile_zone(path, ORIGIN, loaded_at=1.0)
+        compiled = store.load_zone_file(path, ORIGIN, loaded_at=1.0)
         info = store.get_zone_info(ORIGIN)
     zone = reference(path, ORIGIN)
     with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
@@ -120,7 +120,7 @@ def test_owners_out_of_order_are_merged(tmp_path: Path) -> None:
         "www ADDR 10.0.0.3:53\n")
     path = write(tmp_path, text)
     with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
-        compiled = store.compile_zone(path, ORIGIN, loaded_at=1.0)
+        compiled = store.load_zone_file(path, ORIGIN, loaded_at=1.0)
     with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
         store.replace_zone(reference(path, ORIGIN), compiled.sources, loaded_at=1.0)
     assert dump(tmp_path / "new") == dump(tmp_path / "old")
@@ -130,11 +130,11 @@ def test_owners_out_of_order_are_merged(tmp_path: Path) -> None:
 def test_seen_filter_false_positives_change_nothing(tmp_path: Path, monkeypatch) -> None:
     path = genzone_file(tmp_path, 500)
     with Store(tmp_path / "a", map_size=MAP_SIZE) as store:
-        store.compile_zone(path, ORIGIN, loaded_at=1.0)
+        store.load_zone_file(path, ORIGIN, loaded_at=1.0)
     monkeypatch.setattr(store_module, "SEEN_FILTER_BITS", 8)  # every key looks seen
     monkeypatch.setattr(store_module, "_SEEN_MASK", 7)
     with Store(tmp_path / "b", map_size=MAP_SIZE) as store:
-        store.compile_zone(path, ORIGIN, loaded_at=1.0)
+        store.load_zone_file(path, ORIGIN, loaded_at=1.0)
     assert dump(tmp_path / "a") == dump(tmp_path / "b")
 
 
@@ -144,13 +144,13 @@ def test_sorted_put_batches_change_nothing(tmp_path: Path, monkeypatch, batch: i
     path = genzone_file(tmp_path, 300)
     back = HEADER + "".join(f"u{i}@ KEY {KEY_A}\n" for i in range(7)) + f"u1@ KEY {KEY_B}\n"
     with Store(tmp_path / "a", map_size=MAP_SIZE) as store:
-        store.compile_zone(path, ORIGIN, loaded_at=1.0)
-        store.compile_zone("back.zone", N("example.org."), text=back.replace(
+        store.load_zone_file(path, ORIGIN, loaded_at=1.0)
+        store.load_zone_file("back.zone", N("example.org."), text=back.replace(
             "example.com", "example.org"), loaded_at=1.0)
     monkeypatch.setattr(store_module, "COMPILE_BATCH_NODES", batch)
     with Store(tmp_path / "b", map_size=MAP_SIZE) as store:
-        store.compile_zone(path, ORIGIN, loaded_at=1.0)
-        store.compile_zone("back.zone", N("example.org."), text=back.replace(
+        store.load_zone_file(path, ORIGIN, loaded_at=1.0)
+        store.load_zone_file("back.zone", N("example.org."), text=back.replace(
             "example.com", "example.org"), loaded_at=1.0)
         with store.snapshot() as snap:
             keys = [r for r in snap.iter_records(N("example.org.")) if r.rtype == RType.KEY
@@ -165,8 +165,8 @@ def test_reload_journal_and_nodes_as_replace_zone(tmp_path: Path) -> None:
     v2 = v1.replace(" 1 3600", " 2 3600").replace(f"bob@ KEY {KEY_A}", f"bob@ KEY {KEY_B}")
     v2 = v2.replace(f"carol@ KEY {KEY_A}\n", f"dave@ KEY {KEY_A}\n")
     with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
-        store.compile_zone("z.zone", ORIGIN, text=v1, loaded_at=1.0)
-        store.compile_zone("z.zone", ORIGIN, text=v2, loaded_at=2.0)
+        store.load_zone_file("z.zone", ORIGIN, text=v1, loaded_at=1.0)
+        store.load_zone_file("z.zone", ORIGIN, text=v2, loaded_at=2.0)
         steps = store.journal_steps(ORIGIN, 1)
     with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
         store.replace_zone(parse_zone_text(v1, "z.zone"), [("z.zone", b"")], loaded_at=1.0)
@@ -201,14 +201,14 @@ def test_sorted_and_direct_compiles_store_the_same(tmp_path: Path, monkeypatch,
     reference_zones = [parse_zone_text(text, "gen.zone", ORIGIN) for text in versions]
     with Store(tmp_path / "ref", map_size=MAP_SIZE) as ref, \
             Store(tmp_path / "new", map_size=MAP_SIZE) as new:
-        new.compile_zone("net.zone", N("example.net."), text=later)  # follows example.com
+        new.load_zone_file("net.zone", N("example.net."), text=later)  # follows example.com
         for text, zone in zip(versions, reference_zones):
             ref.replace_zone(zone)
-            new.compile_zone("gen.zone", ORIGIN, text=text)
+            new.load_zone_file("gen.zone", ORIGIN, text=text)
             assert _records(new) == _records(ref)
             assert new.journal_info(ORIGIN) == ref.journal_info(ORIGIN)
         new.delete_zone(N("example.net."))
-        new.compile_zone("gen.zone", ORIGIN, text=versions[0])  # alone again: sorted
+        new.load_zone_file("gen.zone", ORIGIN, text=versions[0])  # alone again: sorted
         ref.replace_zone(reference_zones[0])
         assert _records(new) == _records(ref)
     scratch = dump(tmp_path / "new").get(b"scratch")
@@ -224,14 +224,14 @@ def test_compiles_in_threads_of_one_store_take_turns(tmp_path: Path, monkeypatch
     texts = [text, text.replace("example.com", "example.org")]
     with Store(tmp_path / "ref", map_size=MAP_SIZE) as ref:
         for origin, zone_text in zip(origins, texts):
-            ref.compile_zone("gen.zone", origin, text=zone_text)
+            ref.load_zone_file("gen.zone", origin, text=zone_text)
         expected = [_records(ref, origin) for origin in origins]
     failures: list[BaseException] = []
     with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
         def compile_twice(origin: Name, zone_text: str) -> None:
             try:
                 for _ in range(3):
-                    store.compile_zone("gen.zone", origin, text=zone_text)
+                    store.load_zone_file("gen.zone", origin, text=zone_text)
             except BaseException as exc:  # reported below
                 failures.append(exc)
 
@@ -254,9 +254,9 @@ def test_unchanged_reload_keeps_journal(tmp_path: Path) -> None:
     v1 = HEADER + f"alice@ KEY {KEY_A}\n"
     v2 = v1.replace(" 1 3600", " 2 3600")
     with Store(tmp_path, map_size=MAP_SIZE) as store:
-        store.compile_zone("z.zone", ORIGIN, text=v1)
-        store.compile_zone("z.zone", ORIGIN, text=v2)
-        store.compile_zone("z.zone", ORIGIN, text=v2)
+        store.load_zone_file("z.zone", ORIGIN, text=v1)
+        store.load_zone_file("z.zone", ORIGIN, text=v2)
+        store.load_zone_file("z.zone", ORIGIN, text=v2)
         info = store.journal_info(ORIGIN)
     assert info is not None and (info.first, info.last) == (1, 2)
 
@@ -264,12 +264,12 @@ def test_unchanged_reload_keeps_journal(tmp_path: Path) -> None:
 def test_failed_compile_leaves_the_old_zone(tmp_path: Path) -> None:
     good = HEADER + f"alice@ KEY {KEY_A}\n"
     with Store(tmp_path, map_size=MAP_SIZE) as store:
-        store.compile_zone("z.zone", ORIGIN, text=good)
+        store.load_zone_file("z.zone", ORIGIN, text=good)
     before = dump(tmp_path)
     bad = good.replace(" 1 3600", " 2 3600") + f"bob@ KEY {KEY_A}\nbob@ 60 KEY {KEY_B}\n"
     for journal in (True, False):
         with Store(tmp_path, map_size=MAP_SIZE) as store, pytest.raises(ZoneErrors) as exc:
-            store.compile_zone("z.zone", ORIGIN, text=bad, journal=journal)
+            store.load_zone_file("z.zone", ORIGIN, text=bad, journal=journal)
         assert errors(exc.value) == [("z.zone", 8, "TTL 60 differs from TTL 3600 of the KEY "
                                       "records of bob@example.com. at z.zone:7 (one name and "
                                       "type, one TTL: RFC 2181 5.2)")]
@@ -282,7 +282,7 @@ def test_bad_files_same_errors_as_load_zone(tmp_path: Path, path: Path) -> None:
     with pytest.raises(ZoneErrors) as expected:
         load_zone(str(path), ORIGIN)
     with Store(tmp_path, map_size=MAP_SIZE) as store, pytest.raises(ZoneErrors) as got:
-        store.compile_zone(str(path), ORIGIN)
+        store.load_zone_file(str(path), ORIGIN)
     assert errors(got.value) == errors(expected.value)
     with Store(tmp_path, map_size=MAP_SIZE) as store:
         assert store.zone_names() == []
@@ -305,7 +305,7 @@ def test_errors_naming_rrsets_written_earlier(tmp_path: Path) -> None:
         "sub NS ns2.sub\n")                     # 18: glue missing
     path = write(tmp_path, text)
     with Store(tmp_path / "s", map_size=MAP_SIZE) as store, pytest.raises(ZoneErrors) as exc:
-        store.compile_zone(path, ORIGIN)
+        store.load_zone_file(path, ORIGIN)
     got = [(line, message) for _, line, message in errors(exc.value)]
     assert got == [
         (8, "TTL 60 differs from TTL 3600 of the KEY records of alice@example.com. at "
@@ -349,11 +349,11 @@ def test_any_zone_compiles_as_the_reference(tmp_path_factory, lines) -> None:
         expected = parse_zone_text(text, "z.zone")
     except ZoneErrors as exc:
         with Store(base, map_size=MAP_SIZE) as store, pytest.raises(ZoneErrors) as got:
-            store.compile_zone("z.zone", ORIGIN, text=text)
+            store.load_zone_file("z.zone", ORIGIN, text=text)
         assert errors(got.value) == errors(exc)
         return
     with Store(base / "new", map_size=MAP_SIZE) as store:
-        store.compile_zone("z.zone", ORIGIN, text=text, loaded_at=1.0)
+        store.load_zone_file("z.zone", ORIGIN, text=text, loaded_at=1.0)
     records = [rec for rec, _, _ in iter_records_text(base, text)]
     assert Zone.from_records(ORIGIN, records).nodes == expected.nodes
     with Store(base / "old", map_size=MAP_SIZE) as store:
@@ -389,11 +389,11 @@ def test_keep_refuses_a_change_without_a_higher_serial(tmp_path: Path, serial, b
     zone = tmp_path / "z.zone"
     zone.write_text(_serial_zone(1, f"alice@ KEY {KEY_A}\n"))
     with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
-        store.compile_zone(str(zone), ORIGIN, serial_policy="keep")
+        store.load_zone_file(str(zone), ORIGIN, serial_policy="keep")
         before = _contents(store)
         zone.write_text(_serial_zone(serial, body))
         with pytest.raises(SerialNotIncreased, match=f"serial {serial} .* served serial 1 "):
-            store.compile_zone(str(zone), ORIGIN, serial_policy="keep")
+            store.load_zone_file(str(zone), ORIGIN, serial_policy="keep")
         assert _contents(store) == before  # nothing left beside the served zone
         assert store.get_zone_info(ORIGIN).serial == 1
         assert "alice@example.com." in _owners(store)
@@ -405,8 +405,8 @@ def test_keep_takes_a_same_serial_reload_that_changes_nothing(tmp_path: Path) ->
     other = tmp_path / "other.zone"
     other.write_text(_serial_zone(1, f"alice@ KEY {KEY_A}\n; a comment\n"))
     with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
-        store.compile_zone(str(zone), ORIGIN, serial_policy="keep")
-        assert store.compile_zone(str(other), ORIGIN, serial_policy="keep").serial == 1
+        store.load_zone_file(str(zone), ORIGIN, serial_policy="keep")
+        assert store.load_zone_file(str(other), ORIGIN, serial_policy="keep").serial == 1
         assert store.get_zone_info(ORIGIN).sources[0][0] == str(other)
 
 
@@ -416,9 +416,9 @@ def test_increment_and_unixtime_publish_a_change_with_a_higher_serial(tmp_path: 
     zone = tmp_path / "z.zone"
     zone.write_text(_serial_zone(7, f"alice@ KEY {KEY_A}\n"))
     with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
-        store.compile_zone(str(zone), ORIGIN, serial_policy=policy)
+        store.load_zone_file(str(zone), ORIGIN, serial_policy=policy)
         zone.write_text(_serial_zone(3, f"alice@ KEY {KEY_A}\nbob@ KEY {KEY_A}\n"))
-        compiled = store.compile_zone(str(zone), ORIGIN, serial_policy=policy,
+        compiled = store.load_zone_file(str(zone), ORIGIN, serial_policy=policy,
                                       now=1_800_000_000.5)
         assert compiled.serial == store.get_zone_info(ORIGIN).serial == expected
         with store.snapshot() as snap:
@@ -429,7 +429,7 @@ def test_increment_and_unixtime_publish_a_change_with_a_higher_serial(tmp_path: 
         assert list(step.iter_removed()) == []
         # the same records again, the file's serial still 3: nothing to publish
         zone.write_text(_serial_zone(3, f"alice@ KEY {KEY_A}\nbob@ KEY {KEY_A}\n; same\n"))
-        assert store.compile_zone(str(zone), ORIGIN, serial_policy=policy,
+        assert store.load_zone_file(str(zone), ORIGIN, serial_policy=policy,
                                   now=1_800_000_100.0).serial == expected
         assert store.journal_info(ORIGIN).entries == 1
 
@@ -439,7 +439,7 @@ def test_without_a_policy_a_same_serial_change_is_stored(tmp_path: Path) -> None
     zone = tmp_path / "z.zone"
     zone.write_text(_serial_zone(1, f"alice@ KEY {KEY_A}\n"))
     with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
-        store.compile_zone(str(zone), ORIGIN)
+        store.load_zone_file(str(zone), ORIGIN)
         zone.write_text(_serial_zone(1, f"bob@ KEY {KEY_A}\n"))
-        assert store.compile_zone(str(zone), ORIGIN).serial == 1
+        assert store.load_zone_file(str(zone), ORIGIN).serial == 1
         assert "bob@example.com." in _owners(store)

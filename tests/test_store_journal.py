@@ -447,8 +447,8 @@ def test_leftovers_of_a_cut_transfer_are_never_served_and_then_cleared(store):
                 db=store._env.open_db(NODES_DB, txn=txn))
     assert _records(store) == list(vs[0].records())
     with store.snapshot() as snap:  # also through the fast path's lookup
-        zone_key, prefix = snap.mailbox_route(ORIGIN.key())
-        assert zone_key == ORIGIN.key() and snap.node_reader()(prefix + b"ghost") is None
+        zone_key, prefix = snap.mailbox_route(ORIGIN.store_key())
+        assert zone_key == ORIGIN.store_key() and snap.node_reader()(prefix + b"ghost") is None
         assert snap.node_reader()(prefix + b"user1") is not None
     _writer_feed(store, vs[1])
     assert _records(store) == list(vs[1].records())
@@ -485,7 +485,7 @@ def test_unknown_node_area_is_store_error(store, area):
     with pytest.raises(StoreError):
         store.get_zone_info(ORIGIN)
     with store.snapshot() as snap, pytest.raises(StoreError):
-        snap.mailbox_route(ORIGIN.key())
+        snap.mailbox_route(ORIGIN.store_key())
 
 
 def test_full_transfer_from_the_store_is_byte_identical_to_one_from_memory(store):

@@ -45,7 +45,7 @@ STALL_BYTES = 256 * 1024
 MAILBOXES = 5000
 
 SECRET = bytes(range(32))
-XFER = tsig.Key(Name.from_text("xfer."), "hmac-sha256", SECRET)
+XFER = tsig.SharedKey(Name.from_text("xfer."), "hmac-sha256", SECRET)
 
 ROOT = """$ORIGIN .
 $TTL 3600

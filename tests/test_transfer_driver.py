@@ -28,7 +28,7 @@ from keyresolve.zonedata.zonefile import parse_zone_text
 from .conftest import b64key, write_serve_config
 
 SECRET = base64.b64encode(bytes(range(32))).decode()
-XFER = tsig.Key(Name.from_text("xfer."), "hmac-sha256", bytes(range(32)))
+XFER = tsig.SharedKey(Name.from_text("xfer."), "hmac-sha256", bytes(range(32)))
 ZONE = Name.from_text("example.com")
 
 

@@ -21,7 +21,7 @@ from keyresolve.protocol.errors import (BadKey, BadSignature, BadTime, BadVersio
 from keyresolve.protocol.message import Message, Signature, make_query, make_response
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyUsage, Record
-from keyresolve.protocol.tsig import Key, StreamSigner, StreamVerifier
+from keyresolve.protocol.tsig import SharedKey, StreamSigner, StreamVerifier
 from keyresolve.authority.xfr import make_transfer_query
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -29,7 +29,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 KEY_NAME = Name.from_text("xfer.")
 SECRET = bytes(range(32))
 T0 = 1795000000
-KEY1 = Key(KEY_NAME, "hmac-sha256", SECRET)
+KEY1 = SharedKey(KEY_NAME, "hmac-sha256", SECRET)
 KEYRING = {KEY_NAME: KEY1}
 
 # -- the worked example, spelled out field by field (docs/protocol.md 8.6) -----------
@@ -171,7 +171,7 @@ def key_record(owner: str, fill: int) -> Record:
 
 @pytest.mark.parametrize("algorithm", ["hmac-sha256", "hmac-sha512"])
 def test_request_response_round_trip(algorithm):
-    key = Key(Name.from_text("k.example."), algorithm, b"s" * 40)
+    key = SharedKey(Name.from_text("k.example."), algorithm, b"s" * 40)
     query = example_query()
     wire = tsig.sign(query, key, T0)
     received = Message.from_wire(wire)
@@ -219,7 +219,7 @@ def test_stream_later_message_must_keep_uncovered_fields_fixed():
     signer = StreamSigner(KEY1, query.signature.mac)
     first = signer.sign(make_response(query), T0)
     second = signer.sign(make_response(query), T0)
-    other_key = Key(Name.from_text("other."), "hmac-sha256", SECRET)
+    other_key = SharedKey(Name.from_text("other."), "hmac-sha256", SECRET)
     for changes, error in (({"error": Rcode.BADTIME}, BadSignature),
                            ({"other": b"\0" * 6}, BadSignature),
                            ({"key_name": other_key.name}, BadKey),
@@ -317,19 +317,19 @@ def retrail(wire: bytes, **changes) -> bytes:
     return msg.signed_bytes + msgpack.packb(sig.to_wire())
 
 
-def signed_query(key: Key = KEY1, now: int = T0) -> bytes:
+def signed_query(key: SharedKey = KEY1, now: int = T0) -> bytes:
     return tsig.sign(example_query(), key, now)
 
 
 def test_wrong_secret_is_badsig():
-    other = Key(KEY_NAME, "hmac-sha256", bytes(32))
+    other = SharedKey(KEY_NAME, "hmac-sha256", bytes(32))
     with pytest.raises(BadSignature) as info:
         tsig.verify(Message.from_wire(signed_query(other)), KEYRING, T0)
     assert info.value.key_name == KEY_NAME and "xfer." in str(info.value)
 
 
 def test_unknown_key_is_badkey():
-    stranger = Key(Name.from_text("stranger."), "hmac-sha256", SECRET)
+    stranger = SharedKey(Name.from_text("stranger."), "hmac-sha256", SECRET)
     with pytest.raises(BadKey) as info:
         tsig.verify(Message.from_wire(signed_query(stranger)), KEYRING, T0)
     assert info.value.key_name == stranger.name
@@ -342,7 +342,7 @@ def test_unknown_algorithm_is_badkey():
 
 
 def test_algorithm_mismatch_is_badkey():
-    wire = signed_query(Key(KEY_NAME, "hmac-sha512", SECRET))
+    wire = signed_query(SharedKey(KEY_NAME, "hmac-sha512", SECRET))
     with pytest.raises(BadKey, match="does not match"):
         tsig.verify(Message.from_wire(wire), KEYRING, T0)
 
@@ -383,10 +383,10 @@ def test_unsigned_request_is_badsig():
 
 def test_key_checked_before_mac_before_time():
     # Wrong key name and bad MAC and bad time: BADKEY wins; then BADSIG wins.
-    stranger = Key(Name.from_text("stranger."), "hmac-sha256", bytes(32))
+    stranger = SharedKey(Name.from_text("stranger."), "hmac-sha256", bytes(32))
     with pytest.raises(BadKey):
         tsig.verify(Message.from_wire(signed_query(stranger, T0 - 9999)), KEYRING, T0)
-    impostor = Key(KEY_NAME, "hmac-sha256", bytes(32))
+    impostor = SharedKey(KEY_NAME, "hmac-sha256", bytes(32))
     with pytest.raises(BadSignature):
         tsig.verify(Message.from_wire(signed_query(impostor, T0 - 9999)), KEYRING, T0)
 
@@ -419,7 +419,7 @@ def test_response_over_wrong_request_mac_rejected():
 
 def test_response_with_another_key_rejected():
     received, request_mac = exchange()
-    other = Key(Name.from_text("other."), "hmac-sha256", SECRET)
+    other = SharedKey(Name.from_text("other."), "hmac-sha256", SECRET)
     wire = tsig.sign(make_response(received), other, T0, request_mac=request_mac)
     with pytest.raises(BadKey, match="another key"):
         tsig.verify_response(Message.from_wire(wire), KEY1, request_mac, T0)
@@ -486,9 +486,9 @@ def test_signed_error_inside_a_verified_response_is_peer_error():
 # -- keys ----------------------------------------------------------------------------
 def test_key_validation_and_repr():
     with pytest.raises(ConfigError):
-        Key(KEY_NAME, "hmac-md5", SECRET)
+        SharedKey(KEY_NAME, "hmac-md5", SECRET)
     with pytest.raises(ConfigError):
-        Key(KEY_NAME, "hmac-sha256", bytes(15))
+        SharedKey(KEY_NAME, "hmac-sha256", bytes(15))
     assert SECRET.hex() not in repr(KEY1) and "secret" not in repr(KEY1)
 
 

@@ -632,7 +632,7 @@ _records = st.builds(
 
 def _store_order(records: set[Record], seed: int) -> list[Record]:
     """Sorted by (owner key, type), records of one RRset shuffled."""
-    out = sorted(records, key=lambda r: (r.name.key(), r.rtype, random.Random(
+    out = sorted(records, key=lambda r: (r.name.store_key(), r.rtype, random.Random(
         hash((seed, r))).random()))
     return out
 

@@ -37,11 +37,11 @@ def packed_key(fields):
         record = Record.from_wire(fields, Name.from_wire_uncached)
     except FormError:
         return None
-    key = record.name.key()
+    key = record.name.store_key()
     if (record.rtype != RType.KEY or not record.name.is_mailbox
             or not record.name.is_subdomain(ORIGIN)):
         return None
-    return key[len(ORIGIN.key()):], record.ttl, msgpack.packb(record.rdata.to_wire())
+    return key[len(ORIGIN.store_key()):], record.ttl, msgpack.packb(record.rdata.to_wire())
 
 
 # -- KeyPacker against Record.from_wire ---------------------------------------------

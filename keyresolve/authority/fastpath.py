@@ -111,7 +111,7 @@ def negative(zone: ZoneView) -> Negative:
 #: which a local part's bytes are appended, the `Negative` of D's zone, or
 #: None to leave NXDOMAIN to the full path).
 Route = tuple[bytes, Negative | None]
-#: find_route(domain_key) -> the `Route` of D (`domain_key` = D.key() of a
+#: find_route(domain_key) -> the `Route` of D (`domain_key` = D.store_key() of a
 #: valid domain), or None to leave every name of D to the full path: D not
 #: served, or not this way (a zone cut, a policy). None is not remembered.
 FindRoute = Callable[[bytes], Route | None]
@@ -198,7 +198,7 @@ class Responder:
         if not _DOMAIN.match(domain) or len(domain) + 1 > MAX_NAME:
             return None
         try:  # once per domain: the store key as names.py defines it
-            domain_key = Name.from_text(domain.decode("ascii")).key()
+            domain_key = Name.from_text(domain.decode("ascii")).store_key()
         except InvalidName:
             return None
         route = self._find_route(domain_key)

@@ -115,7 +115,7 @@ class ZonePolicy(Protocol):
     allow_update: Sequence[Name]
     require_signed: bool
     primaries: Sequence[tuple[str, int]]
-    key: Name | None
+    tsig_key: Name | None
 
 
 class Decision:
@@ -216,9 +216,9 @@ def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: tup
         if zone is None or not zone.primaries:
             return Decision(Rcode.NOTAUTH, "not a secondary zone here")
         if key is not None:
-            ok = key == zone.key or key in zone.allow_notify
+            ok = key == zone.tsig_key or key in zone.allow_notify
         else:  # unsigned: only when no key is configured, and only from a primary
-            ok = (zone.key is None and not zone.allow_notify
+            ok = (zone.tsig_key is None and not zone.allow_notify
                   and peer[0] in {host for host, _ in zone.primaries})
         if not ok:
             return Decision(Rcode.REFUSED, f"NOTIFY for {zone.name} refused to "

@@ -8,7 +8,7 @@ Nothing here does I/O: the shell reads and writes the TCP frames, signs and
 verifies them (`keyresolve.protocol.tsig.StreamSigner` / `StreamVerifier`), and owns
 the timers.
 
-Order of records ("store order"): owners by `Name.key()` ascending, then
+Order of records ("store order"): owners by `Name.store_key()` ascending, then
 types ascending; the order of the records of one RRset is not significant.
 `Zone.records()` and `Snapshot.iter_records()` produce it, transfers send it,
 and `diff_records` relies on it.
@@ -127,7 +127,7 @@ def _rrsets(records: Iterable[Record], what: str) -> Iterator[tuple[tuple[bytes,
     current: tuple[bytes, int] | None = None
     group: list[Record] = []
     for record in records:
-        key = (record.name.key(), record.rtype)
+        key = (record.name.store_key(), record.rtype)
         if key != current:
             if current is not None:
                 if key < current:
@@ -452,7 +452,7 @@ class TransferWriter(Protocol):
 
     A writer may also have ``add_packed_keys(items)``: `add` of KEY records
     at mailboxes, each given as (its owner's store key relative to the
-    origin (`Name.key`), its TTL, its rdata as msgpack packs
+    origin (`Name.store_key`), its TTL, its rdata as msgpack packs
     `Record.to_wire`'s), in order. `Inbound` then hands it a full transfer's
     mailbox KEY records (see `KeyPacker`) without making objects.
     """
@@ -492,7 +492,7 @@ class KeyPacker:
     takes, `Record.from_wire` would have taken with the same result."""
 
     def __init__(self, origin: Name) -> None:
-        self._origin_key = origin.key()
+        self._origin_key = origin.store_key()
         self._domains: dict[str, bytes | None] = {}  # domain -> relative key + b"@", None
 
     def __call__(self, fields: object) -> tuple[bytes, int, bytes] | None:
@@ -528,7 +528,7 @@ class KeyPacker:
         if "@" in domain or domain == "." or not domain.endswith("."):
             return None
         try:
-            key = Name.from_text(domain).key()
+            key = Name.from_text(domain).store_key()
         except FormError:
             return None
         if not key.startswith(self._origin_key):

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol.errors import ConfigError, InvalidName
-from .sharedkeys import keyring_from_config
+from .sharedkeys import shared_keys_from_config
 from ..protocol.names import Name
 from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
                                   DEFAULT_TCP_SEND_TIMEOUT, Endpoint, parse_endpoint)
 from ..authority.ratelimit import DEFAULT_SLIP, MAX_SLIP
 from ..protocol.serial import SERIAL_POLICIES
-from ..protocol.tsig import DEFAULT_MAX_FUDGE, Key
+from ..protocol.tsig import DEFAULT_MAX_FUDGE, SharedKey
 
 #: The log levels a daemon takes (log_level, --log-level), least severe first.
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -48,7 +48,7 @@ class ZoneConfig:
     primaries: list[Endpoint] = field(default_factory=list)
     #: Key for SOA checks, transfers and NOTIFY (signs them; a secondary also
     #: accepts NOTIFY signed with it).
-    key: Name | None = None
+    tsig_key: Name | None = None
     #: Secondaries to NOTIFY when the serial changes.
     notify: list[Endpoint] = field(default_factory=list)
     #: Directories besides the zone file's own that its $INCLUDEs may read.
@@ -85,7 +85,7 @@ class ServeConfig:
     log_level: str = "info"
     #: "text" or "json" (`LOG_FORMATS`).
     log_format: str = "text"
-    keys: dict[Name, Key] = field(default_factory=dict)
+    keys: dict[Name, SharedKey] = field(default_factory=dict)
     #: Widest time window a signed request gets, whatever fudge it states.
     max_fudge: int = DEFAULT_MAX_FUDGE
     #: Processes answering on the listen addresses (SO_REUSEPORT): this one
@@ -155,7 +155,7 @@ class Table:
         except InvalidName as exc:
             raise self._err(key, str(exc)) from None
 
-    def key_names(self, key: str, keys: dict[Name, Key]) -> list[Name]:
+    def key_names(self, key: str, keys: dict[Name, SharedKey]) -> list[Name]:
         """A list of key names, each defined in the [keys] tables."""
         values = self.get(key, list, [], what="a list of key names")
         names = []
@@ -169,7 +169,7 @@ class Table:
             names.append(name)
         return names
 
-    def key_names_one(self, key: str, keys: dict[Name, Key]) -> Name:
+    def key_names_one(self, key: str, keys: dict[Name, SharedKey]) -> Name:
         """One key name, defined in the [keys] tables."""
         value = self.get(key, str)
         self.data[key] = [value]
@@ -219,7 +219,7 @@ class UpstreamServer:
     """An upstream server the resolver signs its queries to."""
 
     address: Endpoint
-    key: Name
+    tsig_key: Name
 
 
 @dataclass
@@ -241,7 +241,7 @@ class ResolverConfig:
     log_level: str = "info"
     #: "text" or "json" (`LOG_FORMATS`).
     log_format: str = "text"
-    keys: dict[Name, Key] = field(default_factory=dict)
+    keys: dict[Name, SharedKey] = field(default_factory=dict)
     #: Widest time window a signed request gets, whatever fudge it states.
     max_fudge: int = DEFAULT_MAX_FUDGE
     #: Keys allowed to send control messages (cache flush); loopback always may.
@@ -252,11 +252,11 @@ class ResolverConfig:
     #: File the daemon writes its process id to while it runs (None: none).
     pidfile: Path | None = None
 
-    def get_upstream_key(self, address: Endpoint) -> Key | None:
+    def get_upstream_key(self, address: Endpoint) -> SharedKey | None:
         """The key the config pairs with an upstream server, if any."""
         for server in self.servers:
             if server.address == address:
-                return self.keys[server.key]
+                return self.keys[server.tsig_key]
         return None
 
 
@@ -297,11 +297,11 @@ def load_resolver_config(path: str | Path) -> ResolverConfig:
     return config
 
 
-def load_keys(top: Table, path: Path) -> dict[Name, Key]:
+def load_keys(top: Table, path: Path) -> dict[Name, SharedKey]:
     """The [keys.NAME] tables of a config file, as a keyring."""
     raw = top.get("keys", dict, {}, what="a table of [keys.NAME] tables")
     try:
-        return keyring_from_config(raw, path.parent)
+        return shared_keys_from_config(raw, path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -365,10 +365,10 @@ def _default_notify_key(zone: ZoneConfig, where: str) -> None:
     one `allow_transfer` key (its secondaries transfer with it, so they take
     a NOTIFY signed with it); with several, which one is for the config to
     say. With none they go unsigned (`unsigned_notify_zones`)."""
-    if zone.is_secondary or not zone.notify or zone.key is not None:
+    if zone.is_secondary or not zone.notify or zone.tsig_key is not None:
         return
     if len(zone.allow_transfer) == 1:
-        zone.key = zone.allow_transfer[0]
+        zone.tsig_key = zone.allow_transfer[0]
     elif zone.allow_transfer:
         names = ", ".join(str(name).rstrip(".") for name in zone.allow_transfer)
         raise ConfigError(f"{where}.key: notify needs the key to sign NOTIFY with; "
@@ -378,7 +378,7 @@ def _default_notify_key(zone: ZoneConfig, where: str) -> None:
 def unsigned_notify_zones(config: ServeConfig) -> list[ZoneConfig]:
     """The primary zones whose NOTIFYs go unsigned: `notify` and no key."""
     return [zone for zone in config.zones
-            if not zone.is_secondary and zone.notify and zone.key is None]
+            if not zone.is_secondary and zone.notify and zone.tsig_key is None]
 
 
 def load_serve_config(path: str | Path) -> ServeConfig:
@@ -423,7 +423,7 @@ def load_serve_config(path: str | Path) -> ServeConfig:
             raise ConfigError(f"{path}: zones[{i}]: give either file (a primary zone) "
                               f"or primaries (a secondary zone)")
         if "key" in table.data:
-            zone.key = table.key_names_one("key", config.keys)
+            zone.tsig_key = table.key_names_one("key", config.keys)
         if "notify" in table.data:
             zone.notify = table.endpoints("notify", allow_zero=False)
         zone.allow_transfer = table.key_names("allow_transfer", config.keys)

@@ -17,7 +17,7 @@ from ..protocol.control import decode_result, make_request, request_for, to_text
 from ..protocol.errors import ConfigError, FormError, KeyresolveError, NetworkError, ProtocolError
 from ..protocol.names import Name
 from ..net.client import query
-from ..protocol.tsig import Key
+from ..protocol.tsig import SharedKey
 
 #: Exit status when no reply arrived, as `keyresolve dig` (BIND's dig).
 EXIT_NO_REPLY = 9
@@ -57,7 +57,7 @@ def parse_zone(text: str | None) -> Name | None:
         raise ValueError(f"ZONE: {exc}") from None
 
 
-async def run(server: Endpoint, word: str, zone: Name | None, key: Key | None, *,
+async def run(server: Endpoint, word: str, zone: Name | None, key: SharedKey | None, *,
               timeout: float, as_json: bool) -> str:
     """Send `word` (on `zone`) to `server`, signed with `key` if given; the
     text to print. CtlError when no reply came or the server refused."""

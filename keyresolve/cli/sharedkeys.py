@@ -26,7 +26,7 @@ from typing import Any
 
 from ..protocol.errors import ConfigError, InvalidName
 from ..protocol.names import Name
-from ..protocol.tsig import ALGORITHMS, DEFAULT_ALGORITHM, MAC_SIZES, MIN_SECRET, Key
+from ..protocol.tsig import ALGORITHMS, DEFAULT_ALGORITHM, MAC_SIZES, MIN_SECRET, SharedKey
 
 #: Largest secret file read: a base64 secret is a few dozen bytes, so a big
 #: file is a wrong path, not a key.
@@ -109,7 +109,7 @@ def _check_private(st: os.stat_result, path: Path, what: str) -> None:
                           f"(mode {stat.S_IMODE(st.st_mode):04o}; chmod 600 it)")
 
 
-def key_from_table(name: str, table: Any, base_dir: Path, where: str | None = None) -> Key:
+def key_from_table(name: str, table: Any, base_dir: Path, where: str | None = None) -> SharedKey:
     """Build one key from its ``[keys.NAME]`` table."""
     where = where or f"keys.{name}"
     if not isinstance(table, dict):
@@ -133,14 +133,14 @@ def key_from_table(name: str, table: Any, base_dir: Path, where: str | None = No
         if not isinstance(path, str) or not path:
             raise ConfigError(f"{where}: secret_file must be a path string")
         secret = read_secret_file(base_dir / path, where)
-    return Key(key_name, algorithm, secret)
+    return SharedKey(key_name, algorithm, secret)
 
 
-def keyring_from_config(keys_table: Any, base_dir: Path) -> dict[Name, Key]:
+def shared_keys_from_config(keys_table: Any, base_dir: Path) -> dict[Name, SharedKey]:
     """The keyring of a parsed ``[keys]`` table; `base_dir` anchors secret_file paths."""
     if not isinstance(keys_table, dict):
         raise ConfigError("keys: must be a table of [keys.NAME] tables")
-    keyring: dict[Name, Key] = {}
+    keyring: dict[Name, SharedKey] = {}
     for name, table in keys_table.items():
         key = key_from_table(name, table, base_dir)
         if key.name in keyring:
@@ -165,7 +165,7 @@ def tsig_keygen(name: str, algorithm: str = DEFAULT_ALGORITHM) -> str:
     return f'[keys.{table}]\nalgorithm = "{algorithm}"\nsecret = "{secret}"\n'
 
 
-def parse_y_option(text: str) -> Key:
+def parse_y_option(text: str) -> SharedKey:
     """A key from dig's ``-y [ALGORITHM:]NAME:SECRET`` (secret in base64)."""
     parts = text.split(":")
     if len(parts) == 2:
@@ -176,10 +176,10 @@ def parse_y_option(text: str) -> Key:
         raise ConfigError("-y: expected [ALGORITHM:]NAME:SECRET")
     if not name:
         raise ConfigError("-y: the key name is empty")
-    return Key(_key_name(name, "-y"), _algorithm(algorithm, "-y"), _decode_secret(secret, "-y"))
+    return SharedKey(_key_name(name, "-y"), _algorithm(algorithm, "-y"), _decode_secret(secret, "-y"))
 
 
-def load_key_file(path: Path) -> Key:
+def load_key_file(path: Path) -> SharedKey:
     """The one key of a key file (`tsig_keygen` output) for dig's ``-k``.
 
     The file holds a secret, so, like a secret_file, it must not be
@@ -199,5 +199,5 @@ def load_key_file(path: Path) -> Key:
 
 
 __all__ = ["MAX_SECRET_FILE", "SECRET_FILE_FORBIDDEN_BITS", "key_from_table",
-           "keyring_from_config", "load_key_file", "parse_y_option", "read_secret_file",
+           "shared_keys_from_config", "load_key_file", "parse_y_option", "read_secret_file",
            "tsig_keygen"]

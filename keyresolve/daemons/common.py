@@ -14,12 +14,12 @@ from ..protocol.errors import (BadKey, BadSignature, BadTime, KeyresolveError, N
                       Refused)
 from ..protocol.message import Message, error_response_wire, make_response
 from ..net.faultlog import FaultLog
-from ..protocol.tsig import Key, Keyring, ReplayGuard
+from ..protocol.tsig import SharedKey, SharedKeys, ReplayGuard
 
 
-def accept_request(data: bytes, peer: tuple, keyring: Keyring, faults: FaultLog, *,
+def accept_request(data: bytes, peer: tuple, keyring: SharedKeys, faults: FaultLog, *,
                    max_fudge: int | None = None, replay: ReplayGuard | None = None,
-                   ) -> tuple[Message, Key | None, int] | bytes | None:
+                   ) -> tuple[Message, SharedKey | None, int] | bytes | None:
     """Decode and authenticate one request.
 
     Returns ``(query, key, now)`` to answer (key is None for an unsigned

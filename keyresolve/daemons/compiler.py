@@ -3,7 +3,7 @@
 A compile holds the GIL for long stretches (the bulk compile's regex over a
 4 MiB chunk, its sort of a million nodes: ~0.5 s at 1,000,000 keys), which
 would stall every answer of a single-process server; its memory would also
-add to the server's. `compile_in_child` runs `Store.compile_zone` in
+add to the server's. `compile_in_child` runs `Store.load_zone_file` in
 ``python -m keyresolve.daemons.compiler`` on the same LMDB environment:
 LMDB serialises its write transactions with the server's, and the server's
 next snapshot sees the new zone. The child prints one JSON line: the
@@ -11,7 +11,7 @@ zone's serial and record count, or its errors.
 
 Cancelling `compile_in_child` (a server shutting down) kills the child:
 a compile cut short leaves the served zone as it was, and its partly
-written new version is cleared by the next compile (`Store.compile_zone`).
+written new version is cleared by the next compile (`Store.load_zone_file`).
 
 A child never outlives its parent, however the parent ends (``kill -9``
 too). On Linux the child asks for SIGKILL when its parent dies
@@ -70,8 +70,8 @@ async def compile_in_child(data_dir: str | Path, path: str, origin: Name,
     """Compile the zone file at `path` into the store at `data_dir` in a
     child process; (serial, records). Its includes may lie in its directory
     or in `include_dirs`. Raises ZoneErrors (every file:line
-    error, as `Store.compile_zone`), or StoreError (a refusal by
-    `serial_policy` too, see `Store.compile_zone`). Cancelled, it kills the
+    error, as `Store.load_zone_file`), or StoreError (a refusal by
+    `serial_policy` too, see `Store.load_zone_file`). Cancelled, it kills the
     child (SIGTERM, then SIGKILL) before it returns."""
     cmd = [sys.executable, "-m", "keyresolve.daemons.compiler", str(data_dir), path,
            origin.to_text(), *map(str, include_dirs)]
@@ -193,7 +193,7 @@ def main(argv: list[str]) -> int:
                          daemon=True).start()
     try:
         with Store(data_dir) as store:
-            compiled = store.compile_zone(
+            compiled = store.load_zone_file(
                 path, Name.from_text(origin), include_dirs=include_dirs,
                 before_commit=None if parent is None else lambda: _exit_if_orphaned(parent),
                 serial_policy=os.environ.get(SERIAL_POLICY_ENV))

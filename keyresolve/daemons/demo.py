@@ -103,11 +103,11 @@ def load_demo(zones_dir: Path, data_dir: Path) -> tuple[list[DemoServer], Resolv
         key = table.key_names_one("key", keys) if "key" in table.data else None
         notify = table.endpoints("notify", allow_zero=False) if "notify" in table.data else []
         zones = [ZoneConfig(name=_zone_name(z, path), file=zones_dir / zone_file_name(z),
-                            key=key, notify=notify, allow_transfer=[key] if key else [])
+                            tsig_key=key, notify=notify, allow_transfer=[key] if key else [])
                  for z in table.get("zones", list, [])]
         if "secondary" in table.data:
             primary = _endpoint(table.get("primary", str), path, i)
-            zones += [ZoneConfig(name=_zone_name(z, path), primaries=[primary], key=key,
+            zones += [ZoneConfig(name=_zone_name(z, path), primaries=[primary], tsig_key=key,
                                  allow_transfer=[key] if key else [])
                       for z in table.get("secondary", list)]
         table.finish()

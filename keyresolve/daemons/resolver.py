@@ -32,7 +32,7 @@ from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..net.upstream import run_resolution
 from ..resolver.resolution import Done, Resolution, Resolver, Send
-from ..protocol.tsig import Key
+from ..protocol.tsig import SharedKey
 from ..zonedata.zonefile import load_hints
 from ..authority.policy import RESOLVER_OPCODES, Action, allowed, not_implemented
 from .common import accept_request, pidfile
@@ -142,7 +142,7 @@ class ResolverServer:
             self.answers.add(data, response, wire, lookups, now)
         return wire
 
-    async def _answer_later(self, query: Message, tcp: bool, key: Key | None,
+    async def _answer_later(self, query: Message, tcp: bool, key: SharedKey | None,
                             pending: Awaitable[Done]) -> bytes:
         try:
             done = await pending
@@ -173,7 +173,7 @@ class ResolverServer:
         await pending.event.wait()
         return pending.done or _servfail(None, "the shared resolution was cancelled")
 
-    def _upstream_key(self, server: tuple[str, int]) -> Key | None:
+    def _upstream_key(self, server: tuple[str, int]) -> SharedKey | None:
         return self.config.get_upstream_key(server)
 
     def _finish(self, query: Message, done: Done) -> Message:
@@ -186,7 +186,7 @@ class ResolverServer:
                                    authority=list(done.response.authority),
                                    additional=list(done.response.additional))
 
-    def _encode(self, query: Message, response: Message, tcp: bool, key: Key | None) -> bytes:
+    def _encode(self, query: Message, response: Message, tcp: bool, key: SharedKey | None) -> bytes:
         size = max_response_size(query, tcp)
         if query.opcode == Opcode.QUERY:
             response.ra = True  # recursion is available here, whatever the answer
@@ -196,7 +196,7 @@ class ResolverServer:
                          max_size=size,
                          fudge=tsig.window(query.signature.fudge, self.config.max_fudge))
 
-    def control(self, query: Message, peer: tuple, key: Key | None) -> Message:
+    def control(self, query: Message, peer: tuple, key: SharedKey | None) -> Message:
         """Cache flush, for a control key or from loopback."""
         if not allowed(None, Action.CONTROL, None if key is None else key.name, peer,
                        control_keys=self.config.control_keys,

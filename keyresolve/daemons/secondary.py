@@ -24,7 +24,7 @@ from ..protocol.records import SOA, Record
 from ..authority.refresh import FailureReport, RefreshState
 from ..protocol.serial import serial_gt
 from ..store.zones import Snapshot, Store
-from ..protocol.tsig import Key
+from ..protocol.tsig import SharedKey
 from ..authority.xfr import check_notify_response, make_notify
 
 log = logging.getLogger("keyresolve.authority.xfr")
@@ -86,7 +86,7 @@ class SecondaryZone(StoredSecondary):
     def __init__(self, zone: ZoneConfig, store: Store, keys: dict, write_lock: trio.Lock,
                  on_updated: Callable[[ZoneConfig, Record], None]) -> None:
         super().__init__(zone, store)
-        self.key: Key | None = None if zone.key is None else keys[zone.key]
+        self.key: SharedKey | None = None if zone.tsig_key is None else keys[zone.tsig_key]
         self.write_lock = write_lock
         self.on_updated = on_updated
         soa, last_success = self._stored()
@@ -245,7 +245,7 @@ class SecondaryZone(StoredSecondary):
         return soa
 
 
-async def send_notify(origin, soa: Record, target: Endpoint, key: Key | None) -> bool:
+async def send_notify(origin, soa: Record, target: Endpoint, key: SharedKey | None) -> bool:
     """NOTIFY `target` of the zone's new serial, retrying until acknowledged
     (bounded by NOTIFY_ATTEMPTS). True if acknowledged."""
     timeout = NOTIFY_TIMEOUT

@@ -36,7 +36,7 @@ from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store.zones import Snapshot, Store
 from ..protocol.records import Record
-from ..protocol.tsig import Key
+from ..protocol.tsig import SharedKey
 from .compiler import compile_in_child
 from ..protocol.names import Name
 from ..authority.xfr import OutboundTransfer, notify_response, parse_request, validate_notify
@@ -76,11 +76,11 @@ class AuthServer:
         #: process, where workers forward theirs).
         self.replay = tsig.ReplayGuard(config.max_fudge)
         self._snapshot: Snapshot | None = None
-        #: Zones the fast path must leave to the full path (by Name.key()):
+        #: Zones the fast path must leave to the full path (by Name.store_key()):
         #: those requiring signed queries.
-        self.slow_zones: set[bytes] = {z.name.key() for z in config.zones if z.require_signed}
+        self.slow_zones: set[bytes] = {z.name.store_key() for z in config.zones if z.require_signed}
         self.zones: dict[Name, ZoneConfig] = {z.name: z for z in config.zones}
-        #: Secondary zones by origin, and by Name.key() for the fast path (in
+        #: Secondary zones by origin, and by Name.store_key() for the fast path (in
         #: a worker process: as the store records them).
         self.secondaries: dict[Name, StoredSecondary] = {}
         self._secondary_keys: dict[bytes, StoredSecondary] = {}
@@ -111,7 +111,7 @@ class AuthServer:
     def add_secondary(self, secondary: StoredSecondary) -> None:
         """Serve a secondary zone, answering SERVFAIL while it is expired."""
         self.secondaries[secondary.zone.name] = secondary
-        self._secondary_keys[secondary.zone.name.key()] = secondary
+        self._secondary_keys[secondary.zone.name.store_key()] = secondary
 
     def batch(self) -> AuthServer:
         """Answer a batch of datagrams from one LMDB read snapshot (a context
@@ -169,7 +169,7 @@ class AuthServer:
         """The NXDOMAIN authority of the zone (None: leave it to the full path)."""
         negative = self._negatives.get(zone_key)
         if negative is None:
-            view = self._snapshot.get_zone(Name.from_key(zone_key))
+            view = self._snapshot.get_zone(Name.from_store_key(zone_key))
             if view is None:
                 return None
             negative = self._negatives[zone_key] = fastpath.negative(view)
@@ -238,7 +238,7 @@ class AuthServer:
         rate limiting); the fast path's cached answers start over."""
         self.config = config
         self.keyring = config.keys
-        self.slow_zones = {z.name.key() for z in config.zones if z.require_signed}
+        self.slow_zones = {z.name.store_key() for z in config.zones if z.require_signed}
         self.zones = {z.name: z for z in config.zones}
         if self.rrl is None or (config.rate_limit, config.slip) != (self.rrl.rate,
                                                                      self.rrl.slip):
@@ -250,9 +250,9 @@ class AuthServer:
         """Stop serving `origin` as a secondary zone."""
         secondary = self.secondaries.pop(origin, None)
         if secondary is not None:
-            self._secondary_keys.pop(origin.key(), None)
+            self._secondary_keys.pop(origin.store_key(), None)
 
-    def _control(self, query: Message, key: Key | None, peer: tuple,
+    def _control(self, query: Message, key: SharedKey | None, peer: tuple,
                  tcp: bool) -> bytes | Awaitable[bytes]:
         """A CONTROL message (`keyresolve ctl`): REFUSED unless `policy.allowed`
         (a control key, or unsigned from loopback); run by `self.control` (the
@@ -268,12 +268,12 @@ class AuthServer:
             return self._encode_control(query, make_response(query, Rcode.NOTIMP), key, tcp)
         return self._control_later(query, key, peer, tcp)
 
-    async def _control_later(self, query: Message, key: Key | None, peer: tuple,
+    async def _control_later(self, query: Message, key: SharedKey | None, peer: tuple,
                              tcp: bool) -> bytes:
         response = await self.control(query, peer)
         return self._encode_control(query, response, key, tcp)
 
-    def _encode_control(self, query: Message, response: Message, key: Key | None,
+    def _encode_control(self, query: Message, response: Message, key: SharedKey | None,
                         tcp: bool) -> bytes:
         size = max_response_size(query, tcp)
         if key is None:
@@ -302,7 +302,7 @@ class AuthServer:
                          ratelimit.CLASS_NAMES[answer_class], peer[0])
         return ratelimit.slipped(reply) if decision == ratelimit.SLIP else None
 
-    def _op_query(self, query: Message, key: Key | None, peer: tuple, tcp: bool) -> Message:
+    def _op_query(self, query: Message, key: SharedKey | None, peer: tuple, tcp: bool) -> Message:
         """The response to a QUERY from a client holding `key`."""
         if self._snapshot is not None:
             return self._query(query, key, peer, self._snapshot)
@@ -316,7 +316,7 @@ class AuthServer:
                 return zone
         return None
 
-    def _query(self, query: Message, key: Key | None, peer: tuple, snap: Snapshot) -> Message:
+    def _query(self, query: Message, key: SharedKey | None, peer: tuple, snap: Snapshot) -> Message:
         if query.question is not None:
             policy = self._configured_zone(query.question.name)
             if policy is not None:
@@ -330,7 +330,7 @@ class AuthServer:
                         raise decision.error()
         return answer(query, snap.find_zone)
 
-    def _transfer(self, query: Message, key: Key | None, peer: tuple,
+    def _transfer(self, query: Message, key: SharedKey | None, peer: tuple,
                   tcp: bool) -> bytes | Iterator[bytes]:
         """A zone transfer: TCP only, for a key the zone lists (REFUSED otherwise)."""
         decision = transport(Action.TRANSFER, tcp)
@@ -343,7 +343,7 @@ class AuthServer:
             raise decision.error()
         return self._transfer_stream(query, key, peer)
 
-    def _transfer_stream(self, query: Message, key: Key, peer: tuple) -> Iterator[bytes]:
+    def _transfer_stream(self, query: Message, key: SharedKey, peer: tuple) -> Iterator[bytes]:
         origin = query.question.name
         start = time.perf_counter()
         sent = records = messages = 0
@@ -369,7 +369,7 @@ class AuthServer:
                  "none" if outbound.request.serial is None else outbound.request.serial,
                  outbound.serial, records, messages, sent, time.perf_counter() - start)
 
-    def _notify(self, query: Message, key: Key | None, peer: tuple, tcp: bool) -> Message:
+    def _notify(self, query: Message, key: SharedKey | None, peer: tuple, tcp: bool) -> Message:
         """NOTIFY for a secondary zone: acknowledge, then check the primaries."""
         notify = validate_notify(query)
         secondary = self.secondaries.get(notify.origin)
@@ -439,7 +439,7 @@ def _includes_allowed(store: Store, zone: ZoneConfig) -> bool:
     return all(inside(os.path.realpath(path), roots) for path, _ in info.sources[1:])
 
 
-async def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
+async def load_primary_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     """Compile one zone file into the store unless its files are unchanged,
     in a child process (`compiler.compile_in_child`: answers do not wait,
     and cancelling stops it).
@@ -465,7 +465,7 @@ async def compile_zone(store: Store, zone: ZoneConfig) -> LoadResult:
 
 async def load_zones(store: Store, config: ServeConfig) -> list[LoadResult]:
     """Compile every primary zone; drop zones no longer configured."""
-    results = [await compile_zone(store, zone) for zone in config.zones if not zone.is_secondary]
+    results = [await load_primary_zone(store, zone) for zone in config.zones if not zone.is_secondary]
     await trio.to_thread.run_sync(_drop_unconfigured, store, config)
     return results
 
@@ -531,7 +531,7 @@ def diff_configs(old: ServeConfig, new: ServeConfig) -> ConfigChange:
     change.removed = [name for name in before if name not in after]
     for name, zone in after.items():
         previous = before.get(name)
-        key_changed = zone.key is not None and old.keys.get(zone.key) != new.keys.get(zone.key)
+        key_changed = zone.tsig_key is not None and old.keys.get(zone.tsig_key) != new.keys.get(zone.tsig_key)
         if previous is not None and (previous != zone or key_changed):
             change.modified.append(name)
     for name, zone in before.items():
@@ -576,7 +576,7 @@ class AuthDaemon:
 
     def zone_changed(self, zone: ZoneConfig, soa: Record) -> None:
         """Tell the zone's `notify` targets about its new serial (in the background)."""
-        key = None if zone.key is None else self.config.keys[zone.key]
+        key = None if zone.tsig_key is None else self.config.keys[zone.tsig_key]
         for target in zone.notify:
             self.nursery.start_soon(send_notify, zone.name, soa, target, key)
 

@@ -99,14 +99,14 @@ class ServerControl:
                            for r in results if r.status is LoadStatus.FAILED]}
 
     async def reload_zone(self, origin: Name, peer: tuple) -> dict[str, Value]:
-        from .serve import LoadStatus, compile_zone, log_results
+        from .serve import LoadStatus, load_primary_zone, log_results
 
         zone = self._zone(origin)
         if zone.is_secondary:
             raise Refused(f"{origin} is a secondary zone: refresh or retransfer it")
         log.info("reload of %s requested by %s", origin, peer[0])
         async with self.daemon.handler.write_lock:
-            result = await compile_zone(self.daemon.store, zone)
+            result = await load_primary_zone(self.daemon.store, zone)
         log_results([result])
         if result.status is LoadStatus.FAILED:
             raise ServerFailure(f"zone {origin} not loaded: {result.error.splitlines()[0]}")

@@ -16,7 +16,7 @@ from ..protocol import tsig
 from ..protocol.codes import Rcode
 from ..protocol.errors import FormError, NetworkError, PeerError, ProtocolError, QueryTimeout
 from ..protocol.message import MAX_MESSAGE, FrameReader, Message, frame, peek_id
-from ..protocol.tsig import Key
+from ..protocol.tsig import SharedKey
 
 #: Default time to wait for one reply (dig's default is 5 s; loopback
 #: servers answer in well under a millisecond).
@@ -123,7 +123,7 @@ def _matches(query: Message, response: Message) -> bool:
 
 async def query(server: tuple[str, int], message: Message, *, timeout: float = DEFAULT_TIMEOUT,
                 retries: int = DEFAULT_RETRIES, tcp: bool = False,
-                key: Key | None = None) -> Exchange:
+                key: SharedKey | None = None) -> Exchange:
     """Ask `server`; retry UDP on timeout; fall back to TCP when TC is set.
 
     With `key` the query is signed and the reply verified; the outcome is in
@@ -144,7 +144,7 @@ async def query(server: tuple[str, int], message: Message, *, timeout: float = D
 
 
 async def _query(server: tuple[str, int], message: Message, timeout: float, retries: int,
-                 tcp: bool, key: Key | None) -> Exchange:
+                 tcp: bool, key: SharedKey | None) -> Exchange:
     wire = message.to_wire() if key is None else tsig.sign(message, key, int(time.time()))
     start = time.perf_counter()
     tries = 0
@@ -190,7 +190,7 @@ def _fmt(server: tuple[str, int]) -> str:
 
 
 async def transfer(server: tuple[str, int], message: Message, on_message, *,
-                   timeout: float = DEFAULT_TIMEOUT, key: Key | None = None,
+                   timeout: float = DEFAULT_TIMEOUT, key: SharedKey | None = None,
                    raw_answer: bool = False) -> None:
     """Send a TRANSFER query over TCP and pass each reply message (verified
     in stream order when `key` is given) to ``on_message(message, size)``,

@@ -20,7 +20,7 @@ from ..protocol.errors import QueryTimeout
 from ..protocol.message import Message
 from ..protocol.names import Name
 from ..protocol.records import Record
-from ..protocol.tsig import Key
+from ..protocol.tsig import SharedKey
 from ..authority.xfr import Inbound, TransferWriter, make_transfer_query
 from .client import DEFAULT_TIMEOUT, transfer
 
@@ -40,7 +40,7 @@ class TransferResult:
 
 async def run_transfer(server: tuple[str, int], zone: Name, rtype: int,
                        writer: TransferWriter, *, current: Record | None = None,
-                       serial: int | None = None, key: Key | None = None,
+                       serial: int | None = None, key: SharedKey | None = None,
                        idle_timeout: float = DEFAULT_TIMEOUT, timeout: float | None = None,
                        raw_answer: bool = False,
                        on_message: Callable[[Message], bool] | None = None) -> TransferResult:

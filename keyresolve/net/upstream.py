@@ -16,11 +16,11 @@ from ..protocol import tsig
 from ..protocol.errors import NetworkError, PeerError, ProtocolError
 from ..protocol.message import MAX_MESSAGE, FrameReader, Message, frame
 from ..resolver.resolution import Done, Resolution, Send, response_matches
-from ..protocol.tsig import Key
+from ..protocol.tsig import SharedKey
 from .client import read_frame
 
 Server = tuple[str, int]
-KeyFor = Callable[[Server], Key | None]
+KeyFor = Callable[[Server], SharedKey | None]
 
 
 def _no_key(server: Server) -> None:
@@ -37,7 +37,7 @@ async def run_resolution(res: Resolution, first: Send | Done | None = None, *,
     return action
 
 
-async def exchange(res: Resolution, send: Send, key: Key | None) -> None:
+async def exchange(res: Resolution, send: Send, key: SharedKey | None) -> None:
     """Send one upstream query and report the outcome to `res`."""
     message = send.message
     wire = message.to_wire() if key is None else tsig.sign(message, key, int(time.time()))

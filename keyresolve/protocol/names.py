@@ -125,12 +125,12 @@ class Name:
         for i in range(len(labels) + 1):
             yield Name(labels[i:])
 
-    def key(self) -> bytes:
+    def store_key(self) -> bytes:
         """Store key: labels from the root down, so a subtree shares a prefix.
 
         ``example.com.`` -> ``b"com\\0example\\0"``; a mailbox appends
         ``@`` and the local part. Every name below a domain D starts with
-        ``D.key()``.
+        ``D.store_key()``.
         """
         labels = self.labels
         out = "\0".join(labels[::-1]) + "\0" if labels else ""
@@ -139,7 +139,7 @@ class Name:
         return out.encode("ascii")
 
     @classmethod
-    def from_key(cls, key: bytes) -> Name:
+    def from_store_key(cls, key: bytes) -> Name:
         """Inverse of `key`."""
         text = key.decode("ascii")
         local: str | None = None
@@ -182,7 +182,7 @@ class Name:
         return self._hash
 
     def __lt__(self, other: Name) -> bool:
-        return self.key() < other.key()
+        return self.store_key() < other.store_key()
 
     def __reduce__(self):  # pickling for multi-process use
         return (Name, (self.labels, self.local))
@@ -191,8 +191,8 @@ class Name:
 ROOT = Name(())
 
 
-def key_ancestors(key: bytes) -> list[bytes]:
-    """The store keys (`Name.key`) of the domain whose key is `key` and of
+def store_key_ancestors(key: bytes) -> list[bytes]:
+    """The store keys (`Name.store_key`) of the domain whose key is `key` and of
     its ancestors, the root's (b"") first: every label of a key ends in \\0."""
     return [b""] + [key[:i + 1] for i, byte in enumerate(key) if byte == 0]
 

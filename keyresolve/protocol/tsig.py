@@ -79,11 +79,11 @@ BADTIME_OTHER_SIZE = 6
 #: not authenticate the request, so it cannot sign for it.
 UNSIGNED_ERRORS = frozenset({Rcode.BADKEY, Rcode.BADSIG})
 
-Keyring = Mapping[Name, "Key"]
+SharedKeys = Mapping[Name, "SharedKey"]
 
 
 @dataclass(frozen=True, slots=True)
-class Key:
+class SharedKey:
     """A shared secret: its name, HMAC algorithm and secret bytes."""
 
     name: Name
@@ -128,7 +128,7 @@ def mac_input(message: bytes, sig: Signature, prior_mac: bytes | None = None, *,
 
 
 # -- signing ---------------------------------------------------------------------
-def sign(msg: Message, key: Key, now: int, *, request_mac: bytes | None = None,
+def sign(msg: Message, key: SharedKey, now: int, *, request_mac: bytes | None = None,
          fudge: int = DEFAULT_FUDGE, error: int = 0, other: bytes = b"",
          max_size: int = MAX_MESSAGE) -> bytes:
     """Sign `msg` with `key` at time `now`; return the wire bytes.
@@ -146,7 +146,7 @@ def _check_time(value: int) -> None:
         raise ValueError(f"time {value!r} is not a 48-bit unsigned integer")
 
 
-def _sign(msg: Message, key: Key, time_signed: int, fudge: int, prior_mac: bytes | None,
+def _sign(msg: Message, key: SharedKey, time_signed: int, fudge: int, prior_mac: bytes | None,
           error: int, other: bytes, max_size: int, timers_only: bool) -> bytes:
     _check_time(time_signed)
     if not 0 <= fudge <= 0xFFFF or not 0 <= error <= 0xFFF or len(other) > MAX_SIG_BYTES:
@@ -180,7 +180,7 @@ def _signed_part(msg: Message) -> bytes:
     return msg.signed_bytes if msg.signed_bytes is not None else msg.encode_unsigned(True)
 
 
-def _check(msg: Message, sig: Signature, key: Key, now: int, prior_mac: bytes | None,
+def _check(msg: Message, sig: Signature, key: SharedKey, now: int, prior_mac: bytes | None,
            timers_only: bool, max_fudge: int | None) -> None:
     """MAC, then time (RFC 8945 5.2.2, 5.2.3); the key is already matched."""
     now = int(now)
@@ -206,7 +206,7 @@ def window(fudge: int, max_fudge: int | None) -> int:
     return fudge if max_fudge is None else min(fudge, max_fudge)
 
 
-def _match_key(sig: Signature, key: Key | None) -> Key:
+def _match_key(sig: Signature, key: SharedKey | None) -> SharedKey:
     if key is None or key.name != sig.key_name:
         raise _fail(BadKey, sig.key_name, "unknown key")
     if sig.algorithm not in ALGORITHMS:
@@ -217,8 +217,8 @@ def _match_key(sig: Signature, key: Key | None) -> Key:
     return key
 
 
-def verify(msg: Message, keyring: Keyring, now: int, *, request_mac: bytes | None = None,
-           max_fudge: int | None = None) -> Key:
+def verify(msg: Message, keyring: SharedKeys, now: int, *, request_mac: bytes | None = None,
+           max_fudge: int | None = None) -> SharedKey:
     """Authenticate a signed message (a request, or a response given `request_mac`).
 
     Order (RFC 8945 5.2): key name known and algorithm matching (BadKey),
@@ -235,7 +235,7 @@ def verify(msg: Message, keyring: Keyring, now: int, *, request_mac: bytes | Non
     return key
 
 
-def verify_response(response: Message, key: Key, request_mac: bytes, now: int, *,
+def verify_response(response: Message, key: SharedKey, request_mac: bytes, now: int, *,
                     max_fudge: int | None = None) -> None:
     """Client side: accept only a response signed by `key` over `request_mac`.
 
@@ -272,7 +272,7 @@ def _peer_error(sig: Signature, now: int, authenticated: bool) -> PeerError:
 
 
 # -- error responses -------------------------------------------------------------
-def make_error_response(query: Message, exc: ProtocolError, keyring: Keyring,
+def make_error_response(query: Message, exc: ProtocolError, keyring: SharedKeys,
                         now: int) -> bytes:
     """Wire bytes of the NOTAUTH response to a query that failed `verify`.
 
@@ -365,7 +365,7 @@ class StreamSigner:
     unsigned messages in between is not part of this protocol.
     """
 
-    def __init__(self, key: Key, request_mac: bytes, *, fudge: int = DEFAULT_FUDGE) -> None:
+    def __init__(self, key: SharedKey, request_mac: bytes, *, fudge: int = DEFAULT_FUDGE) -> None:
         self.key = key
         self.fudge = fudge
         self._prior = request_mac
@@ -390,7 +390,7 @@ class StreamVerifier:
     key name and algorithm of the stream's key, error 0, other empty.
     """
 
-    def __init__(self, key: Key, request_mac: bytes, *, max_fudge: int | None = None) -> None:
+    def __init__(self, key: SharedKey, request_mac: bytes, *, max_fudge: int | None = None) -> None:
         self.key = key
         self.max_fudge = max_fudge
         self._prior = request_mac
@@ -418,7 +418,7 @@ class StreamVerifier:
 
 
 __all__ = ["ALGORITHMS", "BADTIME_OTHER_SIZE", "DEFAULT_ALGORITHM", "DEFAULT_FUDGE",
-           "DEFAULT_MAX_FUDGE", "Key", "Keyring", "MAC_SIZES", "MAX_REPLAY_ENTRIES", "MAX_TIME",
+           "DEFAULT_MAX_FUDGE", "SharedKey", "SharedKeys", "MAC_SIZES", "MAX_REPLAY_ENTRIES", "MAX_TIME",
            "MIN_SECRET", "ReplayGuard", "STATE_CHANGING", "StreamSigner", "StreamVerifier",
            "UNSIGNED_ERRORS", "mac_input", "make_error_response", "sign", "verify",
            "verify_response", "window"]

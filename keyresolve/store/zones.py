@@ -19,12 +19,12 @@ One LMDB environment holds every zone a server serves, in named sub-DBs:
   first_serial -> ... -> last_serial, the zone's current serial (see
   `Store.replace_zone` for when it is extended or cleared).
 
-The zone prefix is ``origin.key() + b"\\x01"``. The bytes 0x01 and 0x02 never
+The zone prefix is ``origin.store_key() + b"\\x01"``. The bytes 0x01 and 0x02 never
 occur in a name key (labels are ``[a-z0-9_-]``, local parts printable ASCII), so one
 zone's nodes are exactly the keys that start with its prefix, even when a
 child zone (``eng.example.com``) lives in the same environment as its parent
 (``example.com``): their prefixes diverge at the area byte. The ``zones`` DB
-uses the same prefix rather than the bare ``origin.key()`` because LMDB
+uses the same prefix rather than the bare ``origin.store_key()`` because LMDB
 rejects empty keys, and the root's key is empty.
 
 Writers replace a zone in one write transaction (a full transfer writes in
@@ -57,14 +57,14 @@ import msgpack
 from ..zonedata.bulkcompile import Repeated, compile_bulk
 from ..protocol.codes import RType
 from ..protocol.errors import FormError, KeyresolveError, StoreError
-from ..protocol.names import Name, key_ancestors
+from ..protocol.names import Name, store_key_ancestors
 from ..zonedata.nodes import KEY_NODE_HEAD, decode_node, encode_node
 from ..protocol.message import array_header
 from ..protocol.records import SOA, Record, rdata_from_wire, soa_serial
 from ..protocol.serial import SerialNotIncreased, next_serial, serial_gt
 from ..authority.xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
 from ..zonedata.model import Node, RRset, Zone
-from ..zonedata.zonefile import CompiledZone, compile_zone, gc_paused
+from ..zonedata.zonefile import CompiledZone, compile_nodes, gc_paused
 
 #: Sub-DB of zone metadata.
 ZONES_DB = b"zones"
@@ -80,7 +80,7 @@ MAX_JOURNAL_ENTRIES = 100
 #: the zone: an IXFR that long is answered with AXFR anyway.)
 MAX_JOURNAL_BYTES = 64 << 20
 #: Sub-DB where a compile sorts a zone's nodes before appending them (see
-#: `Store.compile_zone`); empty between compiles.
+#: `Store.load_zone_file`); empty between compiles.
 SCRATCH_DB = b"scratch"
 #: Named sub-DBs the environment may hold: the four above plus room for two more.
 MAX_DBS = 6
@@ -139,18 +139,18 @@ def _translate(func):
 
 def zone_prefix(origin: Name) -> bytes:
     """The key prefix of every node of the zone at `origin` (and its `zones` key)."""
-    return origin.key() + ZONE_SEP
+    return origin.store_key() + ZONE_SEP
 
 
 def node_prefix(origin: Name, area: int = NODE_AREAS[0]) -> bytes:
     """The key prefix of the zone's nodes stored in `area`."""
-    return origin.key() + bytes((area,))
+    return origin.store_key() + bytes((area,))
 
 
 def node_key(origin: Name, name: Name, area: int = NODE_AREAS[0]) -> bytes:
     """The `nodes` key of owner `name` in the zone at `origin`, in `area`."""
-    origin_key = origin.key()
-    return origin_key + bytes((area,)) + name.key()[len(origin_key):]
+    origin_key = origin.store_key()
+    return origin_key + bytes((area,)) + name.store_key()[len(origin_key):]
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +217,7 @@ def _area_of(value: bytes) -> int:
 
 def _origin_from_prefix(key: bytes) -> Name:
     try:
-        return Name.from_key(key[:-len(ZONE_SEP)])
+        return Name.from_store_key(key[:-len(ZONE_SEP)])
     except (UnicodeDecodeError, ValueError) as exc:
         raise StoreError(f"corrupt zone key {key!r}") from exc
 
@@ -482,7 +482,7 @@ class _DiffCollector:
     be journaled anyway."""
 
     def __init__(self, origin: Name, cap: int) -> None:
-        self.origin_key = origin.key()
+        self.origin_key = origin.store_key()
         self.skip = len(zone_prefix(origin))
         self.cap = cap
         self.removed: list[Record] = []
@@ -494,7 +494,7 @@ class _DiffCollector:
         if self.overflow:
             return
         try:
-            name = Name.from_key(self.origin_key + key[self.skip:])
+            name = Name.from_store_key(self.origin_key + key[self.skip:])
         except (UnicodeDecodeError, ValueError) as exc:
             raise StoreError(f"corrupt node key {key!r}") from exc
         removed, added = diff_records(_node_records(name, old), _node_records(name, new))
@@ -597,7 +597,7 @@ def _set_apex_serial(txn: lmdb.Transaction, db: Any, origin: Name, area: int,
 
 
 class _NodeWriter:
-    """The `zonefile.NodeSink` of `Store.compile_zone`: nodes under `prefix`
+    """The `zonefile.NodeSink` of `Store.load_zone_file`: nodes under `prefix`
     in a write transaction.
 
     Nodes are put in sorted batches of `COMPILE_BATCH_NODES`: LMDB inserts
@@ -820,14 +820,14 @@ class Store:
         if origin.is_mailbox:
             raise StoreError(f"zone origin {origin} is a mailbox")
         prefix = zone_prefix(origin)
-        origin_key = origin.key()
+        origin_key = origin.store_key()
         skip = len(origin_key)
         pack = msgpack.Packer().pack
         nodes = prefix  # the served area's prefix, set below
 
         def items() -> Iterator[tuple[bytes, bytes]]:
             for name, node in zone.iter_nodes():
-                key = name.key()
+                key = name.store_key()
                 if not key.startswith(origin_key):  # keys end labels with \0: exact test
                     raise StoreError(f"{name} is outside zone {origin}")
                 yield nodes + key[skip:], encode_node(node, pack)
@@ -852,13 +852,13 @@ class Store:
             self._write_meta(txn, origin, area, len(zone), sources, loaded_at, diff)
 
     @_translate
-    def compile_zone(self, path: str, origin: Name, *, text: str | None = None,
+    def load_zone_file(self, path: str, origin: Name, *, text: str | None = None,
                      loaded_at: float | None = None, journal: bool = True,
                      include_dirs: Iterable[str] = (),
                      before_commit: Callable[[], None] | None = None,
                      serial_policy: str | None = None, now: float | None = None
                      ) -> CompiledZone:
-        """Compile a zone file (`zonefile.compile_zone`) straight into the
+        """Compile a zone file (`zonefile.compile_nodes`) straight into the
         store: `replace_zone` without the zone in memory, same result, same
         journal. With `text`, the zone is `text` (shown as `path`). Its
         includes may lie in its directory or in `include_dirs`.
@@ -912,7 +912,7 @@ class Store:
                     if compiled is None:
                         _delete_prefix(cursor, target)  # a cut transfer's leftovers
                         sink = _NodeWriter(txn, self._nodes, target)
-                        compiled = compile_zone(sink, path, origin, text=text,
+                        compiled = compile_nodes(sink, path, origin, text=text,
                                                 include_dirs=include_dirs)
                         sink.flush()
                     if serial_policy is not None and served is not None:
@@ -976,7 +976,7 @@ class Store:
             txn.drop(self._scratch, delete=False)  # a crashed compile's leftovers
         runs = _SortedRuns(self._env, self._scratch)
         try:
-            compiled = compile_zone(runs, path, origin, text=text, include_dirs=include_dirs)
+            compiled = compile_nodes(runs, path, origin, text=text, include_dirs=include_dirs)
             runs.finish()
             self._append_nodes(target, runs.merged())
         except BaseException:
@@ -1210,7 +1210,7 @@ class Snapshot:
         return self._txn.get  # the transaction's default db is the nodes db
 
     def mailbox_route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
-        """Where the mailboxes of the domain D (`domain_key` = D.key()) are
+        """Where the mailboxes of the domain D (`domain_key` = D.store_key()) are
         found, as the full path (`keyresolve.authority.answer`) finds them: (origin
         key of the closest enclosing zone, the node key prefix to which a
         local part's bytes are appended, for `node_reader`); None if no zone
@@ -1230,7 +1230,7 @@ class Snapshot:
 
     @_translate
     def _compute_route(self, domain_key: bytes) -> tuple[bytes, bytes] | None:
-        domains = key_ancestors(domain_key)  # D and its ancestors, root first
+        domains = store_key_ancestors(domain_key)  # D and its ancestors, root first
         txn = self._txn
         for depth in range(len(domains) - 1, -1, -1):  # closest enclosing zone first
             zone_key = domains[depth]
@@ -1338,7 +1338,7 @@ class LmdbZoneView:
         self._snapshot = snapshot
         self.info = info
         self.origin = info.origin
-        self._origin_key = info.origin.key()
+        self._origin_key = info.origin.store_key()
         self._prefix = info.node_prefix
 
     @property
@@ -1357,7 +1357,7 @@ class LmdbZoneView:
         return self._snapshot.journal_steps(self.origin, from_serial)
 
     def _key(self, name: Name) -> bytes | None:
-        key = name.key()
+        key = name.store_key()
         if not key.startswith(self._origin_key):  # exact: labels end with \0 in keys
             return None
         return self._prefix + key[len(self._origin_key):]
@@ -1404,7 +1404,7 @@ class LmdbZoneView:
         skip = len(self._prefix)
         for key, value in self._snapshot._scan(self._prefix):
             try:
-                name = Name.from_key(self._origin_key + key[skip:])
+                name = Name.from_store_key(self._origin_key + key[skip:])
             except (UnicodeDecodeError, ValueError) as exc:
                 raise StoreError(f"corrupt node key {key!r}") from exc
             node = decode_node(value)
@@ -1423,7 +1423,7 @@ class LmdbZoneView:
                 domain, at, local = (self._origin_key + key[skip:]).decode("ascii").partition("@")
                 text = domains.get(domain)
                 if text is None:
-                    text = domains[domain] = Name.from_key(domain.encode("ascii")).to_text()
+                    text = domains[domain] = Name.from_store_key(domain.encode("ascii")).to_text()
                 items = msgpack.unpackb(value, use_list=False)
             except (UnicodeDecodeError, ValueError, msgpack.UnpackException) as exc:
                 raise StoreError(f"corrupt node {key!r}: {exc}") from exc
@@ -1484,7 +1484,7 @@ class ZoneWriter:
         self._nodes = self._prefix  # of the area written, set when begun
         self._served: int | None = None  # the area served when begun (None: no zone)
         self._area = NODE_AREAS[0]
-        self._origin_key = origin.key()
+        self._origin_key = origin.store_key()
         self._txn: lmdb.Transaction | None = None
         self._thread: int | None = None
         self._full = False
@@ -1583,7 +1583,7 @@ class ZoneWriter:
         if record.rtype == RType.SOA:
             raise FormError("SOA records are set by commit, not added or removed")
         txn = self._live()
-        name_key = record.name.key()
+        name_key = record.name.store_key()
         if not name_key.startswith(self._origin_key):
             raise FormError(f"{record.name} is outside zone {self.origin}")
         key = self._nodes + name_key[len(self._origin_key):]
@@ -1672,7 +1672,7 @@ class ZoneWriter:
                 self._packed_ttl = ttl
                 self._records += 1
             else:  # a delta, or an owner written or begun before: merged by `add`
-                name = Name.from_key(self._origin_key + key)
+                name = Name.from_store_key(self._origin_key + key)
                 self.add(Record(name, RType.KEY, ttl, rdata_from_wire(
                     RType.KEY, msgpack.unpackb(rdata, use_list=False))))
                 txn = self._live()
@@ -1763,7 +1763,7 @@ class ZoneWriter:
 
 def _store_order(records: list[Record]) -> list[Record]:
     """`records` sorted by owner key then type (stable: RRset order kept)."""
-    return sorted(records, key=lambda r: (r.name.key(), r.rtype))
+    return sorted(records, key=lambda r: (r.name.store_key(), r.rtype))
 
 
 def _scan_prefix(cursor: lmdb.Cursor, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:

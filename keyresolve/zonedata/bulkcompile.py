@@ -9,12 +9,12 @@ its node is built as bytes, after its key with the caller's prefix (the
 store's key, so that the writer only splits them), and kept in a list
 sorted once at the end. Any
 other line goes, as tokens, through the `zonefile.CompileReader` that
-`zonefile.compile_zone` uses, into a `zonefile.ZoneBuilder`; the zone
+`zonefile.compile_nodes` uses, into a `zonefile.ZoneBuilder`; the zone
 checks run there over both, as in a streaming compile.
 
 It is optimistic: it gives up, returning None or raising `Repeated` from
 `BulkZone.batches`, on whatever it does not handle itself, and the caller
-then compiles the file with `zonefile.compile_zone`, which reports every
+then compiles the file with `zonefile.compile_nodes`, which reports every
 error with its file:line. It gives up on: any error, ``$INCLUDE``,
 parentheses, a line it cannot decode, a text zone, a file bigger than
 `MAX_BULK_FILE` (it holds the zone's nodes in memory), a mailbox with more
@@ -42,16 +42,16 @@ from ..protocol.names import MAX_LOCAL, Name
 from .nodes import node_head
 from ..protocol.message import array_header
 from .zonefile import (KEY_HEADS_BY_TEXT, MAX_LINE, CompiledZone, CompileReader, Include,
-                       MemoryNodes, StopReading, ZoneBuilder, compile_zone, gc_paused,
+                       MemoryNodes, StopReading, ZoneBuilder, compile_nodes, gc_paused,
                        is_directive, parse_ttl)
 
 #: Largest zone file the bulk compile takes. It holds every mailbox node in
 #: memory with the store's key prefix, about 1.7 bytes per byte of file: a
 #: 1,000,000-key zone (73 MiB) peaks near 155 MB. Bigger files are compiled
-#: by `zonefile.compile_zone`, whose memory does not grow with the zone.
+#: by `zonefile.compile_nodes`, whose memory does not grow with the zone.
 MAX_BULK_FILE = 96 << 20
 #: Most KEY records of one mailbox the bulk compile takes: 64 keys of any
-#: algorithm always fit in one message, and `zonefile.compile_zone` measures
+#: algorithm always fit in one message, and `zonefile.compile_nodes` measures
 #: the answer of a mailbox with more (docs/zone-format.md, Limits).
 MAX_BULK_KEYS = 64
 #: Bytes read at a time: large enough that per-chunk costs vanish, small
@@ -97,7 +97,7 @@ class GiveUp(Exception):
 
 
 class Repeated(Exception):
-    """An owner's lines are not all adjacent: compile with `zonefile.compile_zone`."""
+    """An owner's lines are not all adjacent: compile with `zonefile.compile_nodes`."""
 
 
 class _Sink:
@@ -212,7 +212,7 @@ def compile_bulk(path: str, origin: Name | None = None, prefix: bytes = b"") -> 
     """Compile the zone file at `path` (no includes) into memory, its nodes
     keyed by `prefix` + owner key; None where the bulk compile gives up
     (see the module docstring): then compile it with
-    `zonefile.compile_zone`, which reports the errors."""
+    `zonefile.compile_nodes`, which reports the errors."""
     sink = _Sink(prefix)
     reader = _Reader(path, origin, lambda r: ZoneBuilder(r.origin, r._errors, r.filename, sink))
     stream = reader._open(path, path, 0, "cannot read zone file")  # regular files only
@@ -293,7 +293,7 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
                     except binascii.Error:
                         raise GiveUp from None
                     if len(raw) != found[2]:
-                        raise GiveUp  # an error: compile_zone reports it
+                        raise GiveUp  # an error: compile_nodes reports it
                     if local:
                         at = domains.get(domain)
                         if at is None:
@@ -406,4 +406,4 @@ def check_zone(path: str, origin: Name | None = None, *,
         except Repeated:
             pass
     with gc_paused():
-        return compile_zone(MemoryNodes(), path, origin, include_dirs=include_dirs)
+        return compile_nodes(MemoryNodes(), path, origin, include_dirs=include_dirs)

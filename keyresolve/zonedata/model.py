@@ -76,8 +76,8 @@ class Zone:
     def has_descendants(self, name: Name) -> bool:
         if name.is_mailbox:
             return False  # nothing lives below a mailbox ("alic@" prefixes "alice@")
-        prefix = name.key()
-        return any(n != name and n.key().startswith(prefix) for n in self.nodes)
+        prefix = name.store_key()
+        return any(n != name and n.store_key().startswith(prefix) for n in self.nodes)
 
     @property
     def soa(self) -> Record:
@@ -92,7 +92,7 @@ class Zone:
 
     def iter_nodes(self) -> Iterator[tuple[Name, Node]]:
         """Nodes in store-key order (the order transfers and LMDB use)."""
-        for name in sorted(self.nodes, key=Name.key):
+        for name in sorted(self.nodes, key=Name.store_key):
             yield name, self.nodes[name]
 
     def records(self) -> Iterator[Record]:

@@ -11,7 +11,7 @@ transfer writer) build these bytes without objects, and the fast path
 (`fastpath`) splices answers out of them; they take the pieces they build or
 read from here (`node_head`, `KEY_RDATA_HEADS`, `RDATAS_AT`,
 `skip`), and tests/test_nodes.py checks that each gives `encode_node`'s bytes.
-The store key of an owner is `Name.key()` (`keyresolve.protocol.names`).
+The store key of an owner is `Name.store_key()` (`keyresolve.protocol.names`).
 """
 
 from __future__ import annotations

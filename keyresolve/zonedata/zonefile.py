@@ -38,7 +38,7 @@ from ..protocol.errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileE
                      MAX_PATH_EXCERPT, cut, excerpt)
 from ..protocol.grammar import BASE64, CLASS_IN, TYPE_KEY
 from ..protocol.message import MAX_MESSAGE as MAX_WIRE_MESSAGE, Question, answer_size
-from ..protocol.names import ROOT, Name, canonical_local, key_ancestors
+from ..protocol.names import ROOT, Name, canonical_local, store_key_ancestors
 from .nodes import ENTRY, KEY_RDATA_HEADS, decode_node, node_entries, node_head, node_types
 from ..protocol.message import array_header
 from ..protocol.records import ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage, Record
@@ -577,9 +577,9 @@ def _unknown_type(token: str) -> str:
 
 # -- compiling: records to stored nodes, with the zone checks -----------------------
 class NodeSink(Protocol):
-    """Where `compile_zone` writes a zone's nodes as it reads the file.
+    """Where `compile_nodes` writes a zone's nodes as it reads the file.
 
-    Keys are owner keys relative to the origin (`Name.key` without the
+    Keys are owner keys relative to the origin (`Name.store_key` without the
     origin's key; b"" is the apex); values are the stored form of
     `keyresolve.store.zones.encode_node`. The zone checks read back what was
     written, so a compile holds only the node being built in memory.
@@ -597,7 +597,7 @@ class NodeSink(Protocol):
 
 @dataclass(frozen=True)
 class CompiledZone:
-    """What `compile_zone` wrote: the zone's origin, its SOA serial, its record
+    """What `compile_nodes` wrote: the zone's origin, its SOA serial, its record
     count, ``(path, sha256 digest)`` of every file read, the main file first,
     and its record count by type."""
 
@@ -686,7 +686,7 @@ class ZoneBuilder:
         return "%s:%d" % self.where(loc)
 
     def name(self, key: bytes) -> Name:
-        return Name.from_key(self.origin.key() + key)
+        return Name.from_store_key(self.origin.store_key() + key)
 
     def error(self, loc: int, message: str) -> None:
         try:
@@ -813,7 +813,7 @@ class ZoneBuilder:
         its domain), or None."""
         cuts = self.cuts
         domain, at, _ = key.partition(b"@")
-        above = key_ancestors(domain)  # zone-relative: b"" is the apex
+        above = store_key_ancestors(domain)  # zone-relative: b"" is the apex
         if not at:
             above.pop()  # strictly above
         for zone_cut in reversed(above):
@@ -958,7 +958,7 @@ class CompileReader(ZoneReader):
 
     def _new_builder(self) -> Any:
         assert self.origin is not None
-        self._zone_key = self.origin.key()
+        self._zone_key = self.origin.store_key()
         self.builder = self.make_builder(self)
         return self.builder
 
@@ -1053,7 +1053,7 @@ class CompileReader(ZoneReader):
             return False
         if self.builder is None:
             self._new_builder()
-        key = name.key()
+        key = name.store_key()
         zone_key = self._zone_key
         return key[len(zone_key):] if key.startswith(zone_key) else False
 
@@ -1073,7 +1073,7 @@ class CompileReader(ZoneReader):
         loc = builder.loc(fname, lineno)
         name = rec.name
         rtype = rec.rtype
-        key = name.key()
+        key = name.store_key()
         zone_key = self._zone_key
         if not key.startswith(zone_key):  # keys end labels with \0: an exact test
             self._errors.add(fname, lineno, f"{name} is outside the zone {self.origin}")
@@ -1084,14 +1084,14 @@ class CompileReader(ZoneReader):
             return
         target = None
         if rtype == _NS:
-            target_key = rec.rdata.target.key()  # type: ignore[union-attr]
+            target_key = rec.rdata.target.store_key()  # type: ignore[union-attr]
             if target_key.startswith(zone_key):
                 target = rec.rdata.target, target_key[len(zone_key):]  # type: ignore[union-attr]
         builder.add(key[len(zone_key):], int(rtype), rec.ttl, self._pack(rec.rdata.to_wire()),
                     loc, target)
 
 
-def compile_zone(sink: NodeSink, path: str | None, origin: Name | None = None, *,
+def compile_nodes(sink: NodeSink, path: str | None, origin: Name | None = None, *,
                  text: str | None = None, filename: str | None = None,
                  include_dirs: Iterable[str] = ()) -> CompiledZone:
     """Parse and check a zone file (with its includes), writing its nodes to
@@ -1173,9 +1173,9 @@ class MemoryNodes:
 
     def zone(self, origin: Name) -> Zone:
         """The nodes as a `Zone` (owners in the order first written)."""
-        origin_key = origin.key()
+        origin_key = origin.store_key()
         return Zone(origin, {
-            Name.from_key(origin_key + key): decode_node(value)
+            Name.from_store_key(origin_key + key): decode_node(value)
             for key, value in self.nodes.items()})
 
 
@@ -1218,7 +1218,7 @@ def _load(path: str | None, origin: Name | None, *, text: str | None = None,
           include_dirs: Iterable[str] = ()) -> tuple[Zone, list[tuple[str, bytes]]]:
     sink = MemoryNodes()
     with gc_paused():
-        compiled = compile_zone(sink, path, origin, text=text, filename=filename,
+        compiled = compile_nodes(sink, path, origin, text=text, filename=filename,
                                 include_dirs=include_dirs)
         return sink.zone(compiled.origin), compiled.sources
 
@@ -1227,7 +1227,7 @@ def load_zone(path: str, origin: Name | None = None, *,
               include_dirs: Iterable[str] = ()) -> Zone:
     """Parse a zone file (with its includes, which may lie in its directory
     or in `include_dirs`) and check it, into memory; raises `ZoneErrors`
-    listing every error found. (`compile_zone` writes a zone into a store
+    listing every error found. (`compile_nodes` writes a zone into a store
     without holding it in memory.)"""
     return _load(path, origin, include_dirs=include_dirs)[0]
 
@@ -1304,7 +1304,7 @@ def summarize(zone: Zone | CompiledZone) -> str:
 
 __all__ = ["KEY_HEADS_BY_TEXT", "MAX_DOMAIN_CACHE", "MAX_ERRORS", "MAX_INCLUDE_DEPTH", "MAX_LINE",
            "MAX_RECORD_TEXT", "TTL_UNITS", "CompileReader", "CompiledZone", "Include",
-           "MemoryNodes", "NodeSink", "StopReading", "ZoneBuilder", "ZoneReader", "compile_zone",
+           "MemoryNodes", "NodeSink", "StopReading", "ZoneBuilder", "ZoneReader", "compile_nodes",
            "inside",
            "iter_records", "load_hints", "load_zone", "load_zone_with_sources",
            "parse_ttl", "parse_zone_text", "summarize"]
