@@ -55,7 +55,9 @@ def test_trio_run_only_in_entry_points():
 
 def test_lmdb_only_in_store():
     users = sorted(p.name for p in PACKAGE.rglob("*.py") if "lmdb" in _imports(p))
-    assert users in ([], ["store.py"])
+    # mailqueue_store.py: the outbox's table, keyresolve/store/mailqueue.py once store
+    # is a package (issue #19).
+    assert set(users) <= {"store.py", "mailqueue_store.py"}
 
 
 def _private(name: str) -> bool:
