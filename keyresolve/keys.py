@@ -78,6 +78,13 @@ def read_secret_file(path: Path, where: str) -> bytes:
     return _decode_secret(text, f"{where}: secret_file {path}")
 
 
+def read_private_file(path: Path, limit: int, what: str) -> bytes:
+    """The contents of `path`, a regular file of at most `limit` bytes that
+    only its owner may read (else ConfigError naming `what` and the path,
+    never the contents): for secrets such as a password file."""
+    return _read_private(path, limit, what)
+
+
 def _read_private(path: Path, limit: int, what: str) -> bytes:
     """The contents of a regular, owner-only file of at most `limit` bytes."""
     try:
