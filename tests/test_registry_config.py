@@ -4,6 +4,7 @@ zones (issue #20): read, defaults, and one-line errors naming the setting."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -149,3 +150,26 @@ def test_fuzz_duration_and_host_port_raise_only_value_error(value):
             parse(value)
         except ValueError as exc:
             assert "\n" not in str(exc)
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.mark.parametrize("page", ["registry.md", "operations.md"])
+def test_the_documented_example_loads(tmp_path, page):
+    text = (DOCS / page).read_text()
+    start = text.index("```toml\n[registry]")
+    block = text[start + len("```toml\n"):text.index("```", start + 7)]
+    config = load(tmp_path, block)
+    assert config.registry.smtp == ("127.0.0.1", 2525) and config.zones[0].registration
+
+
+def test_the_documented_queue_figures_are_the_constants():
+    from keyresolve.registry import outbox
+
+    text = (DOCS / "registry.md").read_text()
+    assert outbox.MAX_QUEUED_PER_ADDRESS == 4 and "At most 4 mails wait" in text
+    assert outbox.MAX_QUEUED == 10_000 and "10,000 (256 MiB)" in text
+    assert outbox.MAX_QUEUED_BYTES == 256 << 20
+    assert outbox.MAX_QUEUE_LIFETIME == 5 * 86400 and "5 days" in text
+    assert (outbox.FIRST_RETRY, outbox.MAX_RETRY) == (60, 3600) and "1 min, 2, 4" in text

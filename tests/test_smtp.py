@@ -300,3 +300,13 @@ def test_run_outbox_sends_when_woken_and_when_due(smtp_server, queue):
 
 def test_batch_and_idle_bounds_are_named():
     assert smtp.BATCH > 0 and 0 < smtp.MAX_IDLE <= 60 and smtp.SMTP_TIMEOUT > 0
+
+
+def test_settings_from_the_registry_config(tmp_path):
+    from keyresolve.config import load_serve_config
+
+    path = tmp_path / "serve.toml"
+    path.write_text('listen = ["127.0.0.1:0"]\ndata_dir = "d"\n[registry]\n'
+                    'smtp = "127.0.0.1:2525"\nfrom = "keys@example.com"\nstarttls = true\n')
+    settings = SmtpSettings.from_registry(load_serve_config(path).registry)
+    assert settings == SmtpSettings("127.0.0.1", 2525, starttls=True)

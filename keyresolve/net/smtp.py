@@ -26,6 +26,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -67,6 +68,12 @@ class SmtpSettings:
     password_file: Path | None = None
     #: Seconds per SMTP step.
     timeout: float = SMTP_TIMEOUT
+
+    @classmethod
+    def from_registry(cls, registry: Any) -> SmtpSettings:
+        """The settings of a `config.RegistryConfig`."""
+        host, port = registry.smtp
+        return cls(host, port, registry.starttls, registry.user, registry.password_file)
 
 
 @dataclass(frozen=True)
