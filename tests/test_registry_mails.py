@@ -334,3 +334,11 @@ def test_error_messages_quote_no_whole_hostile_token():
     with pytest.raises(MailError) as info:
         mail(recipient="x" * 200 + "\n@example.com")
     assert len(str(info.value)) < 200 and re.search(r"\(\d+ characters\)", str(info.value))
+
+
+def test_the_example_in_docs_registry_md_both_ways():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "registry.md").read_text()
+    start = text.index("```mail\n") + len("```mail\n")
+    example = text[start:text.index("```", start)].encode()
+    assert example.replace(b"\n", b"\r\n") == mail()
+    assert attachment_from_mail(example) == BLOB
