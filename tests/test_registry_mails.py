@@ -106,6 +106,8 @@ def test_the_vector_both_ways():
     ("subject", "x" * (mails.MAX_SUBJECT + 1)),
     ("unique", "0123456789abcdef\r\nX: y"),
     ("unique", "short"),
+    ("unique", "0123456789abcdef..x"),
+    ("unique", ".0123456789abcdef"),
     ("key_ids", ["enc:AAAA\r\nBcc: victim@example.org"]),
     ("key_ids", "enc:AAAA"),
     ("key_ids", ["k"] * (mails.MAX_KEY_IDS + 1)),
@@ -300,7 +302,7 @@ _ADDRESSES = st.from_regex(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,20}(\.[a-z0-9_-]{1,10
 @settings(max_examples=150, deadline=None)
 @given(kind=st.sampled_from(list(MailKind)), recipient=_ADDRESSES, sender=_ADDRESSES,
        blob=st.binary(min_size=1, max_size=3000),
-       unique=st.from_regex(r"[A-Za-z0-9._-]{16,40}", fullmatch=True))
+       unique=st.from_regex(r"[A-Za-z0-9_-]{16,64}(\.[A-Za-z0-9_-]{1,63})?", fullmatch=True))
 def test_fuzz_every_mail_made_reads_back(kind, recipient, sender, blob, unique):
     raw = make_mail(kind, sender=sender, recipient=recipient, date=DATE, unique=unique,
                     attachment=blob, key_ids=["enc:A"])
@@ -308,6 +310,7 @@ def test_fuzz_every_mail_made_reads_back(kind, recipient, sender, blob, unique):
     assert attachment_from_mail(raw.replace(b"\r\n", b"\n")) == blob
     message = parse(raw)
     assert (message["To"], message["From"]) == (recipient, sender)
+    assert len(message.get_boundary()) <= 70 and not message.defects
 
 
 # -- purity ------------------------------------------------------------------

@@ -79,7 +79,9 @@ _LOCAL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z")
 _KEY_ID_RE = re.compile(r"[A-Za-z0-9+/=:._-]+\Z")
-_UNIQUE_RE = re.compile(r"[A-Za-z0-9._-]+\Z")
+_UNIQUE_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\Z")  # dot-atom-text
+#: Longest MIME boundary (RFC 2046 5.1.1).
+_MAX_BOUNDARY = 70
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 #: The transfer encodings a mail carries (RFC 2045 6.1).
 _ENCODINGS = frozenset({"base64", "quoted-printable", "7bit", "8bit", "binary"})
@@ -259,7 +261,7 @@ def make_mail(kind: MailKind, *, sender: str, recipient: str, date: datetime, un
     if not (isinstance(unique, str) and MIN_UNIQUE <= len(unique) <= MAX_UNIQUE
             and _UNIQUE_RE.match(unique)):
         raise MailError(f"message id: the unique part must be {MIN_UNIQUE} to {MAX_UNIQUE} "
-                        "letters, digits and ._-")
+                        "letters, digits and _- in dot-separated words")
     key_ids = _key_ids(key_ids, "key ids")
     replaced = _key_ids(replaced, "replaced key ids")
     date = _utc(date, "date")
@@ -289,7 +291,7 @@ def make_mail(kind: MailKind, *, sender: str, recipient: str, date: datetime, un
         # The generator would draw a boundary at random; this one is fixed
         # by `unique`, so a mail is a function of its arguments. No line of
         # the text or of base64 starts with "--".
-        message.set_boundary(f"keyresolve-{unique}")
+        message.set_boundary(f"keyresolve-{unique}"[:_MAX_BOUNDARY])
     return message.as_bytes()
 
 
