@@ -5,6 +5,7 @@ and to be stopped and started again on the same port (an outage)."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 
@@ -37,10 +38,12 @@ class _Controller(Controller):
 class SmtpServer:
     """The test SMTP server. `refuse_rcpt` / `refuse_data`: a reply such as
     ``"451 4.3.0 try again later"`` given instead of accepting RCPT / DATA
-    (None: accept). With `user`, AUTH is required (PLAIN or LOGIN, without
-    TLS) and `password` is the one accepted."""
+    (None: accept). With `user`, AUTH is required (PLAIN or LOGIN) and
+    `password` is the one accepted. With `tls_context`, STARTTLS is offered
+    and required before anything else (AUTH included)."""
 
-    def __init__(self, *, user: str | None = None, password: str | None = None) -> None:
+    def __init__(self, *, user: str | None = None, password: str | None = None,
+                 tls_context: ssl.SSLContext | None = None) -> None:
         self.received: list[Received] = []
         #: Set each time a mail is taken (wait on it instead of sleeping).
         self.arrived = threading.Event()
@@ -48,6 +51,7 @@ class SmtpServer:
         self.refuse_data: str | None = None
         self.user = user
         self.password = password
+        self.tls_context = tls_context
         self.port = 0
         self._controller: _Controller | None = None
 
@@ -61,10 +65,12 @@ class SmtpServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        kwargs = {}
+        kwargs: dict = {}
+        if self.tls_context is not None:  # STARTTLS offered and required, AUTH after it
+            kwargs = dict(tls_context=self.tls_context, require_starttls=True)
         if self.user is not None:
-            kwargs = dict(auth_required=True, auth_require_tls=False,
-                          authenticator=self._authenticate)
+            kwargs.update(auth_required=True, authenticator=self._authenticate,
+                          auth_require_tls=self.tls_context is not None)
         self._controller = _Controller(_Handler(self), sock, **kwargs)
         self._controller.start()
 

@@ -310,3 +310,72 @@ def test_settings_from_the_registry_config(tmp_path):
                     'smtp = "127.0.0.1:2525"\nfrom = "keys@example.com"\nstarttls = true\n')
     settings = SmtpSettings.from_registry(load_serve_config(path).registry)
     assert settings == SmtpSettings("127.0.0.1", 2525, starttls=True)
+
+
+def make_tls(tmp_path):
+    """A CA (its PEM file) and a server context whose certificate it signed,
+    for 127.0.0.1."""
+    import datetime as dt
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def cert(subject, issuer, key, signer, *, ca):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(hours=1))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca_cert = cert(ca_name, ca_name, ca_key, ca_key, ca=True)
+    leaf = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name,
+                key, ca_key, ca=False)
+    ca_pem, cert_pem, key_pem = (tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem"))
+    ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_pem.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_pem, key_pem)
+    return ca_pem, context
+
+
+def test_starttls_then_auth(tmp_path, queue, monkeypatch, caplog):
+    """STARTTLS with the certificate checked (trusted through SSL_CERT_FILE,
+    as the system's CAs would be), then AUTH over it; an untrusted
+    certificate keeps the mail queued."""
+    caplog.set_level(logging.INFO, "keyresolve.mail")
+    ca_pem, context = make_tls(tmp_path)
+    server = SmtpServer(user="registry", password="s3cret-Pa55", tls_context=context)
+    server.start()
+    try:
+        clock = FakeClock()
+        enqueue(queue, clock)
+        outbox = outbox_for(server, queue, clock, starttls=True, user="registry",
+                            password_file=write_password(tmp_path, "s3cret-Pa55"))
+        assert step(outbox) == [(0, Delivery.TEMPORARY, Action.RETRY)]
+        assert "certificate verify failed" in caplog.text
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_pem))
+        clock.now += 60
+        assert step(outbox) == [(0, Delivery.SENT, Action.DONE)]
+        plain = outbox_for(server, queue, clock, user="registry",
+                           password_file=write_password(tmp_path, "s3cret-Pa55"))
+        enqueue(queue, clock, "other@example.com")
+        assert step(plain)[0][1] is Delivery.TEMPORARY  # 530: STARTTLS first
+    finally:
+        server.stop()
+    assert [r.rcpt_tos for r in server.received] == [["owner@example.com"]]
+    assert "s3cret-Pa55" not in caplog.text
