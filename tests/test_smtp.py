@@ -379,3 +379,23 @@ def test_starttls_then_auth(tmp_path, queue, monkeypatch, caplog):
         server.stop()
     assert [r.rcpt_tos for r in server.received] == [["owner@example.com"]]
     assert "s3cret-Pa55" not in caplog.text
+
+
+def test_an_unreachable_server_is_tried_once_per_round(smtp_server, queue, caplog):
+    """With the server down, one connection attempt defers every mail due
+    (Postfix's 'delivery temporarily suspended'), instead of one attempt,
+    and one timeout, per mail."""
+    caplog.set_level(logging.INFO, "keyresolve.mail")
+    clock = FakeClock()
+    for i in range(3):
+        enqueue(queue, clock, f"user{i}@example.com")
+    smtp_server.stop()
+    sender = ReportingSender(SmtpSettings(*smtp_server.address))
+    outbox = Outbox(queue, sender, clock)
+    assert [action for _, _, action in trio.run(outbox.step)] == [Action.RETRY] * 3
+    assert sender.reports.statistics().current_buffer_used == 1  # one try
+    assert [m.failures for m in queue.due(clock.now + 60, 10)] == [1, 1, 1]
+    assert caplog.text.count("not tried, server unreachable: ConnectionRefusedError") == 2
+    smtp_server.start()
+    clock.now += 60
+    assert [action for _, _, action in trio.run(outbox.step)] == [Action.DONE] * 3

@@ -82,6 +82,9 @@ class SendResult:
 
     delivery: Delivery
     reason: str
+    #: The server could not be reached or talked to (refused, timed out,
+    #: reset, no greeting): the other mails due are not tried this round.
+    unreachable: bool = False
 
 
 class SmtpSender:
@@ -108,6 +111,9 @@ class SmtpSender:
         except smtplib.SMTPAuthenticationError as exc:
             return SendResult(Delivery.TEMPORARY, _scrub(
                 f"authentication failed: {_reply(exc.smtp_code, exc.smtp_error)}", password))
+        except smtplib.SMTPConnectError as exc:  # no 220 greeting
+            result = self._failure(exc.smtp_code, exc.smtp_error, password, "greeting")
+            return SendResult(Delivery.TEMPORARY, result.reason, unreachable=True)
         except smtplib.SMTPResponseException as exc:
             return self._failure(exc.smtp_code, exc.smtp_error, password, "refused")
         except smtplib.SMTPNotSupportedError as exc:
@@ -119,7 +125,7 @@ class SmtpSender:
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return SendResult(Delivery.TEMPORARY, _scrub(
                 f"{type(exc).__name__}: {cut(text or 'connection failed', MAX_REPLY)}",
-                password))
+                password), unreachable=isinstance(exc, (OSError, smtplib.SMTPServerDisconnected)))
         except Exception as exc:  # smtplib on a reply it did not expect: keep the mail
             return SendResult(Delivery.TEMPORARY, f"unexpected {type(exc).__name__}")
         return SendResult(Delivery.SENT, "sent")
@@ -195,8 +201,18 @@ class Outbox:
             self.queue.prune(now)
             self._pruned_at = now
         done = []
+        suspended: SendResult | None = None
         for mail in self.queue.due(now, BATCH):
-            result = await self.sender.send(mail)
+            if suspended is not None:
+                # The server is unreachable: the rest wait their backoff
+                # untried, as Postfix suspends delivery to a dead destination.
+                result = suspended
+            else:
+                result = await self.sender.send(mail)
+                if result.unreachable:
+                    suspended = SendResult(Delivery.TEMPORARY,
+                                           f"not tried, server unreachable: {result.reason}",
+                                           unreachable=True)
             now = self.clock()
             decision = after_attempt(created_at=mail.created_at, failures=mail.failures,
                                      now=now, delivery=result.delivery)
