@@ -323,3 +323,16 @@ os.environ.setdefault("PYTHONUNBUFFERED", "1")
 def _no_user_client_config(monkeypatch, tmp_path_factory):
     """`keyresolve dig` in tests never reads the developer's ~/.config/keyresolve/client.toml."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+
+
+# -- a real SMTP server (aiosmtpd; tests/smtp.py) ---------------------------------
+
+@pytest.fixture
+def smtp_server():
+    """A started `tests.smtp.SmtpServer` on 127.0.0.1 (stopped at teardown)."""
+    from tests.smtp import SmtpServer
+
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

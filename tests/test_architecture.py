@@ -35,13 +35,13 @@ MAY_IMPORT = {
     "registry": {"protocol", "zonedata", "client"},
     "client": {"protocol"},
     "mail": {"protocol", "client"},
-    "store": {"protocol", "zonedata", "authority", "registry", "client"},
-    "net": {"protocol", "zonedata", "authority", "resolver", "registry"},
+    "store": {"protocol", "zonedata", "authority", "registry", "client", "(top)"},
+    "net": {"protocol", "zonedata", "authority", "resolver", "registry", "store", "(top)"},
     "daemons": {"protocol", "zonedata", "authority", "resolver", "registry", "client", "mail",
                 "store", "net", "cli", "(top)"},
     "cli": {"protocol", "zonedata", "authority", "resolver", "registry", "client", "mail",
             "store", "net", "daemons", "(top)"},
-    "(top)": {"cli"},
+    "(top)": {"cli", "protocol"},
     "demo_zones": set(),
 }
 #: Modules of a package that may not import a package its neighbours may:
@@ -113,11 +113,23 @@ def test_pure_module_imports_no_io(path):
     assert sorted(_imports(path) & FORBIDDEN - tolerated) == []
 
 
+#: Standard-library packages a pure module may use although they import I/O
+#: modules themselves (`email.utils` imports socket for `make_msgid`'s host
+#: name, which we never call): what they load is not counted against us.
+TOLERATED_STDLIB = ["email.message", "email.parser", "email.policy", "email.utils",
+                    "email.headerregistry", "email.generator"]
+
+
 def test_pure_packages_pull_in_no_io_transitively():
+    """Importing every pure module loads no I/O library beyond what the
+    interpreter and the tolerated standard-library packages load anyway (os,
+    time and gc are always loaded, so the direct check above covers them)."""
     names = [".".join(("keyresolve", *p.relative_to(PACKAGE).with_suffix("").parts))
              .removesuffix(".__init__") for p in PURE_MODULES]
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in names)
-            + f"bad = sorted(set(sys.modules) & set({sorted(FORBIDDEN - {'os', 'time', 'gc'})!r}))\n"
+    watched = sorted(FORBIDDEN - {"os", "time", "gc"})
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in TOLERATED_STDLIB)
+            + "before = set(sys.modules)\n" + "".join(f"import {m}\n" for m in names)
+            + f"bad = sorted((set(sys.modules) - before) & set({watched!r}))\n"
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..protocol.errors import ConfigError, InvalidName
-from .sharedkeys import shared_keys_from_config
+from ..authority.ratelimit import DEFAULT_SLIP, MAX_SLIP
+from ..protocol.errors import ConfigError, InvalidName, InvalidRecord, excerpt
 from ..protocol.names import Name
+from ..protocol.serial import SERIAL_POLICIES
 from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
                                   DEFAULT_TCP_SEND_TIMEOUT, Endpoint, parse_endpoint)
-from ..authority.ratelimit import DEFAULT_SLIP, MAX_SLIP
-from ..protocol.serial import SERIAL_POLICIES
 from ..protocol.tsig import DEFAULT_MAX_FUDGE, SharedKey
+from ..registry.mails import MailError, validate_address
+from ..zonedata.zonefile import parse_ttl
+from ..secretfiles import read_private_file
+from .sharedkeys import shared_keys_from_config
 
 #: The log levels a daemon takes (log_level, --log-level), least severe first.
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -57,6 +62,9 @@ class ZoneConfig:
     #: "keep" refuses it, "increment"/"unixtime" pick the serial
     #: (`serial.next_serial`, as Knot's serial-policy).
     serial_policy: str = "keep"
+    #: Owners may register keys in this (primary) zone (issue #20); the
+    #: config then needs a `[registry]` section.
+    registration: bool = False
 
     @property
     def is_secondary(self) -> bool:
@@ -97,6 +105,8 @@ class ServeConfig:
     control_loopback: bool = True
     #: File the daemon writes its process id to while it runs (None: none).
     pidfile: Path | None = None
+    #: The `[registry]` section (None: no registry).
+    registry: RegistryConfig | None = None
 
     def get_zone(self, origin: Name) -> ZoneConfig | None:
         """The configuration of the zone `origin`, if we serve it."""
@@ -435,6 +445,10 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         if zone.include_dirs and zone.is_secondary:
             raise ConfigError(f"{path}: zones[{i}].include_dirs: only a primary zone "
                               "(file) has includes")
+        zone.registration = table.get("registration", bool, False)
+        if zone.registration and zone.is_secondary:
+            raise ConfigError(f"{path}: zones[{i}].registration: only a primary zone (file) "
+                              "takes registrations; its secondaries serve them by IXFR")
         zone.serial_policy = table.get("serial_policy", str, "keep")
         if zone.serial_policy not in SERIAL_POLICIES:
             raise ConfigError(f"{path}: zones[{i}].serial_policy: must be one of "
@@ -444,5 +458,156 @@ def load_serve_config(path: str | Path) -> ServeConfig:
             raise ConfigError(f"{path}: zones[{i}].name: zone {zone.name} is listed twice")
         seen.add(zone.name)
         config.zones.append(zone)
+    if "registry" in top.data:
+        config.registry = load_registry(top, path)
+    for i, zone in enumerate(config.zones):
+        if zone.registration and config.registry is None:
+            raise ConfigError(f"{path}: zones[{i}].registration: needs a [registry] section "
+                              "(the SMTP server and address its mails go out through)")
     top.finish()
     return config
+
+
+# -- the registry (issue #20) ------------------------------------------------------
+
+#: The `[registry]` durations' defaults, in seconds (issue #20's example):
+#: a confirmation mail answered within a day, one mail per address per hour,
+#: keys re-verified every 180 days with 14 days to answer.
+DEFAULT_CONFIRM_WITHIN = 86_400
+DEFAULT_MAIL_INTERVAL = 3_600
+DEFAULT_REVERIFY_EVERY = 180 * 86_400
+DEFAULT_REVERIFY_GRACE = 14 * 86_400
+#: Where the registry keeps its own key pair, relative to the config file.
+DEFAULT_KEY_DIR = "registry-keys"
+#: Longest `confirm_within`: a pending request is state held for a stranger;
+#: 30 days is six times the outbox's 5-day queue lifetime, ample for the
+#: mail to arrive and be answered.
+MAX_CONFIRM_WITHIN = 30 * 86_400
+#: Largest password file read (a password, not a document).
+MAX_PASSWORD_FILE = 4096
+_HOST_RE = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?)*\Z")
+
+
+@dataclass
+class RegistryConfig:
+    """The `[registry]` section of the serve config: the mail side of the
+    registry (issue #20). Durations are whole seconds."""
+
+    #: The submission server, (host, port); host is a name or an IP address.
+    smtp: tuple[str, int]
+    #: The registry's address: the From of its mails and the SMTP envelope sender.
+    sender: str
+    #: The directory of the registry's own key pair (made on first start).
+    key_dir: Path
+    #: Upgrade the SMTP connection with STARTTLS (refuse to send without it).
+    starttls: bool = False
+    #: SMTP AUTH user, and the owner-only file holding its password.
+    user: str | None = None
+    password_file: Path | None = None
+    #: A registration, removal or recovery request expires after this.
+    confirm_within: int = DEFAULT_CONFIRM_WITHIN
+    #: At most one mail per address per this.
+    mail_interval: int = DEFAULT_MAIL_INTERVAL
+    #: Registered keys are re-verified every this, and withdrawn when their
+    #: owner did not answer within `reverify_grace`.
+    reverify_every: int = DEFAULT_REVERIFY_EVERY
+    reverify_grace: int = DEFAULT_REVERIFY_GRACE
+
+
+def parse_host_port(text: object) -> tuple[str, int]:
+    """``host:port`` with a host name or IP address (``[ipv6]:port``) into
+    (host, port); ValueError with a one-line message otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"must be a string like smtp.example.com:587, not {text!r}")
+    host, sep, port = text.rpartition(":")
+    if text.startswith("[") or not sep or ":" in host:
+        return parse_endpoint(text)
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port in {excerpt(text)} must be 1 .. 65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if len(host) > 253 or not _HOST_RE.match(host):
+            raise ValueError(f"{excerpt(host)} in {excerpt(text)} is not a host name "
+                             "or IP address") from None
+    return ("127.0.0.1" if host == "localhost" else host), int(port)
+
+
+def parse_duration(text: object) -> int:
+    """A duration with units, as zone-file TTLs are written (``90s``,
+    ``30m``, ``12h``, ``1d``, ``2w``, ``1h30m``), in whole seconds, at least
+    1; ValueError with a one-line message otherwise. A bare number is
+    refused: the unit says what was meant."""
+    shape = "a duration with units (s, m, h, d, w) like \"1d\" or \"12h\""
+    if not isinstance(text, str):
+        raise ValueError(f"must be {shape}, written as a string")
+    if text.isdigit() or not text:
+        raise ValueError(f"must be {shape}, not {excerpt(text)}")
+    try:
+        seconds = parse_ttl(text)
+    except InvalidRecord:
+        raise ValueError(f"must be {shape}, not {excerpt(text)}") from None
+    if seconds < 1:
+        raise ValueError("must be at least 1s")
+    return seconds
+
+
+def _duration(table: Table, key: str, default: int, maximum: int | None = None) -> int:
+    if key not in table.data:
+        return default
+    try:
+        seconds = parse_duration(table.data.pop(key))
+    except ValueError as exc:
+        raise table._err(key, str(exc)) from None
+    if maximum is not None and seconds > maximum:
+        raise table._err(key, f"at most {maximum // 86_400}d")
+    return seconds
+
+
+def load_registry(top: Table, path: Path) -> RegistryConfig:
+    """The `[registry]` section (see `RegistryConfig`); every setting
+    checked, an error naming it."""
+    raw = top.get("registry", dict, what="a [registry] table")
+    table = Table(raw, f"{path}: registry.")
+    try:
+        smtp = parse_host_port(table.get("smtp", str, what="a \"host:port\" string"))
+    except ValueError as exc:
+        raise table._err("smtp", str(exc)) from None
+    try:
+        sender = validate_address(table.get("from", str, what="an address"), "from")
+    except MailError as exc:
+        raise ConfigError(f"{path}: registry.{exc}") from None
+    key_dir = path.parent / table.get("key_dir", str, DEFAULT_KEY_DIR, what="a directory name")
+    if key_dir.exists() and not key_dir.is_dir():
+        raise table._err("key_dir", f"{key_dir} is not a directory")
+    if not key_dir.parent.is_dir():
+        raise table._err("key_dir", f"directory {key_dir.parent} does not exist")
+    config = RegistryConfig(smtp=smtp, sender=sender, key_dir=key_dir)
+    config.starttls = table.get("starttls", bool, False)
+    config.user = table.get("user", str, None, what="a user name")
+    if config.user is not None and (not config.user or _has_control(config.user)):
+        raise table._err("user", "must be a user name without control characters")
+    password_file = table.get("password_file", str, None, what="a file name")
+    if (config.user is None) != (password_file is None):
+        missing = "password_file" if password_file is None else "user"
+        raise table._err(missing, "user and password_file go together (SMTP AUTH)")
+    if password_file is not None:
+        config.password_file = path.parent / password_file
+        read_private_file(config.password_file, MAX_PASSWORD_FILE,
+                          f"{path}: registry.password_file:")
+    config.confirm_within = _duration(table, "confirm_within", DEFAULT_CONFIRM_WITHIN,
+                                      MAX_CONFIRM_WITHIN)
+    config.mail_interval = _duration(table, "mail_interval", DEFAULT_MAIL_INTERVAL)
+    config.reverify_every = _duration(table, "reverify_every", DEFAULT_REVERIFY_EVERY)
+    config.reverify_grace = _duration(table, "reverify_grace", DEFAULT_REVERIFY_GRACE)
+    if config.reverify_grace >= config.reverify_every:
+        raise table._err("reverify_grace", "must be shorter than reverify_every (an owner "
+                         "answers one challenge before the next is mailed)")
+    table.finish()
+    return config
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)

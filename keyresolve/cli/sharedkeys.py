@@ -16,16 +16,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
 import secrets
-import stat
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from ..protocol.errors import ConfigError, InvalidName
 from ..protocol.names import Name
+from ..secretfiles import read_private
 from ..protocol.tsig import ALGORITHMS, DEFAULT_ALGORITHM, MAC_SIZES, MIN_SECRET, SharedKey
 
 #: Largest secret file read: a base64 secret is a few dozen bytes, so a big
@@ -33,8 +32,6 @@ from ..protocol.tsig import ALGORITHMS, DEFAULT_ALGORITHM, MAC_SIZES, MIN_SECRET
 MAX_SECRET_FILE = 4096
 #: Largest key file read (one TOML table of a few lines).
 MAX_KEY_FILE = 65536
-#: Permission bits that must be clear on a file holding a secret (owner only).
-SECRET_FILE_FORBIDDEN_BITS = 0o077
 #: Fields of a ``[keys.NAME]`` table.
 _KEY_FIELDS = frozenset({"algorithm", "secret", "secret_file"})
 #: TOML bare keys (TOML 1.0 "Keys"); other names are written quoted.
@@ -70,43 +67,12 @@ def _decode_secret(text: Any, where: str) -> bytes:
 
 def read_secret_file(path: Path, where: str) -> bytes:
     """Read a base64 secret from `path`, refusing a file others may read."""
-    data = _read_private(path, MAX_SECRET_FILE, f"{where}: secret_file")
+    data = read_private(path, MAX_SECRET_FILE, f"{where}: secret_file")
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
         raise ConfigError(f"{where}: secret_file {path} is not base64 text") from None
     return _decode_secret(text, f"{where}: secret_file {path}")
-
-
-def _read_private(path: Path, limit: int, what: str) -> bytes:
-    """The contents of a regular, owner-only file of at most `limit` bytes."""
-    try:
-        # O_NONBLOCK: opening a FIFO must not hang; it is refused below.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot open: {exc.strerror}") from None
-    try:
-        # fstat the open file, so the file checked is the file read.
-        _check_private(os.fstat(fd), path, what)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise ConfigError(f"{what} {path} is larger than {limit} bytes")
-    return data
-
-
-def _check_private(st: os.stat_result, path: Path, what: str) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{what} {path} is not a regular file")
-    if st.st_mode & SECRET_FILE_FORBIDDEN_BITS:
-        raise ConfigError(f"{what} {path} is accessible by group or others "
-                          f"(mode {stat.S_IMODE(st.st_mode):04o}; chmod 600 it)")
 
 
 def key_from_table(name: str, table: Any, base_dir: Path, where: str | None = None) -> SharedKey:
@@ -186,7 +152,7 @@ def load_key_file(path: Path) -> SharedKey:
     accessible by group or others.
     """
     path = Path(path)
-    data = _read_private(path, MAX_KEY_FILE, "key file")
+    data = read_private(path, MAX_KEY_FILE, "key file")
     try:
         document = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -198,6 +164,6 @@ def load_key_file(path: Path) -> SharedKey:
     return key_from_table(name, table, path.parent, f"{path}: keys.{name}")
 
 
-__all__ = ["MAX_SECRET_FILE", "SECRET_FILE_FORBIDDEN_BITS", "key_from_table",
+__all__ = ["MAX_SECRET_FILE", "key_from_table",
            "shared_keys_from_config", "load_key_file", "parse_y_option", "read_secret_file",
            "tsig_keygen"]
