@@ -1,0 +1,6 @@
+"""The registry (issue #20): owners publish, replace and withdraw their own
+keys, proven by possession of the keys and by their mailbox. Pure:
+`messages` (the wire formats of docs/protocol.md 8E), `hpke` (their
+sealing), `state` (the registration state machine). The mail, the queue,
+the store and the daemon live outside this package.
+"""

@@ -409,10 +409,9 @@ class Registry:
         checks = self._checks
         while checks and checks[0][0] <= now and len(actions) < limit:
             due, _, address = heapq.heappop(checks)
-            current = self.registrations.get(address)
-            if (current is None or current.verified + self.limits.reverify_every != due
-                    or address in self._renewing):
-                continue  # re-registered, renewed or withdrawn since: another entry
+            if self._stale_check(due, address):
+                continue
+            current = self.registrations[address]
             pending = self._add(PendingKind.RENEW, current.zone, address,
                                 now + self.limits.reverify_grace, current.encrypt, current.sign)
             actions.append(Action(mail=self._challenge(pending, current.encrypt,
@@ -423,6 +422,11 @@ class Registry:
         """The earliest time `due` may have something to do, or None."""
         if self._overdue:
             return self.clock()
+        expiries, checks = self._expiries, self._checks
+        while expiries and self._stale_expiry(*expiries[0]):
+            heapq.heappop(expiries)
+        while checks and self._stale_check(checks[0][0], checks[0][2]):
+            heapq.heappop(checks)
         times = [self._checks[0][0]] if self._checks else []
         if self._expiries:
             times.append(self._expiries[0][0] + 1)  # valid through its expiry second
@@ -432,10 +436,10 @@ class Registry:
         actions: list[Action] = []
         expiries = self._expiries
         while expiries and expiries[0][0] < now and len(actions) < limit:
-            _, request_id = heapq.heappop(expiries)
-            pending = self.pending.get(request_id)
-            if pending is None or pending.expires >= now:
+            expires, request_id = heapq.heappop(expiries)
+            if self._stale_expiry(expires, request_id):
                 continue
+            pending = self.pending[request_id]
             self._drop(pending)
             current = self.registrations.get(pending.address)
             if pending.kind is PendingKind.RENEW and current is not None:
@@ -445,6 +449,18 @@ class Registry:
                                                      current.address, current.keys, now,
                                                      reason="unanswered")))
         return actions
+
+    def _stale_expiry(self, expires: int, request_id: bytes) -> bool:
+        """An expiry entry of a request answered since."""
+        pending = self.pending.get(request_id)
+        return pending is None or pending.expires != expires
+
+    def _stale_check(self, due: int, address: Name) -> bool:
+        """A re-verification entry of keys replaced, renewed or withdrawn
+        since, or being re-verified now."""
+        current = self.registrations.get(address)
+        return (current is None or current.verified + self.limits.reverify_every != due
+                or address in self._renewing)
 
     # -- committed changes -------------------------------------------------------------
     def apply(self, entry: LogEntry) -> None:
