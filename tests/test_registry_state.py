@@ -412,6 +412,9 @@ def test_zones_and_mailbox_policy() -> None:
     assert rcode_of(env.register, OWNER, outside) == Rcode.REFUSED
     assert rcode_of(env.register, OWNER, Name.from_text("root@example.com.")) == Rcode.REFUSED
     env.register(OWNER, Name.from_text("carol@sub.example.com."))  # below the apex
+    # the policy is for registering: removal and recovery stay open
+    env.send(Kind.UNREGISTER_MAIL, m.address_fields(Name.from_text("root@example.com.")))
+    assert rcode_of(env.send, Kind.RECOVER, m.address_fields(outside)) == Rcode.REFUSED
 
 
 def test_registration_answers_do_not_tell_whether_an_address_is_registered() -> None:

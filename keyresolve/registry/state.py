@@ -331,7 +331,7 @@ class Registry:
     def _mail_token(self, request: Request, now: int) -> Outcome:
         address = request.address
         assert address is not None
-        self._check_address(request.zone, address)
+        self._check_address(request.zone, address, policy=False)  # owners may always leave
         outcome = Outcome(request, answer=Answer(AnswerKind.ACCEPTED, request.digest,
                                                  expires_in=self.limits.confirm_within))
         self._bound(address)
@@ -491,10 +491,10 @@ class Registry:
                                       next(self._order), address))
 
     # -- helpers ---------------------------------------------------------------------
-    def _check_address(self, zone: Name, address: Name) -> None:
+    def _check_address(self, zone: Name, address: Name, policy: bool = True) -> None:
         if not address.is_subdomain(zone):
             raise Refused(f"{address} is not in the zone {zone}")
-        if not self.allowed(address):
+        if policy and not self.allowed(address):
             raise Refused(f"{address} may not register here")
 
     def _taken(self, address: Name, keys: tuple[KEY, ...]) -> bool:
