@@ -72,8 +72,8 @@ MAX_TIME = 2**48 - 1
 #: Most key ids a challenge or an answer lists (an address has at most two
 #: keys; a few more allowed for a later version with more usages).
 MAX_KEY_IDS = 8
-#: A server to answer, as text: a name or address and a port.
-MAX_SERVER_TEXT = 300
+#: Longest withdrawal reason in an update-log entry (they are short words).
+MAX_REASON = 64
 
 #: HPKE `info` of each sealed kind (RFC 9180 5.1: binds a ciphertext to its use).
 INFO_REQUEST = b"keyresolve registry v1 request"
@@ -595,14 +595,14 @@ class LogEntry:
          reason) = _array(_unpack(data, "log entry"), 8, "log entry")
         if op not in LogOp._value2member_map_ or type(op) is not str:
             raise FormError("log entry op must be publish, renew or withdraw")
-        if type(keys) is not tuple or len(keys) > MAX_KEY_IDS:
+        if (type(keys) is not tuple or len(keys) > MAX_KEY_IDS
+                or any(type(key) is not tuple for key in keys)):
             raise FormError("log entry keys must be an array of KEY rdata")
         try:
-            parsed = tuple(KEY.from_wire(key) if type(key) is tuple else KEY.from_wire(())
-                           for key in keys)
+            parsed = tuple(KEY.from_wire(key) for key in keys)
         except InvalidRecord as exc:
             raise FormError(f"log entry key: {exc}") from None
-        if type(reason) is not str or len(reason) > 64:
+        if type(reason) is not str or len(reason) > MAX_REASON:
             raise FormError("log entry reason must be a short string")
         return cls(LogOp(op), _name(zone, "zone", False), _name(address, "address", True),
                    parsed, _uint(serial, "serial", 2**32 - 1), _uint(time, "time", MAX_TIME),
