@@ -329,6 +329,30 @@ def test_a_withdrawal_found_while_handling_a_request_is_not_lost() -> None:
     assert withdraw.change.address == ALICE  # type: ignore[union-attr]
 
 
+def test_a_withdrawal_found_while_handling_is_dropped_if_the_keys_changed_since() -> None:
+    env = Env(Limits(reverify_every=100 * DAY, reverify_grace=10 * DAY))
+    env.registered()
+    env.clock.now = T0 + 100 * DAY
+    env.reg.due()
+    env.clock.now += 11 * DAY
+    outcome = env.register(OWNER2)  # finds the unanswered re-verification
+    env.commit(env.answer(env.challenge(outcome, OWNER2), OWNER2))
+    assert env.reg.due() == []
+    assert env.reg.registrations[ALICE].sign.key == OWNER2.sign.key
+
+
+def test_log_entries_about_keys_replaced_since_change_nothing() -> None:
+    env = Env()
+    env.registered()
+    old = env.reg.registrations[ALICE]
+    env.registered(OWNER2)
+    new = env.reg.registrations[ALICE]
+    for op in (LogOp.WITHDRAW, LogOp.RENEW):
+        env.reg.apply(m.LogEntry(op, ZONE, ALICE, old.keys, 9, T0 + 5))
+        env.reg.apply(m.LogEntry(op, ZONE, BOB, old.keys, 9, T0 + 5))
+        assert env.reg.registrations == {ALICE: new}
+
+
 def test_a_replacement_during_reverification_cancels_it() -> None:
     env = Env(Limits(reverify_every=100 * DAY, reverify_grace=10 * DAY))
     env.registered()

@@ -404,7 +404,8 @@ class Registry:
         withdrawal (with a notice mail) of keys whose owner did not answer
         within `reverify_grace`. Expired pending requests are forgotten."""
         now = self.clock()
-        actions, self._overdue = self._overdue[:limit], self._overdue[limit:]
+        actions = [action for action in self._overdue[:limit] if self._holds(action.change)]
+        del self._overdue[:limit]
         actions += self._expire(now, limit - len(actions))
         checks = self._checks
         while checks and checks[0][0] <= now and len(actions) < limit:
@@ -450,6 +451,11 @@ class Registry:
                                                      reason="unanswered")))
         return actions
 
+    def _holds(self, change: Change | None) -> bool:
+        """Whether the keys `change` is about are still the address's."""
+        current = None if change is None else self.registrations.get(change.address)
+        return current is not None and _key_set(current.keys) == _key_set(change.keys)  # type: ignore[union-attr]
+
     def _stale_expiry(self, expires: int, request_id: bytes) -> bool:
         """An expiry entry of a request answered since."""
         pending = self.pending.get(request_id)
@@ -467,7 +473,11 @@ class Registry:
         """Take a committed update-log entry into the registered state (also
         how the state is rebuilt from the log at start)."""
         address = entry.address
-        current = self.registrations.pop(address, None)
+        current = self.registrations.get(address)
+        if entry.op is not LogOp.PUBLISH and (current is None
+                                              or _key_set(current.keys) != _key_set(entry.keys)):
+            return  # about keys replaced or withdrawn since: nothing to change
+        self.registrations.pop(address, None)
         renewing = self._renewing.get(address)
         if renewing is not None:
             self._drop(self.pending[renewing])
@@ -477,8 +487,6 @@ class Registry:
         if entry.op is LogOp.WITHDRAW:
             return
         if entry.op is LogOp.RENEW:
-            if current is None:
-                return  # renewed keys withdrawn since
             registration = replace(current, verified=entry.time)
         else:
             encrypt, sign = _pair(entry.keys)
@@ -548,6 +556,10 @@ class Registry:
         attachment = make_challenge(challenge, owner, self.signer, self.random)
         return ChallengeMail(pending.zone, pending.address, pending.kind.value, added, replaced,
                              pending.expires, attachment)
+
+
+def _key_set(keys: Iterable[KEY]) -> set[tuple[int, bytes]]:
+    return {(int(key.algorithm), key.key) for key in keys}
 
 
 def _registered(key: KEY) -> KEY:
