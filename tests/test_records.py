@@ -482,6 +482,21 @@ def test_record_to_text() -> None:
                     KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32))))
     assert record.to_text(ORIGIN) == f"alice@\t3600\tKEY\tx25519 encrypt {B64}"
     assert record.to_text() == f"alice@example.com.\t3600\tKEY\tx25519 encrypt {B64}"
+    flagged = Record(record.name, RType.KEY, 3600,
+                     KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32)),
+                         KeyFlag.REGISTERED | 0x8000))
+    assert flagged.to_text(ORIGIN) == (
+        f"alice@\t3600\tKEY\tx25519 encrypt flags=registered,32768 {B64}")
+
+
+def test_dig_prints_key_flags() -> None:
+    from keyresolve import dig
+
+    key = KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32)), KeyFlag.REGISTERED)
+    response = Message(id=1, qr=True, answer=[Record(n("alice@example.com."), RType.KEY, 60,
+                                                     key)])
+    text = dig.to_text(response, server="127.0.0.1:53", tcp=False, elapsed=0.0, size=0)
+    assert f"KEY\tx25519 encrypt flags=registered {B64} ; key_id {key.key_id}" in text
 
 
 def test_addr_host() -> None:
