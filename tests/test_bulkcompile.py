@@ -99,6 +99,10 @@ TAKEN = {
     # $ was taken for a directive, and bob's continuation line went to alice
     "after a general owner starting with $": (
         f"alice@ KEY {KEY_A}\n$ORIGINbob@ KEY {KEY_A}\n\t KEY {KEY_B}\n"),
+    # a flags token is not the bulk line's: the line goes to the general
+    # parser, and a continuation after it still takes the bulk path
+    "KEY flags": (f"alice@ KEY x25519 encrypt flags=registered {'A' * 43}=\n\t KEY {KEY_B}\n"
+                  f"bob@ KEY ed25519 sign FLAGS=2,Registered {'B' * 43}=\ncarol@ KEY {KEY_A}\n"),
     "mailboxes near general records": (
         f"www ADDR 10.0.0.1:53\nalice@www KEY {KEY_A}\nwww ADDR 10.0.0.2:53\n"
         f"sub NS ns.sub\nns.sub ADDR 10.0.0.3:53\nbob@ KEY {KEY_A}\n"),
@@ -179,6 +183,9 @@ GIVEN_UP = {
     "syntax error": "www ADDR nonsense\n",
     "bad UTF-8": b"; \xff\n",
     "line too long": "; " + "x" * 70_000 + "\n",
+    # a general continuation line of a bulk owner
+    "KEY flags continuing a bulk owner": (
+        f"bob@ KEY {KEY_A}\n\t KEY ed25519 sign flags=registered {'B' * 43}=\n"),
 }
 
 
@@ -216,6 +223,9 @@ _PIECES = [
     "\n", f"x@ KEY x25519 encrypt {'A' * 43}= ; c\n", "\t ALIAS bob@www\n",
     f"frank@ KEY {KEY_A}", "\r\n", f"gina@ 1h KEY {KEY_B}\r\n",
     f"$hank@ KEY {KEY_A}\n", f"$ORIGINhank@ KEY {KEY_A}\n", "$ORIGN example.com.\n",
+    f"alice@ KEY x25519 encrypt flags=registered {'A' * 43}=\n",
+    f"\t KEY ed25519 sign flags=interim,4 {'B' * 43}=\n",
+    f"ivy@ KEY x25519 encrypt flags=x {'A' * 43}=\n",
 ]
 
 

@@ -20,8 +20,7 @@ from keyresolve.protocol.codes import RType
 from keyresolve.protocol.errors import FormError, InvalidName, InvalidRecord
 from keyresolve.protocol.message import Message
 from keyresolve.protocol.names import Name
-from keyresolve.protocol.records import (ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage,
-                                Record, rdata_from_text, rdata_from_wire)
+from keyresolve.protocol.records import ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KEY_FLAG_NAMES, KeyAlgorithm, KeyFlag, KeyUsage, Record, key_flags_from_text, key_flags_to_text, rdata_from_text, rdata_from_wire
 
 try:  # tests/ is a package
     from tests.test_names import domains, mailboxes, names
@@ -371,6 +370,21 @@ TEXT_VECTORS = [
     (RType.KEY, f"ed448 sign {base64.b64encode(b'z' * 57).decode()}", None,
      KEY(KeyAlgorithm.ED448, KeyUsage.SIGN, b"z" * 57),
      f"ed448 sign {base64.b64encode(b'z' * 57).decode()}"),
+    # flags: names of the defined bits, lowest first, then the rest as a number
+    (RType.KEY, f"x25519 encrypt flags=registered {B64}", None,
+     KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32)), KeyFlag.REGISTERED),
+     f"x25519 encrypt flags=registered {B64}"),
+    (RType.KEY, f"ed25519 sign FLAGS=Interim,REGISTERED {B64[:10]} {B64[10:]}", None,
+     KEY(KeyAlgorithm.ED25519, KeyUsage.SIGN, bytes(range(32)), 3),
+     f"ed25519 sign flags=registered,interim {B64}"),
+    (RType.KEY, f"x25519 encrypt flags=256,registered,0256 {B64}", None,
+     KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32)), 0x101),
+     f"x25519 encrypt flags=registered,256 {B64}"),
+    (RType.KEY, f"x25519 encrypt flags=65535 {B64}", None,
+     KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32)), 0xFFFF),
+     f"x25519 encrypt flags=registered,interim,65532 {B64}"),
+    (RType.KEY, f"x25519 encrypt flags=0 {B64}", None,  # no flags: no token
+     KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32))), f"x25519 encrypt {B64}"),
 ]
 
 
@@ -419,6 +433,15 @@ BAD_TEXT = [
     (RType.KEY, f"x25519 encrypt {base64.b64encode(bytes(31)).decode()}"),
     (RType.KEY, "x25519 encrypt"),
     (RType.KEY, f"1 1 {B64}"),
+    (RType.KEY, f"x25519 encrypt flags= {B64}"),
+    (RType.KEY, f"x25519 encrypt flags=verified {B64}"),
+    (RType.KEY, f"x25519 encrypt flags=65536 {B64}"),
+    (RType.KEY, f"x25519 encrypt flags=-1 {B64}"),
+    (RType.KEY, f"x25519 encrypt flags=registered,,interim {B64}"),
+    (RType.KEY, f"x25519 encrypt flags=\u0661 {B64}"),  # Arabic-Indic one
+    (RType.KEY, "x25519 encrypt flags=registered"),  # no key
+    (RType.KEY, f"x25519 encrypt {B64} flags=registered"),  # after the key
+    (RType.KEY, f"x25519 flags=registered encrypt {B64}"),
     (RType.IXFR, "x"),
     (RType.ANY, "x"),
 ]
@@ -434,10 +457,22 @@ def test_bad_text_is_rejected(rtype: int, text: str) -> None:
 @given(rdatas(), domains())
 def test_text_round_trip(rdata, origin: Name) -> None:
     parsed = rdata_from_text(rdata.rtype, rdata.to_text(origin).split(), origin)
-    if isinstance(rdata, KEY):
-        # The text form has no flags: zone files publish flags 0.
-        rdata = KEY(rdata.algorithm, rdata.usage, rdata.key)
-    assert parsed == rdata
+    assert parsed == rdata  # KEY flags included
+
+
+@FAST
+@given(st.integers(0, 0xFFFF))
+def test_key_flags_text_round_trip(flags: int) -> None:
+    text = key_flags_to_text(flags)
+    assert key_flags_from_text(text) == flags
+    assert key_flags_from_text(text.upper()) == flags
+    assert all(item in KEY_FLAG_NAMES or item.isdigit() for item in text.split(","))
+
+
+def test_key_flag_bits() -> None:
+    # docs/protocol.md 6.4: the registry of KEY flag bits
+    assert KeyFlag.REGISTERED == 0x0001 and KeyFlag.INTERIM == 0x0002
+    assert KEY_FLAG_NAMES == {"registered": KeyFlag.REGISTERED, "interim": KeyFlag.INTERIM}
 
 
 def test_record_to_text() -> None:
@@ -445,6 +480,21 @@ def test_record_to_text() -> None:
                     KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32))))
     assert record.to_text(ORIGIN) == f"alice@\t3600\tKEY\tx25519 encrypt {B64}"
     assert record.to_text() == f"alice@example.com.\t3600\tKEY\tx25519 encrypt {B64}"
+    flagged = Record(record.name, RType.KEY, 3600,
+                     KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32)),
+                         KeyFlag.REGISTERED | 0x8000))
+    assert flagged.to_text(ORIGIN) == (
+        f"alice@\t3600\tKEY\tx25519 encrypt flags=registered,32768 {B64}")
+
+
+def test_dig_prints_key_flags() -> None:
+    from keyresolve.cli import dig
+
+    key = KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, bytes(range(32)), KeyFlag.REGISTERED)
+    response = Message(id=1, qr=True, answer=[Record(n("alice@example.com."), RType.KEY, 60,
+                                                     key)])
+    text = dig.to_text(response, server="127.0.0.1:53", tcp=False, elapsed=0.0, size=0)
+    assert f"KEY\tx25519 encrypt flags=registered {B64} ; key_id {key.key_id}" in text
 
 
 def test_addr_host() -> None:

@@ -73,10 +73,11 @@ def addr(owner: str, ttl: int, text: str) -> Record:
     return Record(n(owner), RType.ADDR, ttl, ADDR.parse(text))
 
 
-def key(owner: str, ttl: int, alg: str, b64: str) -> Record:
+def key(owner: str, ttl: int, alg: str, b64: str, flags: int = 0) -> Record:
     algorithm = KeyAlgorithm[alg.upper()]
     usage = KeyUsage.ENCRYPT if alg.startswith("x") else KeyUsage.SIGN
-    return Record(n(owner), RType.KEY, ttl, KEY(algorithm, usage, base64.b64decode(b64)))
+    return Record(n(owner), RType.KEY, ttl,
+                  KEY(algorithm, usage, base64.b64decode(b64), flags))
 
 
 def alias(owner: str, ttl: int, target: str) -> Record:
@@ -109,6 +110,8 @@ EXPECTED: dict[str, list[Record]] = {
             "ed448", ED448),
         alias("www-team@example.com.", 5400, "alice@example.com."),
         alias("apex-alias@example.com.", 0, "example.com."),
+        key("reg@example.com.", 5400, "x25519", CAROL_X, flags=1),  # flags=registered
+        key("reg@example.com.", 5400, "ed25519", DAVE_X, flags=0x101),
         key("dan@sub.example.com.", 5400, "ed25519", FIRST_ED),
         addr("host.sub.example.com.", 5400, "192.0.2.1:53"),
         key("keyhost.example.com.", 60, "x25519", FIRST_X),

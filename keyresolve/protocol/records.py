@@ -55,9 +55,58 @@ KEY_ALGORITHMS: dict[KeyAlgorithm, tuple[int, KeyUsage]] = {
     KeyAlgorithm.ED448: (57, KeyUsage.SIGN),
 }
 
-#: KEY flag bits. None are defined yet; they are reserved for registration
-#: state (verified, interim, ...). Unknown bits are carried, not rejected.
+class KeyFlag(enum.IntFlag):
+    """KEY flag bits (docs/protocol.md 6.4, its registry in 12.3). Bits not
+    defined here are carried unchanged, never rejected."""
+
+    #: Published through the registry: the owner proved the mailbox and
+    #: possession of the keys (docs/protocol.md 8E).
+    REGISTERED = 0x0001
+    #: Made by the domain's server for a recipient that has none (reserved:
+    #: the interim-key issue defines its use).
+    INTERIM = 0x0002
+
+
+#: The 16 bits of KEY flags.
 MAX_KEY_FLAGS = 0xFFFF
+#: Flag bits with a name, by their zone-file spelling.
+KEY_FLAG_NAMES = {flag.name.lower(): flag for flag in KeyFlag}  # type: ignore[union-attr]
+#: The zone-file token carrying flags starts with this (``flags=registered``).
+FLAGS_PREFIX = "flags="
+
+
+def key_flags_to_text(flags: int) -> str:
+    """Flags as the zone file writes them: the names of the defined bits,
+    lowest first, then the other bits as one decimal number
+    (``registered,interim``, ``registered,256``); "0" for none."""
+    names = [name for name, flag in KEY_FLAG_NAMES.items() if flags & flag]
+    rest = flags & ~sum(KEY_FLAG_NAMES.values()) & MAX_KEY_FLAGS
+    if rest or not names:
+        names.append(str(rest))
+    return ",".join(names)
+
+
+def key_flags_from_text(text: str) -> int:
+    """Inverse of `key_flags_to_text`: comma-separated flag names (any case)
+    and decimal numbers 0..65535, OR-ed together; raises InvalidRecord."""
+    flags = 0
+    for item in text.split(","):
+        flag = KEY_FLAG_NAMES.get(item.lower()) if item.isascii() else None
+        if flag is None:
+            if not item.isascii() or not item.isdigit():
+                choices = ", ".join(KEY_FLAG_NAMES)
+                raise InvalidRecord(f"unknown key flag {excerpt(item)} (one of {choices}, "
+                                    "or a number)")
+            flag = _text_int(item, "key flags", MAX_KEY_FLAGS)
+        flags |= int(flag)
+    return flags
+
+
+def key_id(algorithm: int, key: bytes) -> str:
+    """The key id of docs/protocol.md 6.4: the first 8 bytes of
+    SHA-256(algorithm byte || key), as 16 lower-case hex digits. Display
+    and log only; flags are not part of it."""
+    return hashlib.sha256(bytes([int(algorithm)]) + key).digest()[:8].hex()
 
 
 def _u32(value: Any, what: str) -> int:
@@ -289,13 +338,15 @@ class KEY:
         if len(self.key) != length:
             raise InvalidRecord(
                 f"{self.algorithm.name.lower()} key must be {length} bytes, got {len(self.key)}")
+        if type(self.flags) is KeyFlag:
+            object.__setattr__(self, "flags", int(self.flags))
         if type(self.flags) is not int or not 0 <= self.flags <= MAX_KEY_FLAGS:
             raise InvalidRecord("key flags must be 0..65535")
 
     @property
     def key_id(self) -> str:
-        """First 8 bytes of SHA-256(algorithm byte || key), as 16 hex digits."""
-        return hashlib.sha256(bytes([self.algorithm]) + self.key).digest()[:8].hex()
+        """`key_id` of this key: first 8 bytes of SHA-256(algorithm byte || key), hex."""
+        return key_id(self.algorithm, self.key)
 
     @classmethod
     def from_wire(cls, fields: tuple) -> KEY:
@@ -312,18 +363,30 @@ class KEY:
 
     @classmethod
     def from_text(cls, tokens: list[str], origin: Name | None = None) -> KEY:
+        """``algorithm usage [flags=F[,F...]] base64-key``; the base64 may be
+        split across tokens. A flags token can never be base64 (an ``=``
+        only pads the end), so the two cannot be confused."""
         if len(tokens) < 3:
-            raise InvalidRecord("KEY takes: algorithm usage base64-key")
+            raise InvalidRecord("KEY takes: algorithm usage [flags=...] base64-key")
         algorithm = _enum_text(KeyAlgorithm, tokens[0], "key algorithm")
         usage = _enum_text(KeyUsage, tokens[1], "key usage")
+        flags = 0
+        rest = tokens[2:]
+        if rest[0][:len(FLAGS_PREFIX)].lower() == FLAGS_PREFIX:
+            flags = key_flags_from_text(rest[0][len(FLAGS_PREFIX):])
+            rest = rest[1:]
+            if not rest:
+                raise InvalidRecord("KEY takes: algorithm usage [flags=...] base64-key")
         try:
-            key = base64.b64decode("".join(tokens[2:]), validate=True)
+            key = base64.b64decode("".join(rest), validate=True)
         except (binascii.Error, ValueError):
             raise InvalidRecord("KEY key is not valid base64") from None
-        return cls(algorithm, usage, key)
+        return cls(algorithm, usage, key, flags)
 
     def to_text(self, origin: Name | None = None) -> str:
-        return (f"{self.algorithm.name.lower()} {self.usage.name.lower()} "
+        """The zone-file form; a ``flags=`` token only when flags are not 0."""
+        flags = f"{FLAGS_PREFIX}{key_flags_to_text(self.flags)} " if self.flags else ""
+        return (f"{self.algorithm.name.lower()} {self.usage.name.lower()} {flags}"
                 f"{base64.b64encode(self.key).decode()}")
 
     def to_json(self) -> dict:
@@ -481,6 +544,7 @@ def soa_serial(record: Record) -> int:
     return rdata.serial
 
 
-__all__ = ["ADDR", "ALIAS", "KEY", "KEY_ALGORITHMS", "KeyAlgorithm", "KeyUsage", "MAX_TTL",
-           "NS", "Opaque", "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
+__all__ = ["ADDR", "ALIAS", "FLAGS_PREFIX", "KEY", "KEY_ALGORITHMS", "KEY_FLAG_NAMES",
+           "KeyAlgorithm", "KeyFlag", "KeyUsage", "MAX_KEY_FLAGS", "MAX_TTL",
+           "key_flags_from_text", "key_flags_to_text", "key_id", "NS", "Opaque", "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
            "rdata_from_text", "rdata_from_wire", "soa_serial"]

@@ -71,7 +71,10 @@ _USAGES = b"|".join(sorted({usage.encode() for _, usage in KEY_HEADS_BY_TEXT}))
 #: local parts, blank runs and comments bounded so that a line it takes is
 #: never longer than `MAX_LINE`. What it does not check (domain labels, the
 #: TTL's value, the key's length) is checked per line; a failed check is an
-#: error of the file. Possessive quantifiers: no backtracking.
+#: error of the file. A KEY line with flags (``flags=...`` after the usage,
+#: `records.FLAGS_PREFIX`) is never a KEY match: the base64 group stops at
+#: its "=" and nothing but a comment may follow, so the line goes to the
+#: general parser. Possessive quantifiers: no backtracking.
 _LINE = re.compile(
     rb"(?:(" + _ATOM + rb"++(?:\." + _ATOM + rb"++)*+)@(" + DOMAIN_CHAR.encode() + rb"*+))?"
     + _BLANKS

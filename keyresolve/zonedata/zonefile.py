@@ -940,7 +940,9 @@ class CompileReader(ZoneReader):
     The common line, a mailbox's KEY record (``alice@ [ttl] [IN] KEY x25519
     encrypt <base64>``), takes a fast path that makes neither `Name` nor
     `Record` objects; anything else, and every line the fast path has doubts
-    about, goes through the general parser, so errors are the same.
+    about, goes through the general parser, so errors are the same. A KEY
+    line with a flags token (``flags=...``) has five tokens from KEY on, so
+    the fast path never takes it.
     Iterating yields nothing.
     """
 
