@@ -38,6 +38,7 @@ class KeyAlgorithm(enum.IntEnum):
     ED25519 = 2
     X448 = 3
     ED448 = 4
+    MLKEM768X25519 = 5
 
 
 class KeyUsage(enum.IntEnum):
@@ -47,13 +48,25 @@ class KeyUsage(enum.IntEnum):
     SIGN = 2
 
 
-#: Public key length and the one usage each algorithm allows (RFC 7748, RFC 8032).
+#: Public key length and the one usage each algorithm allows (RFC 7748, RFC 8032;
+#: MLKEM768X25519 is the hybrid KEM of draft-ietf-hpke-pq / X-Wing: the ML-KEM-768
+#: encapsulation key of FIPS 203, 1,184 bytes, then the X25519 key, 32 bytes).
 KEY_ALGORITHMS: dict[KeyAlgorithm, tuple[int, KeyUsage]] = {
     KeyAlgorithm.X25519: (32, KeyUsage.ENCRYPT),
     KeyAlgorithm.ED25519: (32, KeyUsage.SIGN),
     KeyAlgorithm.X448: (56, KeyUsage.ENCRYPT),
     KeyAlgorithm.ED448: (57, KeyUsage.SIGN),
+    KeyAlgorithm.MLKEM768X25519: (1184 + 32, KeyUsage.ENCRYPT),
 }
+
+#: Bytes of a binary key id (docs/protocol.md 6.4); its text form is twice as many hex digits.
+KEY_ID_SIZE = 8
+
+
+def make_key_id(algorithm: int, key: bytes) -> bytes:
+    """The key id of a public key (docs/protocol.md 6.4): the first 8 bytes of
+    SHA-256 over the algorithm byte followed by the raw key."""
+    return hashlib.sha256(bytes([algorithm]) + key).digest()[:KEY_ID_SIZE]
 
 #: KEY flag bits. None are defined yet; they are reserved for registration
 #: state (verified, interim, ...). Unknown bits are carried, not rejected.
@@ -294,8 +307,8 @@ class KEY:
 
     @property
     def key_id(self) -> str:
-        """First 8 bytes of SHA-256(algorithm byte || key), as 16 hex digits."""
-        return hashlib.sha256(bytes([self.algorithm]) + self.key).digest()[:8].hex()
+        """`make_key_id` of this key, as 16 lower-case hex digits."""
+        return make_key_id(self.algorithm, self.key).hex()
 
     @classmethod
     def from_wire(cls, fields: tuple) -> KEY:
@@ -481,6 +494,6 @@ def soa_serial(record: Record) -> int:
     return rdata.serial
 
 
-__all__ = ["ADDR", "ALIAS", "KEY", "KEY_ALGORITHMS", "KeyAlgorithm", "KeyUsage", "MAX_TTL",
+__all__ = ["ADDR", "ALIAS", "KEY", "KEY_ALGORITHMS", "KEY_ID_SIZE", "KeyAlgorithm", "KeyUsage", "MAX_TTL",
            "NS", "Opaque", "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
-           "rdata_from_text", "rdata_from_wire", "soa_serial"]
+           "make_key_id", "rdata_from_text", "rdata_from_wire", "soa_serial"]
