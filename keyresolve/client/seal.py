@@ -128,7 +128,8 @@ _HPKE_SUITE = b"HPKE" + struct.pack(">HHH", _KEM_X25519, _KDF_HKDF_SHA256, _AEAD
 _PSK_ID_HASH = _labeled_extract(_HPKE_SUITE, b"", b"psk_id_hash", b"")
 
 
-def hpke_x25519_seal(public_key: bytes, info: bytes, plaintext: bytes, ikm: bytes) -> bytes:
+def hpke_x25519_seal(public_key: bytes, info: bytes, plaintext: bytes, ikm: bytes,
+                     aad: bytes = b"") -> bytes:
     """RFC 9180 single-shot base-mode seal with DHKEM(X25519, HKDF-SHA256),
     HKDF-SHA256 and ChaCha20Poly1305, the ephemeral key being
     DeriveKeyPair(`ikm`) (7.1.3): ``enc || ciphertext``. Raises ValueError on
@@ -144,7 +145,7 @@ def hpke_x25519_seal(public_key: bytes, info: bytes, plaintext: bytes, ikm: byte
     secret = _labeled_extract(_HPKE_SUITE, shared, b"secret", b"")
     key = _labeled_expand(_HPKE_SUITE, secret, b"key", context, 32)
     nonce = _labeled_expand(_HPKE_SUITE, secret, b"base_nonce", context, 12)
-    return enc + ChaCha20Poly1305(key).encrypt(nonce, plaintext, None)
+    return enc + ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad)
 
 
 def stanza_info(kind: int) -> bytes:
@@ -703,13 +704,11 @@ class Opener:
                 raise TruncatedMessage("the message ends inside its header")
         buf = bytes(self._buf)
         self._buf = bytearray()
-        if len(buf) <= TAG_SIZE:
+        if len(buf) <= TAG_SIZE:  # (a chunk that authenticated as not last came before)
             raise TruncatedMessage("the message ends before its last chunk")
         try:
             last = self._aead.decrypt(chunk_nonce(self._counter, True), buf, None)
         except InvalidTag:
-            if len(buf) == CHUNK_CT and self._is_inner(buf):
-                raise TruncatedMessage("the message ends before its last chunk") from None
             raise CorruptMessage(f"the last payload chunk ({self._counter}) does not "
                                  "authenticate") from None
         tail = (self._held or b"") + last
@@ -721,13 +720,6 @@ class Opener:
         self.signature = self._read_trailer(trailer)
         self.complete = True
         return data
-
-    def _is_inner(self, chunk: bytes) -> bool:
-        try:
-            self._aead.decrypt(chunk_nonce(self._counter, False), chunk, None)
-        except InvalidTag:
-            return False
-        return True
 
     def _read_trailer(self, trailer: bytes) -> SealSignature | None:
         assert self.header is not None
