@@ -467,6 +467,17 @@ def test_opener_on_garbage_raises_only_seal_errors(data, pieces):
         _stream(S.MAGIC + bytes([S.VERSION]) + data, [ALICE, CAROL], pieces + 1)
 
 
+def test_a_header_longer_than_the_limit_is_refused_as_soon_as_seen():
+    stanza = bytes([200]) + bytes(8) + b"\xff\xff" + bytes(65535)  # an unknown kind, 64 KiB
+    head = S.MAGIC + bytes([S.VERSION, 0]) + bytes(16) + MAX_RECIPIENTS.to_bytes(2, "big")
+    opener = Opener([ALICE])
+    with pytest.raises(CorruptMessage, match="header is longer than"):
+        for _ in range(S.MAX_HEADER_SIZE // len(stanza) + 1):
+            opener.update(head + stanza if head else stanza)
+            head = b""
+    assert len(opener._buf) <= S.MAX_HEADER_SIZE + len(stanza)  # noqa: SLF001 - the last piece
+
+
 def test_wrong_magic_and_version_are_unsupported():
     with pytest.raises(UnsupportedMessage, match="not a sealed message"):
         Opener([ALICE]).update(b"-----BEGIN PGP MESSAGE-----")

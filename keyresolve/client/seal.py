@@ -63,6 +63,9 @@ MAC_SIZE = 32
 #: GnuPG and age set no limit, so this is ours (above the 1,000 the
 #: performance target of issue #21 uses).
 MAX_RECIPIENTS = 1024
+#: Most header bytes a reader buffers: 1,024 stanzas of up to 4 KiB (a hybrid
+#: stanza is 1,179 bytes; room for a larger KEM of a later version).
+MAX_HEADER_SIZE = MAX_RECIPIENTS * 4096
 #: Longest sender address, in UTF-8 bytes: a name's maximum (RFC 1035 2.3.4, names.MAX_NAME).
 MAX_SENDER = 255
 #: Ed25519 signature bytes (RFC 8032).
@@ -430,6 +433,8 @@ def parse_header(data: bytes | bytearray) -> Header | None:
         pos += 1 + kid_size
         length = data[pos] << 8 | data[pos + 1]
         pos += 2
+        if pos + length + MAC_SIZE > MAX_HEADER_SIZE:
+            raise CorruptMessage(f"the header is longer than {MAX_HEADER_SIZE} bytes")
         expected = STANZA_BODY_SIZE.get(kind)
         if expected is not None and length != expected:
             raise CorruptMessage(f"stanza of kind {kind} is {length} bytes, not {expected}")
@@ -618,12 +623,16 @@ class Opener:
     def _update(self, data) -> bytes:
         view = memoryview(data)
         if self._aead is None:
-            self._buf += view
-            header = parse_header(self._buf)
+            before = len(self._buf)  # header bytes fed earlier
+            if before:
+                self._buf += view
+            header = parse_header(self._buf if before else view)
             if header is None:
+                if not before:
+                    self._buf += view
                 return b""
             self._start(header)
-            view = memoryview(bytes(self._buf[len(header.raw):]))
+            view = view[len(header.raw) - before:]
             self._buf = bytearray()
         out: list[bytes] = []
         buf = self._buf
