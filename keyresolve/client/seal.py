@@ -462,9 +462,9 @@ class Sealer:
     then what `finish` returns.
 
     `random(n)` gives n random bytes (drawn in the order of docs/seal-format.md:
-    file key, nonce, then each X25519 stanza's ikmE). `signer` signs the
-    header and the whole plaintext. With `hide_recipients` stanzas carry no
-    key ids.
+    file key, nonce, then each X25519 stanza's ikmE, in the recipients'
+    order). `signer` signs the header and the whole plaintext. With
+    `hide_recipients` stanzas carry no key ids and are sorted by their bytes.
     """
 
     def __init__(self, recipients: Sequence[Recipient], *, signer: SigningKey | None = None,
@@ -475,12 +475,12 @@ class Sealer:
         file_key = random(FILE_KEY_SIZE)
         nonce = random(NONCE_SIZE)
         flags = (FLAG_HIDDEN if hide_recipients else 0) | (FLAG_SIGNED if signer else 0)
-        parts = [MAGIC, bytes([VERSION, flags]), nonce, struct.pack(">H", len(recipients))]
-        for recipient in recipients:
-            body = recipient.wrap(file_key, random)
-            kid = None if hide_recipients else recipient.key_id
-            parts.append(Stanza(recipient.kind, kid, body).to_wire())
-        head = b"".join(parts)
+        stanzas = [Stanza(r.kind, None if hide_recipients else r.key_id,
+                          r.wrap(file_key, random)).to_wire() for r in recipients]
+        if hide_recipients:  # an order that says nothing about the recipients'
+            stanzas.sort()
+        head = b"".join([MAGIC, bytes([VERSION, flags]), nonce,
+                         struct.pack(">H", len(recipients)), *stanzas])
         self.header = head + hmac.new(header_key(file_key, nonce), head, hashlib.sha256).digest()
         self._aead = ChaCha20Poly1305(payload_key(file_key, nonce))
         self._signer = signer
