@@ -579,6 +579,20 @@ def test_identity_from_pem_reads_what_keygen_writes():
                           b"-----END MLKEM768X25519 PRIVATE KEY-----\n")
 
 
+def test_signing_key_from_pem_reads_what_keygen_writes():
+    from keyresolve.keygen import generate
+
+    pem, key = generate(KeyAlgorithm.ED25519)
+    signer = SigningKey.from_pem("alice@example.com", pem)
+    assert signer.key_id.hex() == key.key_id
+    opened = open_message(seal(b"s", [RECIPIENTS["alice"]], signer=signer), [ALICE])
+    opened.signature.verify(S.signing_key_for(key))
+    with pytest.raises(SealError, match="not an ed25519"):
+        SigningKey.from_pem("alice@example.com", generate(KeyAlgorithm.X25519)[0])
+    with pytest.raises(SealError, match="valid Unicode"):
+        SigningKey("\udc80@example.com", signer.private_key)
+
+
 def test_errors_and_reprs_hold_no_key_material():
     secrets = (_fixed("alice").hex(), _fixed("carol").hex(), _fixed("alice-sign").hex())
     for text in (repr(ALICE), repr(CAROL), repr(SIGNER)):

@@ -186,6 +186,7 @@ class X25519Recipient:
 
     @property
     def key_id(self) -> bytes:
+        """The binary key id of `public_key` (docs/protocol.md 6.4)."""
         return make_key_id(self.kind, self.public_key)
 
     def wrap(self, file_key: bytes, random: Callable[[int], bytes]) -> bytes:
@@ -218,6 +219,7 @@ class HybridRecipient:
 
     @property
     def key_id(self) -> bytes:
+        """The binary key id of `public_key` (docs/protocol.md 6.4)."""
         return make_key_id(self.kind, self.public_key)
 
     def wrap(self, file_key: bytes, random: Callable[[int], bytes]) -> bytes:
@@ -332,18 +334,35 @@ class SigningKey:
 
     @property
     def public_key(self) -> bytes:
+        """The raw Ed25519 public key (what the sender's KEY record holds)."""
         return self.private_key.public_key().public_bytes_raw()
 
     @property
     def key_id(self) -> bytes:
+        """The binary key id of `public_key`."""
         return make_key_id(KeyAlgorithm.ED25519, self.public_key)
+
+    @classmethod
+    def from_pem(cls, address: str, pem: bytes) -> SigningKey:
+        """The signing key of `address` from an unencrypted PKCS#8 Ed25519 key
+        file (as keygen writes it); SealError otherwise."""
+        try:
+            private = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError):
+            raise SealError("not an unencrypted private key file") from None
+        if not isinstance(private, ed25519.Ed25519PrivateKey):
+            raise SealError("not an ed25519 private key")
+        return cls(address, private)
 
     def __repr__(self) -> str:
         return f"SigningKey({self.address!r}, {self.key_id.hex()})"
 
 
 def _encode_address(address: str) -> bytes:
-    raw = address.encode("utf-8", "surrogatepass")
+    try:
+        raw = address.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SealError("a signer address must be valid Unicode") from None
     if not 1 <= len(raw) <= MAX_SENDER or b"\x00" in raw:
         raise SealError(f"a signer address is 1..{MAX_SENDER} bytes without NUL")
     return raw
@@ -367,6 +386,7 @@ class Stanza:
     body: bytes
 
     def to_wire(self) -> bytes:
+        """kind || [key id] || u16 length || body."""
         kid = b"" if self.key_id is None else self.key_id
         return bytes([self.kind]) + kid + struct.pack(">H", len(self.body)) + self.body
 
@@ -383,10 +403,12 @@ class Header:
 
     @property
     def hidden(self) -> bool:
+        """Stanzas carry no key ids."""
         return bool(self.flags & FLAG_HIDDEN)
 
     @property
     def signed(self) -> bool:
+        """The trailer holds a signature."""
         return bool(self.flags & FLAG_SIGNED)
 
 
@@ -790,6 +812,7 @@ class DetachedSignature:
     signature: bytes
 
     def to_wire(self) -> bytes:
+        """The signature file's bytes (docs/seal-format.md 7)."""
         address = _encode_address(self.address)
         return (SIGNATURE_MAGIC + bytes([VERSION, len(address)]) + address + self.key_id
                 + self.signature)
