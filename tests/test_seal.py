@@ -177,6 +177,25 @@ def test_vector_seals_to_its_bytes(name):
 
 
 @pytest.mark.parametrize("name", SEAL_VECTORS)
+def test_vector_keys_are_derived_as_documented(name):
+    vector = VECTORS[name]
+    random = bytes.fromhex(vector.one("random"))
+    file_key, nonce = random[:32], random[32:48]
+    assert (file_key.hex(), nonce.hex()) == (vector.one("file-key"), vector.one("nonce"))
+    assert S.hkdf(file_key, nonce, b"keyresolve-seal/v1 header").hex() == vector.one("header-key")
+    assert S.hkdf(file_key, nonce, b"keyresolve-seal/v1 payload").hex() == vector.one("payload-key")
+    message = _message(vector, _reseal(vector))
+    header = parse_header(message)
+    assert header.nonce == nonce
+    assert S.hmac.new(bytes.fromhex(vector.one("header-key")), header.raw[:-32],
+                      hashlib.sha256).digest() == header.mac
+    first = message[len(header.raw):len(header.raw) + CHUNK_CT]
+    last = len(message) - len(header.raw) <= CHUNK_CT
+    S.ChaCha20Poly1305(bytes.fromhex(vector.one("payload-key"))).decrypt(
+        S.chunk_nonce(0, last), first, None)
+
+
+@pytest.mark.parametrize("name", SEAL_VECTORS)
 def test_vector_opens_with_each_identity(name):
     vector = VECTORS[name]
     message = _message(vector, _reseal(vector))
@@ -638,6 +657,10 @@ def make_vectors() -> str:
             items.append(("signer", f"{sign.address} {_fixed('alice-sign').hex()}"))
             items.append(("signer-public", sign.public_key.hex()))
         items.append(("random", _hex_lines(draws)))
+        file_key, nonce = draws[:32], draws[32:48]
+        items += [("file-key", file_key.hex()), ("nonce", nonce.hex()),
+                  ("header-key", S.header_key(file_key, nonce).hex()),
+                  ("payload-key", S.payload_key(file_key, nonce).hex())]
         for index in replay:
             items.append(("replayed-stanza", f"{index} {_hex_lines(header.stanzas[index].body)}"))
         if pattern is not None:
