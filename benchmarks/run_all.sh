@@ -10,7 +10,8 @@
 # (zones and stores; default a temp dir removed at the end), PYTHON,
 # RESOLVER_DURATION (5 s per resolver load run), WORKERS (1,2: the
 # `serve --workers N` runs), XFR_KEYS (KEYS: the zone transfer scenarios) and
-# XFR_CHANGES (2 one-key changes timed).
+# XFR_CHANGES (2 one-key changes timed), SEAL_MIB (256) and SEAL_RECIPIENTS
+# (1000): the sealed-message benchmark, about 12 s.
 # Optional tools: dnsperf (apt-get install dnsperf; else loadgen.py makes the
 # load), py-spy (pip install py-spy; else no profiles), matplotlib (pip
 # install matplotlib; else no plots).
@@ -25,6 +26,8 @@ RESOLVER_DURATION=${RESOLVER_DURATION:-5}
 WORKERS=${WORKERS:-1,2}
 XFR_KEYS=${XFR_KEYS:-$KEYS}
 XFR_CHANGES=${XFR_CHANGES:-2}
+SEAL_MIB=${SEAL_MIB:-256}
+SEAL_RECIPIENTS=${SEAL_RECIPIENTS:-1000}
 OUT=${OUT:-benchmarks/results}
 if [[ -z "${WORK:-}" ]]; then
     WORK=$(mktemp -d /tmp/keyresolve-bench.XXXXXX)
@@ -65,6 +68,9 @@ echo "== resolver (${RESOLVER_DURATION}s runs)" >&2
 timeout "$(left 60)" "$PYTHON" benchmarks/bench_resolver.py --duration "$RESOLVER_DURATION" \
     --workdir "$WORK" "${profile_resolver[@]}" --json "$OUT/resolver.json" > /dev/null
 echo "== zone transfer ($XFR_KEYS keys, $XFR_CHANGES changes)" >&2
-timeout "$(left 0)" "$PYTHON" benchmarks/bench_xfr.py --keys "$XFR_KEYS" --changes "$XFR_CHANGES" \
+timeout "$(left 20)" "$PYTHON" benchmarks/bench_xfr.py --keys "$XFR_KEYS" --changes "$XFR_CHANGES" \
     --workdir "$WORK" --json "$OUT/xfr.json" > /dev/null
-echo "done in $(( $(date +%s) - start )) s: $OUT/{compile,auth,auth-uniform,resolver,xfr}.json" >&2
+echo "== sealed messages ($SEAL_MIB MiB, $SEAL_RECIPIENTS recipients)" >&2
+timeout "$(left 0)" "$PYTHON" benchmarks/bench_seal.py --size-mib "$SEAL_MIB" \
+    --recipients "$SEAL_RECIPIENTS" --json "$OUT/seal.json" > /dev/null
+echo "done in $(( $(date +%s) - start )) s: $OUT/{compile,auth,auth-uniform,resolver,xfr,seal}.json" >&2

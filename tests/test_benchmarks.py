@@ -315,3 +315,20 @@ def test_bench_xfr_reports_transfer_and_change_propagation(tmp_path):
     during = change["primary_answers_during_reload"]
     assert during["probes"] > 0 and during["lost"] == 0 and during["max_ms"] > 0
     assert main["change"]["ratio_to_baseline"] > 0
+
+
+def test_bench_seal_reports_ratios_rss_and_recipients(tmp_path):
+    out = tmp_path / "seal.json"
+    done = run_script("bench_seal.py", "--size-mib", "1", "--recipients", "5", "--rounds", "1",
+                      "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    speed = report["throughput"]["mib_per_s_median"]
+    assert report["throughput"]["seal_ratio"] == pytest.approx(
+        speed["seal"] / speed["bare-seal"], rel=0.01)
+    assert report["throughput"]["open_ratio"] == pytest.approx(
+        speed["open"] / speed["bare-open"], rel=0.01)
+    assert all(mb > 5 for mb in report["throughput"]["peak_rss_mb_max"].values())
+    for kind in ("x25519", "hybrid"):
+        assert report["recipients"][kind]["ratio"] > 0
+    assert set(report["goals"]) == {"seal_ratio", "open_ratio", "peak_rss_mb", "recipients_ratio"}

@@ -42,9 +42,11 @@ def h(text: str) -> bytes:
 
 #: Public key sizes from the algorithms' RFCs, independent of records.py.
 RFC_KEY_SIZES = {KeyAlgorithm.X25519: 32, KeyAlgorithm.ED25519: 32,
-                 KeyAlgorithm.X448: 56, KeyAlgorithm.ED448: 57}
+                 KeyAlgorithm.X448: 56, KeyAlgorithm.ED448: 57,
+                 KeyAlgorithm.MLKEM768X25519: 1184 + 32}  # draft-ietf-hpke-pq: ML-KEM || X25519
 RFC_USAGE = {KeyAlgorithm.X25519: KeyUsage.ENCRYPT, KeyAlgorithm.ED25519: KeyUsage.SIGN,
-             KeyAlgorithm.X448: KeyUsage.ENCRYPT, KeyAlgorithm.ED448: KeyUsage.SIGN}
+             KeyAlgorithm.X448: KeyUsage.ENCRYPT, KeyAlgorithm.ED448: KeyUsage.SIGN,
+             KeyAlgorithm.MLKEM768X25519: KeyUsage.ENCRYPT}
 
 # -- strategies --------------------------------------------------------------------
 u32 = st.integers(0, 2**32 - 1)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x25519
 
+from ..client.seal import HYBRID_SEED_SIZE, HybridIdentity, hybrid_seed_to_pem
 from ..protocol.codes import RType
 from ..protocol.errors import KeyresolveError
 from ..protocol.names import Name
@@ -29,7 +31,12 @@ DEFAULT_KEY_TTL = 3600
 
 
 def generate(algorithm: KeyAlgorithm) -> tuple[bytes, KEY]:
-    """A new key pair: the private key as PKCS#8 PEM, and the public KEY rdata."""
+    """A new key pair: the private key as PKCS#8 PEM (for mlkem768x25519, its
+    32-byte seed in the PEM of docs/seal-format.md), and the public KEY rdata."""
+    if algorithm == KeyAlgorithm.MLKEM768X25519:
+        seed = secrets.token_bytes(HYBRID_SEED_SIZE)
+        return (hybrid_seed_to_pem(seed),
+                KEY(algorithm, KEY_ALGORITHMS[algorithm][1], HybridIdentity(seed).public_key))
     private = _GENERATORS[algorithm]()
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())

@@ -150,3 +150,28 @@ class PeerError(KeyresolveError):
 
         super().__init__(message or f"peer answered {rcode_to_text(rcode)}")
         self.rcode = rcode
+
+
+class SealError(KeyresolveError):
+    """A sealed message or detached signature that cannot be opened or checked
+    (docs/seal-format.md). Messages name what failed, never key material."""
+
+
+class UnsupportedMessage(SealError):
+    """Not a sealed message or signature of a format version we read."""
+
+
+class NotARecipient(SealError):
+    """No stanza of the message opens with any of the keys given."""
+
+
+class CorruptMessage(SealError):
+    """The header, a stanza or a payload chunk fails to authenticate or parse."""
+
+
+class TruncatedMessage(CorruptMessage):
+    """The message ends before its final chunk."""
+
+
+class BadMessageSignature(SealError):
+    """A signature that does not verify with the signer's key."""

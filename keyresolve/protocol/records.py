@@ -38,6 +38,7 @@ class KeyAlgorithm(enum.IntEnum):
     ED25519 = 2
     X448 = 3
     ED448 = 4
+    MLKEM768X25519 = 5
 
 
 class KeyUsage(enum.IntEnum):
@@ -47,13 +48,26 @@ class KeyUsage(enum.IntEnum):
     SIGN = 2
 
 
-#: Public key length and the one usage each algorithm allows (RFC 7748, RFC 8032).
+#: Public key length and the one usage each algorithm allows (RFC 7748, RFC 8032;
+#: MLKEM768X25519 is the hybrid KEM of draft-ietf-hpke-pq / X-Wing: the ML-KEM-768
+#: encapsulation key of FIPS 203, 1,184 bytes, then the X25519 key, 32 bytes).
 KEY_ALGORITHMS: dict[KeyAlgorithm, tuple[int, KeyUsage]] = {
     KeyAlgorithm.X25519: (32, KeyUsage.ENCRYPT),
     KeyAlgorithm.ED25519: (32, KeyUsage.SIGN),
     KeyAlgorithm.X448: (56, KeyUsage.ENCRYPT),
     KeyAlgorithm.ED448: (57, KeyUsage.SIGN),
+    KeyAlgorithm.MLKEM768X25519: (1184 + 32, KeyUsage.ENCRYPT),
 }
+
+#: Bytes of a binary key id (docs/protocol.md 6.4); its text form is twice as many hex digits.
+KEY_ID_SIZE = 8
+
+
+def make_key_id(algorithm: int, key: bytes) -> bytes:
+    """The key id of a public key (docs/protocol.md 6.4): the first 8 bytes of
+    SHA-256 over the algorithm byte followed by the raw key."""
+    return hashlib.sha256(bytes([algorithm]) + key).digest()[:KEY_ID_SIZE]
+
 
 class KeyFlag(enum.IntFlag):
     """KEY flag bits (docs/protocol.md 6.4, its registry in 12.3). Bits not
@@ -106,7 +120,7 @@ def key_id(algorithm: int, key: bytes) -> str:
     """The key id of docs/protocol.md 6.4: the first 8 bytes of
     SHA-256(algorithm byte || key), as 16 lower-case hex digits. Display
     and log only; flags are not part of it."""
-    return hashlib.sha256(bytes([int(algorithm)]) + key).digest()[:8].hex()
+    return make_key_id(int(algorithm), key).hex()
 
 
 def _u32(value: Any, what: str) -> int:
@@ -544,7 +558,8 @@ def soa_serial(record: Record) -> int:
     return rdata.serial
 
 
-__all__ = ["ADDR", "ALIAS", "FLAGS_PREFIX", "KEY", "KEY_ALGORITHMS", "KEY_FLAG_NAMES",
-           "KeyAlgorithm", "KeyFlag", "KeyUsage", "MAX_KEY_FLAGS", "MAX_TTL",
-           "key_flags_from_text", "key_flags_to_text", "key_id", "NS", "Opaque", "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
-           "rdata_from_text", "rdata_from_wire", "soa_serial"]
+__all__ = ["ADDR", "ALIAS", "FLAGS_PREFIX", "KEY", "KEY_ALGORITHMS", "KEY_FLAG_NAMES", "KEY_ID_SIZE",
+           "KeyAlgorithm", "KeyFlag", "KeyUsage", "MAX_KEY_FLAGS", "MAX_TTL", "NS", "Opaque",
+           "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
+           "key_flags_from_text", "key_flags_to_text", "key_id", "make_key_id", "rdata_from_text",
+           "rdata_from_wire", "soa_serial"]

@@ -55,7 +55,7 @@ _SCALAR_SIZE = {0xC0: 1, 0xC2: 1, 0xC3: 1, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9,
 
 def skip(buf: bytes, pos: int, count: int) -> int:
     """The offset after `count` msgpack objects at `pos`. Knows the encodings
-    stored rdata uses (ints, fixstr, str8, bin8, fixarray); raises KeyError
+    stored rdata uses (ints, fixstr, str8, bin8, bin16, fixarray); raises KeyError
     on others, IndexError past the end."""
     while count:
         count -= 1
@@ -67,6 +67,8 @@ def skip(buf: bytes, pos: int, count: int) -> int:
                 pos += byte - 0x9F
             elif byte == 0xC4 or byte == 0xD9:  # bin8, str8
                 pos += 2 + buf[pos + 1]
+            elif byte == 0xC5:  # bin16: an mlkem768x25519 key
+                pos += 3 + (buf[pos + 1] << 8 | buf[pos + 2])
             else:
                 pos += _SCALAR_SIZE[byte]
         elif byte >= 0x90:  # fixarray: its items follow
