@@ -6,7 +6,7 @@ tests/test_registry_messages.py checks both ways. In short:
 
 - An UPDATE request carries one ``UPDATE_DATA`` record whose rdata is
   ``[envelope]``: msgpack ``[recipient key id, enc || ciphertext]``, HPKE
-  (`hpke`) sealed to the registry's X25519 key under `INFO_REQUEST`. The
+  (`protocol.hpke`) sealed to the registry's X25519 key under `INFO_REQUEST`. The
   plaintext is ``[body, signature]``: `body` the msgpack bytes of ``[kind,
   zone, time, nonce, fields]``, `signature` Ed25519 over `CONTEXT_REQUEST`
   || body (or nil for the kinds that need none).
@@ -38,12 +38,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from ..protocol import hpke
 from ..protocol.codes import Opcode, Rcode, RType
 from ..protocol.errors import FormError, InvalidName, InvalidRecord, NotAuth, NotImplementedOpcode, Refused
 from ..protocol.message import Message, Question, make_response
 from ..protocol.names import Name
 from ..protocol.records import ADDR, KEY, KeyAlgorithm, KeyUsage, Opaque, Record, key_id
-from . import hpke
 
 #: The record type carrying a registry payload in an UPDATE request or
 #: answer: in DNS's private-use range (RFC 6895 3.1) next to
@@ -270,7 +270,7 @@ def seal_envelope(recipient: KEY, info: bytes, plaintext: bytes,
     sealed to the X25519 KEY `recipient`."""
     if recipient.algorithm != KeyAlgorithm.X25519:
         raise ValueError("envelopes are sealed to X25519 keys")
-    sealed = hpke.seal(recipient.key, info, plaintext, random)
+    sealed = hpke.seal(recipient.key, info, plaintext, random(hpke.PRIVATE_SIZE))
     return msgpack.packb([key_id_bytes(recipient), sealed])
 
 
@@ -462,7 +462,7 @@ def read_answer(data: bytes, registry_key: KEY, request_digest: bytes) -> Answer
 def seal_backup(reply_key: bytes, backup: bytes,
                 random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
     """A stored backup sealed to a RECOVER_CONFIRM's reply key (raw X25519)."""
-    return hpke.seal(reply_key, INFO_RECOVERY, backup, random)
+    return hpke.seal(reply_key, INFO_RECOVERY, backup, random(hpke.PRIVATE_SIZE))
 
 
 def open_backup(private: X25519PrivateKey, sealed: bytes) -> bytes:
