@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from ..authority.ratelimit import DEFAULT_SLIP, MAX_SLIP
 from ..protocol.errors import ConfigError, InvalidName, InvalidRecord, excerpt
+from ..protocol.grammar import CONTROL_RE, HOST_RE
 from ..protocol.names import Name
 from ..protocol.serial import SERIAL_POLICIES
 from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
@@ -485,9 +485,6 @@ DEFAULT_KEY_DIR = "registry-keys"
 MAX_CONFIRM_WITHIN = 30 * 86_400
 #: Largest password file read (a password, not a document).
 MAX_PASSWORD_FILE = 4096
-_HOST_RE = re.compile(
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-    r"[A-Za-z0-9])?)*\Z")
 
 
 @dataclass
@@ -529,7 +526,7 @@ def parse_host_port(text: object) -> tuple[str, int]:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        if len(host) > 253 or not _HOST_RE.match(host):
+        if len(host) > 253 or not HOST_RE.match(host):
             raise ValueError(f"{excerpt(host)} in {excerpt(text)} is not a host name "
                              "or IP address") from None
     return ("127.0.0.1" if host == "localhost" else host), int(port)
@@ -587,7 +584,7 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
     config = RegistryConfig(smtp=smtp, sender=sender, key_dir=key_dir)
     config.starttls = table.get("starttls", bool, False)
     config.user = table.get("user", str, None, what="a user name")
-    if config.user is not None and (not config.user or _has_control(config.user)):
+    if config.user is not None and (not config.user or CONTROL_RE.search(config.user)):
         raise table._err("user", "must be a user name without control characters")
     password_file = table.get("password_file", str, None, what="a file name")
     if (config.user is None) != (password_file is None):
@@ -607,7 +604,3 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
                          "answers one challenge before the next is mailed)")
     table.finish()
     return config
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)

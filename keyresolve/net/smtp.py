@@ -31,6 +31,7 @@ from typing import Any
 import trio
 
 from ..protocol.errors import ConfigError, StoreError, cut
+from ..protocol.grammar import CONTROL_CHAR
 from ..secretfiles import read_private_file
 from ..store.mailqueue import MailQueue, QueuedMail
 from ..registry.outbox import Action, Delivery, after_attempt
@@ -53,7 +54,7 @@ PRUNE_EVERY = 600.0
 MAX_PASSWORD_FILE = 4096
 #: Longest server reply quoted in a log line.
 MAX_REPLY = 200
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+_CONTROL_RUN_RE = re.compile(CONTROL_CHAR + "+")
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class SmtpSender:
 def _reply(code: int, reply: bytes | str) -> str:
     """An SMTP reply as one line, cut to `MAX_REPLY` characters."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    return cut(f"{code} {_CONTROL_RE.sub(' ', text).strip()}", MAX_REPLY)
+    return cut(f"{code} {_CONTROL_RUN_RE.sub(' ', text).strip()}", MAX_REPLY)
 
 
 def _scrub(text: str, password: str | None) -> str:

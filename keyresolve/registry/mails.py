@@ -32,6 +32,7 @@ from email.parser import BytesParser
 from email.utils import format_datetime
 
 from ..protocol.errors import KeyresolveError, cut, excerpt
+from ..protocol.grammar import CONTROL_RE, HOST_RE, MAIL_LOCAL_RE
 
 #: The attachment's media type (a vendor tree type, RFC 6838 3.2).
 MEDIA_TYPE = "application/vnd.keyresolve.registry"
@@ -74,15 +75,10 @@ MAX_KEY_ID = 100
 MIN_UNIQUE = 16
 MAX_UNIQUE = 128
 
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LOCAL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z")
 _KEY_ID_RE = re.compile(r"[A-Za-z0-9+/=:._-]+\Z")
 _UNIQUE_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\Z")  # dot-atom-text
 #: Longest MIME boundary (RFC 2046 5.1.1).
 _MAX_BOUNDARY = 70
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 #: The transfer encodings a mail carries (RFC 2045 6.1).
 _ENCODINGS = frozenset({"base64", "quoted-printable", "7bit", "8bit", "binary"})
 
@@ -141,7 +137,7 @@ def validate_address(text: object, what: str = "address") -> str:
     if len(local) > MAX_LOCAL_PART or len(domain) > MAX_DOMAIN:
         raise MailError(f"{what}: {excerpt(text)}: local part longer than {MAX_LOCAL_PART} "
                         f"or domain longer than {MAX_DOMAIN} characters")
-    if not _LOCAL_RE.match(local) or not _DOMAIN_RE.match(domain):
+    if not MAIL_LOCAL_RE.match(local) or not HOST_RE.match(domain):
         raise MailError(f"{what}: {excerpt(text)} is not a plain address (letters, digits "
                         "and !#$%&'*+/=?^_`{|}~- in dot-separated words, @, a host name)")
     return text
@@ -154,7 +150,7 @@ def validate_subject(text: object) -> str:
         raise MailError("subject: must be a string")
     if len(text) > MAX_SUBJECT:
         raise MailError(f"subject: longer than {MAX_SUBJECT} characters")
-    if _CONTROL_RE.search(text):
+    if CONTROL_RE.search(text):
         raise MailError(f"subject: {excerpt(text)} holds a control character (CR, LF, ...)")
     return text
 
