@@ -16,6 +16,9 @@ from .protocol.errors import ConfigError
 #: Mode bits a secret file must not have: no access for group or others
 #: (as ssh refuses a private key readable by others).
 SECRET_FILE_FORBIDDEN_BITS = 0o077
+#: Largest password file read (the SMTP password: a password, not a
+#: document); the config checks it and `net.smtp` reads it at each send.
+MAX_PASSWORD_FILE = 4096
 
 
 def read_private_file(path: Path, limit: int, what: str) -> bytes:
@@ -56,4 +59,4 @@ def check_private(st: os.stat_result, path: Path, what: str) -> None:
                           f"(mode {stat.S_IMODE(st.st_mode):04o}; chmod 600 it)")
 
 
-__all__ = ["SECRET_FILE_FORBIDDEN_BITS", "check_private", "read_private", "read_private_file"]
+__all__ = ["MAX_PASSWORD_FILE", "SECRET_FILE_FORBIDDEN_BITS", "check_private", "read_private", "read_private_file"]

@@ -23,8 +23,9 @@ from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, 
                                   DEFAULT_TCP_SEND_TIMEOUT, Endpoint, parse_endpoint)
 from ..protocol.tsig import DEFAULT_MAX_FUDGE, SharedKey
 from ..registry.mails import MailError, validate_address
+from ..registry.state import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
 from ..zonedata.zonefile import parse_ttl
-from ..secretfiles import read_private_file
+from ..secretfiles import MAX_PASSWORD_FILE, read_private_file
 from .sharedkeys import shared_keys_from_config
 
 #: The log levels a daemon takes (log_level, --log-level), least severe first.
@@ -471,20 +472,16 @@ def load_serve_config(path: str | Path) -> ServeConfig:
 # -- the registry (issue #20) ------------------------------------------------------
 
 #: The `[registry]` durations' defaults, in seconds (issue #20's example):
-#: a confirmation mail answered within a day, one mail per address per hour,
-#: keys re-verified every 180 days with 14 days to answer.
-DEFAULT_CONFIRM_WITHIN = 86_400
+#: one mail per address per hour; the others (a confirmation mail answered
+#: within a day, keys re-verified every 180 days with 14 days to answer) are
+#: `registry.state`'s.
 DEFAULT_MAIL_INTERVAL = 3_600
-DEFAULT_REVERIFY_EVERY = 180 * 86_400
-DEFAULT_REVERIFY_GRACE = 14 * 86_400
 #: Where the registry keeps its own key pair, relative to the config file.
 DEFAULT_KEY_DIR = "registry-keys"
 #: Longest `confirm_within`: a pending request is state held for a stranger;
 #: 30 days is six times the outbox's 5-day queue lifetime, ample for the
 #: mail to arrive and be answered.
 MAX_CONFIRM_WITHIN = 30 * 86_400
-#: Largest password file read (a password, not a document).
-MAX_PASSWORD_FILE = 4096
 
 
 @dataclass

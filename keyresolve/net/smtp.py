@@ -32,7 +32,7 @@ import trio
 
 from ..protocol.errors import ConfigError, StoreError, cut
 from ..protocol.grammar import CONTROL_CHAR
-from ..secretfiles import read_private_file
+from ..secretfiles import MAX_PASSWORD_FILE, read_private_file
 from ..store.mailqueue import MailQueue, QueuedMail
 from ..registry.outbox import Action, Delivery, after_attempt
 
@@ -50,8 +50,6 @@ BATCH = 32
 MAX_IDLE = 60.0
 #: How often the outbox forgets addresses whose `mail_interval` is over.
 PRUNE_EVERY = 600.0
-#: Largest password file read (a password, not a document).
-MAX_PASSWORD_FILE = 4096
 #: Longest server reply quoted in a log line.
 MAX_REPLY = 200
 _CONTROL_RUN_RE = re.compile(CONTROL_CHAR + "+")
