@@ -41,9 +41,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ..protocol import hpke
 from ..protocol.codes import Opcode, Rcode, RType
 from ..protocol.errors import FormError, InvalidName, InvalidRecord, NotAuth, NotImplementedOpcode, Refused
-from ..protocol.message import Message, Question, make_response
+from ..protocol.message import Message, Question, make_response, strict_unpack_limits, unpack_strict
 from ..protocol.names import Name
-from ..protocol.records import ADDR, KEY, KeyAlgorithm, KeyUsage, Opaque, Record, key_id
+from ..protocol.records import ADDR, KEY, KEY_ID_SIZE, KeyAlgorithm, KeyUsage, Opaque, Record, make_key_id
 
 #: The record type carrying a registry payload in an UPDATE request or
 #: answer: in DNS's private-use range (RFC 6895 3.1) next to
@@ -55,8 +55,6 @@ REQUEST_ID_SIZE = 16
 TOKEN_SIZE = 16
 #: Bytes of a request's nonce, unique per request (the replay memory's key).
 NONCE_SIZE = 16
-#: Bytes of a key id on the wire (docs/protocol.md 6.4: 16 hex digits).
-KEY_ID_SIZE = 8
 #: Bytes of an Ed25519 signature (RFC 8032 5.1.6).
 SIGNATURE_SIZE = 64
 #: Largest backup the registry keeps for an owner: two sealed private keys
@@ -85,9 +83,7 @@ CONTEXT_REQUEST = b"keyresolve registry v1 request\0"
 CONTEXT_CHALLENGE = b"keyresolve registry v1 challenge\0"
 CONTEXT_ANSWER = b"keyresolve registry v1 answer\0"
 
-_UNPACK_LIMITS = dict(raw=False, use_list=False, strict_map_key=True,
-                      max_str_len=MAX_PAYLOAD, max_bin_len=MAX_PAYLOAD,
-                      max_array_len=64, max_map_len=0, max_ext_len=0)
+_UNPACK_LIMITS = strict_unpack_limits(MAX_PAYLOAD, 64)
 
 
 class Kind(enum.IntEnum):
@@ -128,10 +124,7 @@ def _unpack(data: Any, what: str) -> Any:
         raise FormError(f"{what} must be bytes")
     if len(data) > MAX_PAYLOAD:
         raise FormError(f"{what} longer than {MAX_PAYLOAD} bytes")
-    try:
-        return msgpack.unpackb(data, **_UNPACK_LIMITS)
-    except Exception as exc:
-        raise FormError(f"undecodable {what}: {exc.__class__.__name__}") from None
+    return unpack_strict(data, _UNPACK_LIMITS, what)
 
 
 def _array(value: Any, length: int, what: str) -> tuple:
@@ -193,7 +186,7 @@ def _key(value: Any, usage: KeyUsage) -> KEY:
 
 def key_id_bytes(key: KEY) -> bytes:
     """The key id of `key` (docs/protocol.md 6.4) as the 8 bytes the wire carries."""
-    return bytes.fromhex(key_id(key.algorithm, key.key))
+    return make_key_id(key.algorithm, key.key)
 
 
 def verify_signature(key: KEY, context: bytes, body: bytes, signature: bytes | None) -> None:
@@ -281,7 +274,7 @@ def open_envelope(private: X25519PrivateKey, info: bytes, data: Any, what: str) 
     _bin(recipient, f"{what} key id", KEY_ID_SIZE)
     _bin(sealed, f"{what} sealed data")
     public = private.public_key().public_bytes_raw()
-    if recipient != bytes.fromhex(key_id(KeyAlgorithm.X25519, public)):
+    if recipient != make_key_id(KeyAlgorithm.X25519, public):
         raise NotAuth(f"{what} is sealed to another key")
     return hpke.open_sealed(private, info, sealed)
 
