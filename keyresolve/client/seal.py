@@ -251,6 +251,15 @@ def hybrid_seed_to_pem(seed: bytes) -> bytes:
     return f"-----BEGIN {HYBRID_PEM_LABEL}-----\n{body}\n-----END {HYBRID_PEM_LABEL}-----\n".encode()
 
 
+def _load_private_pem(pem: bytes) -> object:
+    """The private key of an unencrypted PEM file (PKCS#8, as keygen writes);
+    SealError otherwise."""
+    try:
+        return serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise SealError("not an unencrypted private key file") from None
+
+
 def identity_from_pem(pem: bytes) -> X25519Identity | HybridIdentity:
     """The identity of an unencrypted private key file keygen writes
     (PKCS#8 X25519, or the mlkem768x25519 seed); SealError otherwise."""
@@ -265,10 +274,7 @@ def identity_from_pem(pem: bytes) -> X25519Identity | HybridIdentity:
         except (binascii.Error, ValueError):
             raise SealError("mlkem768x25519 private key file is malformed") from None
         return HybridIdentity(seed)
-    try:
-        private = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError):
-        raise SealError("not an unencrypted private key file") from None
+    private = _load_private_pem(pem)
     if not isinstance(private, x25519.X25519PrivateKey):
         raise SealError("not an x25519 or mlkem768x25519 private key")
     return X25519Identity(private)
@@ -298,10 +304,7 @@ class SigningKey:
     def from_pem(cls, address: str, pem: bytes) -> SigningKey:
         """The signing key of `address` from an unencrypted PKCS#8 Ed25519 key
         file (as keygen writes it); SealError otherwise."""
-        try:
-            private = serialization.load_pem_private_key(pem, password=None)
-        except (ValueError, TypeError):
-            raise SealError("not an unencrypted private key file") from None
+        private = _load_private_pem(pem)
         if not isinstance(private, ed25519.Ed25519PrivateKey):
             raise SealError("not an ed25519 private key")
         return cls(address, private)
