@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ..protocol import hpke as x25519_hpke
 from ..protocol.errors import BadMessageSignature, CorruptMessage, FormError, NotARecipient, NotAuth, SealError, TruncatedMessage, UnsupportedMessage
 from ..protocol.records import KEY, KEY_ID_SIZE, KeyAlgorithm, KeyUsage, make_key_id
+from ..protocol.signatures import SIGNATURE_SIZE, ed25519_verifies
 
 #: First bytes of a sealed message, then the version byte.
 MAGIC = b"KRSEAL"
@@ -69,8 +70,6 @@ MAX_RECIPIENTS = 1024
 MAX_HEADER_SIZE = MAX_RECIPIENTS * 4096
 #: Longest sender address, in UTF-8 bytes: a name's maximum (RFC 1035 2.3.4, names.MAX_NAME).
 MAX_SENDER = 255
-#: Ed25519 signature bytes (RFC 8032).
-SIGNATURE_SIZE = 64
 #: The payload trailer: kind, address length, address padded to MAX_SENDER,
 #: key id, signature. Fixed, so its size says nothing about the sender.
 TRAILER_SIZE = 1 + 1 + MAX_SENDER + KEY_ID_SIZE + SIGNATURE_SIZE
@@ -324,11 +323,9 @@ def _encode_address(address: str) -> bytes:
 
 
 def _verify_ed25519(public_key: bytes, signature: bytes, message: bytes, what: str) -> None:
-    try:
-        ed25519.Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-    except (InvalidSignature, ValueError):
+    if not ed25519_verifies(public_key, signature, message):
         raise BadMessageSignature(f"{what} does not verify with key "
-                                  f"{make_key_id(KeyAlgorithm.ED25519, public_key).hex()}") from None
+                                  f"{make_key_id(KeyAlgorithm.ED25519, public_key).hex()}")
 
 
 # -- header ----------------------------------------------------------------------------

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..protocol import hpke
@@ -44,6 +43,7 @@ from ..protocol.errors import FormError, InvalidName, InvalidRecord, NotAuth, No
 from ..protocol.message import Message, Question, make_response, strict_unpack_limits, unpack_strict
 from ..protocol.names import Name
 from ..protocol.records import ADDR, KEY, KEY_ID_SIZE, KeyAlgorithm, KeyUsage, Opaque, Record, make_key_id
+from ..protocol.signatures import SIGNATURE_SIZE, ed25519_verifies
 
 #: The record type carrying a registry payload in an UPDATE request or
 #: answer: in DNS's private-use range (RFC 6895 3.1) next to
@@ -55,8 +55,6 @@ REQUEST_ID_SIZE = 16
 TOKEN_SIZE = 16
 #: Bytes of a request's nonce, unique per request (the replay memory's key).
 NONCE_SIZE = 16
-#: Bytes of an Ed25519 signature (RFC 8032 5.1.6).
-SIGNATURE_SIZE = 64
 #: Largest backup the registry keeps for an owner: two sealed private keys
 #: and the scrypt parameters take about 300 bytes; 4 KiB leaves room for
 #: larger keys and stays far below a message.
@@ -194,10 +192,8 @@ def verify_signature(key: KEY, context: bytes, body: bytes, signature: bytes | N
     NotAuth if it is missing or does not verify."""
     if signature is None or key.algorithm != KeyAlgorithm.ED25519:
         raise NotAuth("request not signed by the registered key")
-    try:
-        Ed25519PublicKey.from_public_bytes(key.key).verify(signature, context + body)
-    except (InvalidSignature, ValueError):
-        raise NotAuth("signature does not verify") from None
+    if not ed25519_verifies(key.key, signature, context + body):
+        raise NotAuth("signature does not verify")
 
 
 # -- requests -----------------------------------------------------------------------
