@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..protocol import hpke as x25519_hpke
 from ..protocol.errors import BadMessageSignature, CorruptMessage, FormError, NotARecipient, NotAuth, SealError, TruncatedMessage, UnsupportedMessage
+from ..protocol.names import MAX_NAME
 from ..protocol.records import KEY, KEY_ID_SIZE, KeyAlgorithm, KeyUsage, make_key_id
 from ..protocol.signatures import SIGNATURE_SIZE, ed25519_verifies
 
@@ -68,8 +69,8 @@ MAX_RECIPIENTS = 1024
 #: Most header bytes a reader buffers: 1,024 stanzas of up to 4 KiB (a hybrid
 #: stanza is 1,179 bytes; room for a larger KEM of a later version).
 MAX_HEADER_SIZE = MAX_RECIPIENTS * 4096
-#: Longest sender address, in UTF-8 bytes: a name's maximum (RFC 1035 2.3.4, names.MAX_NAME).
-MAX_SENDER = 255
+#: Longest sender address, in UTF-8 bytes: a name's maximum (RFC 1035 2.3.4).
+MAX_SENDER = MAX_NAME
 #: The payload trailer: kind, address length, address padded to MAX_SENDER,
 #: key id, signature. Fixed, so its size says nothing about the sender.
 TRAILER_SIZE = 1 + 1 + MAX_SENDER + KEY_ID_SIZE + SIGNATURE_SIZE

@@ -33,6 +33,8 @@ from email.utils import format_datetime
 
 from ..protocol.errors import KeyresolveError, cut, excerpt
 from ..protocol.grammar import CONTROL_RE, HOST_RE, MAIL_LOCAL_RE
+from ..protocol.names import MAX_LOCAL
+from .messages import MAX_KEY_IDS as MESSAGE_MAX_KEY_IDS
 
 #: The attachment's media type (a vendor tree type, RFC 6838 3.2).
 MEDIA_TYPE = "application/vnd.keyresolve.registry"
@@ -59,15 +61,16 @@ MAX_DEPTH = 8
 #: Longest address (RFC 5321 4.5.3.1.3: a path is 256 octets with its angle
 #: brackets; RFC 3696 erratum 1690).
 MAX_ADDRESS = 254
-#: Longest local part and domain (RFC 5321 4.5.3.1.1 and 4.5.3.1.2).
-MAX_LOCAL_PART = 64
+#: Longest local part and domain (RFC 5321 4.5.3.1.1 and 4.5.3.1.2; the
+#: local part's is `names.MAX_LOCAL`).
+MAX_LOCAL_PART = MAX_LOCAL
 MAX_DOMAIN = 255
 #: Longest subject, in characters: one line in any mail client (RFC 5322
 #: 2.1.1 asks for lines below 78 characters; a subject folds beyond that).
 MAX_SUBJECT = 200
-#: SharedKey ids a mail lists per list (registered, replaced): one encryption key
-#: and one signing key per address, with room for what a later issue adds.
-MAX_KEY_IDS = 8
+#: Key ids a mail lists per list (registered, replaced): as many as a
+#: challenge carries (`messages.MAX_KEY_IDS`).
+MAX_KEY_IDS = MESSAGE_MAX_KEY_IDS
 #: Longest key id (a fingerprint in base64 or hex, with a prefix).
 MAX_KEY_ID = 100
 #: The Message-ID's unique part: at least 16 characters (64 bits as hex),
