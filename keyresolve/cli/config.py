@@ -25,7 +25,7 @@ from ..protocol.tsig import DEFAULT_MAX_FUDGE, SharedKey
 from ..registry.mails import MailError, validate_address
 from ..registry.state import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
 from ..zonedata.zonefile import parse_ttl
-from ..secretfiles import MAX_PASSWORD_FILE, read_private_file
+from ..secretfiles import MAX_PASSWORD_FILE, read_private
 from .sharedkeys import shared_keys_from_config
 
 #: The log levels a daemon takes (log_level, --log-level), least severe first.
@@ -589,7 +589,7 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
         raise table._err(missing, "user and password_file go together (SMTP AUTH)")
     if password_file is not None:
         config.password_file = path.parent / password_file
-        read_private_file(config.password_file, MAX_PASSWORD_FILE,
+        read_private(config.password_file, MAX_PASSWORD_FILE,
                           f"{path}: registry.password_file:")
     config.confirm_within = _duration(table, "confirm_within", DEFAULT_CONFIRM_WITHIN,
                                       MAX_CONFIRM_WITHIN)

@@ -4,7 +4,7 @@ configured submission server.
 `SmtpSender.send` sends one mail with smtplib in a worker thread
 (`trio.to_thread.run_sync`), each SMTP step bounded by a timeout, with
 STARTTLS and AUTH when configured. The password is read from its file at
-each send (0600, see `secretfiles.read_private_file`) and never appears in a log
+each send (0600, see `secretfiles.read_private`) and never appears in a log
 line or an error. A failure is classified as Postfix does: a 5xx reply is
 permanent (the mail is dropped, one line logged), anything else (4xx,
 refused or broken connection, timeout, TLS or authentication failure, as
@@ -32,7 +32,7 @@ import trio
 
 from ..protocol.errors import ConfigError, StoreError, cut
 from ..protocol.grammar import CONTROL_CHAR
-from ..secretfiles import MAX_PASSWORD_FILE, read_private_file
+from ..secretfiles import MAX_PASSWORD_FILE, read_private
 from ..store.mailqueue import MailQueue, QueuedMail
 from ..registry.outbox import Action, Delivery, after_attempt
 
@@ -132,7 +132,7 @@ class SmtpSender:
     def _password(self) -> str | None:
         if self.settings.user is None or self.settings.password_file is None:
             return None
-        data = read_private_file(self.settings.password_file, MAX_PASSWORD_FILE,
+        data = read_private(self.settings.password_file, MAX_PASSWORD_FILE,
                                  "password_file")
         try:
             return data.decode("utf-8").rstrip("\r\n")
