@@ -42,8 +42,9 @@ from ..protocol.codes import Opcode, Rcode, RType
 from ..protocol.errors import FormError, InvalidName, InvalidRecord, NotAuth, NotImplementedOpcode, Refused
 from ..protocol.message import Message, Question, make_response, strict_unpack_limits, unpack_strict
 from ..protocol.names import Name
-from ..protocol.records import ADDR, KEY, KEY_ID_SIZE, KeyAlgorithm, KeyUsage, Opaque, Record, make_key_id
+from ..protocol.records import ADDR, KEY, KEY_ID_SIZE, MAX_U32, KeyAlgorithm, KeyUsage, Opaque, Record, make_key_id
 from ..protocol.signatures import SIGNATURE_SIZE, ed25519_verifies
+from ..protocol.tsig import MAX_TIME  # requests carry a 48-bit time, as signatures (8.1)
 
 #: The record type carrying a registry payload in an UPDATE request or
 #: answer: in DNS's private-use range (RFC 6895 3.1) next to
@@ -62,9 +63,6 @@ MAX_BACKUP = 4096
 #: Largest envelope, challenge or answer: a register request with the
 #: largest backup is about 4.5 KiB.
 MAX_PAYLOAD = 8192
-#: Requests carry their time as a 48-bit unsigned integer, as signatures do
-#: (docs/protocol.md 8.1).
-MAX_TIME = 2**48 - 1
 #: Most key ids a challenge or an answer lists (an address has at most two
 #: keys; a few more allowed for a later version with more usages).
 MAX_KEY_IDS = 8
@@ -438,14 +436,14 @@ def read_answer(data: bytes, registry_key: KEY, request_digest: bytes) -> Answer
     if kind == AnswerKind.PUBLISHED:
         address, added, replaced, serial = _array(fields, 4, "PUBLISHED fields")
         return Answer(kind, digest, _name(address, "address", True), _key_ids(added, "added"),
-                      _key_ids(replaced, "replaced"), _uint(serial, "serial", 2**32 - 1))
+                      _key_ids(replaced, "replaced"), _uint(serial, "serial", MAX_U32))
     if kind == AnswerKind.RENEWED:
         address, kept, next_check = _array(fields, 3, "RENEWED fields")
         return Answer(kind, digest, _name(address, "address", True), _key_ids(kept, "kept"),
                       next_check=_uint(next_check, "next check", MAX_TIME))
     address, removed, serial = _array(fields, 3, "WITHDRAWN fields")
     return Answer(kind, digest, _name(address, "address", True),
-                  replaced=_key_ids(removed, "removed"), serial=_uint(serial, "serial", 2**32 - 1))
+                  replaced=_key_ids(removed, "removed"), serial=_uint(serial, "serial", MAX_U32))
 
 
 def seal_backup(reply_key: bytes, backup: bytes,
@@ -594,7 +592,7 @@ class LogEntry:
         if type(reason) is not str or len(reason) > MAX_REASON:
             raise FormError("log entry reason must be a short string")
         return cls(LogOp(op), _name(zone, "zone", False), _name(address, "address", True),
-                   parsed, _uint(serial, "serial", 2**32 - 1), _uint(time, "time", MAX_TIME),
+                   parsed, _uint(serial, "serial", MAX_U32), _uint(time, "time", MAX_TIME),
                    None if backup is None else _bin(backup, "backup", maximum=MAX_BACKUP),
                    reason)
 

@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ..protocol.errors import NotAuth, Refused
 from ..protocol.names import Name
 from ..protocol.records import ADDR, KEY, KeyAlgorithm, KeyFlag
-from ..protocol.tsig import ExpiringSet
+from ..protocol.tsig import DEFAULT_FUDGE, ExpiringSet
+from ..protocol.tsig import MAX_REPLAY_ENTRIES as TSIG_MAX_REPLAY_ENTRIES
 from .messages import REQUEST_ID_SIZE, TOKEN_SIZE, Answer, AnswerKind, Challenge, Kind, LogEntry, LogOp, Request, key_id_bytes, mail_token_text, make_challenge, open_request, seal_backup
 
 #: Seconds a mailed challenge or token stays valid by default: a day, long
@@ -53,11 +54,11 @@ MAX_PENDING_PER_ADDRESS = 4
 #: addresses is refused beyond, and the mail it could cause is bounded too.
 MAX_PENDING = 100_000
 #: Seconds a request's time may differ from the registry's clock: the fudge
-#: of signed messages (docs/protocol.md 8.4, RFC 8945 10).
-REQUEST_WINDOW = 300
-#: Requests remembered to refuse their replays, as `tsig.MAX_REPLAY_ENTRIES`
+#: of signed messages (`tsig.DEFAULT_FUDGE`: docs/protocol.md 8.4, RFC 8945 10).
+REQUEST_WINDOW = DEFAULT_FUDGE
+#: Requests remembered to refuse their replays: `tsig.MAX_REPLAY_ENTRIES`
 #: (each is remembered 2 * `REQUEST_WINDOW` at most).
-MAX_REPLAY_ENTRIES = 100_000
+MAX_REPLAY_ENTRIES = TSIG_MAX_REPLAY_ENTRIES
 #: Most actions one `Registry.due` call returns, so a daemon's timer task
 #: does a bounded amount of work (and of mail) at a time.
 MAX_DUE_BATCH = 1000
