@@ -465,7 +465,7 @@ class Sealer:
         self._finished = False
 
     def _seal(self, plaintext, last: bool) -> bytes:
-        nonce = self._counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+        nonce = chunk_nonce(self._counter, last)
         self._counter += 1
         return self._aead.encrypt(nonce, plaintext, None)
 
