@@ -590,7 +590,7 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
     if password_file is not None:
         config.password_file = path.parent / password_file
         read_private(config.password_file, MAX_PASSWORD_FILE,
-                          f"{path}: registry.password_file:")
+                     f"{path}: registry.password_file:")
     config.confirm_within = _duration(table, "confirm_within", DEFAULT_CONFIRM_WITHIN,
                                       MAX_CONFIRM_WITHIN)
     config.mail_interval = _duration(table, "mail_interval", DEFAULT_MAIL_INTERVAL)

@@ -132,8 +132,7 @@ class SmtpSender:
     def _password(self) -> str | None:
         if self.settings.user is None or self.settings.password_file is None:
             return None
-        data = read_private(self.settings.password_file, MAX_PASSWORD_FILE,
-                                 "password_file")
+        data = read_private(self.settings.password_file, MAX_PASSWORD_FILE, "password_file")
         try:
             return data.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
