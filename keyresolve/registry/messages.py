@@ -28,7 +28,6 @@ import base64
 import binascii
 import enum
 import hashlib
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -252,7 +251,7 @@ def address_fields(address: Name) -> list:
 
 
 def seal_envelope(recipient: KEY, info: bytes, plaintext: bytes,
-                  random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+                  random: Callable[[int], bytes]) -> bytes:
     """msgpack ``[key id of recipient, enc || ciphertext]``: `plaintext`
     sealed to the X25519 KEY `recipient`."""
     if recipient.algorithm != KeyAlgorithm.X25519:
@@ -275,7 +274,7 @@ def open_envelope(private: X25519PrivateKey, info: bytes, data: Any, what: str) 
 
 def make_request(kind: Kind, zone: Name, fields: list, *, registry_key: KEY, time: int,
                  signer: Ed25519PrivateKey | None = None,
-                 random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+                 random: Callable[[int], bytes]) -> bytes:
     """A sealed request envelope: the body signed by `signer` (the kinds of
     `SIGNED_KINDS` need one; the others none), sealed to `registry_key`.
     `random` gives the nonce (16 bytes), then the ephemeral key (32)."""
@@ -447,7 +446,7 @@ def read_answer(data: bytes, registry_key: KEY, request_digest: bytes) -> Answer
 
 
 def seal_backup(reply_key: bytes, backup: bytes,
-                random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+                random: Callable[[int], bytes]) -> bytes:
     """A stored backup sealed to a RECOVER_CONFIRM's reply key (raw X25519)."""
     return hpke.seal(reply_key, INFO_RECOVERY, backup, random(hpke.PRIVATE_SIZE))
 
@@ -486,7 +485,7 @@ class Challenge:
 
 
 def make_challenge(challenge: Challenge, owner_key: KEY, registry: Ed25519PrivateKey,
-                   random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+                   random: Callable[[int], bytes]) -> bytes:
     """The attachment: `challenge`'s body signed by the registry, sealed to
     the owner's X25519 KEY `owner_key`."""
     body = challenge.to_body()

@@ -24,7 +24,6 @@ import enum
 import hmac
 import heapq
 import itertools
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -255,7 +254,7 @@ class Registry:
 
     def __init__(self, *, zones: Iterable[Name], private: X25519PrivateKey,
                  signer: Ed25519PrivateKey, server: ADDR, clock: Callable[[], int],
-                 random: Callable[[int], bytes] = secrets.token_bytes,
+                 random: Callable[[int], bytes],
                  limits: Limits = Limits(),
                  allowed: Callable[[Name], bool] = lambda address: True) -> None:
         self.zones = frozenset(zones)
