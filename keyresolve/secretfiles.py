@@ -16,17 +16,15 @@ from .protocol.errors import ConfigError
 #: Mode bits a secret file must not have: no access for group or others
 #: (as ssh refuses a private key readable by others).
 SECRET_FILE_FORBIDDEN_BITS = 0o077
-
-
-def read_private_file(path: Path, limit: int, what: str) -> bytes:
-    """The contents of `path`, a regular file of at most `limit` bytes that
-    only its owner may read (else ConfigError naming `what` and the path,
-    never the contents): for secrets such as a password file."""
-    return read_private(path, limit, what)
+#: Largest password file read (the SMTP password: a password, not a
+#: document); the config checks it and `net.smtp` reads it at each send.
+MAX_PASSWORD_FILE = 4096
 
 
 def read_private(path: Path, limit: int, what: str) -> bytes:
-    """The contents of a regular, owner-only file of at most `limit` bytes."""
+    """The contents of `path`, a regular file of at most `limit` bytes that
+    only its owner may read (else ConfigError naming `what` and the path,
+    never the contents): for secrets such as a password file."""
     try:
         # O_NONBLOCK: opening a FIFO must not hang; it is refused below.
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -56,4 +54,4 @@ def check_private(st: os.stat_result, path: Path, what: str) -> None:
                           f"(mode {stat.S_IMODE(st.st_mode):04o}; chmod 600 it)")
 
 
-__all__ = ["SECRET_FILE_FORBIDDEN_BITS", "check_private", "read_private", "read_private_file"]
+__all__ = ["MAX_PASSWORD_FILE", "SECRET_FILE_FORBIDDEN_BITS", "check_private", "read_private"]

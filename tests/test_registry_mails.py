@@ -310,10 +310,6 @@ def test_fuzz_every_mail_made_reads_back(kind, recipient, sender, blob, unique):
     assert len(message.get_boundary()) <= 70 and not message.defects
 
 
-# -- purity ------------------------------------------------------------------
-
-#: What the registry's pure core must not import (BRIEF: clock and
-#: randomness passed in).
 def test_error_messages_quote_no_whole_hostile_token():
     with pytest.raises(MailError) as info:
         mail(recipient="x" * 200 + "\n@example.com")

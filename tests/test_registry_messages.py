@@ -1,4 +1,4 @@
-"""registry.messages and registry.hpke: the vectors of docs/protocol.md 8E
+"""registry.messages and protocol.hpke: the vectors of docs/protocol.md 8E
 both ways, interoperation with cryptography's HPKE, and every decoder fuzzed.
 
 Run as a module (``python -m tests.test_registry_messages``) to print the
@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keyresolve.protocol import hpke
 from keyresolve.protocol.codes import Opcode, Rcode, RType
 from keyresolve.protocol.errors import FormError, NotAuth, NotImplementedOpcode, ProtocolError, Refused
 from keyresolve.protocol.message import Message, Question
 from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyFlag, KeyUsage, Opaque, Record, key_id
-from keyresolve.registry import hpke
 from keyresolve.registry import messages as m
 from keyresolve.registry.messages import AnswerKind, Kind, LogOp
 
@@ -188,7 +188,7 @@ def test_the_answer_log_and_token_vectors_decode() -> None:
        ephemeral=st.binary(min_size=32, max_size=32))
 def test_hpke_interoperates_with_cryptography(plaintext: bytes, info: bytes,
                                               ephemeral: bytes) -> None:
-    sealed = hpke.seal(OWNER.encrypt.key, info, plaintext, Fixed(ephemeral))
+    sealed = hpke.seal(OWNER.encrypt.key, info, plaintext, ephemeral)
     assert len(sealed) == len(plaintext) + hpke.MIN_SEALED
     assert SUITE.decrypt(sealed, OWNER.x, info=info) == plaintext
     theirs = SUITE.encrypt(plaintext, OWNER.x.public_key(), info=info)
@@ -201,7 +201,7 @@ def test_hpke_interoperates_with_cryptography(plaintext: bytes, info: bytes,
 
 def test_hpke_refuses_a_low_order_key() -> None:
     with pytest.raises(FormError):
-        hpke.seal(bytes(32), b"", b"x", Fixed(EPHEMERAL_REQUEST))
+        hpke.seal(bytes(32), b"", b"x", EPHEMERAL_REQUEST)
     with pytest.raises((NotAuth, FormError)):
         hpke.open_sealed(OWNER.x, b"", bytes(48))
 

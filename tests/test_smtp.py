@@ -17,20 +17,13 @@ from keyresolve.net import smtp
 from keyresolve.net.smtp import Outbox, SmtpSender, SmtpSettings
 from keyresolve.registry.mails import MailKind, attachment_from_mail, make_mail
 from keyresolve.registry.outbox import MAX_QUEUE_LIFETIME, Action, Admission, Delivery
+from tests.registry_fixtures import Clock
 from tests.smtp import SmtpServer
 
 T0 = 1_800_000_000.0
 HOUR = 3600.0
 BLOB = b"\x00sealed challenge\xff" * 20
 SENDER = "keys@example.com"
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def registry_mail(recipient: str = "owner@example.com", blob: bytes = BLOB) -> bytes:
@@ -45,7 +38,7 @@ def queue(tmp_path):
         yield q
 
 
-def outbox_for(server: SmtpServer, queue: MailQueue, clock: FakeClock, **settings) -> Outbox:
+def outbox_for(server: SmtpServer, queue: MailQueue, clock: Clock, **settings) -> Outbox:
     host, port = server.address
     return Outbox(queue, SmtpSender(SmtpSettings(host, port, **settings)), clock)
 
@@ -55,14 +48,14 @@ def step(outbox: Outbox) -> list[tuple[int, Delivery, Action]]:
             for mail, result, action in trio.run(outbox.step)]
 
 
-def enqueue(queue: MailQueue, clock: FakeClock, recipient: str = "owner@example.com",
+def enqueue(queue: MailQueue, clock: Clock, recipient: str = "owner@example.com",
             blob: bytes = BLOB) -> None:
     assert queue.enqueue(recipient, SENDER, registry_mail(recipient, blob), clock()) \
         is Admission.QUEUED
 
 
 def test_a_queued_mail_arrives_and_parses_back(smtp_server, queue):
-    clock = FakeClock()
+    clock = Clock(T0)
     enqueue(queue, clock)
     assert step(outbox_for(smtp_server, queue, clock)) == [(0, Delivery.SENT, Action.DONE)]
     [received] = smtp_server.received
@@ -75,7 +68,7 @@ def test_a_queued_mail_arrives_and_parses_back(smtp_server, queue):
 
 def test_smtp_down_then_up_the_mail_arrives(smtp_server, queue, caplog):
     caplog.set_level(logging.INFO, "keyresolve.mail")
-    clock = FakeClock()
+    clock = Clock(T0)
     outbox = outbox_for(smtp_server, queue, clock)
     smtp_server.stop()
     enqueue(queue, clock)
@@ -97,7 +90,7 @@ def test_smtp_down_then_up_the_mail_arrives(smtp_server, queue, caplog):
 def test_a_restart_keeps_the_queued_mail(smtp_server, tmp_path):
     """The registry queues a mail while SMTP is down, and stops; the next
     one sends it from the reopened environment."""
-    clock = FakeClock()
+    clock = Clock(T0)
     smtp_server.stop()
     with MailQueue(tmp_path / "q", mail_interval=HOUR) as queue:
         enqueue(queue, clock)
@@ -122,7 +115,7 @@ def test_refusals_permanent_dropped_temporary_retried(smtp_server, queue, caplog
                                                       reply, delivery):
     caplog.set_level(logging.INFO, "keyresolve.mail")
     setattr(smtp_server, f"refuse_{stage}", reply)
-    clock = FakeClock()
+    clock = Clock(T0)
     enqueue(queue, clock)
     outbox = outbox_for(smtp_server, queue, clock)
     [(_, got, action)] = step(outbox)
@@ -145,7 +138,7 @@ def test_refusals_permanent_dropped_temporary_retried(smtp_server, queue, caplog
 
 def test_given_up_after_the_queue_lifetime(smtp_server, queue, caplog):
     caplog.set_level(logging.INFO, "keyresolve.mail")
-    clock = FakeClock()
+    clock = Clock(T0)
     enqueue(queue, clock)
     smtp_server.stop()
     outbox = outbox_for(smtp_server, queue, clock)
@@ -162,7 +155,7 @@ def test_given_up_after_the_queue_lifetime(smtp_server, queue, caplog):
 
 
 def test_mail_interval_one_mail_per_address(smtp_server, queue):
-    clock = FakeClock()
+    clock = Clock(T0)
     outbox = outbox_for(smtp_server, queue, clock)
     enqueue(queue, clock)
     mail = registry_mail()
@@ -183,7 +176,7 @@ def test_a_flood_is_bounded(smtp_server, queue, monkeypatch):
     bound, the mails queued are sent, none beyond it."""
     from keyresolve.registry import outbox as decisions
     monkeypatch.setattr(decisions, "MAX_QUEUED", 20)
-    clock = FakeClock()
+    clock = Clock(T0)
     results = [queue.enqueue(f"user{i}@example.com", SENDER, registry_mail(f"u{i}@e.com"),
                              clock()) for i in range(50)]
     assert results.count(Admission.QUEUED) == 20
@@ -205,7 +198,7 @@ def test_auth_with_the_password_file(tmp_path, queue, caplog):
     server = SmtpServer(user="registry", password="s3cret-Pa55")
     server.start()
     try:
-        clock = FakeClock()
+        clock = Clock(T0)
         enqueue(queue, clock)
         good = write_password(tmp_path, "s3cret-Pa55")
         outbox = outbox_for(server, queue, clock, user="registry", password_file=good)
@@ -231,7 +224,7 @@ def test_auth_with_the_password_file(tmp_path, queue, caplog):
 
 def test_starttls_refused_by_the_server_keeps_the_mail(smtp_server, queue, caplog):
     caplog.set_level(logging.INFO, "keyresolve.mail")
-    clock = FakeClock()
+    clock = Clock(T0)
     enqueue(queue, clock)
     assert step(outbox_for(smtp_server, queue, clock, starttls=True)) == [
         (0, Delivery.TEMPORARY, Action.RETRY)]
@@ -244,7 +237,7 @@ def test_a_silent_server_times_out(queue):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        clock = FakeClock()
+        clock = Clock(T0)
         enqueue(queue, clock)
         sender = SmtpSender(SmtpSettings(*silent.getsockname(), timeout=0.3))
         [(_, result, action)] = trio.run(Outbox(queue, sender, clock).step)
@@ -270,7 +263,7 @@ def test_run_outbox_sends_when_woken_and_when_due(smtp_server, queue):
     """The loop: a mail queued and `wake` -> sent at once; one queued with
     the server down is retried by the loop when due (the fake clock moved,
     the loop woken), without the test sleeping."""
-    clock = FakeClock()
+    clock = Clock(T0)
     sender = ReportingSender(SmtpSettings(*smtp_server.address))
 
     async def main():
@@ -362,7 +355,7 @@ def test_starttls_then_auth(tmp_path, queue, monkeypatch, caplog):
     server = SmtpServer(user="registry", password="s3cret-Pa55", tls_context=context)
     server.start()
     try:
-        clock = FakeClock()
+        clock = Clock(T0)
         enqueue(queue, clock)
         outbox = outbox_for(server, queue, clock, starttls=True, user="registry",
                             password_file=write_password(tmp_path, "s3cret-Pa55"))
@@ -386,7 +379,7 @@ def test_an_unreachable_server_is_tried_once_per_round(smtp_server, queue, caplo
     (Postfix's 'delivery temporarily suspended'), instead of one attempt,
     and one timeout, per mail."""
     caplog.set_level(logging.INFO, "keyresolve.mail")
-    clock = FakeClock()
+    clock = Clock(T0)
     for i in range(3):
         enqueue(queue, clock, f"user{i}@example.com")
     smtp_server.stop()

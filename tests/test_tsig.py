@@ -647,7 +647,7 @@ def test_a_flood_of_distinct_requests_keeps_the_guard_bounded():
             accepted += 1
         except Refused:
             refused += 1
-        assert len(guard) <= capacity and len(guard._heap) <= capacity
+        assert len(guard) <= capacity and len(guard._seen._heap) <= capacity
     # 11 s of requests live at once (440) fit: none refused, none kept past its window
     assert refused == 0 and accepted == 5000 and len(guard) <= 11 * per_second
     flood = tsig.ReplayGuard(10, capacity=capacity)
@@ -658,7 +658,7 @@ def test_a_flood_of_distinct_requests_keeps_the_guard_bounded():
             results.append(True)
         except Refused:
             results.append(False)
-    assert results.count(True) == capacity == len(flood) == len(flood._heap)
+    assert results.count(True) == capacity == len(flood) == len(flood._seen._heap)
 
 
 def test_an_upper_case_key_name_finds_the_key_and_is_maced_in_lower_case():

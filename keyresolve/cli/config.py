@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +16,16 @@ from typing import Any
 
 from ..authority.ratelimit import DEFAULT_SLIP, MAX_SLIP
 from ..protocol.errors import ConfigError, InvalidName, InvalidRecord, excerpt
+from ..protocol.grammar import CONTROL_RE, HOST_RE
 from ..protocol.names import Name
 from ..protocol.serial import SERIAL_POLICIES
 from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
                                   DEFAULT_TCP_SEND_TIMEOUT, Endpoint, parse_endpoint)
 from ..protocol.tsig import DEFAULT_MAX_FUDGE, SharedKey
 from ..registry.mails import MailError, validate_address
+from ..registry.state import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
 from ..zonedata.zonefile import parse_ttl
-from ..secretfiles import read_private_file
+from ..secretfiles import MAX_PASSWORD_FILE, read_private
 from .sharedkeys import shared_keys_from_config
 
 #: The log levels a daemon takes (log_level, --log-level), least severe first.
@@ -471,23 +472,16 @@ def load_serve_config(path: str | Path) -> ServeConfig:
 # -- the registry (issue #20) ------------------------------------------------------
 
 #: The `[registry]` durations' defaults, in seconds (issue #20's example):
-#: a confirmation mail answered within a day, one mail per address per hour,
-#: keys re-verified every 180 days with 14 days to answer.
-DEFAULT_CONFIRM_WITHIN = 86_400
+#: one mail per address per hour; the others (a confirmation mail answered
+#: within a day, keys re-verified every 180 days with 14 days to answer) are
+#: `registry.state`'s.
 DEFAULT_MAIL_INTERVAL = 3_600
-DEFAULT_REVERIFY_EVERY = 180 * 86_400
-DEFAULT_REVERIFY_GRACE = 14 * 86_400
 #: Where the registry keeps its own key pair, relative to the config file.
 DEFAULT_KEY_DIR = "registry-keys"
 #: Longest `confirm_within`: a pending request is state held for a stranger;
 #: 30 days is six times the outbox's 5-day queue lifetime, ample for the
 #: mail to arrive and be answered.
 MAX_CONFIRM_WITHIN = 30 * 86_400
-#: Largest password file read (a password, not a document).
-MAX_PASSWORD_FILE = 4096
-_HOST_RE = re.compile(
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-    r"[A-Za-z0-9])?)*\Z")
 
 
 @dataclass
@@ -529,7 +523,7 @@ def parse_host_port(text: object) -> tuple[str, int]:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        if len(host) > 253 or not _HOST_RE.match(host):
+        if len(host) > 253 or not HOST_RE.match(host):
             raise ValueError(f"{excerpt(host)} in {excerpt(text)} is not a host name "
                              "or IP address") from None
     return ("127.0.0.1" if host == "localhost" else host), int(port)
@@ -587,7 +581,7 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
     config = RegistryConfig(smtp=smtp, sender=sender, key_dir=key_dir)
     config.starttls = table.get("starttls", bool, False)
     config.user = table.get("user", str, None, what="a user name")
-    if config.user is not None and (not config.user or _has_control(config.user)):
+    if config.user is not None and (not config.user or CONTROL_RE.search(config.user)):
         raise table._err("user", "must be a user name without control characters")
     password_file = table.get("password_file", str, None, what="a file name")
     if (config.user is None) != (password_file is None):
@@ -595,8 +589,8 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
         raise table._err(missing, "user and password_file go together (SMTP AUTH)")
     if password_file is not None:
         config.password_file = path.parent / password_file
-        read_private_file(config.password_file, MAX_PASSWORD_FILE,
-                          f"{path}: registry.password_file:")
+        read_private(config.password_file, MAX_PASSWORD_FILE,
+                     f"{path}: registry.password_file:")
     config.confirm_within = _duration(table, "confirm_within", DEFAULT_CONFIRM_WITHIN,
                                       MAX_CONFIRM_WITHIN)
     config.mail_interval = _duration(table, "mail_interval", DEFAULT_MAIL_INTERVAL)
@@ -607,7 +601,3 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
                          "answers one challenge before the next is mailed)")
     table.finish()
     return config
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)

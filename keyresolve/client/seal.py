@@ -25,13 +25,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..protocol.errors import BadMessageSignature, CorruptMessage, NotARecipient, SealError, TruncatedMessage, UnsupportedMessage
+from ..protocol import hpke as x25519_hpke
+from ..protocol.errors import BadMessageSignature, CorruptMessage, FormError, NotARecipient, NotAuth, SealError, TruncatedMessage, UnsupportedMessage
+from ..protocol.names import MAX_NAME
 from ..protocol.records import KEY, KEY_ID_SIZE, KeyAlgorithm, KeyUsage, make_key_id
+from ..protocol.signatures import SIGNATURE_SIZE, ed25519_verifies
 
 #: First bytes of a sealed message, then the version byte.
 MAGIC = b"KRSEAL"
@@ -65,10 +69,8 @@ MAX_RECIPIENTS = 1024
 #: Most header bytes a reader buffers: 1,024 stanzas of up to 4 KiB (a hybrid
 #: stanza is 1,179 bytes; room for a larger KEM of a later version).
 MAX_HEADER_SIZE = MAX_RECIPIENTS * 4096
-#: Longest sender address, in UTF-8 bytes: a name's maximum (RFC 1035 2.3.4, names.MAX_NAME).
-MAX_SENDER = 255
-#: Ed25519 signature bytes (RFC 8032).
-SIGNATURE_SIZE = 64
+#: Longest sender address, in UTF-8 bytes: a name's maximum (RFC 1035 2.3.4).
+MAX_SENDER = MAX_NAME
 #: The payload trailer: kind, address length, address padded to MAX_SENDER,
 #: key id, signature. Fixed, so its size says nothing about the sender.
 TRAILER_SIZE = 1 + 1 + MAX_SENDER + KEY_ID_SIZE + SIGNATURE_SIZE
@@ -85,69 +87,19 @@ TRAILER_ED25519 = 1
 #: Header bytes before the stanzas: magic, version, flags, nonce, count.
 _FIXED = len(MAGIC) + 1 + 1 + NONCE_SIZE + 2
 
-# -- HPKE (RFC 9180), base mode -------------------------------------------------------
-_KDF_HKDF_SHA256 = 0x0001
-_AEAD_CHACHA20POLY1305 = 0x0003
-_KEM_X25519 = 0x0020
-_X25519_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+# -- HPKE (RFC 9180), base mode: X25519 stanzas by `protocol.hpke`, hybrid by cryptography ---
 _HYBRID_SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256,
                            hpke.AEAD.CHACHA20_POLY1305)
 #: HPKE `enc` bytes by stanza kind (RFC 9180 7.1; draft-ietf-hpke-pq: 1,088 + 32).
-_ENC_SIZE = {KeyAlgorithm.X25519: 32, KeyAlgorithm.MLKEM768X25519: 1088 + 32}
+_ENC_SIZE = {KeyAlgorithm.X25519: x25519_hpke.ENC_SIZE, KeyAlgorithm.MLKEM768X25519: 1088 + 32}
 #: Stanza body bytes by kind: `enc`, then the file key sealed (key + tag).
 STANZA_BODY_SIZE = {kind: enc + FILE_KEY_SIZE + TAG_SIZE for kind, enc in _ENC_SIZE.items()}
 _MLKEM768_PUBLIC = 1184
 
 
-def _hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
-    return hmac.new(salt, ikm, hashlib.sha256).digest()
-
-
-def _hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
-    out, block, counter = b"", b"", 1
-    while len(out) < length:
-        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
-        out += block
-        counter += 1
-    return out[:length]
-
-
 def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
     """HKDF-SHA-256 (RFC 5869)."""
-    return _hkdf_expand(_hkdf_extract(salt, ikm), info, length)
-
-
-def _labeled_extract(suite: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
-    return _hkdf_extract(salt, b"HPKE-v1" + suite + label + ikm)
-
-
-def _labeled_expand(suite: bytes, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
-    return _hkdf_expand(prk, struct.pack(">H", length) + b"HPKE-v1" + suite + label + info, length)
-
-
-_KEM_SUITE = b"KEM" + struct.pack(">H", _KEM_X25519)
-_HPKE_SUITE = b"HPKE" + struct.pack(">HHH", _KEM_X25519, _KDF_HKDF_SHA256, _AEAD_CHACHA20POLY1305)
-_PSK_ID_HASH = _labeled_extract(_HPKE_SUITE, b"", b"psk_id_hash", b"")
-
-
-def hpke_x25519_seal(public_key: bytes, info: bytes, plaintext: bytes, ikm: bytes,
-                     aad: bytes = b"") -> bytes:
-    """RFC 9180 single-shot base-mode seal with DHKEM(X25519, HKDF-SHA256),
-    HKDF-SHA256 and ChaCha20Poly1305, the ephemeral key being
-    DeriveKeyPair(`ikm`) (7.1.3): ``enc || ciphertext``. Raises ValueError on
-    a public key that gives an all-zero shared secret."""
-    dkp_prk = _labeled_extract(_KEM_SUITE, b"", b"dkp_prk", ikm)
-    ephemeral = x25519.X25519PrivateKey.from_private_bytes(
-        _labeled_expand(_KEM_SUITE, dkp_prk, b"sk", b"", 32))
-    enc = ephemeral.public_key().public_bytes_raw()
-    dh = ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(public_key))
-    eae_prk = _labeled_extract(_KEM_SUITE, b"", b"eae_prk", dh)
-    shared = _labeled_expand(_KEM_SUITE, eae_prk, b"shared_secret", enc + public_key, 32)
-    context = b"\x00" + _PSK_ID_HASH + _labeled_extract(_HPKE_SUITE, b"", b"info_hash", info)
-    secret = _labeled_extract(_HPKE_SUITE, shared, b"secret", b"")
-    key = _labeled_expand(_HPKE_SUITE, secret, b"key", context, 32)
-    nonce = _labeled_expand(_HPKE_SUITE, secret, b"base_nonce", context, 12)
-    return enc + ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad)
+    return HKDF(hashes.SHA256(), length, salt, info).derive(ikm)
 
 
 def stanza_info(kind: int) -> bytes:
@@ -189,10 +141,11 @@ class X25519Recipient:
         return make_key_id(self.kind, self.public_key)
 
     def wrap(self, file_key: bytes, random: Callable[[int], bytes]) -> bytes:
-        """Draws 32 bytes from `random` as HPKE's ikmE."""
+        """Draws 32 bytes from `random` as HPKE's ikmE (RFC 9180 7.1.3)."""
+        ephemeral = x25519_hpke.derive_key_pair(random(32))
         try:
-            return hpke_x25519_seal(self.public_key, stanza_info(self.kind), file_key, random(32))
-        except ValueError:
+            return x25519_hpke.seal(self.public_key, stanza_info(self.kind), file_key, ephemeral)
+        except FormError:
             raise SealError(f"key {self.key_id.hex()} is not a usable X25519 key") from None
 
 
@@ -248,8 +201,8 @@ class X25519Identity:
 
     def unwrap(self, body: bytes) -> bytes | None:
         try:
-            return _X25519_SUITE.decrypt(body, self._private, info=stanza_info(self.kind))
-        except (InvalidTag, ValueError):
+            return x25519_hpke.open_sealed(self._private, stanza_info(self.kind), body)
+        except (FormError, NotAuth):
             return None
 
     def __repr__(self) -> str:
@@ -298,6 +251,15 @@ def hybrid_seed_to_pem(seed: bytes) -> bytes:
     return f"-----BEGIN {HYBRID_PEM_LABEL}-----\n{body}\n-----END {HYBRID_PEM_LABEL}-----\n".encode()
 
 
+def _load_private_pem(pem: bytes) -> object:
+    """The private key of an unencrypted PEM file (PKCS#8, as keygen writes);
+    SealError otherwise."""
+    try:
+        return serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise SealError("not an unencrypted private key file") from None
+
+
 def identity_from_pem(pem: bytes) -> X25519Identity | HybridIdentity:
     """The identity of an unencrypted private key file keygen writes
     (PKCS#8 X25519, or the mlkem768x25519 seed); SealError otherwise."""
@@ -312,10 +274,7 @@ def identity_from_pem(pem: bytes) -> X25519Identity | HybridIdentity:
         except (binascii.Error, ValueError):
             raise SealError("mlkem768x25519 private key file is malformed") from None
         return HybridIdentity(seed)
-    try:
-        private = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError):
-        raise SealError("not an unencrypted private key file") from None
+    private = _load_private_pem(pem)
     if not isinstance(private, x25519.X25519PrivateKey):
         raise SealError("not an x25519 or mlkem768x25519 private key")
     return X25519Identity(private)
@@ -345,10 +304,7 @@ class SigningKey:
     def from_pem(cls, address: str, pem: bytes) -> SigningKey:
         """The signing key of `address` from an unencrypted PKCS#8 Ed25519 key
         file (as keygen writes it); SealError otherwise."""
-        try:
-            private = serialization.load_pem_private_key(pem, password=None)
-        except (ValueError, TypeError):
-            raise SealError("not an unencrypted private key file") from None
+        private = _load_private_pem(pem)
         if not isinstance(private, ed25519.Ed25519PrivateKey):
             raise SealError("not an ed25519 private key")
         return cls(address, private)
@@ -368,11 +324,9 @@ def _encode_address(address: str) -> bytes:
 
 
 def _verify_ed25519(public_key: bytes, signature: bytes, message: bytes, what: str) -> None:
-    try:
-        ed25519.Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-    except (InvalidSignature, ValueError):
+    if not ed25519_verifies(public_key, signature, message):
         raise BadMessageSignature(f"{what} does not verify with key "
-                                  f"{make_key_id(KeyAlgorithm.ED25519, public_key).hex()}") from None
+                                  f"{make_key_id(KeyAlgorithm.ED25519, public_key).hex()}")
 
 
 # -- header ----------------------------------------------------------------------------
@@ -511,7 +465,7 @@ class Sealer:
         self._finished = False
 
     def _seal(self, plaintext, last: bool) -> bytes:
-        nonce = self._counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+        nonce = chunk_nonce(self._counter, last)
         self._counter += 1
         return self._aead.encrypt(nonce, plaintext, None)
 
@@ -871,5 +825,5 @@ __all__ = ["CHUNK_SIZE", "DetachedSignature", "FILE_KEY_SIZE", "Header", "Hybrid
            "HybridRecipient", "Identity", "MAGIC", "MAX_RECIPIENTS", "MAX_SENDER", "Opened",
            "Opener", "Recipient", "SealSignature", "Sealer", "SigningKey", "Stanza",
            "TRAILER_SIZE", "VERSION", "X25519Identity", "X25519Recipient", "data_digest",
-           "hpke_x25519_seal", "hybrid_seed_to_pem", "identity_from_pem", "make_recipient",
+           "hkdf", "hybrid_seed_to_pem", "identity_from_pem", "make_recipient",
            "open_message", "parse_header", "seal", "sign_detached", "signing_key_for"]

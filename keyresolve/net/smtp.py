@@ -4,7 +4,7 @@ configured submission server.
 `SmtpSender.send` sends one mail with smtplib in a worker thread
 (`trio.to_thread.run_sync`), each SMTP step bounded by a timeout, with
 STARTTLS and AUTH when configured. The password is read from its file at
-each send (0600, see `secretfiles.read_private_file`) and never appears in a log
+each send (0600, see `secretfiles.read_private`) and never appears in a log
 line or an error. A failure is classified as Postfix does: a 5xx reply is
 permanent (the mail is dropped, one line logged), anything else (4xx,
 refused or broken connection, timeout, TLS or authentication failure, as
@@ -31,7 +31,8 @@ from typing import Any
 import trio
 
 from ..protocol.errors import ConfigError, StoreError, cut
-from ..secretfiles import read_private_file
+from ..protocol.grammar import CONTROL_CHAR
+from ..secretfiles import MAX_PASSWORD_FILE, read_private
 from ..store.mailqueue import MailQueue, QueuedMail
 from ..registry.outbox import Action, Delivery, after_attempt
 
@@ -49,11 +50,9 @@ BATCH = 32
 MAX_IDLE = 60.0
 #: How often the outbox forgets addresses whose `mail_interval` is over.
 PRUNE_EVERY = 600.0
-#: Largest password file read (a password, not a document).
-MAX_PASSWORD_FILE = 4096
 #: Longest server reply quoted in a log line.
 MAX_REPLY = 200
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
+_CONTROL_RUN_RE = re.compile(CONTROL_CHAR + "+")
 
 
 @dataclass(frozen=True)
@@ -133,8 +132,7 @@ class SmtpSender:
     def _password(self) -> str | None:
         if self.settings.user is None or self.settings.password_file is None:
             return None
-        data = read_private_file(self.settings.password_file, MAX_PASSWORD_FILE,
-                                 "password_file")
+        data = read_private(self.settings.password_file, MAX_PASSWORD_FILE, "password_file")
         try:
             return data.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
@@ -164,7 +162,7 @@ class SmtpSender:
 def _reply(code: int, reply: bytes | str) -> str:
     """An SMTP reply as one line, cut to `MAX_REPLY` characters."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    return cut(f"{code} {_CONTROL_RE.sub(' ', text).strip()}", MAX_REPLY)
+    return cut(f"{code} {_CONTROL_RUN_RE.sub(' ', text).strip()}", MAX_REPLY)
 
 
 def _scrub(text: str, password: str | None) -> str:

@@ -70,11 +70,27 @@ OPCODE_SHIFT = 11
 
 _KNOWN_OPCODES = frozenset(int(o) for o in Opcode)
 
-_UNPACK_LIMITS = dict(
-    raw=False, use_list=False, strict_map_key=True,
-    max_str_len=MAX_MESSAGE, max_bin_len=MAX_MESSAGE,
-    max_array_len=MAX_RECORDS, max_map_len=0, max_ext_len=0,
-)
+
+
+def strict_unpack_limits(max_bytes: int, max_array: int) -> dict[str, Any]:
+    """``msgpack.unpackb``'s keyword arguments for the strict decoding every
+    wire format here uses: str and bin of at most `max_bytes`, arrays of at
+    most `max_array` items (as tuples), no maps, no ext types."""
+    return dict(raw=False, use_list=False, strict_map_key=True,
+                max_str_len=max_bytes, max_bin_len=max_bytes,
+                max_array_len=max_array, max_map_len=0, max_ext_len=0)
+
+
+def unpack_strict(data: bytes, limits: dict[str, Any], what: str) -> Any:
+    """`data` decoded with `limits` (`strict_unpack_limits`); FormError
+    naming `what` for anything undecodable, over a limit or followed by more."""
+    try:
+        return msgpack.unpackb(data, **limits)
+    except Exception as exc:
+        raise FormError(f"undecodable {what}: {exc.__class__.__name__}") from None
+
+
+_UNPACK_LIMITS = strict_unpack_limits(MAX_MESSAGE, MAX_RECORDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,10 +309,7 @@ _ARRAY_OF_5 = b"\x95"  # msgpack fixarray header of the 5-element body
 
 
 def _unpack(data: bytes) -> Any:
-    try:
-        return msgpack.unpackb(data, **_UNPACK_LIMITS)
-    except Exception as exc:
-        raise FormError(f"undecodable signature trailer: {exc.__class__.__name__}") from None
+    return unpack_strict(data, _UNPACK_LIMITS, "signature trailer")
 
 
 def _body_from_wire(body: Any, parse_name: Callable[[str], Name],

@@ -29,7 +29,7 @@ import hashlib
 import heapq
 import hmac
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
 import msgpack
@@ -300,6 +300,40 @@ def make_error_response(query: Message, exc: ProtocolError, keyring: SharedKeys,
 
 
 # -- replay ----------------------------------------------------------------------
+class ExpiringSet:
+    """Keys remembered until their expiry time, at most `capacity` at once:
+    the memory behind a replay check (`ReplayGuard`, the registry's
+    requests). A key is forgotten once a call's `now` is past its expiry."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._expiry: dict[Hashable, int] = {}
+        #: (expiry, order, key): the order breaks ties without comparing keys.
+        self._heap: list[tuple[int, int, Hashable]] = []
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def holds(self, key: Hashable, now: int) -> bool:
+        """Whether `key` is remembered at `now` (forgetting what expired)."""
+        heap = self._heap
+        while heap and heap[0][0] < now:
+            expiry, _, old = heapq.heappop(heap)
+            if self._expiry.get(old) == expiry:
+                del self._expiry[old]
+        return key in self._expiry
+
+    def add(self, key: Hashable, expiry: int) -> bool:
+        """Remember `key` until `expiry`; False (nothing remembered) when
+        `capacity` keys are remembered already."""
+        if len(self._expiry) >= self.capacity:
+            return False
+        self._expiry[key] = expiry
+        heapq.heappush(self._heap, (expiry, next(self._order), key))
+        return True
+
+
 class ReplayGuard:
     """Accepts each verified state-changing request once (docs/protocol.md 8.4).
 
@@ -320,39 +354,26 @@ class ReplayGuard:
     def __init__(self, max_fudge: int | None, capacity: int = MAX_REPLAY_ENTRIES) -> None:
         self.max_fudge = max_fudge
         self.capacity = capacity
-        self._expiry: dict[tuple[Name, int, bytes], int] = {}
-        #: (expiry, order, entry): the order breaks ties without comparing entries.
-        self._heap: list[tuple[int, int, tuple[Name, int, bytes]]] = []
-        self._order = itertools.count()
+        self._seen = ExpiringSet(capacity)  # (key name, time signed, MAC)
 
     def __len__(self) -> int:
-        return len(self._expiry)
+        return len(self._seen)
 
     def check(self, sig: Signature, now: int) -> None:
         """Accept and remember the request signed with `sig` at time `now`,
         or raise NotAuth (a repeat) or Refused (the memory is full)."""
         now = int(now)
-        self._expire(now)
         entry = (sig.key_name, sig.time_signed, sig.mac)
-        if entry in self._expiry:
+        if self._seen.holds(entry, now):
             raise _fail(NotAuth, sig.key_name,
                         f"replay of a request signed at {sig.time_signed}")
         expiry = sig.time_signed + window(sig.fudge, self.max_fudge)
         if expiry < now:
             return  # outside its window: `verify` rejects every copy
-        if len(self._expiry) >= self.capacity:
+        if not self._seen.add(entry, expiry):
             raise _fail(Refused, sig.key_name,
                         f"{self.capacity} signed requests remembered: refused until some "
                         "expire")
-        self._expiry[entry] = expiry
-        heapq.heappush(self._heap, (expiry, next(self._order), entry))
-
-    def _expire(self, now: int) -> None:
-        heap = self._heap
-        while heap and heap[0][0] < now:
-            expiry, _, entry = heapq.heappop(heap)
-            if self._expiry.get(entry) == expiry:
-                del self._expiry[entry]
 
 
 # -- TCP streams -----------------------------------------------------------------
@@ -418,7 +439,7 @@ class StreamVerifier:
 
 
 __all__ = ["ALGORITHMS", "BADTIME_OTHER_SIZE", "DEFAULT_ALGORITHM", "DEFAULT_FUDGE",
-           "DEFAULT_MAX_FUDGE", "SharedKey", "SharedKeys", "MAC_SIZES", "MAX_REPLAY_ENTRIES", "MAX_TIME",
+           "DEFAULT_MAX_FUDGE", "ExpiringSet", "SharedKey", "SharedKeys", "MAC_SIZES", "MAX_REPLAY_ENTRIES", "MAX_TIME",
            "MIN_SECRET", "ReplayGuard", "STATE_CHANGING", "StreamSigner", "StreamVerifier",
            "UNSIGNED_ERRORS", "mac_input", "make_error_response", "sign", "verify",
            "verify_response", "window"]

@@ -32,6 +32,9 @@ from email.parser import BytesParser
 from email.utils import format_datetime
 
 from ..protocol.errors import KeyresolveError, cut, excerpt
+from ..protocol.grammar import CONTROL_RE, HOST_RE, MAIL_LOCAL_RE
+from ..protocol.names import MAX_LOCAL
+from .messages import MAX_KEY_IDS as MESSAGE_MAX_KEY_IDS
 
 #: The attachment's media type (a vendor tree type, RFC 6838 3.2).
 MEDIA_TYPE = "application/vnd.keyresolve.registry"
@@ -58,15 +61,16 @@ MAX_DEPTH = 8
 #: Longest address (RFC 5321 4.5.3.1.3: a path is 256 octets with its angle
 #: brackets; RFC 3696 erratum 1690).
 MAX_ADDRESS = 254
-#: Longest local part and domain (RFC 5321 4.5.3.1.1 and 4.5.3.1.2).
-MAX_LOCAL_PART = 64
+#: Longest local part and domain (RFC 5321 4.5.3.1.1 and 4.5.3.1.2; the
+#: local part's is `names.MAX_LOCAL`).
+MAX_LOCAL_PART = MAX_LOCAL
 MAX_DOMAIN = 255
 #: Longest subject, in characters: one line in any mail client (RFC 5322
 #: 2.1.1 asks for lines below 78 characters; a subject folds beyond that).
 MAX_SUBJECT = 200
-#: SharedKey ids a mail lists per list (registered, replaced): one encryption key
-#: and one signing key per address, with room for what a later issue adds.
-MAX_KEY_IDS = 8
+#: Key ids a mail lists per list (registered, replaced): as many as a
+#: challenge carries (`messages.MAX_KEY_IDS`).
+MAX_KEY_IDS = MESSAGE_MAX_KEY_IDS
 #: Longest key id (a fingerprint in base64 or hex, with a prefix).
 MAX_KEY_ID = 100
 #: The Message-ID's unique part: at least 16 characters (64 bits as hex),
@@ -74,15 +78,10 @@ MAX_KEY_ID = 100
 MIN_UNIQUE = 16
 MAX_UNIQUE = 128
 
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LOCAL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z")
 _KEY_ID_RE = re.compile(r"[A-Za-z0-9+/=:._-]+\Z")
 _UNIQUE_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\Z")  # dot-atom-text
 #: Longest MIME boundary (RFC 2046 5.1.1).
 _MAX_BOUNDARY = 70
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 #: The transfer encodings a mail carries (RFC 2045 6.1).
 _ENCODINGS = frozenset({"base64", "quoted-printable", "7bit", "8bit", "binary"})
 
@@ -141,7 +140,7 @@ def validate_address(text: object, what: str = "address") -> str:
     if len(local) > MAX_LOCAL_PART or len(domain) > MAX_DOMAIN:
         raise MailError(f"{what}: {excerpt(text)}: local part longer than {MAX_LOCAL_PART} "
                         f"or domain longer than {MAX_DOMAIN} characters")
-    if not _LOCAL_RE.match(local) or not _DOMAIN_RE.match(domain):
+    if not MAIL_LOCAL_RE.match(local) or not HOST_RE.match(domain):
         raise MailError(f"{what}: {excerpt(text)} is not a plain address (letters, digits "
                         "and !#$%&'*+/=?^_`{|}~- in dot-separated words, @, a host name)")
     return text
@@ -154,7 +153,7 @@ def validate_subject(text: object) -> str:
         raise MailError("subject: must be a string")
     if len(text) > MAX_SUBJECT:
         raise MailError(f"subject: longer than {MAX_SUBJECT} characters")
-    if _CONTROL_RE.search(text):
+    if CONTROL_RE.search(text):
         raise MailError(f"subject: {excerpt(text)} holds a control character (CR, LF, ...)")
     return text
 

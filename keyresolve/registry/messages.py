@@ -6,7 +6,7 @@ tests/test_registry_messages.py checks both ways. In short:
 
 - An UPDATE request carries one ``UPDATE_DATA`` record whose rdata is
   ``[envelope]``: msgpack ``[recipient key id, enc || ciphertext]``, HPKE
-  (`hpke`) sealed to the registry's X25519 key under `INFO_REQUEST`. The
+  (`protocol.hpke`) sealed to the registry's X25519 key under `INFO_REQUEST`. The
   plaintext is ``[body, signature]``: `body` the msgpack bytes of ``[kind,
   zone, time, nonce, fields]``, `signature` Ed25519 over `CONTEXT_REQUEST`
   || body (or nil for the kinds that need none).
@@ -28,22 +28,22 @@ import base64
 import binascii
 import enum
 import hashlib
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from ..protocol import hpke
 from ..protocol.codes import Opcode, Rcode, RType
 from ..protocol.errors import FormError, InvalidName, InvalidRecord, NotAuth, NotImplementedOpcode, Refused
-from ..protocol.message import Message, Question, make_response
+from ..protocol.message import Message, Question, make_response, strict_unpack_limits, unpack_strict
 from ..protocol.names import Name
-from ..protocol.records import ADDR, KEY, KeyAlgorithm, KeyUsage, Opaque, Record, key_id
-from . import hpke
+from ..protocol.records import ADDR, KEY, KEY_ID_SIZE, MAX_U32, KeyAlgorithm, KeyUsage, Opaque, Record, make_key_id
+from ..protocol.signatures import SIGNATURE_SIZE, ed25519_verifies
+from ..protocol.tsig import MAX_TIME  # requests carry a 48-bit time, as signatures (8.1)
 
 #: The record type carrying a registry payload in an UPDATE request or
 #: answer: in DNS's private-use range (RFC 6895 3.1) next to
@@ -55,10 +55,6 @@ REQUEST_ID_SIZE = 16
 TOKEN_SIZE = 16
 #: Bytes of a request's nonce, unique per request (the replay memory's key).
 NONCE_SIZE = 16
-#: Bytes of a key id on the wire (docs/protocol.md 6.4: 16 hex digits).
-KEY_ID_SIZE = 8
-#: Bytes of an Ed25519 signature (RFC 8032 5.1.6).
-SIGNATURE_SIZE = 64
 #: Largest backup the registry keeps for an owner: two sealed private keys
 #: and the scrypt parameters take about 300 bytes; 4 KiB leaves room for
 #: larger keys and stays far below a message.
@@ -66,9 +62,6 @@ MAX_BACKUP = 4096
 #: Largest envelope, challenge or answer: a register request with the
 #: largest backup is about 4.5 KiB.
 MAX_PAYLOAD = 8192
-#: Requests carry their time as a 48-bit unsigned integer, as signatures do
-#: (docs/protocol.md 8.1).
-MAX_TIME = 2**48 - 1
 #: Most key ids a challenge or an answer lists (an address has at most two
 #: keys; a few more allowed for a later version with more usages).
 MAX_KEY_IDS = 8
@@ -85,9 +78,7 @@ CONTEXT_REQUEST = b"keyresolve registry v1 request\0"
 CONTEXT_CHALLENGE = b"keyresolve registry v1 challenge\0"
 CONTEXT_ANSWER = b"keyresolve registry v1 answer\0"
 
-_UNPACK_LIMITS = dict(raw=False, use_list=False, strict_map_key=True,
-                      max_str_len=MAX_PAYLOAD, max_bin_len=MAX_PAYLOAD,
-                      max_array_len=64, max_map_len=0, max_ext_len=0)
+_UNPACK_LIMITS = strict_unpack_limits(MAX_PAYLOAD, 64)
 
 
 class Kind(enum.IntEnum):
@@ -128,10 +119,7 @@ def _unpack(data: Any, what: str) -> Any:
         raise FormError(f"{what} must be bytes")
     if len(data) > MAX_PAYLOAD:
         raise FormError(f"{what} longer than {MAX_PAYLOAD} bytes")
-    try:
-        return msgpack.unpackb(data, **_UNPACK_LIMITS)
-    except Exception as exc:
-        raise FormError(f"undecodable {what}: {exc.__class__.__name__}") from None
+    return unpack_strict(data, _UNPACK_LIMITS, what)
 
 
 def _array(value: Any, length: int, what: str) -> tuple:
@@ -193,7 +181,7 @@ def _key(value: Any, usage: KeyUsage) -> KEY:
 
 def key_id_bytes(key: KEY) -> bytes:
     """The key id of `key` (docs/protocol.md 6.4) as the 8 bytes the wire carries."""
-    return bytes.fromhex(key_id(key.algorithm, key.key))
+    return make_key_id(key.algorithm, key.key)
 
 
 def verify_signature(key: KEY, context: bytes, body: bytes, signature: bytes | None) -> None:
@@ -201,10 +189,8 @@ def verify_signature(key: KEY, context: bytes, body: bytes, signature: bytes | N
     NotAuth if it is missing or does not verify."""
     if signature is None or key.algorithm != KeyAlgorithm.ED25519:
         raise NotAuth("request not signed by the registered key")
-    try:
-        Ed25519PublicKey.from_public_bytes(key.key).verify(signature, context + body)
-    except (InvalidSignature, ValueError):
-        raise NotAuth("signature does not verify") from None
+    if not ed25519_verifies(key.key, signature, context + body):
+        raise NotAuth("signature does not verify")
 
 
 # -- requests -----------------------------------------------------------------------
@@ -265,12 +251,12 @@ def address_fields(address: Name) -> list:
 
 
 def seal_envelope(recipient: KEY, info: bytes, plaintext: bytes,
-                  random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+                  random: Callable[[int], bytes]) -> bytes:
     """msgpack ``[key id of recipient, enc || ciphertext]``: `plaintext`
     sealed to the X25519 KEY `recipient`."""
     if recipient.algorithm != KeyAlgorithm.X25519:
         raise ValueError("envelopes are sealed to X25519 keys")
-    sealed = hpke.seal(recipient.key, info, plaintext, random)
+    sealed = hpke.seal(recipient.key, info, plaintext, random(hpke.PRIVATE_SIZE))
     return msgpack.packb([key_id_bytes(recipient), sealed])
 
 
@@ -281,14 +267,14 @@ def open_envelope(private: X25519PrivateKey, info: bytes, data: Any, what: str) 
     _bin(recipient, f"{what} key id", KEY_ID_SIZE)
     _bin(sealed, f"{what} sealed data")
     public = private.public_key().public_bytes_raw()
-    if recipient != bytes.fromhex(key_id(KeyAlgorithm.X25519, public)):
+    if recipient != make_key_id(KeyAlgorithm.X25519, public):
         raise NotAuth(f"{what} is sealed to another key")
     return hpke.open_sealed(private, info, sealed)
 
 
 def make_request(kind: Kind, zone: Name, fields: list, *, registry_key: KEY, time: int,
                  signer: Ed25519PrivateKey | None = None,
-                 random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+                 random: Callable[[int], bytes]) -> bytes:
     """A sealed request envelope: the body signed by `signer` (the kinds of
     `SIGNED_KINDS` need one; the others none), sealed to `registry_key`.
     `random` gives the nonce (16 bytes), then the ephemeral key (32)."""
@@ -449,20 +435,20 @@ def read_answer(data: bytes, registry_key: KEY, request_digest: bytes) -> Answer
     if kind == AnswerKind.PUBLISHED:
         address, added, replaced, serial = _array(fields, 4, "PUBLISHED fields")
         return Answer(kind, digest, _name(address, "address", True), _key_ids(added, "added"),
-                      _key_ids(replaced, "replaced"), _uint(serial, "serial", 2**32 - 1))
+                      _key_ids(replaced, "replaced"), _uint(serial, "serial", MAX_U32))
     if kind == AnswerKind.RENEWED:
         address, kept, next_check = _array(fields, 3, "RENEWED fields")
         return Answer(kind, digest, _name(address, "address", True), _key_ids(kept, "kept"),
                       next_check=_uint(next_check, "next check", MAX_TIME))
     address, removed, serial = _array(fields, 3, "WITHDRAWN fields")
     return Answer(kind, digest, _name(address, "address", True),
-                  replaced=_key_ids(removed, "removed"), serial=_uint(serial, "serial", 2**32 - 1))
+                  replaced=_key_ids(removed, "removed"), serial=_uint(serial, "serial", MAX_U32))
 
 
 def seal_backup(reply_key: bytes, backup: bytes,
-                random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+                random: Callable[[int], bytes]) -> bytes:
     """A stored backup sealed to a RECOVER_CONFIRM's reply key (raw X25519)."""
-    return hpke.seal(reply_key, INFO_RECOVERY, backup, random)
+    return hpke.seal(reply_key, INFO_RECOVERY, backup, random(hpke.PRIVATE_SIZE))
 
 
 def open_backup(private: X25519PrivateKey, sealed: bytes) -> bytes:
@@ -499,7 +485,7 @@ class Challenge:
 
 
 def make_challenge(challenge: Challenge, owner_key: KEY, registry: Ed25519PrivateKey,
-                   random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+                   random: Callable[[int], bytes]) -> bytes:
     """The attachment: `challenge`'s body signed by the registry, sealed to
     the owner's X25519 KEY `owner_key`."""
     body = challenge.to_body()
@@ -605,7 +591,7 @@ class LogEntry:
         if type(reason) is not str or len(reason) > MAX_REASON:
             raise FormError("log entry reason must be a short string")
         return cls(LogOp(op), _name(zone, "zone", False), _name(address, "address", True),
-                   parsed, _uint(serial, "serial", 2**32 - 1), _uint(time, "time", MAX_TIME),
+                   parsed, _uint(serial, "serial", MAX_U32), _uint(time, "time", MAX_TIME),
                    None if backup is None else _bin(backup, "backup", maximum=MAX_BACKUP),
                    reason)
 

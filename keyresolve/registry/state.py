@@ -24,9 +24,8 @@ import enum
 import hmac
 import heapq
 import itertools
-import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -34,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ..protocol.errors import NotAuth, Refused
 from ..protocol.names import Name
 from ..protocol.records import ADDR, KEY, KeyAlgorithm, KeyFlag
+from ..protocol.tsig import DEFAULT_FUDGE, ExpiringSet
+from ..protocol.tsig import MAX_REPLAY_ENTRIES as TSIG_MAX_REPLAY_ENTRIES
 from .messages import REQUEST_ID_SIZE, TOKEN_SIZE, Answer, AnswerKind, Challenge, Kind, LogEntry, LogOp, Request, key_id_bytes, mail_token_text, make_challenge, open_request, seal_backup
 
 #: Seconds a mailed challenge or token stays valid by default: a day, long
@@ -52,11 +53,11 @@ MAX_PENDING_PER_ADDRESS = 4
 #: addresses is refused beyond, and the mail it could cause is bounded too.
 MAX_PENDING = 100_000
 #: Seconds a request's time may differ from the registry's clock: the fudge
-#: of signed messages (docs/protocol.md 8.4, RFC 8945 10).
-REQUEST_WINDOW = 300
-#: Requests remembered to refuse their replays, as `tsig.MAX_REPLAY_ENTRIES`
+#: of signed messages (`tsig.DEFAULT_FUDGE`: docs/protocol.md 8.4, RFC 8945 10).
+REQUEST_WINDOW = DEFAULT_FUDGE
+#: Requests remembered to refuse their replays: `tsig.MAX_REPLAY_ENTRIES`
 #: (each is remembered 2 * `REQUEST_WINDOW` at most).
-MAX_REPLAY_ENTRIES = 100_000
+MAX_REPLAY_ENTRIES = TSIG_MAX_REPLAY_ENTRIES
 #: Most actions one `Registry.due` call returns, so a daemon's timer task
 #: does a bounded amount of work (and of mail) at a time.
 MAX_DUE_BATCH = 1000
@@ -224,29 +225,21 @@ class Pending:
 
 
 # -- the registry -----------------------------------------------------------------------
-@dataclass(slots=True)
 class _Replay:
     """Nonces of accepted requests until their window ends (as `tsig.ReplayGuard`)."""
 
-    window: int
-    capacity: int
-    seen: dict[bytes, int] = field(default_factory=dict)
-    heap: list[tuple[int, bytes]] = field(default_factory=list)
+    def __init__(self, window: int, capacity: int) -> None:
+        self.window = window
+        self.capacity = capacity
+        self.seen = ExpiringSet(capacity)
 
     def check(self, request: Request, now: int) -> None:
         if abs(now - request.time) > self.window:
             raise NotAuth(f"request time {request.time} is outside the window")
-        while self.heap and self.heap[0][0] < now:
-            expiry, nonce = heapq.heappop(self.heap)
-            if self.seen.get(nonce) == expiry:
-                del self.seen[nonce]
-        if request.nonce in self.seen:
+        if self.seen.holds(request.nonce, now):
             raise NotAuth("replay of an accepted request")
-        if len(self.seen) >= self.capacity:
+        if not self.seen.add(request.nonce, request.time + self.window):
             raise Refused(f"{self.capacity} requests remembered: refused until some expire")
-        expiry = request.time + self.window
-        self.seen[request.nonce] = expiry
-        heapq.heappush(self.heap, (expiry, request.nonce))
 
 
 class Registry:
@@ -261,7 +254,7 @@ class Registry:
 
     def __init__(self, *, zones: Iterable[Name], private: X25519PrivateKey,
                  signer: Ed25519PrivateKey, server: ADDR, clock: Callable[[], int],
-                 random: Callable[[int], bytes] = secrets.token_bytes,
+                 random: Callable[[int], bytes],
                  limits: Limits = Limits(),
                  allowed: Callable[[Name], bool] = lambda address: True) -> None:
         self.zones = frozenset(zones)

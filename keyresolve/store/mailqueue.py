@@ -30,6 +30,7 @@ import lmdb
 import msgpack
 
 from ..protocol.errors import StoreError
+from ..registry.mails import MAX_MAIL_BYTES
 from ..registry.outbox import Admission, admit, forgettable
 
 #: Map size of the queue's environment: the queue's bytes are bounded by
@@ -37,7 +38,7 @@ from ..registry.outbox import Admission, admit, forgettable
 #: pages on top. The file grows only as far as it is written.
 DEFAULT_MAP_SIZE = 1 << 30
 #: Largest mail queued: mails.MAX_MAIL_BYTES, what a recipient's tool reads.
-MAX_QUEUED_MAIL = 1 << 20
+MAX_QUEUED_MAIL = MAX_MAIL_BYTES
 _MAIL_DB = b"mail"
 _DUE_DB = b"due"
 _ADDRESS_DB = b"address"
