@@ -233,7 +233,10 @@ class ZoneTransaction:
     @translate
     def get_node(self, owner: Name) -> Node | None:
         """The records `owner` holds in the transaction (its own writes
-        included), or None."""
+        included), or None (also for a name outside the zone)."""
+        if not owner.store_key().startswith(self._origin_key):
+            self._live()
+            return None
         key = self._node_key(owner)
         if key == self._key:
             return dict(self._node) or None
