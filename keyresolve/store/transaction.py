@@ -298,7 +298,9 @@ class ZoneTransaction:
         diff = DiffCollector(self.origin, max(self._records, 0))
         nodes = self._dbs.nodes
         for key in sorted(self._base):
-            diff.node(key, self._base[key], txn.get(key, db=nodes))
+            was, now = self._base[key], txn.get(key, db=nodes)
+            if was != now:  # (a node read, or changed and changed back)
+                diff.node(key, was, now)
         self._base = {}
         if diff.overflow:
             self._overflow = True
