@@ -24,7 +24,7 @@ import msgpack
 from .codes import Opcode, Rcode, opcode_to_text, rcode_to_text, rtype_to_text
 from .errors import BadVersion, FormError, KeyresolveError, NotImplementedOpcode
 from .names import Name
-from .records import Record
+from .records import Record, Wire, WireFields
 
 #: msgpack array headers of 0..15 items (fixarrays), by count.
 FIXARRAY = [bytes((0x90 | count,)) for count in range(16)]
@@ -70,7 +70,7 @@ OPCODE_SHIFT = 11
 
 _KNOWN_OPCODES = frozenset(int(o) for o in Opcode)
 
-_UNPACK_LIMITS = dict(
+_UNPACK_LIMITS: msgpack.UnpackOptions = dict(
     raw=False, use_list=False, strict_map_key=True,
     max_str_len=MAX_MESSAGE, max_bin_len=MAX_MESSAGE,
     max_array_len=MAX_RECORDS, max_map_len=0, max_ext_len=0,
@@ -84,7 +84,7 @@ class Question:
     name: Name
     rtype: int
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         return [self.name.to_wire(), int(self.rtype)]
 
     def __str__(self) -> str:
@@ -104,7 +104,7 @@ class Signature:
     error: int = 0
     other: bytes = b""
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         return [self.key_name.to_wire(), self.algorithm, self.time_signed, self.fudge,
                 self.mac, self.original_id, self.error, self.other]
 
@@ -162,7 +162,7 @@ class Message:
     #: msgpack decoded them, unchecked, and `answer` empty. For zone
     #: transfers, whose receiver (`keyresolve.authority.xfr.Inbound`) checks each
     #: record itself and packs most of them without making objects.
-    raw_answer: tuple | None = field(default=None, repr=False, compare=False)
+    raw_answer: WireFields | None = field(default=None, repr=False, compare=False)
 
     @property
     def answer_count(self) -> int:
