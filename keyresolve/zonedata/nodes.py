@@ -110,11 +110,12 @@ def decode_node(value: bytes) -> Node:
         raise StoreError(f"corrupt node in store: {exc}") from exc
 
 
-def node_entries(value: bytes) -> list[list]:
+def node_entries(value: bytes) -> list[list[Any]]:
     """A stored node's entries as msgpack decodes them, ``[rtype, ttl,
     [rdata fields, ...]]`` each, no objects made: for a compiler that packs
     them again. Unchecked: `decode_node` checks."""
-    return msgpack.unpackb(value)
+    entries: list[list[Any]] = msgpack.unpackb(value)
+    return entries
 
 
 def node_types(value: bytes | None) -> list[int]:
