@@ -16,7 +16,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar, final
 
 from .codes import RType
 from .errors import InvalidName, InvalidRecord, cut, excerpt
@@ -518,6 +518,7 @@ def rdata_from_text(rtype: int, tokens: list[str], origin: Name | None) -> Rdata
     return cls.from_text(tokens, origin)
 
 
+@final  # never subclassed: `type(x) is Record` then narrows both ways
 @dataclass(frozen=True, slots=True)
 class Record:
     """One resource record: owner, type, TTL and data."""
