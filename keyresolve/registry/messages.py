@@ -42,7 +42,8 @@ from ..protocol.codes import Opcode, Rcode, RType
 from ..protocol.errors import FormError, InvalidName, InvalidRecord, NotAuth, NotImplementedOpcode, Refused
 from ..protocol.message import Message, Question, make_response
 from ..protocol.names import Name
-from ..protocol.records import ADDR, KEY, KeyAlgorithm, KeyUsage, Opaque, Record, key_id
+from ..protocol.records import (ADDR, KEY, KeyAlgorithm, KeyUsage, Opaque, Record, Wire,
+                                 WireFields, key_id)
 from . import hpke
 
 #: The record type carrying a registry payload in an UPDATE request or
@@ -85,9 +86,9 @@ CONTEXT_REQUEST = b"keyresolve registry v1 request\0"
 CONTEXT_CHALLENGE = b"keyresolve registry v1 challenge\0"
 CONTEXT_ANSWER = b"keyresolve registry v1 answer\0"
 
-_UNPACK_LIMITS = dict(raw=False, use_list=False, strict_map_key=True,
-                      max_str_len=MAX_PAYLOAD, max_bin_len=MAX_PAYLOAD,
-                      max_array_len=64, max_map_len=0, max_ext_len=0)
+_UNPACK_LIMITS: msgpack.UnpackOptions = dict(raw=False, use_list=False, strict_map_key=True,
+                                             max_str_len=MAX_PAYLOAD, max_bin_len=MAX_PAYLOAD,
+                                             max_array_len=64, max_map_len=0, max_ext_len=0)
 
 
 class Kind(enum.IntEnum):
@@ -134,7 +135,7 @@ def _unpack(data: Any, what: str) -> Any:
         raise FormError(f"undecodable {what}: {exc.__class__.__name__}") from None
 
 
-def _array(value: Any, length: int, what: str) -> tuple:
+def _array(value: Any, length: int, what: str) -> WireFields:
     if type(value) is not tuple or len(value) != length:
         raise FormError(f"{what} must be an array of {length}")
     return value
@@ -243,23 +244,24 @@ class Request:
         verify_signature(key, CONTEXT_REQUEST, self.body, self.signature)
 
 
-def request_body(kind: Kind, zone: Name, time: int, nonce: bytes, fields: list) -> bytes:
+def request_body(kind: Kind, zone: Name, time: int, nonce: bytes, fields: list[Wire]) -> bytes:
     """The msgpack body ``[kind, zone, time, nonce, fields]`` a request signs."""
     return msgpack.packb([int(kind), zone.to_wire(), time, nonce, fields])
 
 
-def register_fields(address: Name, encrypt: KEY, sign: KEY, backup: bytes | None = None) -> list:
+def register_fields(address: Name, encrypt: KEY, sign: KEY,
+                    backup: bytes | None = None) -> list[Wire]:
     """The fields of a REGISTER request."""
     return [address.to_wire(), encrypt.to_wire(), sign.to_wire(), backup]
 
 
-def token_fields(request_id: bytes, token: bytes, reply_key: bytes | None = None) -> list:
+def token_fields(request_id: bytes, token: bytes, reply_key: bytes | None = None) -> list[Wire]:
     """The fields of CONFIRM, RENEW, UNREGISTER_CONFIRM (and, with
     `reply_key`, RECOVER_CONFIRM) requests."""
     return [request_id, token] if reply_key is None else [request_id, token, reply_key]
 
 
-def address_fields(address: Name) -> list:
+def address_fields(address: Name) -> list[Wire]:
     """The fields of UNREGISTER, UNREGISTER_MAIL and RECOVER requests."""
     return [address.to_wire()]
 
@@ -286,7 +288,7 @@ def open_envelope(private: X25519PrivateKey, info: bytes, data: Any, what: str) 
     return hpke.open_sealed(private, info, sealed)
 
 
-def make_request(kind: Kind, zone: Name, fields: list, *, registry_key: KEY, time: int,
+def make_request(kind: Kind, zone: Name, fields: list[Wire], *, registry_key: KEY, time: int,
                  signer: Ed25519PrivateKey | None = None,
                  random: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
     """A sealed request envelope: the body signed by `signer` (the kinds of
@@ -401,7 +403,7 @@ class Answer:
     backup: bytes | None = None
 
 
-def answer_fields(answer: Answer) -> list:
+def answer_fields(answer: Answer) -> list[Wire]:
     """The wire fields of `answer` (its kind decides which)."""
     kind = answer.kind
     if kind == AnswerKind.ACCEPTED:
