@@ -162,7 +162,8 @@ class Responder:
             route = self._route(domain)
             if route is None:
                 return None
-        node = self.read(route[0] + local)
+        # `read` is set for every batch that answers (see the class docstring).
+        node = self.read(route[0] + local)  # type: ignore[misc]
         end = match.end(3)  # the name's end: the type follows
         if node is None:  # NXDOMAIN: a mailbox is a leaf
             if route[1] is None:
@@ -209,11 +210,11 @@ class Responder:
         return route
 
 
-def _fits(out: bytes, match: re.Match) -> bool:
+def _fits(out: bytes, match: re.Match[bytes]) -> bool:
     """Whether the response fits UDP as message.max_response_size has it:
     min(advertised, 1232), at least 512. A longer answer is a TC response:
     the full path makes it."""
-    udp = match.group(5)
+    udp: bytes = match.group(5)
     udp_size = udp[1] << 8 | udp[2] if len(udp) == 3 else udp[-1]
     return len(out) <= max(min(udp_size, DEFAULT_UDP_SIZE), MIN_UDP_SIZE)
 

@@ -42,6 +42,10 @@ from ..protocol.codes import Opcode, Rcode
 from ..protocol.errors import NotAuth, NotImplementedOpcode, ProtocolError, Refused, ServerFailure
 from ..protocol.names import Name
 
+#: A socket address: (host, port), and IPv6's flow info and scope id when the
+#: socket gives them.
+Peer = tuple[str, int] | tuple[str, int, int, int]
+
 
 class Action(enum.Enum):
     """What a request asks a server to do (Knot's ``ACL_ACTION_*``)."""
@@ -191,7 +195,7 @@ def _who(what: str, key: Name | None) -> str:
     return f"an unsigned {what}" if key is None else f"key {key}"
 
 
-def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: tuple, *,
+def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: Peer, *,
             control_keys: Collection[Name] = (), control_loopback: bool = True) -> Decision:
     """May `peer` (``(host, port)``), signed with the key named `key` (None:
     unsigned; the signature verified), do `action` in `zone`? `zone` is the
@@ -229,7 +233,7 @@ def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: tup
     raise ValueError(f"unknown action {action!r}")
 
 
-def _listed(zone: ZonePolicy | None, key: Name | None, peer: tuple, keys: str, what: str,
+def _listed(zone: ZonePolicy | None, key: Name | None, peer: Peer, keys: str, what: str,
             sender: str) -> Decision:
     """TRANSFER and UPDATE: NOTAUTH for a zone not served here, REFUSED
     unless signed with a key in the zone's `keys` list (allow_transfer,

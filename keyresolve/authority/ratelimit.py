@@ -106,7 +106,8 @@ class ResponseRateLimiter:
         #: host -> its prefix's buckets (one lookup per answer), bounded as
         #: the table and cleared with it.
         self._hosts: dict[str, list[list[int]]] = {}
-        self._now = self._second = -1
+        self._now: float = -1
+        self._second = -1
 
     def decide(self, host: str, answer_class: int, now: float) -> int:
         """SEND, DROP or SLIP for one answer of `answer_class` to `host`."""
@@ -202,7 +203,7 @@ class LogLimiter:
         self.burst = burst
         self.period = period
         #: kind -> [period start, lines logged, lines held back]
-        self._kinds: dict[str, list] = {}
+        self._kinds: dict[str, list[float]] = {}
         #: Summaries of periods that ended, not yet reported.
         self._due: list[tuple[str, int, float]] = []
 
@@ -214,7 +215,7 @@ class LogLimiter:
             state = self._kinds[kind] = [now, 0, 0]
         elif now - state[0] >= self.period:
             if state[2]:
-                self._due.append((kind, state[2], now - state[0]))
+                self._due.append((kind, int(state[2]), now - state[0]))
             state[0], state[1], state[2] = now, 0, 0
         if state[1] < self.burst:
             state[1] += 1
@@ -229,6 +230,6 @@ class LogLimiter:
         due, self._due = self._due, []
         for kind, state in self._kinds.items():
             if state[2] and (final or now - state[0] >= self.period):
-                due.append((kind, state[2], now - state[0]))
+                due.append((kind, int(state[2]), now - state[0]))
                 state[0], state[1], state[2] = now, 0, 0
         return due

@@ -124,7 +124,8 @@ class RefreshState:
         `MAX_BOOTSTRAP_RETRY` while it holds no data)."""
         bound = self.timers.retry if self.soa is not None else MAX_BOOTSTRAP_RETRY
         doublings = min(max(self.failures - 1, 0), 32)  # 2**32 s exceeds every bound
-        return min(MIN_RETRY * 2 ** doublings, bound)
+        delay: float = min(MIN_RETRY * 2 ** doublings, bound)
+        return delay
 
     def check_succeeded(self, soa: SOA, now: float) -> None:
         """The primary answered and we are up to date with `soa`."""

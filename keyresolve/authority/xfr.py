@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgpack
 
@@ -31,7 +31,7 @@ from ..protocol.message import MAX_RECORDS, Message, Question
 from ..protocol.grammar import LOCAL_RE
 from ..protocol.names import MAX_LOCAL, Name
 from ..zonedata.nodes import KEY_RDATA_HEADS
-from ..protocol.records import MAX_TTL, SOA, Record, soa_serial
+from ..protocol.records import MAX_TTL, SOA, Record, WireFields, soa_serial
 from ..protocol.serial import serial_compare, serial_gt
 from ..zonedata.model import Node, RRset, Zone
 
@@ -122,7 +122,8 @@ def parse_request(query: Message) -> TransferRequest:
 
 
 # -- diffs ---------------------------------------------------------------------
-def _rrsets(records: Iterable[Record], what: str) -> Iterator[tuple[tuple[bytes, int], list]]:
+def _rrsets(records: Iterable[Record], what: str
+            ) -> Iterator[tuple[tuple[bytes, int], list[Record]]]:
     """Group a store-ordered record stream into ((key, type), records) runs."""
     current: tuple[bytes, int] | None = None
     group: list[Record] = []
@@ -156,13 +157,13 @@ def diff_records(old_sorted: Iterable[Record],
     old = next(old_iter, None)
     new = next(new_iter, None)
     while old is not None or new is not None:
-        if new is None or (old is not None and old[0] < new[0]):
+        if old is not None and (new is None or old[0] < new[0]):
             removed.extend(old[1])
             old = next(old_iter, None)
-        elif old is None or new[0] < old[0]:
+        elif new is not None and (old is None or new[0] < old[0]):
             added.extend(new[1])
             new = next(new_iter, None)
-        else:
+        elif old is not None and new is not None:  # the same RRset key
             old_set, new_set = set(old[1]), set(new[1])
             removed.extend(r for r in dict.fromkeys(old[1]) if r not in new_set)
             added.extend(r for r in dict.fromkeys(new[1]) if r not in old_set)
@@ -383,10 +384,10 @@ def outbound_ixfr(query: Message, soa: Record, steps: Sequence[JournalStep], *,
 class _LazyIter:
     """Calls `factory` only when iterated (journal steps load on demand)."""
 
-    def __init__(self, factory) -> None:
+    def __init__(self, factory: Callable[[], Iterable[Record]]) -> None:
         self._factory = factory
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Record]:
         return iter(self._factory())
 
 
@@ -495,9 +496,9 @@ class KeyPacker:
         self._origin_key = origin.store_key()
         self._domains: dict[str, bytes | None] = {}  # domain -> relative key + b"@", None
 
-    def __call__(self, fields: object) -> tuple[bytes, int, bytes] | None:
+    def __call__(self, fields: Any) -> tuple[bytes, int, bytes] | None:
         try:
-            name, rtype, ttl, (algorithm, usage, flags, key) = fields  # type: ignore[misc]
+            name, rtype, ttl, (algorithm, usage, flags, key) = fields
         except (TypeError, ValueError):
             return None
         # type checks first: True == 1, 1.0 == 1
@@ -580,7 +581,8 @@ class MemoryWriter:
         self.commits = 0
         self._nodes: dict[Name, Node] | None = None
         self._strict = False
-        self._step: list = []  # [old_soa, new_soa, removed, added]
+        #: [old_soa, new_soa, removed, added] of the delta being read: a mixed row.
+        self._step: list[Any] = []
         self._pending: list[Delta] = []
 
     def begin_full(self) -> None:
@@ -613,6 +615,7 @@ class MemoryWriter:
             node_delete(node, record)
         finally:
             if not node:
+                assert self._nodes is not None
                 del self._nodes[record.name]
         self._step[2].append(record)
 
@@ -752,7 +755,7 @@ class Inbound:
         if msg.authority or msg.additional:
             raise FormError("transfer records belong in the answer section")
 
-    def _raw_records(self, section: tuple) -> None:
+    def _raw_records(self, section: WireFields) -> None:
         """The records of an answer section decoded with ``raw_answer``."""
         pack = self._packer
         packed: list[tuple[bytes, int, bytes]] = []  # mailbox KEY records not yet handed on
@@ -786,7 +789,8 @@ class Inbound:
                 raise FormError("a transfer must start with the zone's SOA")
             self._first = record
             serial = soa_serial(record)
-            if self.rtype == RType.IXFR and not serial_gt(serial, self.serial_from):
+            if (self.rtype == RType.IXFR and self.serial_from is not None
+                    and not serial_gt(serial, self.serial_from)):
                 self.kind = TransferKind.UP_TO_DATE  # ours is current or newer
                 self.serial = self.serial_from
             self._state = _State.SECOND
@@ -851,7 +855,7 @@ class Inbound:
             self._state = _State.FULL
             self.writer.add(record)
 
-    def _begin(self, start) -> None:
+    def _begin(self, start: Callable[[], None]) -> None:
         self._begun = True
         start()
 

@@ -93,7 +93,8 @@ _HYBRID_SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256,
 #: HPKE `enc` bytes by stanza kind (RFC 9180 7.1; draft-ietf-hpke-pq: 1,088 + 32).
 _ENC_SIZE = {KeyAlgorithm.X25519: x25519_hpke.ENC_SIZE, KeyAlgorithm.MLKEM768X25519: 1088 + 32}
 #: Stanza body bytes by kind: `enc`, then the file key sealed (key + tag).
-STANZA_BODY_SIZE = {kind: enc + FILE_KEY_SIZE + TAG_SIZE for kind, enc in _ENC_SIZE.items()}
+STANZA_BODY_SIZE: dict[int, int] = {kind: enc + FILE_KEY_SIZE + TAG_SIZE
+                                    for kind, enc in _ENC_SIZE.items()}
 _MLKEM768_PUBLIC = 1184
 
 
@@ -380,7 +381,7 @@ def chunk_nonce(counter: int, last: bool) -> bytes:
     return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
 
-def parse_header(data: bytes | bytearray) -> Header | None:
+def parse_header(data: bytes | bytearray | memoryview) -> Header | None:
     """The header at the start of `data`, or None if `data` ends inside it.
     Raises UnsupportedMessage (not this format) or CorruptMessage."""
     prefix = bytes(data[:len(MAGIC) + 1])
@@ -464,7 +465,7 @@ class Sealer:
         self._buf = bytearray()
         self._finished = False
 
-    def _seal(self, plaintext, last: bool) -> bytes:
+    def _seal(self, plaintext: bytes | bytearray | memoryview, last: bool) -> bytes:
         nonce = chunk_nonce(self._counter, last)
         self._counter += 1
         return self._aead.encrypt(nonce, plaintext, None)
@@ -568,7 +569,7 @@ class Opener:
         self._aead: ChaCha20Poly1305 | None = None
         self._counter = 0
         self._held: bytes | None = None  # the last chunk decrypted: may hold the trailer
-        self._digest = None
+        self._digest: hashlib._Hash | None = None
         self._failed: SealError | None = None
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
@@ -595,7 +596,7 @@ class Opener:
         if self.complete:
             raise SealError("the message is already finished")
 
-    def _update(self, data) -> bytes:
+    def _update(self, data: bytes | bytearray | memoryview) -> bytes:
         view = memoryview(data)
         if self._aead is None:
             before = len(self._buf)  # header bytes fed earlier
@@ -627,7 +628,7 @@ class Opener:
         buf += view[count * CHUNK_CT:]
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _open_full(self, chunk, more: bool, out: list[bytes]) -> bool:
+    def _open_full(self, chunk: bytearray | memoryview, more: bool, out: list[bytes]) -> bool:
         """Decrypt a full-size chunk as not last; False (kept for `finish`) if
         it does not authenticate so and may be the last chunk."""
         assert self._aead is not None
@@ -686,6 +687,7 @@ class Opener:
         if self._aead is None:
             if parse_header(self._buf) is None:  # (raises on a bad prefix)
                 raise TruncatedMessage("the message ends inside its header")
+        assert self._aead is not None  # update started the payload at a whole header
         buf = bytes(self._buf)
         self._buf = bytearray()
         if len(buf) <= TAG_SIZE:  # (a chunk that authenticated as not last came before)

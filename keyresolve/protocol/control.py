@@ -39,7 +39,7 @@ TIME_FIELDS = frozenset({"loaded", "last_transfer", "last_check", "next_refresh"
 #: Fields whose value is a duration in whole seconds.
 DURATION_FIELDS = frozenset({"uptime"})
 
-Value = int | str | None | list
+Value = int | str | None | list[int | str | None]
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,10 @@ def parse_result(response: Message) -> dict[str, Value]:
     if len(records) > 1:
         raise FormError("more than one control result record")
     fields: dict[str, Value] = {}
-    for pair in records[0].rdata.fields:
+    rdata = records[0].rdata
+    if not isinstance(rdata, Opaque):  # a CONTROL_RESULT record always decodes to Opaque
+        raise FormError("a control result record must be an array of fields")
+    for pair in rdata.fields:
         if type(pair) not in (tuple, list) or len(pair) != 2 or type(pair[0]) is not str:
             raise FormError("a control result field must be [name, value]")
         field, value = pair

@@ -24,7 +24,7 @@ import msgpack
 from .codes import Opcode, Rcode, opcode_to_text, rcode_to_text, rtype_to_text
 from .errors import BadVersion, FormError, KeyresolveError, NotImplementedOpcode
 from .names import Name
-from .records import Record
+from .records import Record, Wire, WireFields
 
 #: msgpack array headers of 0..15 items (fixarrays), by count.
 FIXARRAY = [bytes((0x90 | count,)) for count in range(16)]
@@ -72,7 +72,7 @@ _KNOWN_OPCODES = frozenset(int(o) for o in Opcode)
 
 
 
-def strict_unpack_limits(max_bytes: int, max_array: int) -> dict[str, Any]:
+def strict_unpack_limits(max_bytes: int, max_array: int) -> msgpack.UnpackOptions:
     """``msgpack.unpackb``'s keyword arguments for the strict decoding every
     wire format here uses: str and bin of at most `max_bytes`, arrays of at
     most `max_array` items (as tuples), no maps, no ext types."""
@@ -81,7 +81,7 @@ def strict_unpack_limits(max_bytes: int, max_array: int) -> dict[str, Any]:
                 max_array_len=max_array, max_map_len=0, max_ext_len=0)
 
 
-def unpack_strict(data: bytes, limits: dict[str, Any], what: str) -> Any:
+def unpack_strict(data: bytes, limits: msgpack.UnpackOptions, what: str) -> Any:
     """`data` decoded with `limits` (`strict_unpack_limits`); FormError
     naming `what` for anything undecodable, over a limit or followed by more."""
     try:
@@ -100,7 +100,7 @@ class Question:
     name: Name
     rtype: int
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         return [self.name.to_wire(), int(self.rtype)]
 
     def __str__(self) -> str:
@@ -120,7 +120,7 @@ class Signature:
     error: int = 0
     other: bytes = b""
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         return [self.key_name.to_wire(), self.algorithm, self.time_signed, self.fudge,
                 self.mac, self.original_id, self.error, self.other]
 
@@ -178,7 +178,7 @@ class Message:
     #: msgpack decoded them, unchecked, and `answer` empty. For zone
     #: transfers, whose receiver (`keyresolve.authority.xfr.Inbound`) checks each
     #: record itself and packs most of them without making objects.
-    raw_answer: tuple | None = field(default=None, repr=False, compare=False)
+    raw_answer: WireFields | None = field(default=None, repr=False, compare=False)
 
     @property
     def answer_count(self) -> int:

@@ -42,6 +42,7 @@ class Name:
 
     labels: tuple[str, ...]
     local: str | None
+    _hash: int
 
     def __init__(self, labels: tuple[str, ...], local: str | None = None) -> None:
         """Build from already-validated parts; use `from_text` for input."""
@@ -184,7 +185,8 @@ class Name:
     def __lt__(self, other: Name) -> bool:
         return self.store_key() < other.store_key()
 
-    def __reduce__(self):  # pickling for multi-process use
+    # pickling for multi-process use
+    def __reduce__(self) -> tuple[type[Name], tuple[tuple[str, ...], str | None]]:
         return (Name, (self.labels, self.local))
 
 

@@ -16,11 +16,16 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar, final
 
 from .codes import RType
 from .errors import InvalidName, InvalidRecord, cut, excerpt
 from .names import Name
+
+#: A msgpack array as decoded: untrusted values, which each decoder checks.
+WireFields = tuple[Any, ...]
+#: A value `to_wire` returns, for msgpack to pack.
+Wire = int | str | bytes | None | list["Wire"] | tuple["Wire", ...]
 
 #: Types that are only asked about, never held in a record.
 QUERY_ONLY_TYPES = frozenset({RType.IXFR, RType.AXFR, RType.ANY})
@@ -84,7 +89,7 @@ class KeyFlag(enum.IntFlag):
 #: The 16 bits of KEY flags.
 MAX_KEY_FLAGS = 0xFFFF
 #: Flag bits with a name, by their zone-file spelling.
-KEY_FLAG_NAMES = {flag.name.lower(): flag for flag in KeyFlag}  # type: ignore[union-attr]
+KEY_FLAG_NAMES = {flag.name.lower(): flag for flag in KeyFlag if flag.name}
 #: The zone-file token carrying flags starts with this (``flags=registered``).
 FLAGS_PREFIX = "flags="
 
@@ -105,7 +110,7 @@ def key_flags_from_text(text: str) -> int:
     and decimal numbers 0..65535, OR-ed together; raises InvalidRecord."""
     flags = 0
     for item in text.split(","):
-        flag = KEY_FLAG_NAMES.get(item.lower()) if item.isascii() else None
+        flag: int | None = KEY_FLAG_NAMES.get(item.lower()) if item.isascii() else None
         if flag is None:
             if not item.isascii() or not item.isdigit():
                 choices = ", ".join(KEY_FLAG_NAMES)
@@ -171,7 +176,7 @@ class SOA:
     rtype: ClassVar[RType] = RType.SOA
 
     @classmethod
-    def from_wire(cls, fields: tuple) -> SOA:
+    def from_wire(cls, fields: WireFields) -> SOA:
         if len(fields) != 7:
             raise InvalidRecord("SOA rdata must have 7 fields")
         mname = _wire_name(fields[0], "SOA primary")
@@ -181,7 +186,7 @@ class SOA:
         values = [_u32(v, "SOA field") for v in fields[2:]]
         return cls(mname, rname, *values)
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         return [self.mname.to_wire(), self.rname.to_wire(), self.serial,
                 self.refresh, self.retry, self.expire, self.minimum]
 
@@ -202,7 +207,7 @@ class SOA:
         return (f"{self.mname.to_text(origin)} {self.rname.to_text(origin)} "
                 f"{self.serial} {self.refresh} {self.retry} {self.expire} {self.minimum}")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"mname": str(self.mname), "rname": str(self.rname), "serial": self.serial,
                 "refresh": self.refresh, "retry": self.retry, "expire": self.expire,
                 "minimum": self.minimum}
@@ -218,21 +223,21 @@ class _Target:
     mailbox_ok: ClassVar[bool] = False
 
     @classmethod
-    def from_wire(cls, fields: tuple):
+    def from_wire(cls, fields: WireFields) -> Self:
         if len(fields) != 1:
             raise InvalidRecord(f"{cls.rtype.name} rdata must have 1 field")
         return cls._checked(_wire_name(fields[0], f"{cls.rtype.name} target"))
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         return [self.target.to_wire()]
 
     @classmethod
-    def from_text(cls, tokens: list[str], origin: Name | None):
+    def from_text(cls, tokens: list[str], origin: Name | None) -> Self:
         _want(tokens, 1, cls.rtype.name)
         return cls._checked(Name.from_text(tokens[0], origin))
 
     @classmethod
-    def _checked(cls, target: Name):
+    def _checked(cls, target: Name) -> Self:
         if target.is_mailbox and not cls.mailbox_ok:
             raise InvalidRecord(f"{cls.rtype.name} target {target} must be a server name")
         return cls(target)
@@ -240,7 +245,7 @@ class _Target:
     def to_text(self, origin: Name | None = None) -> str:
         return self.target.to_text(origin)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"target": str(self.target)}
 
 
@@ -273,7 +278,7 @@ class ADDR:
             raise InvalidRecord(f"port must be 1..65535, not {self.port!r}")
 
     @classmethod
-    def from_wire(cls, fields: tuple) -> ADDR:
+    def from_wire(cls, fields: WireFields) -> ADDR:
         if len(fields) != 2 or type(fields[0]) is not bytes:
             raise InvalidRecord("ADDR rdata must be [address bytes, port]")
         raw = fields[0]
@@ -283,7 +288,7 @@ class ADDR:
             return cls(ipaddress.IPv6Address(raw), fields[1])
         raise InvalidRecord("ADDR address must be 4 or 16 bytes")
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         return [self.address.packed, self.port]
 
     @classmethod
@@ -323,7 +328,7 @@ class ADDR:
         """The address as a string, for sockets."""
         return str(self.address)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"address": self.to_text()}
 
 
@@ -363,7 +368,7 @@ class KEY:
         return key_id(self.algorithm, self.key)
 
     @classmethod
-    def from_wire(cls, fields: tuple) -> KEY:
+    def from_wire(cls, fields: WireFields) -> KEY:
         if len(fields) != 4:
             raise InvalidRecord("KEY rdata must be [algorithm, usage, flags, key]")
         algorithm, usage, flags, key = fields
@@ -372,7 +377,7 @@ class KEY:
         return cls(_enum(KeyAlgorithm, algorithm, "key algorithm"),
                    _enum(KeyUsage, usage, "key usage"), key, flags)
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         return [int(self.algorithm), int(self.usage), self.flags, self.key]
 
     @classmethod
@@ -403,29 +408,33 @@ class KEY:
         return (f"{self.algorithm.name.lower()} {self.usage.name.lower()} {flags}"
                 f"{base64.b64encode(self.key).decode()}")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"algorithm": self.algorithm.name.lower(), "usage": self.usage.name.lower(),
                 "key": base64.b64encode(self.key).decode(), "key_id": self.key_id,
                 "flags": self.flags}
 
 
-def _enum(kind: type[enum.IntEnum], value: Any, what: str):
+_E = TypeVar("_E", bound=enum.IntEnum)
+
+
+def _enum(kind: type[_E], value: object, what: str) -> _E:
     if type(value) is kind:
         return value
     if type(value) is not int:
         raise InvalidRecord(f"{what} must be an integer")
-    member = _ENUM_MEMBERS[kind].get(value)
+    member: _E | None = _ENUM_MEMBERS[kind].get(value)
     if member is None:
         raise InvalidRecord(f"unknown {what} {value}")
     return member
 
 
 #: value -> member of the enums rdata carries (a dict lookup is ~5x an Enum call).
-_ENUM_MEMBERS: dict[type, dict[int, enum.IntEnum]] = {
+#: Each kind maps to its own members, a link mypy cannot express: hence Any.
+_ENUM_MEMBERS: dict[type[enum.IntEnum], dict[int, Any]] = {
     kind: {int(member): member for member in kind} for kind in (KeyAlgorithm, KeyUsage)}
 
 
-def _enum_text(kind: type[enum.IntEnum], token: str, what: str):
+def _enum_text(kind: type[_E], token: str, what: str) -> _E:
     try:
         if not token.isascii():
             raise KeyError(token)
@@ -450,14 +459,14 @@ class Opaque:
     """
 
     type_code: int
-    fields: tuple
+    fields: WireFields
 
     @classmethod
-    def from_wire(cls, rtype: int, fields: tuple) -> Opaque:
+    def from_wire(cls, rtype: int, fields: WireFields) -> Opaque:
         _check_opaque(fields, 0)
         return cls(rtype, fields)
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         return list(self.fields)
 
     def to_text(self, origin: Name | None = None) -> str:
@@ -466,7 +475,7 @@ class Opaque:
         data = msgpack.packb(list(self.fields))
         return f"\\# {len(data)} {data.hex()}"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         import msgpack
 
         return {"opaque": msgpack.packb(list(self.fields)).hex()}
@@ -485,8 +494,8 @@ def _check_opaque(value: Any, depth: int) -> None:
 Rdata = SOA | NS | ALIAS | ADDR | KEY | Opaque
 
 #: Rdata class of every data type.
-RDATA_CLASSES: dict[int, type] = {RType.SOA: SOA, RType.NS: NS, RType.ALIAS: ALIAS,
-                                  RType.ADDR: ADDR, RType.KEY: KEY}
+RDATA_CLASSES: dict[int, type[SOA] | type[NS] | type[ALIAS] | type[ADDR] | type[KEY]] = {
+    RType.SOA: SOA, RType.NS: NS, RType.ALIAS: ALIAS, RType.ADDR: ADDR, RType.KEY: KEY}
 
 
 def rdata_from_wire(rtype: int, fields: Any) -> Rdata:
@@ -509,6 +518,7 @@ def rdata_from_text(rtype: int, tokens: list[str], origin: Name | None) -> Rdata
     return cls.from_text(tokens, origin)
 
 
+@final  # never subclassed: `type(x) is Record` then narrows both ways
 @dataclass(frozen=True, slots=True)
 class Record:
     """One resource record: owner, type, TTL and data."""
@@ -518,7 +528,7 @@ class Record:
     ttl: int
     rdata: Rdata
 
-    def to_wire(self) -> list:
+    def to_wire(self) -> list[Wire]:
         """The msgpack array ``[name, type, ttl, rdata]``."""
         return [self.name.to_wire(), int(self.rtype), self.ttl, self.rdata.to_wire()]
 
@@ -543,7 +553,7 @@ class Record:
         return (f"{self.name.to_text(origin)}\t{self.ttl}\t{rtype_to_text(self.rtype)}\t"
                 f"{self.rdata.to_text(origin)}")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         """The object `dig --json` prints for a record."""
         from .codes import rtype_to_text
 

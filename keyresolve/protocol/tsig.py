@@ -42,7 +42,7 @@ from .message import (MAX_MESSAGE, MAX_SIG_BYTES, MAX_SIG_NAME, Message, Signatu
 from .names import Name
 
 #: HMAC algorithms by their wire name, with their digest constructors.
-ALGORITHMS: dict[str, Callable] = {
+ALGORITHMS: dict[str, Callable[[], hashlib._Hash]] = {
     "hmac-sha256": hashlib.sha256,
     "hmac-sha512": hashlib.sha512,
 }

@@ -343,8 +343,9 @@ def _find_parts(message: Message) -> list[Message]:
             if depth >= MAX_DEPTH:
                 raise MailError(f"the mail nests parts deeper than {MAX_DEPTH} levels")
             payload = part.get_payload()
-            stack.extend((child, depth + 1) for child in reversed(payload)
-                         if isinstance(child, Message))
+            if isinstance(payload, list):  # always, for a multipart part
+                stack.extend((child, depth + 1) for child in reversed(payload)
+                             if isinstance(child, Message))
         elif _is_ours(part):
             found.append(part)
     return found

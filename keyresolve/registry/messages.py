@@ -41,7 +41,8 @@ from ..protocol.codes import Opcode, Rcode, RType
 from ..protocol.errors import FormError, InvalidName, InvalidRecord, NotAuth, NotImplementedOpcode, Refused
 from ..protocol.message import Message, Question, make_response, strict_unpack_limits, unpack_strict
 from ..protocol.names import Name
-from ..protocol.records import ADDR, KEY, KEY_ID_SIZE, MAX_U32, KeyAlgorithm, KeyUsage, Opaque, Record, make_key_id
+from ..protocol.records import (ADDR, KEY, KEY_ID_SIZE, MAX_U32, KeyAlgorithm, KeyUsage, Opaque,
+                                 Record, Wire, WireFields, make_key_id)
 from ..protocol.signatures import SIGNATURE_SIZE, ed25519_verifies
 from ..protocol.tsig import MAX_TIME  # requests carry a 48-bit time, as signatures (8.1)
 
@@ -122,7 +123,7 @@ def _unpack(data: Any, what: str) -> Any:
     return unpack_strict(data, _UNPACK_LIMITS, what)
 
 
-def _array(value: Any, length: int, what: str) -> tuple:
+def _array(value: Any, length: int, what: str) -> WireFields:
     if type(value) is not tuple or len(value) != length:
         raise FormError(f"{what} must be an array of {length}")
     return value
@@ -229,23 +230,24 @@ class Request:
         verify_signature(key, CONTEXT_REQUEST, self.body, self.signature)
 
 
-def request_body(kind: Kind, zone: Name, time: int, nonce: bytes, fields: list) -> bytes:
+def request_body(kind: Kind, zone: Name, time: int, nonce: bytes, fields: list[Wire]) -> bytes:
     """The msgpack body ``[kind, zone, time, nonce, fields]`` a request signs."""
     return msgpack.packb([int(kind), zone.to_wire(), time, nonce, fields])
 
 
-def register_fields(address: Name, encrypt: KEY, sign: KEY, backup: bytes | None = None) -> list:
+def register_fields(address: Name, encrypt: KEY, sign: KEY,
+                    backup: bytes | None = None) -> list[Wire]:
     """The fields of a REGISTER request."""
     return [address.to_wire(), encrypt.to_wire(), sign.to_wire(), backup]
 
 
-def token_fields(request_id: bytes, token: bytes, reply_key: bytes | None = None) -> list:
+def token_fields(request_id: bytes, token: bytes, reply_key: bytes | None = None) -> list[Wire]:
     """The fields of CONFIRM, RENEW, UNREGISTER_CONFIRM (and, with
     `reply_key`, RECOVER_CONFIRM) requests."""
     return [request_id, token] if reply_key is None else [request_id, token, reply_key]
 
 
-def address_fields(address: Name) -> list:
+def address_fields(address: Name) -> list[Wire]:
     """The fields of UNREGISTER, UNREGISTER_MAIL and RECOVER requests."""
     return [address.to_wire()]
 
@@ -272,7 +274,7 @@ def open_envelope(private: X25519PrivateKey, info: bytes, data: Any, what: str) 
     return hpke.open_sealed(private, info, sealed)
 
 
-def make_request(kind: Kind, zone: Name, fields: list, *, registry_key: KEY, time: int,
+def make_request(kind: Kind, zone: Name, fields: list[Wire], *, registry_key: KEY, time: int,
                  signer: Ed25519PrivateKey | None = None,
                  random: Callable[[int], bytes]) -> bytes:
     """A sealed request envelope: the body signed by `signer` (the kinds of
@@ -387,7 +389,7 @@ class Answer:
     backup: bytes | None = None
 
 
-def answer_fields(answer: Answer) -> list:
+def answer_fields(answer: Answer) -> list[Wire]:
     """The wire fields of `answer` (its kind decides which)."""
     kind = answer.kind
     if kind == AnswerKind.ACCEPTED:

@@ -118,7 +118,8 @@ def retry_delay(failures: int) -> float:
         raise ValueError("failures counts from 1")
     if failures > 32:  # 2**32 minutes is far past the cap; no huge powers
         return MAX_RETRY
-    return min(FIRST_RETRY * 2 ** (failures - 1), MAX_RETRY)
+    delay: float = min(FIRST_RETRY * 2 ** (failures - 1), MAX_RETRY)
+    return delay
 
 
 def after_attempt(*, created_at: float, failures: int, now: float,

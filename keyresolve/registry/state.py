@@ -478,6 +478,7 @@ class Registry:
         if entry.op is LogOp.WITHDRAW:
             return
         if entry.op is LogOp.RENEW:
+            assert current is not None  # a renewal without one returned above
             registration = replace(current, verified=entry.time)
         else:
             encrypt, sign = _pair(entry.keys)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from .cache import Cache, Lookup
+from .cache import Cache, EntryKey, Lookup
 from ..protocol.codes import Rcode, RType
 from ..protocol.message import HEADER_SIZE, Message
 from ..protocol.names import Name
@@ -61,7 +61,7 @@ class _Answer:
     #: When each record-cache entry used expires.
     expiries: tuple[float, ...]
     #: Those entries' keys, for `Cache.touch`.
-    keys: tuple[tuple, ...]
+    keys: tuple[EntryKey, ...]
     #: The names owning them, once each.
     names: tuple[Name, ...]
     #: The earliest of `expiries`: the answer's end.
@@ -143,8 +143,8 @@ class AnswerCache:
         # Answer records come from the RRset of their owner and type; the
         # authority SOA from the negative entry (keyed by the name asked).
         index: dict[tuple[Name, int] | None, int] = {}
-        for i, lookup in enumerate(lookups):
-            index[None if lookup.rtype is None else (lookup.name, lookup.rtype)] = i
+        for position, lookup in enumerate(lookups):
+            index[None if lookup.rtype is None else (lookup.name, lookup.rtype)] = position
         expiries = tuple([lookup.expires for lookup in lookups])
         fields = []
         for section, negative in ((response.answer, False), (response.authority, True)):

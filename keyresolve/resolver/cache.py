@@ -100,7 +100,7 @@ class Lookup(NamedTuple):
     """One entry a lookup returned, as `Cache.recording` notes it."""
 
     #: The entry's key, opaque: what `Cache.touch` takes.
-    key: tuple
+    key: EntryKey
     name: Name
     #: The RRset's type; None for a negative entry (its SOA).
     rtype: int | None
@@ -123,7 +123,9 @@ _POSITIVE = 0
 _NODATA = 1
 _NXDOMAIN = 2
 
-_Key = tuple[int, Name, int]
+#: An entry's key: its kind, owner and type (opaque to other modules:
+#: `Lookup.key`, `Cache.touch`).
+EntryKey = tuple[int, Name, int]
 
 
 @dataclass(slots=True)
@@ -141,7 +143,7 @@ class _Part:
     __slots__ = ("entries", "count", "max_records")
 
     def __init__(self, max_records: int) -> None:
-        self.entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self.entries: OrderedDict[EntryKey, _Entry] = OrderedDict()
         self.count = 0
         self.max_records = max_records
 
@@ -185,7 +187,7 @@ class Cache:
         """Records held in the infrastructure part (at most `max_infra_records`)."""
         return self._infra.count
 
-    def touch(self, key: tuple) -> None:
+    def touch(self, key: EntryKey) -> None:
         """Mark the entry of `key` (a `Lookup.key`) as just used, as a lookup
         does; KeyError if it is gone (a `watcher` hears that). A wire answer
         cache hit calls it."""
@@ -273,7 +275,7 @@ class Cache:
         """Cache that `name` exists but has no `rtype` records; True if stored."""
         return self._put_negative((_NODATA, name, rtype), soa, now)
 
-    def _put_negative(self, key: _Key, soa: Record, now: float) -> bool:
+    def _put_negative(self, key: EntryKey, soa: Record, now: float) -> bool:
         ttl = self.negative_ttl(soa)
         if ttl <= 0:
             return False  # RFC 2308 5: a zero TTL means do not cache
@@ -322,7 +324,8 @@ class Cache:
     def recording(self) -> Iterator[list[Lookup]]:
         """Within the block, note in the list yielded every entry that `get`
         and `get_negative` return, in order (not nested)."""
-        self._lookups = lookups = []
+        lookups: list[Lookup] = []
+        self._lookups = lookups
         try:
             yield lookups
         finally:
@@ -359,7 +362,8 @@ class Cache:
         return len(doomed)
 
     # -- internals -------------------------------------------------------------
-    def _live(self, key: _Key, now: float) -> tuple[OrderedDict[_Key, _Entry], _Entry] | None:
+    def _live(self, key: EntryKey, now: float
+              ) -> tuple[OrderedDict[EntryKey, _Entry], _Entry] | None:
         """The unexpired entry of `key` and the entries of its part, or None."""
         entries = self._answers.entries
         entry = entries.get(key)
@@ -373,7 +377,7 @@ class Cache:
             return None
         return entries, entry
 
-    def _store(self, part: _Part, key: _Key, entry: _Entry) -> bool:
+    def _store(self, part: _Part, key: EntryKey, entry: _Entry) -> bool:
         if entry.size > part.max_records:
             return False
         self._remove(key)
@@ -390,7 +394,7 @@ class Cache:
                 watcher.changed(evicted_key[1])
         return True
 
-    def _remove(self, key: _Key) -> None:
+    def _remove(self, key: EntryKey) -> None:
         for part in (self._answers, self._infra):
             entry = part.entries.pop(key, None)
             if entry is not None:

@@ -198,7 +198,8 @@ class ServerStats:
     def decayed_failures(self, now: float) -> float:
         """The failure count, halved every `FAILURE_HALF_LIFE` seconds."""
         age = max(0.0, now - self.failed_at)
-        return self.failures * 0.5 ** (age / FAILURE_HALF_LIFE)
+        decay: float = 0.5 ** (age / FAILURE_HALF_LIFE)  # real: the base is positive
+        return self.failures * decay
 
     def sample(self, rtt: float, now: float) -> None:
         """Fold in a measured round trip (RFC 6298 2.2, 2.3); resets backoff."""
@@ -447,9 +448,9 @@ class Resolution:
                     return action
                 self._child_finished(action)
                 continue
-            action = self._step(now)
-            if action is not None:
-                return action
+            step = self._step(now)
+            if step is not None:
+                return step
 
     def on_response(self, send: Send, response: Message, now: float,
                     source: Server | None = None) -> bool:
@@ -504,9 +505,10 @@ class Resolution:
             return self._fail(f"resolution time limit ({budget.timeout:g} s) exceeded")
         if budget.queries >= budget.max_queries:
             return self._fail(f"upstream query limit ({budget.max_queries}) reached")
-        if self._tcp_retry is not None:
-            server, self._tcp_retry = self._tcp_retry, None
-            return self._send(server, now, tcp=True)
+        retry = self._tcp_retry
+        if retry is not None:
+            self._tcp_retry = None
+            return self._send(retry, now, tcp=True)
         server = self._pick_server(now)
         if server is not None:
             return self._send(server, now, tcp=False)
@@ -665,7 +667,8 @@ class Resolution:
             followed = True
             if not self._follow(aliases[0]):
                 resolver.record_answer(server, rtt, now)
-                self._note(send, "alias", rtt, detail=self._done.reason if self._done else "")
+                reason = (self._done.reason or "") if self._done else ""
+                self._note(send, "alias", rtt, detail=reason)
                 return
         name = self._qname
         # RFC 2308 2: the SOA of the zone holding the name proves a negative.
@@ -740,11 +743,11 @@ class Resolution:
                     and isinstance(r.rdata, ADDR)]
             if glue and target.is_subdomain(cut):
                 cache.put(glue, Rank.GLUE, now)
-                addrs[target] = [r.rdata for r in glue]
+                addrs[target] = [r.rdata for r in glue if isinstance(r.rdata, ADDR)]
             else:
                 known = cache.get(target, RType.ADDR, now, min_rank=Rank.GLUE)
                 if known:
-                    addrs[target] = [r.rdata for r in known]
+                    addrs[target] = [r.rdata for r in known if isinstance(r.rdata, ADDR)]
         resolver.record_answer(send.server, rtt, now)
         self._note(send, "referral", rtt, referral=cut)
         self._cut = _Cut(cut, targets, addrs, from_cache=False)

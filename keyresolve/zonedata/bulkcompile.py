@@ -32,7 +32,7 @@ import operator
 import os
 import re
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from ..protocol.codes import RType
 from ..protocol.errors import InvalidRecord
@@ -217,7 +217,9 @@ def compile_bulk(path: str, origin: Name | None = None, prefix: bytes = b"") -> 
     (see the module docstring): then compile it with
     `zonefile.compile_nodes`, which reports the errors."""
     sink = _Sink(prefix)
-    reader = _Reader(path, origin, lambda r: ZoneBuilder(r.origin, r._errors, r.filename, sink))
+    # Made by CompileReader._new_builder, which asserts the origin is known.
+    reader = _Reader(path, origin, lambda r: ZoneBuilder(r.origin,  # type: ignore[arg-type]
+                                                         r._errors, r.filename, sink))
     stream = reader._open(path, path, 0, "cannot read zone file")  # regular files only
     if stream is None:
         return None
@@ -242,7 +244,8 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
     table: dict[bytes, tuple[bytes, bytes, int]] = {}  # tables[table_ttl]
     table_ttl = None
     ttls: dict[bytes, int] = {}
-    domains: dict[bytes, bytes | bool] = {}  # domain text -> prefix + zone-relative key + b"@"
+    # domain text -> prefix + zone-relative key + b"@", or False
+    domains: dict[bytes, bytes | Literal[False]] = {}
     cur = reader._cur  # the reader's $ORIGIN and $TTL, read again after each general line
     default_ttl = reader._ttl
     hasher = hashlib.sha256()
@@ -306,13 +309,14 @@ def _compile(stream: BinaryIO, reader: _Reader, sink: _Sink) -> BulkZone:
                             at = domains[domain] = False if at is False else prefix + at + b"@"
                         if at is False or len(local) > MAX_LOCAL:
                             raise GiveUp
-                        owner = at + local  # type: ignore[operator]
+                        owner = at + local
                         if owner != key:
                             if key is not None:
                                 add_entry(key + (first if more is None
                                                  else _node(node_heads[node_ttl], more)))
                             key = owner
-                            node_ttl = ttl
+                            # An int: a None TTL raised GiveUp above (the first table is empty).
+                            node_ttl = ttl  # type: ignore[assignment]
                             first = found[0] + raw
                             more = None
                             records += 1
@@ -353,7 +357,7 @@ def _finish(reader: _Reader, sink: _Sink, records: int, digest: bytes) -> BulkZo
     if builder is None:
         builder = reader._new_builder()
 
-    def locate(wanted: set) -> dict:
+    def locate(wanted: set[tuple[bytes, int]]) -> dict[tuple[bytes, int], tuple[str, int]]:
         raise GiveUp  # only errors need locations
 
     try:

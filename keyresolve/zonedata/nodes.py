@@ -23,7 +23,7 @@ import msgpack
 
 from ..protocol.codes import RType
 from ..protocol.errors import KeyresolveError, StoreError
-from ..protocol.records import KEY_ALGORITHMS, rdata_from_wire
+from ..protocol.records import KEY_ALGORITHMS, WireFields, rdata_from_wire
 from ..protocol.message import FIXARRAY, array_header
 from .model import Node, RRset
 
@@ -106,7 +106,7 @@ def encode_node(node: Node, pack: Callable[[Any], bytes] = msgpack.packb) -> byt
                  for rtype in sorted(node)])
 
 
-def node_tuples(value: bytes) -> tuple[tuple[int, int, tuple], ...]:
+def node_tuples(value: bytes) -> tuple[tuple[int, int, WireFields], ...]:
     """A stored node's entries, ``(rtype, ttl, (rdata fields, ...))`` each,
     their shape checked but the rdatas not decoded (for a reader that
     passes them on packed, or decodes them: `decode_node`); StoreError on
@@ -136,11 +136,12 @@ def decode_node(value: bytes) -> Node:
         raise StoreError(f"corrupt node in store: {exc}") from exc
 
 
-def node_entries(value: bytes) -> list[list]:
+def node_entries(value: bytes) -> list[list[Any]]:
     """A stored node's entries as msgpack decodes them, ``[rtype, ttl,
     [rdata fields, ...]]`` each, no objects made: for a compiler that packs
     them again. Unchecked: `decode_node` checks."""
-    return msgpack.unpackb(value)
+    entries: list[list[Any]] = msgpack.unpackb(value)
+    return entries
 
 
 def node_types(value: bytes | None) -> list[int]:

@@ -29,7 +29,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 import msgpack
 
@@ -62,7 +62,8 @@ TTL_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _READ_LIMIT = MAX_LINE + 1  # a line of MAX_LINE bytes plus its newline
 _MAX_TTL_DIGITS = len(str(MAX_TTL))  # longer digit runs overflow; checked before int()
 _TYPES: dict[str, int] = {RType(t).name: RType(t) for t in DATA_TYPES}
-_RDATA = {RType.SOA: SOA, RType.NS: NS, RType.ALIAS: ALIAS, RType.ADDR: ADDR, RType.KEY: KEY}
+_RDATA: dict[int, type[SOA] | type[NS] | type[ALIAS] | type[ADDR] | type[KEY]] = {
+    RType.SOA: SOA, RType.NS: NS, RType.ALIAS: ALIAS, RType.ADDR: ADDR, RType.KEY: KEY}
 _BAD = object()  # owner that failed to parse: continuation lines after it are skipped
 _LINE_SPAN = 1 << 32  # packs (file index, line) into one int: index * span + line
 
@@ -650,7 +651,7 @@ class ZoneBuilder:
         self._last_file = main  # file of the previous record and its index
         self._last_index = 0
         self.key: bytes | None = None  # owner key of the node being built
-        self.node: dict[int, list] = {}
+        self.node: dict[int, list[Any]] = {}  # [ttl, location, [packed rdata, ...]]
         self.records = 0
         self.types: dict[int, int] = {}  # records by type
         self.soa_loc: int | None = None
@@ -821,7 +822,8 @@ class ZoneBuilder:
                 return zone_cut
         return None
 
-    def finish(self, locate: Callable[[set[tuple[bytes, int]]], dict]) -> None:
+    def finish(self, locate: Callable[[set[tuple[bytes, int]]],
+                                      dict[tuple[bytes, int], tuple[str, int]]]) -> None:
         """Write the last node and run the whole-zone checks; `locate` finds
         where RRsets start by re-reading the zone (only when errors need it)."""
         if self.key is not None:
@@ -896,7 +898,11 @@ class ZoneBuilder:
 
     def serial(self) -> int:
         """The serial of the apex SOA written."""
-        return decode_node(self.sink.get(b""))[_SOA].rdatas[0].serial  # finish checked it
+        apex = self.sink.get(b"")
+        assert apex is not None  # finish checked it
+        soa = decode_node(apex)[_SOA].rdatas[0]
+        assert isinstance(soa, SOA)
+        return soa.serial
 
 
 class _Locator:
@@ -953,7 +959,8 @@ class CompileReader(ZoneReader):
         self.make_builder = make_builder
         self.builder: Any = None  # made at the first record: $ORIGIN may name the zone
         self._zone_key = b""
-        self._domains: dict[str, bytes | bool] = {}  # domain text -> zone-relative key, False
+        # domain text -> zone-relative key, or False
+        self._domains: dict[str, bytes | Literal[False]] = {}
         self._domains_origin: Name | None = None  # the $ORIGIN `_domains` is for
         self._ttls: dict[str, int] = {}  # TTL text -> seconds
         self._pack = msgpack.Packer().pack
@@ -1045,7 +1052,7 @@ class CompileReader(ZoneReader):
             return None
         return dkey + b"@" + local.encode("ascii"), token, cur  # type: ignore[operator]
 
-    def _domain_key(self, domain: str, cur: Name) -> bytes | bool:
+    def _domain_key(self, domain: str, cur: Name) -> bytes | Literal[False]:
         """The zone-relative key of a mailbox's domain part, or False."""
         if "@" in domain:
             return False
@@ -1112,13 +1119,15 @@ def compile_nodes(sink: NodeSink, path: str | None, origin: Name | None = None, 
                               filename=filename if filename is not None else path,
                               include_dirs=include_dirs)
 
-    def locate(wanted: set[tuple[bytes, int]]) -> dict:
+    def locate(wanted: set[tuple[bytes, int]]) -> dict[tuple[bytes, int], tuple[str, int]]:
         locator = _Locator(wanted)
         for _ in open_reader(lambda _reader: locator):
             pass
         return locator.found
 
-    reader = open_reader(lambda r: ZoneBuilder(r.origin, r._errors, r.filename, sink))
+    # Made by CompileReader._new_builder, which asserts the origin is known.
+    reader = open_reader(
+        lambda r: ZoneBuilder(r.origin, r._errors, r.filename, sink))  # type: ignore[arg-type]
     errors = reader._errors
     builder: ZoneBuilder | None = None
     try:
