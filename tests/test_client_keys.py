@@ -256,3 +256,16 @@ def test_keyring_add_refuses_bad_input_in_one_line_each(tmp_path):
         [line] = done.stderr.splitlines()
         assert message in line
         no_traceback(done)
+
+
+def test_the_exit_status_table_of_docs_client_md_matches_exitcodes():
+    import re
+
+    from keyresolve.cli import exitcodes
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "client.md").read_text()
+    table = doc[doc.index("## Exit statuses"):]
+    documented = {int(n) for n in re.findall(r"^\| (\d+) \|", table, re.M)}
+    defined = {getattr(exitcodes, name) for name in exitcodes.__all__ if name.startswith("EXIT_")}
+    assert documented == defined
+    assert len(defined) == len([n for n in exitcodes.__all__ if n.startswith("EXIT_")])
