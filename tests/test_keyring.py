@@ -165,3 +165,27 @@ def test_at_most_one_accepted_and_one_pending_per_usage(tmp_path_factory, steps)
                 assert entries[0].key != entries[1].key
             indexed = {e.key_id for n in range(4) for e in ring.find(x25519(n).key_id)}
             assert indexed == {e.key_id for e in entries}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=80) | st.builds(
+    lambda items: __import__("msgpack").packb(items),
+    st.lists(st.one_of(st.integers(-2, 300), st.binary(max_size=40), st.text(max_size=8),
+                       st.none(), st.floats(allow_nan=False)), max_size=10)))
+def test_a_damaged_entry_reads_as_a_store_error(tmp_path_factory, value):
+    import lmdb
+
+    path = tmp_path_factory.mktemp("ring")
+    with KeyRing(path) as ring:
+        ring.put(RingEntry("g@example.com", x25519(1), "added"))
+    env = lmdb.open(str(path), max_dbs=3)
+    with env.begin(write=True) as txn:
+        txn.put(b"g@example.com\x00\x01\x00", value, db=env.open_db(b"entry", txn=txn))
+    env.close()
+    with KeyRing(path) as ring:
+        try:
+            entries = ring.get("g@example.com")
+        except StoreError as exc:
+            assert "damaged" in str(exc)
+        else:
+            assert len(entries) == 1
