@@ -9,7 +9,7 @@ import pytest
 
 from keyresolve.client.lookup import (FETCHED, KeyChanged, KeyLookup, NoKeyPublished,
                                       NoSuchAddress, Outcome, ServersUnreachable,
-                                      SourceAnswer)
+                                      SourceAnswer, pick)
 from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyFlag, KeyUsage
 
 ADDRESS = "alice@example.com"
@@ -224,3 +224,24 @@ def test_refresh_reports_a_change_and_stores_it_pending():
                                                                  (enc(2), False)}
     same, none = KeyLookup(ring, [Scripted(found(enc(1)))], now=clock).refresh(ADDRESS)
     assert same.outcome == Outcome.FOUND and none is None
+
+
+def hybrid(seed: int) -> KEY:
+    return KEY(KeyAlgorithm.MLKEM768X25519, KeyUsage.ENCRYPT, bytes([seed]) * 1216)
+
+
+def test_one_key_per_usage_is_picked_and_stored_the_hybrid_first_registered_before_it():
+    ring = MemoryRing()
+    got = KeyLookup(ring, [Scripted(found(enc(1), hybrid(2), sig(3)))], now=Clock()).find(ADDRESS)
+    assert got.keys == (hybrid(2),)
+    assert sorted(h.key.algorithm for h in ring.held(ADDRESS)) == [KeyAlgorithm.ED25519,
+                                                                   KeyAlgorithm.MLKEM768X25519]
+    registered = enc(4, KeyFlag.REGISTERED)
+    assert pick([hybrid(2), registered], KeyUsage.ENCRYPT) == registered
+    assert pick([enc(6), enc(5)], KeyUsage.ENCRYPT) == pick([enc(5), enc(6)], KeyUsage.ENCRYPT)
+
+
+def test_an_address_with_only_keys_seal_cannot_use_has_no_key():
+    x448 = KEY(KeyAlgorithm.X448, KeyUsage.ENCRYPT, bytes(56))
+    with pytest.raises(NoKeyPublished, match="no encryption key"):
+        KeyLookup(MemoryRing(), [Scripted(found(x448))], now=Clock()).find(ADDRESS)

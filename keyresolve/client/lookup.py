@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..protocol.errors import KeyresolveError
-from ..protocol.records import KEY, KeyFlag, KeyUsage
+from ..protocol.records import KEY, KeyAlgorithm, KeyFlag, KeyUsage
 
 #: The ring entry source of keys fetched from the key servers (the ones
 #: that expire after their TTL and are refreshed).
@@ -159,6 +159,28 @@ def _is_interim(key: KEY) -> bool:
     return bool(key.flags & KeyFlag.INTERIM)
 
 
+#: The algorithms each usage takes, best first: seal prefers the
+#: post-quantum hybrid when an address publishes both (either opens, so one
+#: stanza is enough); signatures are Ed25519 (docs/seal-format.md 6).
+PREFERRED = {
+    KeyUsage.ENCRYPT: (KeyAlgorithm.MLKEM768X25519, KeyAlgorithm.X25519),
+    KeyUsage.SIGN: (KeyAlgorithm.ED25519,),
+}
+
+
+def pick(keys: Sequence[KEY], usage: KeyUsage) -> KEY | None:
+    """The one key of `usage` to use among an address's `keys`, or None:
+    the ring holds one key per address and usage. Registered keys first,
+    then the algorithm `PREFERRED`, then the smallest key id (any order the
+    servers send, the same choice)."""
+    ranks = PREFERRED[usage]
+    usable = [k for k in keys if k.usage == usage and k.algorithm in ranks]
+    if not usable:
+        return None
+    return min(usable, key=lambda k: (not k.flags & KeyFlag.REGISTERED,
+                                      ranks.index(k.algorithm), k.key_id))
+
+
 class KeyLookup:
     """Find keys by address: the ring, then `sources` in order (module doc).
 
@@ -201,19 +223,17 @@ class KeyLookup:
         for source in self.sources:
             answer = source.ask(address)
             if answer.outcome == Outcome.FOUND:
-                kept = [k for k in answer.keys if not _is_interim(k)]
-                if kept:
-                    self.ring.store_fetched(address, kept, answer.server, answer.fetched_at,
-                                            answer.ttl)
-                usable = [k for k in kept if k.usage == usage]
-                interim = not usable
+                kept = self._store(address, answer)
+                chosen = pick(kept, usage)
+                interim = chosen is None
                 if interim:
-                    usable = [k for k in answer.keys if k.usage == usage]
-                if not usable:
+                    chosen = pick([k for k in answer.keys if _is_interim(k)], usage)
+                if chosen is None:
                     negative = negative or NoKeyPublished(
                         address, f"{address}: no key: it publishes no {_usage(usage)} key "
-                                 f"({source.name})")
+                                 f"that can be used ({source.name})")
                     continue
+                usable = [chosen]
                 notes = ((f"{address}: using the interim key {', '.join(key_ids(usable))} "
                           "made by the domain's server; it is not kept in the key ring",)
                          if interim else ())
@@ -236,6 +256,14 @@ class KeyLookup:
             return self._decide(address, tuple(stale), accepted, "ring", "", False, (note,))
         raise ServersUnreachable(address, f"{address}: key servers unreachable ({why}) and the "
                                           "key ring holds no key for it")
+
+    def _store(self, address: str, answer: SourceAnswer) -> list[KEY]:
+        """Keep the picked non-interim key of each usage; return them."""
+        plain = [k for k in answer.keys if not _is_interim(k)]
+        kept = [k for k in (pick(plain, usage) for usage in KeyUsage) if k is not None]
+        if kept:
+            self.ring.store_fetched(address, kept, answer.server, answer.fetched_at, answer.ttl)
+        return kept
 
     def _decide(self, address: str, keys: tuple[KEY, ...], accepted: list[KEY], source: str,
                 server: str, interim: bool, notes: tuple[str, ...]) -> Resolved:
@@ -265,10 +293,7 @@ class KeyLookup:
                     negative = negative or answer
                 last = answer
                 continue
-            kept = [k for k in answer.keys if not _is_interim(k)]
-            if kept:
-                self.ring.store_fetched(address, kept, answer.server, answer.fetched_at,
-                                        answer.ttl)
+            kept = self._store(address, answer)
             for usage in KeyUsage:
                 old = [h.key for h in held if h.accepted and h.key.usage == usage]
                 new = [k for k in kept if k.usage == usage]
@@ -282,6 +307,6 @@ def _usage(usage: KeyUsage) -> str:
     return "encryption" if usage == KeyUsage.ENCRYPT else "signing"
 
 
-__all__ = ["FETCHED", "HeldKey", "KeyChange", "KeyChanged", "KeyLookup", "KeyLookupError",
+__all__ = ["FETCHED", "PREFERRED", "HeldKey", "KeyChange", "KeyChanged", "KeyLookup", "KeyLookupError",
            "KeySource", "NoKeyPublished", "NoSuchAddress", "Outcome", "Resolved", "Ring",
-           "ServersUnreachable", "SourceAnswer", "key_ids"]
+           "ServersUnreachable", "SourceAnswer", "key_ids", "pick"]
