@@ -712,5 +712,22 @@ def _check_each(files: tuple[str, ...], check, summary) -> int:
     return 1 if failed else 0
 
 
+# -- seal, open, sign, verify, keyring refresh (cli/sealcmd.py) ----------------
+def _add_client_commands() -> None:
+    from .sealcmd import COMMANDS, keyring_refresh
+
+    for command in COMMANDS:
+        main.add_command(command)
+    group = main.commands.get("keyring")
+    if group is None:
+        @main.group("keyring")
+        def group() -> None:
+            """The key ring: the public keys you hold (docs/client.md)."""
+    group.add_command(keyring_refresh)
+
+
+_add_client_commands()
+
+
 if __name__ == "__main__":
     main()
