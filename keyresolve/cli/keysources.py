@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import trio
 
 from ..client.lookup import FETCHED, KeyLookup, Outcome, SourceAnswer
 from ..net.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT
@@ -38,11 +36,13 @@ class RingView:
 
 
 class ResolverSource:
-    """Ask a resolver over UDP (TCP when the answer is truncated)."""
+    """Ask a resolver over UDP (TCP when the answer is truncated); `run`
+    runs a coroutine function to its end (the CLI's `run_trio`)."""
 
-    def __init__(self, server: Endpoint, *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, server: Endpoint, run: Callable, *, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = DEFAULT_RETRIES) -> None:
         self.server = server
+        self.run = run
         self.timeout = timeout
         self.retries = retries
         self.name = f"resolver {format_endpoint(server)}"
@@ -56,7 +56,7 @@ class ResolverSource:
         except InvalidName as exc:
             return SourceAnswer(Outcome.NO_SUCH_ADDRESS, detail=str(exc))
         try:
-            answer = trio.run(lambda: ask_keys(self.server, name, timeout=self.timeout,
+            answer = self.run(lambda: ask_keys(self.server, name, timeout=self.timeout,
                                                retries=self.retries))
         except NetworkError as exc:
             return SourceAnswer(Outcome.UNREACHABLE, detail=str(exc))
@@ -73,9 +73,11 @@ class ResolverSource:
         return SourceAnswer(Outcome.FOUND, answer.keys, server, answer.ttl, answer.asked_at)
 
 
-def make_lookup(ring: KeyRing, resolver: Endpoint, *, strict: bool = False) -> KeyLookup:
+def make_lookup(ring: KeyRing, resolver: Endpoint, run: Callable, *,
+                strict: bool = False) -> KeyLookup:
     """The lookup of the client commands: the ring, then the resolver."""
-    return KeyLookup(RingView(ring), [ResolverSource(resolver)], now=time.time, strict=strict)
+    return KeyLookup(RingView(ring), [ResolverSource(resolver, run)], now=time.time,
+                     strict=strict)
 
 
 def open_ring(path: Path) -> KeyRing:

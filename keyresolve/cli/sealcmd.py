@@ -201,9 +201,10 @@ def _ring_path(path: str | None) -> Path:
 
 
 def _lookup(ring, resolver_text: str | None, strict: bool = False):
+    from .commands import run_trio
     from .keysources import make_lookup
 
-    return make_lookup(ring, _resolver(resolver_text), strict=strict)
+    return make_lookup(ring, _resolver(resolver_text), run_trio, strict=strict)
 
 
 def _address(text: str, option: str) -> str:
