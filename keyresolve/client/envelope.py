@@ -113,7 +113,10 @@ class EnvelopeReader:
         the header's signer's."""
         if self.address is None or len(self._buf) != self._tail:
             raise TruncatedMessage("the envelope ends before its signature")
-        signature = DetachedSignature.from_wire(bytes(self._buf))
+        try:
+            signature = DetachedSignature.from_wire(bytes(self._buf))
+        except UnsupportedMessage as exc:  # (the envelope's version said what it holds)
+            raise CorruptMessage(f"the envelope's signature is malformed: {exc}") from None
         if signature.address != self.address:
             raise CorruptMessage(f"the envelope names {self.address} but the signature "
                                  f"{signature.address}")
