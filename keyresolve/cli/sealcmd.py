@@ -173,6 +173,7 @@ def client_options(command):
                            help="Read the passphrase of encrypted private keys from the "
                                 "first line of this file (0600); default: ask.")(command)
     command = click.option("--resolver", "resolver_text", metavar="HOST:PORT", default=None,
+                           callback=_check_resolver,
                            help="The resolver to fetch keys from (default: resolver in "
                                 "client.toml, else its server, else 127.0.0.1:5353).")(command)
     command = click.option("--keyring", "keyring_path", type=click.Path(file_okay=False),
@@ -180,6 +181,13 @@ def client_options(command):
                            help="The key ring directory (default: "
                                 "$XDG_DATA_HOME/keyresolve/keyring).")(command)
     return command
+
+
+def _check_resolver(ctx, param, text: str | None) -> str | None:
+    """Refuse a bad --resolver before anything is done (a usage error)."""
+    if text is not None:
+        _resolver(text)
+    return text
 
 
 def _resolver(text: str | None):
