@@ -1,5 +1,5 @@
 """The user's settings for the client tools: ``client.toml`` for `keyresolve dig`,
-seal, open, verify and keyring refresh; and where the key ring lives.
+seal, open, verify and keyring refresh.
 
 It lives at ``$XDG_CONFIG_HOME/keyresolve/client.toml`` (by default
 ``~/.config/keyresolve/client.toml``); without the file, every setting has
@@ -43,15 +43,6 @@ def client_config_path(environ: Mapping[str, str] = os.environ) -> Path:
     if not os.path.isabs(base):
         base = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".config")
     return Path(base) / "keyresolve" / "client.toml"
-
-
-def keyring_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """The key ring's default directory: ``$XDG_DATA_HOME/keyresolve/keyring``,
-    or ``~/.local/share/keyresolve/keyring`` when it is unset or relative."""
-    base = environ.get("XDG_DATA_HOME", "")
-    if not os.path.isabs(base):
-        base = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "keyresolve" / "keyring"
 
 
 def load_client_config(path: Path) -> ClientConfig:

@@ -42,5 +42,20 @@ EXIT_NOT_AVAILABLE = 13
 
 __all__ = ["EXIT_BAD_SIGNATURE", "EXIT_CORRUPT", "EXIT_ERROR", "EXIT_INTERNAL",
            "EXIT_KEY_CHANGED", "EXIT_NOT_AVAILABLE", "EXIT_NOT_RECIPIENT", "EXIT_NO_KEY",
-           "EXIT_NO_SUCH_ADDRESS", "EXIT_OK",
-           "EXIT_UNKNOWN_SIGNER", "EXIT_UNREACHABLE", "EXIT_USAGE", "EXIT_WRONG_PASSPHRASE"]
+           "EXIT_NO_SUCH_ADDRESS", "EXIT_OK", "EXIT_UNKNOWN_SIGNER", "EXIT_UNREACHABLE",
+           "EXIT_USAGE", "EXIT_WRONG_PASSPHRASE", "status_for"]
+
+
+def status_for(exc: BaseException) -> int:
+    """The exit status for one of our errors (EXIT_ERROR for any other)."""
+    from ..protocol.errors import (BadMessageSignature, CorruptMessage, NetworkError, NoKey,
+                                   NotARecipient, UnsupportedMessage, WrongPassphrase)
+
+    for kind, status in ((WrongPassphrase, EXIT_WRONG_PASSPHRASE), (NoKey, EXIT_NO_KEY),
+                         (BadMessageSignature, EXIT_BAD_SIGNATURE),
+                         (NotARecipient, EXIT_NOT_RECIPIENT),
+                         (CorruptMessage, EXIT_CORRUPT), (UnsupportedMessage, EXIT_CORRUPT),
+                         (NetworkError, EXIT_UNREACHABLE)):
+        if isinstance(exc, kind):
+            return status
+    return EXIT_ERROR

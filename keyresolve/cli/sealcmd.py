@@ -203,9 +203,9 @@ def _resolver(text: str | None):
 
 
 def _ring_path(path: str | None) -> Path:
-    from .clientconfig import keyring_dir
+    from .keyringcmd import default_keyring_dir
 
-    return Path(path) if path is not None else keyring_dir()
+    return Path(path) if path is not None else default_keyring_dir()
 
 
 def _lookup(ring, resolver_text: str | None, strict: bool = False):
