@@ -20,8 +20,7 @@ from typing import BinaryIO
 import click
 
 from . import exitcodes
-from ..protocol.errors import (BadMessageSignature, CorruptMessage, KeyresolveError, NoKey,
-                               NotARecipient, UnsupportedMessage, WrongPassphrase)
+from ..protocol.errors import CorruptMessage, KeyresolveError, NoKey
 
 #: Bytes read from the input at a time: 16 chunks of the format (1 MiB), so
 #: the per-read cost vanishes and memory stays a few MiB.
@@ -40,22 +39,19 @@ class ClientFailure(KeyresolveError):
 
 
 def exit_code(exc: KeyresolveError) -> int:
-    """The exit status of a command that failed with `exc` (exitcodes)."""
+    """The exit status of a command that failed with `exc` (exitcodes):
+    the lookup's outcomes, then `exitcodes.status_for`."""
     from ..client.lookup import KeyChanged, NoKeyPublished, NoSuchAddress, ServersUnreachable
 
-    table: list[tuple[type, int]] = [
-        (ClientFailure, -1), (WrongPassphrase, exitcodes.EXIT_WRONG_PASSPHRASE),
-        (NoSuchAddress, exitcodes.EXIT_NO_SUCH_ADDRESS), (NoKeyPublished, exitcodes.EXIT_NO_KEY),
-        (ServersUnreachable, exitcodes.EXIT_UNREACHABLE),
-        (KeyChanged, exitcodes.EXIT_KEY_CHANGED), (NoKey, exitcodes.EXIT_NO_KEY),
-        (NotARecipient, exitcodes.EXIT_NOT_RECIPIENT),
-        (BadMessageSignature, exitcodes.EXIT_BAD_SIGNATURE),
-        (CorruptMessage, exitcodes.EXIT_CORRUPT), (UnsupportedMessage, exitcodes.EXIT_CORRUPT),
-    ]
-    for kind, code in table:
+    if isinstance(exc, ClientFailure):
+        return exc.code
+    for kind, code in ((NoSuchAddress, exitcodes.EXIT_NO_SUCH_ADDRESS),
+                       (NoKeyPublished, exitcodes.EXIT_NO_KEY),
+                       (ServersUnreachable, exitcodes.EXIT_UNREACHABLE),
+                       (KeyChanged, exitcodes.EXIT_KEY_CHANGED)):
         if isinstance(exc, kind):
-            return exc.code if isinstance(exc, ClientFailure) else code
-    return exitcodes.EXIT_ERROR  # ConfigError, KeyFileError, StoreError, SealError...
+            return code
+    return exitcodes.status_for(exc)
 
 
 def run_client(body: Callable[[], int]) -> None:
