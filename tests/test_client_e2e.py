@@ -58,6 +58,8 @@ class World:
             "bob": keygen(self, "bob@example.com", "x25519", "bob"),
             "signonly": keygen(self, "signonly@example.com", "ed25519", "signonly"),
             "carol": keygen(self, "carol@example.com", "x25519", "carol"),
+            "temp": keygen(self, "temp@example.com", "x25519", "temp").replace(
+                "x25519 encrypt ", "x25519 encrypt flags=interim "),
         }
         self.lines["pq"] = keygen(self, "pq@example.com", "mlkem768x25519", "pq")
         self.example = start_auth(start_daemon, tmp_path / "example", "example.com",
@@ -362,3 +364,16 @@ def test_output_file_is_owner_only_and_stdin_and_files_both_work(world):
     assert os.stat(out).st_mode & 0o777 == 0o600
     opened = world.cli("open", "--keys", str(world.dir / "bob"), str(out))
     assert opened.stdout == b"from a file"
+
+
+def test_an_interim_key_is_used_and_never_stored(world):
+    here = world.scratch("interim")
+    sealed = world.cli("seal", "--to", "temp@example.com", data=b"for now", ring=here / "ring")
+    assert sealed.returncode == 0, sealed.stderr
+    [note] = lines(sealed)
+    assert note.startswith("keyresolve: temp@example.com: using the interim key ")
+    assert "not kept in the key ring" in note
+    with KeyRing(here / "ring") as ring:
+        assert ring.get("temp@example.com") == []
+    opened = world.cli("open", "--keys", str(world.dir / "temp"), data=sealed.stdout)
+    assert opened.returncode == 0 and opened.stdout == b"for now"
