@@ -245,3 +245,15 @@ def test_an_address_with_only_keys_seal_cannot_use_has_no_key():
     x448 = KEY(KeyAlgorithm.X448, KeyUsage.ENCRYPT, bytes(56))
     with pytest.raises(NoKeyPublished, match="no encryption key"):
         KeyLookup(MemoryRing(), [Scripted(found(x448))], now=Clock()).find(ADDRESS)
+
+
+def test_a_signature_by_the_accepted_key_verifies_while_a_new_one_is_pending():
+    ring, clock = MemoryRing(), Clock()
+    KeyLookup(ring, [Scripted(found(sig(2)))], now=clock).find(ADDRESS, KeyUsage.SIGN)
+    KeyLookup(ring, [Scripted(found(sig(4)))], now=clock).refresh(ADDRESS)
+    source = Scripted(found(sig(4)))
+    old = KeyLookup(ring, [source], now=clock).find(ADDRESS, KeyUsage.SIGN, sig(2).key_id)
+    assert old.keys == (sig(2),) and old.change is None and source.asked == 0
+    new = KeyLookup(ring, [source], now=clock).find(ADDRESS, KeyUsage.SIGN, sig(4).key_id)
+    assert new.keys == (sig(4),) and new.change.new_ids == (sig(4).key_id,)
+    assert source.asked == 0

@@ -195,16 +195,23 @@ class KeyLookup:
 
     def find(self, address: str, usage: KeyUsage = KeyUsage.ENCRYPT,
              key_id: str | None = None) -> Resolved:
-        """The keys of `usage` to use for `address`. With `key_id`, the ring
-        answers only if it holds that key (a signature names its key): else
-        the sources are asked. Raises NoSuchAddress, NoKeyPublished,
-        ServersUnreachable, or KeyChanged (strict)."""
+        """The keys of `usage` to use for `address`. With `key_id` (the key a
+        signature names), the ring answers with that key if it holds it,
+        accepted or pending (the latter told as a change); else the sources
+        are asked. Raises NoSuchAddress, NoKeyPublished, ServersUnreachable,
+        or KeyChanged (strict)."""
         held = [h for h in self.ring.held(address) if h.key.usage == usage]
         accepted = [h.key for h in held if h.accepted]
         pending = [h for h in held if not h.accepted]
         current = pending or [h for h in held if h.accepted]
-        wanted = key_id is None or any(h.key.key_id == key_id for h in held)
-        if current and wanted and all(self._fresh(h) for h in current):
+        if key_id is not None:  # the key a signature names: accepted, or pending (a change)
+            named = [h for h in held if h.key.key_id == key_id and self._fresh(h)]
+            if named:
+                keys = (named[0].key,)
+                if named[0].accepted:
+                    return Resolved(address, keys, "ring")
+                return self._decide(address, keys, accepted, "ring", "", False, ())
+        elif current and all(self._fresh(h) for h in current):
             keys = tuple(h.key for h in current)
             return self._decide(address, keys, accepted, "ring", "", False, ())
         return self._fetch(address, usage, accepted, [h.key for h in current])
