@@ -184,3 +184,19 @@ def test_the_exit_statuses_in_the_docs_are_the_code_s():
             if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
     codes = {getattr(exitcodes, name) for name in exitcodes.__all__ if name.startswith("EXIT_")}
     assert rows == codes
+
+
+def test_binary_output_is_refused_on_a_terminal(home):
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(keyresolve_cmd("seal", "--to", "bob@example.com", "--keyring",
+                                             str(home / "ring"), "--resolver", NOWHERE),
+                              input=b"x", stdout=terminal, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert done.returncode == exitcodes.EXIT_USAGE
+    assert done.stderr.decode().splitlines() == [
+        "keyresolve: refusing to write binary output to a terminal: use -o OUT or a pipe"]

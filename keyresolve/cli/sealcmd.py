@@ -106,12 +106,16 @@ def pieces(stream: BinaryIO, first: bytes = b"") -> Iterator[bytes]:
 class Output:
     """Standard output, or the file OUT written as a temporary file in its
     directory (mode 0600) that `commit` renames onto OUT; leaving the
-    `with` block without `commit` (an error) removes it."""
+    `with` block without `commit` (an error) removes it. With `binary`,
+    standard output may not be a terminal (as age refuses)."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, *, binary: bool = False) -> None:
         self.path = None if path in (None, "-") else Path(path)
         self._tmp: str | None = None
         if self.path is None:
+            if binary and sys.stdout.isatty():
+                raise ClientFailure("refusing to write binary output to a terminal: use "
+                                    "-o OUT or a pipe", exitcodes.EXIT_USAGE)
             self.stream: BinaryIO = sys.stdout.buffer
             return
         directory = self.path.parent
@@ -355,7 +359,7 @@ def _seal(input_path, addresses, sign_as, keys_dir, hide_recipients, strict, if_
             "in clear and a sealed message are two outputs; seal to each group separately",
             exitcodes.EXIT_NO_KEY)
     source = open_input(input_path)
-    with Output(out) as output:
+    with Output(out, binary=True) as output:
         if keyless:
             writer = EnvelopeWriter(signer)
         else:
@@ -478,7 +482,7 @@ def _sign(input_path, keys_dir, sign_as, out, passphrase_file) -> int:
     digest = data_digest()
     for data in pieces(open_input(input_path)):
         digest.update(data)
-    with Output(out) as output:
+    with Output(out, binary=True) as output:
         output.write(sign_detached(signer, digest.digest()).to_wire())
         output.commit()
     return exitcodes.EXIT_OK
