@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyresolve.client.lookup import (FETCHED, KeyChanged, KeyLookup, NoKeyPublished,
                                       NoSuchAddress, Outcome, ServersUnreachable,
-                                      SourceAnswer, pick)
+                                      SourceAnswer, key_ids, pick)
 from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyFlag, KeyUsage
 
 ADDRESS = "alice@example.com"
@@ -52,6 +54,8 @@ class MemoryRing:
                 same[0].fetched_at, same[0].ttl = fetched_at, ttl
                 continue
             first = not any(h.key.usage == key.usage for h in entries)
+            if not first:  # one pending key per usage, the last seen
+                entries[:] = [h for h in entries if h.key.usage != key.usage or h.accepted]
             entries.append(Held(key, FETCHED, fetched_at, ttl, first))
 
     def accept(self, address):
@@ -257,3 +261,46 @@ def test_a_signature_by_the_accepted_key_verifies_while_a_new_one_is_pending():
     new = KeyLookup(ring, [source], now=clock).find(ADDRESS, KeyUsage.SIGN, sig(4).key_id)
     assert new.keys == (sig(4),) and new.change.new_ids == (sig(4).key_id,)
     assert source.asked == 0
+
+
+_ANSWERS = st.one_of(
+    st.builds(lambda seeds, interim, ttl: found(*[enc(s, KeyFlag.INTERIM if interim else 0)
+                                                  for s in seeds], ttl=ttl),
+              st.lists(st.integers(1, 4), min_size=1, max_size=2), st.booleans(),
+              st.integers(1, 100)),
+    st.sampled_from([SourceAnswer(Outcome.NO_KEY), SourceAnswer(Outcome.NO_SUCH_ADDRESS),
+                     SourceAnswer(Outcome.UNREACHABLE)]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_ANSWERS, st.integers(0, 150), st.booleans(), st.booleans()),
+                max_size=12))
+def test_a_walk_keeps_the_policy(steps):
+    """Whatever the servers say and whenever: interim keys never reach the
+    ring, strict never hands out a key other than the accepted one, a key
+    handed out came from the ring or from that answer, and a changed key is
+    always reported with both ids."""
+    ring, clock = MemoryRing(), Clock()
+    for answer, wait, strict, accept in steps:
+        clock.t += wait
+        answer = SourceAnswer(answer.outcome, answer.keys, answer.server, answer.ttl, clock.t)
+        before = {h.key for h in ring.held(ADDRESS)}
+        accepted = [h.key for h in ring.held(ADDRESS) if h.accepted]
+        try:
+            got = KeyLookup(ring, [Scripted(answer)], now=clock, strict=strict).find(ADDRESS)
+        except KeyChanged as exc:
+            assert strict and exc.change.old_ids == key_ids(accepted)
+        except (NoKeyPublished, NoSuchAddress, ServersUnreachable):
+            pass
+        else:
+            assert len(got.keys) == 1
+            assert set(got.keys) <= before | set(answer.keys)
+            if strict and accepted:
+                assert key_ids(got.keys) == key_ids(accepted)
+            if accepted and key_ids(got.keys) != key_ids(accepted):
+                assert got.change.old_ids == key_ids(accepted)
+                assert any(accepted[0].key_id in n and got.keys[0].key_id in n
+                           for n in got.notes)
+        assert not any(h.key.flags & KeyFlag.INTERIM for h in ring.held(ADDRESS))
+        if accept and ring.held(ADDRESS):
+            ring.accept(ADDRESS)
