@@ -332,3 +332,18 @@ def test_bench_seal_reports_ratios_rss_and_recipients(tmp_path):
     for kind in ("x25519", "hybrid"):
         assert report["recipients"][kind]["ratio"] > 0
     assert set(report["goals"]) == {"seal_ratio", "open_ratio", "peak_rss_mb", "recipients_ratio"}
+
+
+def test_bench_client_reports_whole_command_latencies(tmp_path):
+    out = tmp_path / "client.json"
+    done = run_script("bench_client.py", "--runs", "1", "--workdir", str(tmp_path), "--json",
+                      str(out), timeout=180)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())["seal"]
+    for series in ("fetch", "ring", "floor"):
+        assert report[series]["runs"] == 1
+        assert 0 < report[series]["p50_ms"] <= report[series]["p99_ms"]
+    from keyresolve.store.keyring import KeyRing
+
+    with KeyRing(tmp_path / "ring-0") as ring:  # a fresh ring each run: the key was fetched
+        assert [e.source for e in ring.get("alice@example.com")] == ["fetched"] * 2

@@ -180,7 +180,8 @@ def test_client_toml_server_is_the_default_server(dig, config_home, server):
     ("server = 5353", 'server: must be an "ip:port" string'),
     ('root_hints = ""', "root_hints: must name a file"),
     ("root_hints = 1", "root_hints: must be a file name"),
-    ('resolver = "127.0.0.1:5353"', "resolver: unknown setting"),
+    ('resolvers = "127.0.0.1:5353"', "resolvers: unknown setting"),
+    ('resolver = "localhost"', "resolver: "),
     ("server = ", "client.toml: "),
 ])
 def test_bad_client_toml_is_a_one_line_error(dig, config_home, body, message):

@@ -162,7 +162,7 @@ SEAL_VECTORS = sorted(name for name, v in VECTORS.items() if "recipient" in v.fi
 
 def test_the_document_has_every_vector():
     assert set(VECTORS) == {"one-x25519", "two-recipients-hybrid", "hidden-recipients",
-                            "signed", "multi-chunk", "detached-signature"}
+                            "signed", "multi-chunk", "detached-signature", "signed-envelope"}
 
 
 @pytest.mark.parametrize("name", SEAL_VECTORS)

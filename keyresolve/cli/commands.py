@@ -741,5 +741,17 @@ def _check_each(files: tuple[str, ...], check, summary) -> int:
     return 1 if failed else 0
 
 
+# -- seal, open, sign, verify, keyring refresh (cli/sealcmd.py) ----------------
+def _add_client_commands() -> None:
+    from .sealcmd import COMMANDS, keyring_refresh
+
+    for command in COMMANDS:
+        main.add_command(command)
+    main.commands["keyring"].add_command(keyring_refresh)
+
+
+_add_client_commands()
+
+
 if __name__ == "__main__":
     main()

@@ -14,7 +14,8 @@ EXIT_USAGE = 2
 #: A private key file did not open with the passphrase given.
 EXIT_WRONG_PASSPHRASE = 3
 #: No key: no private key in the key directory, or no public key for an
-#: address (no such address, or it publishes none).
+#: address (it exists and publishes none; no such address is
+#: EXIT_NO_SUCH_ADDRESS).
 EXIT_NO_KEY = 4
 #: A signature that does not verify with the signer's key.
 EXIT_BAD_SIGNATURE = 5
@@ -32,10 +33,17 @@ EXIT_UNREACHABLE = 9
 EXIT_INTERNAL = 10
 #: None of the private keys given opens the message.
 EXIT_NOT_RECIPIENT = 11
+#: An address the servers say does not exist (NXDOMAIN): told apart from
+#: EXIT_NO_KEY (it exists, without a key), since a typo is fixed otherwise.
+EXIT_NO_SUCH_ADDRESS = 12
+#: An option that names something not available yet (`seal --if-no-key
+#: request-interim`, until interim keys exist).
+EXIT_NOT_AVAILABLE = 13
 
 __all__ = ["EXIT_BAD_SIGNATURE", "EXIT_CORRUPT", "EXIT_ERROR", "EXIT_INTERNAL",
-           "EXIT_KEY_CHANGED", "EXIT_NOT_RECIPIENT", "EXIT_NO_KEY", "EXIT_OK",
-           "EXIT_UNKNOWN_SIGNER", "EXIT_UNREACHABLE", "EXIT_USAGE", "EXIT_WRONG_PASSPHRASE", "status_for"]
+           "EXIT_KEY_CHANGED", "EXIT_NOT_AVAILABLE", "EXIT_NOT_RECIPIENT", "EXIT_NO_KEY",
+           "EXIT_NO_SUCH_ADDRESS", "EXIT_OK", "EXIT_UNKNOWN_SIGNER", "EXIT_UNREACHABLE",
+           "EXIT_USAGE", "EXIT_WRONG_PASSPHRASE", "status_for"]
 
 
 def status_for(exc: BaseException) -> int:
