@@ -207,7 +207,7 @@ class KeyLookup:
         if key_id is not None:  # the key a signature names: accepted, or pending (a change)
             named = [h for h in held if h.key.key_id == key_id and self._fresh(h)]
             if named:
-                keys = (named[0].key,)
+                keys: tuple[KEY, ...] = (named[0].key,)
                 if named[0].accepted:
                     return Resolved(address, keys, "ring")
                 return self._decide(address, keys, accepted, "ring", "", False, ())
