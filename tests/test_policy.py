@@ -178,7 +178,7 @@ def _server(tmp_path, zone: str, require_signed: bool, control_loopback: bool):
     from .test_fastpath import EXAMPLE_COM
 
     store = Store(tmp_path / "db", map_size=1 << 26)
-    store.replace_zone(parse_zone_text(EXAMPLE_COM))
+    store.replace_zone_reference(parse_zone_text(EXAMPLE_COM))
     config_zone = _zone(zone, require_signed)
     config = ServeConfig(path=tmp_path / "serve.toml", listen=[("127.0.0.1", 0)],
                          data_dir=tmp_path / "db", zones=[config_zone], keys=KEYRING,

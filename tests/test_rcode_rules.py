@@ -128,7 +128,7 @@ RESOLVER = {
 def auth(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("auth")
     store = Store(tmp_path / "db", map_size=1 << 26)
-    store.replace_zone(parse_zone_text(EXAMPLE_COM))
+    store.replace_zone_reference(parse_zone_text(EXAMPLE_COM))
     primary = ZoneConfig(name=n("example.com."), file=tmp_path / "x",
                          allow_transfer=[XFER.name])
     secondary = ZoneConfig(name=n("sec.example."), primaries=[("127.0.0.1", 9)], tsig_key=XFER.name)

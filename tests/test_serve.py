@@ -18,7 +18,8 @@ from keyresolve.protocol.codes import Opcode, Rcode, RType
 from keyresolve.protocol.message import FrameReader, Message, make_query
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import KEY, NS
-from keyresolve.store.zones import NODE_AREAS, Store, node_prefix
+from keyresolve.store.keys import NODE_AREAS, node_prefix
+from keyresolve.store.zones import Store
 
 from .conftest import (ask, b64key, compiler_pids, keyresolve_cmd, tcp_read, udp_exchange, udp_no_reply,
                        waiting_for_lmdb_lock, write_serve_config)
@@ -364,7 +365,7 @@ def _handler(tmp_path, zones, config_zones=None):
 
     store = Store(tmp_path / "db", map_size=1 << 26)
     for zone in zones:
-        store.replace_zone(zone)
+        store.replace_zone_reference(zone)
     zone_configs = config_zones or [ZoneConfig(name=z.origin, file=tmp_path / "x") for z in zones]
     config = ServeConfig(path=tmp_path / "serve.toml", listen=[("127.0.0.1", 0)],
                          data_dir=tmp_path / "db", zones=zone_configs)
@@ -407,7 +408,7 @@ def test_cached_answers_follow_the_data_version(tmp_path):
         query = make_query(name("alice@example.com"), RType.KEY).to_wire()
         before = Message.from_wire(_batch(handler, query))
         assert _batch(handler, query) == before.to_wire()
-        store.replace_zone(parse_zone_text(EXAMPLE_COM.replace(_b64(1), _b64(99))))
+        store.replace_zone_reference(parse_zone_text(EXAMPLE_COM.replace(_b64(1), _b64(99))))
         after = Message.from_wire(_batch(handler, query))
         assert after.answer[0].rdata != before.answer[0].rdata
         assert after.answer[0].rdata.key == __import__("base64").b64decode(_b64(99))
