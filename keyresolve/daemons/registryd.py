@@ -144,6 +144,14 @@ def build_mail(mail: Mail, sender: str, now: float) -> tuple[str, bytes]:
 
 
 # -- the zone change ------------------------------------------------------------------
+def _next_serial(policy: str | None, serial: int, now: float) -> int:
+    """The serial after a registry change: by the zone's `serial_policy`
+    when it is "unixtime", else the next one ("keep" is about zone files:
+    the registry's change must increase the serial, RFC 1982)."""
+    return next_serial("unixtime" if policy == "unixtime" else "increment", serial, serial,
+                       True, now)
+
+
 def _key_set(keys) -> set[tuple[int, bytes]]:
     return {(int(key.algorithm), key.key) for key in keys}
 
@@ -166,7 +174,7 @@ def commit_change(store: Store, change: Change, serial_policy: str | None,
         if soa_rrset is None:
             raise StoreError(f"zone {change.zone} has no SOA")
         soa = soa_rrset.rdatas[0]
-        serial = next_serial(serial_policy or "increment", soa.serial, soa.serial, True, now)
+        serial = _next_serial(serial_policy, soa.serial, now)
         entry = change.log_entry(serial)
         if change.op is not LogOp.RENEW:
             node = txn.get_node(change.address) or {}
@@ -195,7 +203,7 @@ def ensure_apex_keys(store: Store, origin: Name, keys: tuple[KEY, ...],
             return None
         soa_rrset = apex[RType.SOA]
         soa = soa_rrset.rdatas[0]
-        serial = next_serial(serial_policy or "increment", soa.serial, soa.serial, True, now)
+        serial = _next_serial(serial_policy, soa.serial, now)
         for key in keys:
             if (int(key.algorithm), key.key) not in have:
                 txn.add(Record(origin, RType.KEY, REGISTRY_KEY_TTL, key))
@@ -346,10 +354,10 @@ class RegistryService:
     async def _commit(self, change: Change) -> int:
         """Commit `change`, take it into the state, NOTIFY; the new serial."""
         zone = self.config.get_zone(change.zone)
-        async with self.write_lock:
+        async with self.write_lock:  # a compile reads `overlay` under it
             entry, soa = await trio.to_thread.run_sync(
                 commit_change, self.store, change, zone.serial_policy, self.clock())
-        self.registry.apply(entry)
+            self.registry.apply(entry)
         log.info("registry: %s %s in %s (%s), serial %d", change.op.value, change.address,
                  change.zone, ", ".join(key_id_bytes(k).hex() for k in change.keys) or "-",
                  entry.serial)
@@ -358,7 +366,11 @@ class RegistryService:
 
     # -- the loops ---------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """The outbox and the re-verification timer, until cancelled."""
+        """The outbox and the re-verification timer, until cancelled. Mails
+        queued before the start are tried at once."""
+        waiting = await trio.to_thread.run_sync(self.queue.retry_all, self.clock())
+        if waiting:
+            log.info("registry: %d mails queued; trying them now", waiting)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.outbox.run)
             nursery.start_soon(self._reverify)

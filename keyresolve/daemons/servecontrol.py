@@ -106,7 +106,8 @@ class ServerControl:
             raise Refused(f"{origin} is a secondary zone: refresh or retransfer it")
         log.info("reload of %s requested by %s", origin, peer[0])
         async with self.daemon.handler.write_lock:
-            result = await load_primary_zone(self.daemon.store, zone)
+            result = await load_primary_zone(self.daemon.store, zone,
+                                             self.daemon.overlay(zone.name))
         log_results([result])
         if result.status is LoadStatus.FAILED:
             raise ServerFailure(f"zone {origin} not loaded: {result.error.splitlines()[0]}")
