@@ -391,3 +391,26 @@ def test_reverification_answered_keeps_the_keys_unanswered_withdraws_them(
     assert reg.published(bob) == set() and reg.published(alice) == alice.key_set
     wait_until(lambda: any(b"were withdrawn" in r.content and r.rcpt_tos == ["bob@example.com"]
                            for r in smtp_server.received), 10)
+
+
+def test_zone_export_writes_the_served_zone_with_its_registrations(registry):
+    import subprocess
+    import sys
+
+    from keyresolve.zonedata.zonefile import parse_zone_text
+
+    alice = Owner("alice@example.com")
+    answer = confirm(registry, alice, 1)
+    result = subprocess.run([sys.executable, "-m", "keyresolve", "ctl", "zone-export",
+                             "example.com", "--server", f"127.0.0.1:{registry.pport}"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    path = registry.pdir / "data" / "export" / "example.com.zone"
+    assert str(path) in result.stdout
+    zone = parse_zone_text(path.read_text())
+    keys = {r.rdata.key: r.rdata.flags for r in zone.records() if r.name == alice.address}
+    assert set(keys) == alice.key_set
+    assert all(flags & KeyFlag.REGISTERED for flags in keys.values())
+    assert zone.soa.rdata.serial == answer.serial
+    carol = Name.from_text("carol@example.com")
+    assert any(r.name == carol for r in zone.records())
