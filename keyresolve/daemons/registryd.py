@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..authority.policy import Action, allowed
-from ..authority.ratelimit import RequestLimiter
+from ..authority.ratelimit import UPDATE_BURST, RequestLimiter
 from ..cli.config import ServeConfig
 from ..cli.keygen import make_key_dir, write_private_key
 from ..net.smtp import Outbox, SmtpSender, SmtpSettings
@@ -243,7 +243,8 @@ class RegistryService:
                                mail_interval=registry.mail_interval)
         self.outbox = Outbox(self.queue, SmtpSender(SmtpSettings.from_registry(registry)),
                              self.clock)
-        self.limiter = limiter or RequestLimiter()
+        self.limiter = limiter or RequestLimiter(
+            rate=float(registry.rate_limit), burst=max(UPDATE_BURST, registry.rate_limit))
         #: One request (or re-verification step) at a time: each is decided
         #: on the state the previous one left.
         self.lock = trio.Lock()
