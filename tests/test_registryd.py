@@ -158,3 +158,27 @@ def test_retry_all_makes_every_mail_due_keeping_its_failures(tmp_path):
         assert queue.retry_all(200.0) == 2
         due = queue.due(200.0, 10)
         assert [m.failures for m in due] == [1, 1] and queue.total() == 2
+
+
+def test_a_group_of_changes_is_one_commit_in_order(store, tmp_path):
+    from keyresolve.daemons.registryd import commit_changes
+
+    path = tmp_path / "example.com.zone"
+    path.write_text(ZONE_TEXT)
+    store.load_zone_file(str(path), ZONE)
+    bob = Name.from_text("bob@example.com.")
+    old, new, bobs = keys(1), keys(2), keys(3)
+    changes = [Change(LogOp.PUBLISH, ZONE, ALICE, old, 1000),
+               Change(LogOp.PUBLISH, ZONE, bob, bobs, 1000),
+               Change(LogOp.PUBLISH, ZONE, ALICE, new, 1001, old),
+               Change(LogOp.RENEW, ZONE, bob, bobs, 1002)]
+    entries, soa = commit_changes(store, ZONE, changes, "keep", 0)
+    assert soa.rdata.serial == 8 and [e.serial for e in entries] == [8] * 4
+    with store.snapshot() as snap:
+        view = snap.get_zone(ZONE)
+        assert set(view.get_node(ALICE)[RType.KEY].rdatas) == set(new)
+        assert set(view.get_node(bob)[RType.KEY].rdatas) == set(bobs)
+    assert [LogEntry.from_wire(raw).op for raw in store.update_log(ZONE)] == [
+        LogOp.PUBLISH, LogOp.PUBLISH, LogOp.PUBLISH, LogOp.RENEW]
+    (step,) = store.journal_steps(ZONE, 7)
+    assert len(list(step.iter_added())) == 4  # the 4 keys now served, nothing removed
