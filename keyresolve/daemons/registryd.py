@@ -36,6 +36,7 @@ from ..authority.policy import Action, allowed
 from ..authority.ratelimit import UPDATE_BURST, RequestLimiter
 from ..cli.config import ServeConfig
 from ..cli.keygen import make_key_dir, write_private_key
+from ..net.faultlog import FaultLog
 from ..net.smtp import Outbox, SmtpSender, SmtpSettings
 from ..protocol.codes import Rcode, RType
 from ..protocol.errors import KeyresolveError, ProtocolError, Refused, StoreError
@@ -240,7 +241,7 @@ class RegistryService:
     def __init__(self, config: ServeConfig, store: Store, server: ADDR,
                  write_lock: trio.Lock, zone_changed: Callable,
                  clock: Callable[[], float] = time.time,
-                 limiter: RequestLimiter | None = None) -> None:
+                 limiter: RequestLimiter | None = None, faults: FaultLog | None = None) -> None:
         registry = config.registry
         assert registry is not None
         self.config = config
@@ -256,6 +257,9 @@ class RegistryService:
                                mail_interval=registry.mail_interval)
         self.outbox = Outbox(self.queue, SmtpSender(SmtpSettings.from_registry(registry)),
                              self.clock)
+        #: Per-request lines (refusals), logged at a bounded rate: a flood
+        #: of requests does not become a flood of log lines.
+        self.faults = faults or FaultLog(log)
         self.limiter = limiter or RequestLimiter(
             rate=float(registry.rate_limit), burst=max(UPDATE_BURST, registry.rate_limit))
         #: One request (or re-verification step) at a time: each is decided
@@ -275,6 +279,21 @@ class RegistryService:
             limits=Limits(confirm_within=registry.confirm_within,
                           reverify_every=registry.reverify_every,
                           reverify_grace=registry.reverify_grace))
+
+    def reconfigure(self, config: ServeConfig) -> None:
+        """Follow a re-read config file for the zones' settings (NOTIFY
+        targets, serial policy). The `[registry]` section and which zones
+        take registrations are read at start: a change of them is logged,
+        and a restart applies it."""
+        zones = {zone.name for zone in config.zones if zone.registration}
+        if config.registry != self.config.registry or zones != self.registry.zones:
+            log.warning("%s: [registry] or registration zones changed: a restart applies it",
+                        config.path)
+        if any(config.get_zone(zone) is None for zone in self.registry.zones):
+            log.warning("%s: a registration zone was removed: the registry keeps it until a "
+                        "restart", config.path)
+            return
+        self.config = config
 
     def close(self) -> None:
         """Close the mail queue."""
@@ -336,7 +355,8 @@ class RegistryService:
             return await self._handle(query, peer)
         except ProtocolError as exc:
             if isinstance(exc, Refused):
-                log.info("registry: refused an UPDATE from %s: %s", peer[0], exc)
+                self.faults.info("registry refused", "registry: refused an UPDATE from %s: %s",
+                                 peer[0], exc)
             return make_update_answer(query, None, exc.rcode)
         except KeyresolveError as exc:
             log.error("registry: UPDATE from %s failed: %s", peer[0], exc)
