@@ -436,3 +436,29 @@ def test_workers_forward_updates_to_the_main_process(tmp_path, start_daemon, smt
         rcode, answer = reg.answer_challenge(reg.challenge(mail.content, owner), owner.ed)
         assert rcode == Rcode.NOERROR
         assert reg.published(owner) == owner.key_set
+
+
+def test_removal_by_mail_token(registry):
+    alice = Owner("alice@example.com")
+    confirm(registry, alice, 1)
+    time.sleep(1.1)  # mail_interval = 1s
+    fields = m.address_fields(alice.address)
+    rcode, answer = registry.send(registry.envelope(m.Kind.UNREGISTER_MAIL, fields))
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.ACCEPTED
+    mail = registry.next_mail(2)
+    assert b"confirm the removal" in mail
+    request_id, token = m.read_mail_token(attachment_from_mail(mail).decode("ascii"))
+    wrong = registry.send(registry.envelope(m.Kind.UNREGISTER_CONFIRM,
+                                            m.token_fields(request_id, bytes(16))))
+    assert wrong[0] == Rcode.NOTAUTH and registry.published(alice) == alice.key_set
+    rcode, answer = registry.send(registry.envelope(m.Kind.UNREGISTER_CONFIRM,
+                                                    m.token_fields(request_id, token)))
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.WITHDRAWN
+    assert registry.published(alice) == set()
+    # an address without keys gets the same answer, and no mail
+    bob = Name.from_text("bob@example.com")
+    rcode, answer = registry.send(registry.envelope(m.Kind.UNREGISTER_MAIL,
+                                                    m.address_fields(bob)))
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.ACCEPTED
+    time.sleep(0.5)
+    assert all(r.rcpt_tos != ["bob@example.com"] for r in registry.smtp.received)
