@@ -4,11 +4,14 @@ pure core `keyresolve.registry`.
 - `load_or_make_keys`: the registry's own X25519 and Ed25519 key pair, made
   in `key_dir` (0700) on first start, as PKCS#8 PEM files (0600).
 - `RegistryService.handle`: an UPDATE (docs/protocol.md 8E) in the main
-  process, one at a time: `Registry.handle` decides; its mail is built
-  (`registry.mails`) and queued durably (`store.mailqueue`) before the
-  answer; its change is committed as one zone transaction carrying its
-  update-log entry, then `Registry.apply`, NOTIFY of the zone's
-  secondaries, and the answer.
+  process, decided one at a time: `Registry.handle` decides; its mail is
+  built (`registry.mails`) and queued durably (`store.mailqueue`) before
+  the answer; its change is taken into the state at once (`Registry.apply`,
+  so the next request is decided on it) and committed with the changes
+  that arrived meanwhile, as one zone transaction carrying an update-log
+  entry for each (a group commit); then NOTIFY of the zone's secondaries,
+  and the answers. A failed commit fails its requests and rebuilds the
+  state from the update log.
 - `RegistryService.run`: the outbox (`net.smtp.Outbox`) and the
   re-verification timer (`Registry.due`).
 - `RegistryService.rebuild`: the registered state from the update log.
