@@ -316,6 +316,20 @@ def test_a_flood_of_registrations_is_bounded(registry):
     wait_until(lambda: len(registry.smtp.received) >= 1)
     time.sleep(0.5)
     assert len(registry.smtp.received) <= accepted
+    status = control_status(registry)
+    assert status["registry_pending"] == accepted  # bounded by the limit, not the flood
+    assert status["registry_rate_limited"] == len(rcodes) - accepted
+    assert status["registrations"] == 0
+    assert status["mails_queued"] <= accepted
+
+
+def control_status(registry: Registry) -> dict:
+    from keyresolve.protocol.codes import ControlCommand
+    from keyresolve.protocol.control import make_request, parse_result
+
+    reply = Message.from_wire(tcp_exchange(registry.address,
+                                           make_request(ControlCommand.STATUS).to_wire()))
+    return dict(parse_result(reply))
 
 
 # -- durability ----------------------------------------------------------------------

@@ -302,6 +302,14 @@ class RegistryService:
         """Close the mail queue."""
         self.queue.close()
 
+    def status(self) -> dict[str, int]:
+        """The registry's part of `ctl status`: registrations, requests
+        waiting for a mail's answer, mails queued, requests refused by the
+        per-prefix limit."""
+        return {"registrations": len(self.registry.registrations),
+                "registry_pending": len(self.registry.pending),
+                "mails_queued": self.queue.total(), "registry_rate_limited": self.limiter.refused}
+
     @property
     def zones(self) -> list[Name]:
         return sorted(self.registry.zones)
