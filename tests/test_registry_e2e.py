@@ -476,3 +476,30 @@ def test_removal_by_mail_token(registry):
     assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.ACCEPTED
     time.sleep(0.5)
     assert all(r.rcpt_tos != ["bob@example.com"] for r in registry.smtp.received)
+
+
+def test_a_backup_is_recovered_by_mail_token(registry):
+    alice = Owner("alice@example.com")
+    backup = b"the owner's keys, sealed under a passphrase the registry never sees"
+    rcode, _ = registry.send(registry.envelope(
+        m.Kind.REGISTER, m.register_fields(alice.address, alice.encrypt, alice.sign, backup),
+        alice.ed))
+    assert rcode == Rcode.NOERROR
+    challenge = registry.challenge(registry.next_mail(1), alice)
+    assert registry.answer_challenge(challenge, alice.ed)[0] == Rcode.NOERROR
+    time.sleep(1.1)  # mail_interval = 1s
+    rcode, _ = registry.send(registry.envelope(m.Kind.RECOVER, m.address_fields(alice.address)))
+    assert rcode == Rcode.NOERROR
+    request_id, token = m.read_mail_token(
+        attachment_from_mail(registry.next_mail(2)).decode("ascii"))
+    reply = X25519PrivateKey.generate()
+    rcode, answer = registry.send(registry.envelope(
+        m.Kind.RECOVER_CONFIRM,
+        m.token_fields(request_id, token, reply.public_key().public_bytes_raw())))
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.RECOVERED
+    assert m.open_backup(reply, answer.backup) == backup
+    # the token is used up
+    again = registry.send(registry.envelope(
+        m.Kind.RECOVER_CONFIRM,
+        m.token_fields(request_id, token, reply.public_key().public_bytes_raw())))
+    assert again[0] == Rcode.NOTAUTH
