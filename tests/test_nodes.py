@@ -18,7 +18,8 @@ from keyresolve.protocol.errors import StoreError
 from keyresolve.protocol.message import array_header
 from keyresolve.protocol.names import Name
 from keyresolve.zonedata.nodes import (ENTRY, KEY_NODE_HEAD, KEY_RDATA_HEADS, RDATAS_AT,
-                              decode_node, encode_node, node_head, node_types, skip)
+                              decode_node, encode_node, key_node, key_node_head, node_head,
+                              node_tuples, node_types, skip)
 from keyresolve.protocol.records import (ADDR, ALIAS, KEY, KEY_ALGORITHMS, NS, SOA, KeyAlgorithm,
                                 Record, soa_serial)
 from keyresolve.zonedata.model import RRset
@@ -97,6 +98,10 @@ def test_the_pieces_built_by_hand_are_the_encodings(node):
             msgpack.packb(rd.to_wire()) for rd in rrset.rdatas)
         if rtype == RType.KEY:
             assert value.startswith(KEY_NODE_HEAD + msgpack.packb(rrset.ttl))
+            assert key_node(key_node_head(rrset.ttl),
+                            [msgpack.packb(rd.to_wire()) for rd in rrset.rdatas]) == value
+    assert [(rtype, ttl, len(rdatas)) for rtype, ttl, rdatas in node_tuples(value)] == [
+        (rtype, node[rtype].ttl, len(node[rtype].rdatas)) for rtype in sorted(node)]
     for rdatas in (rrset.rdatas for rrset in node.values()):
         for rd in rdatas:
             packed = msgpack.packb(rd.to_wire())
@@ -111,6 +116,9 @@ def test_the_pieces_built_by_hand_are_the_encodings(node):
 def test_malformed_nodes_are_store_errors(value):
     with pytest.raises(StoreError):
         decode_node(value)
+    if value != msgpack.packb([[1, 60, [[9, 9, 9]]]]):  # its shape is right, its rdata not
+        with pytest.raises(StoreError):
+            node_tuples(value)
 
 
 @pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536])

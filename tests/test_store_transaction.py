@@ -73,6 +73,7 @@ def test_reads_see_the_transactions_own_writes_and_readers_do_not(store):
     owner = N("new@example.com.")
     with store.begin(ORIGIN) as txn:
         assert txn.get_node(owner) is None
+        assert txn.get_node(N("a@example.org.")) is None  # outside the zone
         txn.add(key("new", 100))
         txn.add(key("other", 7))  # another owner: the first is written back
         assert txn.get_node(owner)[RType.KEY].rdatas == (key_rdata(100),)

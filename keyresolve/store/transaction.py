@@ -233,7 +233,10 @@ class ZoneTransaction:
     @translate
     def get_node(self, owner: Name) -> Node | None:
         """The records `owner` holds in the transaction (its own writes
-        included), or None."""
+        included), or None (also for a name outside the zone)."""
+        if not owner.store_key().startswith(self._origin_key):
+            self._live()
+            return None
         key = self._node_key(owner)
         if key == self._key:
             return dict(self._node) or None
@@ -295,7 +298,9 @@ class ZoneTransaction:
         diff = DiffCollector(self.origin, max(self._records, 0))
         nodes = self._dbs.nodes
         for key in sorted(self._base):
-            diff.node(key, self._base[key], txn.get(key, db=nodes))
+            was, now = self._base[key], txn.get(key, db=nodes)
+            if was != now:  # (a node read, or changed and changed back)
+                diff.node(key, was, now)
         self._base = {}
         if diff.overflow:
             self._overflow = True

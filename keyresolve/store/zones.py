@@ -182,7 +182,9 @@ class Store:
 
     @translate
     def delete_zone(self, origin: Name) -> bool:
-        """Delete a zone and all its nodes; False if it was not stored."""
+        """Delete a zone, all its nodes and its transfer journal; False if it
+        was not stored. Its update log stays (the source of truth of its
+        registrations: a zone stored again at `origin` finds it)."""
         self._check_writable()
         prefix = zone_prefix(origin)
         with self._env.begin(write=True) as txn:
