@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import secrets
 import shutil
 import sys
 import tempfile
@@ -132,7 +133,7 @@ def set_up(owners: list[Owner], primary: tuple[str, int], mailbox: Mailbox) -> N
         envelope = m.make_request(m.Kind.REGISTER, ZONE,
                                   m.register_fields(owner.address, owner.encrypt, owner.sign),
                                   registry_key=encrypt_key, time=int(time.time()),
-                                  signer=owner.ed)
+                                  signer=owner.ed, random=secrets.token_bytes)
         update(conn, envelope, i & 0xFFFF)
     deadline = time.monotonic() + WAIT + len(owners) * 0.05
     for owner in owners:
@@ -146,7 +147,7 @@ def set_up(owners: list[Owner], primary: tuple[str, int], mailbox: Mailbox) -> N
         owner.confirm = m.make_request(m.Kind.CONFIRM, ZONE,
                                        m.token_fields(challenge.request_id, challenge.token),
                                        registry_key=encrypt_key, time=int(time.time()),
-                                       signer=owner.ed)
+                                       signer=owner.ed, random=secrets.token_bytes)
 
 
 def throughput(owners: list[Owner], primary: tuple[str, int], clients: int) -> float:

@@ -240,7 +240,10 @@ class LogLimiter:
 #: behind one NAT register together, while a flood from one prefix is
 #: REFUSED after 30, as BIND's rate-limit counts per /24 and /56.
 UPDATE_BURST = 30
-UPDATE_RATE = 1.0
+UPDATE_RATE = 1
+#: Largest rate a server may set (its `[registry] rate_limit`): far beyond
+#: what one registry commits (benchmarks/RESULTS.md: a few hundred a second).
+MAX_UPDATE_RATE = 100_000
 
 
 class RequestLimiter:

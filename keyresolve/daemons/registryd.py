@@ -278,7 +278,7 @@ class RegistryService:
         return Registry(
             zones=[zone.name for zone in self.config.zones if zone.registration],
             private=self.encrypt_key, signer=self.sign_key, server=self.server,
-            clock=lambda: int(self.clock()),
+            clock=lambda: int(self.clock()), random=secrets.token_bytes,
             limits=Limits(confirm_within=registry.confirm_within,
                           reverify_every=registry.reverify_every,
                           reverify_grace=registry.reverify_grace))
