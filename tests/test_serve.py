@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from keyresolve.authority import fastpath
 from keyresolve.protocol.codes import Opcode, Rcode, RType
 from keyresolve.protocol.message import FrameReader, Message, make_query
+from keyresolve.registry.messages import make_update
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import KEY, NS
 from keyresolve.store.keys import NODE_AREAS, node_prefix
@@ -133,9 +134,13 @@ def test_unknown_version_gets_badvers(server):
     assert reply.id == 7 and reply.rcode == Rcode.BADVERS
 
 
-def test_update_opcode_is_notimp(server):
+def test_update_outside_a_registration_zone_is_notauth(server):
+    # docs/protocol.md 8E.7: a malformed UPDATE is FORMERR, one for a zone
+    # that takes no registrations NOTAUTH
     query = make_query(name("alice@example.com"), RType.KEY, opcode=Opcode.UPDATE)
-    assert ask(server.address, query).rcode == Rcode.NOTIMP
+    assert ask(server.address, query).rcode == Rcode.FORMERR
+    update = make_update(name("example.com."), b"\x92", 9)
+    assert ask(server.address, update).rcode == Rcode.NOTAUTH
 
 
 def test_unreadable_and_response_packets_are_dropped(server):

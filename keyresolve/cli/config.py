@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..authority.ratelimit import DEFAULT_SLIP, MAX_SLIP
+from ..authority.ratelimit import DEFAULT_SLIP, MAX_SLIP, MAX_UPDATE_RATE, UPDATE_RATE
 from ..protocol.errors import ConfigError, InvalidName, InvalidRecord, excerpt
 from ..protocol.grammar import CONTROL_RE, HOST_RE
 from ..protocol.names import Name
@@ -508,6 +508,9 @@ class RegistryConfig:
     #: owner did not answer within `reverify_grace`.
     reverify_every: int = DEFAULT_REVERIFY_EVERY
     reverify_grace: int = DEFAULT_REVERIFY_GRACE
+    #: UPDATE requests a second each client prefix (/24, /56) may send
+    #: beyond a burst of max(30, this) (`ratelimit.RequestLimiter`).
+    rate_limit: int = UPDATE_RATE
 
 
 def parse_host_port(text: object) -> tuple[str, int]:
@@ -596,6 +599,11 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
     config.mail_interval = _duration(table, "mail_interval", DEFAULT_MAIL_INTERVAL)
     config.reverify_every = _duration(table, "reverify_every", DEFAULT_REVERIFY_EVERY)
     config.reverify_grace = _duration(table, "reverify_grace", DEFAULT_REVERIFY_GRACE)
+    config.rate_limit = table.get("rate_limit", int, UPDATE_RATE,
+                                  what="requests a second")
+    if not 1 <= config.rate_limit <= MAX_UPDATE_RATE:
+        raise table._err("rate_limit", f"must be 1 .. {MAX_UPDATE_RATE} (requests a second "
+                         "per client prefix)")
     if config.reverify_grace >= config.reverify_every:
         raise table._err("reverify_grace", "must be shorter than reverify_every (an owner "
                          "answers one challenge before the next is mailed)")

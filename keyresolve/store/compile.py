@@ -15,13 +15,13 @@ import dataclasses
 import heapq
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..protocol.codes import RType
 from ..protocol.errors import StoreError
 from ..protocol.names import Name
-from ..protocol.records import SOA
+from ..protocol.records import SOA, Record
 from ..protocol.serial import SerialNotIncreased, next_serial, serial_gt
 from ..zonedata.bulkcompile import Repeated, compile_bulk
 from ..zonedata.model import RRset
@@ -31,6 +31,7 @@ from .diff import DiffCollector, diff_areas
 from .env import (TRANSFER_TXN_NODES, Environment, Txn, ZoneDbs, clear_range, delete_prefix,
                   put_or_append, scan_prefix, suppress_lmdb_errors)
 from .keys import NODE_AREAS, area_of, node_prefix, zone_prefix
+from .overlay import apply_overlay
 from .transaction import CommitHook, commit_zone
 
 #: Bits of the filter that spares a compile an LMDB lookup for each new owner
@@ -205,7 +206,8 @@ def load_zone_file(dbs: ZoneDbs, path: str, origin: Name, *, text: str | None = 
                    include_dirs: Iterable[str] = (),
                    before_commit: Callable[[], None] | None = None,
                    serial_policy: str | None = None, now: float | None = None,
-                   hooks: Iterable[CommitHook] = ()) -> CompiledZone:
+                   hooks: Iterable[CommitHook] = (), overlay: Sequence[Record] = ()
+                   ) -> CompiledZone:
     """Compile a zone file (`zonefile.compile_nodes`) straight into the
     store: `Store.replace_zone_reference` without the zone in memory, same result, same
     journal. With `text`, the zone is `text` (shown as `path`). Its
@@ -238,6 +240,11 @@ def load_zone_file(dbs: ZoneDbs, path: str, origin: Name, *, text: str | None = 
     SerialNotIncreased, the compile is refused and the old zone stays.
     So the served contents never change without the serial increasing,
     and each journal entry holds every difference between two serials.
+
+    `overlay` records are added to the compiled zone in the switching
+    transaction (`overlay.apply_overlay`: a registration zone's
+    registrations); a file with a KEY at a mailbox the overlay holds a KEY
+    at is ZoneErrors.
     """
     if origin.is_mailbox:
         raise StoreError(f"zone origin {origin} is a mailbox")
@@ -261,6 +268,10 @@ def load_zone_file(dbs: ZoneDbs, path: str, origin: Name, *, text: str | None = 
                 compiled = compile_nodes(sink, path, origin, text=text,
                                         include_dirs=include_dirs)
                 sink.flush()
+            if overlay:
+                added = apply_overlay(txn, dbs.nodes, origin, target, overlay, path, text,
+                                      include_dirs)
+                compiled = dataclasses.replace(compiled, records=compiled.records + added)
             if serial_policy is not None and served is not None:
                 compiled = _serial_by_policy(dbs, txn, origin, served, area, compiled,
                                                   serial_policy, now)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -220,17 +220,17 @@ class Store:
                        loaded_at: float | None = None, journal: bool = True,
                        include_dirs: Iterable[str] = (),
                        before_commit: Callable[[], None] | None = None,
-                       serial_policy: str | None = None, now: float | None = None
-                       ) -> CompiledZone:
-        """Compile a zone file straight into the store: see
-        `keyresolve.store.compile.load_zone_file` (one compile at a time
-        per store; the store's `commit_hooks` are called)."""
+                       serial_policy: str | None = None, now: float | None = None,
+                       overlay: Sequence[Record] = ()) -> CompiledZone:
+        """Compile a zone file straight into the store, with the `overlay`
+        records added: see `keyresolve.store.compile.load_zone_file` (one
+        compile at a time per store; the store's `commit_hooks` are called)."""
         self._check_writable()
         with self._compile_lock:
             return load_zone_file(self.dbs, path, origin, text=text, loaded_at=loaded_at,
                                   journal=journal, include_dirs=include_dirs,
                                   before_commit=before_commit, serial_policy=serial_policy,
-                                  now=now, hooks=self.commit_hooks)
+                                  now=now, hooks=self.commit_hooks, overlay=overlay)
 
     # -- the update log --------------------------------------------------------
     @translate
