@@ -27,7 +27,7 @@ from ..store.zones import Snapshot, Store
 from ..protocol.tsig import SharedKey
 from ..authority.xfr import check_notify_response, make_notify
 
-log = logging.getLogger("keyresolve.authority.xfr")
+log = logging.getLogger("keyresolve.xfr")
 
 #: Time allowed for the SOA query to one primary (it is retried once).
 SOA_TIMEOUT = 2.0
