@@ -403,5 +403,5 @@ def test_a_failing_primary_is_retried_with_backoff_and_said_once(tmp_path, start
     p.secondary.wait_for(re.escape(f"{first} (repeated 2 times)"), timeout=10)
     t3 = time.monotonic()
     assert t3 - t2 > 1.5  # 1 s, then 2 s: doubling
-    said = [line for line in p.secondary.lines if "WARNING keyresolve.authority.xfr" in line]
+    said = [line for line in p.secondary.lines if "WARNING keyresolve.xfr" in line]
     assert len(said) == 3  # the failure once, then its counts
