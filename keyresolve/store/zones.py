@@ -54,6 +54,7 @@ from typing import Any
 import lmdb
 import msgpack
 
+from ..files.local import LOCAL_FILES, gc_paused
 from ..zonedata.bulkcompile import Repeated, compile_bulk
 from ..protocol.codes import RType
 from ..protocol.errors import FormError, KeyresolveError, StoreError
@@ -64,7 +65,7 @@ from ..protocol.records import SOA, Record, rdata_from_wire, soa_serial
 from ..protocol.serial import SerialNotIncreased, next_serial, serial_gt
 from ..authority.xfr import STEP_SOA_RECORDS, diff_records, node_add, node_delete
 from ..zonedata.model import Node, RRset, Zone
-from ..zonedata.zonefile import CompiledZone, compile_nodes, gc_paused
+from ..zonedata.zonefile import CompiledZone, compile_nodes
 
 #: Sub-DB of zone metadata.
 ZONES_DB = b"zones"
@@ -912,8 +913,8 @@ class Store:
                     if compiled is None:
                         _delete_prefix(cursor, target)  # a cut transfer's leftovers
                         sink = _NodeWriter(txn, self._nodes, target)
-                        compiled = compile_nodes(sink, path, origin, text=text,
-                                                include_dirs=include_dirs)
+                        compiled = compile_nodes(sink, path, origin, files=LOCAL_FILES,
+                                                 text=text, include_dirs=include_dirs)
                         sink.flush()
                     if serial_policy is not None and served is not None:
                         compiled = self._serial_by_policy(txn, origin, served, area, compiled,
@@ -959,7 +960,10 @@ class Store:
         sorted runs merged by appends; None where neither applies (the
         caller compiles in the switching transaction)."""
         self._clear_range(target)  # a cut transfer's or compile's leftovers
-        bulk = compile_bulk(path, origin, target) if text is None else None
+        bulk = None
+        if text is None:
+            with gc_paused():  # the nodes are many objects and no cycles
+                bulk = compile_bulk(path, origin, target, files=LOCAL_FILES)
         if bulk is not None:
             try:
                 with gc_paused():  # the batches are many tuples and no cycles
@@ -976,7 +980,8 @@ class Store:
             txn.drop(self._scratch, delete=False)  # a crashed compile's leftovers
         runs = _SortedRuns(self._env, self._scratch)
         try:
-            compiled = compile_nodes(runs, path, origin, text=text, include_dirs=include_dirs)
+            compiled = compile_nodes(runs, path, origin, files=LOCAL_FILES, text=text,
+                                     include_dirs=include_dirs)
             runs.finish()
             self._append_nodes(target, runs.merged())
         except BaseException:

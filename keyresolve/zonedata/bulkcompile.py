@@ -20,7 +20,9 @@ parentheses, a line it cannot decode, a text zone, a file bigger than
 `MAX_BULK_FILE` (it holds the zone's nodes in memory), a mailbox with more
 than `MAX_BULK_KEYS` keys, and an owner whose
 lines are not all adjacent (`Repeated`, found when the sorted nodes are
-read). Sans-IO apart from reading the file, as `zonefile`.
+read). Sans-IO, as `zonefile`: the file is read through the caller's
+`zonefile.Files`, and the caller pauses the garbage collector around it
+(`keyresolve.files.local.gc_paused`: the nodes are many objects, no cycles).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import binascii
 import bisect
 import hashlib
 import operator
-import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
@@ -42,7 +43,7 @@ from ..protocol.names import MAX_LOCAL, Name
 from .nodes import node_head
 from ..protocol.message import array_header
 from .zonefile import (KEY_HEADS_BY_TEXT, MAX_LINE, CompiledZone, CompileReader, Include,
-                       MemoryNodes, StopReading, ZoneBuilder, compile_nodes, gc_paused,
+                       Files, MemoryNodes, StopReading, ZoneBuilder, compile_nodes,
                        is_directive, parse_ttl)
 
 #: Largest zone file the bulk compile takes. It holds every mailbox node in
@@ -208,22 +209,23 @@ class _Reader(CompileReader):
         return not cont and not is_directive(tokens[0])
 
 
-def compile_bulk(path: str, origin: Name | None = None, prefix: bytes = b"") -> BulkZone | None:
-    """Compile the zone file at `path` (no includes) into memory, its nodes
-    keyed by `prefix` + owner key; None where the bulk compile gives up
-    (see the module docstring): then compile it with
+def compile_bulk(path: str, origin: Name | None = None, prefix: bytes = b"", *,
+                 files: Files) -> BulkZone | None:
+    """Compile the zone file at `path` (no includes), read through `files`,
+    into memory, its nodes keyed by `prefix` + owner key; None where the
+    bulk compile gives up (see the module docstring): then compile it with
     `zonefile.compile_nodes`, which reports the errors."""
     sink = _Sink(prefix)
-    reader = _Reader(path, origin, lambda r: ZoneBuilder(r.origin, r._errors, r.filename, sink))
+    reader = _Reader(path, origin, lambda r: ZoneBuilder(r.origin, r._errors, r.filename, sink),
+                     files=files)
     stream = reader._open(path, path, 0, "cannot read zone file")  # regular files only
     if stream is None:
         return None
     try:
         with stream:
-            if os.fstat(stream.fileno()).st_size > MAX_BULK_FILE:
+            if files.size(stream) > MAX_BULK_FILE:
                 return None
-            with gc_paused():
-                return _compile(stream, reader, sink)
+            return _compile(stream, reader, sink)
     except (OSError, GiveUp):
         return None
 
@@ -390,14 +392,15 @@ def _node(head: bytes, rdatas: list[bytes]) -> bytes:
     return head + array_header(len(rdatas)) + b"".join(rdatas)
 
 
-def check_zone(path: str, origin: Name | None = None, *,
+def check_zone(path: str, origin: Name | None = None, *, files: Files,
                include_dirs: Iterable[str] = ()) -> CompiledZone:
     """Parse and check a zone file (with its includes, which may lie in its
-    directory or in `include_dirs`) without keeping it: what `keyresolve
-    zone check` runs. The bulk compile where it can, else the streaming
-    compile with the nodes as bytes in memory (no objects per record);
-    raises `ZoneErrors` listing every error, as `zonefile.load_zone`."""
-    zone = compile_bulk(path, origin)
+    directory or in `include_dirs`), read through `files`, without keeping
+    it: what `keyresolve zone check` runs. The bulk compile where it can,
+    else the streaming compile with the nodes as bytes in memory (no objects
+    per record); raises `ZoneErrors` listing every error, as
+    `zonefile.load_zone`. The caller pauses the garbage collector."""
+    zone = compile_bulk(path, origin, files=files)
     if zone is not None:
         try:
             for _ in zone.batches():
@@ -405,5 +408,4 @@ def check_zone(path: str, origin: Name | None = None, *,
             return zone.compiled
         except Repeated:
             pass
-    with gc_paused():
-        return compile_nodes(MemoryNodes(), path, origin, include_dirs=include_dirs)
+    return compile_nodes(MemoryNodes(), path, origin, files=files, include_dirs=include_dirs)
