@@ -40,7 +40,7 @@ from ..protocol.errors import InvalidRecord
 from ..protocol.grammar import (ATOM_CHAR, BASE64_CHAR, BASE64_PAD, BLANK, CLASS_IN, DOMAIN_CHAR, TTL_CHAR,
                       TTL_START, TYPE_KEY)
 from ..protocol.names import MAX_LOCAL, Name
-from .nodes import node_head
+from .nodes import ONE_RDATA, node_head
 from ..protocol.message import array_header
 from .zonefile import (KEY_HEADS_BY_TEXT, MAX_LINE, CompiledZone, CompileReader, Include,
                        Files, MemoryNodes, StopReading, ZoneBuilder, compile_nodes,
@@ -62,6 +62,7 @@ CHUNK = 4 << 20
 _ATOM = ATOM_CHAR.encode("ascii")
 _BLANKS = BLANK.encode("ascii") + rb"{1,1024}+"  # a run of blanks, bounded
 _KEY = int(RType.KEY)
+_ONE_RDATA = bytes((ONE_RDATA,))  # the rdatas array of a one-KEY node
 _KINDS = b"|".join(sorted({alg.encode() for alg, _ in KEY_HEADS_BY_TEXT}))
 _USAGES = b"|".join(sorted({usage.encode() for _, usage in KEY_HEADS_BY_TEXT}))
 #: One line: either a mailbox KEY line (groups: local part, domain, TTL,
@@ -382,7 +383,7 @@ def _kinds(ttl: int, tables: dict[int, dict[bytes, tuple[bytes, bytes, int]]],
     `zonefile.ZoneBuilder` encodes them; cached in `tables`, and the node
     head (`_SEP` and the node up to its rdatas' array) in `node_heads`."""
     head = node_heads[ttl] = _SEP + node_head(_KEY, ttl)
-    table = tables[ttl] = {kind: (head + b"\x91" + rhead, rhead, length)
+    table = tables[ttl] = {kind: (head + _ONE_RDATA + rhead, rhead, length)
                            for kind, (rhead, length) in _HEADS.items()}
     return table
 
