@@ -8,6 +8,7 @@ without being listed, and a package may import only the packages its row of
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,9 @@ MAY_IMPORT = {
 #: Modules of a package that may not import a package its neighbours may:
 #: the configuration is read by the daemons, so it must not pull in sockets.
 MODULE_MAY_NOT = {"cli/config.py": {"net", "daemons", "store"}}
+
+
+DOC = PACKAGE.parent / "docs" / "architecture.md"
 
 
 def _modules(package: str) -> list[Path]:
@@ -182,3 +186,20 @@ def test_no_module_imports_another_modules_private_names():
                 offenders += [f"{path.relative_to(PACKAGE)}: {node.module}.{alias.name}"
                               for alias in node.names if _private(alias.name)]
     assert offenders == []
+
+
+def test_the_documented_table_is_the_enforced_one():
+    """docs/architecture.md's table of what each package may import says
+    what `MAY_IMPORT` enforces, row for row."""
+    text = DOC.read_text()
+    table = text[text.index("| Package | What it is | May import"):].split("\n\n")[0]
+    documented = {}
+    for row in table.splitlines()[2:]:
+        package, _, allowed = (cell.strip() for cell in row.strip("|").split("|"))
+        package = package.strip("`")
+        named = set(re.findall(r"`([a-z_]+)`", allowed)) | ({"(top)"} if "the top" in allowed
+                                                              else set())
+        if allowed.startswith("every package but"):
+            named = set(MAY_IMPORT) - {package} - named | {"(top)"}
+        documented[package] = named
+    assert documented == MAY_IMPORT
