@@ -308,3 +308,31 @@ def test_check_zone_reports_what_load_zone_reports(path: Path) -> None:
     with pytest.raises(ZoneErrors) as loaded:
         load_zone(str(path), files=LOCAL_FILES)
     assert str(checked.value) == str(loaded.value)
+
+
+def test_the_store_and_zone_check_compile_with_the_collector_paused(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The pure compile does not touch the collector; its callers pause it
+    (`files.local.gc_paused`: millions of nodes, no cycles) and turn it back on."""
+    import gc
+
+    from click.testing import CliRunner
+
+    from keyresolve.cli import commands as cli
+
+    path = write(tmp_path, HEADER + "".join(f"u{i}@ KEY {KEY_A}\n" for i in range(50)))
+    enabled: list[bool] = []
+    real = bulkcompile._compile
+
+    def spy(*args):
+        enabled.append(gc.isenabled())
+        return real(*args)
+
+    monkeypatch.setattr(bulkcompile, "_compile", spy)
+    assert gc.isenabled()
+    with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
+        store.load_zone_file(path, ORIGIN)
+    result = CliRunner().invoke(cli.main, ["zone", "check", path])
+    assert result.exit_code == 0, result.output
+    compile_bulk(path, ORIGIN, files=LOCAL_FILES)  # by itself: the collector stays on
+    assert enabled == [False, False, True] and gc.isenabled()
