@@ -137,6 +137,7 @@ def child_components(zone: Path, directory: Path) -> dict:
 
     import lmdb
 
+    from keyresolve.files.local import LOCAL_FILES
     from keyresolve.zonedata import bulkcompile
     from keyresolve.protocol.names import Name
     from keyresolve.store.env import TRANSFER_TXN_NODES
@@ -177,7 +178,7 @@ def child_components(zone: Path, directory: Path) -> dict:
 
     bulkcompile._finish = timed_finish
     t0 = time.perf_counter()
-    bulk = bulkcompile.compile_bulk(str(zone), origin, node_prefix(origin, 1))
+    bulk = bulkcompile.compile_bulk(str(zone), origin, node_prefix(origin, 1), files=LOCAL_FILES)
     if bulk is None:
         raise SystemExit("the bulk compile gave up on this zone")
     compile_bulk_s = time.perf_counter() - t0 - sum(times["sort_s"])  # without the copies
@@ -209,11 +210,13 @@ def child_memprofile(zone: Path) -> dict:
     import linecache
     import tracemalloc
 
+    from keyresolve.files.local import LOCAL_FILES, gc_paused
     from keyresolve.protocol.names import Name
     from keyresolve.zonedata.zonefile import load_zone_with_sources
 
     tracemalloc.start(1)
-    parsed, _ = load_zone_with_sources(str(zone), Name.from_text(ORIGIN))
+    with gc_paused():
+        parsed, _ = load_zone_with_sources(str(zone), Name.from_text(ORIGIN), files=LOCAL_FILES)
     gc.collect()
     snap = tracemalloc.take_snapshot()
     current, peak = tracemalloc.get_traced_memory()

@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from keyresolve.files.local import LOCAL_FILES
 from keyresolve.zonedata.bulkcompile import check_zone
 from keyresolve.protocol.errors import KeyresolveError, ZoneErrors
 from keyresolve.protocol.names import Name
@@ -115,7 +116,7 @@ def _origin_of(path: Path) -> Name:
         stem = path.stem
         return Name.from_text("." if stem == "root" else stem + ".")
     try:
-        return check_zone(str(path)).origin
+        return check_zone(str(path), files=LOCAL_FILES).origin
     except KeyresolveError:  # a bad seed: its first absolute $ORIGIN
         for match in _ORIGIN.finditer(path.read_text(errors="replace")):
             if match.group(1).endswith("."):
@@ -232,7 +233,7 @@ def bad_lines(lines: list[str]) -> list[str]:
 
 def check_case(path: Path, origin: Name, store: Store) -> list[str]:
     """Check and compile `path`; what is wrong with the results."""
-    checked = outcome(lambda: check_zone(str(path), origin))
+    checked = outcome(lambda: check_zone(str(path), origin, files=LOCAL_FILES))
     compiled = outcome(lambda: store.load_zone_file(str(path), origin))
     problems = []
     for who, (kind, value) in (("zone check", checked), ("store compile", compiled)):
@@ -346,7 +347,7 @@ def run_case(state: Run, workdir: Path, store: Store, seeds: list[Seed], good: l
 
 
 def escape_problems(path: Path, origin: Name, include_line: int) -> list[str]:
-    kind, value = outcome(lambda: check_zone(str(path), origin))
+    kind, value = outcome(lambda: check_zone(str(path), origin, files=LOCAL_FILES))
     target = path.read_text(errors="replace").split("\n")[include_line - 1]
     if kind == "ok":
         return [f"{target!r} outside the zone's directory was accepted"]

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keyresolve.files.local import LOCAL_FILES
 from keyresolve.zonedata import bulkcompile
 from keyresolve.store import compile as store_compile
 from keyresolve.zonedata.bulkcompile import Repeated, check_zone, compile_bulk
@@ -45,13 +46,13 @@ Result = tuple[CompiledZone, dict[bytes, bytes]]
 
 def reference(path: str, origin: Name | None = ORIGIN) -> Result:
     sink = MemoryNodes()
-    compiled = compile_nodes(sink, path, origin)
+    compiled = compile_nodes(sink, path, origin, files=LOCAL_FILES)
     return compiled, sink.nodes
 
 
 def bulk(path: str, origin: Name | None = ORIGIN) -> Result | None:
     """The bulk compile's result, or None where it gives up."""
-    zone = compile_bulk(path, origin)
+    zone = compile_bulk(path, origin, files=LOCAL_FILES)
     if zone is None:
         return None
     try:
@@ -126,7 +127,7 @@ def test_bom_and_origin_from_the_file(tmp_path: Path) -> None:
 
 def test_generated_zone_is_bulk_compiled(tmp_path: Path) -> None:
     path = write(tmp_path, generated(3000))
-    zone = compile_bulk(path, ORIGIN)
+    zone = compile_bulk(path, ORIGIN, files=LOCAL_FILES)
     assert zone is not None
     # the mailboxes went through the bulk lines, not the general parser
     assert len(zone._sink.entries) > 2000 and len(zone._sink.nodes) < 50
@@ -135,7 +136,7 @@ def test_generated_zone_is_bulk_compiled(tmp_path: Path) -> None:
 
 def test_prefix_comes_before_every_key(tmp_path: Path) -> None:
     path = write(tmp_path, generated(200) + f"zz@www KEY {KEY_A}\nwww ADDR 10.0.0.1:53\n")
-    zone = compile_bulk(path, ORIGIN, b"com\0example\0\x01")
+    zone = compile_bulk(path, ORIGIN, b"com\0example\0\x01", files=LOCAL_FILES)
     assert zone is not None
     got = [item for batch in zone.batches(size=16) for item in batch]
     assert got == [(b"com\0example\0\x01" + key, value)
@@ -202,15 +203,15 @@ def test_no_ttl_and_no_origin_give_up(tmp_path: Path) -> None:
 
 
 def test_unreadable_big_and_special_files_give_up(tmp_path: Path, monkeypatch) -> None:
-    assert compile_bulk(str(tmp_path / "missing.zone"), ORIGIN) is None
-    assert compile_bulk(str(tmp_path), ORIGIN) is None  # a directory
+    assert compile_bulk(str(tmp_path / "missing.zone"), ORIGIN, files=LOCAL_FILES) is None
+    assert compile_bulk(str(tmp_path), ORIGIN, files=LOCAL_FILES) is None  # a directory
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    assert compile_bulk(str(fifo), ORIGIN) is None
+    assert compile_bulk(str(fifo), ORIGIN, files=LOCAL_FILES) is None
     path = write(tmp_path, HEADER + f"alice@ KEY {KEY_A}\n")
-    assert compile_bulk(path, ORIGIN) is not None
+    assert compile_bulk(path, ORIGIN, files=LOCAL_FILES) is not None
     monkeypatch.setattr(bulkcompile, "MAX_BULK_FILE", 100)
-    assert compile_bulk(path, ORIGIN) is None
+    assert compile_bulk(path, ORIGIN, files=LOCAL_FILES) is None
 
 
 # -- property: mixes of bulk and general lines ------------------------------------
@@ -257,8 +258,8 @@ def test_store_contents_as_the_streaming_compile(tmp_path: Path, monkeypatch,
     calls: list[bool] = []
     real = store_compile.compile_bulk
 
-    def counting(path: str, origin: Name, prefix: bytes):
-        result = real(path, origin, prefix)
+    def counting(path: str, origin: Name, prefix: bytes, *, files):
+        result = real(path, origin, prefix, files=files)
         calls.append(result is not None)
         return result
 
@@ -267,7 +268,7 @@ def test_store_contents_as_the_streaming_compile(tmp_path: Path, monkeypatch,
         if use_bulk:
             monkeypatch.setattr(store_compile, "compile_bulk", counting)
         else:
-            monkeypatch.setattr(store_compile, "compile_bulk", lambda path, origin, prefix: None)
+            monkeypatch.setattr(store_compile, "compile_bulk", lambda path, origin, prefix, *, files: None)
         stores[name] = tmp_path / name
         with Store(stores[name], map_size=MAP_SIZE) as store:
             if not tail:
@@ -286,7 +287,7 @@ def test_store_contents_as_the_streaming_compile(tmp_path: Path, monkeypatch,
     f"alice@ KEY {KEY_A}\nbob@ KEY {KEY_A}\nalice@ ALIAS bob@\n",  # a bulk and a general one
 ])
 def test_repeated_owner_is_found_in_any_batch(tmp_path: Path, text: str, size: int) -> None:
-    zone = compile_bulk(write(tmp_path, HEADER + text), ORIGIN)
+    zone = compile_bulk(write(tmp_path, HEADER + text), ORIGIN, files=LOCAL_FILES)
     assert zone is not None
     with pytest.raises(Repeated):
         list(zone.batches(size=size))
@@ -296,7 +297,7 @@ def test_repeated_owner_is_found_in_any_batch(tmp_path: Path, text: str, size: i
 @pytest.mark.parametrize("fname", ["good/example.zone", "good/syntax.zone", "good/include.zone"])
 def test_check_zone_summarizes_as_load_zone(fname: str) -> None:
     path = str(ZONEFILES / fname)
-    assert summarize(check_zone(path)) == summarize(load_zone(path))
+    assert summarize(check_zone(path, files=LOCAL_FILES)) == summarize(load_zone(path, files=LOCAL_FILES))
 
 
 @pytest.mark.parametrize("text", [
@@ -305,15 +306,43 @@ def test_check_zone_summarizes_as_load_zone(fname: str) -> None:
 ])
 def test_check_zone_of_generated_zones(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
-    compiled = check_zone(path, ORIGIN)
-    assert summarize(compiled) == summarize(load_zone(path, ORIGIN))
+    compiled = check_zone(path, ORIGIN, files=LOCAL_FILES)
+    assert summarize(compiled) == summarize(load_zone(path, ORIGIN, files=LOCAL_FILES))
     assert compiled.records == sum(compiled.types.values())
 
 
 @pytest.mark.parametrize("path", sorted((ZONEFILES / "bad").glob("*.zone")), ids=lambda p: p.name)
 def test_check_zone_reports_what_load_zone_reports(path: Path) -> None:
     with pytest.raises(ZoneErrors) as checked:
-        check_zone(str(path))
+        check_zone(str(path), files=LOCAL_FILES)
     with pytest.raises(ZoneErrors) as loaded:
-        load_zone(str(path))
+        load_zone(str(path), files=LOCAL_FILES)
     assert str(checked.value) == str(loaded.value)
+
+
+def test_the_store_and_zone_check_compile_with_the_collector_paused(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The pure compile does not touch the collector; its callers pause it
+    (`files.local.gc_paused`: millions of nodes, no cycles) and turn it back on."""
+    import gc
+
+    from click.testing import CliRunner
+
+    from keyresolve.cli import commands as cli
+
+    path = write(tmp_path, HEADER + "".join(f"u{i}@ KEY {KEY_A}\n" for i in range(50)))
+    enabled: list[bool] = []
+    real = bulkcompile._compile
+
+    def spy(*args):
+        enabled.append(gc.isenabled())
+        return real(*args)
+
+    monkeypatch.setattr(bulkcompile, "_compile", spy)
+    assert gc.isenabled()
+    with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
+        store.load_zone_file(path, ORIGIN)
+    result = CliRunner().invoke(cli.main, ["zone", "check", path])
+    assert result.exit_code == 0, result.output
+    compile_bulk(path, ORIGIN, files=LOCAL_FILES)  # by itself: the collector stays on
+    assert enabled == [False, False, True] and gc.isenabled()

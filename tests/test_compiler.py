@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from keyresolve.files.local import LOCAL_FILES
 from keyresolve.daemons import compiler
 from keyresolve.protocol.errors import StoreError, ZoneErrors
 from keyresolve.protocol.names import Name
@@ -29,7 +30,7 @@ def compile_child(data_dir: Path, path: str, origin: Name) -> tuple[int, int]:
 def test_the_child_compiles_into_the_store(tmp_path: Path) -> None:
     zone = tmp_path / "z.zone"
     zone.write_text(HEADER + f"alice@ KEY {KEY_A}\nbob@www KEY {KEY_A}\n")
-    expected = load_zone(str(zone), ORIGIN)
+    expected = load_zone(str(zone), ORIGIN, files=LOCAL_FILES)
     assert compile_child(tmp_path / "data", str(zone), ORIGIN) == (1, len(expected))
     with Store(tmp_path / "data", map_size=MAP_SIZE) as store, store.snapshot() as snap:
         assert set(snap.iter_records(ORIGIN)) == set(expected.records())
@@ -42,7 +43,7 @@ def test_zone_errors_come_back_with_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ZoneErrors) as child:
         compile_child(tmp_path / "data", str(zone), ORIGIN)
     with pytest.raises(ZoneErrors) as here:
-        load_zone(str(zone), ORIGIN)
+        load_zone(str(zone), ORIGIN, files=LOCAL_FILES)
     assert str(child.value) == str(here.value)
     assert [(e.filename, e.line) for e in child.value.errors] == [
         (str(zone), 6), (str(zone), 7)]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from keyresolve.protocol.codes import RType
 from keyresolve.cli.dig import (DEFAULT_PORT, DEFAULT_SERVER, MAX_TRIES, DigArgs, DigUsageError,
-                            parse_dig_args, short_lines, timeout_json, timeout_text)
+                            parse_dig_args, short_lines, timeout_json, timeout_text,
+                            trace_entry_json, trace_entry_text)
+from keyresolve.protocol.message import Question
 from keyresolve.protocol.names import Name
+from keyresolve.resolver.resolution import TraceEntry, TraceOutcome
 from keyresolve.protocol.records import KEY, Record
 
 from .conftest import b64key
@@ -115,3 +120,20 @@ def test_timeout_report_names_the_tries_and_the_time():
     assert timeout_json(("127.0.0.1", 5300), 2, 2.0031, False) == {
         "error": "connection timed out; no servers could be reached",
         "server": "127.0.0.1:5300", "tcp": False, "tries": 2, "elapsed_ms": 2003.1}
+
+
+@pytest.mark.parametrize("outcome", list(TraceOutcome))
+def test_trace_lines_print_each_outcome_as_its_word(outcome):
+    """`TraceEntry.outcome` is an enum; --trace text and JSON show its word."""
+    step = TraceEntry(depth=1, question=Question(Name.from_text("a@example.com."), RType.KEY),
+                      server=("192.0.2.1", 53), server_name=Name.from_text("ns1.example.com."),
+                      zone_cut=Name.from_text("example.com."), outcome=outcome, rtt=0.0125,
+                      detail="why")
+    word = {"ANSWER": "answer", "ALIAS": "alias", "NXDOMAIN": "nxdomain", "NODATA": "nodata",
+            "REFERRAL": "referral", "TRUNCATED": "truncated", "TIMEOUT": "timeout",
+            "ERROR": "error"}[outcome.name]
+    assert trace_entry_text(step) == (
+        f";;   a@example.com. KEY -> asked ns1.example.com. (192.0.2.1:53) for zone "
+        f"example.com.: {word} in 12.5 ms (why)")
+    doc = trace_entry_json(step)
+    assert json.dumps(doc["outcome"]) == f'"{word}"' and type(doc["outcome"]) is str

@@ -40,10 +40,10 @@ def test_short_run_finds_nothing(driver, tmp_path):
 def test_a_finding_is_reported_saved_and_replayed(tmp_path, monkeypatch, capsys):
     real = zonefile.check_zone
 
-    def broken(path, origin=None):  # a checker with a bug, for the mutated files
+    def broken(path, origin=None, *, files):  # a checker with a bug, for the mutated files
         if path.endswith("fuzzcase.zone"):
             raise RuntimeError("checker bug")
-        return real(path, origin)
+        return real(path, origin, files=files)
 
     monkeypatch.setattr(zonefile, "check_zone", broken)
     out = tmp_path / "findings"

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from keyresolve.zonedata import zonefile
+from keyresolve.files import local
+from keyresolve.files.local import LOCAL_FILES
 from keyresolve.protocol.codes import RType
 from keyresolve.cli.config import load_serve_config
 from keyresolve.protocol.errors import MAX_EXCERPT, ConfigError, ZoneErrors
@@ -65,13 +66,13 @@ def opened_by(monkeypatch) -> list[str]:
         opened.append(os.fsdecode(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(zonefile.os, "open", recording_open)
+    monkeypatch.setattr(local.os, "open", recording_open)
     return opened
 
 
 def the_error(path: str, **kwargs) -> str:
     with pytest.raises(ZoneErrors) as info:
-        load_zone(path, **kwargs)
+        load_zone(path, **kwargs, files=LOCAL_FILES)
     [error] = info.value.errors
     return str(error)
 
@@ -134,7 +135,7 @@ def test_nested_include_cannot_escape_either(tree: Path) -> None:
     (tree / "zones" / "sub" / "a.inc").write_text("$INCLUDE ../../outside/shadow\n")
     path = zone_with(tree, "$INCLUDE sub/a.inc")
     with pytest.raises(ZoneErrors) as info:
-        load_zone(path)
+        load_zone(path, files=LOCAL_FILES)
     [error] = info.value.errors
     assert error.filename == str(tree / "zones" / "sub" / "a.inc") and error.line == 1
     assert error.message.startswith("$INCLUDE '../../outside/shadow' is outside")
@@ -158,7 +159,7 @@ def test_same_directory_subdirectory_and_inside_symlink_are_allowed(tree: Path) 
     os.symlink(zones / "erin.inc", zones / "erin-link.inc")
     path = zone_with(tree, f"$INCLUDE keys/bob.inc\n$INCLUDE erin-link.inc eng\n"
                      f"$INCLUDE {zones / 'erin.inc'} ops")
-    nodes = load_zone(path).nodes
+    nodes = load_zone(path, files=LOCAL_FILES).nodes
     for owner in ("bob@example.com.", "erin@eng.example.com.", "erin@ops.example.com."):
         assert Name.from_text(owner) in nodes
 
@@ -168,7 +169,7 @@ def test_include_dirs_allow_a_directory_and_its_nested_includes(tree: Path, how:
     target = str(tree / "shared" / "carol.inc") if how == "absolute" else "../shared/carol.inc"
     path = zone_with(tree, f"$INCLUDE {target}")
     assert the_error(path) == outside_message(tree, path, target)
-    nodes = load_zone(path, include_dirs=[str(tree / "shared")]).nodes
+    nodes = load_zone(path, include_dirs=[str(tree / "shared")], files=LOCAL_FILES).nodes
     assert {Name.from_text("carol@example.com."), Name.from_text("dave@example.com.")} <= set(nodes)
 
 
@@ -260,7 +261,7 @@ LONG = "root:$6$" + SECRET + "x" * 20 + ":19000:0:99999:7:::"  # 57: under every
 
 def messages(text: str) -> list[str]:
     with pytest.raises(ZoneErrors) as info:
-        parse_zone_text(text)
+        parse_zone_text(text, files=LOCAL_FILES)
     return [e.message for e in info.value.errors]
 
 
@@ -317,7 +318,7 @@ def test_no_error_quotes_more_than_an_excerpt_of_any_token(fields, indent) -> No
     tokens = [t for t in fields if t != "$INCLUDE"] or ["x"]
     line = (" " if indent else "") + " ".join(tokens)
     try:
-        parse_zone_text(HEAD + line + "\n")
+        parse_zone_text(HEAD + line + "\n", files=LOCAL_FILES)
     except ZoneErrors as exc:
         found = [e.message for e in exc.errors]
     else:

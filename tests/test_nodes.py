@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keyresolve.files.local import LOCAL_FILES
 from keyresolve.zonedata.bulkcompile import compile_bulk
 from keyresolve.protocol.codes import RType
 from keyresolve.protocol.errors import StoreError
@@ -151,8 +152,8 @@ def test_both_compilers_store_the_canonical_encoding(tmp_path_factory, mailboxes
     path.write_text("\n".join(lines) + "\n")
     origin = N("example.com.")
     sink = MemoryNodes()
-    compile_nodes(sink, str(path), origin)
-    zone = compile_bulk(str(path), origin)
+    compile_nodes(sink, str(path), origin, files=LOCAL_FILES)
+    zone = compile_bulk(str(path), origin, files=LOCAL_FILES)
     assert zone is not None
     bulk = {key: value for batch in zone.batches() for key, value in batch}
     assert bulk == sink.nodes

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from keyresolve.files.local import LOCAL_FILES
 from keyresolve.cli import commands as cli
 from keyresolve.protocol.codes import Rcode, RType
 from keyresolve.cli.config import load_serve_config, unsigned_notify_zones
@@ -234,7 +235,7 @@ def test_a_missing_zone_file_is_one_error(tmp_path, start_daemon):
     assert len(errors) == 1, errors
     assert "cannot read zone file" in errors[0] and "No such file or directory" in errors[0]
     with pytest.raises(ZoneErrors) as info:  # with the origin known, as serve has it
-        load_zone(str(tmp_path / "example.com.zone"), Name.from_text("example.com."))
+        load_zone(str(tmp_path / "example.com.zone"), Name.from_text("example.com."), files=LOCAL_FILES)
     assert len(info.value.errors) == 1
 
 
@@ -242,7 +243,7 @@ def test_include_errors_show_the_resolved_path(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "zone").write_text(ZONE + "$INCLUDE sub/../sub/missing.inc\n")
     with pytest.raises(ZoneErrors) as info:
-        load_zone(str(tmp_path / "zone"))
+        load_zone(str(tmp_path / "zone"), files=LOCAL_FILES)
     [error] = info.value.errors
     resolved = os.path.realpath(tmp_path / "sub" / "missing.inc")
     assert str(error).endswith(f"cannot read included file 'sub/../sub/missing.inc': "

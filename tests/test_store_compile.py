@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keyresolve.files.local import LOCAL_FILES
 from keyresolve.store import compile as store_compile
 from keyresolve.store.keys import node_prefix
 from keyresolve.protocol.codes import RType
@@ -65,7 +66,7 @@ def served_nodes(path: Path, origin: Name = ORIGIN) -> dict[bytes, bytes]:
 
 
 def reference(zone_path: str, origin: Name) -> Zone:
-    return Zone.from_records(origin, (rec for rec, _, _ in iter_records(zone_path, origin)))
+    return Zone.from_records(origin, (rec for rec, _, _ in iter_records(zone_path, origin, files=LOCAL_FILES)))
 
 
 def errors(exc: ZoneErrors) -> list[tuple[str, int, str]]:
@@ -88,7 +89,7 @@ def genzone_file(tmp_path: Path, keys: int, seed: int = 1) -> str:
 @pytest.mark.parametrize("fname", ["example.zone", "include.zone", "syntax.zone"])
 def test_good_files_store_the_same_bytes(tmp_path: Path, fname: str) -> None:
     path = str(ZONEFILES / "good" / fname)
-    origin = load_zone(path).origin
+    origin = load_zone(path, files=LOCAL_FILES).origin
     with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
         compiled = store.load_zone_file(path, origin, loaded_at=1.0)
     with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
@@ -281,7 +282,7 @@ def test_failed_compile_leaves_the_old_zone(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((ZONEFILES / "bad").glob("*.zone")), ids=lambda p: p.name)
 def test_bad_files_same_errors_as_load_zone(tmp_path: Path, path: Path) -> None:
     with pytest.raises(ZoneErrors) as expected:
-        load_zone(str(path), ORIGIN)
+        load_zone(str(path), ORIGIN, files=LOCAL_FILES)
     with Store(tmp_path, map_size=MAP_SIZE) as store, pytest.raises(ZoneErrors) as got:
         store.load_zone_file(str(path), ORIGIN)
     assert errors(got.value) == errors(expected.value)
@@ -323,7 +324,7 @@ def test_errors_naming_rrsets_written_earlier(tmp_path: Path) -> None:
         (18, "NS target ns2.sub.example.com. is inside the zone but has no ADDR record (glue)"),
     ]
     with pytest.raises(ZoneErrors) as mem:
-        load_zone(path, ORIGIN)
+        load_zone(path, ORIGIN, files=LOCAL_FILES)
     assert errors(mem.value) == errors(exc.value)
 
 
@@ -364,7 +365,7 @@ def test_any_zone_compiles_as_the_reference(tmp_path_factory, lines) -> None:
 
 
 def iter_records_text(base: Path, text: str):
-    return iter_records(write(base, text), ORIGIN)
+    return iter_records(write(base, text), ORIGIN, files=LOCAL_FILES)
 
 
 # -- serial policies ----------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
+import posixpath
 import re
 from pathlib import Path
 
@@ -13,16 +15,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keyresolve.files.local import LOCAL_FILES
 from keyresolve.protocol.codes import RType
 from keyresolve.protocol.errors import InvalidRecord, ZoneErrors
 from keyresolve.protocol.names import ROOT, Name
 from keyresolve.protocol.records import ADDR, ALIAS, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
+from keyresolve.zonedata.bulkcompile import check_zone
 from keyresolve.zonedata.model import Zone
 from keyresolve.zonedata.zonefile import (
     MAX_ERRORS,
     MAX_INCLUDE_DEPTH,
     MAX_LINE,
     MAX_RECORD_TEXT,
+    ZoneReader,
     iter_records,
     load_hints,
     load_zone,
@@ -145,7 +150,7 @@ def render(records: list[Record], origin: Name) -> str:
 # -- golden files ------------------------------------------------------------------
 @pytest.mark.parametrize("fname", sorted(EXPECTED))
 def test_golden_parse(fname: str) -> None:
-    zone = load_zone(str(GOOD / fname))
+    zone = load_zone(str(GOOD / fname), files=LOCAL_FILES)
     assert zone.origin == n("example.com.")
     assert sorted(zone.records(), key=repr) == sorted(EXPECTED[fname], key=repr)
     assert len(zone) == len(EXPECTED[fname])
@@ -167,7 +172,7 @@ def test_golden_files_are_all_covered() -> None:
 
 def test_iter_records_lines_and_files() -> None:
     got = [(rec, os.path.relpath(f, GOOD), line)
-           for rec, f, line in iter_records(str(GOOD / "include.zone"))]
+           for rec, f, line in iter_records(str(GOOD / "include.zone"), files=LOCAL_FILES)]
     assert [(f, line) for _, f, line in got] == [
         ("include.zone", 4), ("include.zone", 5), ("include.zone", 6),
         ("inc/glue.inc", 1),
@@ -183,7 +188,7 @@ def test_iter_records_yields_good_records_then_raises(tmp_path: Path) -> None:
     path.write_text(HEAD + "bad!  ADDR 127.0.0.1:1\nok  ADDR 127.0.0.1:2\n")
     seen = []
     with pytest.raises(ZoneErrors) as info:
-        for rec, _, line in iter_records(str(path)):
+        for rec, _, line in iter_records(str(path), files=LOCAL_FILES):
             seen.append((str(rec.name), line))
     assert seen == [("example.com.", 3), ("example.com.", 4), ("ns1.example.com.", 5),
                     ("ok.example.com.", 7)]
@@ -193,7 +198,7 @@ def test_iter_records_yields_good_records_then_raises(tmp_path: Path) -> None:
 def test_iter_records_does_no_zone_checks(tmp_path: Path) -> None:
     path = tmp_path / "z.zone"
     path.write_text("$ORIGIN example.com.\n$TTL 60\nwww.example.org. ADDR 127.0.0.1:1\n")
-    assert [str(r.name) for r, _, _ in iter_records(str(path))] == ["www.example.org."]
+    assert [str(r.name) for r, _, _ in iter_records(str(path), files=LOCAL_FILES)] == ["www.example.org."]
 
 
 # -- bad files: every "; expect: LINE: text" line must match one error, exactly ------
@@ -206,7 +211,7 @@ def _expectations(path: Path) -> list[tuple[int, str]]:
 def test_bad_file(path: Path) -> None:
     expected = _expectations(path)
     assert expected, "a bad file must say which errors it expects"
-    got = errors_of(load_zone, str(path))
+    got = errors_of(load_zone, str(path), files=LOCAL_FILES)
     left = list(got)
     for line, text in expected:
         match = next((g for g in left if g[0] == line and text in g[1]), None)
@@ -217,7 +222,7 @@ def test_bad_file(path: Path) -> None:
 
 def test_error_text_is_file_line_message() -> None:
     with pytest.raises(ZoneErrors) as info:
-        load_zone(str(BAD / "nons.zone"))
+        load_zone(str(BAD / "nons.zone"), files=LOCAL_FILES)
     [error] = info.value.errors
     assert str(error) == f"{BAD / 'nons.zone'}:4: no NS record at the zone apex example.com."
     assert error.filename == str(BAD / "nons.zone")
@@ -241,7 +246,7 @@ def test_parentheses_anywhere_on_the_line() -> None:
 def test_crlf_and_byte_order_mark(tmp_path: Path) -> None:
     path = tmp_path / "z.zone"
     path.write_bytes(b"\xef\xbb\xbf" + HEAD.replace("\n", "\r\n").encode())
-    assert len(load_zone(str(path))) == 3
+    assert len(load_zone(str(path), files=LOCAL_FILES)) == 3
 
 
 def test_case_insensitive() -> None:
@@ -270,8 +275,8 @@ def test_an_owner_starting_with_dollar_is_a_mailbox(tmp_path: Path, line: str,
         text = HEAD + line + "\n"
     zone = parse_zone_text(text)
     (tmp_path / "z").write_text(text)
-    assert set(load_zone(str(tmp_path / "z")).records()) == set(zone.records())
-    assert {r for r, _, _ in iter_records(str(tmp_path / "z"))} == set(zone.records())
+    assert set(load_zone(str(tmp_path / "z"), files=LOCAL_FILES).records()) == set(zone.records())
+    assert {r for r, _, _ in iter_records(str(tmp_path / "z"), files=LOCAL_FILES)} == set(zone.records())
     assert {r.name for r in zone.records()} == {n("example.com."), n("ns1.example.com."), n(owner)}
     keys = [r for r in zone.records() if r.rtype == RType.KEY]
     assert len(keys) == (0 if "ALIAS" in line else 2)  # the continuation is the owner's
@@ -360,16 +365,16 @@ def test_line_length_limit(tmp_path: Path) -> None:
     fits = ";" + "x" * (MAX_LINE - 1)  # exactly MAX_LINE bytes: accepted
     path.write_bytes((HEAD + fits + "\n;" + "y" * MAX_LINE + "\nlast ADDR 127.0.0.1:1\n"
                       ).encode())
-    assert errors_of(load_zone, str(path)) == [(7, f"line longer than {MAX_LINE} bytes")]
+    assert errors_of(load_zone, str(path), files=LOCAL_FILES) == [(7, f"line longer than {MAX_LINE} bytes")]
     # the long line was skipped without losing the count: "last" is on line 8
     path.write_bytes((HEAD + ";" + "y" * MAX_LINE * 3 + "\nbad!\n").encode())
-    assert [line for line, _ in errors_of(load_zone, str(path))] == [6, 7]
+    assert [line for line, _ in errors_of(load_zone, str(path), files=LOCAL_FILES)] == [6, 7]
 
 
 def test_long_line_without_newline_at_end(tmp_path: Path) -> None:
     path = tmp_path / "z.zone"
     path.write_bytes(HEAD.encode() + b"x" * (MAX_LINE + 1))
-    assert errors_of(load_zone, str(path)) == [(6, f"line longer than {MAX_LINE} bytes")]
+    assert errors_of(load_zone, str(path), files=LOCAL_FILES) == [(6, f"line longer than {MAX_LINE} bytes")]
 
 
 def test_record_text_limit_in_parentheses() -> None:
@@ -383,7 +388,7 @@ def test_record_text_limit_in_parentheses() -> None:
 def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "z.zone"
     path.write_bytes(HEAD.encode() + b"ab\xff\xfe ADDR 127.0.0.1:1\n\x00 ADDR 1\n")
-    assert errors_of(load_zone, str(path)) == [
+    assert errors_of(load_zone, str(path), files=LOCAL_FILES) == [
         (6, "not valid UTF-8 (bad byte at column 3)"),
         (7, "bad owner name: invalid label '\\x00' in '\\x00'")]
 
@@ -406,7 +411,7 @@ def test_error_cap() -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     path = str(tmp_path / "nope.zone")
-    assert errors_of(load_zone, path) == [
+    assert errors_of(load_zone, path, files=LOCAL_FILES) == [
         (0, f"cannot read zone file {path!r}: No such file or directory")]
 
 
@@ -415,25 +420,25 @@ def test_missing_file_given_as_a_path_is_named_as_text(tmp_path: Path) -> None:
     path in messages, never as PosixPath('...')."""
     path = tmp_path / "nope.hints"
     with pytest.raises(ZoneErrors) as info:
-        load_hints(path)
+        load_hints(path, files=LOCAL_FILES)
     assert str(info.value) == (f"{path}:0: cannot read zone file {str(path)!r}: "
                                "No such file or directory")
 
 
 def test_not_a_regular_file(tmp_path: Path) -> None:
-    assert errors_of(load_zone, str(tmp_path)) == [
+    assert errors_of(load_zone, str(tmp_path), files=LOCAL_FILES) == [
         (0, f"cannot read zone file {str(tmp_path)!r}: Is a directory")]
     if os.path.exists("/dev/zero"):  # endless: must be refused, not read
         (tmp_path / "z.zone").write_text(HEAD + "$INCLUDE /dev/zero\n")
-        assert errors_of(load_zone, str(tmp_path / "z.zone"), include_dirs=["/dev"]) == [
+        assert errors_of(load_zone, str(tmp_path / "z.zone"), include_dirs=["/dev"], files=LOCAL_FILES) == [
             (6, "cannot read included file '/dev/zero': not a regular file "
                 "(resolved: '/dev/zero')")]
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # opening it for reading must not wait for a writer
-    assert errors_of(load_zone, str(fifo)) == [
+    assert errors_of(load_zone, str(fifo), files=LOCAL_FILES) == [
         (0, f"cannot read zone file {str(fifo)!r}: not a regular file")]
     (tmp_path / "f.zone").write_text(HEAD + "$INCLUDE fifo\n")
-    assert errors_of(load_zone, str(tmp_path / "f.zone")) == [
+    assert errors_of(load_zone, str(tmp_path / "f.zone"), files=LOCAL_FILES) == [
         (6, f"cannot read included file 'fifo': not a regular file (resolved: {str(fifo)!r})")]
 
 
@@ -445,20 +450,71 @@ def test_include_relative_to_including_file(tmp_path: Path, monkeypatch) -> None
     (sub / "keys").mkdir()
     (sub / "keys" / "k.inc").write_text("bob@ KEY x25519 encrypt " + BOB_X + "\n")
     monkeypatch.chdir(tmp_path)  # the include must not be looked up here
-    zone = load_zone(os.path.join("sub", "main.zone"))
+    zone = load_zone(os.path.join("sub", "main.zone"), files=LOCAL_FILES)
     assert n("bob@people.example.com.") in zone.nodes
 
 
 def test_include_from_text_is_relative_to_cwd(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "k.inc").write_text("bob@ KEY x25519 encrypt " + BOB_X + "\n")
     monkeypatch.chdir(tmp_path)
-    assert n("bob@example.com.") in parse_zone_text(HEAD + "$INCLUDE k.inc\n").nodes
+    assert n("bob@example.com.") in parse_zone_text(HEAD + "$INCLUDE k.inc\n",
+                                                    files=LOCAL_FILES).nodes
+
+
+def test_text_without_files_refuses_every_include(tmp_path: Path, monkeypatch) -> None:
+    """Without `files` the reader has no file access: an $INCLUDE is an error
+    at its line, even of a file that exists."""
+    (tmp_path / "k.inc").write_text("bob@ KEY x25519 encrypt " + BOB_X + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert errors_of(parse_zone_text, HEAD + "$INCLUDE k.inc\n") == [
+        (HEAD.count("\n") + 1, "cannot read included file 'k.inc': no file access given")]
+    with pytest.raises(ValueError, match="files="):
+        ZoneReader("z.zone")
+
+
+class MemoryFiles:
+    """`zonefile.Files` over a dict of path -> bytes: the readers need no disk."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.opened: list[tuple[str, bool]] = []
+
+    def realpath(self, path: str) -> str:
+        return posixpath.normpath(posixpath.join("/zones", path))
+
+    def open(self, path: str, *, nofollow: bool = False):
+        self.opened.append((path, nofollow))
+        if path not in self.files:
+            raise FileNotFoundError(2, "No such file or directory")
+        return io.BytesIO(self.files[path])
+
+    def size(self, stream) -> int:
+        return len(stream.getbuffer())
+
+
+def test_readers_read_only_through_files() -> None:
+    """The zone readers take their files from the `files` object: a zone and
+    its include held in memory load, check and compile; a missing include is
+    the reader's usual FILE:LINE error with the object's reason."""
+    files = MemoryFiles({"/zones/z.zone": (HEAD + "$INCLUDE k.inc\n").encode(),
+                         "/zones/k.inc": ("bob@ KEY x25519 encrypt " + BOB_X + "\n").encode(),
+                         "/zones/bulk.zone": (HEAD + "bob@ KEY x25519 encrypt " + BOB_X
+                                              + "\n").encode()})
+    zone = load_zone("/zones/z.zone", files=files)
+    assert n("bob@example.com.") in zone.nodes
+    assert files.opened == [("/zones/z.zone", False), ("/zones/k.inc", True)]
+    assert check_zone("/zones/bulk.zone", files=files).records == len(
+        load_zone("/zones/bulk.zone", files=files))
+    files.files["/zones/z.zone"] = (HEAD + "$INCLUDE gone.inc\n").encode()
+    assert errors_of(load_zone, "/zones/z.zone", files=files) == [
+        (HEAD.count("\n") + 1, "cannot read included file 'gone.inc': No such file or directory "
+         "(resolved: '/zones/gone.inc')")]
 
 
 def test_include_absolute_path(tmp_path: Path) -> None:
     (tmp_path / "k.inc").write_text("bob@ KEY x25519 encrypt " + BOB_X + "\n")
     (tmp_path / "z.zone").write_text(HEAD + f"$INCLUDE {tmp_path / 'k.inc'}\n")
-    zone = load_zone(str(tmp_path / "z.zone"))
+    zone = load_zone(str(tmp_path / "z.zone"), files=LOCAL_FILES)
     assert n("bob@example.com.") in zone.nodes
 
 
@@ -466,7 +522,7 @@ def test_include_loop(tmp_path: Path) -> None:
     (tmp_path / "a.zone").write_text(HEAD + "$INCLUDE b.inc\n")
     (tmp_path / "b.inc").write_text("; b\n$INCLUDE a.zone\n")
     with pytest.raises(ZoneErrors) as info:
-        load_zone(str(tmp_path / "a.zone"))
+        load_zone(str(tmp_path / "a.zone"), files=LOCAL_FILES)
     [error] = info.value.errors
     assert (error.filename, error.line) == (str(tmp_path / "b.inc"), 2)
     assert error.message == "$INCLUDE loop: a.zone -> b.inc -> a.zone"
@@ -474,7 +530,7 @@ def test_include_loop(tmp_path: Path) -> None:
 
 def test_include_self(tmp_path: Path) -> None:
     (tmp_path / "a.zone").write_text(HEAD + "$INCLUDE a.zone\n")
-    assert errors_of(load_zone, str(tmp_path / "a.zone")) == [
+    assert errors_of(load_zone, str(tmp_path / "a.zone"), files=LOCAL_FILES) == [
         (6, "$INCLUDE loop: a.zone -> a.zone")]
 
 
@@ -483,7 +539,7 @@ def test_include_depth_limit(tmp_path: Path) -> None:
     for i in range(1, MAX_INCLUDE_DEPTH + 2):
         (tmp_path / f"{i}.inc").write_text(f"h{i} ADDR 127.0.0.1:{i}\n$INCLUDE {i + 1}.inc\n")
     with pytest.raises(ZoneErrors) as info:
-        load_zone(str(tmp_path / "main.zone"))
+        load_zone(str(tmp_path / "main.zone"), files=LOCAL_FILES)
     [error] = info.value.errors
     assert error.filename == str(tmp_path / f"{MAX_INCLUDE_DEPTH}.inc")
     assert (error.line, error.message) == (
@@ -493,7 +549,7 @@ def test_include_depth_limit(tmp_path: Path) -> None:
 def test_same_file_included_twice_is_not_a_loop(tmp_path: Path) -> None:
     (tmp_path / "k.inc").write_text("bob@ KEY x25519 encrypt " + BOB_X + "\n")
     (tmp_path / "z.zone").write_text(HEAD + "$INCLUDE k.inc\n$INCLUDE k.inc eng\n")
-    zone, sources = load_zone_with_sources(str(tmp_path / "z.zone"))
+    zone, sources = load_zone_with_sources(str(tmp_path / "z.zone"), files=LOCAL_FILES)
     assert {n("bob@example.com."), n("bob@eng.example.com.")} <= set(zone.nodes)
     assert [os.path.basename(p) for p, _ in sources] == ["z.zone", "k.inc"]
 
@@ -502,7 +558,7 @@ def test_errors_in_included_file_name_that_file(tmp_path: Path) -> None:
     (tmp_path / "k.inc").write_text("; keys\nbob@ KEY x25519 encrypt AAAA\n")
     (tmp_path / "z.zone").write_text(HEAD + "$INCLUDE k.inc\n")
     with pytest.raises(ZoneErrors) as info:
-        load_zone(str(tmp_path / "z.zone"))
+        load_zone(str(tmp_path / "z.zone"), files=LOCAL_FILES)
     assert [str(e) for e in info.value.errors] == [
         f"{tmp_path / 'k.inc'}:2: bad KEY data: x25519 key must be 32 bytes, got 3"]
 
@@ -511,13 +567,13 @@ def test_include_semantic_error_located_in_include(tmp_path: Path) -> None:
     (tmp_path / "k.inc").write_text("www.example.org. ADDR 127.0.0.1:1\n")
     (tmp_path / "z.zone").write_text(HEAD + "$INCLUDE k.inc\n")
     with pytest.raises(ZoneErrors) as info:
-        load_zone(str(tmp_path / "z.zone"))
+        load_zone(str(tmp_path / "z.zone"), files=LOCAL_FILES)
     assert [str(e) for e in info.value.errors] == [
         f"{tmp_path / 'k.inc'}:1: www.example.org. is outside the zone example.com."]
 
 
 def test_sources_hash_every_file(tmp_path: Path) -> None:
-    zone, sources = load_zone_with_sources(str(GOOD / "include.zone"))
+    zone, sources = load_zone_with_sources(str(GOOD / "include.zone"), files=LOCAL_FILES)
     assert len(zone) == len(EXPECTED["include.zone"])
     names = [os.path.relpath(p, GOOD) for p, _ in sources]
     assert names == ["include.zone", "inc/glue.inc", "inc/people/eng.inc", "inc/deep.inc"]
@@ -527,7 +583,7 @@ def test_sources_hash_every_file(tmp_path: Path) -> None:
 
 # -- hints, summary, demo zones ---------------------------------------------------------
 def test_load_hints_demo() -> None:
-    assert load_hints(str(ZONES / "root.hints")) == [
+    assert load_hints(str(ZONES / "root.hints"), files=LOCAL_FILES) == [
         (n("a.root-servers."), ADDR.parse("127.0.0.1:5310")),
         (n("b.root-servers."), ADDR.parse("127.0.0.1:5311")),
     ]
@@ -545,11 +601,11 @@ def test_load_hints_demo() -> None:
 ])
 def test_load_hints_errors(tmp_path: Path, text: str, errors: list) -> None:
     (tmp_path / "h").write_text(text)
-    assert errors_of(load_hints, str(tmp_path / "h")) == errors
+    assert errors_of(load_hints, str(tmp_path / "h"), files=LOCAL_FILES) == errors
 
 
 def test_summarize() -> None:
-    assert summarize(load_zone(str(GOOD / "example.zone"))) == (
+    assert summarize(load_zone(str(GOOD / "example.zone"), files=LOCAL_FILES)) == (
         "example.com.: serial 2026112201, 8 records (SOA 1, NS 2, ADDR 2, KEY 2, ALIAS 1)")
     assert summarize(Zone(n("x."))) == "x.: serial none, 0 records ()"
 
@@ -574,7 +630,7 @@ def test_demo_zones_all_listed() -> None:
 @pytest.mark.parametrize("fname", sorted(DEMO))
 def test_demo_zone(fname: str) -> None:
     origin, delegations = DEMO[fname]
-    zone = load_zone(str(ZONES / fname))
+    zone = load_zone(str(ZONES / fname), files=LOCAL_FILES)
     assert zone.origin == n(origin)
     for child, servers in delegations.items():
         assert zone.nodes[n(child)][RType.NS].rdatas == tuple(NS(n(s)) for s in servers)
@@ -585,7 +641,7 @@ def test_demo_zone(fname: str) -> None:
 
 
 def test_demo_keys_and_aliases() -> None:
-    com = load_zone(str(ZONES / "example.com.zone"))
+    com = load_zone(str(ZONES / "example.com.zone"), files=LOCAL_FILES)
     algs = {str(name): sorted(rd.algorithm.name for rd in node[RType.KEY].rdatas)
             for name, node in com.nodes.items() if RType.KEY in node}
     assert algs == {"alice@example.com.": ["ED25519", "X25519"],
@@ -593,10 +649,10 @@ def test_demo_keys_and_aliases() -> None:
                     "first.last@example.com.": ["ED25519", "X25519"]}
     assert com.nodes[n("www-team@example.com.")][RType.ALIAS].rdatas == \
         (ALIAS(n("alice@example.com.")),)
-    org = load_zone(str(ZONES / "example.org.zone"))
+    org = load_zone(str(ZONES / "example.org.zone"), files=LOCAL_FILES)
     assert org.nodes[n("alice-at-com@example.org.")][RType.ALIAS].rdatas == \
         (ALIAS(n("alice@example.com.")),)
-    eng = load_zone(str(ZONES / "eng.example.com.zone"))
+    eng = load_zone(str(ZONES / "eng.example.com.zone"), files=LOCAL_FILES)
     assert {n("carol@eng.example.com."), n("dave@eng.example.com.")} <= set(eng.nodes)
 
 
@@ -605,7 +661,7 @@ def _load_bytes(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "fuzz.zone"
     path.write_bytes(data)
     try:
-        load_zone(str(path), origin=n("example.com."))
+        load_zone(str(path), origin=n("example.com."), files=LOCAL_FILES)
     except ZoneErrors as exc:
         lines = data.count(b"\n") + 1
         assert exc.errors and all(0 <= e.line <= lines for e in exc.errors)

@@ -35,7 +35,8 @@ from ..protocol.errors import InvalidName
 from ..protocol.grammar import LABEL, LOCAL
 from ..protocol.message import DEFAULT_UDP_SIZE, MIN_UDP_SIZE, VERSION
 from ..protocol.names import MAX_LOCAL, MAX_NAME, Name
-from ..zonedata.nodes import ENTRY, RDATAS_AT, skip
+from ..zonedata.nodes import (BIN8, ENTRY, FIXARRAY_BASE, KEY_RDATA, ONE_ENTRY, ONE_RDATA,
+                              RDATAS_AT, skip)
 from ..protocol.message import FIXARRAY, array_header
 from ..zonedata.model import ZoneView
 
@@ -79,10 +80,18 @@ _ALIAS = int(RType.ALIAS)  # a plain int: faster to compare than the enum member
 #: reads them (measured ~4 % faster per answer than reading the imported
 #: names directly: benchmarks/RESULTS.md, "One owner for the node format").
 _ENTRY = ENTRY  # a stored node entry: [rtype, ttl, rdatas]
+_ONE_ENTRY = ONE_ENTRY  # a node of one entry
+_ONE_RDATA = ONE_RDATA  # an rdatas array of one rdata
+_KEY_RDATA = KEY_RDATA  # a packed KEY rdata: [algorithm, usage, flags, bin8 key]
+_BIN8 = BIN8  # the key bytes' header; their length follows
+_ARRAY_BASE = FIXARRAY_BASE  # a fixarray's header less its count
 _RDATAS_AT = RDATAS_AT  # where a one-entry node's rdatas begin, by its TTL's first byte
 _ARRAYS = FIXARRAY  # fixarray headers
 _skip = skip
-_RECORD = b"\x94"  # an answer record: [name, rtype, ttl, rdata]
+_RECORD = FIXARRAY[4]  # an answer record: [name, rtype, ttl, rdata]
+_ONE_RECORD = FIXARRAY[1] + _RECORD  # an answer section of that one record
+_NO_ANSWER = FIXARRAY[0] + FIXARRAY[1]  # an empty answer, one authority record (the SOA)
+_TWO_RECORDS = FIXARRAY[2]
 
 #: Responses a `Responder` caches. One costs ~300 bytes (query key,
 #: response, table slots): 65,536 take ~20 MB, which keeps a server answering
@@ -168,19 +177,19 @@ class Responder:
         if node is None:  # NXDOMAIN: a mailbox is a leaf
             if route[1] is None:
                 return None
-            out = b"".join((data[:2], _NXDOMAIN_HEAD[data[2]], data[7:end + 1], b"\x90\x91",
+            out = b"".join((data[:2], _NXDOMAIN_HEAD[data[2]], data[7:end + 1], _NO_ANSWER,
                             route[1], _NEGATIVE_TAIL))
             return None if len(out) > MIN_UDP_SIZE and not _fits(out, match) else out
-        if (node[0] == 0x91 and node[1] == _ENTRY and node[2] == data[end]
-                and node[rdatas := _RDATAS_AT.get(node[3], 0)] == 0x91
-                and node[rdatas + 1] == 0x94 and node[rdatas + 5] == 0xC4
+        if (node[0] == _ONE_ENTRY and node[1] == _ENTRY and node[2] == data[end]
+                and node[rdatas := _RDATAS_AT.get(node[3], 0)] == _ONE_RDATA
+                and node[rdatas + 1] == _KEY_RDATA and node[rdatas + 5] == _BIN8
                 and rdatas + 7 + node[rdatas + 6] == len(node)):
             # The most common node, spliced in one join: one entry, of the
             # type asked, whose one KEY rdata ([fixint x 3, bin8]) ends the
             # node; its record [owner, type, TTL, rdata] is the node without
             # its headers. (A TTL of no known encoding gives rdatas 0:
-            # node[1] is no 0x94.)
-            out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], b"\x91\x94",
+            # node[1] is no _KEY_RDATA.)
+            out = b"".join((data[:2], _RESPONSE_HEAD[data[2]], data[7:end + 1], _ONE_RECORD,
                             data[8:end], node[2:rdatas], node[rdatas + 1:], _TAIL))
         else:
             records = _answer_records(node, data[end], data[8:end])
@@ -225,30 +234,33 @@ def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
     `owner` is the packed owner name. Each record is spliced from the stored
     bytes: ``[owner, rtype, ttl, rdata]``."""
     try:
-        if node[0] == 0x91 and node[1] == _ENTRY and node[2] == rtype:
+        if node[0] == _ONE_ENTRY and node[1] == _ENTRY and node[2] == rtype:
             # One entry, of the type asked, whose rdatas end the node (the
             # one-KEY node never gets here: `Responder.answer` splices it).
             # KEY rdatas ([algorithm, usage, flags, bin8 key], each int a
             # fixint) are measured from their header, others walked.
             rdatas = _RDATAS_AT[node[3]]
-            count = node[rdatas] - 0x90
+            count = node[rdatas] - _ARRAY_BASE
             start = rdatas + 1
-            if count == 2 and node[start] == 0x94 and node[start + 4] == 0xC4:
+            if count == 2 and node[start] == _KEY_RDATA and node[start + 4] == _BIN8:
                 # The next most common node: two KEY rdatas (a key to encrypt,
                 # one to sign), measured without the loop below.
                 second = start + 6 + node[start + 5]
                 if (node[start + 1] < 0x80 and node[start + 2] < 0x80 and node[start + 3] < 0x80
-                        and node[second] == 0x94 and node[second + 1] < 0x80
+                        and node[second] == _KEY_RDATA and node[second + 1] < 0x80
                         and node[second + 2] < 0x80 and node[second + 3] < 0x80
-                        and node[second + 4] == 0xC4 and second + 6 + node[second + 5] == len(node)):
+                        and node[second + 4] == _BIN8
+                        and second + 6 + node[second + 5] == len(node)):
                     head = b"".join((_RECORD, owner, node[2:rdatas]))  # + type and TTL
-                    return b"".join((b"\x92", head, node[start:second], head, node[second:]))
+                    return b"".join((_TWO_RECORDS, head, node[start:second], head,
+                                     node[second:]))
             if 0 < count < 16:
                 head = b"".join((_RECORD, owner, node[2:rdatas]))  # + type and TTL
                 parts = [_ARRAYS[count]]
                 for _ in range(count):
-                    if (node[start] == 0x94 and node[start + 1] < 0x80 and node[start + 2] < 0x80
-                            and node[start + 3] < 0x80 and node[start + 4] == 0xC4):
+                    if (node[start] == _KEY_RDATA and node[start + 1] < 0x80
+                            and node[start + 2] < 0x80 and node[start + 3] < 0x80
+                            and node[start + 4] == _BIN8):
                         end = start + 6 + node[start + 5]
                     else:
                         end = _skip(node, start, 1)
@@ -263,7 +275,7 @@ def _answer_records(node: bytes, rtype: int, owner: bytes) -> bytes | None:
 
 def _walk(node: bytes, rtype: int, owner: bytes) -> bytes | None:
     """`_answer_records` for any node of the encodings `nodes.skip` knows."""
-    entries = node[0] - 0x90  # the node is a fixarray of [rtype, ttl, rdatas]
+    entries = node[0] - _ARRAY_BASE  # the node is a fixarray of [rtype, ttl, rdatas]
     if not 0 <= entries < 16:
         raise KeyError(entries)
     pos = 1
@@ -274,7 +286,7 @@ def _walk(node: bytes, rtype: int, owner: bytes) -> bytes | None:
         if stored_type == _ALIAS:
             return None
         rdatas = _skip(node, pos + 2, 1)  # past the TTL
-        count = node[rdatas] - 0x90
+        count = node[rdatas] - _ARRAY_BASE
         if not 0 <= count < 16:
             raise KeyError(count)
         if stored_type != rtype:

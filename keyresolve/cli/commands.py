@@ -573,10 +573,11 @@ def _dig_trace(name: Name, rtype: int, hints_path: Path, source: str, as_json: b
     from ..protocol.message import Question
     from ..net.upstream import run_resolution
     from ..resolver.resolution import Resolver
+    from ..files.local import LOCAL_FILES
     from ..zonedata.zonefile import load_hints
 
     try:
-        hints = load_hints(hints_path)
+        hints = load_hints(str(hints_path), files=LOCAL_FILES)
     except (ZoneErrors, KeyresolveError) as exc:
         raise DigFailure(f"the root hints {source}: {exc}", EXIT_USAGE) from None
 
@@ -691,6 +692,7 @@ def zone() -> None:
 def zone_check(files: tuple[str, ...], origin: str | None, include_dirs: tuple[str, ...],
                hints: bool) -> None:
     """Check zone files (or hints files); print a summary, or every error as file:line."""
+    from ..files.local import LOCAL_FILES, gc_paused
     from ..zonedata.bulkcompile import check_zone
     from ..zonedata.zonefile import summarize
 
@@ -704,13 +706,16 @@ def zone_check(files: tuple[str, ...], origin: str | None, include_dirs: tuple[s
             origin if origin.endswith(".") else origin + ".")
     except ProtocolError as exc:
         raise click.UsageError(f"--origin: {exc}") from None
-    sys.exit(_check_each(files, lambda path: check_zone(path, origin_name,
-                                                        include_dirs=include_dirs),
-                         summarize))
+    def check(path: str):
+        with gc_paused():  # the nodes are many objects and no cycles
+            return check_zone(path, origin_name, files=LOCAL_FILES, include_dirs=include_dirs)
+
+    sys.exit(_check_each(files, check, summarize))
 
 
 def _check_hints(files: tuple[str, ...]) -> int:
     """`zone check --hints`: each file's summary or errors; the exit status."""
+    from ..files.local import LOCAL_FILES
     from ..zonedata.zonefile import load_hints
 
     def summary(pairs) -> str:
@@ -718,7 +723,7 @@ def _check_hints(files: tuple[str, ...]) -> int:
         return (f"root hints, {servers} server{'s' if servers != 1 else ''}, "
                 f"{len(pairs)} address{'es' if len(pairs) != 1 else ''}")
 
-    return _check_each(files, load_hints, summary)
+    return _check_each(files, lambda path: load_hints(path, files=LOCAL_FILES), summary)
 
 
 def _check_each(files: tuple[str, ...], check, summary) -> int:

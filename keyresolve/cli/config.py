@@ -25,7 +25,7 @@ from ..protocol.tsig import DEFAULT_MAX_FUDGE, SharedKey
 from ..registry.mails import MailError, validate_address
 from ..registry.state import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
 from ..zonedata.zonefile import parse_ttl
-from ..secretfiles import MAX_PASSWORD_FILE, read_private
+from ..files.private import MAX_PASSWORD_FILE, read_private
 from .sharedkeys import shared_keys_from_config
 
 #: The log levels a daemon takes (log_level, --log-level), least severe first.

@@ -86,7 +86,7 @@ def trace_entry_json(step) -> dict:
     return {"depth": step.depth, "question": str(step.question),
             "server": _endpoint(step.server),
             "server_name": None if step.server_name is None else str(step.server_name),
-            "zone": str(step.zone_cut), "outcome": step.outcome,
+            "zone": str(step.zone_cut), "outcome": str(step.outcome),
             "referral": None if step.referral is None else str(step.referral),
             "rtt_ms": None if step.rtt is None else round(step.rtt * 1000, 3),
             "detail": step.detail}

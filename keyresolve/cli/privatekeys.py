@@ -19,7 +19,7 @@ from ..client.seal import HybridIdentity, SigningKey, X25519Identity, identity_f
 from ..protocol.errors import (ConfigError, KeyFileError, KeyresolveError, NoKey, SealError,
                                WrongPassphrase)
 from ..protocol.records import KEY, KEY_ALGORITHMS, KeyAlgorithm
-from ..secretfiles import read_private
+from ..files.private import read_private
 
 #: Largest private key file read: an encrypted one's limit (the larger).
 MAX_KEY_FILE = keyfile.MAX_FILE_SIZE

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..protocol.errors import ConfigError, InvalidName
 from ..protocol.names import Name
-from ..secretfiles import read_private
+from ..files.private import read_private
 from ..protocol.tsig import ALGORITHMS, DEFAULT_ALGORITHM, MAC_SIZES, MIN_SECRET, SharedKey
 
 #: Largest secret file read: a base64 secret is a few dozen bytes, so a big

@@ -44,9 +44,13 @@ class KeyLookupError(KeyresolveError):
 class NoSuchAddress(KeyLookupError):
     """The servers say the address does not exist (NXDOMAIN)."""
 
+    remote = True
+
 
 class NoKeyPublished(KeyLookupError):
     """The address exists but publishes no key of the usage asked (NODATA)."""
+
+    remote = True
 
 
 class ServersUnreachable(KeyLookupError):

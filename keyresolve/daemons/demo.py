@@ -35,6 +35,7 @@ from ..protocol.names import Name
 from ..net.client import query
 from ..net.server import open_endpoint
 from ..store.zones import Store
+from ..files.local import LOCAL_FILES
 from ..zonedata.zonefile import load_zone
 from . import resolver
 from . import serve as auth
@@ -264,7 +265,7 @@ async def _check_secondaries(zones_dir: Path, data_dir: Path | None, bound, echo
             if not zone.is_secondary:
                 continue
             address = bound[server.label][0]
-            want = load_zone(zone_file_for(zones_dir, zone.name)).serial
+            want = load_zone(str(zone_file_for(zones_dir, zone.name)), files=LOCAL_FILES).serial
             serial = None
             with trio.move_on_after(SECONDARY_CHECK_TIMEOUT):
                 while serial != want:
@@ -318,7 +319,7 @@ def demo_mailboxes(zones_dir: Path) -> list[Name]:
     """Every mailbox in the demo zones that owns a KEY or an ALIAS."""
     names: set[Name] = set()
     for path in sorted(zones_dir.glob("*.zone")):
-        zone = load_zone(path)
+        zone = load_zone(str(path), files=LOCAL_FILES)
         for record in zone.records():
             if record.name.is_mailbox and record.rtype in (RType.KEY, RType.ALIAS):
                 names.add(record.name)

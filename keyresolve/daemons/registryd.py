@@ -53,7 +53,7 @@ from ..registry.messages import (Kind, LogEntry, LogOp, key_id_bytes, make_answe
 from ..registry.outbox import Admission
 from ..registry.state import (Change, ChallengeMail, Limits, Mail, NoticeMail, Registry,
                               TokenMail)
-from ..secretfiles import read_private
+from ..files.private import read_private
 from ..store.mailqueue import MailQueue
 from ..store.zones import Store
 

@@ -33,6 +33,7 @@ from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..net.upstream import run_resolution
 from ..resolver.resolution import Done, Resolution, Resolver, Send
 from ..protocol.tsig import SharedKey
+from ..files.local import LOCAL_FILES
 from ..zonedata.zonefile import load_hints
 from ..authority.policy import RESOLVER_OPCODES, Action, allowed, not_implemented
 from .common import accept_request, pidfile
@@ -254,7 +255,7 @@ def _servfail(question: Question | None, reason: str) -> Done:
 
 def make_resolver(config: ResolverConfig) -> Resolver:
     """A Resolver with the configured hints and cache bounds."""
-    hints = load_hints(config.root_hints)
+    hints = load_hints(str(config.root_hints), files=LOCAL_FILES)
     return Resolver(hints, Cache(max_records=config.cache_size, max_ttl=config.max_ttl,
                                  max_infra_records=config.infra_cache_size))
 

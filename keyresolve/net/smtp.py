@@ -4,7 +4,7 @@ configured submission server.
 `SmtpSender.send` sends one mail with smtplib in a worker thread
 (`trio.to_thread.run_sync`), each SMTP step bounded by a timeout, with
 STARTTLS and AUTH when configured. The password is read from its file at
-each send (0600, see `secretfiles.read_private`) and never appears in a log
+each send (0600, see `files.private.read_private`) and never appears in a log
 line or an error. A failure is classified as Postfix does: a 5xx reply is
 permanent (the mail is dropped, one line logged), anything else (4xx,
 refused or broken connection, timeout, TLS or authentication failure, as
@@ -32,7 +32,7 @@ import trio
 
 from ..protocol.errors import ConfigError, StoreError, cut
 from ..protocol.grammar import CONTROL_CHAR
-from ..secretfiles import MAX_PASSWORD_FILE, read_private
+from ..files.private import MAX_PASSWORD_FILE, read_private
 from ..store.mailqueue import MailQueue, QueuedMail
 from ..registry.outbox import Action, Delivery, after_attempt
 

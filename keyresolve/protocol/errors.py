@@ -1,17 +1,45 @@
 """The one exception hierarchy of keyresolve.
 
 Every protocol error carries the rcode a server answers it with, so a server
-turns any exception into a response in one place. Errors we detect locally are
-kept apart from errors a peer reported to us (`PeerError`).
+turns any exception into a response in one place.
+
+Every error is also of one side, as h11 splits LocalProtocolError from
+RemoteProtocolError: `remote` is False for an error of our own side (a bad
+name typed on the command line, a bad config or zone file, our own misuse of
+an API, a failure of ours) and True for one a peer caused or reported (a
+malformed message received, a request it may not make, a bad signature on a
+message received, an error rcode it answered: `PeerError`). Each class states
+its side; a name or record that is invalid is ours when we read it from text
+and the peer's when it came in a message, so the decoders of received bytes
+(`Name.from_wire`, `rdata_from_wire`, `Message.from_wire`) mark what they
+raise with `from_peer`.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 from .codes import Rcode
 
 
 class KeyresolveError(Exception):
     """Root of every error raised by keyresolve."""
+
+    #: Whether a peer caused or reported this error (h11's RemoteProtocolError)
+    #: rather than our own side (LocalProtocolError). The class states the
+    #: usual side; `from_peer` marks one instance as a peer's.
+    remote: bool = False
+
+
+_E = TypeVar("_E", bound=KeyresolveError)
+
+
+def from_peer(exc: _E) -> _E:
+    """Mark `exc` as caused by a peer (raised while decoding bytes a peer
+    sent) and return it, for the decoders' ``except InvalidName as exc:
+    from_peer(exc); raise``."""
+    exc.remote = True
+    return exc
 
 
 class ProtocolError(KeyresolveError):
@@ -24,30 +52,35 @@ class FormError(ProtocolError):
     """A malformed message: FORMERR."""
 
     rcode = Rcode.FORMERR
+    remote = True
 
 
 class BadVersion(ProtocolError):
     """A protocol version we do not speak: BADVERS."""
 
     rcode = Rcode.BADVERS
+    remote = True
 
 
 class NotImplementedOpcode(ProtocolError):
     """An opcode or request kind we do not implement: NOTIMP."""
 
     rcode = Rcode.NOTIMP
+    remote = True
 
 
 class Refused(ProtocolError):
     """Policy refuses the request (not our zone, not allowed): REFUSED."""
 
     rcode = Rcode.REFUSED
+    remote = True
 
 
 class NotAuth(ProtocolError):
     """Not authorized or not authoritative: NOTAUTH."""
 
     rcode = Rcode.NOTAUTH
+    remote = True
 
 
 class ServerFailure(ProtocolError):
@@ -60,26 +93,37 @@ class BadSignature(ProtocolError):
     """The HMAC did not verify: BADSIG."""
 
     rcode = Rcode.BADSIG
+    remote = True
 
 
 class BadKey(ProtocolError):
     """Unknown key name or algorithm: BADKEY."""
 
     rcode = Rcode.BADKEY
+    remote = True
 
 
 class BadTime(ProtocolError):
     """Signature time outside the fudge window: BADTIME."""
 
     rcode = Rcode.BADTIME
+    remote = True
 
 
 class InvalidName(FormError):
-    """A domain or mailbox name that breaks the syntax or length limits."""
+    """A domain or mailbox name that breaks the syntax or length limits: ours
+    where we read it from text (a command line, a config, a zone file), the
+    peer's (`from_peer`) where it came in a message."""
+
+    remote = False
 
 
 class InvalidRecord(FormError):
-    """Record data that fails validation (bad key length, port, ...)."""
+    """Record data that fails validation (bad key length, port, ...): ours
+    where we read it from text, the peer's (`from_peer`) where it came in a
+    message."""
+
+    remote = False
 
 
 #: Most characters of one input token an error message quotes: enough to
@@ -145,6 +189,8 @@ class QueryTimeout(NetworkError):
 class PeerError(KeyresolveError):
     """A peer answered with an error rcode; `rcode` holds what it said."""
 
+    remote = True
+
     def __init__(self, rcode: int, message: str = "") -> None:
         from .codes import rcode_to_text
 
@@ -154,7 +200,10 @@ class PeerError(KeyresolveError):
 
 class SealError(KeyresolveError):
     """A sealed message or detached signature that cannot be opened or checked
-    (docs/seal-format.md). Messages name what failed, never key material."""
+    (docs/seal-format.md). Messages name what failed, never key material.
+    The peer's side: the message is its sender's."""
+
+    remote = True
 
 
 class UnsupportedMessage(SealError):

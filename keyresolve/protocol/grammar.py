@@ -58,8 +58,11 @@ BASE64_PAD = r"={0,2}"
 #: Base64 text, whole.
 BASE64 = BASE64_CHAR + "*" + BASE64_PAD
 #: A TTL token: a digit first, then digits and unit letters (`zonefile.parse_ttl`
-#: decides what they mean).
-TTL_START = "[0-9]"
+#: decides what they mean). `TTL_FIRST` is the first character as a set: how
+#: the token parsers (`zonefile.ZoneReader`, `zonefile.CompileReader`) tell a
+#: TTL from a class or type; `TTL_START` is the same as a pattern.
+TTL_FIRST = frozenset("0123456789")
+TTL_START = "[" + "".join(sorted(TTL_FIRST)) + "]"
 TTL_CHAR = "[0-9A-Za-z]"
 #: The class and type tokens of a KEY line (``[ttl] [IN] KEY algorithm usage
 #: base64``; the algorithm and usage tokens are `zonefile.KEY_HEADS_BY_TEXT`'s).
@@ -68,4 +71,5 @@ TYPE_KEY = RType.KEY.name
 
 __all__ = ["ATOM", "ATOM_CHAR", "BASE64", "BASE64_CHAR", "BASE64_PAD", "BLANK", "CLASS_IN",
            "CONTROL_CHAR", "CONTROL_RE", "DOMAIN_CHAR", "HOST", "HOST_LABEL", "HOST_RE", "LABEL",
-           "LABEL_RE", "LOCAL", "LOCAL_RE", "MAIL_LOCAL_RE", "TTL_CHAR", "TTL_START", "TYPE_KEY"]
+           "LABEL_RE", "LOCAL", "LOCAL_RE", "MAIL_LOCAL_RE", "TTL_CHAR", "TTL_FIRST", "TTL_START",
+           "TYPE_KEY"]

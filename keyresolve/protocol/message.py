@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 
 from .codes import Opcode, Rcode, opcode_to_text, rcode_to_text, rtype_to_text
-from .errors import BadVersion, FormError, KeyresolveError, NotImplementedOpcode
+from .errors import BadVersion, FormError, KeyresolveError, NotImplementedOpcode, from_peer
 from .names import Name
 from .records import Record, Wire, WireFields
 
@@ -248,7 +248,8 @@ class Message:
     @classmethod
     def from_wire(cls, data: bytes, *, cache_names: bool = True,
                   raw_answer: bool = False) -> Message:
-        """Decode strictly; raises FormError, BadVersion or NotImplementedOpcode.
+        """Decode strictly; raises FormError, BadVersion or NotImplementedOpcode,
+        all of them the peer's errors (`remote`).
 
         The error carries nothing about the message; use `error_response_wire`
         to answer it from the raw bytes. Without `cache_names`, record owners
@@ -284,8 +285,14 @@ class Message:
         else:
             if flags & FLAG_SG:
                 raise FormError("SG flag set but no signature trailer")
-        msg = _body_from_wire(body, Name.from_wire if cache_names else Name.from_wire_uncached,
-                              raw_answer)
+        try:
+            msg = _body_from_wire(body, Name.from_wire if cache_names
+                                  else Name.from_wire_uncached, raw_answer)
+            if flags & FLAG_SG:  # not `trailer is not None`: a nil trailer is malformed
+                signature = Signature.from_wire(trailer)
+        except KeyresolveError as exc:
+            from_peer(exc)
+            raise
         msg.id = msg_id
         msg.qr = bool(flags & FLAG_QR)
         msg.opcode = opcode
@@ -294,8 +301,8 @@ class Message:
         msg.rd = bool(flags & FLAG_RD)
         msg.ra = bool(flags & FLAG_RA)
         msg.rcode = (rcode_high << 4) | (flags & 0xF)
-        if flags & FLAG_SG:  # not `trailer is not None`: a nil trailer is malformed
-            msg.signature = Signature.from_wire(trailer)
+        if flags & FLAG_SG:
+            msg.signature = signature
             msg.signed_bytes = data[:signed_end]
         return msg
 

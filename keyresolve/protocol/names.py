@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 
-from .errors import InvalidName, excerpt
+from .errors import InvalidName, excerpt, from_peer
 from .grammar import LABEL_RE, LOCAL_RE
 
 #: `grammar`'s patterns under this module's names, as the per-name checks
@@ -86,13 +86,22 @@ class Name:
 
         Results are cached (queries repeat names); `from_wire_uncached` is for
         bulk data such as zone transfers, whose names would only evict them.
+        An invalid name is the peer's error (`errors.from_peer`).
         """
-        return _from_wire_cached(text)
+        try:
+            return _from_wire_cached(text)
+        except InvalidName as exc:
+            from_peer(exc)
+            raise
 
     @classmethod
     def from_wire_uncached(cls, text: str) -> Name:
         """`from_wire` without the cache."""
-        return _from_wire(text)
+        try:
+            return _from_wire(text)
+        except InvalidName as exc:
+            from_peer(exc)
+            raise
 
     # -- properties --------------------------------------------------------
     @property

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Self, TypeVar, final
 
 from .codes import RType
-from .errors import InvalidName, InvalidRecord, cut, excerpt
+from .errors import InvalidName, InvalidRecord, KeyresolveError, cut, excerpt, from_peer
 from .names import Name
 
 #: A msgpack array as decoded: untrusted values, which each decoder checks.
@@ -499,15 +499,20 @@ RDATA_CLASSES: dict[int, type[SOA] | type[NS] | type[ALIAS] | type[ADDR] | type[
 
 
 def rdata_from_wire(rtype: int, fields: Any) -> Rdata:
-    """Decode the rdata array of a record of type `rtype`."""
-    if type(fields) is not tuple and type(fields) is not list:
-        raise InvalidRecord("rdata must be an array")
-    cls = RDATA_CLASSES.get(rtype)
-    if cls is None:
-        if rtype in QUERY_ONLY_TYPES or not 1 <= rtype <= 0xFFFF:  # 0 is reserved
-            raise InvalidRecord(f"type {rtype} cannot appear in a record")
-        return Opaque.from_wire(rtype, tuple(fields))
-    return cls.from_wire(tuple(fields))
+    """Decode the rdata array of a record of type `rtype`; what it raises
+    is the peer's error (`errors.from_peer`)."""
+    try:
+        if type(fields) is not tuple and type(fields) is not list:
+            raise InvalidRecord("rdata must be an array")
+        cls = RDATA_CLASSES.get(rtype)
+        if cls is None:
+            if rtype in QUERY_ONLY_TYPES or not 1 <= rtype <= 0xFFFF:  # 0 is reserved
+                raise InvalidRecord(f"type {rtype} cannot appear in a record")
+            return Opaque.from_wire(rtype, tuple(fields))
+        return cls.from_wire(tuple(fields))
+    except KeyresolveError as exc:
+        from_peer(exc)
+        raise
 
 
 def rdata_from_text(rtype: int, tokens: list[str], origin: Name | None) -> Rdata:

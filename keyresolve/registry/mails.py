@@ -90,6 +90,8 @@ class MailError(KeyresolveError):
     """A registry mail that cannot be built (a bad address, subject or key
     id) or read (no attachment, two, oversized, unparseable)."""
 
+    remote = True  # mostly a mail received (attachment_from_mail); our inputs are checked at config time
+
 
 class MailKind(enum.StrEnum):
     """What a registry mail is about."""

@@ -33,6 +33,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from .cache import Cache, Delegation, Rank
 from ..protocol.codes import TRANSFER_TYPES, Opcode, Rcode, RType, rcode_to_text, rtype_to_text
@@ -131,13 +132,26 @@ class Done:
         return self.response.rcode
 
 
+class TraceOutcome(StrEnum):
+    """What one upstream exchange gave (its value is what `dig --trace` prints)."""
+
+    ANSWER = "answer"  # the records asked for
+    ALIAS = "alias"  # an ALIAS to follow (or that ended the resolution)
+    NXDOMAIN = "nxdomain"  # the name does not exist
+    NODATA = "nodata"  # the name exists without records of the type
+    REFERRAL = "referral"  # a delegation to a zone closer to the name
+    TRUNCATED = "truncated"  # TC set: asked again over TCP
+    TIMEOUT = "timeout"  # no answer in time
+    ERROR = "error"  # a lame, failing or unusable server
+
+
 @dataclass(frozen=True, slots=True)
 class TraceEntry:
     """One upstream exchange, for `dig --trace` and logs.
 
-    `outcome` is one of answer, alias, nxdomain, nodata, referral, truncated,
-    timeout, error; `detail` says more (the rcode, why a server is lame, ...).
-    `depth` is 0 for the client question, 1+ inside NS address lookups.
+    `outcome` says what it gave; `detail` says more (the rcode, why a server
+    is lame, ...). `depth` is 0 for the client question, 1+ inside NS
+    address lookups.
     """
 
     depth: int
@@ -145,7 +159,7 @@ class TraceEntry:
     server: Server
     server_name: Name | None
     zone_cut: Name
-    outcome: str
+    outcome: TraceOutcome
     rtt: float | None
     referral: Name | None = None
     detail: str = ""
@@ -474,7 +488,7 @@ class Resolution:
         self.resolver.record_timeout(send.server, send.timeout, now)
         if self._cut is not None:
             self._cut.notes.append(f"{_server_text(send.server)}: timeout")
-        self._note(send, "timeout", None, detail=f"no answer in {send.timeout:.3f} s")
+        self._note(send, TraceOutcome.TIMEOUT, None, detail=f"no answer in {send.timeout:.3f} s")
         return True
 
     def on_error(self, send: Send, now: float, reason: str) -> bool:
@@ -489,7 +503,7 @@ class Resolution:
         self._exclude(send.server)
         if self._cut is not None:
             self._cut.notes.append(f"{_server_text(send.server)}: {reason}")
-        self._note(send, "error", None, detail=reason)
+        self._note(send, TraceOutcome.ERROR, None, detail=reason)
         return True
 
     # -- the loop ------------------------------------------------------------------
@@ -626,7 +640,7 @@ class Resolution:
                 return
             resolver.record_answer(server, rtt, now)
             self._tcp_retry = server  # RFC 7766 5: retry the same server over TCP
-            self._note(send, "truncated", rtt, detail="retrying over TCP")
+            self._note(send, TraceOutcome.TRUNCATED, rtt, detail="retrying over TCP")
             return
         if response.rcode not in (Rcode.NOERROR, Rcode.NXDOMAIN):
             self._lame(send, rtt, now, f"answered {rcode_to_text(response.rcode)}")
@@ -651,13 +665,13 @@ class Resolution:
             if final:
                 resolver.record_answer(server, rtt, now)
                 if self._priming:
-                    self._note(send, "answer", rtt)
+                    self._note(send, TraceOutcome.ANSWER, rtt)
                     self._finish_priming(final, additional)
                     return
                 if qtype != RType.ANY:
                     # A sub-resolution finds a name server's address: infrastructure.
                     cache.put(final, rank, now, infra=self.depth > 0)
-                self._note(send, "answer", rtt)
+                self._note(send, TraceOutcome.ANSWER, rtt)
                 self._finish_answer(final)
                 return
             aliases = [r for r in owned if r.rtype == RType.ALIAS]
@@ -668,7 +682,7 @@ class Resolution:
             if not self._follow(aliases[0]):
                 resolver.record_answer(server, rtt, now)
                 reason = (self._done.reason or "") if self._done else ""
-                self._note(send, "alias", rtt, detail=reason)
+                self._note(send, TraceOutcome.ALIAS, rtt, detail=reason)
                 return
         name = self._qname
         # RFC 2308 2: the SOA of the zone holding the name proves a negative.
@@ -680,13 +694,13 @@ class Resolution:
             resolver.record_answer(server, rtt, now)
             if soa is not None:
                 cache.put_nxdomain(name, soa, now)
-            self._note(send, "nxdomain", rtt)
+            self._note(send, TraceOutcome.NXDOMAIN, rtt)
             self._finish_negative(Rcode.NXDOMAIN, soa and self._negative_soa(soa))
             return
         if response.rcode == Rcode.NOERROR and soa is not None:
             resolver.record_answer(server, rtt, now)
             cache.put_nodata(name, qtype, soa, now)
-            self._note(send, "nodata", rtt)
+            self._note(send, TraceOutcome.NODATA, rtt)
             self._finish_negative(Rcode.NOERROR, self._negative_soa(soa))
             return
         ns_records = [r for r in authority if r.rtype == RType.NS and isinstance(r.rdata, NS)]
@@ -701,12 +715,12 @@ class Resolution:
         if followed:
             # The target lies outside this server's zone: iterate for it anew.
             resolver.record_answer(server, rtt, now)
-            self._note(send, "alias", rtt, detail=f"continuing at {name}")
+            self._note(send, TraceOutcome.ALIAS, rtt, detail=f"continuing at {name}")
             return
         if response.rcode == Rcode.NOERROR and response.aa:
             # NODATA without SOA: believable, but nothing says for how long.
             resolver.record_answer(server, rtt, now)
-            self._note(send, "nodata", rtt, detail="no SOA, not cached")
+            self._note(send, TraceOutcome.NODATA, rtt, detail="no SOA, not cached")
             self._finish_negative(Rcode.NOERROR, None)
             return
         self._lame(send, rtt, now, "neither answer, referral nor SOA")
@@ -749,7 +763,7 @@ class Resolution:
                 if known:
                     addrs[target] = [r.rdata for r in known if isinstance(r.rdata, ADDR)]
         resolver.record_answer(send.server, rtt, now)
-        self._note(send, "referral", rtt, referral=cut)
+        self._note(send, TraceOutcome.REFERRAL, rtt, referral=cut)
         self._cut = _Cut(cut, targets, addrs, from_cache=False)
         self._tcp_retry = None
 
@@ -760,7 +774,7 @@ class Resolution:
         if self._cut is not None:
             self._cut.lame_seen = True
             self._cut.notes.append(f"{_server_text(send.server)}: {why}")
-        self._note(send, "error", rtt, detail=why)
+        self._note(send, TraceOutcome.ERROR, rtt, detail=why)
 
     def _exclude(self, server: Server) -> None:
         if self._cut is not None:
@@ -785,7 +799,7 @@ class Resolution:
         self._tcp_retry = None
         return True
 
-    def _note(self, send: Send, outcome: str, rtt: float | None, *,
+    def _note(self, send: Send, outcome: TraceOutcome, rtt: float | None, *,
               referral: Name | None = None, detail: str = "") -> None:
         question = send.message.question
         assert question is not None

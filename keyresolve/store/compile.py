@@ -23,10 +23,11 @@ from ..protocol.errors import StoreError
 from ..protocol.names import Name
 from ..protocol.records import SOA, Record
 from ..protocol.serial import SerialNotIncreased, next_serial, serial_gt
+from ..files.local import LOCAL_FILES, gc_paused
 from ..zonedata.bulkcompile import Repeated, compile_bulk
 from ..zonedata.model import RRset
 from ..zonedata.nodes import decode_node, encode_node
-from ..zonedata.zonefile import CompiledZone, compile_nodes, gc_paused
+from ..zonedata.zonefile import CompiledZone, compile_nodes
 from .diff import DiffCollector, diff_areas
 from .env import (TRANSFER_TXN_NODES, Environment, Txn, ZoneDbs, clear_range, delete_prefix,
                   put_or_append, scan_prefix, suppress_lmdb_errors)
@@ -265,8 +266,8 @@ def load_zone_file(dbs: ZoneDbs, path: str, origin: Name, *, text: str | None = 
             if compiled is None:
                 delete_prefix(cursor, target)  # a cut transfer's leftovers
                 sink = NodeWriter(txn, dbs.nodes, target)
-                compiled = compile_nodes(sink, path, origin, text=text,
-                                        include_dirs=include_dirs)
+                compiled = compile_nodes(sink, path, origin, files=LOCAL_FILES, text=text,
+                                         include_dirs=include_dirs)
                 sink.flush()
             if overlay:
                 added = apply_overlay(txn, dbs.nodes, origin, target, overlay, path, text,
@@ -317,7 +318,10 @@ def _compile_unserved(dbs: ZoneDbs, path: str, origin: Name, text: str | None, t
     sorted runs merged by appends; None where neither applies (the
     caller compiles in the switching transaction)."""
     clear_range(dbs, target)  # a cut transfer's or compile's leftovers
-    bulk = compile_bulk(path, origin, target) if text is None else None
+    bulk = None
+    if text is None:
+        with gc_paused():  # the nodes are many objects and no cycles
+            bulk = compile_bulk(path, origin, target, files=LOCAL_FILES)
     if bulk is not None:
         try:
             with gc_paused():  # the batches are many tuples and no cycles
@@ -334,7 +338,8 @@ def _compile_unserved(dbs: ZoneDbs, path: str, origin: Name, text: str | None, t
         txn.drop(dbs.scratch, delete=False)  # a crashed compile's leftovers
     runs = SortedRuns(dbs.env, dbs.scratch)
     try:
-        compiled = compile_nodes(runs, path, origin, text=text, include_dirs=include_dirs)
+        compiled = compile_nodes(runs, path, origin, files=LOCAL_FILES, text=text,
+                                 include_dirs=include_dirs)
         runs.finish()
         _append_nodes(dbs, target, runs.merged())
     except BaseException:

@@ -20,7 +20,9 @@ parentheses, a line it cannot decode, a text zone, a file bigger than
 `MAX_BULK_FILE` (it holds the zone's nodes in memory), a mailbox with more
 than `MAX_BULK_KEYS` keys, and an owner whose
 lines are not all adjacent (`Repeated`, found when the sorted nodes are
-read). Sans-IO apart from reading the file, as `zonefile`.
+read). Sans-IO, as `zonefile`: the file is read through the caller's
+`zonefile.Files`, and the caller pauses the garbage collector around it
+(`keyresolve.files.local.gc_paused`: the nodes are many objects, no cycles).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import binascii
 import bisect
 import hashlib
 import operator
-import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Literal
@@ -39,10 +40,10 @@ from ..protocol.errors import InvalidRecord
 from ..protocol.grammar import (ATOM_CHAR, BASE64_CHAR, BASE64_PAD, BLANK, CLASS_IN, DOMAIN_CHAR, TTL_CHAR,
                       TTL_START, TYPE_KEY)
 from ..protocol.names import MAX_LOCAL, Name
-from .nodes import node_head
+from .nodes import ONE_RDATA, node_head
 from ..protocol.message import array_header
 from .zonefile import (KEY_HEADS_BY_TEXT, MAX_LINE, CompiledZone, CompileReader, Include,
-                       MemoryNodes, StopReading, ZoneBuilder, compile_nodes, gc_paused,
+                       Files, MemoryNodes, StopReading, ZoneBuilder, compile_nodes,
                        is_directive, parse_ttl)
 
 #: Largest zone file the bulk compile takes. It holds every mailbox node in
@@ -61,6 +62,7 @@ CHUNK = 4 << 20
 _ATOM = ATOM_CHAR.encode("ascii")
 _BLANKS = BLANK.encode("ascii") + rb"{1,1024}+"  # a run of blanks, bounded
 _KEY = int(RType.KEY)
+_ONE_RDATA = bytes((ONE_RDATA,))  # the rdatas array of a one-KEY node
 _KINDS = b"|".join(sorted({alg.encode() for alg, _ in KEY_HEADS_BY_TEXT}))
 _USAGES = b"|".join(sorted({usage.encode() for _, usage in KEY_HEADS_BY_TEXT}))
 #: One line: either a mailbox KEY line (groups: local part, domain, TTL,
@@ -211,24 +213,25 @@ class _Reader(CompileReader):
         return not cont and not is_directive(tokens[0])
 
 
-def compile_bulk(path: str, origin: Name | None = None, prefix: bytes = b"") -> BulkZone | None:
-    """Compile the zone file at `path` (no includes) into memory, its nodes
-    keyed by `prefix` + owner key; None where the bulk compile gives up
-    (see the module docstring): then compile it with
+def compile_bulk(path: str, origin: Name | None = None, prefix: bytes = b"", *,
+                 files: Files) -> BulkZone | None:
+    """Compile the zone file at `path` (no includes), read through `files`,
+    into memory, its nodes keyed by `prefix` + owner key; None where the
+    bulk compile gives up (see the module docstring): then compile it with
     `zonefile.compile_nodes`, which reports the errors."""
     sink = _Sink(prefix)
     # Made by CompileReader._new_builder, which asserts the origin is known.
     reader = _Reader(path, origin, lambda r: ZoneBuilder(r.origin,  # type: ignore[arg-type]
-                                                         r._errors, r.filename, sink))
+                                                         r._errors, r.filename, sink),
+                     files=files)
     stream = reader._open(path, path, 0, "cannot read zone file")  # regular files only
     if stream is None:
         return None
     try:
         with stream:
-            if os.fstat(stream.fileno()).st_size > MAX_BULK_FILE:
+            if files.size(stream) > MAX_BULK_FILE:
                 return None
-            with gc_paused():
-                return _compile(stream, reader, sink)
+            return _compile(stream, reader, sink)
     except (OSError, GiveUp):
         return None
 
@@ -387,7 +390,7 @@ def _kinds(ttl: int, tables: dict[int, dict[bytes, tuple[bytes, bytes, int]]],
     `zonefile.ZoneBuilder` encodes them; cached in `tables`, and the node
     head (`_SEP` and the node up to its rdatas' array) in `node_heads`."""
     head = node_heads[ttl] = _SEP + node_head(_KEY, ttl)
-    table = tables[ttl] = {kind: (head + b"\x91" + rhead, rhead, length)
+    table = tables[ttl] = {kind: (head + _ONE_RDATA + rhead, rhead, length)
                            for kind, (rhead, length) in _HEADS.items()}
     return table
 
@@ -397,14 +400,15 @@ def _node(head: bytes, rdatas: list[bytes]) -> bytes:
     return head + array_header(len(rdatas)) + b"".join(rdatas)
 
 
-def check_zone(path: str, origin: Name | None = None, *,
+def check_zone(path: str, origin: Name | None = None, *, files: Files,
                include_dirs: Iterable[str] = ()) -> CompiledZone:
     """Parse and check a zone file (with its includes, which may lie in its
-    directory or in `include_dirs`) without keeping it: what `keyresolve
-    zone check` runs. The bulk compile where it can, else the streaming
-    compile with the nodes as bytes in memory (no objects per record);
-    raises `ZoneErrors` listing every error, as `zonefile.load_zone`."""
-    zone = compile_bulk(path, origin)
+    directory or in `include_dirs`), read through `files`, without keeping
+    it: what `keyresolve zone check` runs. The bulk compile where it can,
+    else the streaming compile with the nodes as bytes in memory (no objects
+    per record); raises `ZoneErrors` listing every error, as
+    `zonefile.load_zone`. The caller pauses the garbage collector."""
+    zone = compile_bulk(path, origin, files=files)
     if zone is not None:
         try:
             for _ in zone.batches():
@@ -412,5 +416,4 @@ def check_zone(path: str, origin: Name | None = None, *,
             return zone.compiled
         except Repeated:
             pass
-    with gc_paused():
-        return compile_nodes(MemoryNodes(), path, origin, include_dirs=include_dirs)
+    return compile_nodes(MemoryNodes(), path, origin, files=files, include_dirs=include_dirs)

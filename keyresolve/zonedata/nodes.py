@@ -29,16 +29,27 @@ from .model import Node, RRset
 
 #: The msgpack header of a node entry ``[rtype, ttl, rdatas]`` (a fixarray of 3).
 ENTRY = 0x93
+#: The first header byte of a msgpack fixarray: the header of an array of
+#: n < 16 items is ``FIXARRAY_BASE + n`` (`message.FIXARRAY` as bytes).
+FIXARRAY_BASE = 0x90
+#: The header of a node of one entry, and of an rdatas array of one rdata
+#: (a fixarray of 1).
+ONE_ENTRY = ONE_RDATA = FIXARRAY_BASE + 1
+#: The header of a packed KEY rdata ``[algorithm, usage, flags, key]`` (a
+#: fixarray of 4; `records.KEY.to_wire`).
+KEY_RDATA = FIXARRAY_BASE + 4
+#: The header of a KEY's key bytes (msgpack bin8: the length byte follows).
+BIN8 = 0xC4
 
 
 def node_head(rtype: int, ttl: int) -> bytes:
     """A node of one entry, up to the header of its rdatas' array: what
     `encode_node` writes first for a node holding only `rtype` records."""
-    return b"\x91\x93" + msgpack.packb(rtype) + msgpack.packb(ttl)
+    return bytes((ONE_ENTRY, ENTRY)) + msgpack.packb(rtype) + msgpack.packb(ttl)
 
 
 #: A node holding only KEY records, up to their TTL.
-KEY_NODE_HEAD = b"\x91\x93" + msgpack.packb(int(RType.KEY))
+KEY_NODE_HEAD = bytes((ONE_ENTRY, ENTRY)) + msgpack.packb(int(RType.KEY))
 
 
 def key_node_head(ttl: int) -> bytes:
@@ -82,15 +93,15 @@ def skip(buf: bytes, pos: int, count: int) -> int:
         elif byte >= 0xA0:
             if byte < 0xC0:  # fixstr
                 pos += byte - 0x9F
-            elif byte == 0xC4 or byte == 0xD9:  # bin8, str8
+            elif byte == BIN8 or byte == 0xD9:  # bin8, str8
                 pos += 2 + buf[pos + 1]
             elif byte == 0xC5:  # bin16: an mlkem768x25519 key
                 pos += 3 + (buf[pos + 1] << 8 | buf[pos + 2])
             else:
                 pos += _SCALAR_SIZE[byte]
-        elif byte >= 0x90:  # fixarray: its items follow
+        elif byte >= FIXARRAY_BASE:  # fixarray: its items follow
             pos += 1
-            count += byte - 0x90
+            count += byte - FIXARRAY_BASE
         else:
             raise KeyError(byte)  # fixmap: never stored
     return pos
@@ -149,6 +160,6 @@ def node_types(value: bytes | None) -> list[int]:
     return [] if value is None else [entry[0] for entry in node_entries(value)]
 
 
-__all__ = ["ENTRY", "KEY_NODE_HEAD", "KEY_RDATA_HEADS", "RDATAS_AT", "decode_node",
-           "encode_node", "key_node", "key_node_head", "node_entries", "node_head", "node_tuples",
-           "node_types", "skip"]
+__all__ = ["BIN8", "ENTRY", "FIXARRAY_BASE", "KEY_NODE_HEAD", "KEY_RDATA", "KEY_RDATA_HEADS",
+           "ONE_ENTRY", "ONE_RDATA", "RDATAS_AT", "decode_node", "encode_node", "key_node",
+           "key_node_head", "node_entries", "node_head", "node_tuples", "node_types", "skip"]

@@ -13,20 +13,20 @@ reuses the previous owner).
 
 Every problem becomes a `ZoneFileError(file, line, message)`; callers get all
 of them at once in one `ZoneErrors` (up to `MAX_ERRORS`). Line 0 means the file
-as a whole. Sans-IO apart from reading the files themselves.
+as a whole. Sans-IO: the files are read through a `Files` object the caller
+passes (`keyresolve.files.local.LOCAL_FILES` for the local disk), and the
+caller pauses the garbage collector around big zones if it wants
+(`keyresolve.files.local.gc_paused`).
 """
 
 from __future__ import annotations
 
 import binascii
 import bisect
-import contextlib
-import gc
 import hashlib
 import io
-import os
+import posixpath
 import re
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal, Protocol
@@ -36,7 +36,7 @@ import msgpack
 from ..protocol.codes import DATA_TYPES, RType, rtype_from_text
 from ..protocol.errors import (InvalidName, InvalidRecord, ZoneErrors, ZoneFileError,
                      MAX_PATH_EXCERPT, cut, excerpt)
-from ..protocol.grammar import BASE64, CLASS_IN, TYPE_KEY
+from ..protocol.grammar import BASE64, CLASS_IN, TTL_FIRST, TYPE_KEY
 from ..protocol.message import MAX_MESSAGE as MAX_WIRE_MESSAGE, Question, answer_size
 from ..protocol.names import ROOT, Name, canonical_local, store_key_ancestors
 from .nodes import ENTRY, KEY_RDATA_HEADS, decode_node, node_entries, node_head, node_types
@@ -66,6 +66,26 @@ _RDATA: dict[int, type[SOA] | type[NS] | type[ALIAS] | type[ADDR] | type[KEY]] =
     RType.SOA: SOA, RType.NS: NS, RType.ALIAS: ALIAS, RType.ADDR: ADDR, RType.KEY: KEY}
 _BAD = object()  # owner that failed to parse: continuation lines after it are skipped
 _LINE_SPAN = 1 << 32  # packs (file index, line) into one int: index * span + line
+_TTL_FIRST = TTL_FIRST  # a module-level alias: read per token on the hot path
+
+
+class Files(Protocol):
+    """The file access the readers need, passed in by the caller (the local
+    disk: `keyresolve.files.local.LocalFiles`). Paths are POSIX path text."""
+
+    def realpath(self, path: str) -> str:
+        """`path` absolute, with symlinks and ``..`` resolved (as
+        `os.path.realpath`; ``""`` is the current directory)."""
+
+    def open(self, path: str, *, nofollow: bool = False) -> BinaryIO:
+        """Open the regular file at `path` for reading, without waiting on a
+        FIFO; with `nofollow`, a symlink as the last part of `path` is
+        refused. Raises `OSError` (its `strerror` goes into the reader's
+        ``FILE:LINE`` error), also for a file that is not a regular file.
+        `path` holds no NUL (the reader refuses such paths itself)."""
+
+    def size(self, stream: BinaryIO) -> int:
+        """The size in bytes of the file `stream` (from `open`) reads."""
 
 
 def _quoted_name(name: Name) -> str:
@@ -157,7 +177,7 @@ def inside(path: str, roots: Iterable[str]) -> bool:
     """Whether `path` is one of `roots` or lies below one. All are absolute
     real paths (symlinks and ``..`` resolved): this compares text only."""
     for root in roots:
-        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+        if path == root or path.startswith(root.rstrip(posixpath.sep) + posixpath.sep):
             return True
     return False
 
@@ -185,15 +205,21 @@ class ZoneReader:
     A ``$INCLUDE`` must name a file inside the main file's directory (for
     `text`, the current directory) or inside one of `include_dirs`, once
     symlinks and ``..`` are resolved; any other is refused unread.
+
+    Files are read through `files`; reading `path` needs it, and `text`
+    without it refuses every ``$INCLUDE`` (no file access).
     """
 
     def __init__(self, path: str | None, origin: Name | None = None, *,
-                 text: str | None = None, filename: str | None = None,
-                 include_dirs: Iterable[str] = ()) -> None:
+                 files: Files | None = None, text: str | None = None,
+                 filename: str | None = None, include_dirs: Iterable[str] = ()) -> None:
         """Read the file at `path`, or `text` (shown as `filename`) if given."""
         if origin is not None and origin.is_mailbox:
             raise InvalidName(f"zone origin {origin} is a mailbox")
-        self.path = os.fspath(path) if path is not None else None  # a str, also in messages
+        if text is None and files is None:
+            raise ValueError("reading a zone file needs files=")
+        self.files = files
+        self.path = str(path) if path is not None else None  # a str, also in messages
         self.include_dirs = tuple(str(d) for d in include_dirs)
         self._roots: tuple[str, ...] = ()  # real paths includes must lie in; set by __iter__
         self.text = text
@@ -211,8 +237,10 @@ class ZoneReader:
         self._owner_origin: Name | None = None
 
     def __iter__(self) -> Iterator[tuple[Record, str, int]]:
-        main_dir = "" if self.text is not None or self.path is None else os.path.dirname(self.path)
-        self._roots = tuple(os.path.realpath(d) for d in (main_dir, *self.include_dirs))
+        main_dir = "" if self.text is not None or self.path is None else posixpath.dirname(self.path)
+        files = self.files
+        if files is not None:
+            self._roots = tuple(files.realpath(d) for d in (main_dir, *self.include_dirs))
         try:
             if self.text is not None:
                 data = self.text.encode("utf-8", "surrogatepass")
@@ -225,47 +253,29 @@ class ZoneReader:
                 if stream is None:
                     self.unreadable = True
                     return
+                assert files is not None
                 with stream:
                     yield from self._parse_stream(
-                        stream, self.filename, os.path.dirname(self.path), 0,
-                        (os.path.realpath(self.path),))
+                        stream, self.filename, posixpath.dirname(self.path), 0,
+                        (files.realpath(self.path),))
         except StopReading:
             return
 
     # -- files ---------------------------------------------------------------
     def _open(self, path: str, where: str, line: int, what: str, *,
               nofollow: bool = False, detail: str = "") -> BinaryIO | None:
-        """Open a regular file; report failure at where:line (`what`, the
-        reason, then `detail`) and return None. With `nofollow`, a symlink
-        as the last part of `path` is refused."""
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-        if nofollow:
-            flags |= getattr(os, "O_NOFOLLOW", 0)
-        try:
-            # O_NONBLOCK: opening a FIFO would wait for a writer (no effect on files)
-            fd = os.open(path, flags)
-            try:
-                stream = os.fdopen(fd, "rb")
-            except BaseException:
-                os.close(fd)
-                raise
-        except OSError as exc:
-            self._errors.add(where, line, f"{what}: {exc.strerror or exc}{detail}")
-            return None
-        except ValueError:  # NUL in the path
+        """Open a regular file through `files`; report failure at where:line
+        (`what`, the reason, then `detail`) and return None. With
+        `nofollow`, a symlink as the last part of `path` is refused."""
+        if "\0" in path:  # the OS cannot name such a file
             self._errors.add(where, line, f"{what}: NUL in file name")
             return None
+        assert self.files is not None
         try:
-            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-                # devices and FIFOs could be endless (/dev/zero)
-                stream.close()
-                self._errors.add(where, line, f"{what}: not a regular file{detail}")
-                return None
+            return self.files.open(path, nofollow=nofollow)
         except OSError as exc:
-            stream.close()
             self._errors.add(where, line, f"{what}: {exc.strerror or exc}{detail}")
             return None
-        return stream
 
     def _parse_stream(self, stream: BinaryIO, fname: str, fdir: str, depth: int,
                       stack: tuple[str, ...]) -> Iterator[tuple[Record, str, int]]:
@@ -374,7 +384,7 @@ class ZoneReader:
                  stack: tuple[str, ...]) -> Iterator[tuple[Record, str, int]]:
         """Parse an included file with its own origin; restore state after."""
         err = self._errors.add
-        path = os.path.join(fdir, inc.filename)
+        path = posixpath.join(fdir, inc.filename)
         if depth + 1 > MAX_INCLUDE_DEPTH:
             err(fname, lineno, f"$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} files")
             return
@@ -382,14 +392,18 @@ class ZoneReader:
             err(fname, lineno, "cannot read included file "
                 f"{excerpt(inc.filename, MAX_PATH_EXCERPT)}: NUL in file name")
             return
-        real = os.path.realpath(path)
+        if self.files is None:
+            err(fname, lineno, "cannot read included file "
+                f"{excerpt(inc.filename, MAX_PATH_EXCERPT)}: no file access given")
+            return
+        real = self.files.realpath(path)
         if not inside(real, self._roots):
             err(fname, lineno, f"$INCLUDE {excerpt(inc.filename, MAX_PATH_EXCERPT)} is outside "
                 f"{self._allowed_text()}; not read "
                 f"(resolved: {excerpt(real, MAX_PATH_EXCERPT)})")
             return
         if real in stack:
-            chain = " -> ".join(os.path.basename(p) for p in (*stack, real))
+            chain = " -> ".join(posixpath.basename(p) for p in (*stack, real))
             err(fname, lineno, f"$INCLUDE loop: {chain}")
             return
         # the resolved path, as checked (a symlink swapped in since is refused)
@@ -408,7 +422,7 @@ class ZoneReader:
         self._owner_token = None
         try:
             with stream:
-                yield from self._parse_stream(stream, path, os.path.dirname(path),
+                yield from self._parse_stream(stream, path, posixpath.dirname(path),
                                               depth + 1, (*stack, real))
         finally:
             self._cur, self._owner, self._owner_token, self._owner_origin = saved
@@ -472,7 +486,7 @@ class ZoneReader:
             rtype = _TYPES.get(upper)
             if rtype is not None:
                 break
-            if "0" <= tok[0] <= "9":
+            if tok[0] in _TTL_FIRST:
                 if ttl is not None:
                     err(fname, lineno, f"second TTL {excerpt(tok)} (type missing?)")
                     return None
@@ -953,9 +967,11 @@ class CompileReader(ZoneReader):
     """
 
     def __init__(self, path: str | None, origin: Name | None,
-                 make_builder: Callable[[ZoneReader], Any], *, text: str | None = None,
-                 filename: str | None = None, include_dirs: Iterable[str] = ()) -> None:
-        super().__init__(path, origin, text=text, filename=filename, include_dirs=include_dirs)
+                 make_builder: Callable[[ZoneReader], Any], *, files: Files | None = None,
+                 text: str | None = None, filename: str | None = None,
+                 include_dirs: Iterable[str] = ()) -> None:
+        super().__init__(path, origin, files=files, text=text, filename=filename,
+                         include_dirs=include_dirs)
         self.make_builder = make_builder
         self.builder: Any = None  # made at the first record: $ORIGIN may name the zone
         self._zone_key = b""
@@ -998,7 +1014,7 @@ class CompileReader(ZoneReader):
         for tok in tokens[first:count - 4]:  # [ttl] [IN], either order
             if tok == CLASS_IN and not klass:
                 klass = True
-            elif ttl is None and "0" <= tok[0] <= "9":
+            elif ttl is None and tok[0] in _TTL_FIRST:
                 ttl = self._ttls.get(tok)
                 if ttl is None:
                     try:
@@ -1101,23 +1117,24 @@ class CompileReader(ZoneReader):
 
 
 def compile_nodes(sink: NodeSink, path: str | None, origin: Name | None = None, *,
-                 text: str | None = None, filename: str | None = None,
-                 include_dirs: Iterable[str] = ()) -> CompiledZone:
-    """Parse and check a zone file (with its includes), writing its nodes to
-    `sink` as they are read; raises `ZoneErrors` listing every error found
-    (then `sink` holds a partial zone: a store discards it). With `text`, the
-    zone is `text` (shown as `filename`, else `path`) instead of a file.
-    Includes may lie in the zone file's directory or in `include_dirs`
-    (`ZoneReader`).
+                  files: Files | None = None, text: str | None = None,
+                  filename: str | None = None,
+                  include_dirs: Iterable[str] = ()) -> CompiledZone:
+    """Parse and check a zone file (with its includes), read through
+    `files`, writing its nodes to `sink` as they are read; raises
+    `ZoneErrors` listing every error found (then `sink` holds a partial zone:
+    a store discards it). With `text`, the zone is `text` (shown as
+    `filename`, else `path`) instead of a file. Includes may lie in the zone
+    file's directory or in `include_dirs` (`ZoneReader`).
 
     Memory stays bounded whatever the zone's size (the node being built, the
     zone cuts and in-zone NS targets); error messages that name where an
     RRset written earlier starts re-read the zone to find it.
     """
     def open_reader(make_builder: Callable[[ZoneReader], Any]) -> CompileReader:
-        return CompileReader(path, origin, make_builder, text=text,
-                              filename=filename if filename is not None else path,
-                              include_dirs=include_dirs)
+        return CompileReader(path, origin, make_builder, files=files, text=text,
+                             filename=filename if filename is not None else path,
+                             include_dirs=include_dirs)
 
     def locate(wanted: set[tuple[bytes, int]]) -> dict[tuple[bytes, int], tuple[str, int]]:
         locator = _Locator(wanted)
@@ -1191,77 +1208,62 @@ class MemoryNodes:
 
 
 # -- public API ------------------------------------------------------------------
-def iter_records(path: str, origin: Name | None = None, *,
+def iter_records(path: str, origin: Name | None = None, *, files: Files,
                  include_dirs: Iterable[str] = ()) -> Iterator[tuple[Record, str, int]]:
-    """Stream ``(record, filename, line)`` from a zone file and its includes.
+    """Stream ``(record, filename, line)`` from a zone file and its includes,
+    read through `files`.
 
     Only syntax is checked (no zone checks: see `load_zone`). Records of good
     lines are yielded as they are read; if any line was bad, `ZoneErrors` is
     raised at the end (or once `MAX_ERRORS` is reached).
     """
-    reader = ZoneReader(path, origin, include_dirs=include_dirs)
+    reader = ZoneReader(path, origin, files=files, include_dirs=include_dirs)
     yield from reader
     if reader.errors:
         raise ZoneErrors(reader.errors)
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a zone is built in memory.
-
-    A `Zone` is millions of long-lived containers and no reference cycles,
-    and every collection walks all of them. Reference counting still frees
-    what is dropped. The switch is process-wide (a thread building a zone
-    pauses collection for the other threads meanwhile); it is turned back on
-    at the end if it was on at the start.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _load(path: str | None, origin: Name | None, *, text: str | None = None,
-          filename: str | None = None,
+def _load(path: str | None, origin: Name | None, *, files: Files | None,
+          text: str | None = None, filename: str | None = None,
           include_dirs: Iterable[str] = ()) -> tuple[Zone, list[tuple[str, bytes]]]:
     sink = MemoryNodes()
-    with gc_paused():
-        compiled = compile_nodes(sink, path, origin, text=text, filename=filename,
-                                include_dirs=include_dirs)
-        return sink.zone(compiled.origin), compiled.sources
+    compiled = compile_nodes(sink, path, origin, files=files, text=text, filename=filename,
+                             include_dirs=include_dirs)
+    return sink.zone(compiled.origin), compiled.sources
 
 
-def load_zone(path: str, origin: Name | None = None, *,
+def load_zone(path: str, origin: Name | None = None, *, files: Files,
               include_dirs: Iterable[str] = ()) -> Zone:
     """Parse a zone file (with its includes, which may lie in its directory
-    or in `include_dirs`) and check it, into memory; raises `ZoneErrors`
-    listing every error found. (`compile_nodes` writes a zone into a store
-    without holding it in memory.)"""
-    return _load(path, origin, include_dirs=include_dirs)[0]
+    or in `include_dirs`), read through `files`, and check it, into memory;
+    raises `ZoneErrors` listing every error found. (`compile_nodes` writes a
+    zone into a store without holding it in memory.) A caller building big
+    zones pauses the garbage collector meanwhile (`files.local.gc_paused`)."""
+    return _load(path, origin, files=files, include_dirs=include_dirs)[0]
 
 
-def load_zone_with_sources(path: str, origin: Name | None = None, *,
+def load_zone_with_sources(path: str, origin: Name | None = None, *, files: Files,
                            include_dirs: Iterable[str] = ()
                            ) -> tuple[Zone, list[tuple[str, bytes]]]:
     """As `load_zone`, also returning ``(path, sha256 digest)`` of every file
     read, the main file first, so a caller can skip unchanged zones."""
-    return _load(path, origin, include_dirs=include_dirs)
+    return _load(path, origin, files=files, include_dirs=include_dirs)
 
 
 def parse_zone_text(text: str, filename: str = "<string>", origin: Name | None = None, *,
-                    include_dirs: Iterable[str] = ()) -> Zone:
-    """As `load_zone`, from a string; ``$INCLUDE`` paths are relative to the
-    current directory, and may lie in it or in `include_dirs`."""
-    return _load(None, origin, text=text, filename=filename, include_dirs=include_dirs)[0]
+                    files: Files | None = None, include_dirs: Iterable[str] = ()) -> Zone:
+    """As `load_zone`, from a string. ``$INCLUDE`` paths are relative to the
+    current directory, and may lie in it or in `include_dirs`; they are read
+    through `files`, and without it every ``$INCLUDE`` is an error."""
+    return _load(None, origin, files=files, text=text, filename=filename,
+                 include_dirs=include_dirs)[0]
 
 
-def load_hints(path: str) -> list[tuple[Name, ADDR]]:
-    """Read a root hints file: NS records at ``.`` and ADDR records for their
-    targets (no SOA). Returns ``(server, address)`` pairs in file order."""
-    reader = ZoneReader(path, ROOT)
+def load_hints(path: str, *, files: Files) -> list[tuple[Name, ADDR]]:
+    """Read a root hints file through `files`: NS records at ``.`` and ADDR
+    records for their targets (no SOA). Returns ``(server, address)`` pairs
+    in file order."""
+    reader = ZoneReader(path, ROOT, files=files)
     errors = reader._errors
     servers: dict[Name, int] = {}  # target -> line of its NS
     addrs: dict[Name, list[ADDR]] = {}
@@ -1314,7 +1316,7 @@ def summarize(zone: Zone | CompiledZone) -> str:
 
 
 __all__ = ["KEY_HEADS_BY_TEXT", "MAX_DOMAIN_CACHE", "MAX_ERRORS", "MAX_INCLUDE_DEPTH", "MAX_LINE",
-           "MAX_RECORD_TEXT", "TTL_UNITS", "CompileReader", "CompiledZone", "Include",
+           "MAX_RECORD_TEXT", "TTL_UNITS", "CompileReader", "CompiledZone", "Files", "Include",
            "MemoryNodes", "NodeSink", "StopReading", "ZoneBuilder", "ZoneReader", "compile_nodes",
            "inside",
            "iter_records", "load_hints", "load_zone", "load_zone_with_sources",

@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from .protocol.errors import ConfigError
+from ..protocol.errors import ConfigError
 
 #: Mode bits a secret file must not have: no access for group or others
 #: (as ssh refuses a private key readable by others).
