@@ -712,5 +712,8 @@ def _check_each(files: tuple[str, ...], check, summary) -> int:
     return 1 if failed else 0
 
 
+# The registry's owner commands (register, unregister, recover) add themselves to `main`.
+from . import registercmd  # noqa: E402,F401
+
 if __name__ == "__main__":
     main()
