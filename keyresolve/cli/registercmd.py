@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import click
@@ -542,14 +543,11 @@ _EXIT_HELP = "\n\n\b\nExit status:\n" + "\n".join(f"  {code:<3} {text}" for code
 
 # -- register ---------------------------------------------------------------------------
 class _RegisterGroup(click.Group):
-    """``register ADDRESS ...`` and ``register confirm|renew ...``: an
-    address (it holds an @) goes to the hidden ``publish`` command."""
+    """``register ADDRESS ...`` and ``register confirm|renew ...``: anything
+    but a subcommand or --help goes to the hidden ``publish`` command."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and "@" in args[0]:
-            args = ["publish", *args]
-        elif args and any("@" in arg for arg in args) and args[0].startswith("-") \
-                and not {"-h", "--help"} & set(args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["publish", *args]
         return super().parse_args(ctx, args)
 
@@ -614,7 +612,7 @@ def _register(address_text, keys_dir, server_text, resolver_text, passphrase_fil
     plain = _plain(address)
     click.echo(f"registry {format_endpoint(target.server)} (zone {target.zone.to_text()}) "
                f"accepted the request for {plain}")
-    click.echo(f"  encryption key {keys.encrypt.key_id()}, signing key {keys.sign.key_id()}"
+    click.echo(f"  encryption key {keys.encrypt.key_id}, signing key {keys.sign.key_id}"
                + (", with a backup" if backup else ""))
     click.echo(f"A confirmation mail was sent to {plain} if it may register these keys (the "
                "registry answers the same either way).")
@@ -629,8 +627,8 @@ def _answer_mail(keys_dir: Path, mailfile: str, server_text: str | None,
     attachment = _read_mail(mailfile)
     keys = load_owner_keys(keys_dir, None, passphrase_file)
     zone = _challenge_zone(attachment, keys)
-    registry = (_trio(registry_keys, zone, server, rd=False, what="server") if server
-                else _trio(registry_keys, zone, resolver, rd=True, what="resolver"))
+    registry = (_trio(partial(registry_keys, rd=False, what="server"), zone, server) if server
+                else _trio(partial(registry_keys, rd=True, what="resolver"), zone, resolver))
     challenge = _open_challenge(attachment, keys, registry)
     if challenge.purpose != purpose:
         command = "register renew" if challenge.purpose == m.Kind.RENEW else "register confirm"
@@ -808,8 +806,8 @@ def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recove
             serialization.NoEncryption()))
         written.append(str(path))
     owner = OwnerKeys(keys.encrypt, keys.sign)
-    click.echo(f"recovered the keys of {plain}: encryption key {owner.encrypt.key_id()}, "
-               f"signing key {owner.sign.key_id()}")
+    click.echo(f"recovered the keys of {plain}: encryption key {owner.encrypt.key_id}, "
+               f"signing key {owner.sign.key_id}")
     click.echo(f"  written to {', '.join(written)}")
 
 
