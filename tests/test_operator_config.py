@@ -200,11 +200,12 @@ def test_keygen_creates_the_out_directory_with_mode_0700(tmp_path):
     done = run_cli("keygen", "alice@example.com", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
-    [key] = out.iterdir()
-    assert key.name == "alice@example.com.x25519.pem"
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    keys = sorted(out.iterdir())
+    assert [k.name for k in keys] == ["alice@example.com.ed25519.pem",
+                                      "alice@example.com.x25519.pem"]
+    assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
     again = run_cli("keygen", "bob@example.com", "--out", str(out))  # exists: used as is
-    assert again.returncode == 0 and len(list(out.iterdir())) == 2
+    assert again.returncode == 0 and len(list(out.iterdir())) == 4
 
 
 # -- reload and zone-file errors ---------------------------------------------------------------

@@ -627,21 +627,50 @@ def tsig_keygen(name: str, algorithm: str) -> None:
 # -- keygen --------------------------------------------------------------------
 @main.command()
 @click.argument("email")
-@click.option("--algorithm", type=click.Choice(["x25519", "ed25519", "x448", "ed448"]),
-              default="x25519", show_default=True)
+@click.option("--algorithm", type=click.Choice([a.name.lower() for a in KeyAlgorithm]),
+              default=None,
+              help="Make one key of this algorithm (default: the pair an address "
+                   "registers, x25519 to encrypt and ed25519 to sign).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".",
-              show_default=True, help="Directory for the private key file.")
-def keygen(email: str, algorithm: str, out_dir: str) -> None:
-    """Make a key pair for EMAIL: private key to a 0600 file, KEY line to stdout."""
-    from .keygen import keygen as make_key
+              show_default=True, help="Directory for the private key files (created 0700).")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None,
+              help="Encrypt the private keys under the first line of this 0600 file.")
+@click.option("--passphrase", "ask_passphrase", is_flag=True,
+              help="Encrypt the private keys under a passphrase asked for twice.")
+def keygen(email: str, algorithm: str | None, out_dir: str, passphrase_file: str | None,
+           ask_passphrase: bool) -> None:
+    """Make keys for EMAIL: private keys to 0600 files, KEY lines to stdout."""
+    from .keygen import PAIR, make_keys
+    from .privatekeys import read_passphrase_file
 
+    if passphrase_file is not None and ask_passphrase:
+        raise click.UsageError("give --passphrase or --passphrase-file, not both")
     try:
         mailbox = Name.from_text(email)
-        path, record = make_key(mailbox, KeyAlgorithm[algorithm.upper()], Path(out_dir))
+        passphrase = None
+        if passphrase_file is not None:
+            passphrase = read_passphrase_file(Path(passphrase_file))
+        elif ask_passphrase:
+            passphrase = click.prompt("Passphrase for the new keys", hide_input=True,
+                                      confirmation_prompt=True, err=True)
+        algorithms = PAIR if algorithm is None else (KeyAlgorithm[algorithm.upper()],)
+        made = make_keys(mailbox, algorithms, Path(out_dir), passphrase)
     except KeyresolveError as exc:
         fail(str(exc))
-    click.echo(f"; private key written to {path}", err=True)
-    click.echo(f"{record.name}\tKEY\t{record.rdata.to_text()}")
+    for path, _ in made:
+        click.echo(f"; private key written to {path}"
+                   + (" (encrypted)" if passphrase is not None else ""), err=True)
+    for _, record in made:
+        click.echo(f"{record.name}\tKEY\t{record.rdata.to_text()}")
+
+
+def _register_client_commands() -> None:
+    from .keyringcmd import keyring
+
+    main.add_command(keyring)
+
+
+_register_client_commands()
 
 
 # -- zone ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x25519
 
+from ..client import keyfile
 from ..client.seal import HYBRID_SEED_SIZE, HybridIdentity, hybrid_seed_to_pem
 from ..protocol.codes import RType
 from ..protocol.errors import KeyresolveError
@@ -28,6 +29,9 @@ PRIVATE_KEY_MODE = 0o600
 KEY_DIR_MODE = 0o700
 #: TTL of the KEY line keygen prints.
 DEFAULT_KEY_TTL = 3600
+#: What keygen makes without --algorithm: the pair an address registers
+#: (issue #20), one key to encrypt to and one to sign with.
+PAIR = (KeyAlgorithm.X25519, KeyAlgorithm.ED25519)
 
 
 def generate(algorithm: KeyAlgorithm) -> tuple[bytes, KEY]:
@@ -72,13 +76,41 @@ def make_key_dir(path: Path) -> None:
         raise KeyresolveError(f"cannot create directory {path}: {exc.strerror}") from None
 
 
+def key_path(out_dir: Path, address: str, algorithm: KeyAlgorithm) -> Path:
+    """Where keygen writes the private key of `address` for `algorithm`."""
+    return out_dir / f"{address}.{algorithm.name.lower()}.pem"
+
+
 def keygen(email: Name, algorithm: KeyAlgorithm, out_dir: Path) -> tuple[Path, Record]:
-    """Write a new private key for `email` into `out_dir`; return it and the KEY record."""
+    """Write a new unencrypted private key for `email` into `out_dir`; return it
+    and the KEY record (`make_keys` for a pair, or under a passphrase)."""
+    [made] = make_keys(email, (algorithm,), out_dir)
+    return made
+
+
+def make_keys(email: Name, algorithms: tuple[KeyAlgorithm, ...], out_dir: Path,
+              passphrase: str | None = None,
+              params: keyfile.KdfParams = keyfile.DEFAULT_PARAMS) -> list[tuple[Path, Record]]:
+    """Write new private keys of `algorithms` for `email` into `out_dir`
+    (created 0700), each 0600 and, with `passphrase`, encrypted
+    (docs/key-files.md, `params`); the files and KEY records. Writes nothing
+    if any of the files exists."""
     if not email.is_mailbox:
         raise KeyresolveError(f"{email} is not a mailbox (expected user@domain)")
-    pem, rdata = generate(algorithm)
-    make_key_dir(out_dir)
+    if passphrase is not None and not passphrase:
+        raise KeyresolveError("the passphrase is empty")
     address = email.to_text().rstrip(".")
-    path = out_dir / f"{address}.{algorithm.name.lower()}.pem"
-    write_private_key(path, pem)
-    return path, Record(email, RType.KEY, DEFAULT_KEY_TTL, rdata)
+    paths = [key_path(out_dir, address, algorithm) for algorithm in algorithms]
+    for path in paths:
+        if path.exists():
+            raise KeyresolveError(f"{path} exists; refusing to overwrite a private key")
+    made = []
+    for algorithm, path in zip(algorithms, paths):
+        pem, rdata = generate(algorithm)
+        if passphrase is not None:
+            pem = keyfile.encrypt(pem, passphrase, secrets.token_bytes(keyfile.SALT_SIZE), params)
+        made.append((path, pem, Record(email, RType.KEY, DEFAULT_KEY_TTL, rdata)))
+    make_key_dir(out_dir)
+    for path, pem, _ in made:
+        write_private_key(path, pem)
+    return [(path, record) for path, _, record in made]

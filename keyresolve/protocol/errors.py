@@ -175,3 +175,19 @@ class TruncatedMessage(CorruptMessage):
 
 class BadMessageSignature(SealError):
     """A signature that does not verify with the signer's key."""
+
+
+class KeyFileError(KeyresolveError):
+    """A private key file (docs/key-files.md) that is malformed, of a version
+    or KDF we do not read, or with parameters out of bounds. Messages name
+    the file and what is wrong, never key material or a passphrase."""
+
+
+class WrongPassphrase(KeyresolveError):
+    """An encrypted private key file did not open with the passphrase given
+    (or was altered: the two cannot be told apart). Names no secret."""
+
+
+class NoKey(KeyresolveError):
+    """No key where one is needed: no private key in a key directory, or no
+    public key for an address."""
