@@ -168,11 +168,18 @@ def cli(*args: str, input: bytes | None = None):
     return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
 
 
-def keygen(directory: Path, address: str) -> Path:
-    for algorithm in ("x25519", "ed25519"):
-        result = cli("keygen", address, "--algorithm", algorithm, "--out", str(directory))
-        assert result.exit_code == 0, result.output
+def keygen(directory: Path, address: str, *args: str) -> Path:
+    """The pair an address registers, as `keyresolve keygen` makes it."""
+    result = cli("keygen", address, "--out", str(directory), *args)
+    assert result.exit_code == 0, result.output
     return directory
+
+
+def secret_file(path: Path, text: str) -> Path:
+    """A passphrase file, 0600 as the commands require."""
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path
 
 
 # -- primary discovery ----------------------------------------------------------------
@@ -209,7 +216,7 @@ def test_a_zone_without_registry_keys_and_an_unreachable_resolver(world, tmp_pat
 # -- argument errors (no daemon) ------------------------------------------------------
 @pytest.mark.parametrize("args, code, says", [
     (["register", "alice@example.com", "--keys", "{missing}"], rc.EXIT_KEYS, "not a directory"),
-    (["register", "alice@example.com", "--keys", "{empty}"], rc.EXIT_KEYS, "no x25519"),
+    (["register", "alice@example.com", "--keys", "{empty}"], rc.EXIT_KEYS, "no private keys"),
     (["register", "alice.example.com", "--keys", "{empty}"], rc.EXIT_USAGE, "not an address"),
     (["register", "alice@example.com", "--keys", "{empty}", "--server", "nowhere"],
      rc.EXIT_USAGE, "--server"),
@@ -238,26 +245,19 @@ def test_argument_errors_are_one_line_with_their_status(tmp_path, args, code, sa
     assert "Traceback" not in out.output
 
 
-def test_a_passphrase_protected_key_file_needs_the_right_passphrase(tmp_path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
-    keys = keygen(tmp_path / "keys", "alice@example.com")
-    path = keys / "alice@example.com.x25519.pem"
-    path.unlink()
-    private = X25519PrivateKey.generate()
-    path.write_bytes(private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(b"right horse battery")))
-    (tmp_path / "wrong").write_text("wrong horse battery\n")
-    (tmp_path / "right").write_text("right horse battery\n")
+def test_encrypted_key_files_need_the_right_passphrase(tmp_path):
+    right = secret_file(tmp_path / "right", "right horse battery")
+    wrong = secret_file(tmp_path / "wrong", "wrong horse battery")
+    keys = keygen(tmp_path / "keys", "alice@example.com", "--passphrase-file", str(right))
     out = cli("register", "alice@example.com", "--keys", str(keys), "--passphrase-file",
-              str(tmp_path / "wrong"))
-    assert out.exit_code == rc.EXIT_PASSPHRASE and "does not open" in out.output
-    assert "horse" not in out.output
+              str(wrong))
+    assert out.exit_code == rc.EXIT_PASSPHRASE and "wrong passphrase" in out.output
+    assert "horse" not in out.output and out.output.count("\n") == 1
     loaded = rc.load_owner_keys(keys, Name.from_text("alice@example.com."),
-                                tmp_path / "right")
-    assert loaded.encrypt.key == private.public_key().public_bytes_raw()
+                                rc.PassphraseSource(right))
+    listed = cli("keygen", "bob@example.com", "--out", str(tmp_path / "bob")).output
+    assert loaded.encrypt.key_id != rc.load_owner_keys(tmp_path / "bob").encrypt.key_id
+    assert "bob@example.com" in listed
 
 
 # -- the whole flow -------------------------------------------------------------------
@@ -278,7 +278,7 @@ def test_register_confirm_unregister(world, tmp_path):
 
     other = keygen(tmp_path / "other", "alice@example.com")  # not the keys registered
     out = cli("register", "confirm", "--keys", str(other), str(mail), "--resolver", world.at)
-    assert out.exit_code == rc.EXIT_KEYS and "not for the keys" in out.output
+    assert out.exit_code == rc.EXIT_OTHER_KEYS and "not for the keys" in out.output
 
     out = cli("register", "renew", "--keys", str(keys), str(mail), "--resolver", world.at)
     assert out.exit_code == rc.EXIT_USAGE and "register confirm" in out.output, out.output
@@ -339,10 +339,10 @@ def test_a_forged_mail_is_rejected(world, tmp_path):
 
 
 @pytest.mark.parametrize("where, code", [
-    (-1, rc.EXIT_FORGED),  # the AEAD tag
-    (-40, rc.EXIT_FORGED),  # the ciphertext
-    (12, rc.EXIT_FORGED),  # the length of the sealed bytes
-    (5, rc.EXIT_KEYS),  # the recipient key id: then it is for another key
+    (-1, rc.EXIT_ALTERED),  # the AEAD tag
+    (-40, rc.EXIT_ALTERED),  # the ciphertext
+    (12, rc.EXIT_ALTERED),  # the length of the sealed bytes
+    (5, rc.EXIT_OTHER_KEYS),  # the recipient key id: then it is for another key
 ])
 def test_a_tampered_mail_is_rejected(world, tmp_path, where, code):
     keys = keygen(tmp_path / "keys", "dave@example.com")
@@ -411,8 +411,8 @@ def test_removal_by_mail(world, tmp_path):
 
 def test_recover_with_backup(world, tmp_path):
     keys = keygen(tmp_path / "keys", "hal@example.com")
-    (tmp_path / "pass").write_text("correct horse battery staple\n")
-    (tmp_path / "wrong").write_text("incorrect horse\n")
+    secret_file(tmp_path / "pass", "correct horse battery staple")
+    secret_file(tmp_path / "wrong", "incorrect horse")
     out = cli("register", "hal@example.com", "--keys", str(keys), "--resolver", world.at,
               "--backup", "--recovery-passphrase-file", str(tmp_path / "pass"))
     assert out.exit_code == 0 and "with a backup" in out.output
@@ -420,7 +420,9 @@ def test_recover_with_backup(world, tmp_path):
     assert cli("register", "confirm", "--keys", str(keys), str(confirm), "--resolver",
                world.at).exit_code == 0
     stored = world.primary.registry.registrations[Name.from_text("hal@example.com.")].backup
-    assert stored and b"PRIVATE" not in stored
+    from keyresolve.client import keyfile
+
+    assert keyfile.is_encrypted(stored)  # the registry holds it sealed, not the keys
 
     out = cli("recover", "hal@example.com", "--resolver", world.at)
     assert out.exit_code == 0 and "recovery token" in out.output
@@ -435,20 +437,29 @@ def test_recover_with_backup(world, tmp_path):
               str(tmp_path / "back"), "--recovery-passphrase-file", str(tmp_path / "pass"),
               "--resolver", world.at)
     assert out.exit_code == 0, out.output
+    assert "encrypted under the recovery passphrase" in out.output
+    original = rc.load_owner_keys(keys)
+    back = rc.load_owner_keys(tmp_path / "back", None, rc.PassphraseSource(tmp_path / "pass"))
+    assert (back.encrypt, back.sign) == (original.encrypt, original.sign)
     for name in ("hal@example.com.x25519.pem", "hal@example.com.ed25519.pem"):
-        assert (tmp_path / "back" / name).read_bytes() == (keys / name).read_bytes()
         assert (tmp_path / "back" / name).stat().st_mode & 0o777 == 0o600
 
 
 # -- the backup format --------------------------------------------------------------------
 def test_backup_round_trip_and_wrong_passphrase():
+    from keyresolve.client.keyfile import KdfParams
+    from keyresolve.protocol.errors import WrongPassphrase
+
+    low = KdfParams(iterations=1, memory_kib=8, lanes=1)
     keys = backup.BackedUpKeys(Name.from_text("alice@example.com."), REGISTRY.x, REGISTRY.ed)
-    sealed = backup.seal_keys(keys, "pass phrase", log_n=10)
+    sealed = backup.seal_keys(keys, "pass phrase", bytes(16), low)
+    assert len(sealed) < m.MAX_BACKUP
     opened = backup.open_keys(sealed, "pass phrase")
     assert opened.address == keys.address
     assert opened.encrypt.private_bytes_raw() == REGISTRY.x.private_bytes_raw()
-    with pytest.raises(backup.WrongPassphrase):
+    assert opened.sign.private_bytes_raw() == REGISTRY.ed.private_bytes_raw()
+    with pytest.raises(WrongPassphrase):
         backup.open_keys(sealed, "pass phrasE")
-    for garbage in (b"", b"\x90", sealed[:-1], sealed.replace(b"v1", b"v2")):
+    for garbage in (b"", b"\x90", sealed[:-30], b"x" * 5000):
         with pytest.raises(backup.BackupError):
             backup.open_keys(garbage, "pass phrase")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass
@@ -31,55 +32,50 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..client import backup as backups
+from ..client import keyfile
 from ..net.client import NoReply, query
 from ..protocol.codes import Rcode, RType, rcode_to_text
-from ..protocol.errors import FormError, KeyresolveError, NetworkError, NotAuth, ProtocolError
+from ..protocol.errors import (ConfigError, FormError, KeyFileError, KeyresolveError, NetworkError,
+                               NotAuth, ProtocolError, WrongPassphrase)
 from ..protocol.message import Message, make_query
 from ..protocol.names import Name
 from ..protocol.records import ADDR, KEY, SOA, KeyAlgorithm, KeyUsage, key_id
+from ..secretfiles import read_private
 from ..protocol.transport import Endpoint, format_endpoint, parse_endpoint
 from ..registry import messages as m
 from ..registry.mails import MailError, attachment_from_mail
+from . import exitcodes
 from .commands import main
+from .privatekeys import MAX_KEY_FILE, PassphraseSource, key_files, read_passphrase_file
 
-# -- exit statuses ----------------------------------------------------------------
-#: A bad argument or option (click's own status for usage errors).
-EXIT_USAGE = 2
-#: The key directory is missing, unreadable, or holds no usable X25519 and
-#: Ed25519 private keys, or other keys than the mail is for.
-EXIT_KEYS = 3
+# -- exit statuses (cli/exitcodes.py, shared with the other client commands) --------
+EXIT_ERROR = exitcodes.EXIT_ERROR
+EXIT_USAGE = exitcodes.EXIT_USAGE
 #: The passphrase of the key files, or the recovery passphrase, is wrong.
-EXIT_PASSPHRASE = 4
-#: No reply from the resolver or the server (timed out, refused, reset).
-EXIT_UNREACHABLE = 5
-#: The address's zone, its primary or the registry's keys cannot be found.
-EXIT_NOT_FOUND = 6
-#: The registry answered REFUSED.
-EXIT_REFUSED = 7
-#: The registry answered NOTAUTH.
-EXIT_NOTAUTH = 8
-#: The registry answered FORMERR.
-EXIT_FORMERR = 9
-#: The registry answered another error rcode (NOTIMP, SERVFAIL, ...).
-EXIT_SERVER_ERROR = 10
-#: A mail or an answer that is not the registry's: it does not open, is not
-#: signed by the registry's published key, or was altered.
-EXIT_FORGED = 11
-#: The mail's challenge expired: register again.
-EXIT_EXPIRED = 12
-#: The mail file cannot be read, or holds no registry attachment.
-EXIT_MAIL = 13
+EXIT_PASSPHRASE = exitcodes.EXIT_WRONG_PASSPHRASE
+#: The key directory holds no usable X25519 and Ed25519 private keys.
+EXIT_KEYS = exitcodes.EXIT_NO_KEY
+#: The mail is for other keys than those in the key directory.
+EXIT_OTHER_KEYS = exitcodes.EXIT_NOT_RECIPIENT
+#: A forged mail or answer: not signed by the registry's published key.
+EXIT_FORGED = exitcodes.EXIT_BAD_SIGNATURE
+#: An altered mail or answer: it does not open, or is malformed.
+EXIT_ALTERED = exitcodes.EXIT_CORRUPT
+EXIT_UNREACHABLE = exitcodes.EXIT_UNREACHABLE
+EXIT_INTERNAL = exitcodes.EXIT_INTERNAL
+EXIT_NOT_FOUND = exitcodes.EXIT_NO_REGISTRY
+EXIT_REFUSED = exitcodes.EXIT_REFUSED
+EXIT_NOTAUTH = exitcodes.EXIT_NOTAUTH
+EXIT_FORMERR = exitcodes.EXIT_FORMERR
+EXIT_SERVER_ERROR = exitcodes.EXIT_SERVER_ERROR
+EXIT_EXPIRED = exitcodes.EXIT_EXPIRED
+EXIT_MAIL = exitcodes.EXIT_BAD_MAIL
 
 #: Seconds to wait for the registry's answer: it queues a mail or commits a
 #: zone change first (fsyncs), so longer than a query's 2 s.
 UPDATE_TIMEOUT = 10.0
 #: Seconds to wait for each reply of the resolver, as dig's default.
 QUERY_TIMEOUT = 2.0
-#: Longest passphrase file read (a passphrase is a line).
-MAX_PASSPHRASE_FILE = 4096
-#: Environment variable naming a file with the passphrase of the key files,
-#: for scripts (a prompt otherwise).
-PASSPHRASE_ENV = "KEYRESOLVE_PASSPHRASE_FILE"
 
 #: What each rcode means for each request kind (the first failing check of
 #: docs/protocol.md 8E.7 decides it).
@@ -136,10 +132,12 @@ def _run(function, *args) -> None:
         raise
     except KeyboardInterrupt:
         _fail(Failure("interrupted", 130))
-    except KeyresolveError as exc:  # a file that cannot be written, ...
-        _fail(Failure(str(exc), 1))
+    except WrongPassphrase as exc:
+        _fail(Failure(str(exc), EXIT_PASSPHRASE))
+    except KeyresolveError as exc:  # a file that cannot be read or written, ...
+        _fail(Failure(str(exc), EXIT_ERROR))
     except Exception as exc:  # never a traceback: the error's class and message
-        _fail(Failure(f"internal error: {type(exc).__name__}: {exc}", 1))
+        _fail(Failure(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL))
 
 
 # -- the owner's keys ----------------------------------------------------------------
@@ -161,83 +159,59 @@ class OwnerKeys:
                    self.sign_private.public_key().public_bytes_raw())
 
 
-def _read_secret_file(path: Path, what: str) -> str:
-    """The first line of `path` (a passphrase file), without its line end."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PASSPHRASE_FILE + 1)
-    except OSError as exc:
-        raise Failure(f"cannot read the {what} file {path}: {exc.strerror}", EXIT_USAGE) from None
-    if len(data) > MAX_PASSPHRASE_FILE:
-        raise Failure(f"the {what} file {path} is longer than {MAX_PASSPHRASE_FILE} bytes",
-                      EXIT_USAGE)
-    try:
-        text = data.decode("utf-8").splitlines()[0] if data.strip() else ""
-    except UnicodeDecodeError:
-        raise Failure(f"the {what} file {path} is not UTF-8", EXIT_USAGE) from None
-    if not text:
-        raise Failure(f"the {what} file {path} is empty", EXIT_USAGE)
-    return text
-
-
 def _passphrase(path: Path | None, what: str, *, confirm: bool = False) -> str:
-    """A passphrase from `path`, else asked on the terminal (never echoed)."""
+    """A passphrase from the 0600 file `path`, else asked on the terminal
+    (never echoed; twice with `confirm`)."""
     if path is not None:
-        return _read_secret_file(path, what)
+        return read_passphrase_file(path)
     if not sys.stdin.isatty():
-        raise Failure(f"the {what} is needed: give a file with it (no terminal to ask on)",
+        raise Failure(f"the {what} is needed: give a file holding it (no terminal to ask on)",
                       EXIT_USAGE)
-    text = click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=confirm,
+    return click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=confirm,
                         err=True)
-    if not text:
-        raise Failure(f"the {what} is empty", EXIT_PASSPHRASE)
-    return text
-
-
-def _load_private(path: Path, passphrase_file: Path | None):
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise Failure(f"cannot read {path}: {exc.strerror}", EXIT_KEYS) from None
-    try:
-        return serialization.load_pem_private_key(data, password=None)
-    except TypeError:  # encrypted: it needs the passphrase
-        pass
-    except (ValueError, serialization.UnsupportedAlgorithm):
-        raise Failure(f"{path} is not a private key file", EXIT_KEYS) from None
-    secret = _passphrase(passphrase_file or _env_path(), "passphrase of the key files")
-    try:
-        return serialization.load_pem_private_key(data, password=secret.encode())
-    except ValueError:
-        raise Failure(f"the passphrase does not open {path}", EXIT_PASSPHRASE) from None
-
-
-def _env_path() -> Path | None:
-    value = os.environ.get(PASSPHRASE_ENV)
-    return Path(value) if value else None
 
 
 def load_owner_keys(keys_dir: Path, address: Name | None = None,
-                    passphrase_file: Path | None = None) -> OwnerKeys:
-    """The X25519 and Ed25519 private keys in `keys_dir` (as `keyresolve
-    keygen` writes them: ``ADDRESS.x25519.pem``, ``ADDRESS.ed25519.pem``);
-    with `address`, its files are preferred. `Failure` (EXIT_KEYS,
-    EXIT_PASSPHRASE) otherwise."""
+                    passphrase: PassphraseSource | None = None) -> OwnerKeys:
+    """The X25519 and Ed25519 private keys in `keys_dir` as `keyresolve
+    keygen` writes them (``ADDRESS.x25519.pem``, ``ADDRESS.ed25519.pem``,
+    encrypted or not: docs/key-files.md), those of `address` if given.
+    `Failure` EXIT_KEYS without them, EXIT_PASSPHRASE for a wrong passphrase."""
     if not keys_dir.is_dir():
         raise Failure(f"{keys_dir} is not a directory of keys", EXIT_KEYS)
+    by_address = key_files(keys_dir)
+    if address is not None:
+        by_address = {a: f for a, f in by_address.items() if a == _plain(address)}
+    if len(by_address) != 1:
+        whose = "" if address is None else f" of {_plain(address)}"
+        raise Failure(f"{keys_dir} holds {'no' if not by_address else 'several addresses'} "
+                      f"private keys{whose} (keyresolve keygen ADDRESS --out DIR makes them)",
+                      EXIT_KEYS)
+    [(owner, files)] = by_address.items()
+    source = passphrase or PassphraseSource()
     found = {}
-    for algorithm, kind in (("x25519", X25519PrivateKey), ("ed25519", Ed25519PrivateKey)):
-        named = None if address is None else keys_dir / f"{_plain(address)}.{algorithm}.pem"
-        files = [named] if named is not None and named.is_file() else sorted(
-            keys_dir.glob(f"*.{algorithm}.pem"))
-        if len(files) != 1:
-            raise Failure(f"{keys_dir} holds {'no' if not files else 'more than one'} "
-                          f"{algorithm} private key (*.{algorithm}.pem)", EXIT_KEYS)
-        key = _load_private(files[0], passphrase_file)
+    for algorithm, kind in ((KeyAlgorithm.X25519, X25519PrivateKey),
+                            (KeyAlgorithm.ED25519, Ed25519PrivateKey)):
+        paths = [path for a, path in files if a == algorithm]
+        if not paths:
+            raise Failure(f"{keys_dir} holds no {algorithm.name.lower()} private key of "
+                          f"{owner}", EXIT_KEYS)
+        try:
+            data = read_private(paths[0], MAX_KEY_FILE, "private key file")
+            if keyfile.is_encrypted(data):
+                data = keyfile.decrypt(data, source.get(f"the keys of {owner} in {keys_dir}"))
+            key = serialization.load_pem_private_key(data, password=None)
+        except WrongPassphrase:
+            raise Failure(f"wrong passphrase for {paths[0]}", EXIT_PASSPHRASE) from None
+        except (ConfigError, KeyFileError) as exc:
+            raise Failure(str(exc), EXIT_KEYS) from None
+        except (ValueError, TypeError, serialization.UnsupportedAlgorithm):
+            raise Failure(f"{paths[0]} is not a private key file", EXIT_KEYS) from None
         if not isinstance(key, kind):
-            raise Failure(f"{files[0]} is not an {algorithm} private key", EXIT_KEYS)
+            raise Failure(f"{paths[0]} is not an {algorithm.name.lower()} private key",
+                          EXIT_KEYS)
         found[algorithm] = key
-    return OwnerKeys(found["x25519"], found["ed25519"])
+    return OwnerKeys(found[KeyAlgorithm.X25519], found[KeyAlgorithm.ED25519])
 
 
 def _plain(address: Name) -> str:
@@ -353,7 +327,7 @@ async def send(target: Target, kind: m.Kind, fields: list,
     except NetworkError as exc:
         raise Failure(f"the registry cannot be reached: {exc}", EXIT_UNREACHABLE) from None
     except ProtocolError as exc:
-        raise Failure(f"bad reply from the registry {where}: {exc}", EXIT_FORGED) from None
+        raise Failure(f"bad reply from the registry {where}: {exc}", EXIT_ALTERED) from None
     response = exchange.response
     if response.rcode != Rcode.NOERROR:
         meanings = _MEANINGS.get(response.rcode, {})
@@ -364,7 +338,7 @@ async def send(target: Target, kind: m.Kind, fields: list,
     try:
         _, payload = m.update_payload(response)
     except FormError as exc:
-        raise Failure(f"the registry {where} sent no answer: {exc}", EXIT_FORGED) from None
+        raise Failure(f"the registry {where} sent no answer: {exc}", EXIT_ALTERED) from None
     return _read_answer(payload, target.keys, digest, where)
 
 
@@ -376,8 +350,7 @@ def _read_answer(payload: bytes, keys: RegistryKeys, digest: bytes, where: str) 
         except NotAuth as exc:
             problem = str(exc)
         except FormError as exc:
-            problem = f"malformed: {exc}"
-            break
+            raise Failure(f"the answer from {where} is malformed: {exc}", EXIT_ALTERED) from None
     raise Failure(f"the answer from {where} is not the registry's: {problem}", EXIT_FORGED)
 
 
@@ -411,11 +384,11 @@ def _challenge_zone(attachment: bytes, keys: OwnerKeys) -> Name:
     try:
         recipient = msgpack.unpackb(attachment, raw=False)[0]
     except Exception:
-        raise Failure("the mail's attachment is not a registry challenge", EXIT_FORGED) from None
+        raise Failure("the mail's attachment is not a registry challenge", EXIT_ALTERED) from None
     own = key_id(KeyAlgorithm.X25519, keys.encrypt.key)
     if isinstance(recipient, bytes) and recipient.hex() != own:
         raise Failure(f"the mail is for the key {recipient.hex()}, not for the keys in the "
-                      f"directory (encryption key {own})", EXIT_KEYS)
+                      f"directory (encryption key {own})", EXIT_OTHER_KEYS)
     try:
         plaintext = m.open_envelope(keys.encrypt_private, m.INFO_CHALLENGE, attachment,
                                     "challenge")
@@ -423,10 +396,10 @@ def _challenge_zone(attachment: bytes, keys: OwnerKeys) -> Name:
         return Name.from_wire(msgpack.unpackb(body, raw=False)[3])
     except NotAuth:
         raise Failure("the mail's challenge does not open: altered, or not the "
-                      "registry's", EXIT_FORGED) from None
+                      "registry's", EXIT_ALTERED) from None
     except Exception:
         raise Failure("the mail's challenge is malformed: altered, or not the registry's",
-                      EXIT_FORGED) from None
+                      EXIT_ALTERED) from None
 
 
 def _open_challenge(attachment: bytes, keys: OwnerKeys, registry: RegistryKeys) -> m.Challenge:
@@ -436,7 +409,7 @@ def _open_challenge(attachment: bytes, keys: OwnerKeys, registry: RegistryKeys) 
         except NotAuth:
             continue
         except FormError as exc:
-            raise Failure(f"the mail's challenge is malformed: {exc}", EXIT_FORGED) from None
+            raise Failure(f"the mail's challenge is malformed: {exc}", EXIT_ALTERED) from None
     raise Failure("the mail is forged or altered: its challenge is not signed by the "
                   "registry's published key", EXIT_FORGED)
 
@@ -505,8 +478,8 @@ _SERVER_HELP = ("The primary to send to, HOST:PORT (default: the SOA MNAME's ADD
                 "the address's zone, through the resolver).")
 _RESOLVER_HELP = ("The resolver, HOST:PORT (default: server in client.toml, else "
                   "127.0.0.1:5353).")
-_PASSPHRASE_HELP = (f"File whose first line is the passphrase of the key files (default: "
-                    f"${PASSPHRASE_ENV}, else asked).")
+_PASSPHRASE_HELP = ("0600 file whose first line is the passphrase of encrypted key files "
+                    "(default: asked).")
 
 
 def _keys_option(required: bool = True):
@@ -527,16 +500,20 @@ def _common(function):
 
 _EXIT_HELP = "\n\n\b\nExit status:\n" + "\n".join(f"  {code:<3} {text}" for code, text in (
     (0, "done"),
+    (EXIT_ERROR, "another error (a file that cannot be read or written)"),
     (EXIT_USAGE, "usage error"),
-    (EXIT_KEYS, "the keys are missing, unreadable, or not the ones the mail is for"),
     (EXIT_PASSPHRASE, "wrong passphrase (of the key files or of the backup)"),
+    (EXIT_KEYS, "no X25519 and Ed25519 private keys in the key directory"),
+    (EXIT_FORGED, "a forged mail or answer: not signed by the registry's published key"),
+    (EXIT_ALTERED, "an altered mail or answer: it does not open or is malformed"),
     (EXIT_UNREACHABLE, "no reply from the resolver or the server"),
+    (EXIT_INTERNAL, "internal error"),
+    (EXIT_OTHER_KEYS, "the mail is for other keys than those in the key directory"),
     (EXIT_NOT_FOUND, "the zone, its primary or the registry's keys cannot be found"),
     (EXIT_REFUSED, "the registry answered REFUSED"),
     (EXIT_NOTAUTH, "the registry answered NOTAUTH"),
     (EXIT_FORMERR, "the registry answered FORMERR"),
     (EXIT_SERVER_ERROR, "the registry answered another error (NOTIMP, SERVFAIL)"),
-    (EXIT_FORGED, "a forged or altered mail, or an answer not the registry's"),
     (EXIT_EXPIRED, "the mail's challenge expired"),
     (EXIT_MAIL, "the mail cannot be read or holds no registry attachment")))
 
@@ -597,18 +574,19 @@ def _register(address_text, keys_dir, server_text, resolver_text, passphrase_fil
     server, resolver = _endpoint(server_text, "--server"), _resolver(resolver_text)
     if recovery_file is not None and not backup:
         raise Failure("--recovery-passphrase-file goes with --backup", EXIT_USAGE)
-    keys = load_owner_keys(keys_dir, address, passphrase_file)
+    keys = load_owner_keys(keys_dir, address, PassphraseSource(passphrase_file))
     sealed = None
     if backup:
         secret = _passphrase(recovery_file, "recovery passphrase", confirm=True)
         sealed = backups.seal_keys(backups.BackedUpKeys(address, keys.encrypt_private,
-                                                        keys.sign_private), secret)
+                                                        keys.sign_private), secret,
+                                   secrets.token_bytes(keyfile.SALT_SIZE))
     target = _trio(locate, address, server, resolver)
     answer = _trio(send, target, m.Kind.REGISTER,
                    m.register_fields(address, keys.encrypt, keys.sign, sealed),
                    keys.sign_private)
     if answer.kind != m.AnswerKind.ACCEPTED:
-        raise Failure(f"the registry answered {answer.kind.name}, not ACCEPTED", EXIT_FORGED)
+        raise Failure(f"the registry answered {answer.kind.name}, not ACCEPTED", EXIT_SERVER_ERROR)
     plain = _plain(address)
     click.echo(f"registry {format_endpoint(target.server)} (zone {target.zone.to_text()}) "
                f"accepted the request for {plain}")
@@ -625,7 +603,7 @@ def _answer_mail(keys_dir: Path, mailfile: str, server_text: str | None,
                  purpose: m.Kind) -> None:
     server, resolver = _endpoint(server_text, "--server"), _resolver(resolver_text)
     attachment = _read_mail(mailfile)
-    keys = load_owner_keys(keys_dir, None, passphrase_file)
+    keys = load_owner_keys(keys_dir, None, PassphraseSource(passphrase_file))
     zone = _challenge_zone(attachment, keys)
     registry = (_trio(partial(registry_keys, rd=False, what="server"), zone, server) if server
                 else _trio(partial(registry_keys, rd=True, what="resolver"), zone, resolver))
@@ -640,7 +618,7 @@ def _answer_mail(keys_dir: Path, mailfile: str, server_text: str | None,
         ours = {m.key_id_bytes(keys.encrypt), m.key_id_bytes(keys.sign)}
         if set(challenge.added) != ours:
             raise Failure(f"the mail asks to publish the keys {_ids(challenge.added)}, not "
-                          "the keys in the directory", EXIT_KEYS)
+                          "the keys in the directory", EXIT_OTHER_KEYS)
     target = Target(challenge.zone, server or (challenge.server.host, challenge.server.port),
                     registry)
     answer = _trio(send, target, purpose, m.token_fields(challenge.request_id, challenge.token),
@@ -655,7 +633,7 @@ def _answer_mail(keys_dir: Path, mailfile: str, server_text: str | None,
         click.echo(f"renewed {plain}: keys {_ids(answer.added)} kept; next check after "
                    f"{_utc(answer.next_check or 0)}")
     else:
-        raise Failure(f"the registry answered {answer.kind.name}", EXIT_FORGED)
+        raise Failure(f"the registry answered {answer.kind.name}", EXIT_SERVER_ERROR)
 
 
 def _utc(seconds: float) -> str:
@@ -722,19 +700,19 @@ def _unregister(address_text, keys_dir, server_text, resolver_text, passphrase_f
         answer = _trio(send, target, m.Kind.UNREGISTER_CONFIRM,
                        m.token_fields(request_id, token))
     else:
-        keys = load_owner_keys(keys_dir, address, passphrase_file)
+        keys = load_owner_keys(keys_dir, address, PassphraseSource(passphrase_file))
         target = _trio(locate, address, server, resolver)
         answer = _trio(send, target, m.Kind.UNREGISTER, m.address_fields(address),
                        keys.sign_private)
     if answer.kind != m.AnswerKind.WITHDRAWN:
-        raise Failure(f"the registry answered {answer.kind.name}, not WITHDRAWN", EXIT_FORGED)
+        raise Failure(f"the registry answered {answer.kind.name}, not WITHDRAWN", EXIT_SERVER_ERROR)
     click.echo(f"withdrew the keys of {plain} from {target.zone.to_text()} at serial "
                f"{answer.serial}: {_ids(answer.replaced)}")
 
 
 def _accepted(answer: m.Answer, target: Target, plain: str, what: str, command: str) -> None:
     if answer.kind != m.AnswerKind.ACCEPTED:
-        raise Failure(f"the registry answered {answer.kind.name}, not ACCEPTED", EXIT_FORGED)
+        raise Failure(f"the registry answered {answer.kind.name}, not ACCEPTED", EXIT_SERVER_ERROR)
     click.echo(f"registry {format_endpoint(target.server)} (zone {target.zone.to_text()}) "
                f"accepted the request for {plain}")
     click.echo(f"A mail with {what} was sent to {plain} if it has registered keys (the "
@@ -775,7 +753,7 @@ def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recove
         _accepted(answer, target, plain, "a recovery token",
                   f"keyresolve recover {plain} --confirm MAILFILE --out DIR")
         return
-    from .keygen import make_key_dir, write_private_key
+    from .keygen import key_path, make_key_dir, write_private_key
 
     request_id, token = _mail_token(_read_mail(mailfile))
     secret = _passphrase(recovery_file, "recovery passphrase")
@@ -784,31 +762,38 @@ def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recove
     answer = _trio(send, target, m.Kind.RECOVER_CONFIRM,
                    m.token_fields(request_id, token, reply.public_key().public_bytes_raw()))
     if answer.kind != m.AnswerKind.RECOVERED or answer.backup is None:
-        raise Failure(f"the registry answered {answer.kind.name}, not RECOVERED", EXIT_FORGED)
+        raise Failure(f"the registry answered {answer.kind.name}, not RECOVERED", EXIT_SERVER_ERROR)
     try:
         sealed = m.open_backup(reply, answer.backup)
     except ProtocolError:
-        raise Failure("the backup in the answer does not open", EXIT_FORGED) from None
+        raise Failure("the backup in the answer does not open", EXIT_ALTERED) from None
     try:
         keys = backups.open_keys(sealed, secret)
-    except backups.WrongPassphrase as exc:
-        raise Failure(str(exc), EXIT_PASSPHRASE) from None
+    except WrongPassphrase:
+        raise Failure("the recovery passphrase does not open the backup", EXIT_PASSPHRASE) from None
     except backups.BackupError as exc:
-        raise Failure(f"the backup is damaged: {exc}", EXIT_FORGED) from None
+        raise Failure(f"the backup is damaged: {exc}", EXIT_ALTERED) from None
     if keys.address != address:
-        raise Failure(f"the backup holds the keys of {_plain(keys.address)}", EXIT_FORGED)
-    make_key_dir(out_dir)
+        raise Failure(f"the backup holds the keys of {_plain(keys.address)}", EXIT_ALTERED)
     written = []
-    for algorithm, private in (("x25519", keys.encrypt), ("ed25519", keys.sign)):
-        path = out_dir / f"{plain}.{algorithm}.pem"
-        write_private_key(path, private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-        written.append(str(path))
+    for algorithm, private in ((KeyAlgorithm.X25519, keys.encrypt),
+                               (KeyAlgorithm.ED25519, keys.sign)):
+        pem = private.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        written.append((key_path(out_dir, plain, algorithm),
+                        keyfile.encrypt(pem, secret, secrets.token_bytes(keyfile.SALT_SIZE))))
+    for path, _ in written:
+        if path.exists():
+            raise Failure(f"{path} exists; refusing to overwrite a private key", EXIT_ERROR)
+    make_key_dir(out_dir)
+    for path, data in written:
+        write_private_key(path, data)
     owner = OwnerKeys(keys.encrypt, keys.sign)
     click.echo(f"recovered the keys of {plain}: encryption key {owner.encrypt.key_id}, "
                f"signing key {owner.sign.key_id}")
-    click.echo(f"  written to {', '.join(written)}")
+    click.echo(f"  written to {', '.join(str(path) for path, _ in written)}, encrypted under "
+               "the recovery passphrase")
 
 
 __all__ = ["Failure", "OwnerKeys", "RegistryKeys", "Target", "find_primary", "find_zone",
