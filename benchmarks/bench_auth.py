@@ -530,7 +530,8 @@ def breakdown(config_path: Path, qfile: Path, count: int) -> dict:
     from keyresolve.daemons.serve import AuthServer
     from keyresolve.protocol.message import Message
     from keyresolve.net import server as server_mod
-    from keyresolve.store.zones import Store, decode_node
+    from keyresolve.store.zones import Store
+    from keyresolve.zonedata.nodes import decode_node
 
     batch = server_mod.MAX_BATCH  # datagrams per snapshot in serve_udp
 

@@ -139,7 +139,8 @@ def child_components(zone: Path, directory: Path) -> dict:
 
     from keyresolve.zonedata import bulkcompile
     from keyresolve.protocol.names import Name
-    from keyresolve.store.zones import TRANSFER_TXN_NODES, node_prefix
+    from keyresolve.store.env import TRANSFER_TXN_NODES
+    from keyresolve.store.keys import node_prefix
 
     gc.disable()
     directory.mkdir(parents=True, exist_ok=True)

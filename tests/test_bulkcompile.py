@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keyresolve.zonedata import bulkcompile
-from keyresolve.store import zones as store_module
+from keyresolve.store import compile as store_compile
 from keyresolve.zonedata.bulkcompile import Repeated, check_zone, compile_bulk
 from keyresolve.protocol.errors import ZoneErrors
 from keyresolve.protocol.names import Name
@@ -255,7 +255,7 @@ def test_store_contents_as_the_streaming_compile(tmp_path: Path, monkeypatch,
              + f"pk1998@sales 3600 KEY {KEY_C}\n"]  # owner comes back: Repeated
     later = write(tmp_path, HEADER.replace("example.com", "example.net"), "net.zone")
     calls: list[bool] = []
-    real = store_module.compile_bulk
+    real = store_compile.compile_bulk
 
     def counting(path: str, origin: Name, prefix: bytes):
         result = real(path, origin, prefix)
@@ -265,9 +265,9 @@ def test_store_contents_as_the_streaming_compile(tmp_path: Path, monkeypatch,
     stores = {}
     for name, use_bulk in (("bulk", True), ("streaming", False)):
         if use_bulk:
-            monkeypatch.setattr(store_module, "compile_bulk", counting)
+            monkeypatch.setattr(store_compile, "compile_bulk", counting)
         else:
-            monkeypatch.setattr(store_module, "compile_bulk", lambda path, origin, prefix: None)
+            monkeypatch.setattr(store_compile, "compile_bulk", lambda path, origin, prefix: None)
         stores[name] = tmp_path / name
         with Store(stores[name], map_size=MAP_SIZE) as store:
             if not tail:

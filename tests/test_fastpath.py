@@ -120,7 +120,7 @@ def snap(tmp_path_factory):
     """One read snapshot of a store holding every zone above."""
     with Store(tmp_path_factory.mktemp("fastpath") / "db", map_size=MAP_SIZE) as store:
         for zone in ZONES:
-            store.replace_zone(zone)
+            store.replace_zone_reference(zone)
         with store.snapshot() as snapshot:
             yield snapshot
 
@@ -594,7 +594,7 @@ def test_answers_follow_reloads_while_old_snapshots_keep_their_version(tmp_path)
     v2 = ("\n".join(kept).replace("2026112201", "2026112202").replace(_b64(1), _b64(99))
           + "\nteam NS ns1.team\nns1.team ADDR 192.0.2.77:53\n")
     with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
-        store.replace_zone(parse_zone_text(v1))
+        store.replace_zone_reference(parse_zone_text(v1))
         queries = [wire("alice@example.com."), wire("bob@team.example.com."),
                    wire("zed@example.com."), wire("zed@team.example.com.")]
 
@@ -608,7 +608,7 @@ def test_answers_follow_reloads_while_old_snapshots_keep_their_version(tmp_path)
         with store.snapshot() as old:
             before = answers(old)
             assert all(before[0])
-            store.replace_zone(parse_zone_text(v2))
+            store.replace_zone_reference(parse_zone_text(v2))
             with store.snapshot() as new:
                 after = answers(new)
                 again = answers(old)

@@ -22,6 +22,7 @@ from keyresolve.authority.policy import (ALLOW, AUTHORITATIVE_OPCODES, OPCODE_AC
                                Action, Decision, allowed, dispatch_table, is_loopback,
                                serving, transport)
 from keyresolve.authority.xfr import make_notify, make_transfer_query
+from keyresolve.registry.messages import make_update
 
 
 def n(text: str) -> Name:
@@ -42,21 +43,23 @@ LOOPBACK = {"loopback v4", "loopback v6", "mapped v4", "other loopback", "scoped
 
 
 def _zone(kind: str, require_signed: bool) -> ZoneConfig | None:
-    """'none': no zone of ours; 'primary'; 'secondary' (with a zone key and
-    allow_notify); 'open secondary' (neither: unsigned NOTIFY from a primary)."""
+    """'none': no zone of ours; 'primary'; 'registry primary' (registration
+    = true); 'secondary' (with a zone key and allow_notify); 'open
+    secondary' (neither: unsigned NOTIFY from a primary)."""
     if kind == "none":
         return None
     lists = dict(allow_transfer=[TRANSFER_KEY], allow_update=[UPDATE_KEY],
                  require_signed=require_signed)
-    if kind == "primary":
-        return ZoneConfig(name=n("example.com."), allow_notify=[NOTIFY_KEY], **lists)
+    if kind in ("primary", "registry primary"):
+        return ZoneConfig(name=n("example.com."), allow_notify=[NOTIFY_KEY],
+                          registration=kind == "registry primary", **lists)
     if kind == "secondary":
         return ZoneConfig(name=n("example.com."), allow_notify=[NOTIFY_KEY], tsig_key=ZONE_KEY,
                           primaries=[(PRIMARY, 53)], **lists)
     return ZoneConfig(name=n("example.com."), primaries=[(PRIMARY, 53)], **lists)
 
 
-ZONES = ["none", "primary", "secondary", "open secondary"]
+ZONES = ["none", "primary", "registry primary", "secondary", "open secondary"]
 
 
 def expected(action: Action, zone: str, require_signed: bool, key: str, peer: str,
@@ -75,10 +78,11 @@ def expected(action: Action, zone: str, require_signed: bool, key: str, peer: st
         if zone == "secondary":
             return Rcode.NOERROR if key in ("zone key", "notify key") else Rcode.REFUSED
         return Rcode.NOERROR if key == "unsigned" and peer == "primary" else Rcode.REFUSED
+    if action is Action.UPDATE:  # anyone, in a registration zone (8E.7 step 2)
+        return Rcode.NOERROR if zone == "registry primary" else Rcode.NOTAUTH
     if zone == "none":
         return Rcode.NOTAUTH
-    wanted = {Action.TRANSFER: "transfer key", Action.UPDATE: "update key"}[action]
-    return Rcode.NOERROR if key == wanted else Rcode.REFUSED
+    return Rcode.NOERROR if key == "transfer key" else Rcode.REFUSED
 
 
 CASES = list(itertools.product(Action, ZONES, [False, True], KEYS, PEERS, [True, False]))
@@ -107,7 +111,8 @@ def test_every_action_is_allowed_to_someone_and_refused_to_someone():
     for action, zone, require_signed, key, peer, loop in CASES:
         outcomes[action].add(expected(action, zone, require_signed, key, peer, loop))
     for action, rcodes in outcomes.items():
-        assert Rcode.NOERROR in rcodes and Rcode.REFUSED in rcodes, action
+        refusal = Rcode.NOTAUTH if action is Action.UPDATE else Rcode.REFUSED
+        assert Rcode.NOERROR in rcodes and refusal in rcodes, action
 
 
 def test_refusal_reasons_name_the_zone_and_the_sender():
@@ -145,9 +150,9 @@ def test_the_servers_tables_agree_with_the_opcodes_actions():
     for table in (AUTHORITATIVE_OPCODES, RESOLVER_OPCODES):
         for opcode, action in table.items():
             assert action in (None, OPCODE_ACTIONS[opcode])
-    # docs/protocol.md 8D step 3: UPDATE is NOTIMP everywhere in version 1,
-    # NOTIFY and TRANSFER at a resolver
-    assert AUTHORITATIVE_OPCODES[Opcode.UPDATE] is None
+    # docs/protocol.md 8D step 3: UPDATE, NOTIFY and TRANSFER are NOTIMP at a
+    # resolver; an authoritative server takes UPDATE for its registry (8E)
+    assert AUTHORITATIVE_OPCODES[Opcode.UPDATE] is Action.UPDATE
     assert {o for o, a in RESOLVER_OPCODES.items() if a is None} == {
         Opcode.UPDATE, Opcode.NOTIFY, Opcode.TRANSFER}
 
@@ -155,7 +160,7 @@ def test_the_servers_tables_agree_with_the_opcodes_actions():
 def test_a_table_missing_an_opcode_or_a_handler_is_an_error():
     handlers = {action: action.name for action in Action}
     assert dispatch_table(AUTHORITATIVE_OPCODES, handlers) == {
-        0: "QUERY", 4: "NOTIFY", 6: "TRANSFER", 7: "CONTROL"}
+        0: "QUERY", 4: "NOTIFY", 5: "UPDATE", 6: "TRANSFER", 7: "CONTROL"}
     partial = dict(AUTHORITATIVE_OPCODES)
     del partial[Opcode.CONTROL]
     with pytest.raises(ValueError, match="CONTROL"):
@@ -178,7 +183,7 @@ def _server(tmp_path, zone: str, require_signed: bool, control_loopback: bool):
     from .test_fastpath import EXAMPLE_COM
 
     store = Store(tmp_path / "db", map_size=1 << 26)
-    store.replace_zone(parse_zone_text(EXAMPLE_COM))
+    store.replace_zone_reference(parse_zone_text(EXAMPLE_COM))
     config_zone = _zone(zone, require_signed)
     config = ServeConfig(path=tmp_path / "serve.toml", listen=[("127.0.0.1", 0)],
                          data_dir=tmp_path / "db", zones=[config_zone], keys=KEYRING,
@@ -197,6 +202,7 @@ _REQUESTS = {
     Action.NOTIFY: lambda i: make_notify(n("example.com."), msg_id=i),
     Action.CONTROL: lambda i: make_query(n("."), ControlCommand.STATUS, msg_id=i,
                                          opcode=Opcode.CONTROL),
+    Action.UPDATE: lambda i: make_update(n("example.com."), b"\x92", i),
 }
 
 
@@ -207,7 +213,8 @@ def _rcode(reply) -> int:
 
 
 @pytest.mark.parametrize(("zone", "require_signed", "control_loopback"), [
-    ("primary", False, True), ("primary", True, False), ("secondary", True, True),
+    ("primary", False, True), ("primary", True, False), ("registry primary", False, True),
+    ("secondary", True, True),
     ("open secondary", False, False)])
 def test_the_authoritative_server_decides_by_the_table(tmp_path, zone, require_signed,
                                                        control_loopback):
@@ -224,8 +231,8 @@ def test_the_authoritative_server_decides_by_the_table(tmp_path, zone, require_s
             want = expected(action, zone, require_signed, key, peer, control_loopback)
             if action is Action.TRANSFER and not tcp:
                 want = Rcode.REFUSED  # 8D step 4, before the zone and the sender
-            elif want == Rcode.NOERROR and action is Action.CONTROL:
-                want = Rcode.NOTIMP  # allowed; this handler runs no commands
+            elif want == Rcode.NOERROR and action in (Action.CONTROL, Action.UPDATE):
+                want = Rcode.NOTIMP  # allowed; this handler runs no commands, no registry
             assert got == want, (action, key, peer, tcp)
 
 

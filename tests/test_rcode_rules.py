@@ -19,6 +19,7 @@ from keyresolve.protocol import tsig
 from keyresolve.resolver.cache import Cache, Rank
 from keyresolve.protocol.codes import ControlCommand, Opcode, Rcode, RType
 from keyresolve.cli.config import ResolverConfig, ServeConfig, ZoneConfig
+from keyresolve.registry.messages import make_update
 from keyresolve.daemons.resolver import ResolverServer
 from keyresolve.daemons.secondary import SecondaryZone
 from keyresolve.daemons.serve import AuthServer
@@ -56,7 +57,7 @@ def _requests() -> dict[str, Message]:
         "TRANSFER not served": make_transfer_query(n("other.example."), RType.AXFR, msg_id=5),
         "CONTROL": make_query(n("."), ControlCommand.FLUSH_ALL, msg_id=5,
                               opcode=Opcode.CONTROL),
-        "UPDATE": make_query(n("example.com."), RType.SOA, msg_id=5, opcode=Opcode.UPDATE),
+        "UPDATE": make_update(n("example.com."), b"\x92", 5),
     }
 
 
@@ -96,9 +97,9 @@ AUTH = {
     ("CONTROL", "unsigned"): (REFUSED, 0),
     ("CONTROL", "unknown key"): BADKEY,
     ("CONTROL", "key not allowed"): (REFUSED, 0),
-    ("UPDATE", "unsigned"): (NOTIMP, 0),
+    ("UPDATE", "unsigned"): (NOTAUTH, 0),
     ("UPDATE", "unknown key"): BADKEY,
-    ("UPDATE", "key not allowed"): (NOTIMP, 0),
+    ("UPDATE", "key not allowed"): (NOTAUTH, 0),
 }
 
 #: The same at the resolver (the QUERY is answered from its cache).
@@ -128,7 +129,7 @@ RESOLVER = {
 def auth(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("auth")
     store = Store(tmp_path / "db", map_size=1 << 26)
-    store.replace_zone(parse_zone_text(EXAMPLE_COM))
+    store.replace_zone_reference(parse_zone_text(EXAMPLE_COM))
     primary = ZoneConfig(name=n("example.com."), file=tmp_path / "x",
                          allow_transfer=[XFER.name])
     secondary = ZoneConfig(name=n("sec.example."), primaries=[("127.0.0.1", 9)], tsig_key=XFER.name)

@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 from keyresolve.authority import fastpath
 from keyresolve.protocol.codes import Opcode, Rcode, RType
 from keyresolve.protocol.message import FrameReader, Message, make_query
+from keyresolve.registry.messages import make_update
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import KEY, NS
-from keyresolve.store.zones import NODE_AREAS, Store, node_prefix
+from keyresolve.store.keys import NODE_AREAS, node_prefix
+from keyresolve.store.zones import Store
 
 from .conftest import (ask, b64key, compiler_pids, keyresolve_cmd, tcp_read, udp_exchange, udp_no_reply,
                        waiting_for_lmdb_lock, write_serve_config)
@@ -132,9 +134,13 @@ def test_unknown_version_gets_badvers(server):
     assert reply.id == 7 and reply.rcode == Rcode.BADVERS
 
 
-def test_update_opcode_is_notimp(server):
+def test_update_outside_a_registration_zone_is_notauth(server):
+    # docs/protocol.md 8E.7: a malformed UPDATE is FORMERR, one for a zone
+    # that takes no registrations NOTAUTH
     query = make_query(name("alice@example.com"), RType.KEY, opcode=Opcode.UPDATE)
-    assert ask(server.address, query).rcode == Rcode.NOTIMP
+    assert ask(server.address, query).rcode == Rcode.FORMERR
+    update = make_update(name("example.com."), b"\x92", 9)
+    assert ask(server.address, update).rcode == Rcode.NOTAUTH
 
 
 def test_unreadable_and_response_packets_are_dropped(server):
@@ -364,7 +370,7 @@ def _handler(tmp_path, zones, config_zones=None):
 
     store = Store(tmp_path / "db", map_size=1 << 26)
     for zone in zones:
-        store.replace_zone(zone)
+        store.replace_zone_reference(zone)
     zone_configs = config_zones or [ZoneConfig(name=z.origin, file=tmp_path / "x") for z in zones]
     config = ServeConfig(path=tmp_path / "serve.toml", listen=[("127.0.0.1", 0)],
                          data_dir=tmp_path / "db", zones=zone_configs)
@@ -407,7 +413,7 @@ def test_cached_answers_follow_the_data_version(tmp_path):
         query = make_query(name("alice@example.com"), RType.KEY).to_wire()
         before = Message.from_wire(_batch(handler, query))
         assert _batch(handler, query) == before.to_wire()
-        store.replace_zone(parse_zone_text(EXAMPLE_COM.replace(_b64(1), _b64(99))))
+        store.replace_zone_reference(parse_zone_text(EXAMPLE_COM.replace(_b64(1), _b64(99))))
         after = Message.from_wire(_batch(handler, query))
         assert after.answer[0].rdata != before.answer[0].rdata
         assert after.answer[0].rdata.key == __import__("base64").b64decode(_b64(99))

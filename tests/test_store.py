@@ -18,7 +18,9 @@ from keyresolve.protocol.errors import StoreError
 from keyresolve.protocol.message import make_query
 from keyresolve.protocol.names import ROOT, Name
 from keyresolve.protocol.records import ADDR, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record
-from keyresolve.store.zones import NODES_DB, Store, node_key
+from keyresolve.store.env import NODES_DB
+from keyresolve.store.keys import node_key
+from keyresolve.store.zones import Store
 from keyresolve.zonedata.model import Zone
 
 N = Name.from_text
@@ -54,7 +56,7 @@ def loaded(tmp_path_factory):
     """The authority test zones in one store."""
     with Store(tmp_path_factory.mktemp("store") / "db", map_size=MAP_SIZE) as s:
         for zone in ZONES.values():
-            s.replace_zone(zone)
+            s.replace_zone_reference(zone)
         yield s
 
 
@@ -106,7 +108,7 @@ def test_answers_match_memory(loaded, case):
 
 def test_root_zone(store):
     zone = Zone.from_records(ROOT, [_soa(ROOT), Record(N("x@com."), RType.KEY, 60, _key(3))])
-    store.replace_zone(zone)
+    store.replace_zone_reference(zone)
     assert store.zone_names() == [ROOT]
     with store.snapshot() as snap:
         assert snap.find_zone(N("a@b.example.com.")).origin == ROOT
@@ -115,7 +117,7 @@ def test_root_zone(store):
 
 def test_loaded_at_and_sources(store):
     sources = [("zones/example.com.zone", b"\x01" * 32), ("zones/inc.zone", b"\x02" * 32)]
-    store.replace_zone(_zone("example.com.", 5, "a@"), sources, loaded_at=1234.5)
+    store.replace_zone_reference(_zone("example.com.", 5, "a@"), sources, loaded_at=1234.5)
     info = store.get_zone_info(N("example.com."))
     assert (info.loaded_at, info.sources, info.records) == (1234.5, tuple(sources), 2)
 
@@ -124,8 +126,8 @@ def test_loaded_at_and_sources(store):
 def test_replace_keeps_only_new_data(store):
     old = _zone("example.com.", 1, "a@", "b@", "x.y")
     new = _zone("example.com.", 2, "b@", "c@")
-    store.replace_zone(old)
-    store.replace_zone(new)
+    store.replace_zone_reference(old)
+    store.replace_zone_reference(new)
     assert _records(store, new.origin) == list(new.records())
     assert store.get_zone_info(new.origin).serial == 2
     with store.snapshot() as snap:
@@ -146,14 +148,14 @@ class _ExplodingZone(Zone):
 
 def test_failed_replace_keeps_old_zone(store):
     old = _zone("example.com.", 1, "a@", "b@", "c@", "d@")
-    store.replace_zone(old, [("old.zone", b"\x00" * 32)])
+    store.replace_zone_reference(old, [("old.zone", b"\x00" * 32)])
     bad = _ExplodingZone(old.origin, _zone("example.com.", 2, "e@", "f@", "g@", "h@").nodes)
     with pytest.raises(RuntimeError, match="boom"):
-        store.replace_zone(bad)
+        store.replace_zone_reference(bad)
     # a zone without SOA fails after all nodes are written: still aborted
     no_soa = Zone.from_records(old.origin, [Record(N("z@example.com."), RType.KEY, 1, _key(0))])
     with pytest.raises(StoreError, match="no SOA"):
-        store.replace_zone(no_soa)
+        store.replace_zone_reference(no_soa)
     assert _records(store, old.origin) == list(old.records())
     assert store.get_zone_info(old.origin).sources == (("old.zone", b"\x00" * 32),)
 
@@ -163,16 +165,16 @@ def test_replace_rejects_names_outside_zone(store):
                                                   Record(N("a@example.org."), RType.KEY, 1,
                                                          _key(0))])
     with pytest.raises(StoreError, match="outside"):
-        store.replace_zone(zone)
+        store.replace_zone_reference(zone)
     assert store.zone_names() == []
 
 
 def test_snapshot_isolation(store):
     old = _zone("example.com.", 1, "a@", "b@", "x.y")
     new = _zone("example.com.", 2, "c@")
-    store.replace_zone(old)
+    store.replace_zone_reference(old)
     with store.snapshot() as before:
-        writer = threading.Thread(target=store.replace_zone, args=(new,))
+        writer = threading.Thread(target=store.replace_zone_reference, args=(new,))
         writer.start()
         writer.join()
         with store.snapshot() as after:
@@ -199,9 +201,9 @@ def test_parent_and_child_zones_do_not_mix(store):
         Record(eng, RType.NS, 60, NS(N("ns.eng.example.com."))),
         Record(N("bob@eng.example.com."), RType.KEY, 60, _key(3)),
     ])
-    store.replace_zone(child)
-    store.replace_zone(parent)  # not append-only: the child's keys sort inside
-    store.replace_zone(child)
+    store.replace_zone_reference(child)
+    store.replace_zone_reference(parent)  # not append-only: the child's keys sort inside
+    store.replace_zone_reference(child)
     assert store.zone_names() == [com, eng]
     assert _records(store, com) == list(parent.records())
     assert _records(store, eng) == list(child.records())
@@ -222,7 +224,7 @@ def test_parent_and_child_zones_do_not_mix(store):
 
 def test_has_descendants(store):
     zone = _zone("example.com.", 1, "alice@", "alice.b@", "a.b.c", "cc", "x@d")
-    store.replace_zone(zone)
+    store.replace_zone_reference(zone)
     expected = {
         "example.com.": True,
         "c.example.com.": True,
@@ -248,7 +250,7 @@ def test_has_descendants(store):
 
 def test_iter_records_streams_in_key_order(store):
     zone = _zone("example.com.", 1, "z@", "a@", "m.q", "b@m.q", "q")
-    store.replace_zone(zone)
+    store.replace_zone_reference(zone)
     with store.snapshot() as snap:
         stream = snap.iter_records(zone.origin)
         assert next(stream) == zone.soa  # lazily produced: the apex sorts first
@@ -262,7 +264,7 @@ def test_iter_records_streams_in_key_order(store):
 # -- metadata helpers ---------------------------------------------------------------
 def test_zone_names_and_delete(store):
     for origin in ("example.org.", "example.com.", "a.example.com."):
-        store.replace_zone(_zone(origin, 1, "k@"))
+        store.replace_zone_reference(_zone(origin, 1, "k@"))
     assert store.zone_names() == [N("example.com."), N("a.example.com."), N("example.org.")]
     assert store.delete_zone(N("a.example.com."))
     assert store.zone_names() == [N("example.com."), N("example.org.")]
@@ -274,7 +276,7 @@ def test_sources_unchanged(store):
     origin = N("example.com.")
     sources = [("a.zone", b"\x01" * 32), ("b.zone", b"\x02" * 32)]
     assert not store.sources_unchanged(origin, sources)
-    store.replace_zone(_zone("example.com.", 1), sources)
+    store.replace_zone_reference(_zone("example.com.", 1), sources)
     assert store.sources_unchanged(origin, sources)
     assert store.sources_unchanged(origin, [(p, bytearray(d)) for p, d in sources])
     assert not store.sources_unchanged(origin, [sources[0], ("b.zone", b"\x03" * 32)])
@@ -297,7 +299,7 @@ def test_corrupt_node_is_store_error(tmp_path, value):
     path = tmp_path / "db"
     zone = _zone("example.com.", 1, "alice@")
     with Store(path, map_size=MAP_SIZE) as s:
-        s.replace_zone(zone)
+        s.replace_zone_reference(zone)
     env = lmdb.open(str(path), max_dbs=4, map_size=MAP_SIZE)
     with env.begin(write=True) as txn:
         nodes = env.open_db(NODES_DB, txn=txn)
@@ -325,7 +327,7 @@ def test_structurally_corrupt_node_is_store_error_when_packed(tmp_path, value):
     path = tmp_path / "db"
     zone = _zone("example.com.", 1, "alice@")
     with Store(path, map_size=MAP_SIZE) as s:
-        s.replace_zone(zone)
+        s.replace_zone_reference(zone)
         with s._env.begin(write=True) as txn:
             txn.put(node_key(zone.origin, N("alice@example.com.")), value,
                     db=s._env.open_db(NODES_DB, txn=txn))
@@ -338,7 +340,7 @@ import sys
 from keyresolve.store.zones import Store
 from tests.test_store import _zone
 with Store(sys.argv[1], map_size=int(sys.argv[2])) as s:
-    s.replace_zone(_zone("example.com.", 4, "b@"))
+    s.replace_zone_reference(_zone("example.com.", 4, "b@"))
 """
 
 
@@ -348,7 +350,7 @@ def test_readonly(tmp_path):
         Store(path, readonly=True)  # nothing there yet
     zone = _zone("example.com.", 3, "a@")
     with Store(path, map_size=MAP_SIZE) as writer:
-        writer.replace_zone(zone)
+        writer.replace_zone_reference(zone)
     # LMDB allows one open per environment and process: the writer runs apart
     with Store(path, map_size=MAP_SIZE, readonly=True) as reader:
         assert reader.zone_names() == [zone.origin]
@@ -358,7 +360,7 @@ def test_readonly(tmp_path):
             assert reader.get_zone_info(zone.origin).serial == 4  # sees the commit
             assert list(old.iter_records(zone.origin)) == list(zone.records())
         with pytest.raises(StoreError, match="read-only"):
-            reader.replace_zone(zone)
+            reader.replace_zone_reference(zone)
         with pytest.raises(StoreError, match="read-only"):
             reader.delete_zone(zone.origin)
 

@@ -1,7 +1,7 @@
 """Store.load_zone_file: zone files streamed into LMDB, on real environments in tmp_path.
 
 The reference is the in-memory path: `Zone.from_records` over the reader's
-records (no zone checks of ours involved), encoded by `Store.replace_zone`.
+records (no zone checks of ours involved), encoded by `Store.replace_zone_reference`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keyresolve.store import zones as store_module
+from keyresolve.store import compile as store_compile
+from keyresolve.store.keys import node_prefix
 from keyresolve.protocol.codes import RType
 from keyresolve.protocol.errors import ZoneErrors
 from keyresolve.protocol.names import Name
@@ -91,7 +92,7 @@ def test_good_files_store_the_same_bytes(tmp_path: Path, fname: str) -> None:
     with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
         compiled = store.load_zone_file(path, origin, loaded_at=1.0)
     with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
-        store.replace_zone(reference(path, origin), compiled.sources, loaded_at=1.0)
+        store.replace_zone_reference(reference(path, origin), compiled.sources, loaded_at=1.0)
     assert dump(tmp_path / "new") == dump(tmp_path / "old")
 
 
@@ -102,7 +103,7 @@ def test_generated_zone_stores_the_same_bytes(tmp_path: Path) -> None:
         info = store.get_zone_info(ORIGIN)
     zone = reference(path, ORIGIN)
     with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
-        store.replace_zone(zone, compiled.sources, loaded_at=1.0)
+        store.replace_zone_reference(zone, compiled.sources, loaded_at=1.0)
     assert dump(tmp_path / "new") == dump(tmp_path / "old")
     assert (compiled.serial, compiled.records) == (zone.serial, len(zone))
     assert info is not None and (info.serial, info.records) == (zone.serial, len(zone))
@@ -122,7 +123,7 @@ def test_owners_out_of_order_are_merged(tmp_path: Path) -> None:
     with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
         compiled = store.load_zone_file(path, ORIGIN, loaded_at=1.0)
     with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
-        store.replace_zone(reference(path, ORIGIN), compiled.sources, loaded_at=1.0)
+        store.replace_zone_reference(reference(path, ORIGIN), compiled.sources, loaded_at=1.0)
     assert dump(tmp_path / "new") == dump(tmp_path / "old")
     assert compiled.records == 10
 
@@ -131,8 +132,8 @@ def test_seen_filter_false_positives_change_nothing(tmp_path: Path, monkeypatch)
     path = genzone_file(tmp_path, 500)
     with Store(tmp_path / "a", map_size=MAP_SIZE) as store:
         store.load_zone_file(path, ORIGIN, loaded_at=1.0)
-    monkeypatch.setattr(store_module, "SEEN_FILTER_BITS", 8)  # every key looks seen
-    monkeypatch.setattr(store_module, "_SEEN_MASK", 7)
+    monkeypatch.setattr(store_compile, "SEEN_FILTER_BITS", 8)  # every key looks seen
+    monkeypatch.setattr(store_compile, "_SEEN_MASK", 7)
     with Store(tmp_path / "b", map_size=MAP_SIZE) as store:
         store.load_zone_file(path, ORIGIN, loaded_at=1.0)
     assert dump(tmp_path / "a") == dump(tmp_path / "b")
@@ -147,7 +148,7 @@ def test_sorted_put_batches_change_nothing(tmp_path: Path, monkeypatch, batch: i
         store.load_zone_file(path, ORIGIN, loaded_at=1.0)
         store.load_zone_file("back.zone", N("example.org."), text=back.replace(
             "example.com", "example.org"), loaded_at=1.0)
-    monkeypatch.setattr(store_module, "COMPILE_BATCH_NODES", batch)
+    monkeypatch.setattr(store_compile, "COMPILE_BATCH_NODES", batch)
     with Store(tmp_path / "b", map_size=MAP_SIZE) as store:
         store.load_zone_file(path, ORIGIN, loaded_at=1.0)
         store.load_zone_file("back.zone", N("example.org."), text=back.replace(
@@ -169,8 +170,8 @@ def test_reload_journal_and_nodes_as_replace_zone(tmp_path: Path) -> None:
         store.load_zone_file("z.zone", ORIGIN, text=v2, loaded_at=2.0)
         steps = store.journal_steps(ORIGIN, 1)
     with Store(tmp_path / "old", map_size=MAP_SIZE) as store:
-        store.replace_zone(parse_zone_text(v1, "z.zone"), [("z.zone", b"")], loaded_at=1.0)
-        store.replace_zone(parse_zone_text(v2, "z.zone"), [("z.zone", b"")], loaded_at=2.0)
+        store.replace_zone_reference(parse_zone_text(v1, "z.zone"), [("z.zone", b"")], loaded_at=1.0)
+        store.replace_zone_reference(parse_zone_text(v2, "z.zone"), [("z.zone", b"")], loaded_at=2.0)
     new, old = dump(tmp_path / "new"), dump(tmp_path / "old")
     assert served_nodes(tmp_path / "new") == served_nodes(tmp_path / "old")
     assert new[b"journal"] == old[b"journal"]
@@ -182,7 +183,7 @@ def test_reload_journal_and_nodes_as_replace_zone(tmp_path: Path) -> None:
     # the reload went to the other node area and emptied the old one
     with Store(tmp_path / "new", map_size=MAP_SIZE) as store:
         assert store.get_zone_info(ORIGIN).area == 2
-    assert all(key.startswith(store_module.node_prefix(ORIGIN, 2)) for key, _ in new[b"nodes"])
+    assert all(key.startswith(node_prefix(ORIGIN, 2)) for key, _ in new[b"nodes"])
 
 
 @pytest.mark.parametrize("batch", [3, 16384])
@@ -191,7 +192,7 @@ def test_sorted_and_direct_compiles_store_the_same(tmp_path: Path, monkeypatch,
     """Alone, a zone is sorted and appended; with a zone after it (or its
     other area served), its nodes are inserted directly: same contents,
     same journal, nothing left in the scratch DB."""
-    monkeypatch.setattr(store_module, "COMPILE_BATCH_NODES", batch)
+    monkeypatch.setattr(store_compile, "COMPILE_BATCH_NODES", batch)
     path = genzone_file(tmp_path, 200)
     versions = [Path(path).read_text().replace(" 2026010101 ", f" {serial} ", 1)
                 for serial in (2026010101, 2026010102, 2026010103)]
@@ -203,13 +204,13 @@ def test_sorted_and_direct_compiles_store_the_same(tmp_path: Path, monkeypatch,
             Store(tmp_path / "new", map_size=MAP_SIZE) as new:
         new.load_zone_file("net.zone", N("example.net."), text=later)  # follows example.com
         for text, zone in zip(versions, reference_zones):
-            ref.replace_zone(zone)
+            ref.replace_zone_reference(zone)
             new.load_zone_file("gen.zone", ORIGIN, text=text)
             assert _records(new) == _records(ref)
             assert new.journal_info(ORIGIN) == ref.journal_info(ORIGIN)
         new.delete_zone(N("example.net."))
         new.load_zone_file("gen.zone", ORIGIN, text=versions[0])  # alone again: sorted
-        ref.replace_zone(reference_zones[0])
+        ref.replace_zone_reference(reference_zones[0])
         assert _records(new) == _records(ref)
     scratch = dump(tmp_path / "new").get(b"scratch")
     assert scratch == []
@@ -218,7 +219,7 @@ def test_sorted_and_direct_compiles_store_the_same(tmp_path: Path, monkeypatch,
 def test_compiles_in_threads_of_one_store_take_turns(tmp_path: Path, monkeypatch) -> None:
     """Sorted compiles share the scratch DB: two at once must not mix or drop
     each other's runs."""
-    monkeypatch.setattr(store_module, "COMPILE_BATCH_NODES", 5)  # many runs each
+    monkeypatch.setattr(store_compile, "COMPILE_BATCH_NODES", 5)  # many runs each
     text = Path(genzone_file(tmp_path, 2000)).read_text()
     origins = [ORIGIN, N("example.org.")]
     texts = [text, text.replace("example.com", "example.org")]
@@ -357,7 +358,7 @@ def test_any_zone_compiles_as_the_reference(tmp_path_factory, lines) -> None:
     records = [rec for rec, _, _ in iter_records_text(base, text)]
     assert Zone.from_records(ORIGIN, records).nodes == expected.nodes
     with Store(base / "old", map_size=MAP_SIZE) as store:
-        store.replace_zone(expected, [("z.zone", b"")], loaded_at=1.0)
+        store.replace_zone_reference(expected, [("z.zone", b"")], loaded_at=1.0)
     new, old = dump(base / "new"), dump(base / "old")
     assert new[b"nodes"] == old[b"nodes"]
 

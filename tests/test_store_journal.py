@@ -1,4 +1,4 @@
-"""The LMDB change journal, the merge in replace_zone, and the transfer writer,
+"""The LMDB change journal, the merge in replace_zone_reference, and the transfer writer,
 on real environments in tmp_path."""
 
 from __future__ import annotations
@@ -11,13 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import keyresolve.store.zones as store_module
+import keyresolve.store.env as store_env
+import keyresolve.store.journal as store_journal
 from keyresolve.protocol.codes import RType
 from keyresolve.protocol.errors import FormError, StoreError
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import Record
 from keyresolve.protocol.serial import HALF
-from keyresolve.store.zones import JOURNAL_DB, NODES_DB, ZONES_DB, Store, journal_key
+from keyresolve.store.diff import diff_sorted, suffix_batches
+from keyresolve.store.env import JOURNAL_DB, NODES_DB, ZONES_DB, delete_prefix
+from keyresolve.store.journal import journal_key
+from keyresolve.store.keys import node_key, node_prefix, zone_prefix
+from keyresolve.store.zones import Store
+from keyresolve.zonedata.nodes import encode_node
 from keyresolve.authority.xfr import (Inbound, MemorySource, MemoryWriter, OutboundTransfer, TransferKind,
                             diff_records)
 from keyresolve.zonedata.model import RRset, Zone
@@ -50,15 +56,15 @@ def _expected(old: Zone, new: Zone) -> tuple:
 
 def _load(store: Store, zones: list[Zone]) -> None:
     for zone in zones:
-        store.replace_zone(zone)
+        store.replace_zone_reference(zone)
 
 
-# -- what replace_zone journals ----------------------------------------------------------
+# -- what replace_zone_reference journals ----------------------------------------------------------
 def test_one_reload_writes_one_entry(store):
     v1, v2 = versions()[:2]
-    store.replace_zone(v1)
+    store.replace_zone_reference(v1)
     assert store.journal_info(ORIGIN) is None  # a first load has no history
-    store.replace_zone(v2)
+    store.replace_zone_reference(v2)
     info = store.journal_info(ORIGIN)
     assert (info.first, info.last, info.entries) == (10, 11, 1)
     (step,) = store.journal_steps(ORIGIN, 10)
@@ -104,7 +110,7 @@ def test_journal_steps_applied_to_an_older_copy_reproduce_the_zone(store):
 def test_unchanged_reload_keeps_the_journal(store):
     vs = versions()
     _load(store, vs[:3])
-    store.replace_zone(Zone(ORIGIN, dict(vs[2].nodes)))
+    store.replace_zone_reference(Zone(ORIGIN, dict(vs[2].nodes)))
     assert store.journal_info(ORIGIN).entries == 2
 
 
@@ -115,13 +121,13 @@ def test_reloads_that_cannot_be_steps_clear_the_journal(store, case):
     assert store.journal_info(ORIGIN).entries == 2
     changed = zone_v(12, users(40, start=1))
     if case == "backwards":
-        store.replace_zone(zone_v(5, users(40)))
+        store.replace_zone_reference(zone_v(5, users(40)))
     elif case == "same serial":
-        store.replace_zone(changed)
+        store.replace_zone_reference(changed)
     elif case == "half circle":
-        store.replace_zone(zone_v((12 + HALF) % 2**32, users(40)))
+        store.replace_zone_reference(zone_v((12 + HALF) % 2**32, users(40)))
     else:
-        store.replace_zone(vs[3], journal=False)
+        store.replace_zone_reference(vs[3], journal=False)
     assert store.journal_info(ORIGIN) is None
     assert store.journal_steps(ORIGIN, 10) is None
 
@@ -131,14 +137,14 @@ def test_no_step_starts_at_a_serial_whose_contents_changed_in_place(store, case)
     """Issue #17: a key added at serial 1 without a bump, then a bump to 2:
     the step 1 -> 2 held only the SOA, and a secondary holding the first
     version of serial 1 missed the key. Such a serial starts no step."""
-    store.replace_zone(zone_v(5, users(40)))
-    store.replace_zone(zone_v(6, users(40)))
+    store.replace_zone_reference(zone_v(5, users(40)))
+    store.replace_zone_reference(zone_v(6, users(40)))
     # a second version of serial 6, or a step back to 5 with new contents
     again = 6 if case == "same serial" else 5
-    store.replace_zone(zone_v(again, users(41)))
-    store.replace_zone(zone_v(7, users(41)))
+    store.replace_zone_reference(zone_v(again, users(41)))
+    store.replace_zone_reference(zone_v(7, users(41)))
     assert store.journal_steps(ORIGIN, again) is None  # a full transfer, not just the SOA
-    store.replace_zone(zone_v(8, users(42)))
+    store.replace_zone_reference(zone_v(8, users(42)))
     (step,) = store.journal_steps(ORIGIN, 7)  # journaling resumes after it
     assert [r.name.to_text() for r in step.iter_added()] == ["user41@example.com."]
 
@@ -153,14 +159,14 @@ def test_delete_zone_clears_the_journal(store):
         keys = list(cursor.iternext(values=False))
     assert keys and all(k.startswith(b"org\0example\0\x01") for k in keys)
     assert store.journal_info(N("example.org.")).entries == 1
-    store.replace_zone(versions()[0])  # a new life starts without history
+    store.replace_zone_reference(versions()[0])  # a new life starts without history
     assert store.journal_info(ORIGIN) is None
 
 
 def test_eviction_by_count(store, monkeypatch):
-    monkeypatch.setattr(store_module, "MAX_JOURNAL_ENTRIES", 3)
+    monkeypatch.setattr(store_journal, "MAX_JOURNAL_ENTRIES", 3)
     for serial in range(1, 7):
-        store.replace_zone(zone_v(serial, users(50, start=serial)))
+        store.replace_zone_reference(zone_v(serial, users(50, start=serial)))
     info = store.journal_info(ORIGIN)
     assert (info.first, info.last, info.entries) == (3, 6, 3)
     assert store.journal_steps(ORIGIN, 2) is None
@@ -173,14 +179,14 @@ def test_eviction_by_bytes(store, monkeypatch):
     zones = [zone_v(serial, users(50, start=serial)) for serial in range(1, 6)]
     _load(store, zones[:2])
     entry = store.journal_info(ORIGIN).bytes
-    monkeypatch.setattr(store_module, "MAX_JOURNAL_BYTES", 2 * entry + entry // 2)
+    monkeypatch.setattr(store_journal, "MAX_JOURNAL_BYTES", 2 * entry + entry // 2)
     _load(store, zones[2:])
     info = store.journal_info(ORIGIN)
     assert (info.first, info.last, info.entries) == (3, 5, 2)
-    assert info.bytes <= store_module.MAX_JOURNAL_BYTES
+    assert info.bytes <= store_journal.MAX_JOURNAL_BYTES
     # an entry larger than the bound is not kept at all
-    monkeypatch.setattr(store_module, "MAX_JOURNAL_BYTES", entry // 2)
-    store.replace_zone(zone_v(6, users(50, start=6)))
+    monkeypatch.setattr(store_journal, "MAX_JOURNAL_BYTES", entry // 2)
+    store.replace_zone_reference(zone_v(6, users(50, start=6)))
     assert store.journal_info(ORIGIN) is None
 
 
@@ -188,13 +194,13 @@ def test_eviction_when_the_journal_outgrows_the_zone(store):
     # each reload replaces 2 of 13 records (+2 SOAs): 4 records per step,
     # so at most 3 steps (12 records) fit a 13-record zone
     for serial in range(1, 7):
-        store.replace_zone(zone_v(serial, {"fixed" + str(i): [i] for i in range(9)}
+        store.replace_zone_reference(zone_v(serial, {"fixed" + str(i): [i] for i in range(9)}
                                   | {"moving": [100 + serial]}))
     info = store.journal_info(ORIGIN)
     assert store.get_zone_info(ORIGIN).records == 13
     assert (info.entries, info.records, info.last) == (3, 12, 6)
     # one change larger than the zone: not journaled, history cleared
-    store.replace_zone(zone_v(7, users(10, start=500)))
+    store.replace_zone_reference(zone_v(7, users(10, start=500)))
     assert store.journal_info(ORIGIN) is None
 
 
@@ -202,7 +208,7 @@ def test_journal_survives_a_cycle_of_serials(store):
     # 0 -> 2**31-1 -> 2**32-2 -> 0 are three RFC 1982 increases back to 0
     serials = [0, HALF - 1, 2 * HALF - 2, 0, 5]
     for index, serial in enumerate(serials):
-        store.replace_zone(zone_v(serial, users(30, start=index)))
+        store.replace_zone_reference(zone_v(serial, users(30, start=index)))
     info = store.journal_info(ORIGIN)
     # appending 0 -> 5 met an old entry from 0: the chain starts over
     assert (info.first, info.last, info.entries) == (0, 5, 1)
@@ -221,7 +227,7 @@ def test_replace_zone_failure_keeps_the_journal(store):
                 yield item
 
     with pytest.raises(RuntimeError):
-        store.replace_zone(Exploding(ORIGIN, vs[2].nodes))
+        store.replace_zone_reference(Exploding(ORIGIN, vs[2].nodes))
     assert _records(store) == list(vs[1].records())
     assert store.journal_info(ORIGIN).entries == 1
 
@@ -235,9 +241,9 @@ _owner = st.sampled_from(["a", "b", "c", "d", "e", "x.a", "y", "b.c"])
 def test_merge_reload_equals_a_fresh_load(first, second):
     old, new = zone_v(1, first), zone_v(2, second)
     with tempfile.TemporaryDirectory() as tmp, Store(tmp, map_size=MAP_SIZE) as store:
-        store.replace_zone(zone_v(1, {}, origin=N("a.example.com.")))  # a child zone inside
-        store.replace_zone(old)
-        store.replace_zone(new)
+        store.replace_zone_reference(zone_v(1, {}, origin=N("a.example.com.")))  # a child zone inside
+        store.replace_zone_reference(old)
+        store.replace_zone_reference(new)
         assert _records(store) == list(new.records())
         assert store.get_zone_info(ORIGIN).records == len(new)
         assert _records(store, N("a.example.com.")) == list(
@@ -256,8 +262,8 @@ def test_secondary_journals_what_it_applies(tmp_path):
     vs = versions()
     with Store(tmp_path / "p", map_size=MAP_SIZE) as primary, \
             Store(tmp_path / "s", map_size=MAP_SIZE) as secondary:
-        primary.replace_zone(vs[0])
-        secondary.replace_zone(vs[0])
+        primary.replace_zone_reference(vs[0])
+        secondary.replace_zone_reference(vs[0])
         _load(primary, vs[1:])
         with primary.snapshot() as snap:
             messages = round_trip(OutboundTransfer(ixfr_query(10), snap.get_zone(ORIGIN)))
@@ -276,7 +282,7 @@ def test_secondary_journals_what_it_applies(tmp_path):
 
 def test_full_transfer_over_an_older_copy_is_journaled(store):
     vs = versions()
-    store.replace_zone(vs[0])
+    store.replace_zone_reference(vs[0])
     source = Zone(ORIGIN, vs[1].nodes)
     inbound = Inbound(ORIGIN, RType.AXFR, None, store.zone_writer(ORIGIN))
     assert _apply(OutboundTransfer(axfr_query(), MemorySource(source)), inbound)
@@ -304,7 +310,7 @@ def test_writer_merges_owners_that_come_back(store):
 
 def test_writer_delta_errors_keep_the_zone(store):
     vs = versions()
-    store.replace_zone(vs[0])
+    store.replace_zone_reference(vs[0])
     writer = store.zone_writer(ORIGIN)
     with pytest.raises(FormError, match="serial"):
         writer.begin_delta(soa(9))
@@ -322,11 +328,11 @@ def test_writer_delta_errors_keep_the_zone(store):
     assert _records(store) == list(vs[0].records())
     with pytest.raises(StoreError, match="no zone"):
         store.zone_writer(N("example.org.")).begin_delta(soa(1, N("example.org.")))
-    store.replace_zone(vs[1])  # failed begins released the write lock
+    store.replace_zone_reference(vs[1])  # failed begins released the write lock
 
 
 def test_writer_is_bound_to_its_thread(store):
-    store.replace_zone(versions()[0])
+    store.replace_zone_reference(versions()[0])
     writer = store.zone_writer(ORIGIN)
     begun, release = threading.Event(), threading.Event()
     outcome = []
@@ -350,7 +356,7 @@ def test_writer_is_bound_to_its_thread(store):
         release.set()
         thread.join()
     assert outcome == ["aborted"]
-    store.replace_zone(versions()[1])  # the write lock is free again
+    store.replace_zone_reference(versions()[1])  # the write lock is free again
     assert store.get_zone_info(ORIGIN).serial == 11
 
 
@@ -380,7 +386,7 @@ def test_corrupt_journal_entry_is_store_error(store, value):
 
 # -- full transfers in bounded transactions ------------------------------------------------
 def _area_keys(store: Store, area: int) -> list[bytes]:
-    prefix = store_module.node_prefix(ORIGIN, area)
+    prefix = node_prefix(ORIGIN, area)
     with store._env.begin() as txn:
         cursor = txn.cursor(db=store._nodes)
         return [key for key in cursor.iternext(values=False) if key.startswith(prefix)]
@@ -402,7 +408,7 @@ def _writer_feed(store: Store, zone: Zone, *, stop_after: int | None = None, **k
 
 def test_full_transfer_switches_area_and_deletes_the_old_one(store):
     vs = versions()
-    store.replace_zone(vs[0])
+    store.replace_zone_reference(vs[0])
     assert store.get_zone_info(ORIGIN).area == 1
     writer = _writer_feed(store, vs[1], stop_after=30)  # several transactions committed
     assert _records(store) == list(vs[0].records())  # readers still see the old zone
@@ -427,7 +433,7 @@ def test_full_transfer_switches_area_and_deletes_the_old_one(store):
 
 def test_aborted_full_transfer_leaves_the_zone_and_nothing_else(store):
     vs = versions()
-    store.replace_zone(vs[0])
+    store.replace_zone_reference(vs[0])
     writer = _writer_feed(store, vs[1], stop_after=30)
     writer.abort()
     writer.abort()
@@ -439,11 +445,11 @@ def test_aborted_full_transfer_leaves_the_zone_and_nothing_else(store):
 def test_leftovers_of_a_cut_transfer_are_never_served_and_then_cleared(store):
     """A crash mid-transfer leaves committed nodes in the unserved area."""
     vs = versions()
-    store.replace_zone(vs[0])
+    store.replace_zone_reference(vs[0])
     ghost = N("ghost@example.com.")
     node = {RType.KEY: RRset(60, (key_rdata(4242),))}
     with store._env.begin(write=True) as txn:
-        txn.put(store_module.node_key(ORIGIN, ghost, 2), store_module.encode_node(node),
+        txn.put(node_key(ORIGIN, ghost, 2), encode_node(node),
                 db=store._env.open_db(NODES_DB, txn=txn))
     assert _records(store) == list(vs[0].records())
     with store.snapshot() as snap:  # also through the fast path's lookup
@@ -457,7 +463,7 @@ def test_leftovers_of_a_cut_transfer_are_never_served_and_then_cleared(store):
 
 def test_delta_after_an_area_switch_applies_to_the_served_area(store):
     vs = versions()
-    store.replace_zone(vs[0])
+    store.replace_zone_reference(vs[0])
     _writer_feed(store, vs[1])
     with Store(store.path.parent / "p", map_size=MAP_SIZE) as primary:
         _load(primary, vs[1:3])
@@ -467,7 +473,7 @@ def test_delta_after_an_area_switch_applies_to_the_served_area(store):
     assert _apply(messages, inbound) and inbound.kind == TransferKind.INCREMENTAL
     assert _records(store) == list(vs[2].records())
     assert store.get_zone_info(ORIGIN).area == 2 and _area_keys(store, 1) == []
-    store.replace_zone(vs[3])  # a compile over it keeps the area
+    store.replace_zone_reference(vs[3])  # a compile over it keeps the area
     assert _records(store) == list(vs[3].records())
     assert store.get_zone_info(ORIGIN).area == 2 and _area_keys(store, 1) == []
 
@@ -476,12 +482,12 @@ def test_delta_after_an_area_switch_applies_to_the_served_area(store):
 def test_unknown_node_area_is_store_error(store, area):
     import msgpack
 
-    store.replace_zone(versions()[0])
+    store.replace_zone_reference(versions()[0])
     with store._env.begin(write=True) as txn:
         zones = store._env.open_db(ZONES_DB, txn=txn)
-        meta = msgpack.unpackb(txn.get(store_module.zone_prefix(ORIGIN), db=zones))
+        meta = msgpack.unpackb(txn.get(zone_prefix(ORIGIN), db=zones))
         meta["area"] = area
-        txn.put(store_module.zone_prefix(ORIGIN), msgpack.packb(meta), db=zones)
+        txn.put(zone_prefix(ORIGIN), msgpack.packb(meta), db=zones)
     with pytest.raises(StoreError):
         store.get_zone_info(ORIGIN)
     with store.snapshot() as snap, pytest.raises(StoreError):
@@ -491,7 +497,7 @@ def test_unknown_node_area_is_store_error(store, area):
 def test_full_transfer_from_the_store_is_byte_identical_to_one_from_memory(store):
     """The store splices stored bytes; the in-memory source packs records."""
     vs = versions()
-    store.replace_zone(vs[3])
+    store.replace_zone_reference(vs[3])
     query = axfr_query()
     with store.snapshot() as snap:
         from_store = [m.to_wire() for m in OutboundTransfer(query, snap.get_zone(ORIGIN),
@@ -505,7 +511,7 @@ def test_full_transfer_below_another_zone_falls_back_from_appends(store):
     """Appends only work at the end of the DB: a zone sorting after this one
     turns them into ordinary puts, with the same result."""
     other = zone_v(5, users(3), origin=N("example.net."))
-    store.replace_zone(other)
+    store.replace_zone_reference(other)
     vs = versions()
     _writer_feed(store, vs[0])
     _writer_feed(store, vs[1])
@@ -533,7 +539,7 @@ _NODE_VALUES = st.sampled_from([b"", b"1", b"2"])
 def test_diff_sorted_yields_every_difference_in_key_order(old, new, old_cuts, new_cuts):
     expected = [(key, old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
                 if old.get(key) != new.get(key)]
-    got = store_module._diff_sorted(_batched(sorted(old.items()), old_cuts),
+    got = diff_sorted(_batched(sorted(old.items()), old_cuts),
                                     _batched(sorted(new.items()), new_cuts))
     assert list(got) == expected
 
@@ -550,7 +556,7 @@ def test_diff_sorted_of_long_equal_runs_around_changes():
     expected = [(keys[0], b"v", b"w"), (keys[1700], b"v", None), (b"01700x", None, b"v"),
                 (keys[-1], b"v", b"w"), (b"99999", None, b"v")]
     for old_size, new_size in ((256, 256), (100, 7), (1, 3000)):
-        got = store_module._diff_sorted(
+        got = diff_sorted(
             _batched(sorted(old.items()), list(range(0, 4000, old_size))),
             _batched(sorted(new.items()), list(range(0, 4000, new_size))))
         assert list(got) == expected
@@ -564,31 +570,31 @@ def test_suffix_batches_stop_at_the_prefix(tmp_path):
             txn.put(key, value)
     with env.begin() as txn:
         for size in (1, 3, 10, 11, 100):
-            batches = list(store_module._suffix_batches(txn.cursor(), b"a", size))
+            batches = list(suffix_batches(txn.cursor(), b"a", size))
             assert all(keys for keys, _ in batches) and all(len(keys) <= size
                                                             for keys, _ in batches)
             assert [(b"a" + k, v) for keys, values in batches
                     for k, v in zip(keys, values)] == items
-        assert list(store_module._suffix_batches(txn.cursor(), b"c")) == []
-        assert list(store_module._suffix_batches(txn.cursor(), b"a5")) == []
+        assert list(suffix_batches(txn.cursor(), b"c")) == []
+        assert list(suffix_batches(txn.cursor(), b"a5")) == []
     env.close()
 
 
 @pytest.mark.parametrize("batch", [1, 3, 5, 4096])
 @pytest.mark.parametrize("under", [0, 1, 5, 6, 10])
 def test_delete_prefix_deletes_exactly_the_prefix(tmp_path, monkeypatch, batch, under):
-    monkeypatch.setattr(store_module, "DELETE_BATCH", batch)
+    monkeypatch.setattr(store_env, "DELETE_BATCH", batch)
     env = lmdb.open(str(tmp_path / "env"), max_dbs=1)
     others = [b"0", b"a", b"b", b"b0", b"b2", b"bz", b"c"]  # around the prefix b"b1"
     mine = [b"b1" + b"%02d" % n for n in range(under)]
     with env.begin(write=True) as txn:
         for key in others + mine:
             txn.put(key, b"v")
-        assert store_module._delete_prefix(txn.cursor(), b"b1", limit=3) == min(3, under)
+        assert delete_prefix(txn.cursor(), b"b1", limit=3) == min(3, under)
         assert list(txn.cursor().iternext(values=False)) == sorted(others + mine[3:])
-        assert store_module._delete_prefix(txn.cursor(), b"b1") == max(0, under - 3)
+        assert delete_prefix(txn.cursor(), b"b1") == max(0, under - 3)
         assert list(txn.cursor().iternext(values=False)) == others
-        assert store_module._delete_prefix(txn.cursor(), b"d") == 0
-        assert store_module._delete_prefix(txn.cursor(), b"c") == 1  # the last key
+        assert delete_prefix(txn.cursor(), b"d") == 0
+        assert delete_prefix(txn.cursor(), b"c") == 1  # the last key
         assert list(txn.cursor().iternext(values=False)) == others[:-1]
     env.close()

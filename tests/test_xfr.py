@@ -492,7 +492,7 @@ def test_bad_streams_apply_nothing(name):
 def test_bad_streams_leave_the_store_untouched(tmp_path):
     vs = versions()
     with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
-        store.replace_zone(vs[0])
+        store.replace_zone_reference(vs[0])
         for name, (rtype, serial_from, messages, error) in BAD_STREAMS.items():
             inbound = Inbound(ORIGIN, rtype, serial_from, store.zone_writer(ORIGIN), query_id=1)
             with pytest.raises(error):
@@ -521,7 +521,7 @@ def test_axfr_into_store(tmp_path):
 def test_ixfr_into_store(tmp_path):
     vs = versions()
     with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
-        store.replace_zone(vs[0])
+        store.replace_zone_reference(vs[0])
         inbound = Inbound(ORIGIN, RType.IXFR, 10, store.zone_writer(ORIGIN))
         assert _apply(OutboundTransfer(ixfr_query(10), _source(), max_size=300), inbound)
         with store.snapshot() as snap:
@@ -533,7 +533,7 @@ def test_ixfr_into_store(tmp_path):
 def test_truncated_stream_keeps_the_old_zone(tmp_path, rtype):
     vs = versions()
     with Store(tmp_path / "db", map_size=MAP_SIZE) as store:
-        store.replace_zone(vs[0])
+        store.replace_zone_reference(vs[0])
         query = axfr_query() if rtype == RType.AXFR else ixfr_query(10)
         messages = round_trip(OutboundTransfer(query, _source(), max_size=300))
         assert len(messages) > 2
@@ -546,7 +546,7 @@ def test_truncated_stream_keeps_the_old_zone(tmp_path, rtype):
         with store.snapshot() as snap:
             assert list(snap.iter_records(ORIGIN)) == list(vs[0].records())
         assert store.get_zone_info(ORIGIN).serial == 10
-        store.replace_zone(vs[1])  # the write lock was released
+        store.replace_zone_reference(vs[1])  # the write lock was released
         assert store.get_zone_info(ORIGIN).serial == 11
 
 

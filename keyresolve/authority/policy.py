@@ -14,7 +14,9 @@ policy steps (`allowed`), so the daemons hold no access rule of their own:
   addresses (8C.4);
 - CONTROL: a key in the server's ``control_keys``, or unsigned from a
   loopback address when ``control_loopback`` is on (8A);
-- UPDATE: a key the zone lists in ``allow_update``.
+- UPDATE: anyone, in a zone this server is the primary of and takes
+  registrations for (``registration = true``): the registry checks each
+  request itself (docs/protocol.md 8E.7); NOTAUTH for any other zone.
 
 `serving` adds the one rule that is not about the sender: an expired
 secondary zone answers SERVFAIL to queries and transfers, not to NOTIFY.
@@ -67,16 +69,16 @@ OPCODE_ACTIONS: dict[Opcode, Action] = {
     Opcode.CONTROL: Action.CONTROL,
 }
 #: The dispatch table of an authoritative server: opcode -> the action it
-#: performs, None for NOTIMP (8D step 3; UPDATE until key registration).
+#: performs, None for NOTIMP (8D step 3).
 AUTHORITATIVE_OPCODES: dict[Opcode, Action | None] = {
     Opcode.QUERY: Action.QUERY,
     Opcode.NOTIFY: Action.NOTIFY,
-    Opcode.UPDATE: None,
+    Opcode.UPDATE: Action.UPDATE,
     Opcode.TRANSFER: Action.TRANSFER,
     Opcode.CONTROL: Action.CONTROL,
 }
 #: The dispatch table of a resolver: it holds no zone, so it neither
-#: transfers nor is notified.
+#: transfers, nor is notified, nor takes registrations.
 RESOLVER_OPCODES: dict[Opcode, Action | None] = {
     Opcode.QUERY: Action.QUERY,
     Opcode.NOTIFY: None,
@@ -112,8 +114,8 @@ class ZonePolicy(Protocol):
     name: Name
     allow_transfer: Sequence[Name]
     allow_notify: Sequence[Name]
-    allow_update: Sequence[Name]
     require_signed: bool
+    registration: bool
     primaries: Sequence[tuple[str, int]]
     tsig_key: Name | None
 
@@ -225,15 +227,16 @@ def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: tup
                                            f"{_who('NOTIFY', key)} from {peer[0]}")
         return ALLOW
     if action is _UPDATE:
-        return _listed(zone, key, peer, "allow_update", "update", "UPDATE")
+        if zone is None or not zone.registration or zone.primaries:
+            return Decision(Rcode.NOTAUTH, "not a registration zone of ours")
+        return ALLOW  # the registry decides on the request (8E.7)
     raise ValueError(f"unknown action {action!r}")
 
 
 def _listed(zone: ZonePolicy | None, key: Name | None, peer: tuple, keys: str, what: str,
             sender: str) -> Decision:
-    """TRANSFER and UPDATE: NOTAUTH for a zone not served here, REFUSED
-    unless signed with a key in the zone's `keys` list (allow_transfer,
-    allow_update)."""
+    """TRANSFER: NOTAUTH for a zone not served here, REFUSED unless signed
+    with a key in the zone's `keys` list (allow_transfer)."""
     if zone is None:
         return Decision(Rcode.NOTAUTH, "not a zone of ours")
     if key is None or key not in getattr(zone, keys):

@@ -232,3 +232,62 @@ class LogLimiter:
                 due.append((kind, state[2], now - state[0]))
                 state[0], state[1], state[2] = now, 0, 0
         return due
+
+
+#: Registry requests (UPDATE) a client prefix may send at once, and the
+#: rate (per second) at which it may send more. A registration takes an
+#: owner two requests (REGISTER, CONFIRM); 30 at once lets a few owners
+#: behind one NAT register together, while a flood from one prefix is
+#: REFUSED after 30, as BIND's rate-limit counts per /24 and /56.
+UPDATE_BURST = 30
+UPDATE_RATE = 1.0
+
+
+class RequestLimiter:
+    """A token bucket per client prefix (`client_prefix`): `burst` requests
+    at once, refilled at `rate` a second. Memory is bounded by
+    `max_prefixes`: past it, the full buckets (idle prefixes) are dropped,
+    and if that frees too little, the table starts over."""
+
+    __slots__ = ("rate", "burst", "max_prefixes", "refused", "_table")
+
+    def __init__(self, rate: float = UPDATE_RATE, burst: int = UPDATE_BURST,
+                 max_prefixes: int = MAX_PREFIXES) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate = rate
+        self.burst = burst
+        self.max_prefixes = max_prefixes
+        #: Requests refused since the start.
+        self.refused = 0
+        self._table: dict[str, list[float]] = {}  # prefix -> [tokens, time]
+
+    def allow(self, host: str, now: float) -> bool:
+        """Whether a request from `host` at `now` (seconds) may be served
+        (and count it)."""
+        prefix = client_prefix(host)
+        bucket = self._table.get(prefix)
+        if bucket is None:
+            if len(self._table) >= self.max_prefixes:
+                self._prune(now)
+            bucket = self._table[prefix] = [float(self.burst), now]
+        tokens = min(float(self.burst), bucket[0] + max(0.0, now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            self.refused += 1
+            return False
+        bucket[0] = tokens - 1.0
+        return True
+
+    def _prune(self, now: float) -> None:
+        table = self._table
+        for prefix in [p for p, (tokens, at) in table.items()
+                       if tokens + (now - at) * self.rate >= self.burst]:
+            del table[prefix]
+        if len(table) > self.max_prefixes // 2:
+            table.clear()
+
+    def __len__(self) -> int:
+        """Prefixes tracked."""
+        return len(self._table)

@@ -3,7 +3,7 @@
 docs/protocol.md section 8C is the specification. This module turns a TRANSFER
 query and a zone (behind the small `TransferSource` protocol) into the
 response messages, and turns the response messages a secondary receives into
-calls on a `TransferWriter` (the LMDB one is `keyresolve.store.zones.ZoneWriter`).
+calls on a `TransferWriter` (the LMDB one is `keyresolve.store.writer.ZoneWriter`).
 Nothing here does I/O: the shell reads and writes the TCP frames, signs and
 verifies them (`keyresolve.protocol.tsig.StreamSigner` / `StreamVerifier`), and owns
 the timers.

@@ -37,13 +37,16 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+import tempfile
 import threading
 from pathlib import Path
 
+import msgpack
 import trio
 
 from ..protocol.errors import KeyresolveError, StoreError, ZoneErrors, ZoneFileError
 from ..protocol.names import Name
+from ..protocol.records import Record
 from ..store.zones import Store
 
 #: Longest a compile may take: far beyond any zone this store can hold
@@ -58,6 +61,9 @@ KILL_GRACE = 5.0
 PARENT_ENV = "KEYRESOLVE_COMPILER_PARENT"
 #: Environment variable giving the child the zone's serial policy (none: no policy).
 SERIAL_POLICY_ENV = "KEYRESOLVE_COMPILER_SERIAL_POLICY"
+#: Environment variable giving the child the file of overlay records
+#: (`Store.load_zone_file(overlay=)`): msgpack, an array of record arrays.
+OVERLAY_ENV = "KEYRESOLVE_COMPILER_OVERLAY"
 #: prctl(2) option: the signal this process gets when its parent thread ends.
 PR_SET_PDEATHSIG = 1
 #: The directory holding the keyresolve package this process imported.
@@ -66,7 +72,8 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 
 async def compile_in_child(data_dir: str | Path, path: str, origin: Name,
                            include_dirs: Sequence[str | Path] = (), *,
-                           serial_policy: str | None = None) -> tuple[int, int]:
+                           serial_policy: str | None = None,
+                           overlay: Sequence[Record] = ()) -> tuple[int, int]:
     """Compile the zone file at `path` into the store at `data_dir` in a
     child process; (serial, records). Its includes may lie in its directory
     or in `include_dirs`. Raises ZoneErrors (every file:line
@@ -80,6 +87,13 @@ async def compile_in_child(data_dir: str | Path, path: str, origin: Name,
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
     # the child's lifeline: it exits when the write end, ours only, closes
     lifeline_read, lifeline_write = os.pipe()
+    env.pop(OVERLAY_ENV, None)
+    overlay_path = None
+    if overlay:
+        fd, overlay_path = tempfile.mkstemp(prefix="overlay-", dir=data_dir)
+        with os.fdopen(fd, "wb") as f:
+            f.write(msgpack.packb([record.to_wire() for record in overlay]))
+        env[OVERLAY_ENV] = overlay_path
     try:
         with trio.fail_after(COMPILE_TIMEOUT):
             env[PARENT_ENV] = str(os.getpid())
@@ -94,6 +108,8 @@ async def compile_in_child(data_dir: str | Path, path: str, origin: Name,
     finally:
         os.close(lifeline_read)
         os.close(lifeline_write)
+        if overlay_path is not None:
+            os.unlink(overlay_path)
     stdout = proc.stdout.decode(errors="replace")
     try:
         report = json.loads(stdout.strip().splitlines()[-1])
@@ -181,6 +197,18 @@ def _die_with_parent() -> int | None:
     return int(parent)
 
 
+def _read_overlay(path: str | None) -> list[Record]:
+    """The overlay records `compile_in_child` wrote to `path` (None: none)."""
+    if path is None:
+        return []
+    try:
+        with open(path, "rb") as f:
+            return [Record.from_wire(fields) for fields in msgpack.unpackb(f.read(),
+                                                                          use_list=False)]
+    except (OSError, ValueError, TypeError, KeyresolveError) as exc:
+        raise StoreError(f"overlay file {path}: {exc}") from None
+
+
 def main(argv: list[str]) -> int:
     """``DATA_DIR PATH ORIGIN [INCLUDE_DIR...]``: compile (by the serial
     policy in `SERIAL_POLICY_ENV`, if any), print the JSON report. Started by
@@ -192,11 +220,12 @@ def main(argv: list[str]) -> int:
         threading.Thread(target=_watch_lifeline, args=(sys.stdin.fileno(),),
                          daemon=True).start()
     try:
+        overlay = _read_overlay(os.environ.get(OVERLAY_ENV))
         with Store(data_dir) as store:
             compiled = store.load_zone_file(
                 path, Name.from_text(origin), include_dirs=include_dirs,
                 before_commit=None if parent is None else lambda: _exit_if_orphaned(parent),
-                serial_policy=os.environ.get(SERIAL_POLICY_ENV))
+                serial_policy=os.environ.get(SERIAL_POLICY_ENV), overlay=overlay)
         report: dict = {"serial": compiled.serial, "records": compiled.records}
     except ZoneErrors as exc:
         report = {"zone_errors": [[e.filename, e.line, e.message] for e in exc.errors]}

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import logging
 import math
 import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -35,7 +36,8 @@ from ..protocol.message import Message, make_response, max_response_size, peek_o
 from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store.zones import Snapshot, Store
-from ..protocol.records import Record
+from ..protocol.records import ADDR, Record
+from ..registry.messages import update_payload
 from ..protocol.tsig import SharedKey
 from .compiler import compile_in_child
 from ..protocol.names import Name
@@ -43,6 +45,7 @@ from ..authority.xfr import OutboundTransfer, notify_response, parse_request, va
 from ..zonedata.zonefile import inside
 from .common import accept_request, pidfile
 from .secondary import SecondaryZone, StoredSecondary, send_notify
+from .registryd import RegistryService
 from .servecontrol import ServerControl
 from .workers import FORWARDED_OPCODES, Forwarder, WorkerPool, open_worker_channel
 
@@ -71,6 +74,9 @@ class AuthServer:
         #: control(query, peer): runs a CONTROL command (`ServerControl.run`,
         #: in the main process; None in a worker, which forwards them).
         self.control: Callable[[Message, tuple], Awaitable[Message]] | None = None
+        #: registry(query, peer): answers an UPDATE (`RegistryService.handle`,
+        #: in the main process of a server with a `[registry]`; None elsewhere).
+        self.registry: Callable[[Message, tuple], Awaitable[Message]] | None = None
         self.keyring = config.keys
         #: Signed NOTIFYs accepted, so each is accepted once (in the main
         #: process, where workers forward theirs).
@@ -106,7 +112,8 @@ class AuthServer:
         #: the others are NOTIMP): the response to encode, or the reply itself.
         self._dispatch = dispatch_table(AUTHORITATIVE_OPCODES, {
             Action.QUERY: self._op_query, Action.NOTIFY: self._notify,
-            Action.TRANSFER: self._transfer, Action.CONTROL: self._control})
+            Action.TRANSFER: self._transfer, Action.CONTROL: self._control,
+            Action.UPDATE: self._update})
 
     def add_secondary(self, secondary: StoredSecondary) -> None:
         """Serve a secondary zone, answering SERVFAIL while it is expired."""
@@ -271,6 +278,24 @@ class AuthServer:
     async def _control_later(self, query: Message, key: SharedKey | None, peer: tuple,
                              tcp: bool) -> bytes:
         response = await self.control(query, peer)
+        return self._encode_control(query, response, key, tcp)
+
+    def _update(self, query: Message, key: SharedKey | None, peer: tuple,
+                tcp: bool) -> Awaitable[bytes]:
+        """An UPDATE (docs/protocol.md 8E): the registry's (`self.registry`);
+        without one, the checks of 8E.7 steps 1 and 2 (FORMERR, NOTAUTH),
+        then NOTIMP. The response signed as the request."""
+        if self.registry is None:
+            zone, _ = update_payload(query)
+            decision = allowed(self.zones.get(zone), Action.UPDATE, None, peer)
+            if not decision.ok:
+                raise decision.error()
+            raise not_implemented(query.opcode)
+        return self._update_later(query, key, peer, tcp)
+
+    async def _update_later(self, query: Message, key: SharedKey | None, peer: tuple,
+                            tcp: bool) -> bytes:
+        response = await self.registry(query, peer)
         return self._encode_control(query, response, key, tcp)
 
     def _encode_control(self, query: Message, response: Message, key: SharedKey | None,
@@ -439,12 +464,14 @@ def _includes_allowed(store: Store, zone: ZoneConfig) -> bool:
     return all(inside(os.path.realpath(path), roots) for path, _ in info.sources[1:])
 
 
-async def load_primary_zone(store: Store, zone: ZoneConfig) -> LoadResult:
+async def load_primary_zone(store: Store, zone: ZoneConfig,
+                            overlay: Sequence[Record] = ()) -> LoadResult:
     """Compile one zone file into the store unless its files are unchanged,
     in a child process (`compiler.compile_in_child`: answers do not wait,
     and cancelling stops it).
 
-    A file with errors leaves the served zone untouched.
+    A file with errors leaves the served zone untouched. `overlay` records
+    (a registration zone's registrations) are added to the zone file's.
     """
     start = time.perf_counter()
     info = store.get_zone_info(zone.name)
@@ -456,16 +483,31 @@ async def load_primary_zone(store: Store, zone: ZoneConfig) -> LoadResult:
     try:
         serial, records = await compile_in_child(store.path, zone.file, zone.name,
                                                  zone.include_dirs,
-                                                 serial_policy=zone.serial_policy)
+                                                 serial_policy=compile_serial_policy(zone),
+                                                 overlay=overlay)
     except KeyresolveError as exc:
         return LoadResult(zone, LoadStatus.FAILED, error=str(exc), previous_serial=previous)
     return LoadResult(zone, LoadStatus.LOADED, serial, records, time.perf_counter() - start,
                       previous_serial=previous)
 
 
-async def load_zones(store: Store, config: ServeConfig) -> list[LoadResult]:
-    """Compile every primary zone; drop zones no longer configured."""
-    results = [await load_primary_zone(store, zone) for zone in config.zones if not zone.is_secondary]
+def compile_serial_policy(zone: ZoneConfig) -> str:
+    """The serial policy a compile of `zone`'s file uses: its own, but
+    "increment" for a registration zone set to "keep": the registry's
+    changes raise the served serial past the file's, which the file need
+    not follow (as BIND's dynamic zones take the higher of the two)."""
+    if zone.registration and zone.serial_policy == "keep":
+        return "increment"
+    return zone.serial_policy
+
+
+async def load_zones(store: Store, config: ServeConfig,
+                     overlay: Callable[[Name], Sequence[Record]] = lambda origin: ()
+                     ) -> list[LoadResult]:
+    """Compile every primary zone, each with its `overlay(origin)`; drop
+    zones no longer configured."""
+    results = [await load_primary_zone(store, zone, overlay(zone.name))
+               for zone in config.zones if not zone.is_secondary]
     await trio.to_thread.run_sync(_drop_unconfigured, store, config)
     return results
 
@@ -557,13 +599,19 @@ class AuthDaemon:
         self._secondary_scopes: dict[Name, trio.CancelScope] = {}
         #: One reload (config and zones) at a time, from SIGHUP or `ctl reload`.
         self.reload_lock = trio.Lock()
+        #: The registry (a `[registry]` section), or None.
+        self.registry: RegistryService | None = None
+
+    def overlay(self, origin: Name) -> list[Record]:
+        """What the zone `origin` serves beyond its zone file: its registrations."""
+        return [] if self.registry is None else self.registry.overlay(origin)
 
     async def reload(self) -> list[LoadResult]:
         """Recompile changed zone files in child processes (queries are
         answered meanwhile; a shutdown kills them), then NOTIFY the
         secondaries of zones whose serial changed."""
         async with self.handler.write_lock:
-            results = await load_zones(self.store, self.config)
+            results = await load_zones(self.store, self.config, self.overlay)
         log_results(results)
         for result in results:
             if result.serial_changed:
@@ -689,11 +737,20 @@ async def serve(config: ServeConfig, store: Store, *,
             _start_serving(nursery, udp, tcp, daemon.handler, config)
         daemon.start_secondaries()
         nursery.start_soon(daemon.handler.faults.run)
+        if config.registry is not None:
+            registry = daemon.registry = await trio.to_thread.run_sync(
+                functools.partial(RegistryService, config, store, _answer_address(bound),
+                                  daemon.handler.write_lock, daemon.zone_changed))
+            await trio.to_thread.run_sync(registry.rebuild)
+            daemon.handler.registry = registry.handle
         try:
             if config.workers > 1:
                 pool = daemon.pool = WorkerPool(config, bound, daemon.handler)
                 await nursery.start(pool.run)
             await daemon.reload()
+            if daemon.registry is not None:
+                await daemon.registry.publish_apex_keys()
+                await nursery.start(daemon.registry.run)
             task_status.started(bound)
             if reloads is not None:
                 async for _ in reloads:
@@ -708,6 +765,19 @@ async def serve(config: ServeConfig, store: Store, *,
         finally:
             log.info("%d messages handled", daemon.handler.messages)
             _log_rate_limited(daemon.handler)
+            if daemon.registry is not None:
+                daemon.registry.close()
+
+
+def _answer_address(bound: list[tuple[str, int]]) -> ADDR:
+    """Where owners answer challenges: the first address listened on (a
+    wildcard address: its loopback, for a test set-up; a real registry
+    listens on its public address)."""
+    host, port = bound[0]
+    address = ipaddress.ip_address(host)
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return ADDR(address, port)
 
 
 def log_reload_done(results: list[LoadResult]) -> None:

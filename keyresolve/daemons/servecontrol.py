@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
@@ -23,6 +24,7 @@ from ..protocol.control import Value, error_fields, make_result, parse_request
 from ..protocol.errors import ConfigError, NotAuth, ProtocolError, Refused, ServerFailure
 from ..protocol.message import Message, make_response
 from ..protocol.names import Name
+from ..store.zones import Store
 from .secondary import SecondaryZone
 
 if TYPE_CHECKING:
@@ -106,7 +108,8 @@ class ServerControl:
             raise Refused(f"{origin} is a secondary zone: refresh or retransfer it")
         log.info("reload of %s requested by %s", origin, peer[0])
         async with self.daemon.handler.write_lock:
-            result = await load_primary_zone(self.daemon.store, zone)
+            result = await load_primary_zone(self.daemon.store, zone,
+                                             self.daemon.overlay(zone.name))
         log_results([result])
         if result.status is LoadStatus.FAILED:
             raise ServerFailure(f"zone {origin} not loaded: {result.error.splitlines()[0]}")
@@ -144,6 +147,18 @@ class ServerControl:
             "state": "expired" if secondary is not None and secondary.expired(time.time())
             else "serving"})
         return fields
+
+    async def zone_export(self, origin: Name, peer: tuple) -> dict[str, Value]:
+        """Write the zone as served (a registration zone: its file and its
+        registrations) to `data_dir/export/ZONE.zone`, replacing it whole."""
+        self._zone(origin)
+        log.info("export of %s requested by %s", origin, peer[0])
+        name = origin.to_text().rstrip(".") or "root"
+        path = Path(self.daemon.config.data_dir) / EXPORT_DIR / f"{name}.zone"
+        serial, records = await trio.to_thread.run_sync(export_zone, self.daemon.store, origin,
+                                                        path)
+        return {"zone": str(origin), "file": os.path.abspath(path), "serial": serial,
+                "records": records}
 
     async def refresh(self, origin: Name, peer: tuple) -> dict[str, Value]:
         secondary = self._secondary(origin)
@@ -205,6 +220,31 @@ class ServerControl:
         return True
 
 
+#: Where `ctl zone-export` writes, under data_dir.
+EXPORT_DIR = "export"
+
+
+def export_zone(store: Store, origin: Name, path: Path) -> tuple[int, int]:
+    """Write the zone `origin` as stored to the zone file `path` (through a
+    temporary file renamed over it); (serial, records). ServerFailure if
+    the zone is not loaded."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    records = 0
+    with store.snapshot() as snap:
+        view = snap.get_zone(origin)
+        if view is None:
+            raise ServerFailure(f"zone {origin} is not loaded")
+        serial = view.serial
+        with open(temporary, "w", encoding="utf-8") as out:
+            out.write(f"; zone {origin} as served, serial {serial}\n$ORIGIN {origin}\n")
+            for record in snap.iter_records(origin):
+                out.write(record.to_text(origin) + "\n")
+                records += 1
+    os.replace(temporary, path)
+    return serial, records
+
+
 def _seconds(value: float | None) -> int | None:
     return None if value is None else int(value)
 
@@ -218,4 +258,5 @@ _COMMANDS = {
     ControlCommand.RETRANSFER: ServerControl.retransfer,
     ControlCommand.NOTIFY: ServerControl.notify,
     ControlCommand.STOP: ServerControl.stop_server,
+    ControlCommand.ZONE_EXPORT: ServerControl.zone_export,
 }

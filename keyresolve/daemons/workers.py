@@ -13,8 +13,8 @@ socket pair per worker) and its reply comes back the same way. Messages on
 the channel are msgpack arrays:
 
 - worker -> main: ``["ready"]`` once its sockets are bound;
-  ``["forward", token, host, port, tcp, data]`` for a NOTIFY or CONTROL
-  message (FORWARDED_OPCODES);
+  ``["forward", token, host, port, tcp, data]`` for a NOTIFY, CONTROL or
+  UPDATE message (FORWARDED_OPCODES);
 - main -> worker: ``["reply", token, data or nil]``.
 
 A configuration change re-read by the main process restarts the workers, one
@@ -58,11 +58,16 @@ FORWARD_TIMEOUT = 5.0
 #: Time a worker waits for the main process's reply to a forwarded CONTROL
 #: message: a reload it asks for compiles every changed zone first.
 CONTROL_FORWARD_TIMEOUT = 300.0
+#: Time a worker waits for the main process's reply to a forwarded UPDATE:
+#: the registry commits one change at a time, and waits for a reload's
+#: compile to end before its own.
+UPDATE_FORWARD_TIMEOUT = 60.0
 #: The opcodes a worker forwards to the main process (which alone runs the
-#: secondaries' refreshes, reloads and control commands), and how long it
-#: waits for each one's reply.
+#: secondaries' refreshes, reloads, control commands and the registry), and
+#: how long it waits for each one's reply.
 FORWARDED_OPCODES: dict[int, float] = {Opcode.NOTIFY: FORWARD_TIMEOUT,
-                                       Opcode.CONTROL: CONTROL_FORWARD_TIMEOUT}
+                                       Opcode.CONTROL: CONTROL_FORWARD_TIMEOUT,
+                                       Opcode.UPDATE: UPDATE_FORWARD_TIMEOUT}
 #: Largest channel message: a forwarded message (at most 65535 bytes) plus
 #: its envelope.
 MAX_CHANNEL_MESSAGE = 65536 + 512

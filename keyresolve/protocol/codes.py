@@ -32,6 +32,7 @@ class ControlCommand(enum.IntEnum):
     RETRANSFER = 8  # a secondary zone: full transfer from a primary now
     NOTIFY = 9  # a zone: NOTIFY its notify targets now
     STOP = 10  # exit, as SIGTERM does (name ignored)
+    ZONE_EXPORT = 11  # write the named zone as served to a zone file on the server
 
 
 #: The record type of a CONTROL response's result (`keyresolve.protocol.control`): in

@@ -22,7 +22,8 @@ from .records import Opaque, Record
 #: Commands that act on one zone, named by the question name.
 ZONE_COMMANDS = frozenset({ControlCommand.RELOAD_ZONE, ControlCommand.ZONE_STATUS,
                            ControlCommand.REFRESH, ControlCommand.RETRANSFER,
-                           ControlCommand.NOTIFY, ControlCommand.FLUSH_NAME})
+                           ControlCommand.NOTIFY, ControlCommand.FLUSH_NAME,
+                           ControlCommand.ZONE_EXPORT})
 #: The `keyresolve ctl` command words, and what each sends without and with a zone.
 COMMAND_WORDS: dict[str, tuple[ControlCommand | None, ControlCommand | None]] = {
     "status": (ControlCommand.STATUS, None),
@@ -32,6 +33,7 @@ COMMAND_WORDS: dict[str, tuple[ControlCommand | None, ControlCommand | None]] = 
     "retransfer": (None, ControlCommand.RETRANSFER),
     "notify": (None, ControlCommand.NOTIFY),
     "stop": (ControlCommand.STOP, None),
+    "zone-export": (None, ControlCommand.ZONE_EXPORT),
 }
 #: Fields whose value is a time, in whole seconds since the epoch (UTC).
 TIME_FIELDS = frozenset({"loaded", "last_transfer", "last_check", "next_refresh", "expires",

@@ -196,6 +196,25 @@ class MailQueue:
             txn.put(_due_key(next_at, mail_id), b"", db=self._due)
 
     @_translate
+    def retry_all(self, now: float) -> int:
+        """Make every queued mail due at `now` (its failures kept, so its
+        backoff goes on where it was): Postfix's ``postqueue -f``, done at
+        start, when an operator may just have mended the mail setup.
+        Returns how many mails were waiting."""
+        with self._env.begin(write=True) as txn:
+            waiting = [int.from_bytes(key[8:], "big") for key, _ in txn.cursor(db=self._due)]
+            for mail_id in waiting:
+                mail = self._get(txn, mail_id)
+                if mail is None or mail.next_at <= now:
+                    continue
+                txn.delete(_due_key(mail.next_at, mail_id), db=self._due)
+                txn.put(_id_key(mail_id), msgpack.packb(
+                    [mail.recipient, mail.sender, mail.created_at, now, mail.failures,
+                     mail.data]), db=self._mail)
+                txn.put(_due_key(now, mail_id), b"", db=self._due)
+        return len(waiting)
+
+    @_translate
     def count(self, address: str) -> int:
         """Mails queued for `address` (any case)."""
         with self._env.begin() as txn:

@@ -24,6 +24,7 @@ import msgpack
 from ..protocol.codes import RType
 from ..protocol.errors import KeyresolveError, StoreError
 from ..protocol.records import KEY_ALGORITHMS, rdata_from_wire
+from ..protocol.message import FIXARRAY, array_header
 from .model import Node, RRset
 
 #: The msgpack header of a node entry ``[rtype, ttl, rdatas]`` (a fixarray of 3).
@@ -38,6 +39,22 @@ def node_head(rtype: int, ttl: int) -> bytes:
 
 #: A node holding only KEY records, up to their TTL.
 KEY_NODE_HEAD = b"\x91\x93" + msgpack.packb(int(RType.KEY))
+
+
+def key_node_head(ttl: int) -> bytes:
+    """A node holding only KEY records of `ttl`, up to their rdatas' array
+    (`key_node` completes it)."""
+    return KEY_NODE_HEAD + msgpack.packb(ttl)
+
+
+def key_node(head: bytes, packed_rdatas: list[bytes]) -> bytes:
+    """The stored node of KEY records (as `encode_node`) from `key_node_head`
+    and their rdatas, each already packed (as msgpack packs `KEY.to_wire()`)."""
+    if len(packed_rdatas) == 1:
+        return head + FIXARRAY[1] + packed_rdatas[0]
+    return b"".join((head, array_header(len(packed_rdatas)), *packed_rdatas))
+
+
 #: Packed KEY rdata (flags 0) up to the key bytes, and the key length, by
 #: (algorithm, usage) numbers: what msgpack packs `KEY.to_wire()` to.
 KEY_RDATA_HEADS = {(int(alg), int(usage)): (msgpack.packb([int(alg), int(usage), 0, bytes(n)])[:-n],
@@ -89,24 +106,33 @@ def encode_node(node: Node, pack: Callable[[Any], bytes] = msgpack.packb) -> byt
                  for rtype in sorted(node)])
 
 
-def decode_node(value: bytes) -> Node:
-    """Inverse of `encode_node`; raises StoreError on anything malformed."""
+def node_tuples(value: bytes) -> tuple[tuple[int, int, tuple], ...]:
+    """A stored node's entries, ``(rtype, ttl, (rdata fields, ...))`` each,
+    their shape checked but the rdatas not decoded (for a reader that
+    passes them on packed, or decodes them: `decode_node`); StoreError on
+    anything malformed."""
     try:
         items = msgpack.unpackb(value, raw=False, use_list=False)
-        if type(items) is not tuple or not items:
-            raise StoreError("node is not a non-empty array")
-        node: Node = {}
-        for item in items:
-            if type(item) is not tuple or len(item) != 3:
-                raise StoreError("node entry is not [rtype, ttl, rdatas]")
-            rtype, ttl, rdatas = item
-            if type(rtype) is not int or type(ttl) is not int or type(rdatas) is not tuple:
-                raise StoreError("node entry has wrong field types")
-            node[rtype] = RRset(ttl, tuple(rdata_from_wire(rtype, fields) for fields in rdatas))
-        return node
-    except StoreError:
-        raise
-    except (KeyresolveError, ValueError, TypeError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise StoreError(f"corrupt node in store: {exc}") from exc
+    if type(items) is not tuple or not items:
+        raise StoreError("node is not a non-empty array")
+    for item in items:
+        if type(item) is not tuple or len(item) != 3:
+            raise StoreError("node entry is not [rtype, ttl, rdatas]")
+        rtype, ttl, rdatas = item
+        if type(rtype) is not int or type(ttl) is not int or type(rdatas) is not tuple:
+            raise StoreError("node entry has wrong field types")
+    return items
+
+
+def decode_node(value: bytes) -> Node:
+    """Inverse of `encode_node`; raises StoreError on anything malformed."""
+    items = node_tuples(value)
+    try:
+        return {rtype: RRset(ttl, tuple(rdata_from_wire(rtype, fields) for fields in rdatas))
+                for rtype, ttl, rdatas in items}
+    except (KeyresolveError, ValueError, TypeError) as exc:
         raise StoreError(f"corrupt node in store: {exc}") from exc
 
 
@@ -123,4 +149,5 @@ def node_types(value: bytes | None) -> list[int]:
 
 
 __all__ = ["ENTRY", "KEY_NODE_HEAD", "KEY_RDATA_HEADS", "RDATAS_AT", "decode_node",
-           "encode_node", "node_entries", "node_head", "node_types", "skip"]
+           "encode_node", "key_node", "key_node_head", "node_entries", "node_head", "node_tuples",
+           "node_types", "skip"]

@@ -581,7 +581,7 @@ class NodeSink(Protocol):
 
     Keys are owner keys relative to the origin (`Name.store_key` without the
     origin's key; b"" is the apex); values are the stored form of
-    `keyresolve.store.zones.encode_node`. The zone checks read back what was
+    `keyresolve.zonedata.nodes.encode_node`. The zone checks read back what was
     written, so a compile holds only the node being built in memory.
     """
 

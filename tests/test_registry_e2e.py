@@ -1,0 +1,416 @@
+"""The registry in `keyresolve serve`, end to end: real daemons (a primary
+taking registrations, a secondary following it by NOTIFY and IXFR), a real
+SMTP server (aiosmtpd, `smtp_server`), requests made with the pure builders
+of `keyresolve.registry.messages` and sent over TCP, mails read back as a
+mail client saved them (docs/protocol.md 8E, docs/registry.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import stat
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from keyresolve.protocol.codes import Opcode, Rcode, RType
+from keyresolve.protocol.message import Message, make_query
+from keyresolve.protocol.names import Name
+from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyFlag, KeyUsage
+from keyresolve.registry import messages as m
+from keyresolve.registry.mails import attachment_from_mail
+
+from .conftest import ask, tcp_exchange
+from .test_xfr_e2e import KEYS, free_port, wait_until
+
+ZONE = Name.from_text("example.com.")
+ZONE_TEXT = """$ORIGIN example.com.
+$TTL 60
+@ SOA ns1 hostmaster@ 1 3600 1 3600 30
+@ NS ns1
+ns1 ADDR 127.0.0.1:9
+carol@ KEY x25519 encrypt AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+"""
+#: How long a mail may take to arrive (the outbox sends at once when woken).
+MAIL_BOUND = 10.0
+
+
+class Owner:
+    """An address's X25519 and Ed25519 key pairs."""
+
+    def __init__(self, address: str) -> None:
+        self.address = Name.from_text(address)
+        self.x = X25519PrivateKey.generate()
+        self.ed = Ed25519PrivateKey.generate()
+        self.encrypt = KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT,
+                           self.x.public_key().public_bytes_raw())
+        self.sign = KEY(KeyAlgorithm.ED25519, KeyUsage.SIGN,
+                        self.ed.public_key().public_bytes_raw())
+
+    @property
+    def key_set(self) -> set[bytes]:
+        return {self.encrypt.key, self.sign.key}
+
+
+class Registry:
+    """A primary taking registrations for example.com (and serving the
+    plain zone example.org), optionally a secondary following it."""
+
+    def __init__(self, tmp_path, start_daemon, smtp_server, *, registry_extra: str = "",
+                 secondary: bool = False) -> None:
+        self.tmp = tmp_path
+        self.start_daemon = start_daemon
+        self.smtp = smtp_server
+        self.pport = free_port()
+        self.sport = free_port() if secondary else None
+        self.pdir = tmp_path / "primary"
+        self.pdir.mkdir()
+        (self.pdir / "example.com.zone").write_text(ZONE_TEXT)
+        (self.pdir / "example.org.zone").write_text(
+            ZONE_TEXT.replace("example.com.", "example.org."))
+        notify = f'notify = ["127.0.0.1:{self.sport}"]\n' if secondary else ""
+        self.config = self.pdir / "serve.toml"
+        self.config.write_text(
+            f'listen = ["127.0.0.1:{self.pport}"]\ndata_dir = "data"\n{KEYS}'
+            f'[registry]\nsmtp = "127.0.0.1:{smtp_server.port}"\nfrom = "keys@example.com"\n'
+            f'mail_interval = "1s"\n{registry_extra}\n'
+            f'[[zones]]\nname = "example.com"\nfile = "example.com.zone"\nregistration = true\n'
+            f'allow_transfer = ["xfer"]\nkey = "xfer"\n{notify}'
+            f'[[zones]]\nname = "example.org"\nfile = "example.org.zone"\n')
+        self.primary = self.secondary = None
+        self.ids = iter(range(1, 1 << 16))
+        if secondary:
+            self.sdir = tmp_path / "secondary"
+            self.sdir.mkdir()
+            (self.sdir / "serve.toml").write_text(
+                f'listen = ["127.0.0.1:{self.sport}"]\ndata_dir = "data"\n{KEYS}'
+                f'[[zones]]\nname = "example.com"\nprimaries = ["127.0.0.1:{self.pport}"]\n'
+                f'key = "xfer"\n')
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.pport
+
+    def start(self, **kwargs):
+        self.primary = self.start_daemon("serve", "--config", str(self.config), cwd=self.pdir,
+                                         **kwargs)
+        self.registry_keys()
+        return self.primary
+
+    def start_secondary(self):
+        self.secondary = self.start_daemon("serve", "--config", str(self.sdir / "serve.toml"),
+                                           cwd=self.sdir)
+        self.secondary.wait_for(r"transfer in example\.com\. .*full")
+        return self.secondary
+
+    def registry_keys(self) -> None:
+        """The registry's KEYs, resolved at the zone apex."""
+        reply = ask(self.address, make_query(ZONE, RType.KEY))
+        keys = {r.rdata.algorithm: r.rdata for r in reply.answer if r.rtype == RType.KEY}
+        self.encrypt_key = keys[KeyAlgorithm.X25519]
+        self.sign_key = keys[KeyAlgorithm.ED25519]
+
+    # -- requests --------------------------------------------------------------
+    def envelope(self, kind: m.Kind, fields: list, signer=None, *, zone: Name = ZONE,
+                 when: int | None = None) -> bytes:
+        return m.make_request(kind, zone, fields, registry_key=self.encrypt_key,
+                              time=int(time.time()) if when is None else when, signer=signer)
+
+    def send(self, envelope: bytes, *, zone: Name = ZONE) -> tuple[int, m.Answer | None]:
+        """(rcode, the checked answer or None)."""
+        query = m.make_update(zone, envelope, next(self.ids))
+        reply = Message.from_wire(tcp_exchange(self.address, query.to_wire()))
+        assert reply.opcode == Opcode.UPDATE and reply.id == query.id
+        if reply.rcode != Rcode.NOERROR:
+            assert not reply.answer
+            return reply.rcode, None
+        _, payload = m.update_payload(reply)
+        return reply.rcode, m.read_answer(payload, self.sign_key,
+                                          hashlib.sha256(envelope).digest())
+
+    def register(self, owner: Owner, signer=None) -> m.Answer:
+        rcode, answer = self.send(self.envelope(
+            m.Kind.REGISTER, m.register_fields(owner.address, owner.encrypt, owner.sign),
+            signer or owner.ed))
+        assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.ACCEPTED
+        return answer
+
+    def answer_challenge(self, challenge: m.Challenge, signer) -> tuple[int, m.Answer | None]:
+        return self.send(self.envelope(challenge.purpose,
+                                       m.token_fields(challenge.request_id, challenge.token),
+                                       signer))
+
+    # -- mail ------------------------------------------------------------------
+    def next_mail(self, count: int = 1, bound: float = MAIL_BOUND) -> bytes:
+        """The content of the `count`-th mail received (waiting for it)."""
+        wait_until(lambda: len(self.smtp.received) >= count, bound)
+        return self.smtp.received[count - 1].content
+
+    def challenge(self, mail: bytes, owner: Owner) -> m.Challenge:
+        return m.open_challenge(attachment_from_mail(mail), owner.x, self.sign_key)
+
+    def published(self, owner: Owner, port: int | None = None) -> set[bytes]:
+        """The key bytes answered at the owner's address with the REGISTERED flag."""
+        reply = ask(("127.0.0.1", port or self.pport), make_query(owner.address, RType.KEY))
+        return {r.rdata.key for r in reply.answer
+                if r.rtype == RType.KEY and r.rdata.flags & KeyFlag.REGISTERED}
+
+
+@pytest.fixture
+def registry(tmp_path, start_daemon, smtp_server):
+    reg = Registry(tmp_path, start_daemon, smtp_server)
+    reg.start()
+    return reg
+
+
+def confirm(reg: Registry, owner: Owner, count: int) -> m.Answer:
+    """Register `owner`, read the `count`-th mail, confirm: the PUBLISHED answer."""
+    reg.register(owner)
+    challenge = reg.challenge(reg.next_mail(count), owner)
+    assert challenge.purpose == m.Kind.CONFIRM and challenge.address == owner.address
+    assert challenge.server.port == reg.pport
+    rcode, answer = reg.answer_challenge(challenge, owner.ed)
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.PUBLISHED, rcode
+    return answer
+
+
+# -- the flow ------------------------------------------------------------------------
+def test_the_registry_key_pair_is_made_owner_only_and_published(registry):
+    key_dir = registry.pdir / "registry-keys"
+    assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
+    files = sorted(os.listdir(key_dir))
+    assert files == ["registry.ed25519.pem", "registry.x25519.pem"]
+    for name in files:
+        assert stat.S_IMODE((key_dir / name).stat().st_mode) == 0o600
+    assert "PRIVATE" not in registry.primary.log
+    assert registry.encrypt_key.usage == KeyUsage.ENCRYPT
+
+
+def test_register_confirm_publishes_at_the_primary_and_the_secondary(
+        tmp_path, start_daemon, smtp_server):
+    reg = Registry(tmp_path, start_daemon, smtp_server, secondary=True)
+    reg.start()
+    reg.start_secondary()
+    alice = Owner("alice@example.com")
+    answer = confirm(reg, alice, 1)
+    mail = smtp_server.received[0]
+    assert mail.rcpt_tos == ["alice@example.com"] and mail.mail_from == "keys@example.com"
+    assert answer.address == alice.address and answer.serial > 1
+    assert reg.published(alice) == alice.key_set
+    wait_until(lambda: reg.published(alice, reg.sport) == alice.key_set)
+    reg.secondary.wait_logged(r"transfer in example\.com\. .*incremental")
+    # the challenge was used up: a replay of the confirmation gets NOTAUTH
+    challenge = reg.challenge(reg.next_mail(1), alice)
+    assert reg.answer_challenge(challenge, alice.ed)[0] == Rcode.NOTAUTH
+
+
+def test_a_confirmation_with_other_keys_or_a_forged_mail_publishes_nothing(registry):
+    alice, mallory = Owner("alice@example.com"), Owner("mallory@example.com")
+    registry.register(alice)
+    mail = registry.next_mail(1)
+    challenge = registry.challenge(mail, alice)
+    # signed by another key: NOTAUTH, and the challenge stays for the owner
+    assert registry.answer_challenge(challenge, mallory.ed)[0] == Rcode.NOTAUTH
+    # a forged token
+    forged = m.Challenge(challenge.purpose, challenge.request_id, bytes(16), challenge.zone,
+                         challenge.address, challenge.added, challenge.replaced,
+                         challenge.expires, challenge.server)
+    assert registry.answer_challenge(forged, alice.ed)[0] == Rcode.NOTAUTH
+    # a mail forged by someone else: its challenge does not verify for the tool
+    fake = m.make_challenge(challenge, alice.encrypt, mallory.ed)
+    with pytest.raises(m.NotAuth if hasattr(m, "NotAuth") else Exception):
+        m.open_challenge(fake, alice.x, registry.sign_key)
+    assert registry.published(alice) == set()
+    rcode, answer = registry.answer_challenge(challenge, alice.ed)
+    assert rcode == Rcode.NOERROR and registry.published(alice) == alice.key_set
+
+
+def test_a_replayed_request_is_refused(registry):
+    alice = Owner("alice@example.com")
+    envelope = registry.envelope(m.Kind.REGISTER,
+                                 m.register_fields(alice.address, alice.encrypt, alice.sign),
+                                 alice.ed)
+    assert registry.send(envelope)[0] == Rcode.NOERROR
+    assert registry.send(envelope)[0] == Rcode.NOTAUTH
+    old = registry.envelope(m.Kind.REGISTER,
+                            m.register_fields(alice.address, alice.encrypt, alice.sign),
+                            alice.ed, when=int(time.time()) - 3600)
+    assert registry.send(old)[0] == Rcode.NOTAUTH
+
+
+def test_replace_then_unregister_with_the_wrong_then_the_right_key(registry):
+    alice = Owner("alice@example.com")
+    first = confirm(registry, alice, 1)
+    new = Owner("alice@example.com")
+    time.sleep(1.1)  # mail_interval = 1s: one mail per address per second
+    registry.register(new)
+    challenge = registry.challenge(registry.next_mail(2), new)
+    assert set(challenge.replaced) == set(first.added)
+    assert registry.published(alice) == alice.key_set  # never before the confirmation
+    rcode, answer = registry.answer_challenge(challenge, new.ed)
+    assert rcode == Rcode.NOERROR and set(answer.replaced) == set(first.added)
+    assert registry.published(new) == new.key_set
+    unregister = m.address_fields(new.address)
+    assert registry.send(registry.envelope(m.Kind.UNREGISTER, unregister, alice.ed))[0] \
+        == Rcode.NOTAUTH
+    assert registry.published(new) == new.key_set
+    rcode, answer = registry.send(registry.envelope(m.Kind.UNREGISTER, unregister, new.ed))
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.WITHDRAWN
+    assert answer.serial > first.serial
+    assert registry.published(new) == set()
+
+
+def test_requests_for_other_zones_get_notauth(registry):
+    alice = Owner("alice@example.org")
+    for zone in (Name.from_text("example.org."), Name.from_text("example.net.")):
+        envelope = registry.envelope(m.Kind.REGISTER,
+                                     m.register_fields(alice.address, alice.encrypt,
+                                                       alice.sign), alice.ed, zone=zone)
+        assert registry.send(envelope, zone=zone)[0] == Rcode.NOTAUTH
+
+
+def test_mutated_update_messages_never_end_the_daemon(registry):
+    alice = Owner("alice@example.com")
+    envelope = registry.envelope(m.Kind.REGISTER,
+                                 m.register_fields(alice.address, alice.encrypt, alice.sign),
+                                 alice.ed)
+    wire = bytearray(m.make_update(ZONE, envelope, 7).to_wire())
+    rng = random.Random(20)
+    rcodes = set()
+    for _ in range(200):
+        mutated = bytearray(wire)
+        for _ in range(rng.randint(1, 4)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        try:
+            reply = Message.from_wire(tcp_exchange(registry.address, bytes(mutated)))
+        except (ConnectionError, OSError, TimeoutError):
+            continue  # dropped: not a message
+        rcodes.add(reply.rcode)
+        assert reply.rcode == Rcode.NOERROR or not reply.answer
+    assert rcodes <= {Rcode.NOERROR, Rcode.FORMERR, Rcode.NOTAUTH, Rcode.NOTIMP,
+                      Rcode.REFUSED, Rcode.BADVERS}
+    assert registry.published(alice) == set()  # and the daemon still answers
+
+
+def test_a_flood_of_registrations_is_bounded(registry):
+    from keyresolve.authority.ratelimit import UPDATE_BURST
+
+    owner = Owner("x@example.com")
+    rcodes = []
+    for i in range(UPDATE_BURST + 20):
+        address = Name.from_text(f"r{i}-{random.randrange(1 << 30)}@example.com")
+        envelope = registry.envelope(m.Kind.REGISTER,
+                                     m.register_fields(address, owner.encrypt, owner.sign),
+                                     owner.ed)
+        rcodes.append(registry.send(envelope)[0])
+    accepted = rcodes.count(Rcode.NOERROR)
+    assert UPDATE_BURST <= accepted <= UPDATE_BURST + 5  # refilled at 1 a second
+    assert set(rcodes) == {Rcode.NOERROR, Rcode.REFUSED}
+    # one key at one address: the same keys for many addresses are mailed once at most
+    wait_until(lambda: len(registry.smtp.received) >= 1)
+    time.sleep(0.5)
+    assert len(registry.smtp.received) <= accepted
+
+
+# -- durability ----------------------------------------------------------------------
+def test_restart_and_sighup_keep_every_registration(tmp_path, start_daemon, smtp_server):
+    reg = Registry(tmp_path, start_daemon, smtp_server)
+    reg.start()
+    alice, bob = Owner("alice@example.com"), Owner("bob@example.com")
+    confirm(reg, alice, 1)
+    confirm(reg, bob, 2)
+    # the zone file changes and is reloaded: the registrations stay
+    (reg.pdir / "example.com.zone").write_text(
+        ZONE_TEXT.replace(" 1 3600", " 2 3600") + "dave@ KEY x25519 encrypt "
+        "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n")
+    reg.primary.signal(signal.SIGHUP)
+    reg.primary.wait_for(r"zone example\.com\. loaded")
+    assert reg.published(alice) == alice.key_set and reg.published(bob) == bob.key_set
+    assert reg.primary.stop() == 0
+    reg.start()
+    assert reg.published(alice) == alice.key_set and reg.published(bob) == bob.key_set
+    reg.primary.wait_logged(r"registry: 2 registrations")
+    # the rebuilt state knows the keys: unregistering works after the restart
+    rcode, _ = reg.send(reg.envelope(m.Kind.UNREGISTER, m.address_fields(bob.address),
+                                     bob.ed))
+    assert rcode == Rcode.NOERROR and reg.published(bob) == set()
+
+
+def test_a_zone_file_with_a_key_at_a_registered_address_is_a_reload_error(registry):
+    alice = Owner("alice@example.com")
+    confirm(registry, alice, 1)
+    registry.primary.expect_error(r"zone example\.com\. not loaded: .*example\.com\.zone:7: "
+                                  r"KEY at alice@example\.com\., a registered address")
+    (registry.pdir / "example.com.zone").write_text(
+        ZONE_TEXT.replace(" 1 3600", " 2 3600") + "alice@ KEY x25519 encrypt "
+        "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n")
+    registry.primary.signal(signal.SIGHUP)
+    registry.primary.wait_for(r"zone example\.com\. not loaded")
+    assert registry.published(alice) == alice.key_set
+
+
+# -- mail ----------------------------------------------------------------------------
+def test_the_mail_of_a_registration_made_while_smtp_was_down_arrives(
+        tmp_path, start_daemon, smtp_server):
+    smtp_server.stop()
+    reg = Registry(tmp_path, start_daemon, smtp_server)
+    reg.start()
+    alice = Owner("alice@example.com")
+    reg.register(alice)  # answered: the mail is queued
+    reg.primary.wait_for(r"mail 0 to alice@example\.com deferred")
+    smtp_server.start()
+    # a restart tries the queue at once (no mail is lost across it either)
+    assert reg.primary.stop() == 0
+    reg.start()
+    reg.primary.wait_for(r"mail 0 to alice@example\.com sent")
+    challenge = reg.challenge(reg.next_mail(1), alice)
+    assert challenge.address == alice.address
+
+
+# -- re-verification -------------------------------------------------------------------
+def test_reverification_answered_keeps_the_keys_unanswered_withdraws_them(
+        tmp_path, start_daemon, smtp_server):
+    reg = Registry(tmp_path, start_daemon, smtp_server,
+                   registry_extra='reverify_every = "3s"\nreverify_grace = "2s"\n')
+    reg.start()
+    alice, bob = Owner("alice@example.com"), Owner("bob@example.com")
+    confirm(reg, alice, 1)
+    confirm(reg, bob, 2)
+    # both are asked again within reverify_every; alice answers, bob does not
+    wait_until(lambda: len(smtp_server.received) >= 4, 10)
+    mails = {m_.rcpt_tos[0]: m_.content for m_ in smtp_server.received[2:4]}
+    challenge = reg.challenge(mails["alice@example.com"], alice)
+    assert challenge.purpose == m.Kind.RENEW
+    rcode, answer = reg.answer_challenge(challenge, alice.ed)
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.RENEWED
+    reg.primary.wait_for(r"registry: withdraw bob@example\.com\.")
+    assert reg.published(bob) == set() and reg.published(alice) == alice.key_set
+    wait_until(lambda: any(b"were withdrawn" in r.content and r.rcpt_tos == ["bob@example.com"]
+                           for r in smtp_server.received), 10)
+
+
+def test_zone_export_writes_the_served_zone_with_its_registrations(registry):
+    import subprocess
+    import sys
+
+    from keyresolve.zonedata.zonefile import parse_zone_text
+
+    alice = Owner("alice@example.com")
+    answer = confirm(registry, alice, 1)
+    result = subprocess.run([sys.executable, "-m", "keyresolve", "ctl", "zone-export",
+                             "example.com", "--server", f"127.0.0.1:{registry.pport}"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    path = registry.pdir / "data" / "export" / "example.com.zone"
+    assert str(path) in result.stdout
+    zone = parse_zone_text(path.read_text())
+    keys = {r.rdata.key: r.rdata.flags for r in zone.records() if r.name == alice.address}
+    assert set(keys) == alice.key_set
+    assert all(flags & KeyFlag.REGISTERED for flags in keys.values())
+    assert zone.soa.rdata.serial == answer.serial
+    carol = Name.from_text("carol@example.com")
+    assert any(r.name == carol for r in zone.records())
