@@ -467,11 +467,12 @@ def _trio(async_fn, *args):
 
 
 def _when(seconds: int) -> str:
-    if seconds % 86400 == 0:
-        return f"{seconds // 86400} d"
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600} h"
-    return f"{seconds} s"
+    """A duration as the config writes it: whole days, hours, minutes or seconds."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
 
 
 _SERVER_HELP = ("The primary to send to, HOST:PORT (default: the SOA MNAME's ADDR of "
