@@ -463,3 +463,104 @@ def test_backup_round_trip_and_wrong_passphrase():
     for garbage in (b"", b"\x90", sealed[:-30], b"x" * 5000):
         with pytest.raises(backup.BackupError):
             backup.open_keys(garbage, "pass phrase")
+
+
+def test_the_backup_vector_of_docs_registry_md_both_ways():
+    from keyresolve.client.keyfile import KdfParams
+
+    from .registry_fixtures import Pair
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "registry.md").read_text()
+    vector = re.search(r"```backup-vector\n(.*?)```", doc, re.S).group(1).encode()
+    owner = Pair.fixed(1)
+    opened = backup.open_keys(vector, "correct horse battery staple")
+    assert opened.address == Name.from_text("alice@example.com.")
+    assert opened.encrypt.private_bytes_raw() == bytes(range(1, 33))
+    assert opened.sign.private_bytes_raw() == bytes(range(101, 133))
+    made = backup.seal_keys(backup.BackedUpKeys(opened.address, owner.x, owner.ed),
+                            "correct horse battery staple", bytes(range(16)),
+                            KdfParams(iterations=1, memory_kib=8, lanes=1))
+    assert made == vector
+
+
+# -- decoders, fuzzed --------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from keyresolve.protocol.errors import WrongPassphrase  # noqa: E402
+
+_LOW_BACKUP = None
+
+
+def _low_backup() -> bytes:
+    global _LOW_BACKUP
+    if _LOW_BACKUP is None:
+        from keyresolve.client.keyfile import KdfParams
+
+        keys = backup.BackedUpKeys(Name.from_text("alice@example.com."), REGISTRY.x,
+                                   REGISTRY.ed)
+        _LOW_BACKUP = backup.seal_keys(keys, "pw", bytes(16),
+                                       KdfParams(iterations=1, memory_kib=8, lanes=1))
+    return _LOW_BACKUP
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600))
+def test_open_keys_of_arbitrary_bytes_raises_only_its_errors(data):
+    with pytest.raises((backup.BackupError, WrongPassphrase)):
+        backup.open_keys(data, "pw")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_backup_altered_anywhere_does_not_open(data):
+    sealed = bytearray(_low_backup())
+    where = data.draw(st.integers(0, len(sealed) - 1))
+    sealed[where] ^= data.draw(st.integers(1, 255))
+    try:
+        opened = backup.open_keys(bytes(sealed), "pw")
+    except (backup.BackupError, WrongPassphrase):
+        return
+    # base64 ignores some alterations (whitespace, the armour): the keys are intact
+    assert opened.sign.private_bytes_raw() == REGISTRY.ed.private_bytes_raw()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=80).map(str.encode))
+def test_mail_token_of_arbitrary_attachments_is_a_token_or_one_failure(data):
+    try:
+        request_id, token = rc.mail_token(data)
+    except rc.Failure as exc:
+        assert exc.code == rc.EXIT_MAIL
+    else:
+        assert len(request_id) == m.REQUEST_ID_SIZE and len(token) == m.TOKEN_SIZE
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_challenge_zone_of_arbitrary_attachments_is_one_failure(data):
+    from .registry_fixtures import OWNER
+
+    owner = rc.OwnerKeys(OWNER.x, OWNER.ed)
+    with pytest.raises(rc.Failure) as failed:
+        rc.challenge_zone(data, owner)
+    assert failed.value.code in (rc.EXIT_ALTERED, rc.EXIT_OTHER_KEYS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_an_altered_challenge_never_passes_for_the_registrys(data):
+    from .registry_fixtures import OWNER
+
+    owner = rc.OwnerKeys(OWNER.x, OWNER.ed)
+    challenge = m.Challenge(m.Kind.CONFIRM, bytes(16), bytes(16), ZONE,
+                            Name.from_text("alice@example.com."), (), (), 2**40,
+                            ADDR.parse("127.0.0.1:9"))
+    sealed = bytearray(m.make_challenge(challenge, owner.encrypt, REGISTRY.ed))
+    where = data.draw(st.integers(0, len(sealed) - 1))
+    sealed[where] ^= data.draw(st.integers(1, 255))
+    keys = rc.RegistryKeys(REGISTRY.encrypt, (REGISTRY.sign,))
+    with pytest.raises(rc.Failure) as failed:
+        rc.challenge_zone(bytes(sealed), owner)
+        rc.open_challenge(bytes(sealed), owner, keys)
+    assert failed.value.code in (rc.EXIT_ALTERED, rc.EXIT_OTHER_KEYS, rc.EXIT_FORGED)

@@ -377,7 +377,7 @@ def _read_mail(mailfile: str) -> bytes:
 MAX_MAIL_READ = (1 << 20) + 1
 
 
-def _challenge_zone(attachment: bytes, keys: OwnerKeys) -> Name:
+def challenge_zone(attachment: bytes, keys: OwnerKeys) -> Name:
     """The zone a challenge names, read before its signature can be checked
     (the zone says whose key to check it with); `Failure` if it is for other
     keys, does not open or is malformed."""
@@ -402,7 +402,7 @@ def _challenge_zone(attachment: bytes, keys: OwnerKeys) -> Name:
                       EXIT_ALTERED) from None
 
 
-def _open_challenge(attachment: bytes, keys: OwnerKeys, registry: RegistryKeys) -> m.Challenge:
+def open_challenge(attachment: bytes, keys: OwnerKeys, registry: RegistryKeys) -> m.Challenge:
     for key in registry.sign:
         try:
             return m.open_challenge(attachment, keys.encrypt_private, key)
@@ -414,7 +414,7 @@ def _open_challenge(attachment: bytes, keys: OwnerKeys, registry: RegistryKeys) 
                   "registry's published key", EXIT_FORGED)
 
 
-def _mail_token(attachment: bytes) -> tuple[bytes, bytes]:
+def mail_token(attachment: bytes) -> tuple[bytes, bytes]:
     """(request id, token) of a removal or recovery mail's attachment: the
     mail token text (docs/protocol.md 8E.6), or its 32 bytes."""
     try:
@@ -605,10 +605,10 @@ def _answer_mail(keys_dir: Path, mailfile: str, server_text: str | None,
     server, resolver = _endpoint(server_text, "--server"), _resolver(resolver_text)
     attachment = _read_mail(mailfile)
     keys = load_owner_keys(keys_dir, None, PassphraseSource(passphrase_file))
-    zone = _challenge_zone(attachment, keys)
+    zone = challenge_zone(attachment, keys)
     registry = (_trio(partial(registry_keys, rd=False, what="server"), zone, server) if server
                 else _trio(partial(registry_keys, rd=True, what="resolver"), zone, resolver))
-    challenge = _open_challenge(attachment, keys, registry)
+    challenge = open_challenge(attachment, keys, registry)
     if challenge.purpose != purpose:
         command = "register renew" if challenge.purpose == m.Kind.RENEW else "register confirm"
         raise Failure(f"this mail is answered by keyresolve {command}", EXIT_USAGE)
@@ -696,7 +696,7 @@ def _unregister(address_text, keys_dir, server_text, resolver_text, passphrase_f
                   f"keyresolve unregister {plain} --by-mail --confirm MAILFILE")
         return
     if by_mail:
-        request_id, token = _mail_token(_read_mail(mailfile))
+        request_id, token = mail_token(_read_mail(mailfile))
         target = _trio(locate, address, server, resolver)
         answer = _trio(send, target, m.Kind.UNREGISTER_CONFIRM,
                        m.token_fields(request_id, token))
@@ -756,7 +756,7 @@ def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recove
         return
     from .keygen import key_path, make_key_dir, write_private_key
 
-    request_id, token = _mail_token(_read_mail(mailfile))
+    request_id, token = mail_token(_read_mail(mailfile))
     secret = _passphrase(recovery_file, "recovery passphrase")
     reply = X25519PrivateKey.generate()
     target = _trio(locate, address, server, resolver)
@@ -797,5 +797,6 @@ def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recove
                "the recovery passphrase")
 
 
-__all__ = ["Failure", "OwnerKeys", "RegistryKeys", "Target", "find_primary", "find_zone",
-           "load_owner_keys", "locate", "registry_keys", "send"]
+__all__ = ["Failure", "OwnerKeys", "RegistryKeys", "Target", "challenge_zone", "find_primary",
+           "find_zone", "load_owner_keys", "locate", "mail_token", "open_challenge",
+           "registry_keys", "send"]
