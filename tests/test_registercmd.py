@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -128,6 +129,40 @@ def mail_file(path: Path, mail, *, lf: bool = True) -> Path:
     return path
 
 
+def start_root(start_daemon, directory: Path, example):
+    """The root zone (delegating example.com, and publishing a stranger's
+    keys at its apex: a parent zone that is not the address's registry) and
+    the zone plain. (no registry keys), served by one daemon."""
+    directory.mkdir()
+    zones = {"root.zone": f"""$ORIGIN .
+$TTL 3600
+@ SOA a.root-servers. hostmaster@root-servers. 1 3600 600 86400 60
+@ NS a.root-servers.
+@ KEY x25519 encrypt {base64.b64encode(STRANGER.encrypt.key).decode()}
+@ KEY ed25519 sign {base64.b64encode(STRANGER.sign.key).decode()}
+a.root-servers. ADDR {{self}}
+example.com. NS ns1.example.com.
+ns1.example.com. ADDR {endpoint(example)}
+plain. NS a.root-servers.
+""", "plain.zone": """$ORIGIN plain.
+$TTL 3600
+@ SOA a.root-servers. hostmaster@root-servers. 1 3600 600 86400 60
+@ NS a.root-servers.
+"""}
+    for name, text in zones.items():
+        (directory / name).write_text(text.replace("{self}", "127.0.0.1:9"))
+    (directory / "serve.toml").write_text(
+        'listen = ["127.0.0.1:0"]\ndata_dir = "data"\n'
+        '[[zones]]\nname = "."\nfile = "root.zone"\nserial_policy = "increment"\n'
+        '[[zones]]\nname = "plain"\nfile = "plain.zone"\n')
+    daemon = start_daemon("serve", "--config", str(directory / "serve.toml"), cwd=directory)
+    (directory / "root.zone").write_text(zones["root.zone"].replace("{self}",
+                                                                    endpoint(daemon.address)))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(r"zone \. loaded: serial 2")
+    return daemon
+
+
 @pytest.fixture
 def world(tmp_path, start_daemon):
     """root -> example.com (registry keys at its apex, SOA MNAME primary.example.com
@@ -142,14 +177,7 @@ $TTL 3600
 ns1 ADDR {{self}}
 primary ADDR {endpoint(primary.address)}
 """)
-    root = start_auth(start_daemon, tmp_path / "root", ".", f"""$ORIGIN .
-$TTL 3600
-@ SOA a.root-servers. hostmaster@root-servers. 1 3600 600 86400 60
-@ NS a.root-servers.
-a.root-servers. ADDR {{self}}
-example.com. NS ns1.example.com.
-ns1.example.com. ADDR {endpoint(example.address)}
-""")
+    root = start_root(start_daemon, tmp_path / "root", example.address)
     resolver = start_resolver(start_daemon, tmp_path / "resolver",
                               [("a.root-servers.", root.address)])
 
@@ -201,15 +229,18 @@ def test_with_server_the_zone_and_keys_are_asked_of_it(world):
 
 
 def test_a_zone_without_registry_keys_and_an_unreachable_resolver(world, tmp_path):
-    keys = keygen(tmp_path / "keys", "someone@com")
-    out = cli("register", "someone@com", "--keys", str(keys), "--resolver", world.at)
+    keys = keygen(tmp_path / "keys", "someone@plain")
+    out = cli("register", "someone@plain", "--keys", str(keys), "--resolver", world.at)
     assert out.exit_code == rc.EXIT_NOT_FOUND
     assert out.output.count("\n") == 1 and "publishes no registry keys" in out.output
+    out = cli("register", "someone@plain", "--keys", str(keys), "--server",
+              endpoint(world.example.address))
+    assert out.exit_code == rc.EXIT_NOT_FOUND and "answered REFUSED" in out.output, out.output
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()
-    out = cli("register", "someone@com", "--keys", str(keys), "--resolver", f"127.0.0.1:{port}")
+    out = cli("register", "someone@plain", "--keys", str(keys), "--resolver", f"127.0.0.1:{port}")
     assert out.exit_code == rc.EXIT_UNREACHABLE and out.output.count("\n") == 1
 
 
@@ -336,6 +367,25 @@ def test_a_forged_mail_is_rejected(world, tmp_path):
               str(_forge(signed_by_a_stranger, tmp_path, world, keys)), "--resolver", world.at)
     assert out.exit_code == rc.EXIT_FORGED and "forged" in out.output
     assert out.output.count("\n") == 1
+
+
+def test_a_mail_signed_by_another_zones_keys_is_rejected(world, tmp_path):
+    """A parent zone's keys (the root publishes a stranger's) verify the
+    mail's signature, but the address's zone is example.com: forged."""
+    keys = keygen(tmp_path / "keys", "dave@example.com")
+    owner = rc.load_owner_keys(keys)
+
+    def signed_for_the_root(mail):
+        challenge = m.Challenge(m.Kind.CONFIRM, bytes(16), bytes(16), Name.from_text("."),
+                                mail.address, mail.added, (), mail.expires,
+                                ADDR.parse("127.0.0.1:9"))
+        return m.make_challenge(challenge, owner.encrypt, STRANGER.ed)
+
+    out = cli("register", "confirm", "--keys", str(keys),
+              str(_forge(signed_for_the_root, tmp_path, world, keys)), "--resolver", world.at)
+    assert out.exit_code == rc.EXIT_FORGED, out.output
+    assert "names the zone . but dave@example.com is in example.com." in out.output.replace(
+        ",", "")
 
 
 @pytest.mark.parametrize("where, code", [

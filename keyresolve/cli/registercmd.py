@@ -128,7 +128,8 @@ def _run(function, *args) -> None:
         function(*args)
     except Failure as exc:
         _fail(exc)
-    except (click.exceptions.Exit, click.ClickException, SystemExit, BrokenPipeError):
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
+            BrokenPipeError):
         raise
     except KeyboardInterrupt:
         _fail(Failure("interrupted", 130))
@@ -609,17 +610,26 @@ def _answer_mail(keys_dir: Path, mailfile: str, server_text: str | None,
     registry = (_trio(partial(registry_keys, rd=False, what="server"), zone, server) if server
                 else _trio(partial(registry_keys, rd=True, what="resolver"), zone, resolver))
     challenge = open_challenge(attachment, keys, registry)
+    if not challenge.address.is_subdomain(challenge.zone):
+        raise Failure(f"the mail is forged: {_plain(challenge.address)} is not in the zone "
+                      f"{challenge.zone.to_text()} it names", EXIT_FORGED)
+    if server is None:  # the zone's keys checked the mail: is it the address's zone?
+        found, _ = _trio(partial(find_zone, rd=True, what="resolver"), challenge.address,
+                         resolver)
+        if found != challenge.zone:
+            raise Failure(f"the mail is forged: it names the zone {challenge.zone.to_text()}, "
+                          f"but {_plain(challenge.address)} is in {found.to_text()}",
+                          EXIT_FORGED)
     if challenge.purpose != purpose:
         command = "register renew" if challenge.purpose == m.Kind.RENEW else "register confirm"
         raise Failure(f"this mail is answered by keyresolve {command}", EXIT_USAGE)
     if challenge.expires < time.time():
         raise Failure(f"the challenge expired at {_utc(challenge.expires)}"
                       + ("; register again" if purpose == m.Kind.CONFIRM else ""), EXIT_EXPIRED)
-    if purpose == m.Kind.CONFIRM:
-        ours = {m.key_id_bytes(keys.encrypt), m.key_id_bytes(keys.sign)}
-        if set(challenge.added) != ours:
-            raise Failure(f"the mail asks to publish the keys {_ids(challenge.added)}, not "
-                          "the keys in the directory", EXIT_OTHER_KEYS)
+    ours = {m.key_id_bytes(keys.encrypt), m.key_id_bytes(keys.sign)}
+    if set(challenge.added) != ours:
+        raise Failure(f"the mail is about the keys {_ids(challenge.added)}, not the keys in "
+                      "the directory", EXIT_OTHER_KEYS)
     target = Target(challenge.zone, server or (challenge.server.host, challenge.server.port),
                     registry)
     answer = _trio(send, target, purpose, m.token_fields(challenge.request_id, challenge.token),
