@@ -242,6 +242,13 @@ def test_a_zone_without_registry_keys_and_an_unreachable_resolver(world, tmp_pat
     closed.close()
     out = cli("register", "someone@plain", "--keys", str(keys), "--resolver", f"127.0.0.1:{port}")
     assert out.exit_code == rc.EXIT_UNREACHABLE and out.output.count("\n") == 1
+    out = cli("register", "someone@plain", "--keys", str(keys), "--server", f"127.0.0.1:{port}")
+    assert out.exit_code == rc.EXIT_UNREACHABLE and "server cannot be reached" in out.output
+    world.primary.stop()  # found through the resolver, but down
+    keys = keygen(tmp_path / "alice", "alice@example.com")
+    out = cli("register", "alice@example.com", "--keys", str(keys), "--resolver", world.at)
+    assert out.exit_code == rc.EXIT_UNREACHABLE, out.output
+    assert "registry cannot be reached" in out.output and out.output.count("\n") == 1
 
 
 # -- argument errors (no daemon) ------------------------------------------------------
