@@ -28,7 +28,7 @@ from keyresolve.protocol.message import FrameReader, Message, frame
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import ADDR
 from keyresolve.registry import messages as m
-from keyresolve.registry.mails import MailKind, make_mail
+from keyresolve.registry.mails import COMMANDS, MailKind, make_mail
 from keyresolve.registry.state import ChallengeMail, Limits, Registry, TokenMail
 
 from .conftest import keyresolve_cmd
@@ -267,7 +267,7 @@ def test_a_zone_without_registry_keys_and_an_unreachable_resolver(world, tmp_pat
      "--keys DIR, or --by-mail"),
     (["unregister", "alice@example.com", "--keys", "{empty}", "--confirm", "x"], rc.EXIT_USAGE,
      "--confirm goes with --by-mail"),
-    (["recover", "alice@example.com", "--confirm", "x"], rc.EXIT_USAGE, "go together"),
+    (["recover", "alice@example.com", "--out", "x"], rc.EXIT_USAGE, "goes with --confirm"),
     (["register", "confirm", "--keys", "{empty}", "{missing}"], rc.EXIT_MAIL, "cannot read"),
     (["register", "confirm", "--keys", "{empty}", "{notmail}"], rc.EXIT_MAIL,
      "no keyresolve attachment"),
@@ -621,3 +621,16 @@ def test_an_altered_challenge_never_passes_for_the_registrys(data):
         rc.challenge_zone(bytes(sealed), owner)
         rc.open_challenge(bytes(sealed), owner, keys)
     assert failed.value.code in (rc.EXIT_ALTERED, rc.EXIT_OTHER_KEYS, rc.EXIT_FORGED)
+
+
+def test_the_commands_the_mails_give_are_the_commands_here():
+    """mails.COMMANDS tells owners what to run: each parses here (its MAILFILE
+    missing, so each ends on reading it, not on its arguments)."""
+    for kind, command in COMMANDS.items():
+        if command is None:
+            continue
+        words = command.format(address="alice@example.com").split()[1:]
+        words = ["/nonexistent/dir" if w == "DIR" else w for w in words]
+        words = ["/nonexistent/mail.eml" if w == "MAILFILE" else w for w in words]
+        out = cli(*words)
+        assert out.exit_code == rc.EXIT_MAIL and "cannot read" in out.output, (kind, out.output)

@@ -743,7 +743,8 @@ def _accepted(answer: m.Answer, target: Target, plain: str, what: str, command: 
 @click.option("--confirm", "mailfile", default=None, metavar="MAILFILE",
               help="The recovery mail as received (- for standard input).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="With --confirm: directory to write the keys into (0700).")
+              default=None, help="With --confirm: directory to write the keys into, created "
+                                 "0700 (default: the current one, as keygen's).")
 @click.option("--recovery-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="File whose first line is the recovery passphrase "
                                  "(default: asked).")
@@ -754,15 +755,16 @@ def recover(address: str, server: str | None, resolver: str | None, mailfile: st
 
 def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recovery_file) -> None:
     address = _address(address_text)
-    if (mailfile is None) != (out_dir is None):
-        raise Failure("--confirm MAILFILE and --out DIR go together", EXIT_USAGE)
+    if mailfile is None and out_dir is not None:
+        raise Failure("--out DIR goes with --confirm MAILFILE", EXIT_USAGE)
+    out_dir = Path(".") if out_dir is None else out_dir  # as keygen's --out
     server, resolver = _endpoint(server_text, "--server"), _resolver(resolver_text)
     plain = _plain(address)
     if mailfile is None:
         target = _trio(locate, address, server, resolver)
         answer = _trio(send, target, m.Kind.RECOVER, m.address_fields(address))
         _accepted(answer, target, plain, "a recovery token",
-                  f"keyresolve recover {plain} --confirm MAILFILE --out DIR")
+                  f"keyresolve recover {plain} --confirm MAILFILE [--out DIR]")
         return
     from .keygen import key_path, make_key_dir, write_private_key
 
