@@ -17,7 +17,6 @@ its own (`EXIT_*`); no private key or passphrase is ever printed.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import sys
 import time
@@ -40,12 +39,12 @@ from ..protocol.errors import (ConfigError, FormError, KeyFileError, KeyresolveE
 from ..protocol.message import Message, make_query
 from ..protocol.names import Name
 from ..protocol.records import ADDR, KEY, SOA, KeyAlgorithm, KeyUsage, key_id
-from ..secretfiles import read_private
 from ..protocol.transport import Endpoint, format_endpoint, parse_endpoint
 from ..registry import messages as m
-from ..registry.mails import MailError, attachment_from_mail
+from ..secretfiles import read_private
+from ..registry.mails import MAX_MAIL_BYTES, MailError, attachment_from_mail
 from . import exitcodes
-from .commands import main
+from .commands import main, run_trio
 from .privatekeys import MAX_KEY_FILE, PassphraseSource, key_files, read_passphrase_file
 
 # -- exit statuses (cli/exitcodes.py, shared with the other client commands) --------
@@ -74,6 +73,9 @@ EXIT_MAIL = exitcodes.EXIT_BAD_MAIL
 #: Seconds to wait for the registry's answer: it queues a mail or commits a
 #: zone change first (fsyncs), so longer than a query's 2 s.
 UPDATE_TIMEOUT = 10.0
+#: Bytes read of a mail file: one more than `attachment_from_mail` takes, so
+#: that it says the mail is too large.
+MAX_MAIL_READ = MAX_MAIL_BYTES + 1
 #: Seconds to wait for each reply of the resolver, as dig's default.
 QUERY_TIMEOUT = 2.0
 
@@ -151,11 +153,13 @@ class OwnerKeys:
 
     @property
     def encrypt(self) -> KEY:
+        """The public KEY of the encryption key."""
         return KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT,
                    self.encrypt_private.public_key().public_bytes_raw())
 
     @property
     def sign(self) -> KEY:
+        """The public KEY of the signing key."""
         return KEY(KeyAlgorithm.ED25519, KeyUsage.SIGN,
                    self.sign_private.public_key().public_bytes_raw())
 
@@ -317,7 +321,7 @@ async def send(target: Target, kind: m.Kind, fields: list,
     answer; `Failure` for an error rcode or an answer not the registry's."""
     envelope = m.make_request(kind, target.zone, fields, registry_key=target.keys.encrypt,
                               time=int(time.time()), signer=signer)
-    message = m.make_update(target.zone, envelope, msg_id=int.from_bytes(os.urandom(2), "big"))
+    message = m.make_update(target.zone, envelope, msg_id=secrets.randbits(16))
     where = format_endpoint(target.server)
     try:
         exchange = await query(target.server, message, timeout=UPDATE_TIMEOUT, retries=0,
@@ -371,11 +375,6 @@ def _read_mail(mailfile: str) -> bytes:
     except MailError as exc:
         raise Failure(f"{'standard input' if mailfile == '-' else mailfile}: {exc}",
                       EXIT_MAIL) from None
-
-
-#: Bytes read of a mail file: one more than `attachment_from_mail` takes, so
-#: it says the mail is too large.
-MAX_MAIL_READ = (1 << 20) + 1
 
 
 def challenge_zone(attachment: bytes, keys: OwnerKeys) -> Name:
@@ -462,8 +461,6 @@ def _resolver(text: str | None) -> Endpoint:
 
 
 def _trio(async_fn, *args):
-    from .commands import run_trio
-
     return run_trio(async_fn, *args)
 
 
