@@ -317,6 +317,20 @@ def test_bench_xfr_reports_transfer_and_change_propagation(tmp_path):
     assert main["change"]["ratio_to_baseline"] > 0
 
 
+def test_bench_registry_reports_confirmations_floor_and_propagation(tmp_path):
+    out = tmp_path / "registry.json"
+    done = run_script("bench_registry.py", "--keys", "200", "--confirmations", "8",
+                      "--latency-confirmations", "5", "--rate", "20", "--workdir",
+                      str(tmp_path), "--json", str(out), timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["confirmations_per_second"] > 0 and report["floor_per_second"] > 0
+    assert report["ratio"] == pytest.approx(
+        report["confirmations_per_second"] / report["floor_per_second"], rel=0.01)
+    latency = report["to_secondary_ms"]
+    assert latency["count"] == 5 and 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+
+
 def test_bench_seal_reports_ratios_rss_and_recipients(tmp_path):
     out = tmp_path / "seal.json"
     done = run_script("bench_seal.py", "--size-mib", "1", "--recipients", "5", "--rounds", "1",

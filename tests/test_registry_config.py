@@ -112,6 +112,8 @@ REG = '[registry]\nsmtp = "127.0.0.1:2525"\nfrom = "keys@example.com"\n'
     (REG + 'reverify_grace = "180d"\n', "registry.reverify_grace: must be shorter than "
      "reverify_every"),
     (REG + 'mail_intervall = "1h"\n', "registry.mail_intervall: unknown setting"),
+    (REG + 'rate_limit = 0\n', "registry.rate_limit: must be 1 .. 100000"),
+    (REG + 'rate_limit = "10"\n', "registry.rate_limit: must be"),
 ])
 def test_every_setting_has_a_one_line_error_naming_it(tmp_path, body, error):
     loose = tmp_path / "open.password"

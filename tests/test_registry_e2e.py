@@ -24,7 +24,7 @@ from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyFlag, KeyUsage
 from keyresolve.registry import messages as m
 from keyresolve.registry.mails import attachment_from_mail
 
-from .conftest import ask, tcp_exchange
+from .conftest import ask, tcp_exchange, udp_exchange
 from .test_xfr_e2e import KEYS, free_port, wait_until
 
 ZONE = Name.from_text("example.com.")
@@ -61,7 +61,7 @@ class Registry:
     plain zone example.org), optionally a secondary following it."""
 
     def __init__(self, tmp_path, start_daemon, smtp_server, *, registry_extra: str = "",
-                 secondary: bool = False) -> None:
+                 secondary: bool = False, top_extra: str = "") -> None:
         self.tmp = tmp_path
         self.start_daemon = start_daemon
         self.smtp = smtp_server
@@ -75,7 +75,7 @@ class Registry:
         notify = f'notify = ["127.0.0.1:{self.sport}"]\n' if secondary else ""
         self.config = self.pdir / "serve.toml"
         self.config.write_text(
-            f'listen = ["127.0.0.1:{self.pport}"]\ndata_dir = "data"\n{KEYS}'
+            f'listen = ["127.0.0.1:{self.pport}"]\ndata_dir = "data"\n{top_extra}{KEYS}'
             f'[registry]\nsmtp = "127.0.0.1:{smtp_server.port}"\nfrom = "keys@example.com"\n'
             f'mail_interval = "1s"\n{registry_extra}\n'
             f'[[zones]]\nname = "example.com"\nfile = "example.com.zone"\nregistration = true\n'
@@ -120,10 +120,12 @@ class Registry:
         return m.make_request(kind, zone, fields, registry_key=self.encrypt_key,
                               time=int(time.time()) if when is None else when, signer=signer)
 
-    def send(self, envelope: bytes, *, zone: Name = ZONE) -> tuple[int, m.Answer | None]:
+    def send(self, envelope: bytes, *, zone: Name = ZONE,
+             udp: bool = False) -> tuple[int, m.Answer | None]:
         """(rcode, the checked answer or None)."""
         query = m.make_update(zone, envelope, next(self.ids))
-        reply = Message.from_wire(tcp_exchange(self.address, query.to_wire()))
+        exchange = udp_exchange if udp else tcp_exchange
+        reply = Message.from_wire(exchange(self.address, query.to_wire()))
         assert reply.opcode == Opcode.UPDATE and reply.id == query.id
         if reply.rcode != Rcode.NOERROR:
             assert not reply.answer
@@ -314,6 +316,20 @@ def test_a_flood_of_registrations_is_bounded(registry):
     wait_until(lambda: len(registry.smtp.received) >= 1)
     time.sleep(0.5)
     assert len(registry.smtp.received) <= accepted
+    status = control_status(registry)
+    assert status["registry_pending"] == accepted  # bounded by the limit, not the flood
+    assert status["registry_rate_limited"] == len(rcodes) - accepted
+    assert status["registrations"] == 0
+    assert status["mails_queued"] <= accepted
+
+
+def control_status(registry: Registry) -> dict:
+    from keyresolve.protocol.codes import ControlCommand
+    from keyresolve.protocol.control import make_request, parse_result
+
+    reply = Message.from_wire(tcp_exchange(registry.address,
+                                           make_request(ControlCommand.STATUS).to_wire()))
+    return dict(parse_result(reply))
 
 
 # -- durability ----------------------------------------------------------------------
@@ -414,3 +430,49 @@ def test_zone_export_writes_the_served_zone_with_its_registrations(registry):
     assert zone.soa.rdata.serial == answer.serial
     carol = Name.from_text("carol@example.com")
     assert any(r.name == carol for r in zone.records())
+
+
+def test_workers_forward_updates_to_the_main_process(tmp_path, start_daemon, smtp_server):
+    reg = Registry(tmp_path, start_daemon, smtp_server, top_extra="workers = 2\n")
+    reg.start()
+    reg.primary.wait_logged(r"all 2 processes answering")
+    owners = [Owner(f"u{i}@example.com") for i in range(6)]
+    for owner in owners:  # over UDP and TCP: the kernel spreads them over both processes
+        for udp in (True, False):
+            envelope = reg.envelope(m.Kind.REGISTER,
+                                    m.register_fields(owner.address, owner.encrypt, owner.sign),
+                                    owner.ed)
+            rcode, answer = reg.send(envelope, udp=udp)
+            assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.ACCEPTED
+    wait_until(lambda: len(smtp_server.received) >= len(owners))
+    for mail in smtp_server.received[:len(owners)]:
+        owner = next(o for o in owners if [str(o.address).rstrip(".")] == mail.rcpt_tos)
+        rcode, answer = reg.answer_challenge(reg.challenge(mail.content, owner), owner.ed)
+        assert rcode == Rcode.NOERROR
+        assert reg.published(owner) == owner.key_set
+
+
+def test_removal_by_mail_token(registry):
+    alice = Owner("alice@example.com")
+    confirm(registry, alice, 1)
+    time.sleep(1.1)  # mail_interval = 1s
+    fields = m.address_fields(alice.address)
+    rcode, answer = registry.send(registry.envelope(m.Kind.UNREGISTER_MAIL, fields))
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.ACCEPTED
+    mail = registry.next_mail(2)
+    assert b"confirm the removal" in mail
+    request_id, token = m.read_mail_token(attachment_from_mail(mail).decode("ascii"))
+    wrong = registry.send(registry.envelope(m.Kind.UNREGISTER_CONFIRM,
+                                            m.token_fields(request_id, bytes(16))))
+    assert wrong[0] == Rcode.NOTAUTH and registry.published(alice) == alice.key_set
+    rcode, answer = registry.send(registry.envelope(m.Kind.UNREGISTER_CONFIRM,
+                                                    m.token_fields(request_id, token)))
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.WITHDRAWN
+    assert registry.published(alice) == set()
+    # an address without keys gets the same answer, and no mail
+    bob = Name.from_text("bob@example.com")
+    rcode, answer = registry.send(registry.envelope(m.Kind.UNREGISTER_MAIL,
+                                                    m.address_fields(bob)))
+    assert rcode == Rcode.NOERROR and answer.kind == m.AnswerKind.ACCEPTED
+    time.sleep(0.5)
+    assert all(r.rcpt_tos != ["bob@example.com"] for r in registry.smtp.received)

@@ -485,6 +485,11 @@ DEFAULT_KEY_DIR = "registry-keys"
 MAX_CONFIRM_WITHIN = 30 * 86_400
 #: Largest password file read (a password, not a document).
 MAX_PASSWORD_FILE = 4096
+#: `rate_limit`'s default and largest value: requests a second per client
+#: prefix (1: `ratelimit.UPDATE_RATE`; an owner sends two per registration);
+#: 100,000 is far beyond what one registry commits (one transaction each).
+DEFAULT_UPDATE_RATE = 1
+MAX_UPDATE_RATE = 100_000
 _HOST_RE = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
     r"[A-Za-z0-9])?)*\Z")
@@ -514,6 +519,9 @@ class RegistryConfig:
     #: owner did not answer within `reverify_grace`.
     reverify_every: int = DEFAULT_REVERIFY_EVERY
     reverify_grace: int = DEFAULT_REVERIFY_GRACE
+    #: UPDATE requests a second each client prefix (/24, /56) may send
+    #: beyond a burst of max(30, this) (`ratelimit.RequestLimiter`).
+    rate_limit: int = DEFAULT_UPDATE_RATE
 
 
 def parse_host_port(text: object) -> tuple[str, int]:
@@ -602,6 +610,11 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
     config.mail_interval = _duration(table, "mail_interval", DEFAULT_MAIL_INTERVAL)
     config.reverify_every = _duration(table, "reverify_every", DEFAULT_REVERIFY_EVERY)
     config.reverify_grace = _duration(table, "reverify_grace", DEFAULT_REVERIFY_GRACE)
+    config.rate_limit = table.get("rate_limit", int, DEFAULT_UPDATE_RATE,
+                                  what="requests a second")
+    if not 1 <= config.rate_limit <= MAX_UPDATE_RATE:
+        raise table._err("rate_limit", f"must be 1 .. {MAX_UPDATE_RATE} (requests a second "
+                         "per client prefix)")
     if config.reverify_grace >= config.reverify_every:
         raise table._err("reverify_grace", "must be shorter than reverify_every (an owner "
                          "answers one challenge before the next is mailed)")

@@ -4,11 +4,14 @@ pure core `keyresolve.registry`.
 - `load_or_make_keys`: the registry's own X25519 and Ed25519 key pair, made
   in `key_dir` (0700) on first start, as PKCS#8 PEM files (0600).
 - `RegistryService.handle`: an UPDATE (docs/protocol.md 8E) in the main
-  process, one at a time: `Registry.handle` decides; its mail is built
-  (`registry.mails`) and queued durably (`store.mailqueue`) before the
-  answer; its change is committed as one zone transaction carrying its
-  update-log entry, then `Registry.apply`, NOTIFY of the zone's
-  secondaries, and the answer.
+  process, decided one at a time: `Registry.handle` decides; its mail is
+  built (`registry.mails`) and queued durably (`store.mailqueue`) before
+  the answer; its change is taken into the state at once (`Registry.apply`,
+  so the next request is decided on it) and committed with the changes
+  that arrived meanwhile, as one zone transaction carrying an update-log
+  entry for each (a group commit); then NOTIFY of the zone's secondaries,
+  and the answers. A failed commit fails its requests and rebuilds the
+  state from the update log.
 - `RegistryService.run`: the outbox (`net.smtp.Outbox`) and the
   re-verification timer (`Registry.due`).
 - `RegistryService.rebuild`: the registered state from the update log.
@@ -33,9 +36,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..authority.policy import Action, allowed
-from ..authority.ratelimit import RequestLimiter
+from ..authority.ratelimit import UPDATE_BURST, RequestLimiter
 from ..cli.config import ServeConfig
 from ..cli.keygen import make_key_dir, write_private_key
+from ..net.faultlog import FaultLog
 from ..net.smtp import Outbox, SmtpSender, SmtpSettings
 from ..protocol.codes import Rcode, RType
 from ..protocol.errors import KeyresolveError, ProtocolError, Refused, StoreError
@@ -68,6 +72,11 @@ REGISTRY_KEY_TTL = 3600
 MAX_DUE_SLEEP = 60.0
 #: Where the mail queue lives, under data_dir.
 MAIL_QUEUE_DIR = "mailqueue"
+#: Most changes committed in one zone transaction (a group commit): the
+#: changes that arrived while the previous transaction committed, as
+#: databases group the commits of concurrent transactions; bounded so a
+#: transaction (its dirty pages, its journal entry) stays small.
+MAX_COMMIT_BATCH = 256
 
 
 # -- the registry's keys ---------------------------------------------------------------
@@ -156,39 +165,52 @@ def _key_set(keys) -> set[tuple[int, bytes]]:
     return {(int(key.algorithm), key.key) for key in keys}
 
 
-def commit_change(store: Store, change: Change, serial_policy: str | None,
-                  now: float) -> tuple[LogEntry, Record]:
-    """Commit `change` as one zone transaction: the address's KEYs (its other
-    records kept), the SOA serial increased, the transfer-journal entry and
-    the update-log entry. Returns the log entry and the new SOA."""
-    removed = _key_set(change.replaced)
-    added: tuple[KEY, ...] = ()
-    if change.op is LogOp.PUBLISH:
-        added = change.keys
-        removed |= _key_set(change.keys)
-    elif change.op is LogOp.WITHDRAW:
-        removed |= _key_set(change.keys)
-    with store.begin(change.zone) as txn:
-        apex = txn.get_node(change.zone)
+def commit_changes(store: Store, origin: Name, changes: list[Change],
+                   serial_policy: str | None, now: float) -> tuple[list[LogEntry], Record]:
+    """Commit `changes` of the zone `origin`, in order, as one zone
+    transaction: each address's KEYs (its other records kept), the SOA
+    serial increased once, one transfer-journal entry, an update-log entry
+    per change (with the new serial). Returns the entries and the new SOA."""
+    with store.begin(origin) as txn:
+        apex = txn.get_node(origin)
         soa_rrset = None if apex is None else apex.get(RType.SOA)
         if soa_rrset is None:
-            raise StoreError(f"zone {change.zone} has no SOA")
+            raise StoreError(f"zone {origin} has no SOA")
         soa = soa_rrset.rdatas[0]
         serial = _next_serial(serial_policy, soa.serial, now)
-        entry = change.log_entry(serial)
-        if change.op is not LogOp.RENEW:
-            node = txn.get_node(change.address) or {}
-            records = [Record(change.address, rtype, rrset.ttl, rdata)
-                       for rtype, rrset in node.items() for rdata in rrset.rdatas
-                       if rtype != RType.KEY or _key_set([rdata]).isdisjoint(removed)]
-            records += [Record(change.address, RType.KEY, REGISTRY_KEY_TTL, key)
-                        for key in added]
-            txn.replace_node(change.address, records)
-        txn.log_update(entry.to_wire())
-        new_soa = Record(change.zone, RType.SOA, soa_rrset.ttl,
+        entries = []
+        for change in changes:
+            if change.zone != origin:
+                raise StoreError(f"a change of {change.zone} in a commit of {origin}")
+            _change_node(txn, change)
+            entry = change.log_entry(serial)
+            txn.log_update(entry.to_wire())
+            entries.append(entry)
+        new_soa = Record(origin, RType.SOA, soa_rrset.ttl,
                          dataclasses.replace(soa, serial=serial))
         txn.commit(new_soa)
-    return entry, new_soa
+    return entries, new_soa
+
+
+def _change_node(txn, change: Change) -> None:
+    """The address's KEYs as `change` leaves them (RENEW: untouched)."""
+    if change.op is LogOp.RENEW:
+        return
+    removed = _key_set(change.replaced) | _key_set(change.keys)
+    added = change.keys if change.op is LogOp.PUBLISH else ()
+    node = txn.get_node(change.address) or {}
+    records = [Record(change.address, rtype, rrset.ttl, rdata)
+               for rtype, rrset in node.items() for rdata in rrset.rdatas
+               if rtype != RType.KEY or _key_set([rdata]).isdisjoint(removed)]
+    records += [Record(change.address, RType.KEY, REGISTRY_KEY_TTL, key) for key in added]
+    txn.replace_node(change.address, records)
+
+
+def commit_change(store: Store, change: Change, serial_policy: str | None,
+                  now: float) -> tuple[LogEntry, Record]:
+    """`commit_changes` of one change: its log entry and the new SOA."""
+    entries, soa = commit_changes(store, change.zone, [change], serial_policy, now)
+    return entries[0], soa
 
 
 def ensure_apex_keys(store: Store, origin: Name, keys: tuple[KEY, ...],
@@ -222,7 +244,7 @@ class RegistryService:
     def __init__(self, config: ServeConfig, store: Store, server: ADDR,
                  write_lock: trio.Lock, zone_changed: Callable,
                  clock: Callable[[], float] = time.time,
-                 limiter: RequestLimiter | None = None) -> None:
+                 limiter: RequestLimiter | None = None, faults: FaultLog | None = None) -> None:
         registry = config.registry
         assert registry is not None
         self.config = config
@@ -232,26 +254,61 @@ class RegistryService:
         self.clock = clock
         self.encrypt_key, self.sign_key = load_or_make_keys(registry.key_dir)
         self.apex_keys = public_keys(self.encrypt_key, self.sign_key)
-        self.registry = Registry(
-            zones=[zone.name for zone in config.zones if zone.registration],
-            private=self.encrypt_key, signer=self.sign_key, server=server,
-            clock=lambda: int(self.clock()),
-            limits=Limits(confirm_within=registry.confirm_within,
-                          reverify_every=registry.reverify_every,
-                          reverify_grace=registry.reverify_grace))
+        self.server = server
+        self.registry = self._new_registry()
         self.queue = MailQueue(Path(config.data_dir) / MAIL_QUEUE_DIR,
                                mail_interval=registry.mail_interval)
         self.outbox = Outbox(self.queue, SmtpSender(SmtpSettings.from_registry(registry)),
                              self.clock)
-        self.limiter = limiter or RequestLimiter()
+        #: Per-request lines (refusals), logged at a bounded rate: a flood
+        #: of requests does not become a flood of log lines.
+        self.faults = faults or FaultLog(log)
+        self.limiter = limiter or RequestLimiter(
+            rate=float(registry.rate_limit), burst=max(UPDATE_BURST, registry.rate_limit))
         #: One request (or re-verification step) at a time: each is decided
         #: on the state the previous one left.
         self.lock = trio.Lock()
         self._wake = trio.Event()
+        #: Changes decided and taken into the state, waiting for their commit.
+        self._submitted: list[tuple[Change, _Ticket]] = []
+        self._commit_wake = trio.Event()
+
+    def _new_registry(self) -> Registry:
+        registry = self.config.registry
+        return Registry(
+            zones=[zone.name for zone in self.config.zones if zone.registration],
+            private=self.encrypt_key, signer=self.sign_key, server=self.server,
+            clock=lambda: int(self.clock()),
+            limits=Limits(confirm_within=registry.confirm_within,
+                          reverify_every=registry.reverify_every,
+                          reverify_grace=registry.reverify_grace))
+
+    def reconfigure(self, config: ServeConfig) -> None:
+        """Follow a re-read config file for the zones' settings (NOTIFY
+        targets, serial policy). The `[registry]` section and which zones
+        take registrations are read at start: a change of them is logged,
+        and a restart applies it."""
+        zones = {zone.name for zone in config.zones if zone.registration}
+        if config.registry != self.config.registry or zones != self.registry.zones:
+            log.warning("%s: [registry] or registration zones changed: a restart applies it",
+                        config.path)
+        if any(config.get_zone(zone) is None for zone in self.registry.zones):
+            log.warning("%s: a registration zone was removed: the registry keeps it until a "
+                        "restart", config.path)
+            return
+        self.config = config
 
     def close(self) -> None:
         """Close the mail queue."""
         self.queue.close()
+
+    def status(self) -> dict[str, int]:
+        """The registry's part of `ctl status`: registrations, requests
+        waiting for a mail's answer, mails queued, requests refused by the
+        per-prefix limit."""
+        return {"registrations": len(self.registry.registrations),
+                "registry_pending": len(self.registry.pending),
+                "mails_queued": self.queue.total(), "registry_rate_limited": self.limiter.refused}
 
     @property
     def zones(self) -> list[Name]:
@@ -309,7 +366,8 @@ class RegistryService:
             return await self._handle(query, peer)
         except ProtocolError as exc:
             if isinstance(exc, Refused):
-                log.info("registry: refused an UPDATE from %s: %s", peer[0], exc)
+                self.faults.info("registry refused", "registry: refused an UPDATE from %s: %s",
+                                 peer[0], exc)
             return make_update_answer(query, None, exc.rcode)
         except KeyresolveError as exc:
             log.error("registry: UPDATE from %s failed: %s", peer[0], exc)
@@ -325,15 +383,15 @@ class RegistryService:
         if not self.limiter.allow(peer[0], self.clock()):
             raise Refused(f"more than {self.limiter.burst} requests at once, or "
                           f"{self.limiter.rate:g} a second, from {peer[0]}'s prefix")
+        ticket = None
         async with self.lock:
             outcome = self.registry.handle(zone, envelope)
             if outcome.mail is not None:
                 await self._queue(outcome.mail)
-            serial = 0
             if outcome.change is not None:
-                serial = await self._commit(outcome.change)
-            answer = outcome.finish(serial)
+                ticket = self._submit(outcome.change)
         self._wake.set()
+        answer = outcome.finish(0 if ticket is None else await ticket.wait())
         return make_update_answer(query, make_answer(answer, self.sign_key))
 
     async def _queue(self, mail: Mail) -> None:
@@ -351,18 +409,54 @@ class RegistryService:
         else:
             log.info("registry: mail to %s not queued: %s", recipient, admission)
 
-    async def _commit(self, change: Change) -> int:
-        """Commit `change`, take it into the state, NOTIFY; the new serial."""
-        zone = self.config.get_zone(change.zone)
-        async with self.write_lock:  # a compile reads `overlay` under it
-            entry, soa = await trio.to_thread.run_sync(
-                commit_change, self.store, change, zone.serial_policy, self.clock())
-            self.registry.apply(entry)
-        log.info("registry: %s %s in %s (%s), serial %d", change.op.value, change.address,
-                 change.zone, ", ".join(key_id_bytes(k).hex() for k in change.keys) or "-",
-                 entry.serial)
+    def _submit(self, change: Change) -> _Ticket:
+        """Take `change` into the state now (the next request is decided on
+        it) and queue its commit: the ticket gives the serial once committed."""
+        self.registry.apply(change.log_entry(0))
+        ticket = _Ticket()
+        self._submitted.append((change, ticket))
+        self._commit_wake.set()
+        return ticket
+
+    async def _committer(self) -> None:
+        """Commit what was submitted, a zone's changes at a time in one
+        transaction, then NOTIFY. A failed commit fails its requests
+        (SERVFAIL), and the state is rebuilt from the update log."""
+        while True:
+            await self._commit_wake.wait()
+            self._commit_wake = trio.Event()
+            while self._submitted:
+                zone = self._submitted[0][0].zone
+                batch = [item for item in self._submitted if item[0].zone == zone]
+                batch = batch[:MAX_COMMIT_BATCH]
+                taken = {id(item) for item in batch}
+                self._submitted = [item for item in self._submitted if id(item) not in taken]
+                await self._commit_batch(zone, batch)
+
+    async def _commit_batch(self, origin: Name, batch: list[tuple[Change, _Ticket]]) -> None:
+        zone = self.config.get_zone(origin)
+        changes = [change for change, _ in batch]
+        try:
+            async with self.write_lock:  # a compile reads `overlay` under it
+                entries, soa = await trio.to_thread.run_sync(
+                    commit_changes, self.store, origin, changes, zone.serial_policy,
+                    self.clock())
+        except Exception as exc:
+            log.error("registry: commit of %d changes to %s failed: %s; the registry state "
+                      "is rebuilt from the update log", len(changes), origin, exc)
+            for _, ticket in batch:
+                ticket.fail(exc)
+            async with self.lock:
+                self.registry = self._new_registry()
+                await trio.to_thread.run_sync(self.rebuild)
+            return
+        for change, entry in zip(changes, entries):
+            log.info("registry: %s %s in %s (%s), serial %d", change.op.value, change.address,
+                     origin, ", ".join(key_id_bytes(k).hex() for k in change.keys) or "-",
+                     entry.serial)
         self.zone_changed(zone, soa)
-        return entry.serial
+        for _, ticket in batch:
+            ticket.done(soa.rdata.serial)
 
     # -- the loops ---------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -373,18 +467,22 @@ class RegistryService:
             log.info("registry: %d mails queued; trying them now", waiting)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.outbox.run)
+            nursery.start_soon(self._committer)
             nursery.start_soon(self._reverify)
             task_status.started()
 
     async def _reverify(self) -> None:
         while True:
             try:
+                tickets = []
                 async with self.lock:
                     for action in self.registry.due():
                         if action.mail is not None:
                             await self._queue(action.mail)
                         if action.change is not None:
-                            await self._commit(action.change)
+                            tickets.append(self._submit(action.change))
+                for ticket in tickets:
+                    await ticket.wait()
             except (KeyresolveError, OSError) as exc:
                 log.error("registry: re-verification step failed: %s", exc)
             next_due = self.registry.next_due()
@@ -394,6 +492,31 @@ class RegistryService:
             self._wake = trio.Event()
 
 
+class _Ticket:
+    """A submitted change's commit: its serial, or the error that failed it."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._serial = 0
+        self._error: Exception | None = None
+
+    def done(self, serial: int) -> None:
+        self._serial = serial
+        self._event.set()
+
+    def fail(self, error: Exception) -> None:
+        self._error = error
+        self._event.set()
+
+    async def wait(self) -> int:
+        """The serial of the commit; its error (StoreError) if it failed."""
+        await self._event.wait()
+        if self._error is not None:
+            raise StoreError(f"commit failed: {self._error}")
+        return self._serial
+
+
 __all__ = ["ENCRYPT_KEY_FILE", "MAIL_QUEUE_DIR", "MAX_DUE_SLEEP", "REGISTRY_KEY_TTL",
-           "RegistryService", "SIGN_KEY_FILE", "build_mail", "commit_change",
+           "MAX_COMMIT_BATCH", "RegistryService", "SIGN_KEY_FILE", "build_mail", "commit_change",
+           "commit_changes",
            "ensure_apex_keys", "load_or_make_keys", "public_keys"]

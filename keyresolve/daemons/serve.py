@@ -667,6 +667,8 @@ class AuthDaemon:
             self.stop_secondary(origin)
         self.config = new
         self.handler.reconfigure(new)
+        if self.registry is not None:
+            self.registry.reconfigure(new)
         for origin in change.secondaries_started:
             self.start_secondary(new.get_zone(origin))
         log.info("configuration re-read from %s: %s", old.path, change.summary())
@@ -740,7 +742,8 @@ async def serve(config: ServeConfig, store: Store, *,
         if config.registry is not None:
             registry = daemon.registry = await trio.to_thread.run_sync(
                 functools.partial(RegistryService, config, store, _answer_address(bound),
-                                  daemon.handler.write_lock, daemon.zone_changed))
+                                  daemon.handler.write_lock, daemon.zone_changed,
+                                  faults=daemon.handler.faults))
             await trio.to_thread.run_sync(registry.rebuild)
             daemon.handler.registry = registry.handle
         try:

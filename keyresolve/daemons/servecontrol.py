@@ -72,11 +72,15 @@ class ServerControl:
         config = self.daemon.config
         secondaries = sum(1 for z in config.zones if z.is_secondary)
         now = time.time()
-        return {"version": __version__, "pid": os.getpid(), "started": int(self.started),
-                "uptime": int(now - self.started), "zones": len(config.zones),
-                "primary_zones": len(config.zones) - secondaries,
-                "secondary_zones": secondaries, "workers": config.workers,
-                "messages": self.daemon.handler.messages}
+        fields: dict[str, Value] = {
+            "version": __version__, "pid": os.getpid(), "started": int(self.started),
+            "uptime": int(now - self.started), "zones": len(config.zones),
+            "primary_zones": len(config.zones) - secondaries,
+            "secondary_zones": secondaries, "workers": config.workers,
+            "messages": self.daemon.handler.messages}
+        if self.daemon.registry is not None:
+            fields.update(await trio.to_thread.run_sync(self.daemon.registry.status))
+        return fields
 
     async def reload(self, zone: None, peer: tuple) -> dict[str, Value]:
         log.info("reload requested by %s", peer[0])
