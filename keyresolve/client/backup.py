@@ -23,7 +23,7 @@ from . import keyfile
 #: The first element of a backup's plaintext: its format and version.
 MAGIC = "keyresolve-backup-v1"
 #: Largest backup read: the registry keeps at most 4096 bytes
-#: (registry.messages.MAX_BACKUP); the one written is about 350.
+#: (registry.messages.MAX_BACKUP); one for alice@example.com is 316.
 MAX_BACKUP = 4096
 
 
