@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -56,6 +57,7 @@ class RegistryPrimary:
         self.registry = Registry(zones=[ZONE], private=REGISTRY.x, signer=REGISTRY.ed,
                                  server=ADDR.parse(endpoint(self.address)),
                                  clock=lambda: int(time.time()) + self.offset,
+                                 random=secrets.token_bytes,
                                  limits=Limits(reverify_every=REVERIFY))
         self.running = True
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -368,7 +370,7 @@ def test_a_forged_mail_is_rejected(world, tmp_path):
     def signed_by_a_stranger(mail):
         challenge = m.Challenge(m.Kind.CONFIRM, bytes(16), bytes(16), ZONE, mail.address,
                                 mail.added, (), mail.expires, ADDR.parse("127.0.0.1:9"))
-        return m.make_challenge(challenge, owner.encrypt, STRANGER.ed)
+        return m.make_challenge(challenge, owner.encrypt, STRANGER.ed, secrets.token_bytes)
 
     out = cli("register", "confirm", "--keys", str(keys),
               str(_forge(signed_by_a_stranger, tmp_path, world, keys)), "--resolver", world.at)
@@ -386,7 +388,7 @@ def test_a_mail_signed_by_another_zones_keys_is_rejected(world, tmp_path):
         challenge = m.Challenge(m.Kind.CONFIRM, bytes(16), bytes(16), Name.from_text("."),
                                 mail.address, mail.added, (), mail.expires,
                                 ADDR.parse("127.0.0.1:9"))
-        return m.make_challenge(challenge, owner.encrypt, STRANGER.ed)
+        return m.make_challenge(challenge, owner.encrypt, STRANGER.ed, secrets.token_bytes)
 
     out = cli("register", "confirm", "--keys", str(keys),
               str(_forge(signed_for_the_root, tmp_path, world, keys)), "--resolver", world.at)
@@ -426,7 +428,7 @@ def test_an_expired_challenge_is_refused_before_sending(world, tmp_path):
                             (m.key_id_bytes(owner.encrypt), m.key_id_bytes(owner.sign)), (),
                             past, ADDR.parse(endpoint(world.primary.address)))
     mail = ChallengeMail(ZONE, challenge.address, m.Kind.CONFIRM, challenge.added, (), past,
-                         m.make_challenge(challenge, owner.encrypt, REGISTRY.ed))
+                         m.make_challenge(challenge, owner.encrypt, REGISTRY.ed, secrets.token_bytes))
     out = cli("register", "confirm", "--keys", str(keys), str(mail_file(tmp_path / "x", mail)),
               "--resolver", world.at)
     assert out.exit_code == rc.EXIT_EXPIRED and "expired" in out.output
@@ -613,7 +615,7 @@ def test_an_altered_challenge_never_passes_for_the_registrys(data):
     challenge = m.Challenge(m.Kind.CONFIRM, bytes(16), bytes(16), ZONE,
                             Name.from_text("alice@example.com."), (), (), 2**40,
                             ADDR.parse("127.0.0.1:9"))
-    sealed = bytearray(m.make_challenge(challenge, owner.encrypt, REGISTRY.ed))
+    sealed = bytearray(m.make_challenge(challenge, owner.encrypt, REGISTRY.ed, secrets.token_bytes))
     where = data.draw(st.integers(0, len(sealed) - 1))
     sealed[where] ^= data.draw(st.integers(1, 255))
     keys = rc.RegistryKeys(REGISTRY.encrypt, (REGISTRY.sign,))

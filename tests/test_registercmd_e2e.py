@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_a_forged_mail_and_other_keys_are_refused_by_the_tool(tmp_path, start_da
     challenge = m.open_challenge(original, rc.load_owner_keys(keys).encrypt_private,
                                  reg.sign_key)
     forged = m.make_challenge(challenge, rc.load_owner_keys(keys).encrypt,
-                              Ed25519PrivateKey.generate())
+                              Ed25519PrivateKey.generate(), secrets.token_bytes)
     text = mail.read_text()
     assert base64.encodebytes(original).decode() in text
     forged_mail = tmp_path / "forged.eml"

@@ -320,7 +320,7 @@ async def send(target: Target, kind: m.Kind, fields: list,
     TCP (once: a retry would be a replay) and return the registry's checked
     answer; `Failure` for an error rcode or an answer not the registry's."""
     envelope = m.make_request(kind, target.zone, fields, registry_key=target.keys.encrypt,
-                              time=int(time.time()), signer=signer)
+                              time=int(time.time()), signer=signer, random=secrets.token_bytes)
     message = m.make_update(target.zone, envelope, msg_id=secrets.randbits(16))
     where = format_endpoint(target.server)
     try:
