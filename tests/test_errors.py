@@ -30,11 +30,13 @@ OUR_SIDE = {"KeyresolveError", "ProtocolError", "ServerFailure", "InvalidName", 
             "ZoneFileError", "ZoneErrors", "ConfigError", "StoreError", "NetworkError",
             "QueryTimeout", "NoReply", "SerialNotIncreased", "CtlError", "DigUsageError",
             "DigFailure", "KeyFileError", "WrongPassphrase", "NoKey", "KeyLookupError",
-            "ServersUnreachable", "KeyChanged", "ClientFailure", "UnknownSigner"}
+            "ServersUnreachable", "KeyChanged", "ClientFailure", "UnknownSigner",
+            "Failure"}
 PEER_SIDE = {"FormError", "BadVersion", "NotImplementedOpcode", "Refused", "NotAuth",
              "BadSignature", "BadKey", "BadTime", "PeerError", "SealError", "UnsupportedMessage",
              "NotARecipient", "CorruptMessage", "TruncatedMessage", "BadMessageSignature",
-             "NoSuchAddress", "NoKeyPublished", "MailError"}
+             "NoSuchAddress", "NoKeyPublished", "MailError",
+             "BackupError"}
 
 
 def _all_error_classes() -> dict[str, type]:

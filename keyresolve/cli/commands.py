@@ -757,6 +757,8 @@ def _add_client_commands() -> None:
 
 _add_client_commands()
 
+# The registry's owner commands (register, unregister, recover) add themselves to `main`.
+from . import registercmd  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

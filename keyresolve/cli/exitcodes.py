@@ -1,5 +1,5 @@
 """Exit statuses of the client commands (keygen, keyring, seal, open, sign,
-verify): one per outcome a script may want to tell apart. docs/client.md
+verify, and the registry's register, unregister, recover): one per outcome a script may want to tell apart. docs/client.md
 lists them; keep the two in step.
 """
 
@@ -31,7 +31,7 @@ EXIT_KEY_CHANGED = 8
 EXIT_UNREACHABLE = 9
 #: A bug: an exception we did not expect (as `keyresolve dig`).
 EXIT_INTERNAL = 10
-#: None of the private keys given opens the message.
+#: None of the private keys given opens the message (or the registry mail).
 EXIT_NOT_RECIPIENT = 11
 #: An address the servers say does not exist (NXDOMAIN): told apart from
 #: EXIT_NO_KEY (it exists, without a key), since a typo is fixed otherwise.
@@ -39,11 +39,25 @@ EXIT_NO_SUCH_ADDRESS = 12
 #: An option that names something not available yet (`seal --if-no-key
 #: request-interim`, until interim keys exist).
 EXIT_NOT_AVAILABLE = 13
+#: The registry commands (register, unregister, recover; docs/registry.md):
+#: the address's zone, its primary or the registry's keys cannot be found.
+EXIT_NO_REGISTRY = 14
+#: The registry answered REFUSED, NOTAUTH, FORMERR, or another error rcode.
+EXIT_REFUSED = 15
+EXIT_NOTAUTH = 16
+EXIT_FORMERR = 17
+EXIT_SERVER_ERROR = 18
+#: The registry mail's challenge expired.
+EXIT_EXPIRED = 19
+#: The mail cannot be read or holds no registry attachment.
+EXIT_BAD_MAIL = 20
 
-__all__ = ["EXIT_BAD_SIGNATURE", "EXIT_CORRUPT", "EXIT_ERROR", "EXIT_INTERNAL",
-           "EXIT_KEY_CHANGED", "EXIT_NOT_AVAILABLE", "EXIT_NOT_RECIPIENT", "EXIT_NO_KEY",
-           "EXIT_NO_SUCH_ADDRESS", "EXIT_OK", "EXIT_UNKNOWN_SIGNER", "EXIT_UNREACHABLE",
-           "EXIT_USAGE", "EXIT_WRONG_PASSPHRASE", "status_for"]
+__all__ = ["EXIT_BAD_MAIL", "EXIT_BAD_SIGNATURE", "EXIT_CORRUPT", "EXIT_ERROR", "EXIT_EXPIRED",
+           "EXIT_FORMERR", "EXIT_INTERNAL", "EXIT_KEY_CHANGED", "EXIT_NOTAUTH",
+           "EXIT_NOT_AVAILABLE", "EXIT_NOT_RECIPIENT", "EXIT_NO_KEY", "EXIT_NO_REGISTRY",
+           "EXIT_NO_SUCH_ADDRESS", "EXIT_OK", "EXIT_REFUSED", "EXIT_SERVER_ERROR",
+           "EXIT_UNKNOWN_SIGNER", "EXIT_UNREACHABLE", "EXIT_USAGE", "EXIT_WRONG_PASSPHRASE",
+           "status_for"]
 
 
 def status_for(exc: BaseException) -> int:
