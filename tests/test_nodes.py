@@ -132,11 +132,14 @@ def test_soa_serial():
     assert soa_serial(Record(N("example.com."), RType.SOA, 60, soa)) == 7
 
 
+# data_too_large: a hybrid key is 1,216 random bytes, so a few of them fill
+# hypothesis's entropy budget; the sizes below are what the test needs.
 @settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                 HealthCheck.data_too_large])
 @given(mailboxes=st.lists(st.tuples(st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True),
                                     st.lists(keys().filter(lambda k: k.flags == 0),
-                                             min_size=1, max_size=20, unique=True), TTLS),
+                                             min_size=1, max_size=8, unique=True), TTLS),
                           min_size=1, max_size=8, unique_by=lambda m: m[0]),
        tmp=st.just(None))
 def test_both_compilers_store_the_canonical_encoding(tmp_path_factory, mailboxes, tmp):
