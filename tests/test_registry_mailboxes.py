@@ -4,6 +4,9 @@ with one-line errors naming FILE:LINE."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,13 +16,9 @@ from keyresolve.protocol.errors import ConfigError
 from keyresolve.protocol.names import Name
 from keyresolve.registry.mailboxes import parse_mailboxes
 
-FILE = """# who may register at this registry
-alice
-First.Last        # matched in any case
-team-*            # team-a, team-ops, team- itself
-ops.*
-
-"""
+DOC = (Path(__file__).parent.parent / "docs" / "registry.md").read_text()
+#: The example file of docs/registry.md, "Who may register".
+FILE = re.search(r"```mailboxes\n(.*?)```", DOC, re.S).group(1)
 
 
 def allows(policy, local: str, domain: str = "example.com") -> bool:
@@ -128,3 +127,11 @@ def test_a_bad_file_or_setting_is_one_line_naming_it(tmp_path):
         f.truncate(MAX_MAILBOXES_FILE + 1)
     with pytest.raises(ConfigError, match="mailboxes file larger than"):
         load(tmp_path, 'mailboxes = "mailboxes"\n')
+
+
+def test_the_documented_error_line_is_the_one_given(tmp_path):
+    documented = re.search(r"ERROR keyresolve.serve: reload: (.*); the running", DOC).group(1)
+    (tmp_path / "mailboxes").write_text("carol\nbad line\n")
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, 'mailboxes = "mailboxes"\n')
+    assert str(info.value).replace(str(tmp_path), "/etc/keyresolve") == documented
