@@ -14,6 +14,9 @@ pure core `keyresolve.registry`.
   state from the update log.
 - `RegistryService.run`: the outbox (`net.smtp.Outbox`) and the
   re-verification timer (`Registry.due`).
+- `RegistryService.flush_mail`: every queued mail due now (`ctl mail-flush`).
+- `RegistryService.set_mailboxes`: the operator's `mailboxes` policy
+  (`registry.mailboxes`), the `Registry.allowed` hook, taken again on reload.
 - `RegistryService.rebuild`: the registered state from the update log.
 - `RegistryService.overlay`: the records a registration zone holds beyond
   its zone file (the registry's apex KEYs and the registered keys), which

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..authority.xfr import node_add
+from ..files.local import LOCAL_FILES
 from ..protocol.codes import RType
 from ..protocol.errors import ZoneErrors, ZoneFileError
 from ..protocol.names import Name
@@ -58,7 +59,7 @@ def _conflicts(names: list[Name], origin: Name, path: str, text: str | None,
     keeps no line numbers), as an error naming the registered address."""
     wanted = set(names)
     errors = []
-    reader = ZoneReader(path, origin, text=text, include_dirs=include_dirs)
+    reader = ZoneReader(path, origin, files=LOCAL_FILES, text=text, include_dirs=include_dirs)
     for record, filename, line in reader:
         if record.rtype == RType.KEY and record.name in wanted:
             errors.append(ZoneFileError(
