@@ -112,6 +112,10 @@ def test_unknown_zone_and_wrong_role_get_notauth_and_refused(server_dir, start_d
     assert "primary zone" in primary.stderr
     usage = ctl(server.address, "refresh")
     assert usage.returncode == 2 and "needs a ZONE" in usage.stderr
+    no_queue = ctl(server.address, "mail-flush")  # a server without a [registry]
+    assert no_queue.returncode == 1 and "REFUSED: this server has no [registry]" in no_queue.stderr
+    usage = ctl(server.address, "mail-flush", "example.com")
+    assert usage.returncode == 2 and "takes no ZONE" in usage.stderr
 
 
 def test_zone_status_of_a_primary_and_a_secondary(tmp_path, start_daemon):

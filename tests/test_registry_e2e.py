@@ -7,11 +7,14 @@ mail client saved them (docs/protocol.md 8E, docs/registry.md)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import secrets
 import signal
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -390,6 +393,79 @@ def test_the_mail_of_a_registration_made_while_smtp_was_down_arrives(
     assert challenge.address == alice.address
 
 
+def ctl_json(reg: Registry, *args: str) -> dict:
+    """`keyresolve ctl --json ARGS` to the primary: the result fields."""
+    done = subprocess.run([sys.executable, "-m", "keyresolve", "ctl", "--json", *args,
+                           "--server", f"127.0.0.1:{reg.pport}"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads(done.stdout)["result"]
+
+
+def test_ctl_mail_flush_sends_the_mail_queued_while_smtp_was_down_without_a_restart(
+        tmp_path, start_daemon, smtp_server):
+    smtp_server.stop()
+    reg = Registry(tmp_path, start_daemon, smtp_server)
+    reg.start()
+    alice = Owner("alice@example.com")
+    reg.register(alice)  # answered: the mail is queued
+    reg.primary.wait_for(r"mail 0 to alice@example\.com deferred .*next try in 60 s")
+    assert ctl_json(reg, "status")["mails_queued"] == 1
+    smtp_server.start()
+    # the next try is a minute away: the flush makes it now
+    assert ctl_json(reg, "mail-flush") == {"mails_queued": 1, "result": "trying them now"}
+    challenge = reg.challenge(reg.next_mail(1), alice)
+    assert challenge.address == alice.address
+    reg.primary.wait_for(r"mail 0 to alice@example\.com sent")
+    assert ctl_json(reg, "status")["mails_queued"] == 0
+    assert ctl_json(reg, "mail-flush")["mails_queued"] == 0
+
+
+# -- the mailboxes file ------------------------------------------------------------------
+def test_the_mailboxes_file_restricts_who_registers_and_a_reload_changes_it(
+        tmp_path, start_daemon, smtp_server):
+    mailboxes = tmp_path / "primary" / "mailboxes"
+    reg = Registry(tmp_path, start_daemon, smtp_server, registry_extra='mailboxes = "mailboxes"\n')
+    mailboxes.write_text("# who may register\nalice\nteam-*\n")
+    reg.start()
+    reg.primary.wait_logged(r"registry: mailboxes .*mailboxes: 1 local parts and 1 patterns")
+    alice, bob, ops = Owner("alice@example.com"), Owner("bob@example.com"), \
+        Owner("team-ops@example.com")
+
+    def register(owner: Owner) -> int:
+        return reg.send(reg.envelope(m.Kind.REGISTER, m.register_fields(
+            owner.address, owner.encrypt, owner.sign), owner.ed))[0]
+
+    confirm(reg, alice, 1)
+    assert register(bob) == Rcode.REFUSED  # no mail, nothing else said
+    assert register(ops) == Rcode.NOERROR
+    reg.next_mail(2)  # team-ops's: queued after bob's refusal, so bob's would be before it
+    assert [r.rcpt_tos for r in smtp_server.received] == [["alice@example.com"],
+                                                         ["team-ops@example.com"]]
+    # a new file, read on SIGHUP: bob may, alice may not register any more
+    mailboxes.write_text("bob\n")
+    reg.primary.signal(signal.SIGHUP)
+    reg.primary.wait_for(r"registry: mailboxes .*mailboxes: 1 local parts and 0 patterns")
+    reg.primary.wait_for(r"reload done")
+    assert register(bob) == Rcode.NOERROR
+    assert reg.challenge(reg.next_mail(3), bob).address == bob.address
+    assert register(alice) == Rcode.REFUSED and register(ops) == Rcode.REFUSED
+    # a bad file on reload: one ERROR line, the running policy is kept
+    reg.primary.expect_error(r"reload: .*registry\.mailboxes: .*mailboxes:2: one local part "
+                             r"a line, .*; the running configuration is kept")
+    mailboxes.write_text("carol\nbad line\n")
+    reg.primary.signal(signal.SIGHUP)
+    reg.primary.wait_for(r"reload: .*mailboxes:2: one local part a line")
+    assert register(alice) == Rcode.REFUSED
+    assert register(bob) == Rcode.NOERROR  # within mail_interval: answered, not mailed
+    # a registered owner keeps the keys and may still remove them
+    assert reg.published(alice) == alice.key_set
+    rcode, _ = reg.send(reg.envelope(m.Kind.UNREGISTER, m.address_fields(alice.address),
+                                     alice.ed))
+    assert rcode == Rcode.NOERROR and reg.published(alice) == set()
+    assert len(smtp_server.received) == 3
+
+
 # -- re-verification -------------------------------------------------------------------
 def test_reverification_answered_keeps_the_keys_unanswered_withdraws_them(
         tmp_path, start_daemon, smtp_server):
@@ -413,9 +489,6 @@ def test_reverification_answered_keeps_the_keys_unanswered_withdraws_them(
 
 
 def test_zone_export_writes_the_served_zone_with_its_registrations(registry):
-    import subprocess
-    import sys
-
     from keyresolve.zonedata.zonefile import parse_zone_text
 
     alice = Owner("alice@example.com")

@@ -248,7 +248,8 @@ def _load_key(key_text: str | None, key_file: str | None):
 def ctl(command: str, zone: str | None, server_text: str | None, config_path: str | None,
         key_text: str | None, key_file: str | None, as_json: bool, timeout: float) -> None:
     """Control a running server, as knotc and rndc do: status, reload [ZONE],
-    zone-status ZONE, refresh ZONE, retransfer ZONE, notify ZONE, zone-export ZONE, stop."""
+    zone-status ZONE, refresh ZONE, retransfer ZONE, notify ZONE, zone-export ZONE,
+    mail-flush (retry the registry's queued mail now), stop."""
     from . import ctl as client
 
     try:

@@ -22,6 +22,7 @@ from ..protocol.serial import SERIAL_POLICIES
 from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
                                   DEFAULT_TCP_SEND_TIMEOUT, Endpoint, parse_endpoint)
 from ..protocol.tsig import DEFAULT_MAX_FUDGE, SharedKey
+from ..registry.mailboxes import MailboxPolicy, parse_mailboxes
 from ..registry.mails import MailError, validate_address
 from ..registry.state import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
 from ..zonedata.zonefile import parse_ttl
@@ -511,6 +512,36 @@ class RegistryConfig:
     #: UPDATE requests a second each client prefix (/24, /56) may send
     #: beyond a burst of max(30, this) (`ratelimit.RequestLimiter`).
     rate_limit: int = UPDATE_RATE
+    #: The `mailboxes` file, and the policy read from it (None: every local
+    #: part may register). Not compared: a reload applies a change of them
+    #: (`RegistryService.set_mailboxes`) without a restart; the policy is
+    #: not in the fingerprint either (workers do not use it).
+    mailboxes: Path | None = field(default=None, compare=False)
+    mailbox_policy: MailboxPolicy | None = field(default=None, compare=False, repr=False)
+
+
+#: Largest `mailboxes` file read: a million local parts of 64 octets with
+#: their line ends, beyond any registry's list (Postfix reads its lookup
+#: tables whole too).
+MAX_MAILBOXES_FILE = 65 * 1024 * 1024
+
+
+def read_mailboxes(path: Path) -> MailboxPolicy:
+    """The policy of the `mailboxes` file at `path` (`registry.mailboxes`);
+    ConfigError naming the file (and the line) otherwise."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_MAILBOXES_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the mailboxes file: "
+                          f"{exc.strerror or exc}") from None
+    if len(data) > MAX_MAILBOXES_FILE:
+        raise ConfigError(f"{path}: mailboxes file larger than {MAX_MAILBOXES_FILE} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    return parse_mailboxes(text, str(path))
 
 
 def parse_host_port(text: object) -> tuple[str, int]:
@@ -607,5 +638,12 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
     if config.reverify_grace >= config.reverify_every:
         raise table._err("reverify_grace", "must be shorter than reverify_every (an owner "
                          "answers one challenge before the next is mailed)")
+    mailboxes = table.get("mailboxes", str, None, what="a file name")
+    if mailboxes is not None:
+        config.mailboxes = path.parent / mailboxes
+        try:
+            config.mailbox_policy = read_mailboxes(config.mailboxes)
+        except ConfigError as exc:
+            raise table._err("mailboxes", str(exc)) from None
     table.finish()
     return config

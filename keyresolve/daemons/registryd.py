@@ -14,6 +14,9 @@ pure core `keyresolve.registry`.
   state from the update log.
 - `RegistryService.run`: the outbox (`net.smtp.Outbox`) and the
   re-verification timer (`Registry.due`).
+- `RegistryService.flush_mail`: every queued mail due now (`ctl mail-flush`).
+- `RegistryService.set_mailboxes`: the operator's `mailboxes` policy
+  (`registry.mailboxes`), the `Registry.allowed` hook, taken again on reload.
 - `RegistryService.rebuild`: the registered state from the update log.
 - `RegistryService.overlay`: the records a registration zone holds beyond
   its zone file (the registry's apex KEYs and the registered keys), which
@@ -37,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..authority.policy import Action, allowed
 from ..authority.ratelimit import UPDATE_BURST, RequestLimiter
-from ..cli.config import ServeConfig
+from ..cli.config import RegistryConfig, ServeConfig
 from ..cli.keygen import make_key_dir, write_private_key
 from ..net.faultlog import FaultLog
 from ..net.smtp import Outbox, SmtpSender, SmtpSettings
@@ -255,6 +258,9 @@ class RegistryService:
         self.encrypt_key, self.sign_key = load_or_make_keys(registry.key_dir)
         self.apex_keys = public_keys(self.encrypt_key, self.sign_key)
         self.server = server
+        #: The operator's mailbox policy (None: every local part may register).
+        self.mailboxes = registry.mailbox_policy
+        self._log_mailboxes(registry)
         self.registry = self._new_registry()
         self.queue = MailQueue(Path(config.data_dir) / MAIL_QUEUE_DIR,
                                mail_interval=registry.mail_interval)
@@ -281,7 +287,30 @@ class RegistryService:
             clock=lambda: int(self.clock()), random=secrets.token_bytes,
             limits=Limits(confirm_within=registry.confirm_within,
                           reverify_every=registry.reverify_every,
-                          reverify_grace=registry.reverify_grace))
+                          reverify_grace=registry.reverify_grace),
+            allowed=self._allowed)
+
+    def _allowed(self, address: Name) -> bool:
+        """The `Registry.allowed` hook: the current `mailboxes` policy."""
+        return self.mailboxes is None or self.mailboxes.allows(address)
+
+    @staticmethod
+    def _log_mailboxes(registry: RegistryConfig) -> None:
+        policy = registry.mailbox_policy
+        if policy is None:
+            log.info("registry: no mailboxes file: every local part may register")
+        else:
+            log.info("registry: mailboxes %s: %d local parts and %d patterns may register",
+                     registry.mailboxes, len(policy.exact), len(policy.prefixes))
+
+    def set_mailboxes(self, config: ServeConfig) -> None:
+        """Take the `mailboxes` policy of a re-read config file (read by
+        `load_serve_config`; an invalid file failed that read, and the
+        running policy stays). Registered owners keep their keys."""
+        if config.registry is None:
+            return
+        self.mailboxes = config.registry.mailbox_policy
+        self._log_mailboxes(config.registry)
 
     def reconfigure(self, config: ServeConfig) -> None:
         """Follow a re-read config file for the zones' settings (NOTIFY
@@ -297,6 +326,14 @@ class RegistryService:
                         "restart", config.path)
             return
         self.config = config
+
+    async def flush_mail(self) -> int:
+        """Make every queued mail due now and wake the outbox (`ctl
+        mail-flush`, Postfix's ``postqueue -f``): how many were queued."""
+        waiting = await trio.to_thread.run_sync(self.queue.retry_all, self.clock())
+        self.outbox.wake()
+        log.info("registry: mail queue flushed: %d mails queued; trying them now", waiting)
+        return waiting
 
     def close(self) -> None:
         """Close the mail queue."""

@@ -656,11 +656,14 @@ class AuthDaemon:
 
     async def reconfigure(self) -> ConfigChange:
         """Read the config file again and apply it: the handler's policies
-        and keys, secondaries started and stopped (the zone files are the
+        and keys, secondaries started and stopped, the registry's
+        `mailboxes` file, read again every time (the zone files are the
         next `reload`'s). ConfigError leaves everything as it was."""
         old = self.config
         new = await trio.to_thread.run_sync(load_serve_config, old.path)
         change = diff_configs(old, new)
+        if self.registry is not None:  # the mailboxes file may change alone
+            self.registry.set_mailboxes(new)
         if not change.changed:
             return change
         for origin in change.secondaries_stopped:

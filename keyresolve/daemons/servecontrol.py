@@ -186,6 +186,15 @@ class ServerControl:
         log.info("NOTIFY of %s requested by %s", origin, peer[0])
         return {"zone": str(origin), "notified": [format_endpoint(t) for t in zone.notify]}
 
+    async def mail_flush(self, zone: None, peer: tuple) -> dict[str, Value]:
+        """Retry every mail the registry has queued now (``postqueue -f``)."""
+        registry = self.daemon.registry
+        if registry is None:
+            raise Refused("this server has no [registry] section: no mail queue")
+        log.info("mail queue flush requested by %s", peer[0])
+        queued = await registry.flush_mail()
+        return {"mails_queued": queued, "result": "trying them now"}
+
     async def stop_server(self, zone: None, peer: tuple) -> dict[str, Value]:
         log.info("stop requested by %s: shutting down", peer[0])
         self.daemon.nursery.start_soon(self._stop_soon)
@@ -263,4 +272,5 @@ _COMMANDS = {
     ControlCommand.NOTIFY: ServerControl.notify,
     ControlCommand.STOP: ServerControl.stop_server,
     ControlCommand.ZONE_EXPORT: ServerControl.zone_export,
+    ControlCommand.MAIL_FLUSH: ServerControl.mail_flush,
 }

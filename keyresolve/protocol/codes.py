@@ -33,6 +33,7 @@ class ControlCommand(enum.IntEnum):
     NOTIFY = 9  # a zone: NOTIFY its notify targets now
     STOP = 10  # exit, as SIGTERM does (name ignored)
     ZONE_EXPORT = 11  # write the named zone as served to a zone file on the server
+    MAIL_FLUSH = 12  # the registry retries every queued mail now (name ignored)
 
 
 #: The record type of a CONTROL response's result (`keyresolve.protocol.control`): in

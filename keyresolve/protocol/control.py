@@ -34,6 +34,7 @@ COMMAND_WORDS: dict[str, tuple[ControlCommand | None, ControlCommand | None]] = 
     "notify": (None, ControlCommand.NOTIFY),
     "stop": (ControlCommand.STOP, None),
     "zone-export": (None, ControlCommand.ZONE_EXPORT),
+    "mail-flush": (ControlCommand.MAIL_FLUSH, None),
 }
 #: Fields whose value is a time, in whole seconds since the epoch (UTC).
 TIME_FIELDS = frozenset({"loaded", "last_transfer", "last_check", "next_refresh", "expires",

@@ -59,7 +59,7 @@ def _conflicts(names: list[Name], origin: Name, path: str, text: str | None,
     keeps no line numbers), as an error naming the registered address."""
     wanted = set(names)
     errors = []
-    reader = ZoneReader(path, origin, text=text, include_dirs=include_dirs, files=LOCAL_FILES)
+    reader = ZoneReader(path, origin, files=LOCAL_FILES, text=text, include_dirs=include_dirs)
     for record, filename, line in reader:
         if record.rtype == RType.KEY and record.name in wanted:
             errors.append(ZoneFileError(
