@@ -103,7 +103,24 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The `keyresolve` group. The client's and the registry owner's
+    commands are imported when one of them is named (or help lists them):
+    their modules pull in the seal format, key files, MIME and HPKE, which
+    `serve`, `resolver` and `dig` never use, and a daemon's restart would
+    pay for them (benchmarks/RESULTS.md, "layers (#19)")."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        load = _LAZY_COMMANDS.get(cmd_name)
+        if load is not None and cmd_name not in self.commands:
+            load()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keyresolve")
 def main() -> None:
     """Publish and resolve public encryption keys for email addresses."""
@@ -666,13 +683,6 @@ def keygen(email: str, algorithm: str | None, out_dir: str, passphrase_file: str
         click.echo(f"{record.name}\tKEY\t{record.rdata.to_text()}")
 
 
-def _register_client_commands() -> None:
-    from .keyringcmd import keyring
-
-    main.add_command(keyring)
-
-
-_register_client_commands()
 
 
 # -- zone ----------------------------------------------------------------------
@@ -747,19 +757,33 @@ def _check_each(files: tuple[str, ...], check, summary) -> int:
     return 1 if failed else 0
 
 
-# -- seal, open, sign, verify, keyring refresh (cli/sealcmd.py) ----------------
-def _add_client_commands() -> None:
-    from .sealcmd import COMMANDS, keyring_refresh
+# -- the client's commands, loaded when named (`_Commands`) ----------------------
+def _load_keyring() -> None:
+    """`keyring` (cli/keyringcmd.py) with its `refresh` (cli/sealcmd.py)."""
+    from .keyringcmd import keyring
+    from .sealcmd import keyring_refresh
+
+    keyring.add_command(keyring_refresh)
+    main.add_command(keyring)
+
+
+def _load_seal() -> None:
+    """seal, open, sign, verify (cli/sealcmd.py)."""
+    from .sealcmd import COMMANDS
 
     for command in COMMANDS:
         main.add_command(command)
-    main.commands["keyring"].add_command(keyring_refresh)
 
 
-_add_client_commands()
+def _load_register() -> None:
+    """register, unregister, recover: cli/registercmd.py adds them to `main`."""
+    from . import registercmd  # noqa: F401
 
-# The registry's owner commands (register, unregister, recover) add themselves to `main`.
-from . import registercmd  # noqa: E402,F401
+
+#: Command name -> what loads it.
+_LAZY_COMMANDS = {"keyring": _load_keyring, "seal": _load_seal, "open": _load_seal,
+                  "sign": _load_seal, "verify": _load_seal, "register": _load_register,
+                  "unregister": _load_register, "recover": _load_register}
 
 if __name__ == "__main__":
     main()
