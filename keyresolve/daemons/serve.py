@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -37,7 +38,6 @@ from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
 from ..store.zones import Snapshot, Store
 from ..protocol.records import ADDR, Record
-from ..registry.messages import update_payload
 from ..protocol.tsig import SharedKey
 from .compiler import compile_in_child
 from ..protocol.names import Name
@@ -45,8 +45,10 @@ from ..authority.xfr import OutboundTransfer, notify_response, parse_request, va
 from ..zonedata.zonefile import inside
 from .common import accept_request, pidfile
 from .secondary import SecondaryZone, StoredSecondary, send_notify
-from .registryd import RegistryService
 from .servecontrol import ServerControl
+
+if TYPE_CHECKING:
+    from .registryd import RegistryService
 from .workers import FORWARDED_OPCODES, Forwarder, WorkerPool, open_worker_channel
 
 log = logging.getLogger("keyresolve.serve")
@@ -286,6 +288,8 @@ class AuthServer:
         without one, the checks of 8E.7 steps 1 and 2 (FORMERR, NOTAUTH),
         then NOTIMP. The response signed as the request."""
         if self.registry is None:
+            from ..registry.messages import update_payload  # the registry's code, on demand
+
             zone, _ = update_payload(query)
             decision = allowed(self.zones.get(zone), Action.UPDATE, None, peer)
             if not decision.ok:
@@ -743,6 +747,10 @@ async def serve(config: ServeConfig, store: Store, *,
         daemon.start_secondaries()
         nursery.start_soon(daemon.handler.faults.run)
         if config.registry is not None:
+            # Imported here: a server without [registry] never loads the registry,
+            # mail and SMTP code (a restart's time, benchmarks/RESULTS.md).
+            from .registryd import RegistryService
+
             registry = daemon.registry = await trio.to_thread.run_sync(
                 functools.partial(RegistryService, config, store, _answer_address(bound),
                                   daemon.handler.write_lock, daemon.zone_changed,
