@@ -23,9 +23,9 @@ from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, 
                                   DEFAULT_TCP_SEND_TIMEOUT, Endpoint, parse_endpoint)
 from ..protocol.tsig import DEFAULT_MAX_FUDGE, SharedKey
 from ..registry.mailboxes import MailboxPolicy, parse_mailboxes
-from ..registry.mails import MailError, validate_address
-from ..registry.state import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
-from ..zonedata.zonefile import parse_ttl
+from ..registry.addresses import MailError, validate_address
+from ..registry.defaults import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
+from ..protocol.records import parse_ttl
 from ..files.private import MAX_PASSWORD_FILE, read_private
 from .sharedkeys import shared_keys_from_config
 

@@ -128,6 +128,42 @@ def key_id(algorithm: int, key: bytes) -> str:
     return make_key_id(int(algorithm), key).hex()
 
 
+#: Seconds per BIND TTL unit (w d h m s), case-insensitive.
+TTL_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_MAX_TTL_DIGITS = len(str(MAX_TTL))  # longer digit runs overflow; checked before int()
+
+
+def parse_ttl(text: str) -> int:
+    """Parse a TTL: seconds (``3600``) or BIND units (``1h30m``, ``2d``, ``1w``).
+
+    Raises `InvalidRecord` for bad syntax or a value above `MAX_TTL` (RFC 2181 8).
+    """
+    if not text:
+        raise InvalidRecord("empty TTL")
+    if text.isdigit() and text.isascii():
+        if len(text) > _MAX_TTL_DIGITS or int(text) > MAX_TTL:
+            raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
+        return int(text)
+    total = 0
+    digits = ""
+    for ch in text.lower():
+        if "0" <= ch <= "9":
+            digits += ch
+            if len(digits) > _MAX_TTL_DIGITS:
+                raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
+        elif ch in TTL_UNITS and digits:
+            total += int(digits) * TTL_UNITS[ch]
+            digits = ""
+        else:
+            raise InvalidRecord(
+                f"bad TTL {excerpt(text)} (seconds, or units like 1h30m, 2d, 1w)")
+    if digits:  # as BIND: once units are used, every number needs one
+        raise InvalidRecord(f"bad TTL {excerpt(text)}: {digits} has no unit")
+    if total > MAX_TTL:
+        raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
+    return total
+
+
 def _u32(value: Any, what: str) -> int:
     if type(value) is not int or not 0 <= value <= MAX_U32:
         raise InvalidRecord(f"{what} must be an integer 0..{MAX_U32}")
@@ -573,7 +609,7 @@ def soa_serial(record: Record) -> int:
     return rdata.serial
 
 
-__all__ = ["ADDR", "ALIAS", "FLAGS_PREFIX", "KEY", "KEY_ALGORITHMS", "KEY_FLAG_NAMES", "KEY_ID_SIZE",
+__all__ = ["TTL_UNITS", "parse_ttl", "ADDR", "ALIAS", "FLAGS_PREFIX", "KEY", "KEY_ALGORITHMS", "KEY_FLAG_NAMES", "KEY_ID_SIZE",
            "KeyAlgorithm", "KeyFlag", "KeyUsage", "MAX_KEY_FLAGS", "MAX_TTL", "NS", "Opaque",
            "RDATA_CLASSES", "Rdata", "Record", "SOA", "InvalidName", "InvalidRecord",
            "key_flags_from_text", "key_flags_to_text", "key_id", "make_key_id", "rdata_from_text",

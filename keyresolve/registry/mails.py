@@ -31,9 +31,9 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import format_datetime
 
-from ..protocol.errors import KeyresolveError, cut, excerpt
-from ..protocol.grammar import CONTROL_RE, HOST_RE, MAIL_LOCAL_RE
-from ..protocol.names import MAX_LOCAL
+from ..protocol.errors import cut, excerpt
+from ..protocol.grammar import CONTROL_RE
+from .addresses import MailError, validate_address
 from .messages import MAX_KEY_IDS as MESSAGE_MAX_KEY_IDS
 
 #: The attachment's media type (a vendor tree type, RFC 6838 3.2).
@@ -58,13 +58,6 @@ MAX_PARTS = 64
 #: Deepest nesting of multiparts and forwarded messages walked, as
 #: zonefile.MAX_INCLUDE_DEPTH: a mail forwarded a few times over is 3 or 4.
 MAX_DEPTH = 8
-#: Longest address (RFC 5321 4.5.3.1.3: a path is 256 octets with its angle
-#: brackets; RFC 3696 erratum 1690).
-MAX_ADDRESS = 254
-#: Longest local part and domain (RFC 5321 4.5.3.1.1 and 4.5.3.1.2; the
-#: local part's is `names.MAX_LOCAL`).
-MAX_LOCAL_PART = MAX_LOCAL
-MAX_DOMAIN = 255
 #: Longest subject, in characters: one line in any mail client (RFC 5322
 #: 2.1.1 asks for lines below 78 characters; a subject folds beyond that).
 MAX_SUBJECT = 200
@@ -84,13 +77,6 @@ _UNIQUE_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\Z")  # dot-atom-te
 _MAX_BOUNDARY = 70
 #: The transfer encodings a mail carries (RFC 2045 6.1).
 _ENCODINGS = frozenset({"base64", "quoted-printable", "7bit", "8bit", "binary"})
-
-
-class MailError(KeyresolveError):
-    """A registry mail that cannot be built (a bad address, subject or key
-    id) or read (no attachment, two, oversized, unparseable)."""
-
-    remote = True  # mostly a mail received (attachment_from_mail); our inputs are checked at config time
 
 
 class MailKind(enum.StrEnum):
@@ -125,27 +111,6 @@ _SUBJECTS = {
     MailKind.REMOVAL: "keyresolve: confirm the removal of the keys for {address}",
     MailKind.RECOVERY: "keyresolve: recover the keys for {address}",
 }
-
-
-def validate_address(text: object, what: str = "address") -> str:
-    """`text` if it is a plain mail address (``local@domain``, a dot-atom
-    local part of ASCII characters, a host name as domain), else `MailError`
-    naming `what`. Quoted local parts, comments, display names and any
-    control character (a CR or LF would inject a header) are refused."""
-    if not isinstance(text, str):
-        raise MailError(f"{what}: must be a string")
-    if len(text) > MAX_ADDRESS:
-        raise MailError(f"{what}: longer than {MAX_ADDRESS} characters")
-    local, sep, domain = text.rpartition("@")
-    if not sep or not local or not domain:
-        raise MailError(f"{what}: {excerpt(text)} is not an address local@domain")
-    if len(local) > MAX_LOCAL_PART or len(domain) > MAX_DOMAIN:
-        raise MailError(f"{what}: {excerpt(text)}: local part longer than {MAX_LOCAL_PART} "
-                        f"or domain longer than {MAX_DOMAIN} characters")
-    if not MAIL_LOCAL_RE.match(local) or not HOST_RE.match(domain):
-        raise MailError(f"{what}: {excerpt(text)} is not a plain address (letters, digits "
-                        "and !#$%&'*+/=?^_`{|}~- in dot-separated words, @, a host name)")
-    return text
 
 
 def validate_subject(text: object) -> str:

@@ -35,16 +35,9 @@ from ..protocol.names import Name
 from ..protocol.records import ADDR, KEY, KeyAlgorithm, KeyFlag
 from ..protocol.tsig import DEFAULT_FUDGE, ExpiringSet
 from ..protocol.tsig import MAX_REPLAY_ENTRIES as TSIG_MAX_REPLAY_ENTRIES
+from .defaults import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
 from .messages import REQUEST_ID_SIZE, TOKEN_SIZE, Answer, AnswerKind, Challenge, Kind, LogEntry, LogOp, Request, key_id_bytes, mail_token_text, make_challenge, open_request, seal_backup
 
-#: Seconds a mailed challenge or token stays valid by default: a day, long
-#: enough for mail delays and an owner away for the night, short enough that
-#: a stale mailbox copy is useless (the `confirm_within` of docs/registry.md).
-DEFAULT_CONFIRM_WITHIN = 86_400
-#: Seconds between re-verifications of an owner by default (180 days).
-DEFAULT_REVERIFY_EVERY = 180 * 86_400
-#: Seconds an owner has to answer a re-verification by default (14 days).
-DEFAULT_REVERIFY_GRACE = 14 * 86_400
 #: Pending requests (challenges and tokens not yet answered) of one address:
 #: a few retries by the owner, while a flood for one address stays small.
 MAX_PENDING_PER_ADDRESS = 4

@@ -41,7 +41,8 @@ from ..protocol.message import MAX_MESSAGE as MAX_WIRE_MESSAGE, Question, answer
 from ..protocol.names import ROOT, Name, canonical_local, store_key_ancestors
 from .nodes import ENTRY, KEY_RDATA_HEADS, decode_node, node_entries, node_head, node_types
 from ..protocol.message import array_header
-from ..protocol.records import ADDR, ALIAS, KEY, MAX_TTL, NS, SOA, KeyAlgorithm, KeyUsage, Record
+from ..protocol.records import (ADDR, ALIAS, KEY, NS, SOA, KeyAlgorithm, KeyUsage, Record,
+                                 parse_ttl)
 from .model import Zone
 
 #: Longest physical line in bytes (newline excluded); bounds memory on hostile input.
@@ -56,11 +57,8 @@ MAX_ERRORS = 100
 #: Longest error message kept; hostile tokens can be 64 KiB long. Room for
 #: the three paths (`MAX_PATH_EXCERPT` each) an $INCLUDE refusal names.
 MAX_MESSAGE = 1000
-#: Seconds per BIND TTL unit (w d h m s), case-insensitive.
-TTL_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 _READ_LIMIT = MAX_LINE + 1  # a line of MAX_LINE bytes plus its newline
-_MAX_TTL_DIGITS = len(str(MAX_TTL))  # longer digit runs overflow; checked before int()
 _TYPES: dict[str, int] = {RType(t).name: RType(t) for t in DATA_TYPES}
 _RDATA: dict[int, type[SOA] | type[NS] | type[ALIAS] | type[ADDR] | type[KEY]] = {
     RType.SOA: SOA, RType.NS: NS, RType.ALIAS: ALIAS, RType.ADDR: ADDR, RType.KEY: KEY}
@@ -133,37 +131,6 @@ class _Errors:
 
 def _clip(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "..."
-
-
-def parse_ttl(text: str) -> int:
-    """Parse a TTL: seconds (``3600``) or BIND units (``1h30m``, ``2d``, ``1w``).
-
-    Raises `InvalidRecord` for bad syntax or a value above `MAX_TTL` (RFC 2181 8).
-    """
-    if not text:
-        raise InvalidRecord("empty TTL")
-    if text.isdigit() and text.isascii():
-        if len(text) > _MAX_TTL_DIGITS or int(text) > MAX_TTL:
-            raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
-        return int(text)
-    total = 0
-    digits = ""
-    for ch in text.lower():
-        if "0" <= ch <= "9":
-            digits += ch
-            if len(digits) > _MAX_TTL_DIGITS:
-                raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
-        elif ch in TTL_UNITS and digits:
-            total += int(digits) * TTL_UNITS[ch]
-            digits = ""
-        else:
-            raise InvalidRecord(
-                f"bad TTL {excerpt(text)} (seconds, or units like 1h30m, 2d, 1w)")
-    if digits:  # as BIND: once units are used, every number needs one
-        raise InvalidRecord(f"bad TTL {excerpt(text)}: {digits} has no unit")
-    if total > MAX_TTL:
-        raise InvalidRecord(f"TTL {cut(text)} is larger than {MAX_TTL}")
-    return total
 
 
 def _seconds(token: str) -> str:
@@ -1316,7 +1283,7 @@ def summarize(zone: Zone | CompiledZone) -> str:
 
 
 __all__ = ["KEY_HEADS_BY_TEXT", "MAX_DOMAIN_CACHE", "MAX_ERRORS", "MAX_INCLUDE_DEPTH", "MAX_LINE",
-           "MAX_RECORD_TEXT", "TTL_UNITS", "CompileReader", "CompiledZone", "Files", "Include",
+           "MAX_RECORD_TEXT", "CompileReader", "CompiledZone", "Files", "Include",
            "MemoryNodes", "NodeSink", "StopReading", "ZoneBuilder", "ZoneReader", "compile_nodes",
            "inside",
            "iter_records", "load_hints", "load_zone", "load_zone_with_sources",
