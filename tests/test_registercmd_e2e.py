@@ -193,3 +193,59 @@ def test_recover_with_backup_then_removal_by_mail(tmp_path, start_daemon, smtp_s
     assert out.exit_code == 0, out.output
     assert "withdrew the keys of carla@example.com" in out.output
     assert dig_keys(reg.pport, "carla@example.com") == ""
+
+
+def test_a_post_quantum_key_registers_resolves_over_tcp_and_seals(tmp_path, start_daemon,
+                                                                   smtp_server):
+    """keygen --pq, register, the mail, register confirm; dig at the primary
+    shows the mlkem768x25519 key flagged registered (the answer exceeds 1,232
+    bytes: dig gets it over TCP after a truncated UDP answer); that answer
+    goes into a key ring (`keyring add`), seal --to opens with the key dir."""
+    reg = Registry(tmp_path, start_daemon, smtp_server)
+    reg.start()
+    server = f"127.0.0.1:{reg.pport}"
+    keys = tmp_path / "keys"
+    out = cli("keygen", "erin@example.com", "--pq", "--out", str(keys))
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in keys.iterdir()) == ["erin@example.com.ed25519.pem",
+                                                      "erin@example.com.mlkem768x25519.pem"]
+    owner = rc.load_owner_keys(keys)
+    assert owner.encrypt.algorithm.name == "MLKEM768X25519"
+
+    out = cli("register", "erin@example.com", "--keys", str(keys), "--server", server)
+    assert out.exit_code == 0, out.output
+    assert f"encryption key {owner.encrypt.key_id}" in out.output
+    mail = saved(reg, 1, tmp_path / "confirm.eml")
+    done = subprocess.run(keyresolve_cmd("register", "confirm", "--keys", str(keys), str(mail),
+                                         "--server", server),
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert b"published erin@example.com in example.com." in done.stdout
+
+    full = cli("dig", "erin@example.com", "KEY", f"@127.0.0.1:{reg.pport}")
+    assert full.exit_code == 0, full.output
+    assert "(TCP)" in full.output  # the UDP answer was truncated
+    answer = dig_keys(reg.pport, "erin@example.com")
+    hybrid = [line for line in answer.splitlines() if line.startswith("mlkem768x25519 encrypt")]
+    assert len(hybrid) == 1 and "flags=registered" in hybrid[0]
+    assert owner.encrypt.to_text().split()[-1] in hybrid[0]
+
+    ring = tmp_path / "ring"
+    out = cli("keyring", "add", "erin@example.com", hybrid[0], "--keyring", str(ring))
+    assert out.exit_code == 0, out.output
+    assert f"encrypt mlkem768x25519 {owner.encrypt.key_id}" in out.output
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"post-quantum hello\n")
+    sealed = tmp_path / "msg.sealed"
+    out = cli("seal", str(plain), "--to", "erin@example.com", "--keyring", str(ring),
+              "-o", str(sealed))
+    assert out.exit_code == 0, out.output
+    opened = tmp_path / "opened.txt"
+    out = cli("open", str(sealed), "--keys", str(keys), "--keyring", str(ring),
+              "-o", str(opened))
+    assert out.exit_code == 0, out.output
+    assert opened.read_bytes() == b"post-quantum hello\n"
+
+    out = cli("register", "erin@example.com", "--keys", str(keys), "--server", server,
+              "--backup")
+    assert out.exit_code == rc.EXIT_USAGE and "x25519 keys only" in out.output
