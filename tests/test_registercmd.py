@@ -552,6 +552,33 @@ def test_backup_round_trip_and_wrong_passphrase():
             backup.open_keys(garbage, "pass phrase")
 
 
+def test_a_backup_of_a_hybrid_key_round_trips_and_strange_kinds_are_refused():
+    import msgpack
+
+    from keyresolve.client import keyfile
+    from keyresolve.client.keyfile import KdfParams
+    from keyresolve.protocol import hpke
+
+    from .registry_fixtures import HYBRID_OWNER
+
+    low = KdfParams(iterations=1, memory_kib=8, lanes=1)
+    address = Name.from_text("alice@example.com.")
+    sealed = backup.seal_keys(backup.BackedUpKeys(address, HYBRID_OWNER.x, HYBRID_OWNER.ed),
+                              "pw", bytes(16), low)
+    opened = backup.open_keys(sealed, "pw")
+    assert isinstance(opened.encrypt, hpke.HybridPrivateKey)
+    assert opened.encrypt.public_key == HYBRID_OWNER.x.public_key
+    assert opened.sign.private_bytes_raw() == HYBRID_OWNER.ed.private_bytes_raw()
+    seed, sign = HYBRID_OWNER.x.seed_bytes(), HYBRID_OWNER.ed.private_bytes_raw()
+    for fields in ([backup.MAGIC, "alice@example.com.", seed, sign, "x448"],
+                   [backup.MAGIC, "alice@example.com.", seed[:31], sign, backup.HYBRID],
+                   [backup.MAGIC, "alice@example.com.", seed, sign, backup.HYBRID, 1],
+                   [backup.MAGIC, "alice@example.com.", "seed", sign, backup.HYBRID]):
+        strange = keyfile.encrypt(msgpack.packb(fields), "pw", bytes(16), low)
+        with pytest.raises(backup.BackupError):
+            backup.open_keys(strange, "pw")
+
+
 def test_the_backup_vector_of_docs_registry_md_both_ways():
     from keyresolve.client.keyfile import KdfParams
 

@@ -197,10 +197,11 @@ def test_recover_with_backup_then_removal_by_mail(tmp_path, start_daemon, smtp_s
 
 def test_a_post_quantum_key_registers_resolves_over_tcp_and_seals(tmp_path, start_daemon,
                                                                    smtp_server):
-    """keygen --pq, register, the mail, register confirm; dig at the primary
-    shows the mlkem768x25519 key flagged registered (the answer exceeds 1,232
-    bytes: dig gets it over TCP after a truncated UDP answer); that answer
-    goes into a key ring (`keyring add`), seal --to opens with the key dir."""
+    """keygen --pq, register --backup, the mail, register confirm; dig at the
+    primary shows the mlkem768x25519 key flagged registered (the answer
+    exceeds 1,232 bytes: dig gets it over TCP after a truncated UDP answer);
+    that answer goes into a key ring (`keyring add`), seal --to opens with the
+    key dir; recover gives the hybrid key back from the backup."""
     reg = Registry(tmp_path, start_daemon, smtp_server)
     reg.start()
     server = f"127.0.0.1:{reg.pport}"
@@ -212,9 +213,11 @@ def test_a_post_quantum_key_registers_resolves_over_tcp_and_seals(tmp_path, star
     owner = rc.load_owner_keys(keys)
     assert owner.encrypt.algorithm.name == "MLKEM768X25519"
 
-    out = cli("register", "erin@example.com", "--keys", str(keys), "--server", server)
+    recovery = secret_file(tmp_path / "recovery", "correct horse battery staple")
+    out = cli("register", "erin@example.com", "--keys", str(keys), "--server", server,
+              "--backup", "--recovery-passphrase-file", str(recovery))
     assert out.exit_code == 0, out.output
-    assert f"encryption key {owner.encrypt.key_id}" in out.output
+    assert f"encryption key {owner.encrypt.key_id}" in out.output and "with a backup" in out.output
     mail = saved(reg, 1, tmp_path / "confirm.eml")
     done = subprocess.run(keyresolve_cmd("register", "confirm", "--keys", str(keys), str(mail),
                                          "--server", server),
@@ -246,6 +249,15 @@ def test_a_post_quantum_key_registers_resolves_over_tcp_and_seals(tmp_path, star
     assert out.exit_code == 0, out.output
     assert opened.read_bytes() == b"post-quantum hello\n"
 
-    out = cli("register", "erin@example.com", "--keys", str(keys), "--server", server,
-              "--backup")
-    assert out.exit_code == rc.EXIT_USAGE and "x25519 keys only" in out.output
+
+    time.sleep(1.1)  # mail_interval = 1s: the next mail to erin is sent after it
+    out = cli("recover", "erin@example.com", "--server", server)
+    assert out.exit_code == 0, out.output
+    mail = mail_about(reg, smtp_server, b"recover the keys", tmp_path / "rec.eml")
+    back = tmp_path / "back"
+    out = cli("recover", "erin@example.com", "--confirm", str(mail), "--out", str(back),
+              "--recovery-passphrase-file", str(recovery), "--server", server)
+    assert out.exit_code == 0, out.output
+    assert (back / "erin@example.com.mlkem768x25519.pem").stat().st_mode & 0o777 == 0o600
+    again = rc.load_owner_keys(back, None, rc.PassphraseSource(recovery))
+    assert (again.encrypt, again.sign) == (owner.encrypt, owner.sign)

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..client import backup as backups
 from ..client import keyfile
-from ..client.seal import HybridIdentity, identity_from_pem
+from ..client.seal import HybridIdentity, hybrid_seed_to_pem, identity_from_pem
 from ..net.client import NoReply, query
 from ..protocol import hpke
 from ..protocol.codes import Rcode, RType, rcode_to_text
@@ -599,9 +599,6 @@ def _register(address_text, keys_dir, server_text, resolver_text, passphrase_fil
         raise Failure("--recovery-passphrase-file goes with --backup", EXIT_USAGE)
     keys = load_owner_keys(keys_dir, address, PassphraseSource(passphrase_file))
     sealed = None
-    if backup and not isinstance(keys.encrypt_private, X25519PrivateKey):
-        raise Failure("--backup keeps x25519 keys only: the backup format has no room for an "
-                      f"{keys.encrypt.algorithm.name.lower()} key yet", EXIT_USAGE)
     if backup:
         secret = _passphrase(recovery_file, "recovery passphrase", confirm=True)
         sealed = backups.seal_keys(backups.BackedUpKeys(address, keys.encrypt_private,
@@ -813,11 +810,15 @@ def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recove
     if keys.address != address:
         raise Failure(f"the backup holds the keys of {_plain(keys.address)}", EXIT_ALTERED)
     written = []
-    for algorithm, private in ((KeyAlgorithm.X25519, keys.encrypt),
+    owner = OwnerKeys(keys.encrypt, keys.sign)
+    for algorithm, private in ((owner.encrypt.algorithm, keys.encrypt),
                                (KeyAlgorithm.ED25519, keys.sign)):
-        pem = private.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+        if isinstance(private, hpke.HybridPrivateKey):
+            pem = hybrid_seed_to_pem(private.seed_bytes())
+        else:
+            pem = private.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
         written.append((key_path(out_dir, plain, algorithm),
                         keyfile.encrypt(pem, secret, secrets.token_bytes(keyfile.SALT_SIZE))))
     for path, _ in written:
@@ -826,7 +827,6 @@ def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recove
     make_key_dir(out_dir)
     for path, data in written:
         write_private_key(path, data)
-    owner = OwnerKeys(keys.encrypt, keys.sign)
     click.echo(f"recovered the keys of {plain}: encryption key {owner.encrypt.key_id}, "
                f"signing key {owner.sign.key_id}")
     click.echo(f"  written to {', '.join(str(path) for path, _ in written)}, encrypted under "

@@ -137,8 +137,9 @@ class HybridPrivateKey:
     """An MLKEM768-X25519 private key made from its 32-byte `seed`:
     SHAKE256(seed) gives 96 bytes, the ML-KEM-768 seed d || z (64) then the
     X25519 private key (32), as X-Wing derives them. `public_key` is the raw
-    public key (ML-KEM-768 || X25519, `HYBRID_PUBLIC_SIZE` bytes); the seed
-    is never shown (no repr of it). FormError for a seed of another size."""
+    public key (ML-KEM-768 || X25519, `HYBRID_PUBLIC_SIZE` bytes);
+    `seed_bytes` the seed, for writing the key out (never in a repr).
+    FormError for a seed of another size."""
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != HYBRID_SEED_SIZE:
@@ -146,8 +147,13 @@ class HybridPrivateKey:
         expanded = hashlib.shake_256(seed).digest(96)
         ml = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
         x = X25519PrivateKey.from_private_bytes(expanded[64:])
+        self._seed = bytes(seed)
         self.key = hpke.MLKEM768X25519PrivateKey(ml, x)
         self.public_key = ml.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
+
+    def seed_bytes(self) -> bytes:
+        """The 32-byte seed the key is made from (its private key file's content)."""
+        return self._seed
 
     def __repr__(self) -> str:
         return "HybridPrivateKey(...)"
