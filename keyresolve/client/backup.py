@@ -51,7 +51,7 @@ def seal_keys(keys: BackedUpKeys, passphrase: str, salt: bytes,
               params: keyfile.KdfParams = keyfile.DEFAULT_PARAMS) -> bytes:
     """The backup of `keys` under `passphrase`; `salt` is
     `keyfile.SALT_SIZE` fresh random bytes."""
-    fields = [MAGIC, keys.address.to_wire()]
+    fields: list[str | bytes] = [MAGIC, keys.address.to_wire()]
     if isinstance(keys.encrypt, hpke.HybridPrivateKey):
         fields += [keys.encrypt.seed_bytes(), keys.sign.private_bytes_raw(), HYBRID]
     else:
