@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from keyresolve.protocol import hpke
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import ADDR, KEY, KeyAlgorithm, KeyUsage
 from keyresolve.registry import messages as m
@@ -47,10 +48,33 @@ class Pair:
         return KEY(KeyAlgorithm.ED25519, KeyUsage.SIGN, self.ed.public_key().public_bytes_raw())
 
 
+@dataclass(frozen=True)
+class HybridPair:
+    """An owner with an mlkem768x25519 encryption key and an Ed25519 key;
+    `x` opens challenges as `Pair.x` does."""
+
+    x: hpke.HybridPrivateKey
+    ed: Ed25519PrivateKey
+
+    @classmethod
+    def fixed(cls, seed: int) -> HybridPair:
+        return cls(hpke.HybridPrivateKey(seeded(seed)),
+                   Ed25519PrivateKey.from_private_bytes(seeded(seed + 100)))
+
+    @property
+    def encrypt(self) -> KEY:
+        return KEY(KeyAlgorithm.MLKEM768X25519, KeyUsage.ENCRYPT, self.x.public_key)
+
+    @property
+    def sign(self) -> KEY:
+        return KEY(KeyAlgorithm.ED25519, KeyUsage.SIGN, self.ed.public_key().public_bytes_raw())
+
+
 REGISTRY = Pair.fixed(0)
 OWNER = Pair.fixed(1)
 OWNER2 = Pair.fixed(2)
 STRANGER = Pair.fixed(3)
+HYBRID_OWNER = HybridPair.fixed(4)
 
 
 class Random:

@@ -300,6 +300,34 @@ def test_encrypted_key_files_need_the_right_passphrase(tmp_path):
     assert "bob@example.com" in listed
 
 
+def test_a_pq_key_directory_loads_encrypted_and_a_mixed_one_is_refused(tmp_path):
+    """keygen --pq's pair loads (encrypted, with its passphrase) as the owner's
+    keys, and through privatekeys.load_keys as seal and open use it; a
+    directory holding both an x25519 and an mlkem768x25519 key is refused."""
+    from keyresolve.cli.privatekeys import PassphraseSource, load_keys
+    from keyresolve.protocol.records import KeyAlgorithm
+
+    right = secret_file(tmp_path / "right", "right horse battery")
+    keys = keygen(tmp_path / "keys", "alice@example.com", "--pq", "--passphrase-file",
+                  str(right))
+    loaded = rc.load_owner_keys(keys, None, rc.PassphraseSource(right))
+    assert loaded.encrypt.algorithm == KeyAlgorithm.MLKEM768X25519
+    assert len(loaded.encrypt.key) == 1216
+    own = load_keys(keys, PassphraseSource(right))
+    assert [k.algorithm for k in own.keys] == [KeyAlgorithm.ED25519, KeyAlgorithm.MLKEM768X25519]
+    assert own.identities[0].public_key == loaded.encrypt.key
+    assert "horse" not in repr(loaded) and repr(loaded.encrypt_private) == "HybridPrivateKey(...)"
+    out = cli("keygen", "alice@example.com", "--algorithm", "x25519", "--out", str(keys))
+    assert out.exit_code == 0, out.output
+    out = cli("register", "alice@example.com", "--keys", str(keys), "--passphrase-file",
+              str(right))
+    assert out.exit_code == rc.EXIT_KEYS and "both an x25519 and an mlkem768x25519" in out.output
+    assert out.output.count("\n") == 1
+    out = cli("keygen", "bob@example.com", "--pq", "--algorithm", "x25519", "--out",
+              str(tmp_path / "bob"))
+    assert out.exit_code == 2 and "--pq or --algorithm" in out.output
+
+
 # -- the whole flow -------------------------------------------------------------------
 def _last_mail(world, kind):
     assert world.primary.mails, "the registry sent no mail"
@@ -522,6 +550,33 @@ def test_backup_round_trip_and_wrong_passphrase():
     for garbage in (b"", b"\x90", sealed[:-30], b"x" * 5000):
         with pytest.raises(backup.BackupError):
             backup.open_keys(garbage, "pass phrase")
+
+
+def test_a_backup_of_a_hybrid_key_round_trips_and_strange_kinds_are_refused():
+    import msgpack
+
+    from keyresolve.client import keyfile
+    from keyresolve.client.keyfile import KdfParams
+    from keyresolve.protocol import hpke
+
+    from .registry_fixtures import HYBRID_OWNER
+
+    low = KdfParams(iterations=1, memory_kib=8, lanes=1)
+    address = Name.from_text("alice@example.com.")
+    sealed = backup.seal_keys(backup.BackedUpKeys(address, HYBRID_OWNER.x, HYBRID_OWNER.ed),
+                              "pw", bytes(16), low)
+    opened = backup.open_keys(sealed, "pw")
+    assert isinstance(opened.encrypt, hpke.HybridPrivateKey)
+    assert opened.encrypt.public_key == HYBRID_OWNER.x.public_key
+    assert opened.sign.private_bytes_raw() == HYBRID_OWNER.ed.private_bytes_raw()
+    seed, sign = HYBRID_OWNER.x.seed_bytes(), HYBRID_OWNER.ed.private_bytes_raw()
+    for fields in ([backup.MAGIC, "alice@example.com.", seed, sign, "x448"],
+                   [backup.MAGIC, "alice@example.com.", seed[:31], sign, backup.HYBRID],
+                   [backup.MAGIC, "alice@example.com.", seed, sign, backup.HYBRID, 1],
+                   [backup.MAGIC, "alice@example.com.", "seed", sign, backup.HYBRID]):
+        strange = keyfile.encrypt(msgpack.packb(fields), "pw", bytes(16), low)
+        with pytest.raises(backup.BackupError):
+            backup.open_keys(strange, "pw")
 
 
 def test_the_backup_vector_of_docs_registry_md_both_ways():

@@ -193,3 +193,71 @@ def test_recover_with_backup_then_removal_by_mail(tmp_path, start_daemon, smtp_s
     assert out.exit_code == 0, out.output
     assert "withdrew the keys of carla@example.com" in out.output
     assert dig_keys(reg.pport, "carla@example.com") == ""
+
+
+def test_a_post_quantum_key_registers_resolves_over_tcp_and_seals(tmp_path, start_daemon,
+                                                                   smtp_server):
+    """keygen --pq, register --backup, the mail, register confirm; dig at the
+    primary shows the mlkem768x25519 key flagged registered (the answer
+    exceeds 1,232 bytes: dig gets it over TCP after a truncated UDP answer);
+    that answer goes into a key ring (`keyring add`), seal --to opens with the
+    key dir; recover gives the hybrid key back from the backup."""
+    reg = Registry(tmp_path, start_daemon, smtp_server)
+    reg.start()
+    server = f"127.0.0.1:{reg.pport}"
+    keys = tmp_path / "keys"
+    out = cli("keygen", "erin@example.com", "--pq", "--out", str(keys))
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in keys.iterdir()) == ["erin@example.com.ed25519.pem",
+                                                      "erin@example.com.mlkem768x25519.pem"]
+    owner = rc.load_owner_keys(keys)
+    assert owner.encrypt.algorithm.name == "MLKEM768X25519"
+
+    recovery = secret_file(tmp_path / "recovery", "correct horse battery staple")
+    out = cli("register", "erin@example.com", "--keys", str(keys), "--server", server,
+              "--backup", "--recovery-passphrase-file", str(recovery))
+    assert out.exit_code == 0, out.output
+    assert f"encryption key {owner.encrypt.key_id}" in out.output and "with a backup" in out.output
+    mail = saved(reg, 1, tmp_path / "confirm.eml")
+    done = subprocess.run(keyresolve_cmd("register", "confirm", "--keys", str(keys), str(mail),
+                                         "--server", server),
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert b"published erin@example.com in example.com." in done.stdout
+
+    full = cli("dig", "erin@example.com", "KEY", f"@127.0.0.1:{reg.pport}")
+    assert full.exit_code == 0, full.output
+    assert "(TCP)" in full.output  # the UDP answer was truncated
+    answer = dig_keys(reg.pport, "erin@example.com")
+    hybrid = [line for line in answer.splitlines() if line.startswith("mlkem768x25519 encrypt")]
+    assert len(hybrid) == 1 and "flags=registered" in hybrid[0]
+    assert owner.encrypt.to_text().split()[-1] in hybrid[0]
+
+    ring = tmp_path / "ring"
+    out = cli("keyring", "add", "erin@example.com", hybrid[0], "--keyring", str(ring))
+    assert out.exit_code == 0, out.output
+    assert f"encrypt mlkem768x25519 {owner.encrypt.key_id}" in out.output
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"post-quantum hello\n")
+    sealed = tmp_path / "msg.sealed"
+    out = cli("seal", str(plain), "--to", "erin@example.com", "--keyring", str(ring),
+              "-o", str(sealed))
+    assert out.exit_code == 0, out.output
+    opened = tmp_path / "opened.txt"
+    out = cli("open", str(sealed), "--keys", str(keys), "--keyring", str(ring),
+              "-o", str(opened))
+    assert out.exit_code == 0, out.output
+    assert opened.read_bytes() == b"post-quantum hello\n"
+
+
+    time.sleep(1.1)  # mail_interval = 1s: the next mail to erin is sent after it
+    out = cli("recover", "erin@example.com", "--server", server)
+    assert out.exit_code == 0, out.output
+    mail = mail_about(reg, smtp_server, b"recover the keys", tmp_path / "rec.eml")
+    back = tmp_path / "back"
+    out = cli("recover", "erin@example.com", "--confirm", str(mail), "--out", str(back),
+              "--recovery-passphrase-file", str(recovery), "--server", server)
+    assert out.exit_code == 0, out.output
+    assert (back / "erin@example.com.mlkem768x25519.pem").stat().st_mode & 0o777 == 0o600
+    again = rc.load_owner_keys(back, None, rc.PassphraseSource(recovery))
+    assert (again.encrypt, again.sign) == (owner.encrypt, owner.sign)

@@ -39,6 +39,10 @@ EPHEMERAL_REQUEST = bytes(range(0x60, 0x80))
 EPHEMERAL_CHALLENGE = bytes(range(0x80, 0xA0))
 REQUEST_ID = bytes(range(0xA0, 0xB0))
 TOKEN = bytes(range(0xB0, 0xC0))
+#: The owner's hybrid (mlkem768x25519) private key: its 32-byte seed.
+HYBRID_SEED = bytes(range(0xC0, 0xE0))
+HYBRID = hpke.HybridPrivateKey(HYBRID_SEED)
+HYBRID_KEY = KEY(KeyAlgorithm.MLKEM768X25519, KeyUsage.ENCRYPT, HYBRID.public_key)
 
 
 class Fixed:
@@ -66,6 +70,9 @@ CHALLENGE = m.Challenge(Kind.CONFIRM, REQUEST_ID, TOKEN, ZONE, ALICE,
 REGISTERED = (KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, OWNER.encrypt.key, KeyFlag.REGISTERED),
               KEY(KeyAlgorithm.ED25519, KeyUsage.SIGN, OWNER.sign.key, KeyFlag.REGISTERED))
 LOG_ENTRY = m.LogEntry(LogOp.PUBLISH, ZONE, ALICE, REGISTERED, 2024010102, T0 + 60)
+HYBRID_CHALLENGE = m.Challenge(Kind.CONFIRM, REQUEST_ID, TOKEN, ZONE, ALICE,
+                               (m.key_id_bytes(HYBRID_KEY), m.key_id_bytes(OWNER.sign)), (),
+                               T0 + 86_400, SERVER)
 
 
 def vectors() -> dict[str, bytes | str]:
@@ -92,7 +99,23 @@ def vectors() -> dict[str, bytes | str]:
         "published-answer": m.make_answer(published, REGISTRY.ed),
         "log-entry": LOG_ENTRY.to_wire(),
         "mail-token": m.mail_token_text(REQUEST_ID, TOKEN),
+        "hybrid-challenge-body": HYBRID_CHALLENGE.to_body(),
     }
+
+
+def doc_open_vectors() -> dict[str, bytes]:
+    """name -> bytes of each decrypt-only ``<!-- registry-open-vector: name -->``
+    block (hybrid seals take no injected randomness: a test opens them)."""
+    text = DOC.read_text()
+    found = re.findall(r"<!-- registry-open-vector: ([a-z-]+) -->\n```text\n(.*?)```", text, re.S)
+    return {name: bytes.fromhex("".join(block.split())) for name, block in found}
+
+
+def render_hybrid_challenge() -> str:
+    """A new decrypt-only hybrid challenge block (different at every call)."""
+    text = m.make_challenge(HYBRID_CHALLENGE, HYBRID_KEY, REGISTRY.ed, Fixed()).hex()
+    lines = [text[i:i + 64] for i in range(0, len(text), 64)]
+    return "<!-- registry-open-vector: hybrid-challenge -->\n```text\n" + "\n".join(lines) + "\n```\n"
 
 
 def doc_vectors() -> dict[str, str]:
@@ -132,6 +155,8 @@ def test_the_keys_of_the_vectors() -> None:
     for pair, seed in ((REGISTRY, 0), (OWNER, 1)):
         assert seeded(seed).hex() in text and seeded(seed + 100).hex() in text
         assert pair.encrypt.key.hex() in text and pair.sign.key.hex() in text
+    assert HYBRID_SEED.hex() in text and HYBRID_KEY.key_id in text
+    assert hashlib.sha256(HYBRID_KEY.key).hexdigest() in text
 
 
 def test_the_register_vector_decodes() -> None:
@@ -180,6 +205,81 @@ def test_the_answer_log_and_token_vectors_decode() -> None:
     assert m.read_mail_token(doc["mail-token"]) == (REQUEST_ID, TOKEN)
     spaced = " ".join(doc["mail-token"][i:i + 4].upper() for i in range(0, 52, 4))
     assert m.read_mail_token(spaced) == (REQUEST_ID, TOKEN)
+
+
+def test_the_hybrid_challenge_vector_opens() -> None:
+    """Decrypt-only: the codec, and cryptography's hybrid suite on its own,
+    open the document's challenge with the seed's key; the registry signed it."""
+    doc = doc_open_vectors()
+    assert sorted(doc) == ["hybrid-challenge"]
+    sealed_challenge = doc["hybrid-challenge"]
+    assert m.open_challenge(sealed_challenge, HYBRID, REGISTRY.sign) == HYBRID_CHALLENGE
+    recipient, sealed = msgpack.unpackb(sealed_challenge)
+    assert recipient.hex() == HYBRID_KEY.key_id
+    assert len(sealed) > hpke.HYBRID_ENC_SIZE + hpke.TAG_SIZE
+    suite = lib_hpke.Suite(lib_hpke.KEM.MLKEM768_X25519, lib_hpke.KDF.HKDF_SHA256,
+                           lib_hpke.AEAD.CHACHA20_POLY1305)
+    body, signature = msgpack.unpackb(suite.decrypt(sealed, HYBRID.key, info=m.INFO_CHALLENGE))
+    assert body.hex() == doc_vectors()["hybrid-challenge-body"]
+    Ed25519PublicKey.from_public_bytes(REGISTRY.sign.key).verify(
+        signature, m.CONTEXT_CHALLENGE + body)
+    with pytest.raises(NotAuth):  # an X25519 key of the owner does not open it
+        m.open_challenge(sealed_challenge, OWNER.x, REGISTRY.sign)
+
+
+# -- hybrid (mlkem768x25519) encryption keys ------------------------------------------------
+def test_a_hybrid_key_registers() -> None:
+    envelope = m.make_request(Kind.REGISTER, ZONE, m.register_fields(ALICE, HYBRID_KEY, OWNER.sign),
+                              registry_key=REGISTRY.encrypt, time=T0, signer=OWNER.ed,
+                              random=Fixed(NONCE, EPHEMERAL_REQUEST))
+    request = m.open_request(REGISTRY.x, envelope)
+    assert (request.encrypt, request.sign) == (HYBRID_KEY, OWNER.sign)
+    assert m.opener_key(HYBRID) == HYBRID_KEY and m.opener_key(OWNER.x) == OWNER.encrypt
+
+
+def test_a_hybrid_challenge_round_trips_and_draws_no_randomness() -> None:
+    sealed = m.make_challenge(HYBRID_CHALLENGE, HYBRID_KEY, REGISTRY.ed, Fixed())
+    assert m.make_challenge(HYBRID_CHALLENGE, HYBRID_KEY, REGISTRY.ed, Fixed()) != sealed
+    assert m.open_challenge(sealed, HYBRID, REGISTRY.sign) == HYBRID_CHALLENGE
+    other = hpke.HybridPrivateKey(bytes(32))
+    with pytest.raises(NotAuth):  # another hybrid key: the key id differs
+        m.open_challenge(sealed, other, REGISTRY.sign)
+    recipient, inner = msgpack.unpackb(sealed)
+    with pytest.raises(NotAuth):  # another key claiming this one's id
+        m.open_challenge(msgpack.packb([m.key_id_bytes(m.opener_key(other)), inner]), other,
+                         REGISTRY.sign)
+    with pytest.raises(NotAuth):  # not signed by the registry
+        m.open_challenge(sealed, HYBRID, OWNER.sign)
+    with pytest.raises(FormError):  # shorter than the hybrid enc and a tag
+        m.open_challenge(msgpack.packb([recipient, inner[:hpke.HYBRID_MIN_SEALED - 1]]),
+                         HYBRID, REGISTRY.sign)
+
+
+def test_hybrid_keys_are_checked_when_the_request_is_read() -> None:
+    broken = bytearray(HYBRID_KEY.key)
+    broken[:2] = b"\xff\xff"  # a coefficient >= q: not an ML-KEM-768 key (FIPS 203 7.2)
+    for key, rcode in (([5, 1, 0, bytes(broken)], Rcode.FORMERR),
+                       ([5, 1, 0, HYBRID_KEY.key[:-1]], Rcode.FORMERR),
+                       ([5, 2, 0, HYBRID_KEY.key], Rcode.FORMERR)):
+        fields = REGISTER_FIELDS[:1] + [key] + REGISTER_FIELDS[2:]
+        with pytest.raises(ProtocolError) as info:
+            m.open_request(REGISTRY.x, _sealed(_signed(_body(1, fields))))
+        assert info.value.rcode == rcode, key[:3]
+
+
+def test_envelopes_refuse_other_algorithms() -> None:
+    with pytest.raises(FormError):
+        m.seal_envelope(OWNER.sign, m.INFO_CHALLENGE, b"x", Fixed())
+
+
+@settings(max_examples=20, deadline=None)
+@given(plaintext=st.binary(max_size=300), info=st.binary(max_size=40))
+def test_hybrid_hpke_round_trips(plaintext: bytes, info: bytes) -> None:
+    sealed = hpke.seal_hybrid(HYBRID.public_key, info, plaintext)
+    assert len(sealed) == len(plaintext) + hpke.HYBRID_MIN_SEALED
+    assert hpke.open_hybrid(HYBRID, info, sealed) == plaintext
+    with pytest.raises(NotAuth):
+        hpke.open_hybrid(HYBRID, info + b"x", sealed)
 
 
 # -- HPKE against cryptography's ------------------------------------------------------------
@@ -369,6 +469,15 @@ def test_fuzz_challenges(data: bytes) -> None:
     _call(lambda d: m.open_challenge(d, OWNER.x, REGISTRY.sign), data)
 
 
+HYBRID_CHALLENGE_WIRE = m.make_challenge(HYBRID_CHALLENGE, HYBRID_KEY, REGISTRY.ed, Fixed())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_mutations(HYBRID_CHALLENGE_WIRE))
+def test_fuzz_hybrid_challenges(data: bytes) -> None:
+    _call(lambda d: m.open_challenge(d, HYBRID, REGISTRY.sign), data)
+
+
 @FUZZ
 @given(body=_mutations(CHALLENGE.to_body()) | _msgpack_values().map(msgpack.packb))
 def test_fuzz_challenge_bodies(body: bytes) -> None:
@@ -420,3 +529,4 @@ def test_log_entries_keep_every_flag(flags: int) -> None:
 
 if __name__ == "__main__":
     print(render())
+    print(render_hybrid_challenge())

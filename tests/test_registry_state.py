@@ -16,8 +16,9 @@ from keyresolve.registry import messages as m
 from keyresolve.registry.messages import AnswerKind, Kind, LogOp
 from keyresolve.registry.state import Action, ChallengeMail, Limits, NoticeMail, Outcome, TokenMail
 
-from .registry_fixtures import (ALICE, BOB, OTHER_ZONE, OWNER, OWNER2, REGISTRY, STRANGER, T0,
-                                ZONE, Clock, Pair, make_registry, request)
+from .registry_fixtures import (ALICE, BOB, HYBRID_OWNER, OTHER_ZONE, OWNER, OWNER2, REGISTRY,
+                                STRANGER, T0, ZONE, Clock, HybridPair, Pair, make_registry,
+                                request)
 
 DAY = 86_400
 
@@ -45,21 +46,21 @@ class Env:
         self.reg.apply(m.LogEntry.from_wire(entry.to_wire()))  # as read back from the log
         return done.finish(self.serial) if isinstance(done, Outcome) else None
 
-    def register(self, pair: Pair = OWNER, address: Name = ALICE, backup: bytes | None = None,
+    def register(self, pair: Pair | HybridPair = OWNER, address: Name = ALICE, backup: bytes | None = None,
                  zone: Name = ZONE) -> Outcome:
         return self.send(Kind.REGISTER, m.register_fields(address, pair.encrypt, pair.sign,
                                                           backup), pair.ed, zone=zone)
 
-    def challenge(self, outcome: Outcome | Action, pair: Pair = OWNER) -> m.Challenge:
+    def challenge(self, outcome: Outcome | Action, pair: Pair | HybridPair = OWNER) -> m.Challenge:
         assert isinstance(outcome.mail, ChallengeMail)
         return m.open_challenge(outcome.mail.attachment, pair.x, REGISTRY.sign)
 
-    def answer(self, challenge: m.Challenge, pair: Pair = OWNER, kind: Kind | None = None,
+    def answer(self, challenge: m.Challenge, pair: Pair | HybridPair = OWNER, kind: Kind | None = None,
                token: bytes | None = None) -> Outcome:
         return self.send(kind or challenge.purpose,
                          m.token_fields(challenge.request_id, token or challenge.token), pair.ed)
 
-    def registered(self, pair: Pair = OWNER, address: Name = ALICE,
+    def registered(self, pair: Pair | HybridPair = OWNER, address: Name = ALICE,
                    backup: bytes | None = None) -> m.Answer:
         outcome = self.answer(self.challenge(self.register(pair, address, backup), pair), pair)
         answer = self.commit(outcome)
@@ -98,6 +99,35 @@ def test_register_mails_a_challenge_and_confirm_publishes() -> None:
     assert answer == m.Answer(AnswerKind.PUBLISHED, confirmed.request.digest, ALICE, ids, (), 2)
     registration = env.reg.registrations[ALICE]
     assert registration.keys == change.keys and registration.verified == T0
+
+
+def test_a_hybrid_key_registers_renews_and_replaces_an_x25519_one() -> None:
+    """An mlkem768x25519 encryption key: its challenges (confirmation and
+    re-verification) open only with the hybrid key, it is published flagged
+    REGISTERED, survives the update log, and replaces an X25519 key."""
+    env = Env(Limits(reverify_every=100 * DAY, reverify_grace=10 * DAY))
+    env.registered(OWNER)
+    outcome = env.register(HYBRID_OWNER)
+    with pytest.raises(NotAuth):  # the X25519 key in place does not open it
+        env.challenge(outcome, OWNER)
+    challenge = env.challenge(outcome, HYBRID_OWNER)
+    ids = (m.key_id_bytes(HYBRID_OWNER.encrypt), m.key_id_bytes(HYBRID_OWNER.sign))
+    assert challenge.added == ids
+    assert challenge.replaced == (m.key_id_bytes(OWNER.encrypt), m.key_id_bytes(OWNER.sign))
+    confirmed = env.answer(challenge, HYBRID_OWNER)
+    assert confirmed.change is not None
+    assert [(key.algorithm, key.key, key.flags) for key in confirmed.change.keys] == [
+        (HYBRID_OWNER.encrypt.algorithm, HYBRID_OWNER.encrypt.key, KeyFlag.REGISTERED),
+        (HYBRID_OWNER.sign.algorithm, HYBRID_OWNER.sign.key, KeyFlag.REGISTERED)]
+    answer = env.commit(confirmed)  # through the update log's wire form
+    assert answer is not None and answer.added == ids
+    assert env.reg.registrations[ALICE].encrypt.key == HYBRID_OWNER.encrypt.key
+    env.clock.now = T0 + 100 * DAY
+    (action,) = env.reg.due()
+    renewal = env.challenge(action, HYBRID_OWNER)
+    assert renewal.purpose is Kind.RENEW and renewal.added == ids
+    renewed = env.commit(env.answer(renewal, HYBRID_OWNER))
+    assert renewed is not None and renewed.kind is AnswerKind.RENEWED
 
 
 def test_confirm_signed_by_other_keys_publishes_nothing_and_keeps_the_challenge() -> None:

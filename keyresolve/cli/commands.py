@@ -650,20 +650,25 @@ def tsig_keygen(name: str, algorithm: str) -> None:
               default=None,
               help="Make one key of this algorithm (default: the pair an address "
                    "registers, x25519 to encrypt and ed25519 to sign).")
+@click.option("--pq", is_flag=True,
+              help="Make the pair with the post-quantum hybrid encryption key: "
+                   "mlkem768x25519 to encrypt and ed25519 to sign (registrable too).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".",
               show_default=True, help="Directory for the private key files (created 0700).")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), default=None,
               help="Encrypt the private keys under the first line of this 0600 file.")
 @click.option("--passphrase", "ask_passphrase", is_flag=True,
               help="Encrypt the private keys under a passphrase asked for twice.")
-def keygen(email: str, algorithm: str | None, out_dir: str, passphrase_file: str | None,
-           ask_passphrase: bool) -> None:
+def keygen(email: str, algorithm: str | None, pq: bool, out_dir: str,
+           passphrase_file: str | None, ask_passphrase: bool) -> None:
     """Make keys for EMAIL: private keys to 0600 files, KEY lines to stdout."""
-    from .keygen import PAIR, make_keys
+    from .keygen import PAIR, PQ_PAIR, make_keys
     from .privatekeys import read_passphrase_file
 
     if passphrase_file is not None and ask_passphrase:
         raise click.UsageError("give --passphrase or --passphrase-file, not both")
+    if pq and algorithm is not None:
+        raise click.UsageError("give --pq or --algorithm, not both")
     try:
         mailbox = Name.from_text(email)
         passphrase = None
@@ -672,7 +677,8 @@ def keygen(email: str, algorithm: str | None, out_dir: str, passphrase_file: str
         elif ask_passphrase:
             passphrase = click.prompt("Passphrase for the new keys", hide_input=True,
                                       confirmation_prompt=True, err=True)
-        algorithms = PAIR if algorithm is None else (KeyAlgorithm[algorithm.upper()],)
+        algorithms = ((PQ_PAIR if pq else PAIR) if algorithm is None
+                      else (KeyAlgorithm[algorithm.upper()],))
         made = make_keys(mailbox, algorithms, Path(out_dir), passphrase)
     except KeyresolveError as exc:
         fail(str(exc))

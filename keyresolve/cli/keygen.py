@@ -32,6 +32,9 @@ DEFAULT_KEY_TTL = 3600
 #: What keygen makes without --algorithm: the pair an address registers
 #: (issue #20), one key to encrypt to and one to sign with.
 PAIR = (KeyAlgorithm.X25519, KeyAlgorithm.ED25519)
+#: What keygen --pq makes: the same pair with the post-quantum hybrid
+#: encryption key (docs/seal-format.md section 4), registrable as well.
+PQ_PAIR = (KeyAlgorithm.MLKEM768X25519, KeyAlgorithm.ED25519)
 
 
 def generate(algorithm: KeyAlgorithm) -> tuple[bytes, KEY]:

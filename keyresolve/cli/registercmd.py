@@ -32,13 +32,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..client import backup as backups
 from ..client import keyfile
+from ..client.seal import HybridIdentity, hybrid_seed_to_pem, identity_from_pem
 from ..net.client import NoReply, query
+from ..protocol import hpke
 from ..protocol.codes import Rcode, RType, rcode_to_text
 from ..protocol.errors import (ConfigError, FormError, KeyFileError, KeyresolveError, NetworkError,
-                               NotAuth, ProtocolError, WrongPassphrase)
+                               NotAuth, ProtocolError, SealError, WrongPassphrase)
 from ..protocol.message import Message, make_query
 from ..protocol.names import Name
-from ..protocol.records import ADDR, KEY, SOA, KeyAlgorithm, KeyUsage, key_id
+from ..protocol.records import ADDR, KEY, SOA, KeyAlgorithm, KeyUsage
 from ..protocol.transport import Endpoint, format_endpoint, parse_endpoint
 from ..registry import messages as m
 from ..files.private import read_private
@@ -52,7 +54,8 @@ EXIT_ERROR = exitcodes.EXIT_ERROR
 EXIT_USAGE = exitcodes.EXIT_USAGE
 #: The passphrase of the key files, or the recovery passphrase, is wrong.
 EXIT_PASSPHRASE = exitcodes.EXIT_WRONG_PASSPHRASE
-#: The key directory holds no usable X25519 and Ed25519 private keys.
+#: The key directory holds no usable encryption (X25519 or mlkem768x25519)
+#: and Ed25519 private keys.
 EXIT_KEYS = exitcodes.EXIT_NO_KEY
 #: The mail is for other keys than those in the key directory.
 EXIT_OTHER_KEYS = exitcodes.EXIT_NOT_RECIPIENT
@@ -146,16 +149,16 @@ def _run(function, *args) -> None:
 # -- the owner's keys ----------------------------------------------------------------
 @dataclass(frozen=True)
 class OwnerKeys:
-    """The owner's X25519 encryption and Ed25519 signing private keys."""
+    """The owner's encryption (X25519, or the hybrid mlkem768x25519) and
+    Ed25519 signing private keys."""
 
-    encrypt_private: X25519PrivateKey
+    encrypt_private: X25519PrivateKey | hpke.HybridPrivateKey
     sign_private: Ed25519PrivateKey
 
     @property
     def encrypt(self) -> KEY:
         """The public KEY of the encryption key."""
-        return KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT,
-                   self.encrypt_private.public_key().public_bytes_raw())
+        return m.opener_key(self.encrypt_private)
 
     @property
     def sign(self) -> KEY:
@@ -178,10 +181,12 @@ def _passphrase(path: Path | None, what: str, *, confirm: bool = False) -> str:
 
 def load_owner_keys(keys_dir: Path, address: Name | None = None,
                     passphrase: PassphraseSource | None = None) -> OwnerKeys:
-    """The X25519 and Ed25519 private keys in `keys_dir` as `keyresolve
-    keygen` writes them (``ADDRESS.x25519.pem``, ``ADDRESS.ed25519.pem``,
-    encrypted or not: docs/key-files.md), those of `address` if given.
-    `Failure` EXIT_KEYS without them, EXIT_PASSPHRASE for a wrong passphrase."""
+    """The encryption and Ed25519 private keys in `keys_dir` as `keyresolve
+    keygen` writes them (``ADDRESS.x25519.pem`` or, from ``keygen --pq``,
+    ``ADDRESS.mlkem768x25519.pem``; ``ADDRESS.ed25519.pem``; encrypted or
+    not: docs/key-files.md), those of `address` if given. `Failure`
+    EXIT_KEYS without them or with both encryption keys (which one to
+    register would be a guess), EXIT_PASSPHRASE for a wrong passphrase."""
     if not keys_dir.is_dir():
         raise Failure(f"{keys_dir} is not a directory of keys", EXIT_KEYS)
     by_address = key_files(keys_dir)
@@ -194,9 +199,14 @@ def load_owner_keys(keys_dir: Path, address: Name | None = None,
                       EXIT_KEYS)
     [(owner, files)] = by_address.items()
     source = passphrase or PassphraseSource()
-    found = {}
-    for algorithm, kind in ((KeyAlgorithm.X25519, X25519PrivateKey),
-                            (KeyAlgorithm.ED25519, Ed25519PrivateKey)):
+    held = {algorithm for algorithm, _ in files}
+    encryption = [a for a in m.ENCRYPT_ALGORITHMS if a in held]
+    if len(encryption) > 1:
+        raise Failure(f"{keys_dir} holds both an x25519 and an mlkem768x25519 private key of "
+                      f"{owner}: keep the one to register in the directory", EXIT_KEYS)
+    found: dict[KeyAlgorithm, object] = {}
+    for algorithm in (encryption[0] if encryption else KeyAlgorithm.X25519,
+                      KeyAlgorithm.ED25519):
         paths = [path for a, path in files if a == algorithm]
         if not paths:
             raise Failure(f"{keys_dir} holds no {algorithm.name.lower()} private key of "
@@ -205,18 +215,32 @@ def load_owner_keys(keys_dir: Path, address: Name | None = None,
             data = read_private(paths[0], MAX_KEY_FILE, "private key file")
             if keyfile.is_encrypted(data):
                 data = keyfile.decrypt(data, source.get(f"the keys of {owner} in {keys_dir}"))
-            key = serialization.load_pem_private_key(data, password=None)
+            found[algorithm] = _private_key(data, algorithm, paths[0])
         except WrongPassphrase:
             raise Failure(f"wrong passphrase for {paths[0]}", EXIT_PASSPHRASE) from None
         except (ConfigError, KeyFileError) as exc:
             raise Failure(str(exc), EXIT_KEYS) from None
-        except (ValueError, TypeError, serialization.UnsupportedAlgorithm):
+        except (ValueError, TypeError, SealError, serialization.UnsupportedAlgorithm):
             raise Failure(f"{paths[0]} is not a private key file", EXIT_KEYS) from None
-        if not isinstance(key, kind):
-            raise Failure(f"{paths[0]} is not an {algorithm.name.lower()} private key",
-                          EXIT_KEYS)
-        found[algorithm] = key
-    return OwnerKeys(found[KeyAlgorithm.X25519], found[KeyAlgorithm.ED25519])
+    encrypt, sign = found.values()
+    assert isinstance(encrypt, X25519PrivateKey | hpke.HybridPrivateKey)
+    assert isinstance(sign, Ed25519PrivateKey)
+    return OwnerKeys(encrypt, sign)
+
+
+def _private_key(pem: bytes, algorithm: KeyAlgorithm, path: Path) -> object:
+    """The private key of the unencrypted key file `pem` of `algorithm`;
+    `Failure` if it holds another kind of key."""
+    if algorithm == KeyAlgorithm.MLKEM768X25519:
+        identity = identity_from_pem(pem)
+        if isinstance(identity, HybridIdentity):
+            return identity.private_key
+    else:
+        key = serialization.load_pem_private_key(pem, password=None)
+        kind = X25519PrivateKey if algorithm == KeyAlgorithm.X25519 else Ed25519PrivateKey
+        if isinstance(key, kind):
+            return key
+    raise Failure(f"{path} is not an {algorithm.name.lower()} private key", EXIT_KEYS)
 
 
 def _plain(address: Name) -> str:
@@ -385,7 +409,7 @@ def challenge_zone(attachment: bytes, keys: OwnerKeys) -> Name:
         recipient = msgpack.unpackb(attachment, raw=False)[0]
     except Exception:
         raise Failure("the mail's attachment is not a registry challenge", EXIT_ALTERED) from None
-    own = key_id(KeyAlgorithm.X25519, keys.encrypt.key)
+    own = keys.encrypt.key_id
     if isinstance(recipient, bytes) and recipient.hex() != own:
         raise Failure(f"the mail is for the key {recipient.hex()}, not for the keys in the "
                       f"directory (encryption key {own})", EXIT_OTHER_KEYS)
@@ -786,11 +810,15 @@ def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recove
     if keys.address != address:
         raise Failure(f"the backup holds the keys of {_plain(keys.address)}", EXIT_ALTERED)
     written = []
-    for algorithm, private in ((KeyAlgorithm.X25519, keys.encrypt),
+    owner = OwnerKeys(keys.encrypt, keys.sign)
+    for algorithm, private in ((owner.encrypt.algorithm, keys.encrypt),
                                (KeyAlgorithm.ED25519, keys.sign)):
-        pem = private.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+        if isinstance(private, hpke.HybridPrivateKey):
+            pem = hybrid_seed_to_pem(private.seed_bytes())
+        else:
+            pem = private.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
         written.append((key_path(out_dir, plain, algorithm),
                         keyfile.encrypt(pem, secret, secrets.token_bytes(keyfile.SALT_SIZE))))
     for path, _ in written:
@@ -799,7 +827,6 @@ def _recover(address_text, server_text, resolver_text, mailfile, out_dir, recove
     make_key_dir(out_dir)
     for path, data in written:
         write_private_key(path, data)
-    owner = OwnerKeys(keys.encrypt, keys.sign)
     click.echo(f"recovered the keys of {plain}: encryption key {owner.encrypt.key_id}, "
                f"signing key {owner.sign.key_id}")
     click.echo(f"  written to {', '.join(str(path) for path, _ in written)}, encrypted under "

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, hpke, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hpke as lib_hpke
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..protocol import hpke as x25519_hpke
+from ..protocol import hpke
 from ..protocol.errors import BadMessageSignature, CorruptMessage, FormError, NotARecipient, NotAuth, SealError, TruncatedMessage, UnsupportedMessage
 from ..protocol.names import MAX_NAME
 from ..protocol.records import KEY, KEY_ID_SIZE, KeyAlgorithm, KeyUsage, make_key_id
@@ -88,14 +89,12 @@ TRAILER_ED25519 = 1
 _FIXED = len(MAGIC) + 1 + 1 + NONCE_SIZE + 2
 
 # -- HPKE (RFC 9180), base mode: X25519 stanzas by `protocol.hpke`, hybrid by cryptography ---
-_HYBRID_SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256,
-                           hpke.AEAD.CHACHA20_POLY1305)
 #: HPKE `enc` bytes by stanza kind (RFC 9180 7.1; draft-ietf-hpke-pq: 1,088 + 32).
-_ENC_SIZE = {KeyAlgorithm.X25519: x25519_hpke.ENC_SIZE, KeyAlgorithm.MLKEM768X25519: 1088 + 32}
+_ENC_SIZE = {KeyAlgorithm.X25519: hpke.ENC_SIZE,
+             KeyAlgorithm.MLKEM768X25519: hpke.HYBRID_ENC_SIZE}
 #: Stanza body bytes by kind: `enc`, then the file key sealed (key + tag).
 STANZA_BODY_SIZE: dict[int, int] = {kind: enc + FILE_KEY_SIZE + TAG_SIZE
                                     for kind, enc in _ENC_SIZE.items()}
-_MLKEM768_PUBLIC = 1184
 
 
 def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
@@ -143,20 +142,18 @@ class X25519Recipient:
 
     def wrap(self, file_key: bytes, random: Callable[[int], bytes]) -> bytes:
         """Draws 32 bytes from `random` as HPKE's ikmE (RFC 9180 7.1.3)."""
-        ephemeral = x25519_hpke.derive_key_pair(random(32))
+        ephemeral = hpke.derive_key_pair(random(32))
         try:
-            return x25519_hpke.seal(self.public_key, stanza_info(self.kind), file_key, ephemeral)
+            return hpke.seal(self.public_key, stanza_info(self.kind), file_key, ephemeral)
         except FormError:
             raise SealError(f"key {self.key_id.hex()} is not a usable X25519 key") from None
 
 
-def hybrid_public_key(public_key: bytes) -> hpke.MLKEM768X25519PublicKey:
+def hybrid_public_key(public_key: bytes) -> lib_hpke.MLKEM768X25519PublicKey:
     """The HPKE public key of an mlkem768x25519 KEY (ML-KEM-768 key || X25519 key)."""
     try:
-        return hpke.MLKEM768X25519PublicKey(
-            mlkem.MLKEM768PublicKey.from_public_bytes(public_key[:_MLKEM768_PUBLIC]),
-            x25519.X25519PublicKey.from_public_bytes(public_key[_MLKEM768_PUBLIC:]))
-    except ValueError:
+        return hpke.hybrid_public_key(public_key)
+    except FormError:
         raise SealError(f"key {make_key_id(KeyAlgorithm.MLKEM768X25519, public_key).hex()} "
                         "is not a usable ML-KEM-768 + X25519 key") from None
 
@@ -176,8 +173,8 @@ class HybridRecipient:
         return make_key_id(self.kind, self.public_key)
 
     def wrap(self, file_key: bytes, random: Callable[[int], bytes]) -> bytes:
-        return _HYBRID_SUITE.encrypt(file_key, hybrid_public_key(self.public_key),
-                                     info=stanza_info(self.kind))
+        hybrid_public_key(self.public_key)  # SealError naming the key if unusable
+        return hpke.seal_hybrid(self.public_key, stanza_info(self.kind), file_key)
 
 
 def make_recipient(key: KEY) -> X25519Recipient | HybridRecipient:
@@ -202,7 +199,7 @@ class X25519Identity:
 
     def unwrap(self, body: bytes) -> bytes | None:
         try:
-            return x25519_hpke.open_sealed(self._private, stanza_info(self.kind), body)
+            return hpke.open_sealed(self._private, stanza_info(self.kind), body)
         except (FormError, NotAuth):
             return None
 
@@ -211,7 +208,7 @@ class X25519Identity:
 
 
 #: Bytes of an mlkem768x25519 private key: a seed, as X-Wing's.
-HYBRID_SEED_SIZE = 32
+HYBRID_SEED_SIZE = hpke.HYBRID_SEED_SIZE
 
 
 class HybridIdentity:
@@ -224,18 +221,14 @@ class HybridIdentity:
     def __init__(self, seed: bytes) -> None:
         if len(seed) != HYBRID_SEED_SIZE:
             raise SealError(f"an mlkem768x25519 private key is {HYBRID_SEED_SIZE} bytes")
-        expanded = hashlib.shake_256(seed).digest(96)
-        ml = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
-        x = x25519.X25519PrivateKey.from_private_bytes(expanded[64:])
-        self._private = hpke.MLKEM768X25519PrivateKey(ml, x)
-        self.public_key = (ml.public_key().public_bytes_raw()
-                           + x.public_key().public_bytes_raw())
+        self.private_key = hpke.HybridPrivateKey(seed)
+        self.public_key = self.private_key.public_key
         self.key_id = make_key_id(self.kind, self.public_key)
 
     def unwrap(self, body: bytes) -> bytes | None:
         try:
-            return _HYBRID_SUITE.decrypt(body, self._private, info=stanza_info(self.kind))
-        except (InvalidTag, ValueError):
+            return hpke.open_hybrid(self.private_key, stanza_info(self.kind), body)
+        except (FormError, NotAuth):
             return None
 
     def __repr__(self) -> str:

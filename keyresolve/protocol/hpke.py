@@ -7,6 +7,12 @@ publish test vectors made with fixed randomness; ``cryptography``'s
 ``ikm`` into that key as RFC 9180 7.1.3 does (its test vectors give ikmE).
 `open_sealed` is ``cryptography``'s own decryption (`SUITE`): the two
 interoperate both ways (tests/test_hpke.py, tests/test_registry_messages.py).
+
+The hybrid suite MLKEM768-X25519 (`HYBRID_SUITE`: `seal_hybrid`,
+`open_hybrid`, keys by `HybridPrivateKey`) is ``cryptography``'s own
+throughout: its ML-KEM encapsulation draws its randomness from the operating
+system, so what it seals is never reproducible (vectors of it are
+decrypt-only). docs/seal-format.md and docs/protocol.md 8E.3 use both.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import hmac
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
@@ -107,5 +114,86 @@ def open_sealed(private: X25519PrivateKey, info: bytes, sealed: bytes) -> bytes:
         raise NotAuth("sealed data does not open") from None
 
 
-__all__ = ["AEAD_ID", "ENC_SIZE", "KDF_ID", "KEM_ID", "KEY_SIZE", "MIN_SEALED", "NONCE_SIZE",
-           "PRIVATE_SIZE", "SUITE", "TAG_SIZE", "derive_key_pair", "open_sealed", "seal"]
+# -- the hybrid suite: MLKEM768-X25519, HKDF-SHA256, ChaCha20-Poly1305 -----------------
+#: draft-ietf-hpke-pq: the MLKEM768-X25519 KEM (the X-Wing combiner).
+HYBRID_KEM_ID = 0x647A
+HYBRID_SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256,
+                          hpke.AEAD.CHACHA20_POLY1305)
+#: Bytes of an ML-KEM-768 public key and ciphertext (FIPS 203 table 3).
+MLKEM768_PUBLIC_SIZE = 1184
+MLKEM768_CIPHERTEXT_SIZE = 1088
+#: Bytes of a hybrid public key (ML-KEM-768 key || X25519 key) and of its
+#: encapsulated key (ML-KEM-768 ciphertext || ephemeral X25519 key).
+HYBRID_PUBLIC_SIZE = MLKEM768_PUBLIC_SIZE + 32
+HYBRID_ENC_SIZE = MLKEM768_CIPHERTEXT_SIZE + 32
+#: Smallest hybrid sealed message: the encapsulated key and the tag.
+HYBRID_MIN_SEALED = HYBRID_ENC_SIZE + TAG_SIZE
+#: Bytes of a hybrid private key: a seed, as X-Wing's
+#: (draft-connolly-cfrg-xwing-kem 5.2).
+HYBRID_SEED_SIZE = 32
+
+
+class HybridPrivateKey:
+    """An MLKEM768-X25519 private key made from its 32-byte `seed`:
+    SHAKE256(seed) gives 96 bytes, the ML-KEM-768 seed d || z (64) then the
+    X25519 private key (32), as X-Wing derives them. `public_key` is the raw
+    public key (ML-KEM-768 || X25519, `HYBRID_PUBLIC_SIZE` bytes);
+    `seed_bytes` the seed, for writing the key out (never in a repr).
+    FormError for a seed of another size."""
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != HYBRID_SEED_SIZE:
+            raise FormError(f"an mlkem768x25519 private key is {HYBRID_SEED_SIZE} bytes")
+        expanded = hashlib.shake_256(seed).digest(96)
+        ml = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
+        x = X25519PrivateKey.from_private_bytes(expanded[64:])
+        self._seed = bytes(seed)
+        self.key = hpke.MLKEM768X25519PrivateKey(ml, x)
+        self.public_key = ml.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
+
+    def seed_bytes(self) -> bytes:
+        """The 32-byte seed the key is made from (its private key file's content)."""
+        return self._seed
+
+    def __repr__(self) -> str:
+        return "HybridPrivateKey(...)"
+
+
+def hybrid_public_key(public_key: bytes) -> hpke.MLKEM768X25519PublicKey:
+    """The HPKE public key of raw ML-KEM-768 || X25519 bytes; FormError if
+    they are not one."""
+    if len(public_key) != HYBRID_PUBLIC_SIZE:
+        raise FormError(f"an mlkem768x25519 public key is {HYBRID_PUBLIC_SIZE} bytes")
+    try:
+        return hpke.MLKEM768X25519PublicKey(
+            mlkem.MLKEM768PublicKey.from_public_bytes(public_key[:MLKEM768_PUBLIC_SIZE]),
+            X25519PublicKey.from_public_bytes(public_key[MLKEM768_PUBLIC_SIZE:]))
+    except ValueError:
+        raise FormError("not an ML-KEM-768 + X25519 public key") from None
+
+
+def seal_hybrid(recipient: bytes, info: bytes, plaintext: bytes) -> bytes:
+    """Single-shot SealBase with `HYBRID_SUITE`, empty aad: ``enc ||
+    ciphertext`` of `plaintext` to the raw hybrid public key `recipient`
+    under `info`. The randomness is the operating system's. FormError if
+    `recipient` is not a hybrid public key."""
+    return HYBRID_SUITE.encrypt(plaintext, hybrid_public_key(recipient), info=info)
+
+
+def open_hybrid(private: HybridPrivateKey, info: bytes, sealed: bytes) -> bytes:
+    """Single-shot OpenBase with `HYBRID_SUITE`: the plaintext `seal_hybrid`
+    sealed to `private`'s public key under `info`. FormError if `sealed` is
+    shorter than `HYBRID_MIN_SEALED`; NotAuth if it does not open."""
+    if len(sealed) < HYBRID_MIN_SEALED:
+        raise FormError("sealed data shorter than its key and tag")
+    try:
+        return HYBRID_SUITE.decrypt(sealed, private.key, info=info)
+    except (InvalidTag, ValueError):
+        raise NotAuth("sealed data does not open") from None
+
+
+__all__ = ["AEAD_ID", "ENC_SIZE", "HYBRID_ENC_SIZE", "HYBRID_KEM_ID", "HYBRID_MIN_SEALED",
+           "HYBRID_PUBLIC_SIZE", "HYBRID_SEED_SIZE", "HYBRID_SUITE", "HybridPrivateKey", "KDF_ID",
+           "KEM_ID", "KEY_SIZE", "MIN_SEALED", "MLKEM768_CIPHERTEXT_SIZE", "MLKEM768_PUBLIC_SIZE",
+           "NONCE_SIZE", "PRIVATE_SIZE", "SUITE", "TAG_SIZE", "derive_key_pair", "open_hybrid",
+           "open_sealed", "seal", "seal_hybrid"]

@@ -11,8 +11,9 @@ tests/test_registry_messages.py checks both ways. In short:
   zone, time, nonce, fields]``, `signature` Ed25519 over `CONTEXT_REQUEST`
   || body (or nil for the kinds that need none).
 - A challenge (the confirmation mail's attachment) is the same envelope
-  sealed to the owner's X25519 key under `INFO_CHALLENGE`, its body signed
-  by the registry's Ed25519 key.
+  sealed to the owner's encryption key under `INFO_CHALLENGE`, its body
+  signed by the registry's Ed25519 key: with the X25519 suite for an X25519
+  key, with MLKEM768-X25519 (`hpke.seal_hybrid`) for an mlkem768x25519 one.
 - An answer is ``[body, signature]`` in clear, signed by the registry; its
   body names the SHA-256 of the request envelope it answers.
 
@@ -68,6 +69,11 @@ MAX_PAYLOAD = 8192
 MAX_KEY_IDS = 8
 #: Longest withdrawal reason in an update-log entry (they are short words).
 MAX_REASON = 64
+#: The encryption key algorithms an owner may register: those the registry
+#: can seal a challenge to (docs/protocol.md 8E.3).
+ENCRYPT_ALGORITHMS = (KeyAlgorithm.X25519, KeyAlgorithm.MLKEM768X25519)
+#: A private key an envelope opens with: X25519, or the hybrid's.
+OpenerKey = X25519PrivateKey | hpke.HybridPrivateKey
 
 #: HPKE `info` of each sealed kind (RFC 9180 5.1: binds a ciphertext to its use).
 INFO_REQUEST = b"keyresolve registry v1 request"
@@ -164,19 +170,23 @@ def _key_ids(value: Any, what: str) -> tuple[bytes, ...]:
 
 
 def _key(value: Any, usage: KeyUsage) -> KEY:
-    """A KEY rdata array of a registered key: X25519 to encrypt, Ed25519 to sign."""
+    """A KEY rdata array of a registered key: one of `ENCRYPT_ALGORITHMS` to
+    encrypt, Ed25519 to sign."""
     if type(value) is not tuple:
         raise FormError("a key must be a KEY rdata array")
     try:
         key = KEY.from_wire(value)
     except InvalidRecord as exc:
         raise FormError(f"bad key: {exc}") from None
-    wanted = KeyAlgorithm.X25519 if usage == KeyUsage.ENCRYPT else KeyAlgorithm.ED25519
+    wanted = ENCRYPT_ALGORITHMS if usage == KeyUsage.ENCRYPT else (KeyAlgorithm.ED25519,)
     if key.usage != usage:
         raise FormError(f"the {usage.name.lower()} key has usage {key.usage.name.lower()}")
-    if key.algorithm != wanted:
-        raise Refused(f"the registry takes {wanted.name.lower()} {usage.name.lower()} keys, "
+    if key.algorithm not in wanted:
+        names = " or ".join(algorithm.name.lower() for algorithm in wanted)
+        raise Refused(f"the registry takes {names} {usage.name.lower()} keys, "
                       f"not {key.algorithm.name.lower()}")
+    if key.algorithm == KeyAlgorithm.MLKEM768X25519:
+        hpke.hybrid_public_key(key.key)  # FormError now, not when a challenge is sealed
     return KEY(key.algorithm, key.usage, key.key)  # flags are the registry's to set
 
 
@@ -255,22 +265,37 @@ def address_fields(address: Name) -> list[Wire]:
 def seal_envelope(recipient: KEY, info: bytes, plaintext: bytes,
                   random: Callable[[int], bytes]) -> bytes:
     """msgpack ``[key id of recipient, enc || ciphertext]``: `plaintext`
-    sealed to the X25519 KEY `recipient`."""
-    if recipient.algorithm != KeyAlgorithm.X25519:
-        raise ValueError("envelopes are sealed to X25519 keys")
-    sealed = hpke.seal(recipient.key, info, plaintext, random(hpke.PRIVATE_SIZE))
+    sealed to `recipient`, an X25519 KEY (HPKE's X25519 suite, the ephemeral
+    key drawn from `random`: 32 bytes) or an mlkem768x25519 KEY (the hybrid
+    suite, whose randomness is the operating system's: nothing is drawn).
+    FormError for a key of another algorithm or an unusable one."""
+    if recipient.algorithm == KeyAlgorithm.X25519:
+        sealed = hpke.seal(recipient.key, info, plaintext, random(hpke.PRIVATE_SIZE))
+    elif recipient.algorithm == KeyAlgorithm.MLKEM768X25519:
+        sealed = hpke.seal_hybrid(recipient.key, info, plaintext)
+    else:
+        raise FormError(f"envelopes are not sealed to {recipient.algorithm.name.lower()} keys")
     return msgpack.packb([key_id_bytes(recipient), sealed])
 
 
-def open_envelope(private: X25519PrivateKey, info: bytes, data: Any, what: str) -> bytes:
-    """The plaintext of an envelope sealed to `private`; FormError if it is
-    malformed, NotAuth if it is for another key or does not open."""
+def opener_key(private: OpenerKey) -> KEY:
+    """The public encryption KEY of `private` (what an envelope names)."""
+    if isinstance(private, hpke.HybridPrivateKey):
+        return KEY(KeyAlgorithm.MLKEM768X25519, KeyUsage.ENCRYPT, private.public_key)
+    return KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, private.public_key().public_bytes_raw())
+
+
+def open_envelope(private: OpenerKey, info: bytes, data: Any, what: str) -> bytes:
+    """The plaintext of an envelope sealed to `private` (X25519 or hybrid);
+    FormError if it is malformed, NotAuth if it is for another key or does
+    not open."""
     recipient, sealed = _array(_unpack(data, what), 2, what)
     _bin(recipient, f"{what} key id", KEY_ID_SIZE)
     _bin(sealed, f"{what} sealed data")
-    public = private.public_key().public_bytes_raw()
-    if recipient != make_key_id(KeyAlgorithm.X25519, public):
+    if recipient != key_id_bytes(opener_key(private)):
         raise NotAuth(f"{what} is sealed to another key")
+    if isinstance(private, hpke.HybridPrivateKey):
+        return hpke.open_hybrid(private, info, sealed)
     return hpke.open_sealed(private, info, sealed)
 
 
@@ -489,15 +514,17 @@ class Challenge:
 def make_challenge(challenge: Challenge, owner_key: KEY, registry: Ed25519PrivateKey,
                    random: Callable[[int], bytes]) -> bytes:
     """The attachment: `challenge`'s body signed by the registry, sealed to
-    the owner's X25519 KEY `owner_key`."""
+    the owner's encryption KEY `owner_key` (X25519 or mlkem768x25519,
+    `seal_envelope`)."""
     body = challenge.to_body()
     plaintext = msgpack.packb([body, registry.sign(CONTEXT_CHALLENGE + body)])
     return seal_envelope(owner_key, INFO_CHALLENGE, plaintext, random)
 
 
-def open_challenge(data: bytes, owner: X25519PrivateKey, registry_key: KEY) -> Challenge:
-    """Open an attachment with the owner's X25519 private key and check the
-    registry's signature: NotAuth for a forged or altered one."""
+def open_challenge(data: bytes, owner: OpenerKey, registry_key: KEY) -> Challenge:
+    """Open an attachment with the owner's private encryption key (X25519 or
+    hybrid) and check the registry's signature: NotAuth for a forged or
+    altered one."""
     plaintext = open_envelope(owner, INFO_CHALLENGE, data, "challenge")
     body, signature = _array(_unpack(plaintext, "challenge"), 2, "challenge")
     _bin(body, "challenge body")
@@ -599,7 +626,7 @@ class LogEntry:
 
 
 __all__ = ["ADDRESS_KINDS", "Answer", "AnswerKind", "CONTEXT_ANSWER", "CONTEXT_CHALLENGE",
-           "CONTEXT_REQUEST", "Challenge", "INFO_CHALLENGE", "INFO_RECOVERY", "INFO_REQUEST",
+           "CONTEXT_REQUEST", "Challenge", "ENCRYPT_ALGORITHMS", "OpenerKey", "opener_key", "INFO_CHALLENGE", "INFO_RECOVERY", "INFO_REQUEST",
            "KEY_ID_SIZE", "Kind", "LogEntry", "LogOp", "MAIL_TOKEN_LENGTH", "MAX_BACKUP",
            "MAX_PAYLOAD", "NONCE_SIZE", "REQUEST_ID_SIZE", "Request", "SIGNED_KINDS",
            "TOKEN_KINDS", "TOKEN_SIZE", "UPDATE_DATA", "address_fields", "key_id_bytes",

@@ -10,8 +10,8 @@ one update-log entry, `Change.log_entry`), then tells the registry with
 of keys whose owner did not answer. The registered state is plain data
 (`Registry.registrations`, rebuilt from the update log with `apply`).
 
-The rules (docs/protocol.md 8E): one X25519 encryption key and one
-Ed25519 signing key per address; a key at one address only, across every
+The rules (docs/protocol.md 8E): one encryption key (X25519 or
+mlkem768x25519) and one Ed25519 signing key per address; a key at one address only, across every
 zone of the registry; every challenge and token single-use and expiring;
 pending requests bounded per address and in total; requests accepted once
 within their time window; the same answer whether or not an address is
@@ -36,7 +36,7 @@ from ..protocol.records import ADDR, KEY, KeyAlgorithm, KeyFlag
 from ..protocol.tsig import DEFAULT_FUDGE, ExpiringSet
 from ..protocol.tsig import MAX_REPLAY_ENTRIES as TSIG_MAX_REPLAY_ENTRIES
 from .defaults import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
-from .messages import REQUEST_ID_SIZE, TOKEN_SIZE, Answer, AnswerKind, Challenge, Kind, LogEntry, LogOp, Request, key_id_bytes, mail_token_text, make_challenge, open_request, seal_backup
+from .messages import ENCRYPT_ALGORITHMS, REQUEST_ID_SIZE, TOKEN_SIZE, Answer, AnswerKind, Challenge, Kind, LogEntry, LogOp, Request, key_id_bytes, mail_token_text, make_challenge, open_request, seal_backup
 
 #: Pending requests (challenges and tokens not yet answered) of one address:
 #: a few retries by the owner, while a flood for one address stays small.
@@ -97,7 +97,7 @@ class Registration:
 class ChallengeMail:
     """Mail `address` a challenge: the person reads `purpose`, `added`,
     `replaced` and `expires`; the tool reads `attachment` (sealed to the
-    owner's X25519 key, signed by the registry)."""
+    owner's encryption key, signed by the registry)."""
 
     zone: Name
     address: Name
@@ -552,11 +552,11 @@ def _registered(key: KEY) -> KEY:
 
 
 def _pair(keys: tuple[KEY, ...]) -> tuple[KEY, KEY]:
-    """The (X25519, Ed25519) pair of a PUBLISH entry."""
-    encrypt = [key for key in keys if key.algorithm == KeyAlgorithm.X25519]
+    """The (encryption, Ed25519) pair of a PUBLISH entry."""
+    encrypt = [key for key in keys if key.algorithm in ENCRYPT_ALGORITHMS]
     sign = [key for key in keys if key.algorithm == KeyAlgorithm.ED25519]
     if len(encrypt) != 1 or len(sign) != 1 or len(keys) != 2:
-        raise Refused("a registration is one X25519 and one Ed25519 key")
+        raise Refused("a registration is one X25519 or mlkem768x25519 key and one Ed25519 key")
     return encrypt[0], sign[0]
 
 
