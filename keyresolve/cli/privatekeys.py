@@ -127,10 +127,16 @@ def load_keys(keys_dir: Path, passphrase: PassphraseSource, *, address: str | No
     for algorithm, path in files:
         _load_one(own, algorithm, path, passphrase, f"the keys of {owner} in {keys_dir}")
     if own.unencrypted:
-        (warn or _warn)(f"warning: {len(own.unencrypted)} private key file"
-                        f"{'s are' if len(own.unencrypted) > 1 else ' is'} not encrypted "
-                        f"in {keys_dir} (keygen --passphrase writes encrypted ones)")
+        warn_unencrypted(len(own.unencrypted), keys_dir, warn)
     return own
+
+
+def warn_unencrypted(count: int, keys_dir: Path,
+                     warn: Callable[[str], None] | None = None) -> None:
+    """Tell the user (one line on stderr by default) that `count` private
+    key files of `keys_dir` are not encrypted: they still load."""
+    (warn or _warn)(f"warning: {count} private key file{'s are' if count > 1 else ' is'} not "
+                    f"encrypted in {keys_dir} (keygen --passphrase writes encrypted ones)")
 
 
 def _warn(line: str) -> None:
@@ -181,5 +187,5 @@ def _public_only(pem: bytes, algorithm: KeyAlgorithm) -> bytes:
     return public
 
 
-__all__ = ["MAX_KEY_FILE", "MAX_PASSPHRASE_FILE", "OwnKeys", "PassphraseSource", "key_files",
+__all__ = ["warn_unencrypted", "MAX_KEY_FILE", "MAX_PASSPHRASE_FILE", "OwnKeys", "PassphraseSource", "key_files",
            "load_keys", "read_passphrase_file"]

@@ -47,7 +47,8 @@ from ..files.private import read_private
 from ..registry.mails import MAX_MAIL_BYTES, MailError, attachment_from_mail
 from . import exitcodes
 from .commands import main, run_trio
-from .privatekeys import MAX_KEY_FILE, PassphraseSource, key_files, read_passphrase_file
+from .privatekeys import (MAX_KEY_FILE, PassphraseSource, key_files, read_passphrase_file,
+                          warn_unencrypted)
 
 # -- exit statuses (cli/exitcodes.py, shared with the other client commands) --------
 EXIT_ERROR = exitcodes.EXIT_ERROR
@@ -205,6 +206,7 @@ def load_owner_keys(keys_dir: Path, address: Name | None = None,
         raise Failure(f"{keys_dir} holds both an x25519 and an mlkem768x25519 private key of "
                       f"{owner}: keep the one to register in the directory", EXIT_KEYS)
     found: dict[KeyAlgorithm, object] = {}
+    unencrypted = 0
     for algorithm in (encryption[0] if encryption else KeyAlgorithm.X25519,
                       KeyAlgorithm.ED25519):
         paths = [path for a, path in files if a == algorithm]
@@ -215,6 +217,8 @@ def load_owner_keys(keys_dir: Path, address: Name | None = None,
             data = read_private(paths[0], MAX_KEY_FILE, "private key file")
             if keyfile.is_encrypted(data):
                 data = keyfile.decrypt(data, source.get(f"the keys of {owner} in {keys_dir}"))
+            else:
+                unencrypted += 1
             found[algorithm] = _private_key(data, algorithm, paths[0])
         except WrongPassphrase:
             raise Failure(f"wrong passphrase for {paths[0]}", EXIT_PASSPHRASE) from None
@@ -222,6 +226,8 @@ def load_owner_keys(keys_dir: Path, address: Name | None = None,
             raise Failure(str(exc), EXIT_KEYS) from None
         except (ValueError, TypeError, SealError, serialization.UnsupportedAlgorithm):
             raise Failure(f"{paths[0]} is not a private key file", EXIT_KEYS) from None
+    if unencrypted:
+        warn_unencrypted(unencrypted, keys_dir)  # they load, as for every command
     encrypt, sign = found.values()
     assert isinstance(encrypt, X25519PrivateKey | hpke.HybridPrivateKey)
     assert isinstance(sign, Ed25519PrivateKey)
