@@ -319,10 +319,17 @@ def test_writer_delta_errors_keep_the_zone(store):
     writer.delete(Record(N("user1@example.com."), RType.KEY, 300, key_rdata(1)))
     with pytest.raises(FormError, match="do not have"):
         writer.delete(Record(N("user1@example.com."), RType.KEY, 300, key_rdata(1)))
-    with pytest.raises(FormError, match="SOA"):
-        writer.add(soa(11))
-    with pytest.raises(FormError, match="outside"):
-        writer.add(Record(N("a@example.org."), RType.KEY, 300, key_rdata(1)))
+    for misuse, match in [(lambda: writer.add(soa(11)), "SOA"),
+                          (lambda: writer.add(Record(N("a@example.org."), RType.KEY, 300,
+                                                     key_rdata(1))), "outside"),
+                          (lambda: writer.commit(Record(N("user2@example.com."), RType.KEY, 300,
+                                                       key_rdata(1))), "zone's SOA"),
+                          (lambda: writer.commit(soa(11)), "without additions' SOA")]:
+        # Our misuse (the transfer reader checks a peer's records first):
+        # StoreError, our side, not a peer's FORMERR.
+        with pytest.raises(StoreError, match=match) as info:
+            misuse()
+        assert not isinstance(info.value, FormError) and info.value.remote is False
     writer.abort()
     writer.abort()
     assert _records(store) == list(vs[0].records())

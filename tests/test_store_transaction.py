@@ -113,11 +113,11 @@ def test_refused_changes(store):
             txn.add(key("user1", 1))  # held already
         with pytest.raises(FormError):
             txn.delete(key("user1", 99))  # not held
-        with pytest.raises(FormError, match="SOA"):
+        with pytest.raises(StoreError, match="SOA"):
             txn.add(soa(12))
-        with pytest.raises(FormError, match="outside"):
+        with pytest.raises(StoreError, match="outside"):
             txn.add(Record(N("a@example.org."), RType.KEY, 300, key_rdata(1)))
-        with pytest.raises(FormError, match="owner"):
+        with pytest.raises(StoreError, match="owner"):
             txn.replace_node(N("user1@example.com."), [key("user2", 5)])
         with pytest.raises(StoreError, match="bytes"):
             txn.log_update("text")  # type: ignore[arg-type]
@@ -295,3 +295,19 @@ def test_transactions_equal_the_reference_and_the_journal_replays(transactions):
             messages = round_trip(OutboundTransfer(ixfr_query(10), snap.get_zone(ORIGIN)))
         assert _apply(messages, Inbound(ORIGIN, RType.IXFR, 10, writer))
         assert contents(writer.zone) == contents(zone_v(serial, model))
+
+
+def test_misuse_of_a_transaction_is_our_error_not_a_peers(store):
+    """An SOA added, a name outside the zone, a record of another owner, a
+    commit without the zone's SOA: our own misuse, StoreError (our side),
+    never the FORMERR of a peer's malformed message."""
+    misuses = [lambda txn: txn.add(soa(12)), lambda txn: txn.delete(soa(10)),
+               lambda txn: txn.add(Record(N("a@example.org."), RType.KEY, 300, key_rdata(1))),
+               lambda txn: txn.replace_node(N("user1@example.com."), [key("user2", 5)]),
+               lambda txn: txn.commit(key("user1", 1)),
+               lambda txn: txn.commit(soa(12, N("example.org.")))]
+    for misuse in misuses:
+        with store.begin(ORIGIN) as txn:
+            with pytest.raises(StoreError) as info:
+                misuse(txn)
+            assert not isinstance(info.value, FormError) and info.value.remote is False

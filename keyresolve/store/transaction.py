@@ -33,7 +33,7 @@ import msgpack
 
 from ..authority.xfr import node_add, node_delete
 from ..protocol.codes import RType
-from ..protocol.errors import FormError, StoreError
+from ..protocol.errors import StoreError
 from ..protocol.names import Name
 from ..protocol.records import SOA, Record
 from ..protocol.serial import SERIAL_POLICIES, next_serial, serial_gt
@@ -198,7 +198,7 @@ class ZoneTransaction:
     def _node_key(self, name: Name) -> bytes:
         key = name.store_key()
         if not key.startswith(self._origin_key):  # keys end labels with \0: exact test
-            raise FormError(f"{name} is outside zone {self.origin}")
+            raise StoreError(f"{name} is outside zone {self.origin}")
         return self._prefix + key[len(self._origin_key):]
 
     def _load(self, name: Name) -> Node:
@@ -227,7 +227,7 @@ class ZoneTransaction:
     @staticmethod
     def _no_soa(record: Record) -> None:
         if record.rtype == RType.SOA:
-            raise FormError("SOA records are set by commit, not added or removed")
+            raise StoreError("SOA records are set by commit, not added or removed")
 
     # -- changes ---------------------------------------------------------------
     @translate
@@ -245,15 +245,18 @@ class ZoneTransaction:
 
     @translate
     def add(self, record: Record) -> None:
-        """Add one record (FormError if the zone holds it already; the RRset
-        takes its TTL, RFC 2181 5.2)."""
+        """Add one record (FormError if the zone holds it already: a delta
+        made against other data than ours, `xfr.node_add`; the RRset takes its
+        TTL, RFC 2181 5.2). StoreError for an SOA or a name outside the zone."""
         self._no_soa(record)
         node_add(self._load(record.name), record, strict=True)
         self._records += 1
 
     @translate
     def delete(self, record: Record) -> None:
-        """Remove one record (FormError if the zone does not hold it)."""
+        """Remove one record (FormError if the zone does not hold it: a delta
+        made against other data than ours, `xfr.node_delete`). StoreError for
+        an SOA or a name outside the zone."""
         self._no_soa(record)
         node_delete(self._load(record.name), record)
         self._records -= 1
@@ -266,7 +269,7 @@ class ZoneTransaction:
         for record in records:
             self._no_soa(record)
             if record.name != owner:
-                raise FormError(f"{record.name} is not the owner {owner}")
+                raise StoreError(f"{record.name} is not the owner {owner}")
             node_add(new, record, strict=False)
         node = self._load(owner)
         if RType.SOA in node:
@@ -339,7 +342,7 @@ class ZoneTransaction:
                 new_soa = dataclasses.replace(
                     self._soa, rdata=dataclasses.replace(self._soa.rdata, serial=serial))
             elif new_soa.rtype != RType.SOA or new_soa.name != self.origin:
-                raise FormError("commit needs the zone's SOA")
+                raise StoreError("commit needs the zone's SOA")
             apex = self._load(self.origin)
             if RType.SOA not in apex:
                 self._records += 1

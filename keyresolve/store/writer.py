@@ -157,6 +157,9 @@ class ZoneWriter:
                 raise
             if delta.info.serial != soa_serial(old_soa):
                 delta.abort()  # nothing begun: release the write lock
+                # The peer's delta, made against other data than ours (the
+                # zone changed since the IXFR was asked): the secondary then
+                # transfers the zone in full.
                 raise FormError(f"delta starts at serial {soa_serial(old_soa)}, "
                                 f"zone {self.origin} is at {delta.info.serial}")
             self._delta = delta
@@ -164,7 +167,7 @@ class ZoneWriter:
             delta = self._live_delta()
             old, new = self._steps[-1]
             if new is None:
-                raise FormError("a delta step without additions' SOA")
+                raise StoreError("a delta step without additions' SOA")
             delta.mark_step(old, new)
         self._steps.append([old_soa, None])
 
@@ -178,11 +181,11 @@ class ZoneWriter:
 
     def _load(self, record: Record) -> Node:
         if record.rtype == RType.SOA:
-            raise FormError("SOA records are set by commit, not added or removed")
+            raise StoreError("SOA records are set by commit, not added or removed")
         txn = self._live()
         name_key = record.name.store_key()
         if not name_key.startswith(self._origin_key):
-            raise FormError(f"{record.name} is outside zone {self.origin}")
+            raise StoreError(f"{record.name} is outside zone {self.origin}")
         key = self._nodes + name_key[len(self._origin_key):]
         if key == self._key and self._packed is not None:
             self._node = decode_node(self._packed_value())  # other records join it
@@ -295,7 +298,7 @@ class ZoneWriter:
                 self._live()
             else:
                 self._live_delta()
-            raise FormError("commit needs the zone's SOA")
+            raise StoreError("commit needs the zone's SOA")
         if not self._full:
             self._commit_delta(soa)
             return
@@ -333,7 +336,7 @@ class ZoneWriter:
         delta = self._live_delta()
         old, new = self._steps[-1]
         if new is None:
-            raise FormError("a delta step without additions' SOA")
+            raise StoreError("a delta step without additions' SOA")
         delta.mark_step(old, new)
         delta.meta = self._transfer_meta()
         self._delta = None
