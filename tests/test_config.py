@@ -98,6 +98,21 @@ def test_errors_name_file_and_key(tmp_path, body, key):
     assert str(info.value).startswith(str(path)) and key in str(info.value)
 
 
+@pytest.mark.parametrize("value", ["[]", '["xfer"]'])
+def test_allow_update_is_refused_naming_what_to_use(tmp_path, value):
+    """UPDATE is the registry's: the old setting stops the start with one
+    line naming it and saying what to use instead, empty or not."""
+    path = tmp_path / "c.toml"
+    path.write_text('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n'
+                    '[keys.xfer]\nalgorithm = "hmac-sha256"\nsecret = "' + "A" * 44 + '"\n'
+                    f'[[zones]]\nname = "a"\nfile = "x"\nallow_update = {value}\n')
+    with pytest.raises(ConfigError) as info:
+        load_serve_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: zones[0].allow_update: ") and "\n" not in message
+    assert "registration = true" in message and "[registry]" in message
+
+
 def test_limits_default_and_set(tmp_path):
     path = tmp_path / "serve.toml"
     path.write_text('listen = ["127.0.0.1:1"]\ndata_dir = "d"\n')

@@ -48,7 +48,7 @@ def _zone(kind: str, require_signed: bool) -> ZoneConfig | None:
     secondary' (neither: unsigned NOTIFY from a primary)."""
     if kind == "none":
         return None
-    lists = dict(allow_transfer=[TRANSFER_KEY], allow_update=[UPDATE_KEY],
+    lists = dict(allow_transfer=[TRANSFER_KEY],
                  require_signed=require_signed)
     if kind in ("primary", "registry primary"):
         return ZoneConfig(name=n("example.com."), allow_notify=[NOTIFY_KEY],

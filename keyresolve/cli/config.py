@@ -45,10 +45,10 @@ class ZoneConfig:
 
     name: Name
     file: Path | None = None
-    #: Key names allowed to transfer, NOTIFY and (later) UPDATE this zone.
+    #: Key names allowed to transfer and NOTIFY this zone (UPDATE is the
+    #: registry's: `registration`).
     allow_transfer: list[Name] = field(default_factory=list)
     allow_notify: list[Name] = field(default_factory=list)
-    allow_update: list[Name] = field(default_factory=list)
     #: Refuse unsigned queries for names in this zone.
     require_signed: bool = False
     #: A secondary zone's primaries, tried in order (empty: a primary zone).
@@ -440,7 +440,9 @@ def load_serve_config(path: str | Path) -> ServeConfig:
             zone.notify = table.endpoints("notify", allow_zero=False)
         zone.allow_transfer = table.key_names("allow_transfer", config.keys)
         zone.allow_notify = table.key_names("allow_notify", config.keys)
-        zone.allow_update = table.key_names("allow_update", config.keys)
+        if "allow_update" in table.data:
+            raise ConfigError(f"{path}: zones[{i}].allow_update: no longer read: UPDATE is the "
+                              "registry's, set registration = true and a [registry] section")
         _default_notify_key(zone, f"{path}: zones[{i}]")
         zone.require_signed = table.get("require_signed", bool, False)
         zone.include_dirs = _include_dirs(table, base)
