@@ -19,9 +19,10 @@ from keyresolve.authority import fastpath
 from keyresolve.authority.answer import answer
 from keyresolve.protocol.codes import Rcode, RType
 from keyresolve.protocol.errors import KeyresolveError
-from keyresolve.protocol.message import (DEFAULT_UDP_SIZE, FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_SG,
-                                FLAG_TC, OPCODE_SHIFT, VERSION, Message, Signature,
-                                max_response_size)
+from keyresolve.protocol.message import (BODY_ARRAY, DEFAULT_UDP_SIZE, EMPTY_SECTION, FIXARRAY,
+                                         FLAG_AA, FLAG_QR, FLAG_RA, FLAG_RD, FLAG_SG, FLAG_TC,
+                                         OPCODE_SHIFT, QUESTION_ARRAY, VERSION, Message, Signature,
+                                         header_tail, make_query, max_response_size)
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import ADDR, ALIAS, KEY, NS, KeyAlgorithm, KeyUsage, Record
 from keyresolve.store.zones import Store
@@ -445,6 +446,29 @@ ANSWER = [
 @pytest.mark.parametrize("data", [d for _, d in ANSWER], ids=[label for label, _ in ANSWER])
 def test_the_fast_path_answers_exactly_as_the_full_path(snap, lookup, data):
     assert check(data, snap, lookup) is not None
+
+
+@pytest.mark.parametrize("rd", [False, True])
+@pytest.mark.parametrize(("name", "rcode"), [("alice@example.com.", Rcode.NOERROR),
+                                             ("nobody@example.com.", Rcode.NXDOMAIN)])
+def test_the_layout_the_fast_path_takes_and_writes_is_message_pys(snap, rd, name, rcode):
+    """A query as message.py encodes it is taken, and the answer's bytes
+    are message.py's: its header and body arrays (`header_tail`,
+    `BODY_ARRAY`, `QUESTION_ARRAY`, `EMPTY_SECTION`), as the full path
+    encodes them."""
+    query = make_query(N(name), RType.KEY, msg_id=0x4242, rd=rd).to_wire()
+    assert query[2:8] == (header_tail(FLAG_RD if rd else 0) + BODY_ARRAY + QUESTION_ARRAY)
+    fast = check(query, snap, ("negative", _negative(snap)))
+    assert fast is not None
+    flags = FLAG_QR | FLAG_AA | (FLAG_RD if rd else 0)
+    assert fast[:7] == b"\x42\x42" + header_tail(flags, rcode) + BODY_ARRAY
+    assert fast[7:8] == QUESTION_ARRAY
+    additional_and_size = EMPTY_SECTION + msgpack.packb(DEFAULT_UDP_SIZE)
+    assert fast.endswith(additional_and_size)
+    if rcode == Rcode.NXDOMAIN:
+        assert EMPTY_SECTION + FIXARRAY[1] in fast  # no answer, the SOA in authority
+    else:
+        assert fast.endswith(EMPTY_SECTION + additional_and_size)  # no authority
 
 
 def test_medium_needs_more_than_512_and_fits_1232():

@@ -15,6 +15,7 @@ from keyresolve.protocol import names as names_module
 from keyresolve.protocol.codes import Opcode, Rcode, RType
 from keyresolve.protocol.errors import (BadVersion, FormError, KeyresolveError, NotImplementedOpcode,
                                ProtocolError)
+from keyresolve.protocol.message import (BODY_ARRAY, EMPTY_SECTION, QUESTION_ARRAY, header_tail)
 from keyresolve.protocol.message import (DEFAULT_UDP_SIZE, MAX_MESSAGE, FrameReader, Message, Question,
                                 Signature, array_header, error_response_wire, frame, is_response, make_query,
                                 make_response, max_response_size, peek_id)
@@ -737,3 +738,23 @@ def test_a_notimp_response_to_an_unknown_opcode_decodes(opcode):
     assert (reply.id, reply.qr, reply.opcode, reply.rd, reply.rcode) == (
         0x4242, True, opcode, True, Rcode.NOTIMP)
     assert reply.question is None
+
+
+@pytest.mark.parametrize("rcode", [Rcode.NOERROR, Rcode.NXDOMAIN, Rcode.REFUSED, Rcode.BADSIG])
+@pytest.mark.parametrize(("qr", "aa", "rd", "tc", "opcode"),
+                         [(False, False, False, False, Opcode.QUERY),
+                          (False, False, True, False, Opcode.QUERY),
+                          (True, True, False, False, Opcode.QUERY),
+                          (True, True, True, True, Opcode.NOTIFY)])
+def test_the_named_layout_bytes_are_what_encode_writes(rcode, qr, aa, rd, tc, opcode):
+    """`header_tail`, `BODY_ARRAY`, `QUESTION_ARRAY` and `EMPTY_SECTION`
+    (for code that matches or splices messages as bytes) are the bytes
+    `encode_unsigned` writes."""
+    msg = Message(id=0xABCD, opcode=opcode, qr=qr, aa=aa, rd=rd, tc=tc, rcode=rcode,
+                  question=Question(Name.from_text("a@example.com."), RType.KEY))
+    data = msg.encode_unsigned()
+    assert data[:2] == b"\xab\xcd" and data[2:6] == header_tail(msg.flags_word(), rcode)
+    assert data[6:7] == BODY_ARRAY and data[7:8] == QUESTION_ARRAY
+    assert data.endswith(EMPTY_SECTION * 3 + msgpack.packb(DEFAULT_UDP_SIZE))
+    assert msgpack.unpackb(data[6:]) == [["a@example.com.", RType.KEY], [], [], [],
+                                         DEFAULT_UDP_SIZE]

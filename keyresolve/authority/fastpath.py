@@ -15,9 +15,11 @@ msgpack encodings (what every encoder writes) of the one layout
 
     95 92 <name: fixstr or str8> <type: fixint> 90 90 90 <udp_size>
 
-(udp_size, which is not echoed, may be a fixint, uint8 or uint16), so the
-question can be echoed byte for byte, and splices the stored rdata
-into the answer. That relies on stored nodes being `nodes.encode_node`'s
+(the header, the body's and the question's arrays and the empty sections
+are message.py's `header_tail`, `BODY_ARRAY`, `QUESTION_ARRAY` and
+`EMPTY_SECTION`; udp_size, which is not echoed, may be a fixint, uint8 or
+uint16), so the question can be echoed byte for byte, and splices the
+stored rdata into the answer. That relies on stored nodes being `nodes.encode_node`'s
 output (msgpack.packb of canonical values): re-encoding the decoded values,
 as the full path does, gives the same bytes.
 """
@@ -30,10 +32,11 @@ from collections.abc import Callable
 import msgpack
 
 from .answer import negative_soa
-from ..protocol.codes import RType
+from ..protocol.codes import Rcode, RType
 from ..protocol.errors import InvalidName
 from ..protocol.grammar import LABEL, LOCAL
-from ..protocol.message import DEFAULT_UDP_SIZE, MIN_UDP_SIZE, VERSION
+from ..protocol.message import (BODY_ARRAY, DEFAULT_UDP_SIZE, EMPTY_SECTION, FLAG_AA, FLAG_QR,
+                                FLAG_RD, MIN_UDP_SIZE, QUESTION_ARRAY, header_tail)
 from ..protocol.names import MAX_LOCAL, MAX_NAME, Name
 from ..zonedata.nodes import (BIN8, ENTRY, FIXARRAY_BASE, KEY_RDATA, ONE_ENTRY, ONE_RDATA,
                               RDATAS_AT, skip)
@@ -50,6 +53,10 @@ _DOMAIN = re.compile(rf"(?:{LABEL}\.)+\Z".encode("ascii"))
 #: byte is its value); ANY, ALIAS and transfers need the full path.
 _FAST_TYPES = frozenset(int(t) for t in (RType.KEY, RType.ADDR, RType.NS, RType.SOA))
 _TYPE_BYTES = b"".join(re.escape(bytes((t,))) for t in sorted(_FAST_TYPES))
+#: The query's header bytes 2-5 without and with RD (message.header_tail):
+#: they differ only in the first, RD's byte, whose value (0 or 1) indexes
+#: the response heads below.
+_QUERY_HEADS = (header_tail(0), header_tail(FLAG_RD))
 #: The one query layout taken here, whole (see the module docstring), in one
 #: match: header bytes 2-7 (the id is free; flags none or RD only: QR,
 #: opcode QUERY = 0, AA, TC, RA, Z, SG and the rcode clear; version; an
@@ -59,22 +66,25 @@ _TYPE_BYTES = b"".join(re.escape(bytes((t,))) for t in sorted(_FAST_TYPES))
 #: type; three empty sections; the UDP size as a positive fixint, uint8 or
 #: uint16. `answer` checks the length the name's header states.
 _QUERY = re.compile(
-    rb"..[\x00\x01]\x00" + re.escape(bytes((VERSION, 0, 0x95, 0x92)))
+    rb"..[" + re.escape(bytes((_QUERY_HEADS[0][0], _QUERY_HEADS[1][0]))) + rb"]"
+    + re.escape(_QUERY_HEADS[0][1:] + BODY_ARRAY + QUESTION_ARRAY)
     + rb"([\xa0-\xbf]|\xd9[\x20-\xff])(" + _LOCAL + rb")@([^" + _TYPE_BYTES
-    + rb"]+)([" + _TYPE_BYTES + rb"])\x90\x90\x90([\x00-\x7f]|\xcc.|\xcd..)\Z",
+    + rb"]+)([" + _TYPE_BYTES + rb"])" + re.escape(EMPTY_SECTION * 3)
+    + rb"([\x00-\x7f]|\xcc.|\xcd..)\Z",
     re.DOTALL).match
 #: Domains whose route a `Responder` remembers (a handful in practice).
 #: Bounds the memory hostile queries for made-up domains can take; past it,
 #: start over.
 MAX_CACHED_DOMAINS = 4096
 
-#: Response header bytes 2-7 (flags QR|AA, without and with RD; version 1;
-#: rcode 0) and the body's array of 5.
-_RESPONSE_HEAD = (bytes((0x84, 0, VERSION, 0, 0x95)), bytes((0x85, 0, VERSION, 0, 0x95)))
-_TAIL = b"\x90\x90" + msgpack.packb(DEFAULT_UDP_SIZE)  # empty authority, additional
-#: The same for NXDOMAIN (rcode 3): an empty answer, then the SOA in authority.
-_NXDOMAIN_HEAD = (bytes((0x84, 3, VERSION, 0, 0x95)), bytes((0x85, 3, VERSION, 0, 0x95)))
-_NEGATIVE_TAIL = b"\x90" + msgpack.packb(DEFAULT_UDP_SIZE)  # empty additional
+#: Response header bytes 2-6: flags QR|AA, without and with RD (indexed by
+#: the query's RD byte); the version; rcode NOERROR; the body's array of 5.
+_RESPONSE_HEAD = tuple(header_tail(FLAG_QR | FLAG_AA | rd) + BODY_ARRAY for rd in (0, FLAG_RD))
+_TAIL = EMPTY_SECTION * 2 + msgpack.packb(DEFAULT_UDP_SIZE)  # empty authority, additional
+#: The same for NXDOMAIN: an empty answer, then the SOA in authority.
+_NXDOMAIN_HEAD = tuple(header_tail(FLAG_QR | FLAG_AA | rd, Rcode.NXDOMAIN) + BODY_ARRAY
+                       for rd in (0, FLAG_RD))
+_NEGATIVE_TAIL = EMPTY_SECTION + msgpack.packb(DEFAULT_UDP_SIZE)  # empty additional
 _ALIAS = int(RType.ALIAS)  # a plain int: faster to compare than the enum member
 #: `nodes`' pieces under this module's own names, as the hot code below
 #: reads them (measured ~4 % faster per answer than reading the imported
@@ -90,7 +100,7 @@ _ARRAYS = FIXARRAY  # fixarray headers
 _skip = skip
 _RECORD = FIXARRAY[4]  # an answer record: [name, rtype, ttl, rdata]
 _ONE_RECORD = FIXARRAY[1] + _RECORD  # an answer section of that one record
-_NO_ANSWER = FIXARRAY[0] + FIXARRAY[1]  # an empty answer, one authority record (the SOA)
+_NO_ANSWER = EMPTY_SECTION + FIXARRAY[1]  # an empty answer, one authority record (the SOA)
 _TWO_RECORDS = FIXARRAY[2]
 
 #: Responses a `Responder` caches. One costs ~300 bytes (query key,

@@ -68,6 +68,25 @@ FLAG_Z = 0x0060  # must be zero
 FLAG_SG = 0x0010
 OPCODE_SHIFT = 11
 
+# The layout's bytes as `encode_unsigned` writes them (msgpack's shortest
+# forms), named for code that matches or splices messages as bytes
+# (authority.fastpath) instead of building a Message.
+#: The body's header: a msgpack array of 5 [question, answer, authority,
+#: additional, udp_size].
+BODY_ARRAY = FIXARRAY[5]
+#: A question's header: a msgpack array of 2 [name, type].
+QUESTION_ARRAY = FIXARRAY[2]
+#: An empty answer, authority or additional section: a msgpack array of 0.
+EMPTY_SECTION = FIXARRAY[0]
+
+
+def header_tail(flags: int, rcode: int = 0) -> bytes:
+    """Header bytes 2-5, what follows the id, as `encode_unsigned` writes
+    them for the flags word `flags` (FLAG_* and the opcode; SG included)
+    and the full `rcode`: the flags word with the rcode's low 4 bits,
+    VERSION, the rcode's high bits."""
+    return HEADER.pack(0, flags | (rcode & 0xF), VERSION, (rcode >> 4) & 0xFF)[2:]
+
 _KNOWN_OPCODES = frozenset(int(o) for o in Opcode)
 
 
@@ -234,7 +253,7 @@ class Message:
         if self.answer:
             raise ValueError("a message has answer records or a packed answer, not both")
         # The bytes msgpack.packb would give for the same body.
-        return b"".join((header, _ARRAY_OF_5, msgpack.packb(question),
+        return b"".join((header, BODY_ARRAY, msgpack.packb(question),
                          array_header(len(self.packed_answer)), *self.packed_answer,
                          msgpack.packb(authority), msgpack.packb(additional),
                          msgpack.packb(self.udp_size)))
@@ -310,9 +329,6 @@ class Message:
         return (f"id={self.id} opcode={opcode_to_text(self.opcode)} "
                 f"rcode={rcode_to_text(self.rcode)} flags={','.join(self.flags_text)} "
                 f"q={self.question}")
-
-
-_ARRAY_OF_5 = b"\x95"  # msgpack fixarray header of the 5-element body
 
 
 def _unpack(data: bytes) -> Any:
