@@ -258,6 +258,28 @@ def test_keyring_add_refuses_bad_input_in_one_line_each(tmp_path):
         no_traceback(done)
 
 
+def test_keyring_add_refuses_an_include_in_one_clear_line(tmp_path):
+    """keyring add FILE reads FILE alone: an $INCLUDE in it is refused unread
+    (even of a file that holds the address's key), in one line naming it."""
+    line = "dave@example.com. KEY x25519 encrypt oX85u095Pdmoz7V5B7g7PC2SGFpuKZOnYRTNxWZNOi0="
+    (tmp_path / "included.zone").write_text(line + "\n")
+    (tmp_path / "keys.zone").write_text(f"$INCLUDE {tmp_path / 'included.zone'}\n")
+    ring = tmp_path / "ring"
+    done = cli("keyring", "add", "dave@example.com", str(tmp_path / "keys.zone"),
+               "--keyring", str(ring))
+    no_traceback(done)
+    assert done.returncode == 1 and done.stdout == ""
+    [error] = done.stderr.splitlines()
+    assert error.startswith(f"keyresolve: {tmp_path / 'keys.zone'}:1: cannot read included "
+                            f"file '{tmp_path / 'included.zone'}': keyring add reads only the "
+                            "file given, not its includes: add the included file itself")
+    assert cli("keyring", "show", "dave@example.com", "--keyring", str(ring)).returncode \
+        == EXIT_NO_KEY
+    added = cli("keyring", "add", "dave@example.com", str(tmp_path / "included.zone"),
+                "--keyring", str(ring))
+    assert added.returncode == 0 and ": new" in added.stdout
+
+
 def test_the_exit_status_table_of_docs_client_md_matches_exitcodes():
     import re
 

@@ -27,6 +27,10 @@ from .privatekeys import PassphraseSource, load_keys
 MAX_ADD_FILE = 1 << 20
 #: TTL assumed for KEY lines `keyring add` reads without one (not kept).
 ADDED_TTL = 3600
+#: Why `keyring add FILE` refuses an $INCLUDE in FILE (it reads that one
+#: file, never another a line in it names), ending the error's one line.
+INCLUDE_REFUSED = ("keyring add reads only the file given, not its includes: "
+                   "add the included file itself")
 #: The ring's directory under the XDG data directory.
 KEYRING_SUBDIR = Path("keyresolve") / "keyring"
 
@@ -167,7 +171,7 @@ def _keys_from_text(mailbox: Name, path: Path) -> list[KEY]:
     # A $TTL so lines without one parse (keygen prints none); the ring keeps no TTL
     # for added keys. Its line is taken off the line numbers of errors.
     reader = ZoneReader(None, domain, text=f"$TTL {ADDED_TTL} " + "\n" + text + "\n",
-                        filename=filename)
+                        filename=filename, no_access=INCLUDE_REFUSED)
     records = [record for record, _, _ in reader]
     if reader.errors:
         raise ZoneErrors([ZoneFileError(e.filename, e.line - 1, e.message)

@@ -174,12 +174,14 @@ class ZoneReader:
     symlinks and ``..`` are resolved; any other is refused unread.
 
     Files are read through `files`; reading `path` needs it, and `text`
-    without it refuses every ``$INCLUDE`` (no file access).
+    without it refuses every ``$INCLUDE`` (no file access), the error
+    ending with `no_access` (why: the caller's words).
     """
 
     def __init__(self, path: str | None, origin: Name | None = None, *,
                  files: Files | None = None, text: str | None = None,
-                 filename: str | None = None, include_dirs: Iterable[str] = ()) -> None:
+                 filename: str | None = None, include_dirs: Iterable[str] = (),
+                 no_access: str = "no file access given") -> None:
         """Read the file at `path`, or `text` (shown as `filename`) if given."""
         if origin is not None and origin.is_mailbox:
             raise InvalidName(f"zone origin {origin} is a mailbox")
@@ -188,6 +190,7 @@ class ZoneReader:
         self.files = files
         self.path = str(path) if path is not None else None  # a str, also in messages
         self.include_dirs = tuple(str(d) for d in include_dirs)
+        self.no_access = no_access
         self._roots: tuple[str, ...] = ()  # real paths includes must lie in; set by __iter__
         self.text = text
         self.filename = filename if filename is not None else (self.path or "<string>")
@@ -361,7 +364,7 @@ class ZoneReader:
             return
         if self.files is None:
             err(fname, lineno, "cannot read included file "
-                f"{excerpt(inc.filename, MAX_PATH_EXCERPT)}: no file access given")
+                f"{excerpt(inc.filename, MAX_PATH_EXCERPT)}: {self.no_access}")
             return
         real = self.files.realpath(path)
         if not inside(real, self._roots):
