@@ -4,6 +4,7 @@ every error class states one, and the decoders of received bytes raise the peer'
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 
 import msgpack
@@ -16,10 +17,10 @@ import keyresolve
 from keyresolve.cli import commands as cli
 from keyresolve.cli.dig import DigUsageError, parse_dig_args
 from keyresolve.protocol import tsig
-from keyresolve.protocol.codes import Rcode, RType
+from keyresolve.protocol.codes import Opcode, Rcode, RType
 from keyresolve.protocol.errors import (FormError, InvalidName, InvalidRecord, KeyresolveError,
-                                        from_peer)
-from keyresolve.protocol.message import HEADER, VERSION, Message, make_query
+                                        ServerFailure, from_peer)
+from keyresolve.protocol.message import HEADER, VERSION, Message, Question, make_query
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import rdata_from_text, rdata_from_wire
 from keyresolve.protocol.tsig import SharedKey
@@ -124,3 +125,82 @@ def test_whatever_a_peer_sends_fails_as_the_peers_error(body):
         Message.from_wire(HEADER.pack(7, 0, VERSION, 0) + body)
     except KeyresolveError as exc:
         assert exc.remote, exc
+
+
+# -- the side decides how a daemon answers and logs an error ------------------------------
+def _raising(exc: Exception):
+    def handler(*_args):
+        raise exc
+    return handler
+
+
+#: What a handler may raise while answering, and (rcode, logged at ERROR):
+#: a peer's error keeps its rcode and is never an ERROR line (a flood of
+#: garbage must not fill the log with errors); one of ours (an invalid name
+#: of our own: a bug) is SERVFAIL, never the FORMERR that blames the peer,
+#: and an ERROR line; ServerFailure is ours but is the answer itself.
+SIDES = {
+    "peer's invalid name": (lambda: from_peer(InvalidName("theirs")), Rcode.FORMERR, False),
+    "peer's malformed message": (lambda: FormError("theirs"), Rcode.FORMERR, False),
+    "our invalid name": (lambda: InvalidName("ours"), Rcode.SERVFAIL, True),
+    "our invalid record": (lambda: InvalidRecord("ours"), Rcode.SERVFAIL, True),
+    "server failure": (lambda: ServerFailure("zone example.com. has expired"), Rcode.SERVFAIL,
+                       False),
+}
+
+
+def _errors(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("case", sorted(SIDES))
+def test_the_authoritative_server_answers_and_logs_by_side(tmp_path, caplog, case):
+    from .test_serve import _handler
+
+    make, rcode, logged = SIDES[case]
+    store, handler = _handler(tmp_path, [])
+    with store:
+        handler._dispatch[Opcode.QUERY] = _raising(make())
+        query = make_query(Name.from_text("alice@example.com."), RType.KEY)
+        with caplog.at_level(logging.INFO):
+            reply = Message.from_wire(handler.handle(query.to_wire(), ("192.0.2.7", 5), False))
+    assert reply.rcode == rcode
+    assert bool(_errors(caplog)) == logged, caplog.text
+
+
+@pytest.mark.parametrize("case", sorted(SIDES))
+def test_the_resolver_answers_and_logs_by_side(caplog, case):
+    from .test_rcode_rules import _recursing_resolver
+
+    make, rcode, logged = SIDES[case]
+    server = _recursing_resolver()
+    server._finish = _raising(make())
+    query = make_query(Name.from_text("alice@example.com."), RType.KEY, rd=True)
+    with caplog.at_level(logging.INFO):
+        reply = Message.from_wire(server.handle(query.to_wire(), ("192.0.2.7", 5), False))
+    assert reply.rcode == rcode
+    assert bool(_errors(caplog)) == logged, caplog.text
+
+
+@pytest.mark.parametrize("case", sorted(SIDES))
+def test_the_registry_answers_and_logs_by_side(caplog, case):
+    from types import SimpleNamespace
+
+    import trio
+
+    from keyresolve.daemons.registryd import RegistryService
+    from keyresolve.net.faultlog import FaultLog
+
+    make, rcode, logged = SIDES[case]
+    exc = make()
+
+    async def _handle(*_args):
+        raise exc
+
+    service = SimpleNamespace(_handle=_handle, faults=FaultLog(logging.getLogger("t")))
+    query = Message(id=7, opcode=Opcode.UPDATE,
+                    question=Question(Name.from_text("example.com."), RType.SOA))
+    with caplog.at_level(logging.INFO):
+        reply = trio.run(RegistryService.handle, service, query, ("192.0.2.7", 5))
+    assert reply.rcode == rcode
+    assert bool(_errors(caplog)) == logged, caplog.text

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..protocol import tsig
 from ..protocol.codes import Rcode
 from ..protocol.errors import (BadKey, BadSignature, BadTime, KeyresolveError, NotAuth, ProtocolError,
-                      Refused)
+                      Refused, ServerFailure)
 from ..protocol.message import Message, error_response_wire, make_response
 from ..net.faultlog import FaultLog
 from ..protocol.tsig import SharedKey, SharedKeys, ReplayGuard
@@ -57,6 +57,19 @@ def accept_request(data: bytes, peer: tuple, keyring: SharedKeys, faults: FaultL
                              request_mac=query.signature.mac,
                              fudge=tsig.window(query.signature.fudge, max_fudge))
     return query, key, now
+
+
+def our_failure(exc: ProtocolError) -> bool:
+    """Whether `exc`, raised while answering a request, is a failure of our
+    own side (`remote` False: a name or record of ours that is invalid, a
+    bug), answered SERVFAIL and logged at ERROR, rather than the rcode it
+    carries (an invalid name's FORMERR would blame the peer). ServerFailure
+    is ours too but is itself the answer (an expired zone), logged where the
+    state changed. A peer's error (`remote`) is answered with its rcode and
+    logged, if at all, at INFO or WARNING through the fault log: a peer's
+    garbage is no fault of ours, and a flood of it must not fill the log with
+    errors."""
+    return not exc.remote and not isinstance(exc, ServerFailure)
 
 
 @contextlib.contextmanager

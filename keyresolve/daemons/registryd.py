@@ -59,6 +59,7 @@ from ..registry.state import (Change, ChallengeMail, Limits, Mail, NoticeMail, R
 from ..files.private import read_private
 from ..store.mailqueue import MailQueue
 from ..store.zones import Store
+from .common import our_failure
 
 log = logging.getLogger("keyresolve.registry")
 
@@ -402,10 +403,13 @@ class RegistryService:
         try:
             return await self._handle(query, peer)
         except ProtocolError as exc:
-            if isinstance(exc, Refused):
-                self.faults.info("registry refused", "registry: refused an UPDATE from %s: %s",
-                                 peer[0], exc)
-            return make_update_answer(query, None, exc.rcode)
+            if our_failure(exc):
+                log.exception("registry: UPDATE from %s failed", peer[0])
+            else:
+                if isinstance(exc, Refused):
+                    self.faults.info("registry refused",
+                                     "registry: refused an UPDATE from %s: %s", peer[0], exc)
+                return make_update_answer(query, None, exc.rcode)
         except KeyresolveError as exc:
             log.error("registry: UPDATE from %s failed: %s", peer[0], exc)
         except Exception:

@@ -36,7 +36,7 @@ from ..protocol.tsig import SharedKey
 from ..files.local import LOCAL_FILES
 from ..zonedata.zonefile import load_hints
 from ..authority.policy import RESOLVER_OPCODES, Action, allowed, not_implemented
-from .common import accept_request, pidfile
+from .common import accept_request, our_failure, pidfile
 
 log = logging.getLogger("keyresolve.resolver")
 
@@ -134,7 +134,12 @@ class ResolverServer:
                                 exc)
             response = make_response(query, exc.rcode)
         except ProtocolError as exc:
-            response = make_response(query, exc.rcode)
+            if our_failure(exc):
+                self.faults.exception("failure to answer", "failed to answer %s from %s",
+                                      query.question, peer[0])
+                response = make_response(query, Rcode.SERVFAIL)
+            else:
+                response = make_response(query, exc.rcode)
         except Exception:
             log.exception("failed to answer %s from %s", query.question, peer[0])
             response = make_response(query, Rcode.SERVFAIL)

@@ -43,7 +43,7 @@ from .compiler import compile_in_child
 from ..protocol.names import Name
 from ..authority.xfr import OutboundTransfer, notify_response, parse_request, validate_notify
 from ..zonedata.zonefile import inside
-from .common import accept_request, pidfile
+from .common import accept_request, our_failure, pidfile
 from .secondary import SecondaryZone, StoredSecondary, send_notify
 from .servecontrol import ServerControl
 
@@ -224,10 +224,15 @@ class AuthServer:
             if response.__class__ is not Message:
                 return response  # the reply itself: bytes, a transfer's stream, an awaitable
         except ProtocolError as exc:
-            if isinstance(exc, Refused):
-                self.faults.info("refused", "refused %s from %s: %s", query.question, peer[0],
-                                 exc)
-            response = make_response(query, exc.rcode)
+            if our_failure(exc):
+                self.faults.exception("failure to answer", "failed to answer %s from %s",
+                                      query.question, peer[0])
+                response = make_response(query, Rcode.SERVFAIL)
+            else:
+                if isinstance(exc, Refused):
+                    self.faults.info("refused", "refused %s from %s: %s", query.question,
+                                     peer[0], exc)
+                response = make_response(query, exc.rcode)
         except Exception:
             self.faults.exception("failure to answer", "failed to answer %s from %s",
                                   query.question, peer[0])
