@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keyresolve.client import seal as S
-from keyresolve.client.seal import CHUNK_CT, CHUNK_SIZE, MAX_RECIPIENTS, TRAILER_SIZE, DetachedSignature, HybridIdentity, HybridRecipient, Opener, Sealer, SigningKey, X25519Identity, X25519Recipient, identity_from_pem, make_recipient, open_message, parse_header, seal, sign_detached
-from keyresolve.protocol.errors import BadMessageSignature, CorruptMessage, KeyresolveError, NotARecipient, SealError, TruncatedMessage, UnsupportedMessage
+from keyresolve.client.seal import CHUNK_CT, CHUNK_SIZE, MAX_RECIPIENTS, TRAILER_SIZE, DetachedSignature, HybridIdentity, HybridRecipient, Opener, Sealer, SigningKey, X25519Identity, X25519Recipient, hybrid_seed_to_pem, identity_from_pem, make_recipient, open_message, parse_header, seal, sign_detached
+from keyresolve.protocol.errors import BadMessageSignature, CorruptMessage, KeyFileError, KeyresolveError, NotARecipient, SealError, TruncatedMessage, UnsupportedMessage
 from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyUsage
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "seal-format.md"
@@ -573,11 +573,14 @@ def test_identity_from_pem_reads_what_keygen_writes():
         identity = identity_from_pem(pem)
         assert identity.key_id.hex() == key.key_id
         assert open_message(seal(b"k", [make_recipient(key)]), [identity]).plaintext == b"k"
-    with pytest.raises(SealError):
-        identity_from_pem(generate(KeyAlgorithm.ED25519)[0])
-    with pytest.raises(SealError):
-        identity_from_pem(b"-----BEGIN MLKEM768X25519 PRIVATE KEY-----\n!!\n"
-                          b"-----END MLKEM768X25519 PRIVATE KEY-----\n")
+    # A private key file is ours (KeyFileError), not a peer's sealed message.
+    for bad in (generate(KeyAlgorithm.ED25519)[0], b"not a key file",
+                b"-----BEGIN MLKEM768X25519 PRIVATE KEY-----\n!!\n"
+                b"-----END MLKEM768X25519 PRIVATE KEY-----\n",
+                hybrid_seed_to_pem(bytes(63))):
+        with pytest.raises(KeyFileError) as info:
+            identity_from_pem(bad)
+        assert not isinstance(info.value, SealError) and info.value.remote is False
 
 
 def test_signing_key_from_pem_reads_what_keygen_writes():
@@ -588,8 +591,9 @@ def test_signing_key_from_pem_reads_what_keygen_writes():
     assert signer.key_id.hex() == key.key_id
     opened = open_message(seal(b"s", [RECIPIENTS["alice"]], signer=signer), [ALICE])
     opened.signature.verify(S.signing_key_for(key))
-    with pytest.raises(SealError, match="not an ed25519"):
+    with pytest.raises(KeyFileError, match="not an ed25519") as info:
         SigningKey.from_pem("alice@example.com", generate(KeyAlgorithm.X25519)[0])
+    assert info.value.remote is False
     with pytest.raises(SealError, match="valid Unicode"):
         SigningKey("\udc80@example.com", signer.private_key)
 

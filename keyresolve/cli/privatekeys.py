@@ -16,8 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ..client import keyfile
 from ..client.seal import HybridIdentity, SigningKey, X25519Identity, identity_from_pem
-from ..protocol.errors import (ConfigError, KeyFileError, KeyresolveError, NoKey, SealError,
-                               WrongPassphrase)
+from ..protocol.errors import (ConfigError, KeyFileError, KeyresolveError, NoKey, WrongPassphrase)
 from ..protocol.records import KEY, KEY_ALGORITHMS, KeyAlgorithm
 from ..files.private import read_private
 
@@ -161,7 +160,7 @@ def _load_one(own: OwnKeys, algorithm: KeyAlgorithm, path: Path,
         if algorithm in (KeyAlgorithm.X25519, KeyAlgorithm.MLKEM768X25519):
             identity = identity_from_pem(pem)
             if identity.kind != algorithm:
-                raise SealError(f"not an {algorithm.name.lower()} private key")
+                raise KeyFileError(f"not an {algorithm.name.lower()} private key")
             own.identities.append(identity)
             public = identity.public_key
         elif algorithm == KeyAlgorithm.ED25519:
@@ -169,7 +168,7 @@ def _load_one(own: OwnKeys, algorithm: KeyAlgorithm, path: Path,
             public = own.signing.public_key
         else:
             public = _public_only(pem, algorithm)
-    except (SealError, KeyFileError) as exc:
+    except KeyFileError as exc:
         raise KeyFileError(f"{path}: {exc}") from None
     own.keys.append(KEY(algorithm, usage, public))
     own.files.append(path)

@@ -37,7 +37,7 @@ from ..net.client import NoReply, query
 from ..protocol import hpke
 from ..protocol.codes import Rcode, RType, rcode_to_text
 from ..protocol.errors import (ConfigError, FormError, KeyFileError, KeyresolveError, NetworkError,
-                               NotAuth, ProtocolError, SealError, WrongPassphrase)
+                               NotAuth, ProtocolError, WrongPassphrase)
 from ..protocol.message import Message, make_query
 from ..protocol.names import Name
 from ..protocol.records import ADDR, KEY, SOA, KeyAlgorithm, KeyUsage
@@ -224,7 +224,7 @@ def load_owner_keys(keys_dir: Path, address: Name | None = None,
             raise Failure(f"wrong passphrase for {paths[0]}", EXIT_PASSPHRASE) from None
         except (ConfigError, KeyFileError) as exc:
             raise Failure(str(exc), EXIT_KEYS) from None
-        except (ValueError, TypeError, SealError, serialization.UnsupportedAlgorithm):
+        except (ValueError, TypeError, serialization.UnsupportedAlgorithm):
             raise Failure(f"{paths[0]} is not a private key file", EXIT_KEYS) from None
     if unencrypted:
         warn_unencrypted(unencrypted, keys_dir)  # they load, as for every command
@@ -238,7 +238,10 @@ def _private_key(pem: bytes, algorithm: KeyAlgorithm, path: Path) -> object:
     """The private key of the unencrypted key file `pem` of `algorithm`;
     `Failure` if it holds another kind of key."""
     if algorithm == KeyAlgorithm.MLKEM768X25519:
-        identity = identity_from_pem(pem)
+        try:
+            identity = identity_from_pem(pem)
+        except KeyFileError:
+            raise Failure(f"{path} is not a private key file", EXIT_KEYS) from None
         if isinstance(identity, HybridIdentity):
             return identity.private_key
     else:

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..protocol import hpke
-from ..protocol.errors import BadMessageSignature, CorruptMessage, FormError, NotARecipient, NotAuth, SealError, TruncatedMessage, UnsupportedMessage
+from ..protocol.errors import BadMessageSignature, CorruptMessage, FormError, KeyFileError, NotARecipient, NotAuth, SealError, TruncatedMessage, UnsupportedMessage
 from ..protocol.names import MAX_NAME
 from ..protocol.records import KEY, KEY_ID_SIZE, KeyAlgorithm, KeyUsage, make_key_id
 from ..protocol.signatures import SIGNATURE_SIZE, ed25519_verifies
@@ -220,7 +220,7 @@ class HybridIdentity:
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != HYBRID_SEED_SIZE:
-            raise SealError(f"an mlkem768x25519 private key is {HYBRID_SEED_SIZE} bytes")
+            raise KeyFileError(f"an mlkem768x25519 private key is {HYBRID_SEED_SIZE} bytes")
         self.private_key = hpke.HybridPrivateKey(seed)
         self.public_key = self.private_key.public_key
         self.key_id = make_key_id(self.kind, self.public_key)
@@ -247,30 +247,30 @@ def hybrid_seed_to_pem(seed: bytes) -> bytes:
 
 def _load_private_pem(pem: bytes) -> object:
     """The private key of an unencrypted PEM file (PKCS#8, as keygen writes);
-    SealError otherwise."""
+    KeyFileError otherwise."""
     try:
         return serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
-        raise SealError("not an unencrypted private key file") from None
+        raise KeyFileError("not an unencrypted private key file") from None
 
 
 def identity_from_pem(pem: bytes) -> X25519Identity | HybridIdentity:
     """The identity of an unencrypted private key file keygen writes
-    (PKCS#8 X25519, or the mlkem768x25519 seed); SealError otherwise."""
+    (PKCS#8 X25519, or the mlkem768x25519 seed); KeyFileError otherwise."""
     begin = f"-----BEGIN {HYBRID_PEM_LABEL}-----".encode()
     end = f"-----END {HYBRID_PEM_LABEL}-----".encode()
     text = pem.strip()
     if text.startswith(begin):
         if not text.endswith(end):
-            raise SealError("mlkem768x25519 private key file is malformed")
+            raise KeyFileError("mlkem768x25519 private key file is malformed")
         try:
             seed = base64.b64decode(b"".join(text[len(begin):-len(end)].split()), validate=True)
         except (binascii.Error, ValueError):
-            raise SealError("mlkem768x25519 private key file is malformed") from None
+            raise KeyFileError("mlkem768x25519 private key file is malformed") from None
         return HybridIdentity(seed)
     private = _load_private_pem(pem)
     if not isinstance(private, x25519.X25519PrivateKey):
-        raise SealError("not an x25519 or mlkem768x25519 private key")
+        raise KeyFileError("not an x25519 or mlkem768x25519 private key")
     return X25519Identity(private)
 
 
@@ -297,10 +297,10 @@ class SigningKey:
     @classmethod
     def from_pem(cls, address: str, pem: bytes) -> SigningKey:
         """The signing key of `address` from an unencrypted PKCS#8 Ed25519 key
-        file (as keygen writes it); SealError otherwise."""
+        file (as keygen writes it); KeyFileError otherwise."""
         private = _load_private_pem(pem)
         if not isinstance(private, ed25519.Ed25519PrivateKey):
-            raise SealError("not an ed25519 private key")
+            raise KeyFileError("not an ed25519 private key")
         return cls(address, private)
 
     def __repr__(self) -> str:
