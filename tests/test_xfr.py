@@ -737,3 +737,16 @@ def test_inbound_rejects_ixfr_format_from_a_serial_not_newer():
     inbound = Inbound(ORIGIN, RType.IXFR, ours, MemoryWriter(zone_v(ours, {})))
     with pytest.raises(FormError):
         _apply([_response([soa(13), soa(ours), soa(13), soa(13)], rtype=RType.IXFR)], inbound)
+
+
+def test_an_soa_given_to_a_memory_writer_is_our_misuse():
+    """`Inbound` never hands a writer an SOA (the first and last SOA frame a
+    transfer): one given is our misuse, StoreError, as the store's writer."""
+    from keyresolve.protocol.errors import FormError, StoreError
+
+    writer = MemoryWriter()
+    writer.begin_full()
+    for misuse in (writer.add, writer.delete):
+        with pytest.raises(StoreError, match="set by commit") as info:
+            misuse(soa(2))
+        assert not isinstance(info.value, FormError) and info.value.remote is False

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import msgpack
 
 from ..protocol.codes import TRANSFER_TYPES, Opcode, Rcode, RType
-from ..protocol.errors import FormError, PeerError, ServerFailure
+from ..protocol.errors import FormError, PeerError, ServerFailure, StoreError
 from ..protocol.message import MAX_RECORDS, Message, Question
 from ..protocol.grammar import LOCAL_RE
 from ..protocol.names import MAX_LOCAL, Name
@@ -605,8 +605,8 @@ class MemoryWriter:
 
     def _node(self, record: Record) -> Node:
         assert self._nodes is not None, "no transfer begun"
-        if record.rtype == RType.SOA:
-            raise FormError("SOA records are set by commit, not added or removed")
+        if record.rtype == RType.SOA:  # (`Inbound` never passes one: our misuse)
+            raise StoreError("SOA records are set by commit, not added or removed")
         return self._nodes.setdefault(record.name, {})
 
     def delete(self, record: Record) -> None:

@@ -175,7 +175,8 @@ class ConfigError(KeyresolveError):
 
 
 class StoreError(KeyresolveError):
-    """The LMDB store failed or holds data we cannot read."""
+    """The LMDB store failed or holds data we cannot read, or a zone store or
+    transfer writer was misused (an SOA added, a name outside the zone)."""
 
 
 class NetworkError(KeyresolveError):
