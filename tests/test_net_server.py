@@ -372,7 +372,7 @@ def test_a_stream_its_peer_takes_too_slowly_is_told_why_and_ended(caplog, bound)
             nursery.cancel_scope.cancel()
 
     trio.run(main)
-    why = ("took no message for 0.3 s (tcp_send_timeout)" if bound == "send_timeout"
+    why = ("took no whole message in 0.3 s (tcp_send_timeout)" if bound == "send_timeout"
            else "not done after 0.3 s (max_transfer_time_out)")
     assert handler.reasons == [why]
     assert handler.closed == ["catching", "uncaught"]

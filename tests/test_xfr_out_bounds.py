@@ -132,7 +132,7 @@ def test_a_secondary_that_stops_reading_is_cut_off_by_the_idle_bound(tmp_path, s
         assert _read_snapshots(tmp_path / "data", pid) == 1  # the transfer holds one
         line = daemon.wait_for(
             rf"WARNING .*transfer out example\.com\.? to 127\.0\.0\.1 port {port} cut short: "
-            rf"took no message for {SEND_TIMEOUT} s \(tcp_send_timeout\); (\d+) messages", BOUND)
+            rf"took no whole message in {SEND_TIMEOUT} s \(tcp_send_timeout\); (\d+) messages", BOUND)
         assert _read_snapshots(tmp_path / "data", pid) == 0
         records = [*first.answer, *_records(_until_closed(sock))]
     assert records[0].rtype == RType.SOA

@@ -313,9 +313,9 @@ async def _send_stream(stream: trio.SocketStream, replies: Iterable[bytes],
                 await stream.send_all(frame(part))
                 continue
             if trio.current_time() >= end:
-                reason = (f"not done after {stream_timeout:g} s (max_transfer_time_out)")
+                reason = f"not done after {stream_timeout:g} s (max_transfer_time_out)"
             else:
-                reason = f"took no message for {send_timeout:g} s (tcp_send_timeout)"
+                reason = f"took no whole message in {send_timeout:g} s (tcp_send_timeout)"
             _abort(iterator, reason, peer)
             return False
     finally:
