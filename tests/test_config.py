@@ -12,7 +12,7 @@ from keyresolve.cli.config import fingerprint, load_resolver_config, load_serve_
 from keyresolve.protocol.transport import format_endpoint, parse_endpoint
 from keyresolve.protocol.errors import ConfigError
 from keyresolve.protocol.names import Name
-from keyresolve.protocol.transport import DEFAULT_TCP_SEND_TIMEOUT
+from keyresolve.protocol.transport import DEFAULT_MAX_TRANSFER_TIME_OUT, DEFAULT_TCP_SEND_TIMEOUT
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -242,6 +242,22 @@ def test_tcp_send_timeout_is_optional_and_must_be_positive(tmp_path, load):
         path.write_text(base + f"tcp_send_timeout = {bad}\n")
         with pytest.raises(ConfigError, match=r"c\.toml: tcp_send_timeout: "):
             load(path)
+
+
+def test_max_transfer_time_out_is_optional_and_must_be_positive(tmp_path):
+    base = 'listen = ["127.0.0.1:0"]\ndata_dir = "d"\n'
+    path = tmp_path / "c.toml"
+    path.write_text(base)
+    assert load_serve_config(path).max_transfer_time_out == DEFAULT_MAX_TRANSFER_TIME_OUT == 1800
+    path.write_text(base + "max_transfer_time_out = 2.5\n")
+    assert load_serve_config(path).max_transfer_time_out == 2.5
+    for bad, why in (("0", "must be positive"), ("-1", "must be positive"),
+                     ('"30m"', "must be a number")):
+        path.write_text(base + f"max_transfer_time_out = {bad}\n")
+        with pytest.raises(ConfigError) as info:
+            load_serve_config(path)
+        assert str(info.value).startswith(f"{path}: max_transfer_time_out: {why}")
+        assert "\n" not in str(info.value)
 
 
 def test_resolver_infra_cache_size_is_read_and_validated(tmp_path):

@@ -37,7 +37,7 @@ PEER_SIDE = {"FormError", "BadVersion", "NotImplementedOpcode", "Refused", "NotA
              "BadSignature", "BadKey", "BadTime", "PeerError", "SealError", "UnsupportedMessage",
              "NotARecipient", "CorruptMessage", "TruncatedMessage", "BadMessageSignature",
              "NoSuchAddress", "NoKeyPublished", "MailError",
-             "BackupError"}
+             "BackupError", "StreamAborted"}
 
 
 def _all_error_classes() -> dict[str, type]:

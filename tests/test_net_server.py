@@ -12,7 +12,7 @@ import socket
 import pytest
 import trio
 
-from keyresolve.protocol.errors import KeyresolveError
+from keyresolve.protocol.errors import KeyresolveError, StreamAborted
 from keyresolve.protocol.message import FrameReader, frame
 from keyresolve.net import batchio, server
 from keyresolve.net.server import bind_udp, open_tcp_listener, serve_tcp, serve_udp
@@ -304,3 +304,78 @@ def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(caplog):
     assert fresh >= 5
     assert re.search(r"TCP client 127\.0\.0\.1 port \d+ stopped reading for 0\.5 s; "
                      "closing the connection", caplog.text)
+
+
+class Streams:
+    """Answers ``catching``, ``uncaught`` or ``plain`` with a long stream of
+    60 kB messages: a generator that catches `StreamAborted` (recording why),
+    one that does not, and an iterator that is no generator; ``ok:...`` as
+    `Hostile` does."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+        self.closed: list[str] = []
+
+    def _parts(self, kind: str, catch: bool):
+        try:
+            for _ in range(10000):  # bounded: the client reads none of it
+                yield bytes(60000)
+        except StreamAborted as exc:
+            if not catch:
+                raise
+            self.reasons.append(str(exc))
+        finally:
+            self.closed.append(kind)
+
+    def handle(self, data: bytes, peer: tuple, tcp: bool):
+        if data.startswith(b"ok:"):
+            return data[::-1]
+        if data == b"plain":
+            return iter([bytes(60000)] * 10000)
+        return self._parts(data.decode(), data == b"catching")
+
+    @contextlib.contextmanager
+    def batch(self):
+        yield
+
+
+@pytest.mark.parametrize("bound", ["send_timeout", "stream_timeout"])
+def test_a_stream_its_peer_takes_too_slowly_is_told_why_and_ended(caplog, bound):
+    """A client asks for a stream and reads none of it: whichever bound is
+    the shorter ends it; a generator is told why (it logs), else the loop
+    logs; each generator is closed (its snapshot released)."""
+    caplog.set_level(logging.INFO, "keyresolve.net")
+    handler = Streams()
+    short, long = 0.3, 30.0
+    timeouts = ({"send_timeout": short, "stream_timeout": long} if bound == "send_timeout"
+                else {"send_timeout": long, "stream_timeout": short})
+
+    async def main() -> None:
+        listener = await open_tcp_listener("127.0.0.1", 0)
+        address = listener.socket.getsockname()[:2]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(serve_tcp, listener, handler, **timeouts))
+            for kind in (b"catching", b"uncaught", b"plain"):
+                stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(stalled))
+                await stream.socket.connect(address)
+                await stream.send_all(frame(kind))
+                with trio.fail_after(10):
+                    while not (caplog.text.count("closing the connection") == 2
+                               if kind == b"plain" else kind.decode() in handler.closed):
+                        await trio.sleep(0.01)  # polled: the server ends it in its task
+                received = await _until_closed(stream)
+                await stream.aclose()
+                assert len(received) < 10000 * 60000
+                assert await _exchange(address, b"ok:after") == b"retfa:ko"
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    why = ("took no whole message in 0.3 s (tcp_send_timeout)" if bound == "send_timeout"
+           else "not done after 0.3 s (max_transfer_time_out)")
+    assert handler.reasons == [why]
+    assert handler.closed == ["catching", "uncaught"]
+    logged = re.findall(r"TCP client 127\.0\.0\.1 port \d+: (.*); closing the connection",
+                        caplog.text)
+    assert logged == [why, why]  # the uncaught one's and the plain one's

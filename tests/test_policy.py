@@ -19,8 +19,8 @@ from keyresolve.protocol.errors import NotAuth, Refused, ServerFailure
 from keyresolve.protocol.message import Message, make_query
 from keyresolve.protocol.names import Name
 from keyresolve.authority.policy import (ALLOW, AUTHORITATIVE_OPCODES, OPCODE_ACTIONS, RESOLVER_OPCODES,
-                               Action, Decision, allowed, dispatch_table, is_loopback,
-                               serving, transport)
+                               Action, Decision, allowed, canonical_address, dispatch_table,
+                               is_loopback, is_one_of, serving, transport)
 from keyresolve.authority.xfr import make_notify, make_transfer_query
 from keyresolve.registry.messages import make_update
 
@@ -38,7 +38,8 @@ KEYS = {"unsigned": None, "transfer key": TRANSFER_KEY, "notify key": NOTIFY_KEY
 PRIMARY = "192.0.2.53"
 PEERS = {"loopback v4": "127.0.0.1", "loopback v6": "::1", "mapped v4": "::ffff:127.0.0.1",
          "other loopback": "127.8.9.10", "scoped v6": "::1%lo", "remote": "192.0.2.7",
-         "mapped remote": "::ffff:192.0.2.7", "primary": PRIMARY}
+         "mapped remote": "::ffff:192.0.2.7", "primary": PRIMARY,
+         "mapped primary": f"::ffff:{PRIMARY}"}
 LOOPBACK = {"loopback v4", "loopback v6", "mapped v4", "other loopback", "scoped v6"}
 
 
@@ -77,7 +78,8 @@ def expected(action: Action, zone: str, require_signed: bool, key: str, peer: st
             return Rcode.NOTAUTH
         if zone == "secondary":
             return Rcode.NOERROR if key in ("zone key", "notify key") else Rcode.REFUSED
-        return Rcode.NOERROR if key == "unsigned" and peer == "primary" else Rcode.REFUSED
+        from_primary = peer in ("primary", "mapped primary")
+        return Rcode.NOERROR if key == "unsigned" and from_primary else Rcode.REFUSED
     if action is Action.UPDATE:  # anyone, in a registration zone (8E.7 step 2)
         return Rcode.NOERROR if zone == "registry primary" else Rcode.NOTAUTH
     if zone == "none":
@@ -134,6 +136,41 @@ def test_refusal_reasons_name_the_zone_and_the_sender():
     ("::", False), ("0.0.0.0", False), ("localhost", False), ("", False)])
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+#: (a peer's address text, a configured one, the same address?)
+SAME_ADDRESS = [
+    ("::1", "0:0:0:0:0:0:0:1", True), ("::1", "0000::0001", True), ("::1%lo", "::1", True),
+    ("::ffff:127.0.0.1", "127.0.0.1", True), ("127.0.0.1", "::ffff:127.0.0.1", True),
+    ("::ffff:7f00:1", "127.0.0.1", True), ("::ffff:127.0.0.1", "0:0:0:0:0:ffff:7f00:1", True),
+    ("2001:DB8::53", "2001:db8:0:0:0:0:0:53", True), ("fe80::1%eth0", "fe80::1", True),
+    ("192.0.2.53", "192.0.2.53", True),
+    ("127.0.0.1", "::1", False), ("::127.0.0.1", "127.0.0.1", False),  # IPv4-compatible: not mapped
+    ("192.0.2.53", "192.0.2.54", False), ("::ffff:192.0.2.53", "192.0.2.54", False),
+    ("localhost", "localhost", False), ("", "", False), ("127.0.0.1", "localhost", False),
+]
+
+
+@pytest.mark.parametrize(("peer", "configured", "same"), SAME_ADDRESS)
+def test_addresses_are_compared_as_addresses_not_as_text(peer, configured, same):
+    assert is_one_of(peer, [configured]) is same
+    assert is_one_of(peer, ["198.51.100.1", configured]) is same
+    assert is_one_of(peer, []) is False
+
+
+@pytest.mark.parametrize(("peer", "configured", "same"), SAME_ADDRESS)
+def test_an_unsigned_notify_is_accepted_from_a_primary_in_any_spelling(peer, configured, same):
+    zone = ZoneConfig(name=n("example.com."), primaries=[(configured, 53)])
+    decision = allowed(zone, Action.NOTIFY, None, (peer, 5353))
+    assert decision.ok is same
+    if not same:
+        assert decision.rcode == Rcode.REFUSED and peer in decision.reason
+
+
+def test_canonical_address():
+    assert str(canonical_address("::ffff:192.0.2.1")) == "192.0.2.1"
+    assert str(canonical_address("0:0:0:0:0:0:0:1%lo")) == "::1"
+    assert canonical_address("ns1.example.com") is None
 
 
 def test_decision_defaults_to_allow():

@@ -17,7 +17,7 @@ from keyresolve.protocol import tsig
 from keyresolve.protocol.codes import Opcode, Rcode, RType
 from keyresolve.protocol.message import FrameReader, Message, frame, make_query, make_response
 from keyresolve.protocol.names import Name
-from keyresolve.authority.xfr import MemorySource, OutboundTransfer
+from keyresolve.authority.xfr import MemorySource, OutboundTransfer, make_notify
 from keyresolve.zonedata.zonefile import parse_zone_text
 
 from .conftest import ask, b64key
@@ -405,3 +405,33 @@ def test_a_failing_primary_is_retried_with_backoff_and_said_once(tmp_path, start
     assert t3 - t2 > 1.5  # 1 s, then 2 s: doubling
     said = [line for line in p.secondary.lines if "WARNING keyresolve.xfr" in line]
     assert len(said) == 3  # the failure once, then its counts
+
+
+def test_an_unsigned_notify_from_a_primary_is_matched_by_address_not_text(tmp_path,
+                                                                           start_daemon):
+    """A secondary on a dual-stack [::] socket sees an IPv4 primary as
+    ::ffff:127.0.0.1, and a primary written 0:0:0:0:0:0:0:1 sends from ::1:
+    both are that primary (the zones have no key: unsigned NOTIFY)."""
+    nothing = free_port()  # no primary answers: the NOTIFY is what is checked
+    (tmp_path / "serve.toml").write_text(
+        f'listen = ["[::]:0"]\ndata_dir = "data"\n'
+        f'[[zones]]\nname = "v4.example"\nprimaries = ["127.0.0.1:{nothing}"]\n'
+        f'[[zones]]\nname = "v6.example"\nprimaries = ["[0:0:0:0:0:0:0:1]:{nothing}"]\n'
+        f'[[zones]]\nname = "other.example"\nprimaries = ["127.0.0.2:{nothing}"]\n')
+    # never transferred, the zones count as expired at once
+    secondary = start_daemon("serve", "--config", "serve.toml",
+                             expect_errors=[r"zone \S+ expired: answering SERVFAIL"])
+    port = secondary.address[1]
+    cases = [(socket.AF_INET, "127.0.0.1", "v4.example", Rcode.NOERROR),
+             (socket.AF_INET6, "::1", "v6.example", Rcode.NOERROR),
+             (socket.AF_INET, "127.0.0.1", "other.example", Rcode.REFUSED)]
+    for family, source, zone, rcode in cases:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.connect((source, port))
+            sock.send(make_notify(Name.from_text(zone), msg_id=7).to_wire())
+            reply = Message.from_wire(sock.recv(65535))
+        assert (reply.id, reply.rcode) == (7, rcode), (source, zone)
+    secondary.wait_logged(r"NOTIFY for v4\.example\. \(serial \?\) from ::ffff:127\.0\.0\.1")
+    secondary.wait_logged(r"NOTIFY for v6\.example\. \(serial \?\) from ::1\b")
+    assert "NOTIFY for other.example" not in secondary.log

@@ -11,7 +11,7 @@ policy steps (`allowed`), so the daemons hold no access rule of their own:
 - TRANSFER: a key the zone lists in ``allow_transfer``;
 - NOTIFY (a secondary zone): the zone's ``key`` or a key in ``allow_notify``;
   unsigned only for a zone with neither, from one of its primaries'
-  addresses (8C.4);
+  addresses (8C.4), compared as addresses (`is_one_of`);
 - CONTROL: a key in the server's ``control_keys``, or unsigned from a
   loopback address when ``control_loopback`` is on (8A);
 - UPDATE: anyone, in a zone this server is the primary of and takes
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 from ..protocol.codes import Opcode, Rcode
@@ -182,15 +182,39 @@ def transport(action: Action, tcp: bool) -> Decision:
     return ALLOW
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def canonical_address(host: str) -> IPAddress | None:
+    """The address `host` (a peer's or a configured address text) stands
+    for, in the form two texts of one address share: IPv6 in any spelling
+    (``::1``, ``0:0:0:0:0:0:0:1``), an IPv4-mapped IPv6 address (an IPv4
+    client of a dual-stack ``[::]`` socket: ``::ffff:127.0.0.1``) as its IPv4
+    address, a scope (``%eth0``) dropped; None for what is no IP address (a
+    name)."""
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` (a peer's address text) is a loopback address:
     127.0.0.0/8, ::1, or ::ffff:127.x.y.z (an IPv4 client of a dual-stack
     ``[::]`` socket); a scope (``%eth0``) is ignored, a name is not loopback."""
-    try:
-        address = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return False
-    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+    address = canonical_address(host)
+    return address is not None and address.is_loopback
+
+
+def is_one_of(host: str, hosts: Iterable[str]) -> bool:
+    """Whether the address text `host` names the same address as one of
+    `hosts`, compared as addresses (`canonical_address`), not as text; a
+    name matches nothing."""
+    address = canonical_address(host)
+    return address is not None and any(canonical_address(h) == address for h in hosts)
 
 
 def _who(what: str, key: Name | None) -> str:
@@ -225,7 +249,7 @@ def allowed(zone: ZonePolicy | None, action: Action, key: Name | None, peer: Pee
             ok = key == zone.tsig_key or key in zone.allow_notify
         else:  # unsigned: only when no key is configured, and only from a primary
             ok = (zone.tsig_key is None and not zone.allow_notify
-                  and peer[0] in {host for host, _ in zone.primaries})
+                  and is_one_of(peer[0], (host for host, _ in zone.primaries)))
         if not ok:
             return Decision(Rcode.REFUSED, f"NOTIFY for {zone.name} refused to "
                                            f"{_who('NOTIFY', key)} from {peer[0]}")

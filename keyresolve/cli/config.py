@@ -19,7 +19,8 @@ from ..protocol.errors import ConfigError, InvalidName, InvalidRecord, excerpt
 from ..protocol.grammar import CONTROL_RE, HOST_RE
 from ..protocol.names import Name
 from ..protocol.serial import SERIAL_POLICIES
-from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
+from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS,
+                                  DEFAULT_MAX_TRANSFER_TIME_OUT, DEFAULT_TCP_IDLE,
                                   DEFAULT_TCP_SEND_TIMEOUT, Endpoint, parse_endpoint)
 from ..protocol.tsig import DEFAULT_MAX_FUDGE, SharedKey
 from ..registry.mailboxes import MailboxPolicy, parse_mailboxes
@@ -84,6 +85,9 @@ class ServeConfig:
     zones: list[ZoneConfig] = field(default_factory=list)
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE
     tcp_send_timeout: float = DEFAULT_TCP_SEND_TIMEOUT
+    #: Longest an outbound zone transfer may take, in seconds (BIND's
+    #: max-transfer-time-out); `tcp_send_timeout` is its idle bound.
+    max_transfer_time_out: float = DEFAULT_MAX_TRANSFER_TIME_OUT
     max_tcp_connections: int = DEFAULT_MAX_TCP
     #: Concurrent TCP connections one client address may hold.
     max_tcp_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS
@@ -403,6 +407,8 @@ def load_serve_config(path: str | Path) -> ServeConfig:
     config = ServeConfig(path=path, listen=listen, data_dir=data_dir)
     config.tcp_idle_timeout = top.positive("tcp_idle_timeout", DEFAULT_TCP_IDLE)
     config.tcp_send_timeout = top.positive("tcp_send_timeout", DEFAULT_TCP_SEND_TIMEOUT)
+    config.max_transfer_time_out = top.positive("max_transfer_time_out",
+                                                DEFAULT_MAX_TRANSFER_TIME_OUT)
     config.max_tcp_connections = top.positive("max_tcp_connections", DEFAULT_MAX_TCP, int)
     config.max_tcp_per_address = top.positive("max_tcp_per_address",
                                               DEFAULT_MAX_TCP_PER_ADDRESS, int)

@@ -32,7 +32,8 @@ from ..authority import ratelimit
 from ..protocol import tsig
 from ..authority.policy import (AUTHORITATIVE_OPCODES, Action, allowed, dispatch_table, not_implemented,
                       serving, transport)
-from ..protocol.errors import ConfigError, KeyresolveError, ProtocolError, Refused
+from ..protocol.errors import (ConfigError, KeyresolveError, ProtocolError, Refused,
+                               StreamAborted)
 from ..protocol.message import Message, make_response, max_response_size, peek_opcode
 from ..net.faultlog import FaultLog
 from ..net.server import open_endpoint, serve_tcp, serve_udp
@@ -378,6 +379,10 @@ class AuthServer:
         return self._transfer_stream(query, key, peer)
 
     def _transfer_stream(self, query: Message, key: SharedKey, peer: tuple) -> Iterator[bytes]:
+        """The signed messages of a transfer, read from one LMDB snapshot held
+        until the generator ends. When the TCP loop cuts it short (the peer
+        too slow: `StreamAborted` thrown in), the snapshot is released and
+        one warning names the zone, the peer and why."""
         origin = query.question.name
         start = time.perf_counter()
         sent = records = messages = 0
@@ -392,12 +397,22 @@ class AuthServer:
                 return
             outbound = OutboundTransfer(query, view)
             signer = tsig.StreamSigner(key, query.signature.mac, fudge=self._fudge(query))
-            for message in outbound:
-                wire = signer.sign(message, int(time.time()))
-                sent += len(wire)
-                records += message.answer_count
-                messages += 1
-                yield wire
+            try:
+                for message in outbound:
+                    wire = signer.sign(message, int(time.time()))
+                    yield wire
+                    records += message.answer_count  # taken: the next one is asked for
+                    messages += 1
+                    sent += len(wire)
+            except StreamAborted as exc:
+                aborted = exc
+            else:
+                aborted = None
+        if aborted is not None:  # logged once the snapshot is released
+            log.warning("transfer out %s to %s port %d cut short: %s; %d messages "
+                        "(%d bytes) sent in %.3f s", origin, peer[0], peer[1], aborted,
+                        messages, sent, time.perf_counter() - start)
+            return
         log.info("transfer out %s to %s: %s, serial %s -> %d, %d records, %d messages, "
                  "%d bytes, %.3f s", origin, peer[0], outbound.kind.name.lower(),
                  "none" if outbound.request.serial is None else outbound.request.serial,
@@ -713,6 +728,7 @@ def _start_serving(nursery: trio.Nursery, udp: socket.socket, tcp: trio.SocketLi
         serve_tcp, tcp, handler, idle_timeout=config.tcp_idle_timeout,
         max_connections=config.max_tcp_connections,
         send_timeout=config.tcp_send_timeout,
+        stream_timeout=config.max_transfer_time_out,
         max_per_address=config.max_tcp_per_address, faults=handler.faults))
 
 

@@ -12,13 +12,15 @@ import errno
 import logging
 import socket
 import inspect
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import ContextManager, NoReturn, Protocol
 
 import trio
 
+from ..protocol.errors import StreamAborted
 from ..protocol.message import MAX_MESSAGE, FrameReader, frame
-from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS, DEFAULT_TCP_IDLE,
+from ..protocol.transport import (DEFAULT_MAX_TCP, DEFAULT_MAX_TCP_PER_ADDRESS,
+                                  DEFAULT_MAX_TRANSFER_TIME_OUT, DEFAULT_TCP_IDLE,
                                   DEFAULT_TCP_SEND_TIMEOUT)
 from .batchio import BatchUnavailable, DatagramBatch
 from .faultlog import FaultLog
@@ -47,6 +49,12 @@ class Handler(Protocol):
     I/O (a resolver going upstream); the loop then awaits it in a task of its
     own so other clients are not held up. Bounding such work is the
     handler's job.
+
+    A reply of several messages (a zone transfer) is an iterable of them.
+    If it is a generator and its peer takes it too slowly (see `serve_tcp`),
+    `StreamAborted` (why) is thrown into it at the ``yield`` it stopped at:
+    it may catch it, log what it was sending and return, releasing what it
+    holds; uncaught, the loop logs the peer and the reason.
     """
 
     def handle(self, data: bytes, peer: tuple, tcp: bool) -> Reply | Awaitable[Reply]:
@@ -201,11 +209,16 @@ async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
                     max_connections: int = DEFAULT_MAX_TCP,
                     send_timeout: float = DEFAULT_TCP_SEND_TIMEOUT,
                     max_per_address: int = DEFAULT_MAX_TCP_PER_ADDRESS,
+                    stream_timeout: float = DEFAULT_MAX_TRANSFER_TIME_OUT,
                     faults: FaultLog | None = None) -> NoReturn:
     """Serve length-prefixed messages on every accepted connection: at most
     `max_connections` at once, `max_per_address` of them from one client
     address; a connection over either is closed at once (logged through
     `faults`, at a bounded rate).
+
+    A peer must take each message of a reply within `send_timeout`, and the
+    whole of a multi-message reply within `stream_timeout`; otherwise its
+    connection is closed.
 
     Whatever goes wrong in one connection (a peer that stops reading, resets,
     or a handler bug) closes that connection and nothing else.
@@ -223,7 +236,7 @@ async def serve_tcp(listener: trio.SocketListener, handler: Handler, *,
             return
         active += 1
         try:
-            await _serve_stream(stream, handler, idle_timeout, send_timeout)
+            await _serve_stream(stream, handler, idle_timeout, send_timeout, stream_timeout)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away (trio reports its socket errors so)
         except Exception:  # a bug; raised out of here it would stop every listener
@@ -277,14 +290,16 @@ async def _send_frame(stream: trio.SocketStream, message: bytes, peer: tuple,
 
 
 async def _send_stream(stream: trio.SocketStream, replies: Iterable[bytes],
-                       peer: tuple, send_timeout: float) -> bool:
+                       peer: tuple, send_timeout: float, stream_timeout: float) -> bool:
     """Send a multi-message reply (a zone transfer) as it is produced.
 
-    If producing it fails midway, or the peer stops reading, the connection
-    must close, so the client sees a broken stream rather than a short one
-    (returns False).
+    If producing it fails midway, or the peer takes a message for longer
+    than `send_timeout` or the whole for longer than `stream_timeout`, the
+    connection must close, so the client sees a broken stream rather than a
+    short one (returns False).
     """
     iterator = iter(replies)
+    end = trio.current_time() + stream_timeout
     try:
         while True:
             try:
@@ -294,16 +309,42 @@ async def _send_stream(stream: trio.SocketStream, replies: Iterable[bytes],
             except Exception:
                 log.exception("streamed reply to %s failed; closing the connection", peer)
                 return False
-            if not await _send_frame(stream, part, peer, send_timeout):
-                return False
+            with trio.move_on_at(min(trio.current_time() + send_timeout, end)):
+                await stream.send_all(frame(part))
+                continue
+            if trio.current_time() >= end:
+                reason = f"not done after {stream_timeout:g} s (max_transfer_time_out)"
+            else:
+                reason = f"took no whole message in {send_timeout:g} s (tcp_send_timeout)"
+            _abort(iterator, reason, peer)
+            return False
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()  # ends the generator: its LMDB snapshot is released now
 
 
+def _abort(iterator: Iterator[bytes], reason: str, peer: tuple) -> None:
+    """Tell a stream's generator why it ends (`StreamAborted`: it logs);
+    log it here if it cannot be told or does not catch it."""
+    throw = getattr(iterator, "throw", None)
+    if throw is not None:
+        try:
+            throw(StreamAborted(reason))
+            return  # it yielded again: the caller closes it
+        except StopIteration:
+            return  # it caught the error, logged, and returned
+        except StreamAborted:
+            pass
+        except Exception:
+            log.exception("streamed reply to %s failed as it was cut short", peer)
+            return
+    log.info("TCP client %s port %d: %s; closing the connection", peer[0], peer[1], reason)
+
+
 async def _serve_stream(stream: trio.SocketStream, handler: Handler,
-                        idle_timeout: float, send_timeout: float) -> None:
+                        idle_timeout: float, send_timeout: float,
+                        stream_timeout: float) -> None:
     """Answer the messages of one connection in order, until the peer closes
     it, stays idle, stops reading or a handler fails.
 
@@ -339,6 +380,6 @@ async def _serve_stream(stream: trio.SocketStream, handler: Handler,
             if isinstance(reply, bytes):
                 if not await _send_frame(stream, reply, peer, send_timeout):
                     return
-            elif not await _send_stream(stream, reply, peer, send_timeout):
+            elif not await _send_stream(stream, reply, peer, send_timeout, stream_timeout):
                 return
             deadline = trio.current_time() + idle_timeout

@@ -199,6 +199,16 @@ class PeerError(KeyresolveError):
         self.rcode = rcode
 
 
+class StreamAborted(KeyresolveError):
+    """A multi-message reply (a zone transfer) cut short because its peer
+    took it too slowly; the message says which bound it broke. The TCP
+    server throws it into the reply's generator at the message it stopped
+    at, so the generator can log what it was sending and release what it
+    holds (its LMDB snapshot)."""
+
+    remote = True
+
+
 class SealError(KeyresolveError):
     """A sealed message or detached signature that cannot be opened or checked
     (docs/seal-format.md). Messages name what failed, never key material.

@@ -19,8 +19,19 @@ DEFAULT_MAX_TCP = 512
 #: Default time allowed to write one TCP message (one frame of a reply or of
 #: a transfer) before the connection is closed: a peer that stops reading
 #: costs its own connection only. Knot bounds each TCP read or write the same
-#: way (`tcp-io-timeout`); 10 s matches the idle timeout.
+#: way (`tcp-io-timeout`); 10 s matches the idle timeout. For a zone
+#: transfer it is the idle bound (BIND's max-transfer-idle-out, 60 min
+#: there): stricter, as a transfer message is at most 16 kB and a secondary
+#: that takes none in 10 s is stalled or slower than 1.6 kB/s.
 DEFAULT_TCP_SEND_TIMEOUT = 10.0
+#: Default bound on the whole of a multi-message reply (an outbound zone
+#: transfer), however steadily its peer reads: the transfer holds an LMDB
+#: read snapshot, and while one is open LMDB cannot reuse the pages written
+#: since, so a peer that trickles (one message per `DEFAULT_TCP_SEND_TIMEOUT`,
+#: which is the idle bound) would make the store file grow for as long as it
+#: likes. BIND's max-transfer-time-out is 120 min; ours is 30 min, three
+#: times what a 1M-key zone (70 MB, benchmarks/RESULTS.md) takes at 1 Mbit/s.
+DEFAULT_MAX_TRANSFER_TIME_OUT = 1800.0
 #: Default cap on concurrent TCP connections from one client address, so
 #: one address cannot take all `DEFAULT_MAX_TCP` (Unbound sets such caps
 #: per client netblock: tcp-connection-limit).
@@ -57,5 +68,6 @@ def format_endpoint(endpoint: Endpoint) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-__all__ = ["DEFAULT_MAX_TCP", "DEFAULT_MAX_TCP_PER_ADDRESS", "DEFAULT_TCP_IDLE",
-           "DEFAULT_TCP_SEND_TIMEOUT", "Endpoint", "format_endpoint", "parse_endpoint"]
+__all__ = ["DEFAULT_MAX_TCP", "DEFAULT_MAX_TCP_PER_ADDRESS", "DEFAULT_MAX_TRANSFER_TIME_OUT",
+           "DEFAULT_TCP_IDLE", "DEFAULT_TCP_SEND_TIMEOUT", "Endpoint", "format_endpoint",
+           "parse_endpoint"]
