@@ -198,9 +198,9 @@ def load_owner_keys(keys_dir: Path, address: Name | None = None,
         own = load_keys(keys_dir, passphrase or PassphraseSource(), address=owner)
     except KeyresolveError as exc:
         raise Failure(str(exc), exitcodes.status_for(exc)) from None
-    [identity] = own.identities
-    assert own.signing is not None
-    return OwnerKeys(identity.private_key, own.signing.private_key)
+    if len(own.identities) != 1 or own.signing is None:  # files changed since the check
+        raise Failure(f"the key files in {keys_dir} changed while read: try again", EXIT_KEYS)
+    return OwnerKeys(own.identities[0].private_key, own.signing.private_key)
 
 
 def _check_owner_files(keys_dir: Path, owner: str | None) -> None:
