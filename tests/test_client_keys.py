@@ -5,6 +5,7 @@ commands end to end (subprocesses of `python -m keyresolve`)."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -278,6 +279,24 @@ def test_keyring_add_refuses_an_include_in_one_clear_line(tmp_path):
     added = cli("keyring", "add", "dave@example.com", str(tmp_path / "included.zone"),
                 "--keyring", str(ring))
     assert added.returncode == 0 and ": new" in added.stdout
+
+
+def test_keyring_add_takes_a_long_key_line_as_text_whatever_its_slashes(tmp_path):
+    """A KEY line is SOURCE's text as given, never a path: an mlkem768x25519
+    key's 1,624 base64 characters may hold "//" (a path would fold it into
+    one "/") or run past a file name's 255 bytes without a "/" (the file
+    system refuses to look the name up)."""
+    ring = ["--keyring", str(tmp_path / "ring")]
+    for raw in (b"\xff" * 3 + b"\x00" * 1213, b"\x00" * 1213 + b"\xff" * 3):
+        key = KEY(KeyAlgorithm.MLKEM768X25519, 1, raw)
+        data = key.to_text()
+        assert "//" in data and re.search(r"[^/]{256}", data)
+        for line in (data, f"dave@example.com. KEY {data}"):
+            done = cli("keyring", "add", "dave@example.com", line, *ring)
+            assert done.returncode == 0, done.stderr
+            assert f"encrypt mlkem768x25519 {key.key_id}" in done.stdout
+        shown = cli("keyring", "show", "dave@example.com", *ring)
+        assert shown.returncode == 0 and data.split()[-1] in shown.stdout
 
 
 def test_the_exit_status_table_of_docs_client_md_matches_exitcodes():

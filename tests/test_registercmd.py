@@ -265,7 +265,7 @@ def test_a_zone_without_registry_keys_and_an_unreachable_resolver(world, tmp_pat
 
 # -- argument errors (no daemon) ------------------------------------------------------
 @pytest.mark.parametrize("args, code, says", [
-    (["register", "alice@example.com", "--keys", "{missing}"], rc.EXIT_KEYS, "not a directory"),
+    (["register", "alice@example.com", "--keys", "{missing}"], rc.EXIT_KEYS, "no key directory"),
     (["register", "alice@example.com", "--keys", "{empty}"], rc.EXIT_KEYS, "no private keys"),
     (["register", "alice.example.com", "--keys", "{empty}"], rc.EXIT_USAGE, "not an address"),
     (["register", "alice@example.com", "--keys", "{empty}", "--server", "nowhere"],
@@ -308,6 +308,63 @@ def test_encrypted_key_files_need_the_right_passphrase(tmp_path):
     listed = cli("keygen", "bob@example.com", "--out", str(tmp_path / "bob")).output
     assert loaded.encrypt.key_id != rc.load_owner_keys(tmp_path / "bob").encrypt.key_id
     assert "bob@example.com" in listed
+
+
+def test_encrypted_key_files_ask_the_passphrase_once_as_open_does(tmp_path):
+    """keygen --passphrase encrypts both files: register and unregister ask
+    the passphrase once for the directory, in the words open asks it for
+    the same directory (one loader, privatekeys.load_keys), print no
+    unencrypted-files warning, and take a wrong one typed as exit 3."""
+    from keyresolve.cli.keygen import make_keys
+    from keyresolve.client import keyfile
+    from keyresolve.protocol.records import KeyAlgorithm
+
+    right = secret_file(tmp_path / "right", "right horse battery")
+    keys = tmp_path / "keys"  # as keygen --passphrase writes them, with a quick KDF
+    make_keys(Name.from_text("alice@example.com"), (KeyAlgorithm.X25519, KeyAlgorithm.ED25519),
+              keys, "right horse battery", keyfile.KdfParams(iterations=1, memory_kib=8, lanes=1))
+    prompt = f"Passphrase for the keys of alice@example.com in {keys}"
+    asked: list[str] = []
+    loaded = rc.load_owner_keys(keys, None, rc.PassphraseSource(
+        prompt=lambda text: asked.append(text) or "right horse battery"))
+    assert asked == [prompt]
+    again = rc.load_owner_keys(keys, None, rc.PassphraseSource(right))
+    assert (loaded.encrypt, loaded.sign) == (again.encrypt, again.sign)
+
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # keys load before sending
+    closed.bind(("127.0.0.1", 0))
+    server = f"127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    for command in (["register"], ["unregister"]):
+        out = cli(*command, "alice@example.com", "--keys", str(keys), "--server", server,
+                  input=b"right horse battery\n")
+        assert out.exit_code == rc.EXIT_UNREACHABLE, out.output
+        assert out.output.count("Passphrase for") == 1 and prompt in out.output
+        assert "not encrypted" not in out.output and "horse" not in out.output
+        out = cli(*command, "alice@example.com", "--keys", str(keys), "--server", server,
+                  input=b"wrong horse battery\n")
+        assert out.exit_code == rc.EXIT_PASSPHRASE, out.output
+        assert out.output.count("Passphrase for") == 1
+        assert said(out.output)[-1].startswith("keyresolve: wrong passphrase for ")
+
+    ring = ["--keyring", str(tmp_path / "ring")]
+    assert cli("keyring", "add", "alice@example.com", str(keys), "--passphrase-file",
+               str(right), *ring).exit_code == 0
+    (tmp_path / "hello").write_bytes(b"hello\n")
+    assert cli("seal", str(tmp_path / "hello"), "--to", "alice@example.com", *ring, "-o",
+               str(tmp_path / "sealed")).exit_code == 0
+    out = cli("open", str(tmp_path / "sealed"), "--keys", str(keys), *ring, "-o",
+              str(tmp_path / "opened"), input=b"right horse battery\n")
+    assert out.exit_code == 0, out.output
+    assert out.output.count("Passphrase for") == 1 and prompt in out.output
+
+    (keys / "alice@example.com.ed25519.pem").chmod(0o640)  # refused as open refuses it
+    out = cli("register", "alice@example.com", "--keys", str(keys), "--server", server,
+              "--passphrase-file", str(right))
+    opened = cli("open", str(tmp_path / "sealed"), "--keys", str(keys), *ring, "-o",
+                 str(tmp_path / "opened2"), "--passphrase-file", str(right))
+    assert out.exit_code == opened.exit_code == rc.EXIT_ERROR, out.output
+    assert said(out.output) == said(opened.output) and "chmod 600" in out.output
 
 
 def test_a_pq_key_directory_loads_encrypted_and_a_mixed_one_is_refused(tmp_path):

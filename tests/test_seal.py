@@ -684,7 +684,7 @@ def make_vectors() -> str:
 def _secret(identity) -> str:
     if isinstance(identity, HybridIdentity):
         return _fixed("carol").hex()
-    return identity._private.private_bytes_raw().hex()  # noqa: SLF001
+    return identity.private_key.private_bytes_raw().hex()
 
 
 if __name__ == "__main__":

@@ -116,13 +116,12 @@ def keyring_add(address: str, source: str, keyring_dir: str | None,
     such lines, or a key directory from keygen (your own keys)."""
     try:
         mailbox = _mailbox(address)
-        path = Path(source)
-        if path.is_dir():
-            own = load_keys(path, PassphraseSource.from_option(passphrase_file),
+        if os.path.isdir(source):
+            own = load_keys(Path(source), PassphraseSource.from_option(passphrase_file),
                             address=address)
             keys, origin = own.keys, "own"
         else:
-            keys, origin = _keys_from_text(mailbox, path), "added"
+            keys, origin = _keys_from_text(mailbox, source), "added"
         with open_keyring(keyring_dir) as ring:
             for key in keys:
                 done = ring.put(RingEntry(normalize_address(address), key, origin,
@@ -148,12 +147,16 @@ def _mailbox(address: str) -> Name:
     return name
 
 
-def _keys_from_text(mailbox: Name, path: Path) -> list[KEY]:
-    """The KEY records of `mailbox` in the file `path`, else in the text
-    `path` names: a zone-file line, or bare KEY data (``x25519 encrypt ...``)."""
+def _keys_from_text(mailbox: Name, source: str) -> list[KEY]:
+    """The KEY records of `mailbox` in the file `source`, else in the text
+    `source` itself, as given: a zone-file line, or bare KEY data
+    (``x25519 encrypt ...``). The text is kept as a string: a `Path` folds
+    the "//" base64 may hold, and its `is_file` raises ENAMETOOLONG for a
+    key longer than a file name may be."""
     from ..zonedata.zonefile import ZoneReader
 
-    if path.is_file():
+    if os.path.isfile(source):
+        path = Path(source)
         try:
             with open(path, "rb") as f:
                 data = f.read(MAX_ADD_FILE + 1)
@@ -163,7 +166,7 @@ def _keys_from_text(mailbox: Name, path: Path) -> list[KEY]:
             raise KeyresolveError(f"{path} is larger than {MAX_ADD_FILE} bytes")
         text, filename = data.decode("utf-8", "replace"), str(path)
     else:
-        text, filename = str(path), "the KEY line"
+        text, filename = source, "the KEY line"
         tokens = text.split()
         if "key" not in (t.lower() for t in tokens):
             text = f"{mailbox.to_text()} KEY {text}"

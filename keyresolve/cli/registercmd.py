@@ -32,23 +32,21 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..client import backup as backups
 from ..client import keyfile
-from ..client.seal import HybridIdentity, hybrid_seed_to_pem, identity_from_pem
+from ..client.seal import hybrid_seed_to_pem
 from ..net.client import NoReply, query
 from ..protocol import hpke
 from ..protocol.codes import Rcode, RType, rcode_to_text
-from ..protocol.errors import (ConfigError, FormError, KeyFileError, KeyresolveError, NetworkError,
-                               NotAuth, ProtocolError, WrongPassphrase)
+from ..protocol.errors import (FormError, KeyresolveError, NetworkError, NotAuth, ProtocolError,
+                               WrongPassphrase)
 from ..protocol.message import Message, make_query
 from ..protocol.names import Name
 from ..protocol.records import ADDR, KEY, SOA, KeyAlgorithm, KeyUsage
 from ..protocol.transport import Endpoint, format_endpoint, parse_endpoint
 from ..registry import messages as m
-from ..files.private import read_private
 from ..registry.mails import MAX_MAIL_BYTES, MailError, attachment_from_mail
 from . import exitcodes
 from .commands import main, run_trio
-from .privatekeys import (MAX_KEY_FILE, PassphraseSource, key_files, read_passphrase_file,
-                          warn_unencrypted)
+from .privatekeys import PassphraseSource, key_files, load_keys, read_passphrase_file
 
 # -- exit statuses (cli/exitcodes.py, shared with the other client commands) --------
 EXIT_ERROR = exitcodes.EXIT_ERROR
@@ -185,71 +183,51 @@ def load_owner_keys(keys_dir: Path, address: Name | None = None,
     """The encryption and Ed25519 private keys in `keys_dir` as `keyresolve
     keygen` writes them (``ADDRESS.x25519.pem`` or, from ``keygen --pq``,
     ``ADDRESS.mlkem768x25519.pem``; ``ADDRESS.ed25519.pem``; encrypted or
-    not: docs/key-files.md), those of `address` if given. `Failure`
-    EXIT_KEYS without them or with both encryption keys (which one to
-    register would be a guess), EXIT_PASSPHRASE for a wrong passphrase."""
-    if not keys_dir.is_dir():
-        raise Failure(f"{keys_dir} is not a directory of keys", EXIT_KEYS)
+    not: docs/key-files.md), those of `address` if given, loaded by
+    `privatekeys.load_keys` as seal and open load them (the passphrase asked
+    once for the directory, 0600 files, one warning for files not
+    encrypted). `Failure` EXIT_KEYS without them or with both encryption
+    keys (which one to register would be a guess), checked before any
+    passphrase is asked; otherwise load_keys' message with its exit status
+    (EXIT_PASSPHRASE for a wrong passphrase)."""
+    keys_dir = Path(keys_dir)
+    owner = None if address is None else _plain(address)
+    if keys_dir.is_dir():
+        _check_owner_files(keys_dir, owner)
+    try:  # a missing directory too: load_keys says so
+        own = load_keys(keys_dir, passphrase or PassphraseSource(), address=owner)
+    except KeyresolveError as exc:
+        raise Failure(str(exc), exitcodes.status_for(exc)) from None
+    if len(own.identities) != 1 or own.signing is None:  # files changed since the check
+        raise Failure(f"the key files in {keys_dir} changed while read: try again", EXIT_KEYS)
+    return OwnerKeys(own.identities[0].private_key, own.signing.private_key)
+
+
+def _check_owner_files(keys_dir: Path, owner: str | None) -> None:
+    """`Failure` EXIT_KEYS unless the directory's key files are those of one
+    address (`owner` if given), with one encryption and one Ed25519 key."""
     by_address = key_files(keys_dir)
-    if address is not None:
-        by_address = {a: f for a, f in by_address.items() if a == _plain(address)}
-    if len(by_address) != 1:
-        whose = "" if address is None else f" of {_plain(address)}"
-        raise Failure(f"{keys_dir} holds {'no' if not by_address else 'several addresses'} "
-                      f"private keys{whose} (keyresolve keygen ADDRESS --out DIR makes them)",
-                      EXIT_KEYS)
-    [(owner, files)] = by_address.items()
-    source = passphrase or PassphraseSource()
+    if owner is not None:
+        by_address = {a: f for a, f in by_address.items() if a == owner.lower()}
+    if not by_address:
+        whose = "" if owner is None else f" of {owner}"
+        raise Failure(f"{keys_dir} holds no private keys{whose} (keyresolve keygen ADDRESS "
+                      "--out DIR makes them)", EXIT_KEYS)
+    if len(by_address) > 1:
+        raise Failure(f"{keys_dir} holds the private keys of several addresses "
+                      f"({', '.join(sorted(by_address))}): keep one address's in the "
+                      "directory", EXIT_KEYS)
+    [(address, files)] = by_address.items()
     held = {algorithm for algorithm, _ in files}
     encryption = [a for a in m.ENCRYPT_ALGORITHMS if a in held]
     if len(encryption) > 1:
         raise Failure(f"{keys_dir} holds both an x25519 and an mlkem768x25519 private key of "
-                      f"{owner}: keep the one to register in the directory", EXIT_KEYS)
-    found: dict[KeyAlgorithm, object] = {}
-    unencrypted = 0
+                      f"{address}: keep the one to register in the directory", EXIT_KEYS)
     for algorithm in (encryption[0] if encryption else KeyAlgorithm.X25519,
                       KeyAlgorithm.ED25519):
-        paths = [path for a, path in files if a == algorithm]
-        if not paths:
+        if algorithm not in held:
             raise Failure(f"{keys_dir} holds no {algorithm.name.lower()} private key of "
-                          f"{owner}", EXIT_KEYS)
-        try:
-            data = read_private(paths[0], MAX_KEY_FILE, "private key file")
-            if keyfile.is_encrypted(data):
-                data = keyfile.decrypt(data, source.get(f"the keys of {owner} in {keys_dir}"))
-            else:
-                unencrypted += 1
-            found[algorithm] = _private_key(data, algorithm, paths[0])
-        except WrongPassphrase:
-            raise Failure(f"wrong passphrase for {paths[0]}", EXIT_PASSPHRASE) from None
-        except (ConfigError, KeyFileError) as exc:
-            raise Failure(str(exc), EXIT_KEYS) from None
-        except (ValueError, TypeError, serialization.UnsupportedAlgorithm):
-            raise Failure(f"{paths[0]} is not a private key file", EXIT_KEYS) from None
-    if unencrypted:
-        warn_unencrypted(unencrypted, keys_dir)  # they load, as for every command
-    encrypt, sign = found.values()
-    assert isinstance(encrypt, X25519PrivateKey | hpke.HybridPrivateKey)
-    assert isinstance(sign, Ed25519PrivateKey)
-    return OwnerKeys(encrypt, sign)
-
-
-def _private_key(pem: bytes, algorithm: KeyAlgorithm, path: Path) -> object:
-    """The private key of the unencrypted key file `pem` of `algorithm`;
-    `Failure` if it holds another kind of key."""
-    if algorithm == KeyAlgorithm.MLKEM768X25519:
-        try:
-            identity = identity_from_pem(pem)
-        except KeyFileError:
-            raise Failure(f"{path} is not a private key file", EXIT_KEYS) from None
-        if isinstance(identity, HybridIdentity):
-            return identity.private_key
-    else:
-        key = serialization.load_pem_private_key(pem, password=None)
-        kind = X25519PrivateKey if algorithm == KeyAlgorithm.X25519 else Ed25519PrivateKey
-        if isinstance(key, kind):
-            return key
-    raise Failure(f"{path} is not an {algorithm.name.lower()} private key", EXIT_KEYS)
+                          f"{address}", EXIT_KEYS)
 
 
 def _plain(address: Name) -> str:

@@ -188,18 +188,18 @@ def make_recipient(key: KEY) -> X25519Recipient | HybridRecipient:
 
 
 class X25519Identity:
-    """An X25519 private key."""
+    """An X25519 private key (`private_key`, as `HybridIdentity` has one)."""
 
     kind: ClassVar[int] = KeyAlgorithm.X25519
 
     def __init__(self, private_key: x25519.X25519PrivateKey) -> None:
-        self._private = private_key
+        self.private_key = private_key
         self.public_key = private_key.public_key().public_bytes_raw()
         self.key_id = make_key_id(self.kind, self.public_key)
 
     def unwrap(self, body: bytes) -> bytes | None:
         try:
-            return hpke.open_sealed(self._private, stanza_info(self.kind), body)
+            return hpke.open_sealed(self.private_key, stanza_info(self.kind), body)
         except (FormError, NotAuth):
             return None
 
