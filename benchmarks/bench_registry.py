@@ -18,6 +18,8 @@ sends them.
    fast as the primary answers them (each is one zone transaction, an
    update-log entry, NOTIFY); confirmations a second from the first send
    to the last answer.
+   The primary's and the secondary's CPU per confirmation meanwhile, and
+   how the confirmations were grouped into commits, are reported too.
 3. Latency: the other --latency-confirmations CONFIRMs are sent at --rate a
    second; from each answer, the secondary is probed over UDP until it
    answers the new key: p50 and p99 (goals 50 and 200 ms at 100 a second).
@@ -220,6 +222,21 @@ def latency(owners: list[Owner], primary: tuple[str, int], secondary: tuple[str,
     return sorted(done)
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a daemon and its workers."""
+    return sum(common.cpu_seconds(p) for p in common.process_tree(pid))
+
+
+def commit_groups(data_dir: Path, count: int) -> dict:
+    """How the throughput's `count` confirmations were committed: the
+    commits (distinct serials in the update log) and their mean size."""
+    with Store(data_dir) as store:
+        entries = [m.LogEntry.from_wire(raw) for raw in store.update_log(ZONE)]
+    serials = [entry.serial for entry in entries if entry.op == m.LogOp.PUBLISH][:count]
+    commits = len(set(serials))
+    return {"commits": commits, "mean_group": round(len(serials) / max(commits, 1), 2)}
+
+
 def floor(data_dir: Path, count: int) -> float:
     """One write transaction per confirmation (node + journal record, the
     update log too), in process: confirmations a second."""
@@ -244,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-confirmations", type=int, default=300)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="the primary's `serve --workers` (default 1: one process)")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--json", dest="json_path", default=None)
     args = parser.parse_args(argv)
@@ -275,18 +294,24 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"scenario": "registry", "keys": args.keys, "machine": common.machine_info(),
                     "confirmations": args.confirmations,
                     "latency_confirmations": args.latency_confirmations, "rate": args.rate,
-                    "clients": args.clients}
+                    "clients": args.clients, "workers": args.workers}
     primary = secondary = None
     try:
-        primary = common.start_serve(pdir / "serve.toml", core=None)
+        primary = common.start_serve(pdir / "serve.toml", core=None,
+                                     args=("--workers", str(args.workers)))
         secondary = common.start_serve(sdir / "serve.toml", core=None)
         secondary.wait_for(r"transfer in example\.com\. .*full", common.DAEMON_TIMEOUT)
         paddr, saddr = (common.HOST, pport), (common.HOST, sport)
         started = time.perf_counter()
         set_up(owners, paddr, mailbox)
         report["set_up_seconds"] = round(time.perf_counter() - started, 2)
+        cpu_before = tree_cpu(primary.pid), tree_cpu(secondary.pid)
         report["confirmations_per_second"] = round(
             throughput(owners[:args.confirmations], paddr, args.clients), 1)
+        report["cpu_ms_per_confirmation"] = {
+            name: round((tree_cpu(daemon.pid) - before) * 1000 / args.confirmations, 3)
+            for name, daemon, before in (("primary", primary, cpu_before[0]),
+                                         ("secondary", secondary, cpu_before[1]))}
         times = latency(owners[args.confirmations:], paddr, saddr, args.rate)
         report["to_secondary_ms"] = {
             "p50": round(common.percentile(times, 50) * 1000, 2),
@@ -297,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             if daemon is not None:
                 daemon.stop()
         smtp.stop()
+    report["commits"] = commit_groups(pdir / "data", args.confirmations)
     report["floor_per_second"] = round(floor(pdir / "data", args.confirmations), 1)
     report["ratio"] = common.ratio(report["confirmations_per_second"],
                                    report["floor_per_second"])

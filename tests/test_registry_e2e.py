@@ -12,6 +12,7 @@ import os
 import random
 import secrets
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from keyresolve.protocol.codes import Opcode, Rcode, RType
 from keyresolve.protocol.errors import NotAuth
-from keyresolve.protocol.message import Message, make_query
+from keyresolve.protocol.message import FrameReader, Message, frame, make_query
 from keyresolve.protocol.names import Name
 from keyresolve.protocol.records import KEY, KeyAlgorithm, KeyFlag, KeyUsage
 from keyresolve.registry import messages as m
@@ -214,6 +215,47 @@ def test_register_confirm_publishes_at_the_primary_and_the_secondary(
     # the challenge was used up: a replay of the confirmation gets NOTAUTH
     challenge = reg.challenge(reg.next_mail(1), alice)
     assert reg.answer_challenge(challenge, alice.ed)[0] == Rcode.NOTAUTH
+
+
+def test_concurrent_confirmations_share_commits_and_all_reach_the_secondary(
+        tmp_path, start_daemon, smtp_server):
+    """Confirmations arriving together are committed as a group (one
+    serial for several), and the secondary, NOTIFYed once per group at
+    most, ends up serving every key."""
+    reg = Registry(tmp_path, start_daemon, smtp_server, secondary=True)
+    reg.start()
+    reg.start_secondary()
+    owners = [Owner(f"group{i}@example.com") for i in range(8)]
+    envelopes = []
+    for count, owner in enumerate(owners, 1):
+        reg.register(owner)
+        challenge = reg.challenge(reg.next_mail(count), owner)
+        envelopes.append(reg.envelope(challenge.purpose, m.token_fields(
+            challenge.request_id, challenge.token), owner.ed))
+    conns = [socket.create_connection(reg.address, timeout=MAIL_BOUND) for _ in owners]
+    try:
+        for msg_id, (conn, envelope) in enumerate(zip(conns, envelopes), 1):
+            conn.sendall(frame(m.make_update(ZONE, envelope, msg_id).to_wire()))
+        serials = []
+        for conn, envelope in zip(conns, envelopes):
+            reader = FrameReader()
+            while (data := reader.next_frame()) is None:
+                chunk = conn.recv(65536)
+                assert chunk, "the primary closed the connection"
+                reader.receive_data(chunk)
+            reply = Message.from_wire(data)
+            assert reply.rcode == Rcode.NOERROR
+            answer = m.read_answer(m.update_payload(reply)[1], reg.sign_key,
+                                   hashlib.sha256(envelope).digest())
+            assert answer.kind == m.AnswerKind.PUBLISHED
+            serials.append(answer.serial)
+    finally:
+        for conn in conns:
+            conn.close()
+    assert len(set(serials)) < len(owners)  # grouped: fewer commits than confirmations
+    for owner in owners:
+        assert reg.published(owner) == owner.key_set
+        wait_until(lambda owner=owner: reg.published(owner, reg.sport) == owner.key_set)
 
 
 def test_a_confirmation_with_other_keys_or_a_forged_mail_publishes_nothing(registry):

@@ -18,6 +18,7 @@ from ..protocol.transport import Endpoint, format_endpoint
 from ..protocol.errors import (FormError, KeyresolveError, NetworkError, PeerError, ProtocolError,
                       QueryTimeout)
 from ..protocol.message import make_query
+from ..protocol.names import Name
 from ..net.client import query
 from ..net.transfer import run_transfer
 from ..protocol.records import SOA, Record
@@ -245,13 +246,17 @@ class SecondaryZone(StoredSecondary):
         return soa
 
 
-async def send_notify(origin, soa: Record, target: Endpoint, key: SharedKey | None) -> bool:
+async def send_notify(origin, soa: Record | Callable[[], Record], target: Endpoint,
+                      key: SharedKey | None) -> bool:
     """NOTIFY `target` of the zone's new serial, retrying until acknowledged
-    (bounded by NOTIFY_ATTEMPTS). True if acknowledged."""
+    (bounded by NOTIFY_ATTEMPTS). True if acknowledged. `soa` may be a
+    function giving the SOA to announce at each attempt (the newest)."""
     timeout = NOTIFY_TIMEOUT
     problem = "no attempt"
+    current = soa if callable(soa) else (lambda: soa)
     for _ in range(NOTIFY_ATTEMPTS):
-        message = make_notify(origin, soa)
+        sent = current()
+        message = make_notify(origin, sent)
         try:
             exchange = await query(target, message, timeout=timeout, retries=0, key=key)
             if key is not None and exchange.verified != "ok":
@@ -264,12 +269,59 @@ async def send_notify(origin, soa: Record, target: Endpoint, key: SharedKey | No
                 await trio.sleep(timeout)  # refused at once: still wait before retrying
             timeout *= 2
             continue
-        log.info("NOTIFY %s serial %d acknowledged by %s", origin, soa.rdata.serial,
+        log.info("NOTIFY %s serial %d acknowledged by %s", origin, sent.rdata.serial,
                  format_endpoint(target))
         return True
     log.warning("NOTIFY %s serial %d to %s gave up after %d attempts: %s", origin,
-                soa.rdata.serial, format_endpoint(target), NOTIFY_ATTEMPTS, problem)
+                current().rdata.serial, format_endpoint(target), NOTIFY_ATTEMPTS, problem)
     return False
+
+
+class Notifier:
+    """The NOTIFYs of one zone to one target, coalesced: at most one NOTIFY
+    (with its retries) in flight; serials that change meanwhile are
+    announced by its next attempt, or by one more NOTIFY when it ends, the
+    newest only. A burst of changes (a registry's commits, IXFRs arriving
+    back to back) thus costs the target one NOTIFY per round trip, not one
+    per change, and the tasks stay one per zone and target, however long
+    the target is unreachable. As Knot, whose zone events coalesce;
+    RFC 1996 4.7 allows a delay before NOTIFY."""
+
+    def __init__(self, origin: Name, target: Endpoint) -> None:
+        self.origin = origin
+        self.target = target
+        #: The newest SOA not yet announced by a finished NOTIFY.
+        self._latest: Record | None = None
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        """Whether a NOTIFY of this zone to this target is in flight."""
+        return self._running
+
+    def changed(self, soa: Record, key: SharedKey | None, nursery: trio.Nursery) -> None:
+        """The zone's serial is now `soa`'s: announce it (in `nursery`)."""
+        self._latest = soa
+        self._key = key
+        if not self._running:
+            self._running = True
+            nursery.start_soon(self._run)
+
+    async def _run(self) -> None:
+        try:
+            while self._latest is not None:
+                soa = self._latest
+
+                def newest() -> Record:
+                    nonlocal soa
+                    soa = self._latest or soa
+                    return soa
+
+                await send_notify(self.origin, newest, self.target, self._key)
+                if self._latest is soa:  # announced: nothing newer arrived
+                    self._latest = None
+        finally:
+            self._running = False
 
 
 def soa_of(record: Record) -> SOA:

@@ -26,7 +26,7 @@ import trio
 from ..authority.answer import answer
 from ..protocol.codes import Rcode
 from ..cli.config import (ServeConfig, ZoneConfig, fingerprint, load_serve_config, unsigned_notify_zones)
-from ..protocol.transport import format_endpoint
+from ..protocol.transport import Endpoint, format_endpoint
 from ..authority import fastpath
 from ..authority import ratelimit
 from ..protocol import tsig
@@ -45,7 +45,7 @@ from ..protocol.names import Name
 from ..authority.xfr import OutboundTransfer, notify_response, parse_request, validate_notify
 from ..zonedata.zonefile import inside
 from .common import accept_request, our_failure, pidfile
-from .secondary import SecondaryZone, StoredSecondary, send_notify
+from .secondary import Notifier, SecondaryZone, StoredSecondary
 from .servecontrol import ServerControl
 
 if TYPE_CHECKING:
@@ -625,6 +625,8 @@ class AuthDaemon:
         self.reload_lock = trio.Lock()
         #: The registry (a `[registry]` section), or None.
         self.registry: RegistryService | None = None
+        #: Each zone's NOTIFY sender per target (coalescing its NOTIFYs).
+        self._notifiers: dict[tuple[Name, Endpoint], Notifier] = {}
 
     def overlay(self, origin: Name) -> list[Record]:
         """What the zone `origin` serves beyond its zone file: its registrations."""
@@ -650,7 +652,10 @@ class AuthDaemon:
         """Tell the zone's `notify` targets about its new serial (in the background)."""
         key = None if zone.tsig_key is None else self.config.keys[zone.tsig_key]
         for target in zone.notify:
-            self.nursery.start_soon(send_notify, zone.name, soa, target, key)
+            notifier = self._notifiers.get((zone.name, target))
+            if notifier is None:
+                notifier = self._notifiers[zone.name, target] = Notifier(zone.name, target)
+            notifier.changed(soa, key, self.nursery)
 
     def start_secondaries(self) -> None:
         """Start the refresh loop of every secondary zone."""
