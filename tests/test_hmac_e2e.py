@@ -21,6 +21,7 @@ from keyresolve.protocol.names import Name
 from .conftest import b64key, keyresolve_cmd, tcp_exchange, udp_exchange, write_serve_config
 from .test_resolver_e2e import start_resolver
 from .test_serve import EXAMPLE
+from .test_xfr_e2e import free_port
 
 SECRET = bytes(range(32))
 OTHER = bytes(range(1, 33))
@@ -215,11 +216,14 @@ def test_mangled_trailers_never_stop_the_server(signed_server, sig, junk):
 
 
 def test_resolver_signs_upstream_queries_to_paired_servers(tmp_path, start_daemon):
+    # a.root.'s ADDR is the server's own: priming (RFC 8109) replaces the
+    # hints with it, and the resolution must still reach the paired server
+    port = free_port()
     zone = (f"$ORIGIN .\n$TTL 60\n@ SOA a.root. h@root. 1 60 60 600 60\n@ NS a.root.\n"
-            f"a.root. ADDR 127.0.0.1:9\nk@example. KEY x25519 encrypt {b64key(5)}\n")
+            f"a.root. ADDR 127.0.0.1:{port}\nk@example. KEY x25519 encrypt {b64key(5)}\n")
     auth_dir = tmp_path / "auth"
     auth_dir.mkdir()
-    config = write_serve_config(auth_dir, {".": zone}, extra=KEYS)
+    config = write_serve_config(auth_dir, {".": zone}, listen=f"127.0.0.1:{port}", extra=KEYS)
     config.write_text(config.read_text().replace('file = "root.zone"',
                                                  'file = "root.zone"\nrequire_signed = true'))
     auth = start_daemon("serve", "--config", str(config), cwd=auth_dir)
