@@ -362,3 +362,36 @@ def test_bench_client_reports_whole_command_latencies(tmp_path):
 
     with KeyRing(tmp_path / "ring-0") as ring:  # a fresh ring each run: the key was fetched
         assert [e.source for e in ring.get("alice@example.com")] == ["fetched"] * 2
+
+
+def test_xfr_ab_compares_both_sides_of_a_transfer_in_process(tmp_path):
+    zone, out = tmp_path / "z.zone", tmp_path / "ab.json"
+    with open(zone, "w") as f:
+        genzone.generate(200, 1, f)
+    root = BENCH.parent  # the other tree: this one, copied under another name
+    done = run_script("xfr_ab.py", "--other", str(root), "--zone", str(zone), "--rounds", "2",
+                      "--json", str(out), "--profile", str(tmp_path / "prof"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["same_bytes"] and report["messages"] >= 1
+    for name in ("this", "other"):
+        assert [len(report["cpu_s"][name][step]) for step in ("send", "apply")] == [2, 2]
+    assert report["ratio_median"]["send"] > 0 and report["ratio_median"]["apply"] > 0
+    assert len(list((tmp_path / "prof").glob("*.prof"))) == 4
+    done = run_script("xfr_ab.py", "--other", str(root), "--zone", str(zone), "--one", "other",
+                      "--step", "send", "--reps", "2")
+    assert done.returncode == 0 and "other: send x 2 done" in done.stdout, done.stderr
+
+
+def test_xfr_cpu_reports_both_daemons_cpu_for_a_full_transfer(tmp_path):
+    zone, out = tmp_path / "z.zone", tmp_path / "cpu.json"
+    with open(zone, "w") as f:
+        genzone.generate(200, 1, f)
+    done = run_script("xfr_cpu.py", "--zone", str(zone), "--runs", "2", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(out.read_text())
+    assert len(runs) == 2
+    for run in runs:
+        assert run["secondary_cpu_s"] >= 0 and run["primary_cpu_s"] >= 0
+        assert "full, serial none -> " in run["logged"] and " 216 records" in run["logged"]
+        assert run["secondary_io"]["write_bytes"] >= 0

@@ -188,7 +188,8 @@ class ZoneWriter:
             raise StoreError(f"{record.name} is outside zone {self.origin}")
         key = self._nodes + name_key[len(self._origin_key):]
         if key == self._key and self._packed is not None:
-            self._node = decode_node(self._packed_value())  # other records join it
+            # other records join it
+            self._node = decode_node(key_node(self._packed_head(), self._packed))
             self._packed = None
         if key != self._key:
             txn = self._flush(txn)
@@ -205,11 +206,15 @@ class ZoneWriter:
         if key is None:
             return txn
         nodes = self._dbs.nodes
-        if self._packed is None and not self._node:
+        packed = self._packed
+        if packed is None and not self._node:
             txn.delete(key, db=nodes)
         else:
-            value = (encode_node(self._node, self._pack) if self._packed is None
-                     else self._packed_value())
+            # A packed node costs one call (a full transfer's every owner):
+            # the head comes from the cache here, `_packed_head` on a miss.
+            value = (encode_node(self._node, self._pack) if packed is None
+                     else key_node(self._packed_heads.get(self._packed_ttl)
+                                   or self._packed_head(), packed))
             # Ours arrive in key order: appends while they work (see `put_or_append`).
             self._append = put_or_append(txn.put, key, value, self._append and key > self._last,
                                          db=nodes)
@@ -279,14 +284,12 @@ class ZoneWriter:
         return Record(name, RType.KEY, ttl,
                       rdata_from_wire(RType.KEY, msgpack.unpackb(rdata, use_list=False)))
 
-    def _packed_value(self) -> bytes:
-        """The stored form of the packed current node (as `encode_node`)."""
-        packed = self._packed
-        assert packed is not None
+    def _packed_head(self) -> bytes:
+        """`key_node_head` of the packed current node's TTL, cached by TTL."""
         head = self._packed_heads.get(self._packed_ttl)
         if head is None:
             head = self._packed_heads[self._packed_ttl] = key_node_head(self._packed_ttl)
-        return key_node(head, packed)
+        return head
 
     @translate
     def commit(self, soa: Record) -> None:
