@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
     keys = f'[keys.xfer]\nalgorithm = "hmac-sha256"\nsecret = "{secret}"\n'
     (pdir / "serve.toml").write_text(
-        f'listen = ["{common.HOST}:{pport}"]\ndata_dir = "data"\nlog_level = "info"\n{keys}'
+        f'listen = ["{common.HOST}:{pport}"]\ndata_dir = "data"\nlog_level = "info"\n'
+        f'max_tcp_per_address = {args.clients + 32}\n{keys}'  # every client is 127.0.0.1
         f'[registry]\nsmtp = "{common.HOST}:{smtp_port}"\nfrom = "keys@example.com"\n'
         f'mail_interval = "1s"\nrate_limit = 100000\n'
         f'[[zones]]\nname = "example.com"\nfile = "example.com.zone"\nregistration = true\n'

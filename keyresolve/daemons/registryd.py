@@ -482,8 +482,8 @@ class RegistryService:
         while True:
             await self._commit_wake.wait()
             self._commit_wake = trio.Event()
-            await self._gather()
             while self._submitted:
+                await self._gather()
                 zone = self._submitted[0][0].zone
                 batch = [item for item in self._submitted if item[0].zone == zone]
                 batch = batch[:MAX_COMMIT_BATCH]
@@ -493,7 +493,9 @@ class RegistryService:
 
     async def _gather(self) -> None:
         """Let the requests admitted meanwhile be decided first (bounded by
-        `GROUP_COMMIT_WINDOW`), so that they join this commit."""
+        `GROUP_COMMIT_WINDOW`), so that they join this commit: before each
+        commit, also the next one after a commit (the owners just answered
+        send their next requests while it runs)."""
         await trio.lowlevel.checkpoint()  # requests whose bytes have arrived start
         if self._deciding and len(self._submitted) < MAX_COMMIT_BATCH:
             self._decided = trio.Event()

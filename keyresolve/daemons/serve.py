@@ -59,8 +59,8 @@ log = logging.getLogger("keyresolve.serve")
 #: 5 ms). The store's writes run in threads (a commit and its fsync); one
 #: that returns from LMDB waits for the GIL up to this long while the main
 #: thread answers, and a registry's group commit, its NOTIFY and its answers
-#: wait with it. 1 ms took 10% off a confirmation's CPU and 40% more
-#: confirmations into each commit (benchmarks/RESULTS.md, the registry).
+#: wait with it. In two pairs of runs, 1 ms took 10% off a confirmation's
+#: CPU and put 40% more confirmations into each commit (benchmarks/RESULTS.md).
 SWITCH_INTERVAL = 0.001
 
 #: Rate limiting's decision and classes, as plain globals for the fast path.
