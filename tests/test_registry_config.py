@@ -114,6 +114,13 @@ REG = '[registry]\nsmtp = "127.0.0.1:2525"\nfrom = "keys@example.com"\n'
     (REG + 'mail_intervall = "1h"\n', "registry.mail_intervall: unknown setting"),
     (REG + 'rate_limit = 0\n', "registry.rate_limit: must be 1 .. 100000"),
     (REG + 'rate_limit = "10"\n', "registry.rate_limit: must be"),
+    (REG + 'public_address = "keys.example.com:53"\n',
+     "registry.public_address: 'keys.example.com' in 'keys.example.com:53' is not an IP"),
+    (REG + 'public_address = "192.0.2.1"\n', "registry.public_address: address '192.0.2.1' "
+     "must be ip:port"),
+    (REG + 'public_address = "192.0.2.1:0"\n', "registry.public_address: port 0 in"),
+    (REG + 'public_address = "[::]:53"\n', "registry.public_address: '[::]:53' is a wildcard"),
+    (REG + 'public_address = 53\n', "registry.public_address: must be"),
 ])
 def test_every_setting_has_a_one_line_error_naming_it(tmp_path, body, error):
     loose = tmp_path / "open.password"
@@ -172,3 +179,20 @@ def test_the_documented_queue_figures_are_the_constants():
     assert outbox.MAX_QUEUED_BYTES == 256 << 20
     assert outbox.MAX_QUEUE_LIFETIME == 5 * 86400 and "5 days" in text
     assert (outbox.FIRST_RETRY, outbox.MAX_RETRY) == (60, 3600) and "1 min, 2, 4" in text
+
+
+def test_public_address_is_named_in_challenges_and_needed_behind_a_wildcard(tmp_path):
+    config = load(tmp_path, REG + 'public_address = "[2001:db8::1]:53"\n')
+    assert config.registry.public_address == ("2001:db8::1", 53)
+    assert load(tmp_path, REG).registry.public_address is None  # the first listen address
+    path = tmp_path / "serve.toml"
+    path.write_text('listen = ["0.0.0.0:53"]\ndata_dir = "d"\n' + REG)
+    with pytest.raises(ConfigError) as info:
+        load_serve_config(path)
+    assert str(info.value) == (
+        f"{path}: registry.public_address: needed when the first listen address is a "
+        "wildcard (0.0.0.0): the address owners answer challenges at, named in every "
+        "challenge mail")
+    path.write_text('listen = ["0.0.0.0:53"]\ndata_dir = "d"\n' + REG
+                    + 'public_address = "192.0.2.1:53"\n')
+    assert load_serve_config(path).registry.public_address == ("192.0.2.1", 53)

@@ -314,6 +314,31 @@ def test_replace_then_unregister_with_the_wrong_then_the_right_key(registry):
     assert registry.published(new) == set()
 
 
+def test_the_challenge_names_the_public_address_and_is_answered_there(
+        tmp_path, start_daemon, smtp_server):
+    """`public_address` (here the second of two listen addresses) is what a
+    challenge mail names, and where its answer publishes the keys."""
+    reg = Registry(tmp_path, start_daemon, smtp_server)
+    text = reg.config.read_text()
+    reg.config.write_text(text.replace(
+        f'listen = ["127.0.0.1:{reg.pport}"]',
+        f'listen = ["127.0.0.1:{reg.pport}", "127.0.0.2:{reg.pport}"]').replace(
+        'mail_interval = "1s"\n',
+        f'mail_interval = "1s"\npublic_address = "127.0.0.2:{reg.pport}"\n'))
+    reg.start()
+    alice = Owner("alice@example.com")
+    reg.register(alice)
+    challenge = reg.challenge(reg.next_mail(), alice)
+    assert (str(challenge.server.address), challenge.server.port) == ("127.0.0.2", reg.pport)
+    envelope = reg.envelope(challenge.purpose, m.token_fields(challenge.request_id,
+                                                             challenge.token), alice.ed)
+    query = m.make_update(ZONE, envelope, 7)
+    reply = Message.from_wire(tcp_exchange(("127.0.0.2", reg.pport), query.to_wire()))
+    answer = m.read_answer(m.update_payload(reply)[1], reg.sign_key,
+                           hashlib.sha256(envelope).digest())
+    assert answer.kind == m.AnswerKind.PUBLISHED and reg.published(alice) == alice.key_set
+
+
 def test_requests_for_other_zones_get_notauth(registry):
     alice = Owner("alice@example.org")
     for zone in (Name.from_text("example.org."), Name.from_text("example.net.")):

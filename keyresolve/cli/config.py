@@ -470,6 +470,12 @@ def load_serve_config(path: str | Path) -> ServeConfig:
         config.zones.append(zone)
     if "registry" in top.data:
         config.registry = load_registry(top, path)
+        first = config.listen[0][0] if config.listen else None
+        if (config.registry.public_address is None and first is not None
+                and ipaddress.ip_address(first).is_unspecified):
+            raise ConfigError(f"{path}: registry.public_address: needed when the first listen "
+                              f"address is a wildcard ({first}): the address owners answer "
+                              "challenges at, named in every challenge mail")
     for i, zone in enumerate(config.zones):
         if zone.registration and config.registry is None:
             raise ConfigError(f"{path}: zones[{i}].registration: needs a [registry] section "
@@ -526,6 +532,10 @@ class RegistryConfig:
     #: not in the fingerprint either (workers do not use it).
     mailboxes: Path | None = field(default=None, compare=False)
     mailbox_policy: MailboxPolicy | None = field(default=None, compare=False, repr=False)
+    #: Where owners' tools send their answers, named in every challenge mail
+    #: (an IP address and port; None: the first `listen` address, which
+    #: must then not be a wildcard).
+    public_address: Endpoint | None = None
 
 
 #: Largest `mailboxes` file read: a million local parts of 64 octets with
@@ -646,6 +656,15 @@ def load_registry(top: Table, path: Path) -> RegistryConfig:
     if config.reverify_grace >= config.reverify_every:
         raise table._err("reverify_grace", "must be shorter than reverify_every (an owner "
                          "answers one challenge before the next is mailed)")
+    public = table.get("public_address", str, None, what='an "ip:port" string')
+    if public is not None:
+        try:
+            config.public_address = parse_endpoint(public)
+        except ValueError as exc:
+            raise table._err("public_address", str(exc)) from None
+        if ipaddress.ip_address(config.public_address[0]).is_unspecified:
+            raise table._err("public_address", f"{public!r} is a wildcard: give the address "
+                             "owners reach this server at")
     mailboxes = table.get("mailboxes", str, None, what="a file name")
     if mailboxes is not None:
         config.mailboxes = path.parent / mailboxes

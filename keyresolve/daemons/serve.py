@@ -787,8 +787,9 @@ async def serve(config: ServeConfig, store: Store, *,
             # mail and SMTP code (a restart's time, benchmarks/RESULTS.md).
             from .registryd import RegistryService
 
+            answer_at = _answer_address(bound, config.registry.public_address)
             registry = daemon.registry = await trio.to_thread.run_sync(
-                functools.partial(RegistryService, config, store, _answer_address(bound),
+                functools.partial(RegistryService, config, store, answer_at,
                                   daemon.handler.write_lock, daemon.zone_changed,
                                   faults=daemon.handler.faults))
             await trio.to_thread.run_sync(registry.rebuild)
@@ -819,15 +820,11 @@ async def serve(config: ServeConfig, store: Store, *,
                 daemon.registry.close()
 
 
-def _answer_address(bound: list[tuple[str, int]]) -> ADDR:
-    """Where owners answer challenges: the first address listened on (a
-    wildcard address: its loopback, for a test set-up; a real registry
-    listens on its public address)."""
-    host, port = bound[0]
-    address = ipaddress.ip_address(host)
-    if address.is_unspecified:
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    return ADDR(address, port)
+def _answer_address(bound: list[tuple[str, int]], public: Endpoint | None) -> ADDR:
+    """Where owners answer challenges: the registry's `public_address`, or
+    the first address listened on (not a wildcard: the config refuses it)."""
+    host, port = public or bound[0]
+    return ADDR(ipaddress.ip_address(host), port)
 
 
 def log_reload_done(results: list[LoadResult]) -> None:
