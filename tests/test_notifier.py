@@ -58,59 +58,61 @@ async def wait_idle(notifier: Notifier) -> None:
         await trio.sleep(0.001)
 
 
-def test_changes_during_a_notify_are_announced_once_by_the_newest_serial():
-    async def main() -> None:
+def run(body) -> tuple[Secondary, Notifier]:
+    """Run `body(secondary, notifier, nursery)` against a fresh secondary
+    (bounded by BOUND); the secondary and the notifier once it is done."""
+    async def main() -> tuple[Secondary, Notifier]:
         secondary = Secondary()
         notifier = Notifier(ZONE, await secondary.bind())
         with trio.fail_after(BOUND):
             async with trio.open_nursery() as nursery:
-                notifier.changed(soa(1), None, nursery)
-                query, serial, peer = await secondary.receive()
-                assert serial == 1
-                for later in (2, 3, 4):  # while the first is not acknowledged
-                    notifier.changed(soa(later), None, nursery)
-                assert notifier.running and len(nursery.child_tasks) == 1
-                await secondary.ack(query, peer)
-                query, serial, peer = await secondary.receive()
-                assert serial == 4  # one more NOTIFY, the newest serial only
-                await secondary.ack(query, peer)
-                await wait_idle(notifier)
-            assert secondary.nothing_waiting()
+                await body(secondary, notifier, nursery)
+        return secondary, notifier
 
-    trio.run(main)
+    return trio.run(main)
+
+
+def test_changes_during_a_notify_are_announced_once_by_the_newest_serial():
+    async def body(secondary, notifier, nursery) -> None:
+        notifier.changed(soa(1), None, nursery)
+        query, serial, peer = await secondary.receive()
+        assert serial == 1
+        for later in (2, 3, 4):  # while the first is not acknowledged
+            notifier.changed(soa(later), None, nursery)
+        assert notifier.running and len(nursery.child_tasks) == 1
+        await secondary.ack(query, peer)
+        query, serial, peer = await secondary.receive()
+        assert serial == 4  # one more NOTIFY, the newest serial only
+        await secondary.ack(query, peer)
+        await wait_idle(notifier)
+
+    secondary, _ = run(body)
+    assert secondary.nothing_waiting()
 
 
 def test_a_retry_announces_the_newest_serial():
-    async def main() -> None:
-        secondary = Secondary()
-        notifier = Notifier(ZONE, await secondary.bind())
-        with trio.fail_after(BOUND):
-            async with trio.open_nursery() as nursery:
-                notifier.changed(soa(1), None, nursery)
-                _, serial, _ = await secondary.receive()  # not acknowledged
-                assert serial == 1
-                notifier.changed(soa(2), None, nursery)
-                started = trio.current_time()
-                query, serial, peer = await secondary.receive()  # the retry
-                assert serial == 2 and trio.current_time() - started <= NOTIFY_TIMEOUT + 1
-                await secondary.ack(query, peer)
-                await wait_idle(notifier)
-            assert secondary.nothing_waiting()
+    async def body(secondary, notifier, nursery) -> None:
+        notifier.changed(soa(1), None, nursery)
+        _, serial, _ = await secondary.receive()  # not acknowledged
+        assert serial == 1
+        notifier.changed(soa(2), None, nursery)
+        started = trio.current_time()
+        query, serial, peer = await secondary.receive()  # the retry
+        assert serial == 2 and trio.current_time() - started <= NOTIFY_TIMEOUT + 1
+        await secondary.ack(query, peer)
+        await wait_idle(notifier)
 
-    trio.run(main)
+    secondary, _ = run(body)
+    assert secondary.nothing_waiting()
 
 
 def test_an_unreachable_target_costs_one_task_however_many_changes():
-    async def main() -> None:
-        secondary = Secondary()
-        notifier = Notifier(ZONE, await secondary.bind())
-        with trio.fail_after(BOUND):
-            async with trio.open_nursery() as nursery:
-                for serial in range(1, 1001):
-                    notifier.changed(soa(serial), None, nursery)
-                _, serial, _ = await secondary.receive()
-                assert serial == 1000 and len(nursery.child_tasks) == 1
-                nursery.cancel_scope.cancel()
-        assert not notifier.running
+    async def body(secondary, notifier, nursery) -> None:
+        for serial in range(1, 1001):
+            notifier.changed(soa(serial), None, nursery)
+        _, serial, _ = await secondary.receive()
+        assert serial == 1000 and len(nursery.child_tasks) == 1
+        nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    _, notifier = run(body)
+    assert not notifier.running
