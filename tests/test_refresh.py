@@ -7,7 +7,8 @@ import pytest
 from keyresolve.protocol.errors import KeyresolveError
 from keyresolve.protocol.names import Name
 from keyresolve.authority.refresh import (MAX_BOOTSTRAP_RETRY, MAX_EXPIRE, MIN_EXPIRE, MIN_REFRESH,
-                                MIN_RETRY, FailureReport, RefreshState, State, Timers)
+                                MIN_RETRY, FailureReport, RefreshState, State, Timers,
+                                transfer_at_once)
 from keyresolve.protocol.records import SOA
 
 
@@ -160,3 +161,17 @@ def test_notify_during_a_check_is_not_lost(outcome):
     state.begin_check()
     state.check_succeeded(soa(serial=3), 1003)
     assert state.wait(1003) == 60  # and the recheck flag is spent
+
+
+@pytest.mark.parametrize("hint, held, at_once", [
+    (None, soa(5), False),              # no NOTIFY serial: ask the SOA first
+    (6, None, False),                   # no copy: the SOA query, then a full transfer
+    (6, soa(5), True),                  # newer: IXFR at once
+    (5, soa(5), False),                 # the same: the SOA query decides
+    (4, soa(5), False),                 # older
+    (0, soa(0xFFFFFFFF), True),         # newer across the wrap (RFC 1982)
+    (5 + 2**31, soa(5), False),         # 2**31 away: undefined, not newer
+])
+def test_a_notify_serial_newer_than_ours_skips_the_soa_query(hint, held, at_once):
+    assert transfer_at_once(hint, held) is at_once
+

@@ -435,3 +435,49 @@ def test_an_unsigned_notify_from_a_primary_is_matched_by_address_not_text(tmp_pa
     secondary.wait_logged(r"NOTIFY for v4\.example\. \(serial \?\) from ::ffff:127\.0\.0\.1")
     secondary.wait_logged(r"NOTIFY for v6\.example\. \(serial \?\) from ::1\b")
     assert "NOTIFY for other.example" not in secondary.log
+
+
+def test_a_notify_serial_newer_than_ours_is_fetched_by_ixfr_without_an_soa_query(
+        tmp_path, start_daemon):
+    """A secondary zone's refresh (in process) against a real primary: after
+    a NOTIFY announcing a newer serial it asks for IXFR at once; with a hint
+    the primary does not have yet, or none, the SOA query decides as before."""
+    import trio
+
+    from keyresolve.cli.config import load_serve_config
+    from keyresolve.daemons.secondary import SecondaryZone
+    from keyresolve.store.zones import Store
+
+    p = Pair(tmp_path, start_daemon)
+    p.start_primary()
+    config = load_serve_config(p.sdir / "serve.toml")
+    asked: list[str] = []
+
+    async def main() -> None:
+        with Store(p.sdir / "data") as store:
+            secondary = SecondaryZone(config.zones[0], store, config.keys, trio.Lock(),
+                                      lambda zone, soa: None)
+            query_soa = secondary.query_soa
+
+            async def counted(primary):
+                asked.append("SOA")
+                return await query_soa(primary)
+
+            secondary.query_soa = counted
+            assert (await secondary.refresh()).rdata.serial == 1  # no copy: in full
+            p.write_zone(2, ["alice", "bob", "carol"])
+            p.primary.signal(signal.SIGHUP)
+            p.primary.wait_for("reload done")
+            asked.clear()
+            secondary.notify(2)
+            assert (await secondary.refresh()).rdata.serial == 2
+            assert asked == []  # IXFR at once
+            secondary.notify(9)  # ahead of the primary: its IXFR answer says ours is current
+            assert (await secondary.refresh()).rdata.serial == 2
+            assert asked == [] and secondary.last_result.endswith("serial 2 is current")
+            secondary.notify(2)  # not newer: the SOA query, as without a hint
+            assert (await secondary.refresh()).rdata.serial == 2 and asked == ["SOA"]
+
+    trio.run(main)
+    p.primary.wait_logged(r"transfer out example\.com\. .*incremental, serial 1 -> 2")
+    p.primary.wait_logged(r"transfer out example\.com\. .*up_to_date, serial 2 -> 2")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from ..protocol.errors import KeyresolveError
 from ..protocol.records import SOA
+from ..protocol.serial import serial_gt
 
 #: Floors on the SOA timers, so a hostile or careless primary cannot make its
 #: secondaries poll it in a tight loop. One second keeps loopback tests fast;
@@ -178,3 +179,13 @@ class FailureReport:
         if not failures:
             return None
         return f"answers again after {failures} failed attempt{'s' if failures > 1 else ''}"
+
+
+def transfer_at_once(hint: int | None, held: SOA | None) -> bool:
+    """Whether a check may ask for IXFR without the SOA query first: a
+    NOTIFY's serial (its hint, RFC 1996 3.7) is newer than the copy held.
+    The IXFR still asks the primary itself: one already current answers it
+    with its one SOA (RFC 1995 2), so a wrong hint costs one query, as the
+    SOA query would have; a right one saves a round trip per change."""
+    return hint is not None and held is not None and serial_gt(hint, held.serial)
+

@@ -22,7 +22,7 @@ from ..protocol.names import Name
 from ..net.client import query
 from ..net.transfer import run_transfer
 from ..protocol.records import SOA, Record
-from ..authority.refresh import FailureReport, RefreshState
+from ..authority.refresh import FailureReport, RefreshState, transfer_at_once
 from ..protocol.serial import serial_gt
 from ..store.zones import Snapshot, Store
 from ..protocol.tsig import SharedKey
@@ -98,6 +98,8 @@ class SecondaryZone(StoredSecondary):
         self._reports: dict[Endpoint, FailureReport] = {}
         #: The outcome of the last check, for `keyresolve ctl zone-status`.
         self.last_result: str | None = None
+        #: The newest serial NOTIFYs announced since the last check began.
+        self._hint: int | None = None
         #: The next check transfers the whole zone whatever the serials say.
         self._full = False
 
@@ -125,8 +127,11 @@ class SecondaryZone(StoredSecondary):
         moments between a success's write and the timers' update."""
         return self.expires_at(snapshot), self.state.expires_at()
 
-    def notify(self) -> None:
-        """A NOTIFY arrived: check the primaries now (or right after this check)."""
+    def notify(self, serial: int | None = None) -> None:
+        """A NOTIFY arrived (announcing `serial`, if it did): check the
+        primaries now (or right after this check)."""
+        if serial is not None and (self._hint is None or serial_gt(serial, self._hint)):
+            self._hint = serial
         self.state.notify(time.time())
         self._wakeup.set()
 
@@ -165,6 +170,7 @@ class SecondaryZone(StoredSecondary):
         hold, or None if no primary could be used."""
         origin = self.zone.name
         full, self._full = self._full, False
+        hint, self._hint = self._hint, None
         for primary in self.zone.primaries:
             try:
                 if full:
@@ -172,8 +178,17 @@ class SecondaryZone(StoredSecondary):
                     self.on_updated(self.zone, soa)
                     self._succeeded(primary, f"transferred serial {soa.rdata.serial} in full")
                     return soa
-                remote = await self.query_soa(primary)
                 current = self._stored()[0]
+                if current is not None and transfer_at_once(hint, current.rdata):
+                    soa = await self.transfer(primary, current)
+                    if serial_gt(soa.rdata.serial, current.rdata.serial):
+                        self.on_updated(self.zone, soa)
+                        self._succeeded(primary, f"transferred serial {soa.rdata.serial}")
+                        return soa
+                    remote = soa  # the primary is not as new as the hint: ours is current
+                else:
+                    remote = await self.query_soa(primary)
+                    current = self._stored()[0]
                 if current is not None and not serial_gt(remote.rdata.serial,
                                                          current.rdata.serial):
                     async with self.write_lock:

@@ -438,7 +438,7 @@ class AuthServer:
         zone = secondary.zone
         log.info("NOTIFY for %s (serial %s) from %s", zone.name,
                  "?" if notify.serial is None else notify.serial, peer[0])
-        secondary.notify()
+        secondary.notify(notify.serial)
         return notify_response(query)
 
 
