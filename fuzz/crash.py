@@ -57,8 +57,10 @@ CASES = {
 }
 SETTINGS = [("keys", int, 20000, "mailboxes in the zone (default 20000)")]
 #: Seconds a compile child may outlive its killed parent (it has no
-#: parent to report to: it should stop at once).
-ORPHAN_GRACE = 0.5
+#: parent to report to: it should stop at once). The bound of the serve
+#: tests (tests/test_serve.py ORPHAN_DEADLINE, issue #17): half of it was
+#: missed under load (a killed process's exit is not instant there).
+ORPHAN_GRACE = 1.0
 #: Seconds primary and secondary may take to converge after a restart.
 CONVERGE_BOUND = 30.0
 ORIGIN = Name.from_text("example.")
