@@ -363,6 +363,17 @@ def test_bad_requests_get_their_rcode(plaintext: bytes, rcode: int) -> None:
     assert info.value.rcode == rcode
 
 
+def test_a_key_id_given_by_the_caller_is_the_one_checked() -> None:
+    envelope = m.make_request(Kind.REGISTER, ZONE, REGISTER_FIELDS,
+                              registry_key=REGISTRY.encrypt, time=T0, signer=OWNER.ed,
+                              random=Fixed(NONCE, EPHEMERAL_REQUEST))
+    own = bytes.fromhex(REGISTRY.encrypt.key_id)
+    assert m.open_request(REGISTRY.x, envelope, key_id=own) == m.open_request(REGISTRY.x,
+                                                                               envelope)
+    with pytest.raises(NotAuth):  # the envelope names another key than the caller's
+        m.open_request(REGISTRY.x, envelope, key_id=bytes.fromhex(OWNER.encrypt.key_id))
+
+
 def test_a_request_sealed_to_another_key_is_notauth() -> None:
     envelope = m.seal_envelope(OWNER.encrypt, m.INFO_REQUEST, _signed(_body(1, REGISTER_FIELDS)),
                                Fixed(EPHEMERAL_REQUEST))

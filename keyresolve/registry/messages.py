@@ -285,14 +285,16 @@ def opener_key(private: OpenerKey) -> KEY:
     return KEY(KeyAlgorithm.X25519, KeyUsage.ENCRYPT, private.public_key().public_bytes_raw())
 
 
-def open_envelope(private: OpenerKey, info: bytes, data: Any, what: str) -> bytes:
+def open_envelope(private: OpenerKey, info: bytes, data: Any, what: str, *,
+                  key_id: bytes | None = None) -> bytes:
     """The plaintext of an envelope sealed to `private` (X25519 or hybrid);
     FormError if it is malformed, NotAuth if it is for another key or does
-    not open."""
+    not open. `key_id`, if given, is that of `private`'s public key (a
+    caller opening many envelopes computes it once)."""
     recipient, sealed = _array(_unpack(data, what), 2, what)
     _bin(recipient, f"{what} key id", KEY_ID_SIZE)
     _bin(sealed, f"{what} sealed data")
-    if recipient != key_id_bytes(opener_key(private)):
+    if recipient != (key_id or key_id_bytes(opener_key(private))):
         raise NotAuth(f"{what} is sealed to another key")
     if isinstance(private, hpke.HybridPrivateKey):
         return hpke.open_hybrid(private, info, sealed)
@@ -313,11 +315,13 @@ def make_request(kind: Kind, zone: Name, fields: list[Wire], *, registry_key: KE
     return seal_envelope(registry_key, INFO_REQUEST, msgpack.packb([body, signature]), random)
 
 
-def open_request(private: X25519PrivateKey, envelope: bytes) -> Request:
+def open_request(private: X25519PrivateKey, envelope: bytes, *,
+                 key_id: bytes | None = None) -> Request:
     """Open and decode a request envelope sealed to the registry's key
-    `private`; a REGISTER's signature is checked with the key it carries."""
+    `private` (`key_id`: its public key's, if the caller holds it); a
+    REGISTER's signature is checked with the key it carries."""
     digest = hashlib.sha256(envelope).digest() if type(envelope) is bytes else b""
-    plaintext = open_envelope(private, INFO_REQUEST, envelope, "request")
+    plaintext = open_envelope(private, INFO_REQUEST, envelope, "request", key_id=key_id)
     body, signature = _array(_unpack(plaintext, "request"), 2, "request")
     _bin(body, "request body")
     if signature is not None:

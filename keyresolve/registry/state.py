@@ -36,7 +36,7 @@ from ..protocol.records import ADDR, KEY, KeyAlgorithm, KeyFlag
 from ..protocol.tsig import DEFAULT_FUDGE, ExpiringSet
 from ..protocol.tsig import MAX_REPLAY_ENTRIES as TSIG_MAX_REPLAY_ENTRIES
 from .defaults import DEFAULT_CONFIRM_WITHIN, DEFAULT_REVERIFY_EVERY, DEFAULT_REVERIFY_GRACE
-from .messages import ENCRYPT_ALGORITHMS, REQUEST_ID_SIZE, TOKEN_SIZE, Answer, AnswerKind, Challenge, Kind, LogEntry, LogOp, Request, key_id_bytes, mail_token_text, make_challenge, open_request, seal_backup
+from .messages import ENCRYPT_ALGORITHMS, REQUEST_ID_SIZE, TOKEN_SIZE, Answer, AnswerKind, Challenge, Kind, LogEntry, LogOp, Request, key_id_bytes, mail_token_text, make_challenge, open_request, opener_key, seal_backup
 
 #: Pending requests (challenges and tokens not yet answered) of one address:
 #: a few retries by the owner, while a flood for one address stays small.
@@ -252,6 +252,8 @@ class Registry:
                  allowed: Callable[[Name], bool] = lambda address: True) -> None:
         self.zones = frozenset(zones)
         self.private = private
+        #: The key id requests are sealed to (derived once, not per request).
+        self._key_id = key_id_bytes(opener_key(private))
         self.signer = signer
         self.server = server
         self.clock = clock
@@ -278,7 +280,7 @@ class Registry:
         protocol error (with its rcode) of a request refused."""
         if zone not in self.zones:
             raise NotAuth(f"{zone} is not a registration zone of this server")
-        request = open_request(self.private, envelope)
+        request = open_request(self.private, envelope, key_id=self._key_id)
         if request.zone != zone:
             raise NotAuth("the request is sealed for another zone")
         now = self.clock()
