@@ -585,7 +585,7 @@ class _Ticket:
         return self._serial
 
 
-__all__ = ["ENCRYPT_KEY_FILE", "MAIL_QUEUE_DIR", "MAX_DUE_SLEEP", "REGISTRY_KEY_TTL",
-           "GROUP_COMMIT_WINDOW", "MAX_COMMIT_BATCH", "RegistryService", "SIGN_KEY_FILE", "build_mail", "commit_change",
-           "commit_changes",
-           "ensure_apex_keys", "load_or_make_keys", "public_keys"]
+__all__ = ["ENCRYPT_KEY_FILE", "GROUP_COMMIT_WINDOW", "MAIL_QUEUE_DIR", "MAX_COMMIT_BATCH",
+           "MAX_DUE_SLEEP", "REGISTRY_KEY_TTL", "RegistryService", "SIGN_KEY_FILE", "build_mail",
+           "commit_change", "commit_changes", "ensure_apex_keys", "load_or_make_keys",
+           "public_keys"]

@@ -179,13 +179,10 @@ class SecondaryZone(StoredSecondary):
                     self._succeeded(primary, f"transferred serial {soa.rdata.serial} in full")
                     return soa
                 current = self._stored()[0]
+                transferred = None
                 if current is not None and transfer_at_once(hint, current.rdata):
-                    soa = await self.transfer(primary, current)
-                    if serial_gt(soa.rdata.serial, current.rdata.serial):
-                        self.on_updated(self.zone, soa)
-                        self._succeeded(primary, f"transferred serial {soa.rdata.serial}")
-                        return soa
-                    remote = soa  # the primary is not as new as the hint: ours is current
+                    # IXFR at once: its answer is the primary's SOA (ours, if current)
+                    remote = transferred = await self.transfer(primary, current)
                 else:
                     remote = await self.query_soa(primary)
                     current = self._stored()[0]
@@ -197,7 +194,7 @@ class SecondaryZone(StoredSecondary):
                     log.debug("zone %s: serial %d is current", origin, current.rdata.serial)
                     self._succeeded(primary, f"serial {current.rdata.serial} is current")
                     return current
-                soa = await self.transfer(primary, current)
+                soa = transferred or await self.transfer(primary, current)
                 self.on_updated(self.zone, soa)
                 self._succeeded(primary, f"transferred serial {soa.rdata.serial}")
                 return soa
@@ -261,16 +258,15 @@ class SecondaryZone(StoredSecondary):
         return soa
 
 
-async def send_notify(origin, soa: Record | Callable[[], Record], target: Endpoint,
+async def send_notify(origin, soa: Callable[[], Record], target: Endpoint,
                       key: SharedKey | None) -> bool:
     """NOTIFY `target` of the zone's new serial, retrying until acknowledged
-    (bounded by NOTIFY_ATTEMPTS). True if acknowledged. `soa` may be a
-    function giving the SOA to announce at each attempt (the newest)."""
+    (bounded by NOTIFY_ATTEMPTS); `soa()` gives the SOA each attempt
+    announces (the newest). True if acknowledged."""
     timeout = NOTIFY_TIMEOUT
     problem = "no attempt"
-    current = soa if callable(soa) else (lambda: soa)
     for _ in range(NOTIFY_ATTEMPTS):
-        sent = current()
+        sent = soa()
         message = make_notify(origin, sent)
         try:
             exchange = await query(target, message, timeout=timeout, retries=0, key=key)
@@ -288,7 +284,7 @@ async def send_notify(origin, soa: Record | Callable[[], Record], target: Endpoi
                  format_endpoint(target))
         return True
     log.warning("NOTIFY %s serial %d to %s gave up after %d attempts: %s", origin,
-                current().rdata.serial, format_endpoint(target), NOTIFY_ATTEMPTS, problem)
+                sent.rdata.serial, format_endpoint(target), NOTIFY_ATTEMPTS, problem)
     return False
 
 
@@ -305,8 +301,10 @@ class Notifier:
     def __init__(self, origin: Name, target: Endpoint) -> None:
         self.origin = origin
         self.target = target
-        #: The newest SOA not yet announced by a finished NOTIFY.
-        self._latest: Record | None = None
+        self._key: SharedKey | None = None
+        #: The newest SOA no attempt has announced yet, and the last announced.
+        self._pending: Record | None = None
+        self._sent: Record | None = None
         self._running = False
 
     @property
@@ -316,25 +314,23 @@ class Notifier:
 
     def changed(self, soa: Record, key: SharedKey | None, nursery: trio.Nursery) -> None:
         """The zone's serial is now `soa`'s: announce it (in `nursery`)."""
-        self._latest = soa
+        self._pending = soa
         self._key = key
         if not self._running:
             self._running = True
             nursery.start_soon(self._run)
 
+    def _take(self) -> Record:
+        """The SOA an attempt announces: the newest."""
+        if self._pending is not None:
+            self._sent, self._pending = self._pending, None
+        assert self._sent is not None
+        return self._sent
+
     async def _run(self) -> None:
         try:
-            while self._latest is not None:
-                soa = self._latest
-
-                def newest() -> Record:
-                    nonlocal soa
-                    soa = self._latest or soa
-                    return soa
-
-                await send_notify(self.origin, newest, self.target, self._key)
-                if self._latest is soa:  # announced: nothing newer arrived
-                    self._latest = None
+            while self._pending is not None:  # changed after the last attempt
+                await send_notify(self.origin, self._take, self.target, self._key)
         finally:
             self._running = False
 
