@@ -233,20 +233,16 @@ class AuthServer:
             response = handler(query, key, peer, tcp)
             if response.__class__ is not Message:
                 return response  # the reply itself: bytes, a transfer's stream, an awaitable
-        except ProtocolError as exc:
-            if our_failure(exc):
-                self.faults.exception("failure to answer", "failed to answer %s from %s",
-                                      query.question, peer[0])
-                response = make_response(query, Rcode.SERVFAIL)
-            else:
+        except Exception as exc:
+            if isinstance(exc, ProtocolError) and not our_failure(exc):  # the peer's: its rcode
                 if isinstance(exc, Refused):
                     self.faults.info("refused", "refused %s from %s: %s", query.question,
                                      peer[0], exc)
                 response = make_response(query, exc.rcode)
-        except Exception:
-            self.faults.exception("failure to answer", "failed to answer %s from %s",
-                                  query.question, peer[0])
-            response = make_response(query, Rcode.SERVFAIL)
+            else:  # ours, or a bug: SERVFAIL, logged
+                self.faults.exception("failure to answer", "failed to answer %s from %s",
+                                      query.question, peer[0])
+                response = make_response(query, Rcode.SERVFAIL)
         size = max_response_size(query, tcp)
         if key is None:
             if not tcp and self.rrl is not None:
