@@ -443,14 +443,22 @@ def test_a_zone_file_with_a_key_at_a_registered_address_is_a_reload_error(regist
 
 
 # -- mail ----------------------------------------------------------------------------
-def test_the_mail_of_a_registration_made_while_smtp_was_down_arrives(
-        tmp_path, start_daemon, smtp_server):
+def registered_while_smtp_is_down(tmp_path, start_daemon, smtp_server,
+                                  deferred: str = "") -> tuple[Registry, Owner]:
+    """A registry whose SMTP server is down, and alice registered: her mail
+    is queued and deferred (the log line matching `deferred` too)."""
     smtp_server.stop()
     reg = Registry(tmp_path, start_daemon, smtp_server)
     reg.start()
     alice = Owner("alice@example.com")
     reg.register(alice)  # answered: the mail is queued
-    reg.primary.wait_for(r"mail 0 to alice@example\.com deferred")
+    reg.primary.wait_for(r"mail 0 to alice@example\.com deferred" + deferred)
+    return reg, alice
+
+
+def test_the_mail_of_a_registration_made_while_smtp_was_down_arrives(
+        tmp_path, start_daemon, smtp_server):
+    reg, alice = registered_while_smtp_is_down(tmp_path, start_daemon, smtp_server)
     smtp_server.start()
     # a restart tries the queue at once (no mail is lost across it either)
     assert reg.primary.stop() == 0
@@ -471,12 +479,8 @@ def ctl_json(reg: Registry, *args: str) -> dict:
 
 def test_ctl_mail_flush_sends_the_mail_queued_while_smtp_was_down_without_a_restart(
         tmp_path, start_daemon, smtp_server):
-    smtp_server.stop()
-    reg = Registry(tmp_path, start_daemon, smtp_server)
-    reg.start()
-    alice = Owner("alice@example.com")
-    reg.register(alice)  # answered: the mail is queued
-    reg.primary.wait_for(r"mail 0 to alice@example\.com deferred .*next try in 60 s")
+    reg, alice = registered_while_smtp_is_down(tmp_path, start_daemon, smtp_server,
+                                               deferred=r" .*next try in 60 s")
     assert ctl_json(reg, "status")["mails_queued"] == 1
     smtp_server.start()
     # the next try is a minute away: the flush makes it now

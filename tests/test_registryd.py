@@ -182,3 +182,59 @@ def test_a_group_of_changes_is_one_commit_in_order(store, tmp_path):
         LogOp.PUBLISH, LogOp.PUBLISH, LogOp.PUBLISH, LogOp.RENEW]
     (step,) = store.journal_steps(ZONE, 7)
     assert len(list(step.iter_added())) == 4  # the 4 keys now served, nothing removed
+
+
+# -- the group commit's gathering --------------------------------------------------------
+def _gathering(deciding: int):
+    """A RegistryService reduced to what `_gather` reads: `deciding`
+    requests admitted and not yet decided, none submitted."""
+    import trio
+
+    from keyresolve.daemons.registryd import RegistryService
+
+    service = object.__new__(RegistryService)
+    service._deciding, service._submitted, service._decided = deciding, [], trio.Event()
+    return service
+
+
+def test_a_commit_waits_for_the_requests_being_decided_then_goes():
+    import trio
+    import trio.testing
+
+    from keyresolve.daemons.registryd import GROUP_COMMIT_WINDOW
+
+    service = _gathering(2)
+    order = []
+
+    async def decide() -> None:  # as RegistryService._handle ends each decision
+        for _ in range(2):
+            await trio.sleep(GROUP_COMMIT_WINDOW / 10)
+            order.append("decided")
+            service._deciding -= 1
+            if not service._deciding:
+                service._decided.set()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(decide)
+            await service._gather()
+            order.append("commit")
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert order == ["decided", "decided", "commit"]
+
+
+def test_a_commit_waits_no_longer_than_the_window_nor_at_all_with_nothing_to_decide():
+    import trio
+    import trio.testing
+
+    from keyresolve.daemons.registryd import GROUP_COMMIT_WINDOW
+
+    async def waited(service) -> float:
+        start = trio.current_time()
+        await service._gather()
+        return trio.current_time() - start
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    assert trio.run(waited, _gathering(3), clock=clock) == GROUP_COMMIT_WINDOW  # never decided
+    assert trio.run(waited, _gathering(0), clock=clock) == 0
